@@ -1,0 +1,339 @@
+//! Command runners: turn parsed flags into the library's configuration, run the pipeline and
+//! write the report. Each returns the process exit status (0, 1 or 2; see `cli`).
+
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use crate::cli::{ApiArgs, HashArgs, LookupArgs, MockArgs, OutputArgs, ScanArgs, WalkArgs};
+use crate::client::{ApiKey, ClientConfig, HttpClient, ReputationClient};
+use crate::digest::Algo;
+use crate::hash::{FileStatus, HashOptions};
+use crate::hashlist::{ListedHash, parse_line, sum_line};
+use crate::pipeline::{LookupOptions, ScanConfig, lookup_digests, outcome_fields, scan};
+use crate::progress::{BarProgress, NoProgress, Progress};
+use crate::report::{Format, Record, Reporter, Summary, escape_for_line, reporter};
+use crate::walk::WalkOptions;
+use crate::{Error, mock};
+
+/// The environment variable holding the API key.
+pub const APIKEY_ENV: &str = "METADEFENDER_APIKEY";
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+fn walk_options(w: &WalkArgs) -> WalkOptions {
+    WalkOptions {
+        follow_symlinks: w.follow_symlinks,
+        one_file_system: w.one_file_system,
+        threads: w.threads.unwrap_or_else(default_threads),
+        excludes: w.exclude.clone(),
+    }
+}
+
+fn load_key(api: &ApiArgs) -> Result<ApiKey, Error> {
+    match &api.apikey_file {
+        Some(path) => {
+            let raw = std::fs::read_to_string(path).map_err(|source| Error::Input { path: path.clone(), source })?;
+            ApiKey::new(&raw).ok_or_else(|| Error::Usage(format!("the API key file {} is empty", path.display())))
+        }
+        None => std::env::var(APIKEY_ENV).ok().and_then(|k| ApiKey::new(&k)).ok_or_else(|| {
+            Error::Usage(format!(
+                "no API key: set {APIKEY_ENV} or use --apikey-file PATH (or --offline to hash without lookups)"
+            ))
+        }),
+    }
+}
+
+fn build_client(api: &ApiArgs) -> Result<HttpClient, Error> {
+    let mut cfg = ClientConfig::new(api.api_url.clone(), load_key(api)?);
+    cfg.details = api.details;
+    cfg.retries = api.retries;
+    cfg.max_wait = api.max_wait;
+    cfg.timeout = api.timeout;
+    cfg.connect_timeout = api.connect_timeout;
+    cfg.insecure_http = api.insecure_http;
+    Ok(HttpClient::new(cfg)?)
+}
+
+fn lookup_options(api: &ApiArgs) -> LookupOptions {
+    LookupOptions {
+        algo: api.lookup_hash,
+        batch_size: usize::from(api.batch_size),
+        concurrency: usize::from(api.concurrency),
+        batch_wait: api.batch_wait,
+    }
+}
+
+fn progress() -> Box<dyn Progress> {
+    if io::stderr().is_terminal() {
+        Box::new(BarProgress::new())
+    } else {
+        Box::new(NoProgress)
+    }
+}
+
+/// Table on a terminal, ndjson otherwise (a file named by `-o` is not a terminal).
+fn resolve_format(o: &OutputArgs) -> Format {
+    o.format
+        .unwrap_or(if o.output.is_none() && io::stdout().is_terminal() {
+            Format::Table
+        } else {
+            Format::Ndjson
+        })
+}
+
+/// Write a report to stdout or, atomically, to `-o FILE` (a temp file beside it, renamed).
+fn write_report(
+    o: &OutputArgs,
+    format: Format,
+    (md5, sha1): (bool, bool),
+    summary: &Summary,
+    body: impl FnOnce(&mut dyn Reporter) -> io::Result<()>,
+) -> Result<(), Error> {
+    match &o.output {
+        None => {
+            let stdout = io::stdout().lock();
+            let out: Box<dyn Write> = Box::new(io::BufWriter::with_capacity(1 << 16, stdout));
+            let mut rep = reporter(format, out, md5, sha1);
+            body(&mut *rep)?;
+            rep.finish(summary)?;
+            Ok(())
+        }
+        Some(path) => {
+            let fail = |source: io::Error| Error::Output {
+                path: path.clone(),
+                source,
+            };
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".hashsweep-report.")
+                .tempfile_in(dir)
+                .map_err(fail)?;
+            {
+                let out: Box<dyn Write + '_> =
+                    Box::new(io::BufWriter::with_capacity(1 << 16, tmp.as_file_mut()));
+                let mut rep = reporter(format, out, md5, sha1);
+                body(&mut *rep).map_err(fail)?;
+                rep.finish(summary).map_err(fail)?;
+            }
+            tmp.as_file().sync_all().map_err(fail)?;
+            tmp.persist(path).map_err(|e| fail(e.error))?;
+            Ok(())
+        }
+    }
+}
+
+fn print_halt(client: Option<&HttpClient>) {
+    if let Some(why) = client.and_then(|c| c.halted()) {
+        eprintln!("hashsweep: lookups stopped: {why}");
+    }
+}
+
+/// `hashsweep scan`
+pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
+    let client = if a.offline {
+        None
+    } else {
+        Some(build_client(&a.api)?)
+    };
+    let cfg = ScanConfig {
+        roots: a.paths.clone(),
+        walk: walk_options(&a.walk),
+        hash: HashOptions {
+            md5: a.md5 || a.api.lookup_hash == Algo::Md5,
+            sha1: a.sha1 || a.api.lookup_hash == Algo::Sha1,
+            max_size: a.walk.max_size,
+            follow_symlinks: a.walk.follow_symlinks,
+        },
+        threads: a.walk.threads.unwrap_or_else(default_threads),
+        lookup: (!a.offline).then(|| lookup_options(&a.api)),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let progress = progress();
+    let out = scan(
+        &cfg,
+        client.as_ref().map(|c| c as &dyn ReputationClient),
+        &*progress,
+        &stop,
+    )?;
+    let summary = out.summary();
+    let format = resolve_format(&a.output);
+    write_report(
+        &a.output,
+        format,
+        (cfg.hash.md5, cfg.hash.sha1),
+        &summary,
+        |rep| {
+            for i in out.order(format == Format::Table) {
+                rep.record(&out.record(&out.files[i]))?;
+            }
+            Ok(())
+        },
+    )?;
+    eprintln!("{}", summary.human());
+    print_halt(client.as_ref());
+    Ok(summary.exit_status())
+}
+
+/// `hashsweep hash`: sha256sum-compatible lines (md5sum/sha1sum with --md5/--sha1).
+pub fn run_hash(a: HashArgs) -> Result<u8, Error> {
+    let algo = if a.md5 {
+        Algo::Md5
+    } else if a.sha1 {
+        Algo::Sha1
+    } else {
+        Algo::Sha256
+    };
+    let cfg = ScanConfig {
+        roots: a.paths.clone(),
+        walk: walk_options(&a.walk),
+        hash: HashOptions {
+            md5: a.md5,
+            sha1: a.sha1,
+            max_size: a.walk.max_size,
+            follow_symlinks: a.walk.follow_symlinks,
+        },
+        threads: a.walk.threads.unwrap_or_else(default_threads),
+        lookup: None,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let out = scan(&cfg, None, &NoProgress, &stop)?;
+    let mut stdout = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    let mut incomplete = false;
+    for f in &out.files {
+        let shown = || escape_for_line(std::os::unix::ffi::OsStrExt::as_bytes(f.path.as_os_str()));
+        match &f.status {
+            FileStatus::Hashed {
+                digests, warning, ..
+            } => {
+                if let Some(d) = digests.get(algo) {
+                    stdout.write_all(&sum_line(&d.to_hex(), &f.path))?;
+                }
+                if let Some(w) = warning {
+                    incomplete = true;
+                    eprintln!("hashsweep: {}: {w}", shown());
+                }
+            }
+            FileStatus::Skipped(why) => eprintln!("hashsweep: {}: skipped: {why}", shown()),
+            FileStatus::Error(e) => {
+                incomplete = true;
+                eprintln!("hashsweep: {}: {e}", shown());
+            }
+        }
+    }
+    stdout.flush()?;
+    Ok(if incomplete { 2 } else { 0 })
+}
+
+/// `hashsweep lookup`
+pub fn run_lookup(a: LookupArgs) -> Result<u8, Error> {
+    let mut listed: Vec<ListedHash> = Vec::new();
+    let mut bad = 0u64;
+    let mut take = |line: &[u8], where_: String| match parse_line(line) {
+        Ok(Some(h)) => listed.push(h),
+        Ok(None) => {}
+        Err(e) => {
+            bad += 1;
+            eprintln!("hashsweep: {where_}: {e}");
+        }
+    };
+    if a.hashes.is_empty() {
+        let stdin = io::stdin().lock();
+        for (n, line) in stdin.split(b'\n').enumerate() {
+            let line = line.map_err(|source| Error::Input {
+                path: "<stdin>".into(),
+                source,
+            })?;
+            take(&line, format!("stdin line {}", n + 1));
+        }
+    } else {
+        for (n, h) in a.hashes.iter().enumerate() {
+            take(h.as_bytes(), format!("argument {}", n + 1));
+        }
+    }
+    if listed.is_empty() {
+        return Err(Error::Usage(
+            "no valid hashes given (as arguments or on stdin)".into(),
+        ));
+    }
+    let client = build_client(&a.api)?;
+    let digests: Vec<_> = listed.iter().map(|h| h.digest).collect();
+    let started = std::time::Instant::now();
+    let outcomes = lookup_digests(&digests, &client, &lookup_options(&a.api));
+
+    let records: Vec<Record<'_>> = listed
+        .iter()
+        .map(|h| {
+            let (verdict, answer, error) = outcome_fields(outcomes.get(&h.digest));
+            let hex = Some(h.digest.to_hex());
+            let (mut sha256, mut md5, mut sha1) = (None, None, None);
+            match h.digest.algo() {
+                Algo::Sha256 => sha256 = hex,
+                Algo::Md5 => md5 = hex,
+                Algo::Sha1 => sha1 = hex,
+            }
+            Record {
+                path: h.name.as_deref(),
+                size: None,
+                sha256,
+                md5,
+                sha1,
+                verdict,
+                answer,
+                error,
+                note: None,
+            }
+        })
+        .collect();
+    let mut summary = Summary {
+        distinct_digests: outcomes.len() as u64,
+        ..Summary::default()
+    };
+    for r in &records {
+        summary.count(r);
+    }
+    let s = client.stats();
+    summary.requests = s.requests;
+    summary.retries = s.retries;
+    summary.errors += bad;
+    summary.set_elapsed(started.elapsed());
+
+    let format = resolve_format(&a.output);
+    let has = |algo| listed.iter().any(|h| h.digest.algo() == algo);
+    write_report(
+        &a.output,
+        format,
+        (has(Algo::Md5), has(Algo::Sha1)),
+        &summary,
+        |rep| {
+            let mut order: Vec<&Record<'_>> = records.iter().collect();
+            if format == Format::Table {
+                order.sort_by_key(|r| r.verdict.rank());
+            }
+            order.into_iter().try_for_each(|r| rep.record(r))
+        },
+    )?;
+    eprintln!("{}", summary.human());
+    print_halt(Some(&client));
+    Ok(summary.exit_status())
+}
+
+/// `hashsweep mock-api`: serve the stand-in until killed.
+pub fn run_mock(a: MockArgs) -> Result<u8, Error> {
+    let key = std::env::var(APIKEY_ENV).ok();
+    let server = mock::MockServer::start_on(&a.listen, key.as_deref(), a.latency)
+        .map_err(|e| Error::Usage(format!("cannot listen on {}: {e}", a.listen)))?;
+    println!("mock MetaDefender API listening on {}", server.url());
+    io::stdout().flush()?;
+    loop {
+        std::thread::park();
+    }
+}

@@ -1,0 +1,212 @@
+//! Command-line flags (clap derive). Parsing only: no I/O and no pipeline logic here; `app`
+//! turns these into the library's plain configuration types.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::digest::Algo;
+use crate::report::Format;
+
+const EXIT_HELP: &str = "\
+Exit status:
+  0  every file was hashed and looked up, and nothing was detected
+  1  at least one detection (verdict infected or suspicious)
+  2  no detection, but something is incomplete: unreadable files, failed lookups,
+     files that changed while read, or bad arguments
+The API key is read from the environment variable METADEFENDER_APIKEY or from
+--apikey-file; it is never taken as an argument and never printed.";
+
+#[derive(Debug, Parser)]
+#[command(name = "hashsweep", version, about = "Hash a tree and look every distinct digest up in MetaDefender Cloud", after_help = EXIT_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Walk, hash, look up and report a verdict for every path
+    #[command(after_help = EXIT_HELP)]
+    Scan(ScanArgs),
+    /// Print sha256sum-compatible lines (md5sum/sha1sum with --md5/--sha1)
+    Hash(HashArgs),
+    /// Look up hashes given as arguments or on stdin (bare, or sha256sum/md5sum lines)
+    #[command(after_help = EXIT_HELP)]
+    Lookup(LookupArgs),
+    /// Serve a local stand-in for POST /v4/hash (for tests, demos and benchmarks)
+    #[command(hide = true)]
+    MockApi(MockArgs),
+}
+
+/// How the tree is walked (shared by `scan` and `hash`).
+#[derive(Debug, Clone, Args)]
+pub struct WalkArgs {
+    /// Follow symbolic links (loops are detected and reported)
+    #[arg(short = 'L', long)]
+    pub follow_symlinks: bool,
+    /// Do not cross into other file systems
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
+    /// Worker threads (default: number of CPUs)
+    #[arg(short = 'j', long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Skip paths matching this gitignore-style glob, relative to the root (repeatable)
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Skip (and report as skipped) files larger than SIZE, e.g. 10M, 2G
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_size: Option<u64>,
+}
+
+/// How lookups are made (shared by `scan` and `lookup`).
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// Base URL of the service (an on-premises MetaDefender or a hashsweep gateway)
+    #[arg(long, env = "HASHSWEEP_API_URL", value_name = "URL", default_value = crate::client::http::DEFAULT_API_URL)]
+    pub api_url: String,
+    /// Read the API key from this file (default: the METADEFENDER_APIKEY variable)
+    #[arg(long, value_name = "PATH")]
+    pub apikey_file: Option<PathBuf>,
+    /// Ask for per-engine results and keep them in JSON reports
+    #[arg(long)]
+    pub details: bool,
+    /// Which digest is sent to the service
+    #[arg(long, value_name = "ALGO", default_value = "sha256", value_parser = parse_algo)]
+    pub lookup_hash: Algo,
+    /// Hashes per request (at most 1000)
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub batch_size: u16,
+    /// Requests in flight at once
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    /// How long a partial batch waits for more digests before it is sent
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub batch_wait: Duration,
+    /// Retries of a request after a server error, timeout or malformed answer
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub retries: u32,
+    /// Longest wait a rate limit (429) may impose before the batch is given up
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub max_wait: Duration,
+    /// Timeout for one whole request
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Timeout for connecting
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Allow plain http to a host that is not loopback (the key crosses the network in clear)
+    #[arg(long)]
+    pub insecure_http: bool,
+}
+
+/// Where and how the report is written.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Report format (default: table on a terminal, ndjson otherwise)
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Write the report to FILE (atomically) instead of stdout
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Files and directories to scan
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub walk: WalkArgs,
+    /// Also compute MD5 (same read)
+    #[arg(long)]
+    pub md5: bool,
+    /// Also compute SHA-1 (same read)
+    #[arg(long)]
+    pub sha1: bool,
+    /// Hash and report without any lookup (verdict not_looked_up)
+    #[arg(long)]
+    pub offline: bool,
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HashArgs {
+    /// Files and directories to hash
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub walk: WalkArgs,
+    /// Print MD5 instead of SHA-256 (md5sum format)
+    #[arg(long, conflicts_with = "sha1")]
+    pub md5: bool,
+    /// Print SHA-1 instead of SHA-256 (sha1sum format)
+    #[arg(long)]
+    pub sha1: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LookupArgs {
+    /// Hashes (MD5, SHA-1 or SHA-256 hex); read from stdin when none are given
+    #[arg(value_name = "HASH")]
+    pub hashes: Vec<String>,
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MockArgs {
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1:8738")]
+    pub listen: String,
+    /// Delay added to every answer
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub latency: Duration,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(s)
+        .map_err(|e| format!("{e} (try 10M, 2G, 512K)"))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (try 500ms, 30s, 10m)"))
+}
+
+fn parse_algo(s: &str) -> Result<Algo, String> {
+    s.parse()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("10M").unwrap(), 10 << 20);
+        assert_eq!(parse_size("2G").unwrap(), 2 << 30);
+        assert_eq!(parse_size("123").unwrap(), 123);
+        assert!(parse_size("ten").is_err());
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+    }
+
+    #[test]
+    fn batch_size_is_capped_at_1000() {
+        assert!(Cli::try_parse_from(["hashsweep", "scan", "--batch-size", "1001", "."]).is_err());
+        assert!(Cli::try_parse_from(["hashsweep", "scan", "--batch-size", "1000", "."]).is_ok());
+    }
+}

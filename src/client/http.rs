@@ -1,0 +1,456 @@
+//! The real client: MetaDefender's `POST {api-url}/v4/hash` over reqwest (blocking, rustls).
+//!
+//! It owns the run-wide lookup policy: retries with exponential backoff and jitter for 5xx,
+//! timeouts, resets and malformed answers; waiting as told on 429 (one pause shared by every
+//! request in flight, capped by `max_wait`); stopping for good after a 401/403 or a spent daily
+//! quota; splitting a batch the service refuses with 400 so the good hashes still get answers.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::{Client, Response};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::{StatusCode, Url};
+
+use super::protocol::{self, parse_answer, parse_error};
+use super::{ApiKey, ClientStats, HashOutcome, ReputationClient};
+use crate::batch::LookupBatch;
+use crate::digest::Digest;
+
+/// The public service.
+pub const DEFAULT_API_URL: &str = "https://api.metadefender.com";
+
+/// Everything the client needs to know.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub api_url: String,
+    pub key: ApiKey,
+    /// Send `includescandetails: 1` and keep per-engine results.
+    pub details: bool,
+    /// Retries after the first attempt for transient failures.
+    pub retries: u32,
+    /// The longest a 429 may make us wait; longer waits fail the batch.
+    pub max_wait: Duration,
+    /// Whole-request timeout.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Allow plain http to hosts other than loopback.
+    pub insecure_http: bool,
+}
+
+impl ClientConfig {
+    pub fn new(api_url: impl Into<String>, key: ApiKey) -> ClientConfig {
+        ClientConfig {
+            api_url: api_url.into(),
+            key,
+            details: false,
+            retries: 5,
+            max_wait: Duration::from_secs(600),
+            timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(10),
+            insecure_http: false,
+        }
+    }
+}
+
+/// Why the client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid --api-url '{0}': {1}")]
+    BadUrl(String, String),
+    #[error(
+        "refusing plain http to {0}: the API key would cross the network unencrypted (use https, or --insecure-http)"
+    )]
+    PlainHttp(String),
+    #[error("cannot build the HTTP client: {0}")]
+    Build(String),
+}
+
+/// The blocking HTTP client. Share it between lookup threads by reference or `Arc`.
+pub struct HttpClient {
+    http: Client,
+    endpoint: Url,
+    key: ApiKey,
+    headers: HeaderMap,
+    cfg: ClientConfig,
+    /// Nobody sends before this instant (set by 429 answers).
+    pause_until: Mutex<Option<Instant>>,
+    /// Once set, nothing more is sent; every batch gets this reason.
+    stopped: Mutex<Option<String>>,
+    requests: AtomicU64,
+    retries: AtomicU64,
+    throttled: AtomicU64,
+}
+
+/// How one attempt ended.
+enum Attempt {
+    Done(Vec<(Digest, HashOutcome)>),
+    /// Worth trying again, after a backoff.
+    Retry(String),
+    /// The service told us to wait this long.
+    Wait(Duration, String),
+    /// 400: the batch itself was refused.
+    BadRequest(String),
+    /// Stop the whole run's lookups.
+    Fatal(String),
+}
+
+impl HttpClient {
+    pub fn new(cfg: ClientConfig) -> Result<HttpClient, ClientError> {
+        let base = cfg.api_url.trim_end_matches('/');
+        let endpoint = Url::parse(&format!("{base}/v4/hash"))
+            .map_err(|e| ClientError::BadUrl(cfg.api_url.clone(), e.to_string()))?;
+        match endpoint.scheme() {
+            "https" => {}
+            "http" if cfg.insecure_http || is_loopback(&endpoint) => {}
+            "http" => {
+                return Err(ClientError::PlainHttp(
+                    endpoint.host_str().unwrap_or_default().to_string(),
+                ));
+            }
+            other => {
+                return Err(ClientError::BadUrl(
+                    cfg.api_url.clone(),
+                    format!("unsupported scheme '{other}'"),
+                ));
+            }
+        }
+        let mut headers = HeaderMap::new();
+        let mut key = HeaderValue::from_str(cfg.key.expose()).map_err(|_| {
+            ClientError::Build("the API key contains characters not allowed in a header".into())
+        })?;
+        key.set_sensitive(true);
+        headers.insert("apikey", key);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if cfg.details {
+            headers.insert("includescandetails", HeaderValue::from_static("1"));
+        }
+        let http = Client::builder()
+            .user_agent(concat!("hashsweep/", env!("CARGO_PKG_VERSION")))
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.connect_timeout)
+            .build()
+            .map_err(|e| ClientError::Build(e.to_string()))?;
+        Ok(HttpClient {
+            http,
+            endpoint,
+            key: cfg.key.clone(),
+            headers,
+            cfg,
+            pause_until: Mutex::new(None),
+            stopped: Mutex::new(None),
+            requests: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+        })
+    }
+
+    fn stopped_reason(&self) -> Option<String> {
+        self.stopped.lock().map(|g| g.clone()).unwrap_or(None)
+    }
+
+    fn stop(&self, why: &str) {
+        if let Ok(mut g) = self.stopped.lock()
+            && g.is_none()
+        {
+            *g = Some(why.to_string());
+        }
+    }
+
+    /// Sleep until the shared 429 pause is over.
+    fn wait_for_pause(&self) {
+        let until = self.pause_until.lock().map(|g| *g).unwrap_or(None);
+        if let Some(t) = until {
+            let now = Instant::now();
+            if t > now {
+                std::thread::sleep(t - now);
+            }
+        }
+    }
+
+    fn pause_for(&self, d: Duration) {
+        if let Ok(mut g) = self.pause_until.lock() {
+            let t = Instant::now() + d;
+            if g.is_none_or(|cur| cur < t) {
+                *g = Some(t);
+            }
+        }
+    }
+
+    /// Remove the key from any text that came back from the network.
+    fn scrub(&self, s: &str) -> String {
+        let k = self.key.expose();
+        if k.len() >= 4 {
+            s.replace(k, "[redacted]")
+        } else {
+            s.to_string()
+        }
+    }
+
+    fn attempt(&self, digests: &[Digest]) -> Attempt {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let sent = self
+            .http
+            .post(self.endpoint.clone())
+            .headers(self.headers.clone())
+            .body(protocol::request_body(digests))
+            .send();
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => return Attempt::Retry(self.scrub(&describe_reqwest(&e))),
+        };
+        let status = resp.status();
+        let wait = wait_hint(resp.headers());
+        let body = match read_body(resp) {
+            Ok(b) => b,
+            Err(e) => {
+                return Attempt::Retry(
+                    self.scrub(&format!("HTTP {}: answer cut short: {e}", status.as_u16())),
+                );
+            }
+        };
+        if status == StatusCode::OK {
+            return match parse_answer(&body, digests) {
+                Ok(out) => Attempt::Done(out),
+                Err(e) => Attempt::Retry(e.0),
+            };
+        }
+        let err = parse_error(&body);
+        let what = self.scrub(&format!(
+            "HTTP {}{}{}",
+            status.as_u16(),
+            err.code.map(|c| format!(" (code {c})")).unwrap_or_default(),
+            if err.message.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", err.message)
+            }
+        ));
+        match status.as_u16() {
+            401 | 403 => Attempt::Fatal(format!(
+                "the API key was refused ({what}); no further lookups were sent. Check METADEFENDER_APIKEY or --apikey-file"
+            )),
+            429 => {
+                self.throttled.fetch_add(1, Ordering::Relaxed);
+                let wait = wait.unwrap_or(Duration::from_secs(5));
+                if err.code == Some(429000) && wait > self.cfg.max_wait {
+                    Attempt::Fatal(format!(
+                        "the daily lookup quota is spent ({what}); it resets in {}s",
+                        wait.as_secs()
+                    ))
+                } else {
+                    Attempt::Wait(wait, what)
+                }
+            }
+            400 => Attempt::BadRequest(what),
+            _ => Attempt::Retry(what),
+        }
+    }
+
+    /// Look up `digests`, retrying and splitting as needed. Always one outcome per digest.
+    fn lookup_digests(&self, batch_id: u64, digests: &[Digest]) -> Vec<(Digest, HashOutcome)> {
+        let fail_all = |why: String| {
+            digests
+                .iter()
+                .map(|d| (*d, Err(why.clone())))
+                .collect::<Vec<_>>()
+        };
+        let mut failures = 0u32;
+        loop {
+            if let Some(why) = self.stopped_reason() {
+                return fail_all(format!("not looked up: {why}"));
+            }
+            self.wait_for_pause();
+            match self.attempt(digests) {
+                Attempt::Done(out) => return out,
+                Attempt::Fatal(why) => {
+                    self.stop(&why);
+                    return fail_all(why);
+                }
+                Attempt::BadRequest(why) => {
+                    if digests.len() <= 1 {
+                        return fail_all(format!(
+                            "service refused this hash (batch {batch_id}): {why}"
+                        ));
+                    }
+                    let (a, b) = digests.split_at(digests.len() / 2);
+                    let mut out = self.lookup_digests(batch_id, a);
+                    out.extend(self.lookup_digests(batch_id, b));
+                    return out;
+                }
+                Attempt::Wait(d, why) => {
+                    if d > self.cfg.max_wait {
+                        return fail_all(format!(
+                            "lookup failed (batch {batch_id}): throttled and told to wait {}s, more than --max-wait ({}s): {why}",
+                            d.as_secs(),
+                            self.cfg.max_wait.as_secs()
+                        ));
+                    }
+                    failures += 1;
+                    if failures > self.cfg.retries.max(1) * 4 {
+                        return fail_all(format!(
+                            "lookup failed (batch {batch_id}): still throttled after {failures} tries: {why}"
+                        ));
+                    }
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    self.pause_for(d);
+                }
+                Attempt::Retry(why) => {
+                    failures += 1;
+                    if failures > self.cfg.retries {
+                        return fail_all(format!(
+                            "lookup failed (batch {batch_id}) after {failures} attempts: {why}"
+                        ));
+                    }
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(backoff(failures));
+                }
+            }
+        }
+    }
+}
+
+impl ReputationClient for HttpClient {
+    fn lookup(&self, batch: &LookupBatch) -> Vec<(Digest, HashOutcome)> {
+        if batch.digests.is_empty() {
+            return Vec::new();
+        }
+        self.lookup_digests(batch.id, &batch.digests)
+    }
+
+    fn halted(&self) -> Option<String> {
+        self.stopped_reason()
+    }
+
+    fn stats(&self) -> ClientStats {
+        ClientStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            throttled: self.throttled.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("endpoint", &self.endpoint.as_str())
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+/// Exponential backoff with jitter: about 0.5 s, 1 s, 2 s … capped at 30 s, each scaled by a
+/// random factor in [0.5, 1).
+pub fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(500).saturating_mul(1u32 << attempt.saturating_sub(1).min(6));
+    base.min(Duration::from_secs(30))
+        .mul_f64(0.5 + fastrand::f64() / 2.0)
+}
+
+/// How long the service asked us to wait: `Retry-After` (seconds) or `X-RateLimit-Reset-In`
+/// (`"30"` or `"30s"`), whichever is longer.
+pub fn wait_hint(h: &HeaderMap) -> Option<Duration> {
+    let secs = |name: &str| {
+        h.get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.trim().trim_end_matches(['s', 'S']).trim())
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64)
+    };
+    match (secs("retry-after"), secs("x-ratelimit-reset-in")) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn read_body(resp: Response) -> Result<Vec<u8>, String> {
+    resp.bytes()
+        .map(|b| b.to_vec())
+        .map_err(|e| describe_reqwest(&e))
+}
+
+/// A reqwest error without the URL noise, with its cause chain.
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "answer cut short"
+    } else {
+        "request failed"
+    };
+    let mut msg = kind.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(url: &str) -> ClientConfig {
+        ClientConfig::new(url, ApiKey::new("k").unwrap())
+    }
+
+    #[test]
+    fn plain_http_only_for_loopback_unless_insecure() {
+        assert!(HttpClient::new(cfg("http://127.0.0.1:9")).is_ok());
+        assert!(HttpClient::new(cfg("http://localhost:9/")).is_ok());
+        assert!(HttpClient::new(cfg("https://api.metadefender.com")).is_ok());
+        assert!(matches!(
+            HttpClient::new(cfg("http://gw.example:8737")),
+            Err(ClientError::PlainHttp(_))
+        ));
+        let mut c = cfg("http://gw.example:8737");
+        c.insecure_http = true;
+        assert!(HttpClient::new(c).is_ok());
+        assert!(HttpClient::new(cfg("ftp://x")).is_err());
+    }
+
+    #[test]
+    fn path_is_joined_to_base() {
+        let c = HttpClient::new(cfg("http://127.0.0.1:9/metadefender/")).unwrap();
+        assert_eq!(
+            c.endpoint.as_str(),
+            "http://127.0.0.1:9/metadefender/v4/hash"
+        );
+    }
+
+    #[test]
+    fn wait_hints_from_either_header() {
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-reset-in", HeaderValue::from_static("86400s"));
+        assert_eq!(wait_hint(&h), Some(Duration::from_secs(86400)));
+        h.insert("retry-after", HeaderValue::from_static("3"));
+        assert_eq!(wait_hint(&h), Some(Duration::from_secs(86400)));
+        let mut h = HeaderMap::new();
+        h.insert("Retry-After", HeaderValue::from_static("2"));
+        assert_eq!(wait_hint(&h), Some(Duration::from_secs(2)));
+        assert_eq!(wait_hint(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(1) <= Duration::from_millis(500));
+        assert!(backoff(4) >= Duration::from_secs(2));
+        assert!(backoff(30) <= Duration::from_secs(30));
+    }
+}

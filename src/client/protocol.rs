@@ -1,0 +1,235 @@
+//! The wire format of `POST /v4/hash`: request bodies and answer parsing.
+//!
+//! Answers are matched to questions by hash, case-insensitively, never by position. Entries with
+//! wrong types, hashes not asked for, conflicting repeats and missing answers are each handled
+//! explicitly: an affected digest gets an error reason; nothing is guessed.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::{Answer, EngineResult, HashOutcome};
+use crate::digest::Digest;
+use crate::verdict::Verdict;
+
+/// `{"hash":["HEX",...]}` with upper-case hex, as the vendor's examples send it.
+pub fn request_body(digests: &[Digest]) -> String {
+    let hashes: Vec<String> = digests.iter().map(Digest::to_hex_upper).collect();
+    serde_json::json!({ "hash": hashes }).to_string()
+}
+
+/// The `{"error":{"code":N,"messages":[...]|"..."}}` shape, read leniently.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServiceError {
+    pub code: Option<i64>,
+    pub message: String,
+}
+
+/// Read an error body; never fails (a plain-text body becomes the message).
+pub fn parse_error(body: &[u8]) -> ServiceError {
+    let text = || {
+        String::from_utf8_lossy(body)
+            .chars()
+            .take(200)
+            .collect::<String>()
+            .trim()
+            .to_string()
+    };
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return ServiceError {
+            code: None,
+            message: text(),
+        };
+    };
+    let err = v.get("error").unwrap_or(&v);
+    let code = err.get("code").and_then(Value::as_i64);
+    let message = match err.get("messages") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join("; "),
+        Some(Value::String(s)) => s.clone(),
+        _ => err
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(text),
+    };
+    ServiceError { code, message }
+}
+
+/// Why a whole answer could not be used (the batch may be retried).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MalformedAnswer(pub String);
+
+/// Match a 200 answer to the digests asked. Returns one outcome per asked digest.
+pub fn parse_answer(
+    body: &[u8],
+    asked: &[Digest],
+) -> Result<Vec<(Digest, HashOutcome)>, MalformedAnswer> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| MalformedAnswer(format!("answer is not valid JSON: {e}")))?;
+    let data = v
+        .get("data")
+        .and_then(Value::as_array)
+        .ok_or_else(|| MalformedAnswer("answer has no \"data\" array".into()))?;
+
+    let index: HashMap<String, usize> = asked
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.to_hex_upper(), i))
+        .collect();
+    let mut outcomes: Vec<Option<HashOutcome>> = vec![None; asked.len()];
+    for entry in data {
+        let Some(hash) = entry.get("hash").and_then(Value::as_str) else {
+            continue;
+        };
+        let Some(&i) = index.get(&hash.to_ascii_uppercase()) else {
+            continue;
+        };
+        let parsed = parse_entry(entry);
+        outcomes[i] = Some(match outcomes[i].take() {
+            None => parsed,
+            Some(prev) if prev == parsed => prev,
+            Some(_) => Err("service answered this hash twice with different results".into()),
+        });
+    }
+    Ok(asked
+        .iter()
+        .zip(outcomes)
+        .map(|(d, o)| {
+            (
+                *d,
+                o.unwrap_or_else(|| Err("service's answer has no entry for this hash".into())),
+            )
+        })
+        .collect())
+}
+
+fn parse_entry(e: &Value) -> HashOutcome {
+    let code = match e.get("scan_result_i") {
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .ok_or_else(|| format!("scan_result_i is not an integer: {n}"))?,
+        Some(other) => return Err(format!("scan_result_i has the wrong type: {other}")),
+        None => return Err("answer entry has no scan_result_i".into()),
+    };
+    let total = match e.get("total_detected_avs") {
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .ok_or_else(|| format!("total_detected_avs is not an integer: {n}"))?,
+        Some(other) => return Err(format!("total_detected_avs has the wrong type: {other}")),
+        None => return Err("answer entry has no total_detected_avs".into()),
+    };
+    let data_id = match e.get("data_id") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Null) | None => None,
+        Some(other) => return Err(format!("data_id has the wrong type: {other}")),
+    };
+    let details = e.get("scan_details").and_then(Value::as_object).map(|m| {
+        m.iter()
+            .map(|(engine, r)| EngineResult {
+                engine: engine.clone(),
+                threat_found: r
+                    .get("threat_found")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                scan_result_i: r.get("scan_result_i").and_then(Value::as_i64),
+                def_time: r
+                    .get("def_time")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            })
+            .collect()
+    });
+    Ok(Answer {
+        verdict: Verdict::from_code(code, Some(total)),
+        scan_result_i: code,
+        total_detected_avs: total,
+        data_id,
+        details,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(hex: &str) -> Digest {
+        Digest::from_hex(hex).unwrap()
+    }
+
+    #[test]
+    fn matches_by_hash_case_insensitively_not_by_position() {
+        let a = d("8f7920da1d52b06a61d7a41c51d595ac");
+        let b = d("aa73b43084e93e741552e5b9c8dee457");
+        let body = br#"{"data":[
+            {"data_id":"x","scan_result_i":1,"hash":"AA73B43084E93E741552E5B9C8DEE457","total_detected_avs":33},
+            {"data_id":"y","scan_result_i":0,"hash":"8F7920DA1D52B06A61D7A41C51D595AC","total_detected_avs":0}]}"#;
+        let out = parse_answer(body, &[a, b]).unwrap();
+        assert_eq!(out[0].0, a);
+        assert_eq!(out[0].1.as_ref().unwrap().verdict, Verdict::Clean);
+        assert_eq!(out[1].1.as_ref().unwrap().verdict, Verdict::Infected);
+        assert_eq!(out[1].1.as_ref().unwrap().total_detected_avs, 33);
+    }
+
+    #[test]
+    fn missing_wrong_typed_and_conflicting_entries_are_errors() {
+        let a = d("00000000000000000000000000000001");
+        let b = d("00000000000000000000000000000002");
+        let c = d("00000000000000000000000000000003");
+        let body = br#"{"data":[
+            {"hash":"00000000000000000000000000000001","scan_result_i":"0","total_detected_avs":0},
+            {"hash":"00000000000000000000000000000002","scan_result_i":0,"total_detected_avs":0},
+            {"hash":"00000000000000000000000000000002","scan_result_i":1,"total_detected_avs":9},
+            {"hash":"FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF","scan_result_i":0,"total_detected_avs":0}]}"#;
+        let out = parse_answer(body, &[a, b, c]).unwrap();
+        assert!(out[0].1.as_ref().unwrap_err().contains("wrong type"));
+        assert!(out[1].1.as_ref().unwrap_err().contains("twice"));
+        assert!(out[2].1.as_ref().unwrap_err().contains("no entry"));
+    }
+
+    #[test]
+    fn null_total_is_an_error_and_unknown_is_not_clean() {
+        let a = d("00000000000000000000000000000001");
+        let b = d("00000000000000000000000000000002");
+        let body = br#"{"data":[
+            {"hash":"00000000000000000000000000000001","scan_result_i":0,"total_detected_avs":null},
+            {"hash":"00000000000000000000000000000002","scan_result_i":5,"total_detected_avs":-1,"data_id":null}]}"#;
+        let out = parse_answer(body, &[a, b]).unwrap();
+        assert!(out[0].1.is_err());
+        assert_eq!(out[1].1.as_ref().unwrap().verdict, Verdict::Unknown);
+    }
+
+    #[test]
+    fn malformed_bodies_are_rejected_whole() {
+        assert!(parse_answer(b"{\"data\":[", &[]).is_err());
+        assert!(parse_answer(b"{\"error\":{}}", &[]).is_err());
+    }
+
+    #[test]
+    fn error_bodies_in_each_documented_shape() {
+        let e =
+            parse_error(br#"{"error":{"code":400062,"messages":["The `hash` field is empty"]}}"#);
+        assert_eq!(e.code, Some(400062));
+        assert!(e.message.contains("empty"));
+        let e = parse_error(br#"{"error":{"name":"ClientError","code":429001,"status":429,"messages":"slow down"}}"#);
+        assert_eq!((e.code, e.message.as_str()), (Some(429001), "slow down"));
+        let e = parse_error(b"Unauthorized");
+        assert_eq!((e.code, e.message.as_str()), (None, "Unauthorized"));
+    }
+
+    #[test]
+    fn details_are_kept_per_engine() {
+        let a = d("00000000000000000000000000000001");
+        let body = br#"{"data":[{"hash":"00000000000000000000000000000001","scan_result_i":1,"total_detected_avs":1,"data_id":"q",
+            "scan_details":{"Zoner":{"threat_found":"EICAR","scan_result_i":1,"def_time":"2017-11-28T00:00:00.000Z","scan_time":3}}}]}"#;
+        let out = parse_answer(body, &[a]).unwrap();
+        let det = out[0].1.as_ref().unwrap().details.clone().unwrap();
+        assert_eq!(det[0].engine, "Zoner");
+        assert_eq!(det[0].threat_found, "EICAR");
+        assert_eq!(det[0].scan_result_i, Some(1));
+    }
+}

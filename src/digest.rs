@@ -1,0 +1,190 @@
+//! Digest values and algorithms: the plain data that flows from the hash stage to the lookup
+//! stage. A `Digest` is a fixed-size binary value (never a string) tagged with its algorithm.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A hash algorithm hashsweep can compute and look up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Algo {
+    Md5,
+    Sha1,
+    Sha256,
+}
+
+impl Algo {
+    /// Length of the binary digest in bytes.
+    pub const fn len(self) -> usize {
+        match self {
+            Algo::Md5 => 16,
+            Algo::Sha1 => 20,
+            Algo::Sha256 => 32,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Algo::Md5 => "md5",
+            Algo::Sha1 => "sha1",
+            Algo::Sha256 => "sha256",
+        }
+    }
+
+    /// The algorithm whose hex digest has `hex_len` characters.
+    pub fn from_hex_len(hex_len: usize) -> Option<Algo> {
+        match hex_len {
+            32 => Some(Algo::Md5),
+            40 => Some(Algo::Sha1),
+            64 => Some(Algo::Sha256),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Algo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Algo {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "md5" => Ok(Algo::Md5),
+            "sha1" | "sha-1" => Ok(Algo::Sha1),
+            "sha256" | "sha-256" => Ok(Algo::Sha256),
+            other => Err(format!(
+                "unknown hash algorithm '{other}' (use sha256, sha1 or md5)"
+            )),
+        }
+    }
+}
+
+/// One binary digest. Stored inline (no heap), compared and hashed as bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Digest {
+    Md5([u8; 16]),
+    Sha1([u8; 20]),
+    Sha256([u8; 32]),
+}
+
+impl Digest {
+    pub fn algo(&self) -> Algo {
+        match self {
+            Digest::Md5(_) => Algo::Md5,
+            Digest::Sha1(_) => Algo::Sha1,
+            Digest::Sha256(_) => Algo::Sha256,
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Digest::Md5(b) => b,
+            Digest::Sha1(b) => b,
+            Digest::Sha256(b) => b,
+        }
+    }
+
+    /// Lower-case hex, as reports and `sha256sum` print it.
+    pub fn to_hex(&self) -> String {
+        hex_lower(self.as_bytes())
+    }
+
+    /// Upper-case hex, as the service echoes it.
+    pub fn to_hex_upper(&self) -> String {
+        self.to_hex().to_ascii_uppercase()
+    }
+
+    /// Parse a hex digest of 32, 40 or 64 characters (either case).
+    pub fn from_hex(s: &str) -> Option<Digest> {
+        let algo = Algo::from_hex_len(s.len())?;
+        let mut buf = [0u8; 32];
+        let out = &mut buf[..algo.len()];
+        for (i, pair) in s.as_bytes().chunks_exact(2).enumerate() {
+            out[i] = (hex_val(pair[0])? << 4) | hex_val(pair[1])?;
+        }
+        Some(match algo {
+            Algo::Md5 => Digest::Md5(buf[..16].try_into().ok()?),
+            Algo::Sha1 => Digest::Sha1(buf[..20].try_into().ok()?),
+            Algo::Sha256 => Digest::Sha256(buf),
+        })
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.algo(), self.to_hex())
+    }
+}
+
+/// The digests computed for one file in one read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digests {
+    pub sha256: [u8; 32],
+    pub md5: Option<[u8; 16]>,
+    pub sha1: Option<[u8; 20]>,
+}
+
+impl Digests {
+    /// The digest of the given algorithm, if it was computed.
+    pub fn get(&self, algo: Algo) -> Option<Digest> {
+        match algo {
+            Algo::Sha256 => Some(Digest::Sha256(self.sha256)),
+            Algo::Md5 => self.md5.map(Digest::Md5),
+            Algo::Sha1 => self.sha1.map(Digest::Sha1),
+        }
+    }
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Lower-case hex of arbitrary bytes.
+pub fn hex_lower(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip_each_algo_and_case() {
+        for hex in [
+            "d41d8cd98f00b204e9800998ecf8427e",
+            "DA39A3EE5E6B4B0D3255BFEF95601890AFD80709",
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        ] {
+            let d = Digest::from_hex(hex).expect("valid hex");
+            assert_eq!(d.to_hex(), hex.to_ascii_lowercase());
+            assert_eq!(d.to_hex_upper(), hex.to_ascii_uppercase());
+            assert_eq!(d.algo().len() * 2, hex.len());
+        }
+    }
+
+    #[test]
+    fn rejects_bad_hex() {
+        assert!(Digest::from_hex("xyz").is_none());
+        assert!(Digest::from_hex("g41d8cd98f00b204e9800998ecf8427e").is_none());
+        assert!(Digest::from_hex("d41d8cd98f00b204e9800998ecf8427").is_none());
+    }
+}

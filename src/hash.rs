@@ -1,0 +1,355 @@
+//! Hash stage: reads each regular file once, in large blocks, through SHA-256 and, when asked,
+//! MD5 and SHA-1 in the same pass. Owns how files are opened (never following a swapped-in
+//! symlink unless asked, never blocking on a FIFO, `O_NOATIME` where allowed) and how a file
+//! that changes while it is read is flagged. Every outcome, including errors, is a [`FileResult`].
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use md5::Md5;
+use sha1::Sha1;
+use sha2::{Digest as _, Sha256};
+
+use crate::digest::Digests;
+use crate::walk::WalkEvent;
+
+/// Bytes read per `read` call.
+pub const BLOCK_SIZE: usize = 1 << 20;
+/// With several digests, each is fed this much at a time so the bytes stay in cache.
+const SUB_BLOCK: usize = 64 << 10;
+
+/// What to compute and what to leave alone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HashOptions {
+    pub md5: bool,
+    pub sha1: bool,
+    /// Files larger than this are skipped, not read.
+    pub max_size: Option<u64>,
+    /// Follow a symlink at the final path component when opening (`-L`).
+    pub follow_symlinks: bool,
+}
+
+/// Identity and timestamps of a file as seen by `fstat` when it was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FileMeta {
+    pub dev: u64,
+    pub ino: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+/// What happened to one path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileStatus {
+    /// Read to the end. `warning` is set when the file changed while it was read.
+    Hashed {
+        digests: Digests,
+        meta: FileMeta,
+        warning: Option<String>,
+    },
+    /// Not read, on purpose.
+    Skipped(String),
+    /// Could not be read; the reason.
+    Error(String),
+}
+
+/// The hash stage's output for one path: what the report needs about the file itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileResult {
+    pub path: PathBuf,
+    /// Bytes read (for hashed files) or the size `fstat` gave (for skipped ones), when known.
+    pub size: Option<u64>,
+    pub status: FileStatus,
+}
+
+impl FileResult {
+    pub fn digests(&self) -> Option<&Digests> {
+        match &self.status {
+            FileStatus::Hashed { digests, .. } => Some(digests),
+            _ => None,
+        }
+    }
+}
+
+/// Reusable per-thread state: the read buffer.
+pub struct Hasher {
+    opts: HashOptions,
+    buf: Vec<u8>,
+}
+
+impl Hasher {
+    pub fn new(opts: HashOptions) -> Hasher {
+        Hasher {
+            opts,
+            buf: vec![0; BLOCK_SIZE],
+        }
+    }
+
+    /// Turn a walk event into a result, reading the file when it is a regular file.
+    pub fn process(&mut self, ev: WalkEvent) -> FileResult {
+        match ev {
+            WalkEvent::File(path) => self.hash_path(path),
+            WalkEvent::Special { path, kind } => FileResult {
+                path,
+                size: None,
+                status: FileStatus::Skipped(kind.reason().to_string()),
+            },
+            WalkEvent::Error { path, error } => FileResult {
+                path,
+                size: None,
+                status: FileStatus::Error(error),
+            },
+        }
+    }
+
+    /// Hash one path.
+    pub fn hash_path(&mut self, path: PathBuf) -> FileResult {
+        let file = match open_for_hashing(&path, self.opts.follow_symlinks) {
+            Ok(f) => f,
+            Err(e) => {
+                return FileResult {
+                    path,
+                    size: None,
+                    status: FileStatus::Error(format!("cannot open: {}", describe_io(&e))),
+                };
+            }
+        };
+        let before = match file.metadata() {
+            Ok(m) => m,
+            Err(e) => {
+                return FileResult {
+                    path,
+                    size: None,
+                    status: FileStatus::Error(format!("cannot stat: {}", describe_io(&e))),
+                };
+            }
+        };
+        if !before.file_type().is_file() {
+            return FileResult {
+                path,
+                size: None,
+                status: FileStatus::Skipped(
+                    "not a regular file when opened (replaced since the walk): not read".into(),
+                ),
+            };
+        }
+        let stat_size = before.len();
+        if let Some(max) = self.opts.max_size
+            && stat_size > max
+        {
+            return FileResult {
+                path,
+                size: Some(stat_size),
+                status: FileStatus::Skipped(format!(
+                    "larger than --max-size ({stat_size} > {max} bytes): not read"
+                )),
+            };
+        }
+        let mut file = file;
+        let (digests, read) = match self.read_digests(&mut file) {
+            Ok(v) => v,
+            Err((e, read)) => {
+                return FileResult {
+                    path,
+                    size: Some(stat_size),
+                    status: FileStatus::Error(format!(
+                        "read failed after {read} bytes: {}",
+                        describe_io(&e)
+                    )),
+                };
+            }
+        };
+        let after = file.metadata().ok();
+        let meta = FileMeta {
+            dev: before.dev(),
+            ino: before.ino(),
+            mtime_ns: before.mtime() * 1_000_000_000 + before.mtime_nsec(),
+            ctime_ns: before.ctime() * 1_000_000_000 + before.ctime_nsec(),
+        };
+        let warning = change_warning(stat_size, read, &meta, after.as_ref());
+        FileResult {
+            path,
+            size: Some(read),
+            status: FileStatus::Hashed {
+                digests,
+                meta,
+                warning,
+            },
+        }
+    }
+
+    fn read_digests(&mut self, file: &mut File) -> Result<(Digests, u64), (io::Error, u64)> {
+        let mut sha256 = Sha256::new();
+        let mut md5 = self.opts.md5.then(Md5::new);
+        let mut sha1 = self.opts.sha1.then(Sha1::new);
+        let multi = md5.is_some() || sha1.is_some();
+        let mut total = 0u64;
+        loop {
+            let n = match file.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err((e, total)),
+            };
+            total += n as u64;
+            let data = &self.buf[..n];
+            if multi {
+                for chunk in data.chunks(SUB_BLOCK) {
+                    sha256.update(chunk);
+                    if let Some(h) = md5.as_mut() {
+                        h.update(chunk);
+                    }
+                    if let Some(h) = sha1.as_mut() {
+                        h.update(chunk);
+                    }
+                }
+            } else {
+                sha256.update(data);
+            }
+        }
+        let digests = Digests {
+            sha256: sha256.finalize().into(),
+            md5: md5.map(|h| h.finalize().into()),
+            sha1: sha1.map(|h| h.finalize().into()),
+        };
+        Ok((digests, total))
+    }
+}
+
+/// Open read-only without following a final symlink (unless asked), without blocking on a FIFO
+/// that replaced the file, and without updating the access time where the OS allows it.
+fn open_for_hashing(path: &Path, follow: bool) -> io::Result<File> {
+    let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
+    if !follow {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let open = |extra: i32| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags | extra)
+            .open(path)
+    };
+    match open(libc::O_NOATIME) {
+        // O_NOATIME is refused for files the caller does not own (unless privileged).
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(0),
+        other => other,
+    }
+}
+
+fn change_warning(
+    stat_size: u64,
+    read: u64,
+    meta: &FileMeta,
+    after: Option<&std::fs::Metadata>,
+) -> Option<String> {
+    if read != stat_size {
+        return Some(format!(
+            "size changed while reading: stat said {stat_size} bytes, {read} were read; the digest is of the bytes read"
+        ));
+    }
+    let after = after?;
+    let mtime_after = after.mtime() * 1_000_000_000 + after.mtime_nsec();
+    if after.len() != stat_size || mtime_after != meta.mtime_ns {
+        return Some(
+            "file was modified while it was read; the digest may not match its current content"
+                .into(),
+        );
+    }
+    None
+}
+
+/// A short human description of an I/O error, without Rust's "(os error N)" noise.
+pub fn describe_io(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => {
+            let s = e.to_string();
+            match s.find(" (os error") {
+                Some(i) => s[..i].to_string(),
+                None => format!("{s} (errno {code})"),
+            }
+        }
+        None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::hex_lower;
+
+    fn hash_bytes(data: &[u8], md5: bool, sha1: bool) -> FileResult {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, data).unwrap();
+        Hasher::new(HashOptions {
+            md5,
+            sha1,
+            ..Default::default()
+        })
+        .hash_path(p)
+    }
+
+    #[test]
+    fn known_vectors_for_all_three() {
+        let r = hash_bytes(b"abc", true, true);
+        let d = r.digests().unwrap();
+        assert_eq!(
+            hex_lower(&d.sha256),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            hex_lower(&d.md5.unwrap()),
+            "900150983cd24fb0d6963f7d28e17f72"
+        );
+        assert_eq!(
+            hex_lower(&d.sha1.unwrap()),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        assert_eq!(r.size, Some(3));
+    }
+
+    #[test]
+    fn multi_block_file_matches_single_shot() {
+        let data: Vec<u8> = (0..(BLOCK_SIZE * 2 + 12345))
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let r = hash_bytes(&data, true, false);
+        let d = r.digests().unwrap();
+        assert_eq!(d.sha256, <[u8; 32]>::from(Sha256::digest(&data)));
+        assert_eq!(d.md5.unwrap(), <[u8; 16]>::from(Md5::digest(&data)));
+        assert!(d.sha1.is_none());
+    }
+
+    #[test]
+    fn over_max_size_is_skipped_and_missing_file_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("big");
+        std::fs::write(&p, vec![0u8; 100]).unwrap();
+        let r = Hasher::new(HashOptions {
+            max_size: Some(99),
+            ..Default::default()
+        })
+        .hash_path(p);
+        assert!(
+            matches!(r.status, FileStatus::Skipped(ref s) if s.contains("max-size")),
+            "{r:?}"
+        );
+        let r = Hasher::new(HashOptions::default()).hash_path(d.path().join("gone"));
+        assert!(
+            matches!(r.status, FileStatus::Error(ref s) if s.contains("No such file")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn fifo_swapped_in_after_walk_is_not_read() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("pipe");
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let r = Hasher::new(HashOptions::default()).hash_path(p);
+        assert!(matches!(r.status, FileStatus::Skipped(_)), "{r:?}");
+    }
+}

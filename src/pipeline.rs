@@ -1,0 +1,324 @@
+//! The scan pipeline: wires walk → hash → dedup → batch → lookup and joins the verdicts back
+//! to every path.
+//!
+//! Threads and channels:
+//! ```text
+//! walker ──WalkEvent──▶ N hash workers ──FileResult──▶ collector (this thread: dedup)
+//!                                                        │ Digest (first sighting only)
+//!                                                        ▼
+//!                       M lookup workers ◀─LookupBatch── batcher
+//!                              │ outcomes
+//!                              └──────────────▶ collector
+//! ```
+//! Lookups overlap hashing: the collector hands each new digest to the batcher as soon as it is
+//! hashed, and batches leave while the walk goes on.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::thread::Scope;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, bounded, select, unbounded};
+
+use crate::batch::{MAX_BATCH, run_batcher};
+use crate::client::{Answer, HashOutcome, ReputationClient};
+use crate::dedup::Dedup;
+use crate::digest::{Algo, Digest};
+use crate::hash::{FileResult, FileStatus, HashOptions, Hasher};
+use crate::progress::Progress;
+use crate::report::{Record, Summary};
+use crate::verdict::Verdict;
+use crate::walk::{WalkOptions, walk};
+
+/// How batches are formed and sent.
+#[derive(Debug, Clone)]
+pub struct LookupOptions {
+    /// Which digest is sent.
+    pub algo: Algo,
+    pub batch_size: usize,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// How long a partial batch waits for more digests.
+    pub batch_wait: Duration,
+}
+
+impl Default for LookupOptions {
+    fn default() -> Self {
+        LookupOptions {
+            algo: Algo::Sha256,
+            batch_size: MAX_BATCH,
+            concurrency: 4,
+            batch_wait: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Everything a scan needs, resolved from the command line.
+#[derive(Debug, Clone)]
+pub struct ScanConfig {
+    pub roots: Vec<PathBuf>,
+    pub walk: WalkOptions,
+    pub hash: HashOptions,
+    /// Hash worker threads.
+    pub threads: usize,
+    /// `None`: offline, no lookups.
+    pub lookup: Option<LookupOptions>,
+}
+
+/// What a scan learned: one result per path, and one outcome per distinct digest looked up.
+pub struct ScanOutput {
+    /// Sorted by path bytes.
+    pub files: Vec<FileResult>,
+    pub outcomes: HashMap<Digest, HashOutcome>,
+    pub lookup_algo: Option<Algo>,
+    pub distinct: u64,
+    pub requests: u64,
+    pub retries: u64,
+    pub elapsed: Duration,
+}
+
+/// Run the pipeline to the end (or until `stop` is set).
+pub fn scan(
+    cfg: &ScanConfig,
+    client: Option<&dyn ReputationClient>,
+    progress: &dyn Progress,
+    stop: &Arc<AtomicBool>,
+) -> Result<ScanOutput, crate::Error> {
+    let started = Instant::now();
+    // Check globs before starting threads, so a typo is a clean usage error.
+    for root in &cfg.roots {
+        crate::walk::exclude_matcher(root, &cfg.walk.excludes)?;
+    }
+    let threads = cfg.threads.max(1);
+    let lookup = cfg.lookup.as_ref().zip(client);
+
+    let mut files = Vec::new();
+    let mut outcomes = HashMap::new();
+    let mut dedup = Dedup::default();
+    let mut walk_result = Ok(());
+
+    std::thread::scope(|s| {
+        let (walk_tx, walk_rx) = bounded(4096);
+        let (res_tx, res_rx) = bounded::<FileResult>(4096);
+        let walk_handle = s.spawn(move || walk(&cfg.roots, &cfg.walk, &walk_tx, stop));
+        for _ in 0..threads {
+            let walk_rx = walk_rx.clone();
+            let res_tx = res_tx.clone();
+            let mut hasher = Hasher::new(cfg.hash);
+            s.spawn(move || {
+                for ev in walk_rx {
+                    if res_tx.send(hasher.process(ev)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop((walk_rx, res_tx));
+
+        let (digest_tx, out_rx) = match lookup {
+            Some((opts, client)) => {
+                let (tx, rx) = spawn_lookup(s, client, opts);
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
+        // Offline, the outcome arm of the select below waits on a channel that never fires.
+        let no_outcomes = crossbeam_channel::never();
+        let algo = lookup.map(|(o, _)| o.algo).unwrap_or(Algo::Sha256);
+        let record_outcomes = |batch: Vec<(Digest, HashOutcome)>,
+                               outcomes: &mut HashMap<Digest, HashOutcome>,
+                               asked: usize| {
+            outcomes.extend(batch);
+            progress.lookups(outcomes.len() as u64, asked as u64);
+        };
+        loop {
+            select! {
+                recv(res_rx) -> msg => match msg {
+                    Ok(res) => {
+                        if let Some(d) = res.digests() {
+                            if let Some(key) = d.get(algo)
+                                && dedup.first_sighting(key)
+                                && let Some(tx) = &digest_tx
+                            {
+                                let _ = tx.send(key);
+                            }
+                            progress.file_done(res.size.unwrap_or(0));
+                        }
+                        files.push(res);
+                    }
+                    Err(_) => break,
+                },
+                recv(out_rx.as_ref().unwrap_or(&no_outcomes)) -> msg => if let Ok(batch) = msg { record_outcomes(batch, &mut outcomes, dedup.distinct()) },
+            }
+        }
+        drop(digest_tx);
+        for batch in out_rx.into_iter().flatten() {
+            record_outcomes(batch, &mut outcomes, dedup.distinct());
+        }
+        walk_result = walk_handle
+            .join()
+            .unwrap_or_else(|_| Err(crate::Error::Internal("the walker thread panicked".into())));
+    });
+    walk_result?;
+    progress.finish();
+
+    files.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    let stats = client.map(|c| c.stats()).unwrap_or_default();
+    Ok(ScanOutput {
+        files,
+        outcomes,
+        lookup_algo: lookup.map(|(o, _)| o.algo),
+        distinct: dedup.distinct() as u64,
+        requests: stats.requests,
+        retries: stats.retries,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Start the batcher and `concurrency` lookup workers inside scope `s`. Send digests into the
+/// returned sender (drop it when done); outcomes arrive per batch on the receiver, which closes
+/// once every batch is answered.
+pub fn spawn_lookup<'s, 'e>(
+    s: &'s Scope<'s, 'e>,
+    client: &'e dyn ReputationClient,
+    opts: &LookupOptions,
+) -> (Sender<Digest>, Receiver<Vec<(Digest, HashOutcome)>>) {
+    let (digest_tx, digest_rx) = unbounded::<Digest>();
+    let concurrency = opts.concurrency.max(1);
+    let (batch_tx, batch_rx) = bounded(concurrency);
+    let (out_tx, out_rx) = unbounded();
+    let (size, wait) = (opts.batch_size, opts.batch_wait);
+    s.spawn(move || run_batcher(digest_rx, batch_tx, size, wait));
+    for _ in 0..concurrency {
+        let batch_rx = batch_rx.clone();
+        let out_tx = out_tx.clone();
+        s.spawn(move || {
+            for batch in batch_rx {
+                if out_tx.send(client.lookup(&batch)).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    (digest_tx, out_rx)
+}
+
+/// Look up a fixed set of digests (the `lookup` subcommand). Duplicates are asked once.
+pub fn lookup_digests(
+    digests: &[Digest],
+    client: &dyn ReputationClient,
+    opts: &LookupOptions,
+) -> HashMap<Digest, HashOutcome> {
+    let mut outcomes = HashMap::new();
+    std::thread::scope(|s| {
+        let (tx, rx) = spawn_lookup(s, client, opts);
+        let mut dedup = Dedup::default();
+        for d in digests {
+            if dedup.first_sighting(*d) {
+                let _ = tx.send(*d);
+            }
+        }
+        drop(tx);
+        for batch in rx {
+            outcomes.extend(batch);
+        }
+    });
+    outcomes
+}
+
+impl ScanOutput {
+    /// The report record for one file: its own status joined with its digest's outcome.
+    pub fn record<'a>(&'a self, f: &'a FileResult) -> Record<'a> {
+        let base = Record {
+            path: Some(&f.path),
+            size: f.size,
+            sha256: None,
+            md5: None,
+            sha1: None,
+            verdict: Verdict::Error,
+            answer: None,
+            error: None,
+            note: None,
+        };
+        match &f.status {
+            FileStatus::Skipped(reason) => Record {
+                verdict: Verdict::Skipped,
+                note: Some(reason),
+                ..base
+            },
+            FileStatus::Error(e) => Record {
+                verdict: Verdict::Error,
+                error: Some(e),
+                ..base
+            },
+            FileStatus::Hashed {
+                digests, warning, ..
+            } => {
+                let base = Record {
+                    note: warning.as_deref(),
+                    ..base
+                }
+                .with_digests(Some(digests));
+                let Some(algo) = self.lookup_algo else {
+                    return Record {
+                        verdict: Verdict::NotLookedUp,
+                        ..base
+                    };
+                };
+                let (verdict, answer, error) =
+                    outcome_fields(digests.get(algo).and_then(|d| self.outcomes.get(&d)));
+                Record {
+                    verdict,
+                    answer,
+                    error,
+                    ..base
+                }
+            }
+        }
+    }
+
+    /// Indices of `files` in report order: by path, or detections first for the table.
+    pub fn order(&self, detections_first: bool) -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..self.files.len()).collect();
+        if detections_first {
+            idx.sort_by_cached_key(|&i| self.record(&self.files[i]).verdict.rank());
+        }
+        idx
+    }
+
+    /// Totals for the summary and the exit status.
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary {
+            distinct_digests: self.distinct,
+            requests: self.requests,
+            retries: self.retries,
+            ..Summary::default()
+        };
+        for f in &self.files {
+            s.count(&self.record(f));
+            if let FileStatus::Hashed {
+                warning: Some(_), ..
+            } = &f.status
+            {
+                s.changed += 1;
+            }
+        }
+        s.set_elapsed(self.elapsed);
+        s
+    }
+}
+
+/// Verdict, answer and error for a looked-up digest's outcome (`None`: never answered).
+pub fn outcome_fields(o: Option<&HashOutcome>) -> (Verdict, Option<&Answer>, Option<&str>) {
+    match o {
+        Some(Ok(a)) => (a.verdict.clone(), Some(a), None),
+        Some(Err(e)) => (Verdict::Error, None, Some(e)),
+        None => (
+            Verdict::NotLookedUp,
+            None,
+            Some("lookup did not complete (interrupted)"),
+        ),
+    }
+}

@@ -1,0 +1,420 @@
+//! Report stage: writes one record per path in the chosen format, then the summary.
+//!
+//! The record fields and verdict words are a contract scripts rely on. Records are streamed one
+//! at a time from the joined results (no second copy of the whole report is built). Paths are
+//! kept byte-exact: `path` is UTF-8 (lossy) and `path_bytes` (base64 of the raw bytes) appears
+//! only when the name is not valid UTF-8.
+
+mod table;
+
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::Serialize;
+
+use crate::client::{Answer, EngineResult};
+use crate::digest::{Digests, hex_lower};
+use crate::verdict::Verdict;
+
+pub use table::escape_for_line;
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Ndjson,
+    Csv,
+}
+
+/// One path's joined result, borrowed from the pipeline's state.
+#[derive(Debug, Clone)]
+pub struct Record<'a> {
+    /// `None` only for `lookup` of a bare hash.
+    pub path: Option<&'a Path>,
+    pub size: Option<u64>,
+    pub sha256: Option<String>,
+    pub md5: Option<String>,
+    pub sha1: Option<String>,
+    pub verdict: Verdict,
+    pub answer: Option<&'a Answer>,
+    pub error: Option<&'a str>,
+    pub note: Option<&'a str>,
+}
+
+impl<'a> Record<'a> {
+    /// Hex fields from computed digests.
+    pub fn with_digests(mut self, d: Option<&Digests>) -> Self {
+        if let Some(d) = d {
+            self.sha256 = Some(hex_lower(&d.sha256));
+            self.md5 = d.md5.as_ref().map(|b| hex_lower(b));
+            self.sha1 = d.sha1.as_ref().map(|b| hex_lower(b));
+        }
+        self
+    }
+}
+
+/// The run's totals, printed to stderr and added to JSON reports.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    /// Paths in the report.
+    pub paths: u64,
+    /// Regular files read to the end.
+    pub files: u64,
+    pub bytes: u64,
+    pub distinct_digests: u64,
+    pub requests: u64,
+    pub retries: u64,
+    pub detections: u64,
+    pub errors: u64,
+    pub skipped: u64,
+    pub not_looked_up: u64,
+    /// Files that changed while read (their digest may be stale).
+    pub changed: u64,
+    pub elapsed_secs: f64,
+}
+
+impl Summary {
+    pub fn set_elapsed(&mut self, d: Duration) {
+        self.elapsed_secs = d.as_secs_f64();
+    }
+
+    /// Add one record to the per-verdict counts.
+    pub fn count(&mut self, r: &Record<'_>) {
+        self.paths += 1;
+        if r.sha256.is_some() && r.path.is_some() {
+            self.files += 1;
+            self.bytes += r.size.unwrap_or(0);
+        }
+        match &r.verdict {
+            v if v.is_detection() => self.detections += 1,
+            Verdict::Error => self.errors += 1,
+            Verdict::Skipped => self.skipped += 1,
+            Verdict::NotLookedUp if r.error.is_some() => self.not_looked_up += 1,
+            _ => {}
+        }
+    }
+
+    /// `1` for any detection, else `2` if anything is incomplete, else `0`.
+    pub fn exit_status(&self) -> u8 {
+        if self.detections > 0 {
+            1
+        } else if self.errors > 0 || self.not_looked_up > 0 || self.changed > 0 {
+            2
+        } else {
+            0
+        }
+    }
+
+    /// One human paragraph for stderr.
+    pub fn human(&self) -> String {
+        let mbps = if self.elapsed_secs > 0.0 {
+            self.bytes as f64 / 1e6 / self.elapsed_secs
+        } else {
+            0.0
+        };
+        let mut s = format!(
+            "hashsweep: {} files, {} hashed, {} distinct digests, {} requests sent",
+            self.files,
+            human_bytes(self.bytes),
+            self.distinct_digests,
+            self.requests
+        );
+        if self.retries > 0 {
+            s.push_str(&format!(" ({} retries)", self.retries));
+        }
+        s.push_str(&format!(
+            "\nhashsweep: {} detections, {} errors, {} skipped",
+            self.detections, self.errors, self.skipped
+        ));
+        if self.not_looked_up > 0 {
+            s.push_str(&format!(", {} not looked up", self.not_looked_up));
+        }
+        if self.changed > 0 {
+            s.push_str(&format!(", {} changed while read", self.changed));
+        }
+        s.push_str(&format!("; {:.2} s, {:.1} MB/s", self.elapsed_secs, mbps));
+        s
+    }
+}
+
+/// Bytes in binary units, one decimal.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// The machine-readable shape of one record (JSON, NDJSON, CSV).
+#[derive(Serialize)]
+struct RecordOut<'a> {
+    path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_bytes: Option<String>,
+    size: Option<u64>,
+    sha256: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    md5: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha1: Option<&'a str>,
+    verdict: &'a Verdict,
+    scan_result_i: Option<i64>,
+    total_detected_avs: Option<i64>,
+    data_id: Option<&'a str>,
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scan_details: Option<&'a [EngineResult]>,
+}
+
+impl<'a> RecordOut<'a> {
+    fn new(r: &'a Record<'a>) -> Self {
+        let (path, path_bytes) = split_path(r.path);
+        RecordOut {
+            path,
+            path_bytes,
+            size: r.size,
+            sha256: r.sha256.as_deref(),
+            md5: r.md5.as_deref(),
+            sha1: r.sha1.as_deref(),
+            verdict: &r.verdict,
+            scan_result_i: r.answer.map(|a| a.scan_result_i),
+            total_detected_avs: r.answer.map(|a| a.total_detected_avs),
+            data_id: r.answer.and_then(|a| a.data_id.as_deref()),
+            error: r.error,
+            note: r.note,
+            scan_details: r.answer.and_then(|a| a.details.as_deref()),
+        }
+    }
+}
+
+/// `path` (lossy UTF-8) and, only when the name is not valid UTF-8, `path_bytes` (base64).
+pub fn split_path(p: Option<&Path>) -> (Option<String>, Option<String>) {
+    let Some(p) = p else { return (None, None) };
+    let raw = p.as_os_str().as_bytes();
+    match std::str::from_utf8(raw) {
+        Ok(s) => (Some(s.to_string()), None),
+        Err(_) => (
+            Some(String::from_utf8_lossy(raw).into_owned()),
+            Some(base64::engine::general_purpose::STANDARD.encode(raw)),
+        ),
+    }
+}
+
+/// Writes records in one format.
+pub trait Reporter {
+    fn record(&mut self, r: &Record<'_>) -> io::Result<()>;
+    fn finish(&mut self, summary: &Summary) -> io::Result<()>;
+}
+
+/// Build the reporter for `format`. `csv_extra` adds the md5/sha1 columns.
+pub fn reporter<'w>(
+    format: Format,
+    out: Box<dyn Write + 'w>,
+    md5: bool,
+    sha1: bool,
+) -> Box<dyn Reporter + 'w> {
+    match format {
+        Format::Json => Box::new(JsonReporter { out, first: true }),
+        Format::Ndjson => Box::new(NdjsonReporter { out }),
+        Format::Csv => Box::new(CsvReporter::new(out, md5, sha1)),
+        Format::Table => Box::new(table::TableReporter::new(out)),
+    }
+}
+
+struct NdjsonReporter<'w> {
+    out: Box<dyn Write + 'w>,
+}
+
+impl Reporter for NdjsonReporter<'_> {
+    fn record(&mut self, r: &Record<'_>) -> io::Result<()> {
+        serde_json::to_writer(&mut self.out, &RecordOut::new(r))?;
+        self.out.write_all(b"\n")
+    }
+    fn finish(&mut self, _: &Summary) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// `{"records":[...],"summary":{...}}`, streamed.
+struct JsonReporter<'w> {
+    out: Box<dyn Write + 'w>,
+    first: bool,
+}
+
+impl Reporter for JsonReporter<'_> {
+    fn record(&mut self, r: &Record<'_>) -> io::Result<()> {
+        self.out.write_all(if self.first {
+            b"{\"records\":[\n"
+        } else {
+            b",\n"
+        })?;
+        self.first = false;
+        serde_json::to_writer(&mut self.out, &RecordOut::new(r))?;
+        Ok(())
+    }
+    fn finish(&mut self, summary: &Summary) -> io::Result<()> {
+        self.out
+            .write_all(if self.first { b"{\"records\":[" } else { b"\n" })?;
+        self.out.write_all(b"],\n\"summary\":")?;
+        serde_json::to_writer(&mut self.out, summary)?;
+        self.out.write_all(b"}\n")?;
+        self.out.flush()
+    }
+}
+
+struct CsvReporter<'w> {
+    w: csv::Writer<Box<dyn Write + 'w>>,
+    md5: bool,
+    sha1: bool,
+    header_done: bool,
+}
+
+impl<'w> CsvReporter<'w> {
+    fn new(out: Box<dyn Write + 'w>, md5: bool, sha1: bool) -> Self {
+        CsvReporter {
+            w: csv::Writer::from_writer(out),
+            md5,
+            sha1,
+            header_done: false,
+        }
+    }
+}
+
+impl Reporter for CsvReporter<'_> {
+    fn record(&mut self, r: &Record<'_>) -> io::Result<()> {
+        if !self.header_done {
+            let mut h = vec!["path", "path_bytes", "size", "sha256"];
+            if self.md5 {
+                h.push("md5");
+            }
+            if self.sha1 {
+                h.push("sha1");
+            }
+            h.extend([
+                "verdict",
+                "scan_result_i",
+                "total_detected_avs",
+                "data_id",
+                "error",
+                "note",
+            ]);
+            self.w.write_record(&h)?;
+            self.header_done = true;
+        }
+        let o = RecordOut::new(r);
+        let opt = |v: Option<String>| v.unwrap_or_default();
+        let mut row = vec![
+            opt(o.path),
+            opt(o.path_bytes),
+            opt(o.size.map(|s| s.to_string())),
+            opt(o.sha256.map(str::to_string)),
+        ];
+        if self.md5 {
+            row.push(opt(o.md5.map(str::to_string)));
+        }
+        if self.sha1 {
+            row.push(opt(o.sha1.map(str::to_string)));
+        }
+        row.extend([
+            o.verdict.to_string(),
+            opt(o.scan_result_i.map(|v| v.to_string())),
+            opt(o.total_detected_avs.map(|v| v.to_string())),
+            opt(o.data_id.map(str::to_string)),
+            opt(o.error.map(str::to_string)),
+            opt(o.note.map(str::to_string)),
+        ]);
+        self.w.write_record(&row)?;
+        Ok(())
+    }
+    fn finish(&mut self, _: &Summary) -> io::Result<()> {
+        self.w.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    fn render(format: Format, recs: &[Record<'_>]) -> String {
+        let mut buf = Vec::new();
+        {
+            let mut r = reporter(format, Box::new(&mut buf), false, false);
+            for rec in recs {
+                r.record(rec).unwrap();
+            }
+            r.finish(&Summary::default()).unwrap();
+        }
+        String::from_utf8(buf).unwrap()
+    }
+
+    fn rec(path: &Path) -> Record<'_> {
+        Record {
+            path: Some(path),
+            size: Some(3),
+            sha256: Some("ab".into()),
+            md5: None,
+            sha1: None,
+            verdict: Verdict::Clean,
+            answer: None,
+            error: None,
+            note: None,
+        }
+    }
+
+    #[test]
+    fn non_utf8_paths_carry_base64_bytes_and_utf8_paths_do_not() {
+        let bad = Path::new(OsStr::from_bytes(b"dir/caf\xe9"));
+        let good = Path::new("dir/café");
+        let out = render(Format::Ndjson, &[rec(bad), rec(good)]);
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let b64 = lines[0]["path_bytes"].as_str().unwrap();
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap(),
+            b"dir/caf\xe9"
+        );
+        assert_eq!(lines[0]["path"], "dir/caf\u{fffd}");
+        assert!(lines[1].get("path_bytes").is_none());
+        assert_eq!(lines[1]["verdict"], "clean");
+    }
+
+    #[test]
+    fn json_is_one_document_even_when_empty() {
+        let v: serde_json::Value = serde_json::from_str(&render(Format::Json, &[])).unwrap();
+        assert_eq!(v["records"].as_array().unwrap().len(), 0);
+        let p = Path::new("a");
+        let v: serde_json::Value =
+            serde_json::from_str(&render(Format::Json, &[rec(p), rec(p)])).unwrap();
+        assert_eq!(v["records"].as_array().unwrap().len(), 2);
+        assert!(v["summary"]["files"].is_number());
+    }
+
+    #[test]
+    fn csv_keeps_one_record_per_row_with_commas_quotes_and_newlines() {
+        let p = Path::new("we,ird \"name\"\nline2");
+        let out = render(Format::Csv, &[rec(p)]);
+        let mut rdr = csv::Reader::from_reader(out.as_bytes());
+        let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(&rows[0][0], "we,ird \"name\"\nline2");
+    }
+}
