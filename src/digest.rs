@@ -14,7 +14,7 @@ pub enum Algo {
 
 impl Algo {
     /// Length of the binary digest in bytes.
-    pub const fn len(self) -> usize {
+    pub const fn digest_len(self) -> usize {
         match self {
             Algo::Md5 => 16,
             Algo::Sha1 => 20,
@@ -100,7 +100,7 @@ impl Digest {
     pub fn from_hex(s: &str) -> Option<Digest> {
         let algo = Algo::from_hex_len(s.len())?;
         let mut buf = [0u8; 32];
-        let out = &mut buf[..algo.len()];
+        let out = &mut buf[..algo.digest_len()];
         for (i, pair) in s.as_bytes().chunks_exact(2).enumerate() {
             out[i] = (hex_val(pair[0])? << 4) | hex_val(pair[1])?;
         }
@@ -177,7 +177,7 @@ mod tests {
             let d = Digest::from_hex(hex).expect("valid hex");
             assert_eq!(d.to_hex(), hex.to_ascii_lowercase());
             assert_eq!(d.to_hex_upper(), hex.to_ascii_uppercase());
-            assert_eq!(d.algo().len() * 2, hex.len());
+            assert_eq!(d.algo().digest_len() * 2, hex.len());
         }
     }
 

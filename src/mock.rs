@@ -246,12 +246,16 @@ fn handle(mut req: tiny_http::Request, state: &Mutex<State>) {
         });
     }
     let mut resp = tiny_http::Response::from_string(text).with_status_code(status);
-    let mut headers = vec![
-        ("Content-Type".to_string(), "application/json".to_string()),
-        ("X-RateLimit-Limit".to_string(), "4000".to_string()),
-        ("X-RateLimit-Remaining".to_string(), "3999".to_string()),
-        ("X-RateLimit-Reset-In".to_string(), "86400s".to_string()),
-    ];
+    let mut headers: Vec<(String, String)> = [
+        ("Content-Type", "application/json"),
+        ("X-RateLimit-Limit", "4000"),
+        ("X-RateLimit-Remaining", "3999"),
+        ("X-RateLimit-Reset-In", "86400s"),
+    ]
+    .into_iter()
+    .filter(|(k, _)| !extra.iter().any(|(e, _)| e.eq_ignore_ascii_case(k)))
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     headers.extend(extra);
     for (k, v) in headers {
         if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {

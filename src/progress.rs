@@ -67,7 +67,7 @@ impl Progress for BarProgress {
     fn file_done(&self, bytes: u64) {
         let n = self.files.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
-        if n % 64 == 0 {
+        if n.is_multiple_of(64) {
             self.refresh();
         }
     }

@@ -349,8 +349,8 @@ pub fn backoff(attempt: u32) -> Duration {
         .mul_f64(0.5 + fastrand::f64() / 2.0)
 }
 
-/// How long the service asked us to wait: `Retry-After` (seconds) or `X-RateLimit-Reset-In`
-/// (`"30"` or `"30s"`), whichever is longer.
+/// How long the service asked us to wait: `Retry-After` (seconds) when present, it being the
+/// instruction for this answer; else `X-RateLimit-Reset-In` (`"30"` or `"30s"`).
 pub fn wait_hint(h: &HeaderMap) -> Option<Duration> {
     let secs = |name: &str| {
         h.get(name)
@@ -360,10 +360,7 @@ pub fn wait_hint(h: &HeaderMap) -> Option<Duration> {
             .filter(|s| s.is_finite() && *s >= 0.0)
             .map(Duration::from_secs_f64)
     };
-    match (secs("retry-after"), secs("x-ratelimit-reset-in")) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    }
+    secs("retry-after").or_else(|| secs("x-ratelimit-reset-in"))
 }
 
 fn read_body(resp: Response) -> Result<Vec<u8>, String> {
@@ -440,7 +437,7 @@ mod tests {
         h.insert("x-ratelimit-reset-in", HeaderValue::from_static("86400s"));
         assert_eq!(wait_hint(&h), Some(Duration::from_secs(86400)));
         h.insert("retry-after", HeaderValue::from_static("3"));
-        assert_eq!(wait_hint(&h), Some(Duration::from_secs(86400)));
+        assert_eq!(wait_hint(&h), Some(Duration::from_secs(3)));
         let mut h = HeaderMap::new();
         h.insert("Retry-After", HeaderValue::from_static("2"));
         assert_eq!(wait_hint(&h), Some(Duration::from_secs(2)));

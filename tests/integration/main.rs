@@ -1,0 +1,10 @@
+//! Integration tests: the real binary against an in-process mock of `POST /v4/hash` on
+//! 127.0.0.1. One test binary (`tests/integration/`), grouped by topic.
+
+mod util;
+
+mod hash_cmd;
+mod lookup_cmd;
+mod lookups;
+mod scan;
+mod secrecy;

@@ -1,0 +1,163 @@
+//! Test helpers: a temp tree, the binary runner, report parsing.
+
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub use hashsweep::mock::{EICAR, EICAR_SHA256, Fault, MockServer};
+use serde_json::Value;
+
+/// The key the mock accepts.
+pub const KEY: &str = "test-key-0123456789abcdef-SECRET";
+
+/// A temporary directory tree.
+pub struct Tree {
+    pub dir: tempfile::TempDir,
+}
+
+impl Tree {
+    pub fn new() -> Tree {
+        Tree {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Create a file (and its parent directories) with `data`. `rel` may hold any bytes.
+    pub fn file(&self, rel: impl AsRef<OsStr>, data: &[u8]) -> PathBuf {
+        let p = self.path().join(rel.as_ref());
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+
+    pub fn file_bytes(&self, rel: &[u8], data: &[u8]) -> PathBuf {
+        self.file(OsStr::from_bytes(rel), data)
+    }
+
+    pub fn fifo(&self, rel: &str) -> PathBuf {
+        let p = self.path().join(rel);
+        let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        p
+    }
+}
+
+/// A `hashsweep` command with a clean environment (no key, no API URL from the outside).
+pub fn cmd() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hashsweep"));
+    c.env_remove("METADEFENDER_APIKEY")
+        .env_remove("HASHSWEEP_API_URL")
+        .stdin(Stdio::null());
+    c
+}
+
+/// Run with a deadline: a hang is a test failure, not a stuck CI job.
+pub fn run(c: &mut Command) -> Output {
+    run_with_timeout(c, Duration::from_secs(60))
+}
+
+pub fn run_with_timeout(c: &mut Command, limit: Duration) -> Output {
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hashsweep");
+    // Drain both pipes while waiting, so a large report cannot block the child.
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out_t = drain(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let err_t = drain(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            let err = err_t.join().unwrap_or_default();
+            panic!(
+                "hashsweep did not finish within {limit:?}; stderr: {}",
+                String::from_utf8_lossy(&err)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out_t.join().unwrap_or_default(),
+        stderr: err_t.join().unwrap_or_default(),
+    }
+}
+
+/// `hashsweep scan` against `mock` with the right key (the report is ndjson: stdout is a pipe).
+pub fn scan_cmd(mock: &MockServer, root: &Path) -> Command {
+    let mut c = cmd();
+    c.env("METADEFENDER_APIKEY", KEY)
+        .args(["scan", "--api-url", &mock.url()])
+        .arg(root);
+    c
+}
+
+pub fn ndjson(out: &Output) -> Vec<Value> {
+    String::from_utf8(out.stdout.clone())
+        .expect("utf8 report")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad ndjson line {l:?}: {e}")))
+        .collect()
+}
+
+/// The record whose path ends with `suffix`.
+pub fn rec<'a>(recs: &'a [Value], suffix: &str) -> &'a Value {
+    recs.iter()
+        .find(|r| r["path"].as_str().is_some_and(|p| p.ends_with(suffix)))
+        .unwrap_or_else(|| panic!("no record for {suffix} in {recs:#?}"))
+}
+
+pub fn code(out: &Output) -> i32 {
+    out.status.code().expect("exit code")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
