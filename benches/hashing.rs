@@ -14,7 +14,9 @@ use std::hint::black_box;
 use std::io::Write;
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::{
+    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
 use hashsweep::hash::{FileStatus, HashOptions, Hasher};
 use md5::Md5;
 use sha1::Sha1;
@@ -56,7 +58,11 @@ fn all3_chunks(data: &[u8], block: usize) -> ([u8; 32], [u8; 16], [u8; 20]) {
         b.update(chunk);
         c.update(chunk);
     }
-    (a.finalize().into(), b.finalize().into(), c.finalize().into())
+    (
+        a.finalize().into(),
+        b.finalize().into(),
+        c.finalize().into(),
+    )
 }
 
 fn digest_mem(c: &mut Criterion) {

@@ -4,13 +4,13 @@
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use crate::cli::{ApiArgs, HashArgs, LookupArgs, MockArgs, OutputArgs, ScanArgs, WalkArgs};
 use crate::client::{ApiKey, ClientConfig, HttpClient, ReputationClient};
 use crate::digest::Algo;
 use crate::hash::{FileStatus, HashOptions};
 use crate::hashlist::{ListedHash, parse_line, sum_line};
+use crate::interrupt::Interrupt;
 use crate::pipeline::{LookupOptions, ScanConfig, lookup_digests, outcome_fields, scan};
 use crate::progress::{BarProgress, NoProgress, Progress};
 use crate::report::{Format, Record, Reporter, Summary, escape_for_line, reporter};
@@ -131,7 +131,7 @@ fn write_report(
     }
 }
 
-fn print_halt(client: Option<&HttpClient>) {
+fn print_halt(client: Option<&Arc<HttpClient>>) {
     if let Some(why) = client.and_then(|c| c.halted()) {
         eprintln!("hashsweep: lookups stopped: {why}");
     }
@@ -142,7 +142,7 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
     let client = if a.offline {
         None
     } else {
-        Some(build_client(&a.api)?)
+        Some(Arc::new(build_client(&a.api)?))
     };
     let cfg = ScanConfig {
         roots: a.paths.clone(),
@@ -156,13 +156,13 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
         threads: a.walk.threads.unwrap_or_else(default_threads),
         lookup: (!a.offline).then(|| lookup_options(&a.api)),
     };
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Interrupt::install()?;
     let progress = progress();
     let out = scan(
         &cfg,
-        client.as_ref().map(|c| c as &dyn ReputationClient),
+        client.clone().map(|c| c as Arc<dyn ReputationClient>),
         &*progress,
-        &stop,
+        &stop.flag,
     )?;
     let summary = out.summary();
     let format = resolve_format(&a.output);
@@ -180,7 +180,21 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
     )?;
     eprintln!("{}", summary.human());
     print_halt(client.as_ref());
-    Ok(summary.exit_status())
+    Ok(finish_status(&stop, summary.exit_status()))
+}
+
+/// 130/143 after a signal (saying so), else `status`.
+fn finish_status(stop: &Interrupt, status: u8) -> u8 {
+    match stop.exit_code() {
+        Some(code) => {
+            eprintln!(
+                "hashsweep: interrupted by {}: the report covers what was done before; the rest is marked not_looked_up",
+                stop.signal_name()
+            );
+            code
+        }
+        None => status,
+    }
 }
 
 /// `hashsweep hash`: sha256sum-compatible lines (md5sum/sha1sum with --md5/--sha1).
@@ -204,8 +218,8 @@ pub fn run_hash(a: HashArgs) -> Result<u8, Error> {
         threads: a.walk.threads.unwrap_or_else(default_threads),
         lookup: None,
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let out = scan(&cfg, None, &NoProgress, &stop)?;
+    let stop = Interrupt::install()?;
+    let out = scan(&cfg, None, &NoProgress, &stop.flag)?;
     let mut stdout = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let mut incomplete = false;
     for f in &out.files {
@@ -223,6 +237,7 @@ pub fn run_hash(a: HashArgs) -> Result<u8, Error> {
                 }
             }
             FileStatus::Skipped(why) => eprintln!("hashsweep: {}: skipped: {why}", shown()),
+            FileStatus::Interrupted => {}
             FileStatus::Error(e) => {
                 incomplete = true;
                 eprintln!("hashsweep: {}: {e}", shown());
@@ -230,7 +245,7 @@ pub fn run_hash(a: HashArgs) -> Result<u8, Error> {
         }
     }
     stdout.flush()?;
-    Ok(if incomplete { 2 } else { 0 })
+    Ok(finish_status(&stop, if incomplete { 2 } else { 0 }))
 }
 
 /// `hashsweep lookup`
@@ -264,10 +279,16 @@ pub fn run_lookup(a: LookupArgs) -> Result<u8, Error> {
             "no valid hashes given (as arguments or on stdin)".into(),
         ));
     }
-    let client = build_client(&a.api)?;
+    let client = Arc::new(build_client(&a.api)?);
     let digests: Vec<_> = listed.iter().map(|h| h.digest).collect();
     let started = std::time::Instant::now();
-    let outcomes = lookup_digests(&digests, &client, &lookup_options(&a.api));
+    let stop = Interrupt::install()?;
+    let outcomes = lookup_digests(
+        &digests,
+        Arc::clone(&client) as Arc<dyn ReputationClient>,
+        &lookup_options(&a.api),
+        &stop.flag,
+    );
 
     let records: Vec<Record<'_>> = listed
         .iter()
@@ -323,7 +344,7 @@ pub fn run_lookup(a: LookupArgs) -> Result<u8, Error> {
     )?;
     eprintln!("{}", summary.human());
     print_halt(Some(&client));
-    Ok(summary.exit_status())
+    Ok(finish_status(&stop, summary.exit_status()))
 }
 
 /// `hashsweep mock-api`: serve the stand-in until killed.

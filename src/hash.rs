@@ -7,6 +7,8 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use md5::Md5;
 use sha1::Sha1;
@@ -53,6 +55,8 @@ pub enum FileStatus {
     Skipped(String),
     /// Could not be read; the reason.
     Error(String),
+    /// The run was interrupted (Ctrl-C, SIGTERM) before this file was read to the end.
+    Interrupted,
 }
 
 /// The hash stage's output for one path: what the report needs about the file itself.
@@ -73,10 +77,11 @@ impl FileResult {
     }
 }
 
-/// Reusable per-thread state: the read buffer.
+/// Reusable per-thread state: the read buffer, and the run's stop flag.
 pub struct Hasher {
     opts: HashOptions,
     buf: Vec<u8>,
+    stop: Arc<AtomicBool>,
 }
 
 impl Hasher {
@@ -84,12 +89,24 @@ impl Hasher {
         Hasher {
             opts,
             buf: vec![0; BLOCK_SIZE],
+            stop: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Abandon reading (between blocks) once `stop` is set.
+    pub fn with_stop(mut self, stop: Arc<AtomicBool>) -> Hasher {
+        self.stop = stop;
+        self
     }
 
     /// Turn a walk event into a result, reading the file when it is a regular file.
     pub fn process(&mut self, ev: WalkEvent) -> FileResult {
         match ev {
+            WalkEvent::File(path) if self.stop.load(Ordering::Relaxed) => FileResult {
+                path,
+                size: None,
+                status: FileStatus::Interrupted,
+            },
             WalkEvent::File(path) => self.hash_path(path),
             WalkEvent::Special { path, kind } => FileResult {
                 path,
@@ -150,6 +167,13 @@ impl Hasher {
         let mut file = file;
         let (digests, read) = match self.read_digests(&mut file) {
             Ok(v) => v,
+            Err((e, _)) if e.kind() == io::ErrorKind::Interrupted => {
+                return FileResult {
+                    path,
+                    size: Some(stat_size),
+                    status: FileStatus::Interrupted,
+                };
+            }
             Err((e, read)) => {
                 return FileResult {
                     path,
@@ -187,6 +211,12 @@ impl Hasher {
         let multi = md5.is_some() || sha1.is_some();
         let mut total = 0u64;
         loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return Err((
+                    io::Error::new(io::ErrorKind::Interrupted, "interrupted"),
+                    total,
+                ));
+            }
             let n = match file.read(&mut self.buf) {
                 Ok(0) => break,
                 Ok(n) => n,

@@ -15,6 +15,7 @@ pub mod digest;
 mod error;
 pub mod hash;
 pub mod hashlist;
+pub mod interrupt;
 pub mod mock;
 pub mod pipeline;
 pub mod progress;

@@ -16,13 +16,12 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::thread::Scope;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, bounded, select, unbounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, select, unbounded};
 
-use crate::batch::{MAX_BATCH, run_batcher};
+use crate::batch::{LookupBatch, MAX_BATCH, run_batcher};
 use crate::client::{Answer, HashOutcome, ReputationClient};
 use crate::dedup::Dedup;
 use crate::digest::{Algo, Digest};
@@ -31,6 +30,9 @@ use crate::progress::Progress;
 use crate::report::{Record, Summary};
 use crate::verdict::Verdict;
 use crate::walk::{WalkOptions, walk};
+
+/// How long an interrupted run waits for requests already in flight.
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// How batches are formed and sent.
 #[derive(Debug, Clone)]
@@ -82,7 +84,7 @@ pub struct ScanOutput {
 /// Run the pipeline to the end (or until `stop` is set).
 pub fn scan(
     cfg: &ScanConfig,
-    client: Option<&dyn ReputationClient>,
+    client: Option<Arc<dyn ReputationClient>>,
     progress: &dyn Progress,
     stop: &Arc<AtomicBool>,
 ) -> Result<ScanOutput, crate::Error> {
@@ -92,7 +94,7 @@ pub fn scan(
         crate::walk::exclude_matcher(root, &cfg.walk.excludes)?;
     }
     let threads = cfg.threads.max(1);
-    let lookup = cfg.lookup.as_ref().zip(client);
+    let lookup = cfg.lookup.as_ref().zip(client.clone());
 
     let mut files = Vec::new();
     let mut outcomes = HashMap::new();
@@ -106,7 +108,7 @@ pub fn scan(
         for _ in 0..threads {
             let walk_rx = walk_rx.clone();
             let res_tx = res_tx.clone();
-            let mut hasher = Hasher::new(cfg.hash);
+            let mut hasher = Hasher::new(cfg.hash).with_stop(Arc::clone(stop));
             s.spawn(move || {
                 for ev in walk_rx {
                     if res_tx.send(hasher.process(ev)).is_err() {
@@ -117,16 +119,16 @@ pub fn scan(
         }
         drop((walk_rx, res_tx));
 
-        let (digest_tx, out_rx) = match lookup {
+        let (digest_tx, out_rx) = match &lookup {
             Some((opts, client)) => {
-                let (tx, rx) = spawn_lookup(s, client, opts);
+                let (tx, rx) = spawn_lookup(Arc::clone(client), opts, stop);
                 (Some(tx), Some(rx))
             }
             None => (None, None),
         };
         // Offline, the outcome arm of the select below waits on a channel that never fires.
         let no_outcomes = crossbeam_channel::never();
-        let algo = lookup.map(|(o, _)| o.algo).unwrap_or(Algo::Sha256);
+        let algo = lookup.as_ref().map(|(o, _)| o.algo).unwrap_or(Algo::Sha256);
         let record_outcomes = |batch: Vec<(Digest, HashOutcome)>,
                                outcomes: &mut HashMap<Digest, HashOutcome>,
                                asked: usize| {
@@ -154,8 +156,21 @@ pub fn scan(
             }
         }
         drop(digest_tx);
-        for batch in out_rx.into_iter().flatten() {
-            record_outcomes(batch, &mut outcomes, dedup.distinct());
+        // Wait for the answers still due; once stopped, give in-flight requests a short grace
+        // and leave the rest (their threads are not joined; the process is about to exit).
+        let mut deadline: Option<Instant> = None;
+        while let Some(rx) = &out_rx {
+            if deadline.is_none() && stop.load(Ordering::Relaxed) {
+                deadline = Some(Instant::now() + STOP_GRACE);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(batch) => record_outcomes(batch, &mut outcomes, dedup.distinct()),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
         }
         walk_result = walk_handle
             .join()
@@ -177,26 +192,29 @@ pub fn scan(
     })
 }
 
-/// Start the batcher and `concurrency` lookup workers inside scope `s`. Send digests into the
-/// returned sender (drop it when done); outcomes arrive per batch on the receiver, which closes
-/// once every batch is answered.
-pub fn spawn_lookup<'s, 'e>(
-    s: &'s Scope<'s, 'e>,
-    client: &'e dyn ReputationClient,
+/// Start the batcher and `concurrency` lookup workers. Send digests into the returned sender
+/// (drop it when done); outcomes arrive per batch on the receiver, which closes once every
+/// batch is answered. The threads are detached so an interrupted run need not wait for a
+/// request in flight; once `stop` is set no new request is started.
+pub fn spawn_lookup(
+    client: Arc<dyn ReputationClient>,
     opts: &LookupOptions,
+    stop: &Arc<AtomicBool>,
 ) -> (Sender<Digest>, Receiver<Vec<(Digest, HashOutcome)>>) {
     let (digest_tx, digest_rx) = unbounded::<Digest>();
     let concurrency = opts.concurrency.max(1);
-    let (batch_tx, batch_rx) = bounded(concurrency);
+    let (batch_tx, batch_rx) = bounded::<LookupBatch>(concurrency);
     let (out_tx, out_rx) = unbounded();
     let (size, wait) = (opts.batch_size, opts.batch_wait);
-    s.spawn(move || run_batcher(digest_rx, batch_tx, size, wait));
+    std::thread::spawn(move || run_batcher(digest_rx, batch_tx, size, wait));
     for _ in 0..concurrency {
         let batch_rx = batch_rx.clone();
         let out_tx = out_tx.clone();
-        s.spawn(move || {
+        let client = Arc::clone(&client);
+        let stop = Arc::clone(stop);
+        std::thread::spawn(move || {
             for batch in batch_rx {
-                if out_tx.send(client.lookup(&batch)).is_err() {
+                if stop.load(Ordering::Relaxed) || out_tx.send(client.lookup(&batch)).is_err() {
                     break;
                 }
             }
@@ -208,23 +226,26 @@ pub fn spawn_lookup<'s, 'e>(
 /// Look up a fixed set of digests (the `lookup` subcommand). Duplicates are asked once.
 pub fn lookup_digests(
     digests: &[Digest],
-    client: &dyn ReputationClient,
+    client: Arc<dyn ReputationClient>,
     opts: &LookupOptions,
+    stop: &Arc<AtomicBool>,
 ) -> HashMap<Digest, HashOutcome> {
     let mut outcomes = HashMap::new();
-    std::thread::scope(|s| {
-        let (tx, rx) = spawn_lookup(s, client, opts);
-        let mut dedup = Dedup::default();
-        for d in digests {
-            if dedup.first_sighting(*d) {
-                let _ = tx.send(*d);
-            }
+    let (tx, rx) = spawn_lookup(client, opts, stop);
+    let mut dedup = Dedup::default();
+    for d in digests {
+        if dedup.first_sighting(*d) {
+            let _ = tx.send(*d);
         }
-        drop(tx);
-        for batch in rx {
-            outcomes.extend(batch);
+    }
+    drop(tx);
+    while !stop.load(Ordering::Relaxed) {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(batch) => outcomes.extend(batch),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
         }
-    });
+    }
     outcomes
 }
 
@@ -251,6 +272,11 @@ impl ScanOutput {
             FileStatus::Error(e) => Record {
                 verdict: Verdict::Error,
                 error: Some(e),
+                ..base
+            },
+            FileStatus::Interrupted => Record {
+                verdict: Verdict::NotLookedUp,
+                error: Some("interrupted before the file was read"),
                 ..base
             },
             FileStatus::Hashed {

@@ -4,6 +4,7 @@
 mod util;
 
 mod hash_cmd;
+mod interrupt;
 mod lookup_cmd;
 mod lookups;
 mod scan;

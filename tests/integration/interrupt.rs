@@ -1,0 +1,98 @@
+//! Ctrl-C and SIGTERM: the report is written for what is known, the rest is not_looked_up,
+//! the exit status says which signal; a second signal exits at once.
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+fn start_slow_scan(mock: &MockServer, t: &Tree, report: &std::path::Path) -> Child {
+    let mut c = scan_cmd(mock, t.path());
+    c.args(["--format", "ndjson", "-o"])
+        .arg(report)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c.spawn().unwrap()
+}
+
+fn signal(child: &Child, sig: i32) {
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+fn wait_for(mut child: Child, limit: Duration) -> (i32, Duration, String) {
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            return (
+                st.code().unwrap_or(-1),
+                start.elapsed(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            );
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("did not exit within {limit:?} of the signal");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn tree() -> Tree {
+    let t = Tree::new();
+    for i in 0..50 {
+        t.file(format!("f{i}"), format!("{i}").as_bytes());
+    }
+    t
+}
+
+#[test]
+fn sigint_and_sigterm_write_the_report_and_exit_130_143() {
+    for (sig, expected) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let mock = MockServer::start_on("127.0.0.1:0", Some(KEY), Duration::from_secs(8)).unwrap();
+        let t = tree();
+        let out_dir = Tree::new();
+        let report = out_dir.path().join("r.ndjson");
+        let child = start_slow_scan(&mock, &t, &report);
+        std::thread::sleep(Duration::from_millis(700));
+        signal(&child, sig);
+        let (code, took, err) = wait_for(child, Duration::from_secs(10));
+        assert_eq!(code, expected, "{err}");
+        assert!(took < Duration::from_secs(6), "took {took:?}");
+        assert!(err.contains("interrupted"), "{err}");
+        let text = std::fs::read_to_string(&report).expect("report written");
+        let recs: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(recs.len(), 50, "every hashed path is in the report");
+        assert!(
+            recs.iter().all(|r| r["verdict"] == "not_looked_up"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn second_sigint_exits_at_once_without_a_half_written_report() {
+    let mock = MockServer::start_on("127.0.0.1:0", Some(KEY), Duration::from_secs(8)).unwrap();
+    let t = tree();
+    let out_dir = Tree::new();
+    let report = out_dir.path().join("r.ndjson");
+    let child = start_slow_scan(&mock, &t, &report);
+    std::thread::sleep(Duration::from_millis(700));
+    signal(&child, libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(100));
+    signal(&child, libc::SIGINT);
+    let (code, took, _) = wait_for(child, Duration::from_secs(10));
+    assert_eq!(code, 130);
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    let names: Vec<_> = std::fs::read_dir(out_dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        names.is_empty() || names == vec![std::ffi::OsString::from("r.ndjson")],
+        "{names:?}"
+    );
+}
