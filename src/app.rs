@@ -57,6 +57,7 @@ fn build_client(api: &ApiArgs) -> Result<HttpClient, Error> {
     cfg.timeout = api.timeout;
     cfg.connect_timeout = api.connect_timeout;
     cfg.insecure_http = api.insecure_http;
+    cfg.rate = api.rate;
     Ok(HttpClient::new(cfg)?)
 }
 

@@ -96,6 +96,9 @@ pub struct ApiArgs {
     /// Timeout for connecting
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
+    /// At most N requests per minute (on top of the service's own rate-limit headers)
+    #[arg(long, value_name = "N")]
+    pub rate: Option<u32>,
     /// Allow plain http to a host that is not loopback (the key crosses the network in clear)
     #[arg(long)]
     pub insecure_http: bool,

@@ -19,17 +19,17 @@ pub struct ListedHash {
 pub fn parse_line(line: &[u8]) -> Result<Option<ListedHash>, String> {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let trimmed = line.trim_ascii();
-    if trimmed.is_empty() || trimmed.starts_with(b"#") {
+    // Only the start is trimmed: a file name may end in spaces.
+    let trimmed = line.trim_ascii_start();
+    if trimmed.trim_ascii_end().is_empty() || trimmed.starts_with(b"#") {
         return Ok(None);
     }
     // BSD tag style: ALGO (name) = hex
     if let Some(open) = trimmed.iter().position(|&b| b == b'(')
         && let Some(eq) = trimmed.windows(4).rposition(|w| w == b") = ")
         && open < eq
-        && trimmed[..open]
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b' ' || *b == b'-')
+        && std::str::from_utf8(&trimmed[..open])
+            .is_ok_and(|t| t.trim().parse::<crate::digest::Algo>().is_ok())
     {
         let hex =
             std::str::from_utf8(&trimmed[eq + 4..]).map_err(|_| "digest is not hex".to_string())?;
@@ -66,7 +66,7 @@ pub fn parse_line(line: &[u8]) -> Result<Option<ListedHash>, String> {
     } else {
         name = name.trim_ascii_start();
     }
-    let name = (!name.is_empty()).then(|| {
+    let name = (!name.trim_ascii().is_empty()).then(|| {
         let raw = if escaped {
             unescape(name)
         } else {

@@ -4,10 +4,17 @@
 //! empty `hash` field, `400063` over 1000 hashes, 401 (`401006`) for a wrong key, rate-limit
 //! headers on every answer. Faults can be scripted for the next requests.
 //!
+//! Faults cover what the real service and the network do: error statuses, resets, truncated and
+//! malformed bodies, stalls, damaged answers, a spent quota, and a random mix of all of them.
+//! It is a small HTTP/1.1 server on raw sockets (one request per connection) so that resets
+//! and truncation can be produced on purpose.
+//!
 //! Used by the tests, the benchmarks and `hashsweep mock-api`; it binds to loopback only.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -29,25 +36,68 @@ pub struct MockEntry {
     pub threat: String,
 }
 
-/// A scripted answer for one upcoming request.
+/// Ways to damage an otherwise correct answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mangle {
+    /// Leave out the first entry.
+    DropEntry,
+    /// Add an entry for a hash nobody asked about.
+    ForeignEntry,
+    /// Repeat the first entry with a different result.
+    ConflictingRepeat,
+    /// `scan_result_i` of the first entry as a string.
+    StringCode,
+    /// `total_detected_avs` of the first entry as null.
+    NullTotal,
+}
+
+/// What a scripted fault does to one request.
+#[derive(Debug, Clone)]
+pub enum FaultKind {
+    /// Answer with this status and body instead of the normal answer.
+    Answer { status: u16, body: String },
+    /// Close the connection with a TCP reset, no answer.
+    Reset,
+    /// Promise more body than is sent, then close.
+    Truncate,
+    /// Wait this long before answering normally (beyond a client's timeout, say).
+    Stall(Duration),
+    /// Answer normally but damaged.
+    Mangle(Mangle),
+}
+
+/// A scripted fault for one upcoming request.
 #[derive(Debug, Clone)]
 pub struct Fault {
-    pub status: u16,
-    pub body: String,
+    pub kind: FaultKind,
     pub headers: Vec<(String, String)>,
 }
 
 impl Fault {
     pub fn new(status: u16, body: impl Into<String>) -> Fault {
-        Fault {
+        Fault::of(FaultKind::Answer {
             status,
             body: body.into(),
+        })
+    }
+    pub fn of(kind: FaultKind) -> Fault {
+        Fault {
+            kind,
             headers: Vec::new(),
         }
     }
     pub fn header(mut self, name: &str, value: &str) -> Fault {
         self.headers.push((name.into(), value.into()));
         self
+    }
+    fn label(&self) -> String {
+        match &self.kind {
+            FaultKind::Answer { status, .. } => format!("http_{status}"),
+            FaultKind::Reset => "reset".into(),
+            FaultKind::Truncate => "truncated".into(),
+            FaultKind::Stall(_) => "stall".into(),
+            FaultKind::Mangle(m) => format!("{m:?}"),
+        }
     }
 }
 
@@ -58,8 +108,10 @@ pub struct SeenRequest {
     pub hashes: Vec<String>,
     pub status: u16,
     pub details: bool,
-    /// Every header value, for secrecy checks (the `apikey` header is left out).
+    /// Every header line but `apikey`, for secrecy checks.
     pub other_headers: Vec<String>,
+    /// The fault applied, if any.
+    pub fault: Option<String>,
 }
 
 #[derive(Default)]
@@ -69,14 +121,18 @@ struct State {
     entries: HashMap<String, MockEntry>,
     faults: VecDeque<Fault>,
     seen: Vec<SeenRequest>,
+    /// Random faults: (rng, probability, stall duration).
+    chaos: Option<(fastrand::Rng, f64, Duration)>,
+    /// Daily quota in hashes: (limit, used).
+    quota: Option<(u64, u64)>,
 }
 
-/// A running mock server. Stops when dropped.
+/// A running mock server. Stops accepting when dropped.
 pub struct MockServer {
     addr: SocketAddr,
-    server: Arc<tiny_http::Server>,
     state: Arc<Mutex<State>>,
-    workers: Vec<JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
+    acceptor: Option<JoinHandle<()>>,
 }
 
 impl MockServer {
@@ -91,11 +147,11 @@ impl MockServer {
         key: Option<&str>,
         latency: Duration,
     ) -> std::io::Result<MockServer> {
-        let server = Arc::new(tiny_http::Server::http(addr).map_err(std::io::Error::other)?);
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| std::io::Error::other("mock is not on an IP socket"))?;
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() {
+            return Err(std::io::Error::other("the mock only listens on loopback"));
+        }
         let mut entries = HashMap::new();
         for h in [EICAR_SHA256, EICAR_SHA1, EICAR_MD5] {
             entries.insert(
@@ -113,22 +169,27 @@ impl MockServer {
             entries,
             ..State::default()
         }));
-        let workers = (0..16)
-            .map(|_| {
-                let server = Arc::clone(&server);
-                let state = Arc::clone(&state);
-                std::thread::spawn(move || {
-                    while let Ok(req) = server.recv() {
-                        handle(req, &state);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let acceptor = {
+            let state = Arc::clone(&state);
+            let stopping = Arc::clone(&stopping);
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stopping.load(Ordering::SeqCst) {
+                        break;
                     }
-                })
+                    if let Ok(stream) = conn {
+                        let state = Arc::clone(&state);
+                        std::thread::spawn(move || serve_connection(stream, &state));
+                    }
+                }
             })
-            .collect();
+        };
         Ok(MockServer {
             addr,
-            server,
             state,
-            workers,
+            stopping,
+            acceptor: Some(acceptor),
         })
     }
 
@@ -160,6 +221,17 @@ impl MockServer {
         self.with(|s| s.faults.push_back(fault));
     }
 
+    /// From now on, damage each request with probability `p`, picking among every fault kind
+    /// (stalls last `stall`). Deterministic for a given seed.
+    pub fn set_chaos(&self, seed: u64, p: f64, stall: Duration) {
+        self.with(|s| s.chaos = Some((fastrand::Rng::with_seed(seed), p, stall)));
+    }
+
+    /// Limit the daily quota to `limit` hashes; past it every request gets 429 (429000).
+    pub fn set_quota(&self, limit: u64) {
+        self.with(|s| s.quota = Some((limit, 0)));
+    }
+
     /// Requests seen so far.
     pub fn requests(&self) -> Vec<SeenRequest> {
         self.with(|s| s.seen.clone())
@@ -173,11 +245,11 @@ impl MockServer {
 
 impl Drop for MockServer {
     fn drop(&mut self) {
-        for _ in 0..self.workers.len() {
-            self.server.unblock();
-        }
-        for w in self.workers.drain(..) {
-            let _ = w.join();
+        self.stopping.store(true, Ordering::SeqCst);
+        // Wake the acceptor; connections in progress finish on their own threads.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.join();
         }
     }
 }
@@ -186,34 +258,131 @@ fn error_body(code: i64, msg: &str) -> String {
     json!({"error": {"code": code, "messages": [msg]}}).to_string()
 }
 
-fn header(req: &tiny_http::Request, name: &'static str) -> Option<String> {
-    req.headers()
-        .iter()
-        .find(|h| h.field.equiv(name))
-        .map(|h| h.value.as_str().to_string())
+/// A parsed HTTP/1.1 request: just what the mock needs.
+struct HttpRequest {
+    method: String,
+    path: String,
+    /// Lower-case names.
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
 }
 
-fn handle(mut req: tiny_http::Request, state: &Mutex<State>) {
-    let mut body = Vec::new();
-    let _ = req.as_reader().read_to_end(&mut body);
-    let apikey = header(&req, "apikey");
-    let details_hdr = header(&req, "includescandetails");
-    let other_headers = req
-        .headers()
-        .iter()
-        .filter(|h| !h.field.equiv("apikey"))
-        .map(|h| format!("{}: {}", h.field, h.value))
-        .collect();
-
-    let (latency, fault, key) = {
-        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-        (s.latency, s.faults.pop_front(), s.key.clone())
-    };
-    if !latency.is_zero() {
-        std::thread::sleep(latency);
+impl HttpRequest {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
+}
 
-    let hashes: Vec<String> = serde_json::from_slice::<Value>(&body)
+/// Read one request (headers up to 64 KiB, body up to 4 MiB by Content-Length).
+fn read_request(stream: &mut TcpStream) -> std::io::Result<HttpRequest> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        if buf.len() > 64 << 10 {
+            return Err(bad("headers too large"));
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(bad("connection closed before the headers ended"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next().unwrap_or_default().split_whitespace();
+    let method = first.next().unwrap_or_default().to_string();
+    let path = first.next().unwrap_or_default().to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    if len > 4 << 20 {
+        return Err(bad("body too large"));
+    }
+    let mut body = buf[head_end + 4..].to_vec();
+    while body.len() < len {
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(bad("connection closed in the body"));
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    body.truncate(len);
+    Ok(HttpRequest {
+        method,
+        path,
+        headers,
+        body,
+    })
+}
+
+/// Close with RST instead of FIN (SO_LINGER with a zero timeout).
+fn reset(stream: TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket descriptor and a correctly sized `linger` value.
+    unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&stream),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    drop(stream);
+}
+
+fn pick_chaos(rng: &mut fastrand::Rng, stall: Duration) -> Fault {
+    match rng.u32(0..11) {
+        0 => Fault::new(503, error_body(503000, "service unavailable")),
+        1 => Fault::new(500, "Internal Server Error"),
+        2 => Fault::new(
+            429,
+            r#"{"error":{"name":"ClientError","code":429001,"status":429,"messages":"throttled"}}"#,
+        )
+        .header("Retry-After", "1"),
+        3 => Fault::of(FaultKind::Reset),
+        4 => Fault::of(FaultKind::Truncate),
+        5 => Fault::new(200, r#"{"data":[{"hash":"#),
+        6 => Fault::of(FaultKind::Stall(stall)),
+        7 => Fault::of(FaultKind::Mangle(Mangle::DropEntry)),
+        8 => Fault::of(FaultKind::Mangle(Mangle::ForeignEntry)),
+        9 => Fault::of(FaultKind::Mangle(Mangle::StringCode)),
+        _ => Fault::of(FaultKind::Mangle(Mangle::NullTotal)),
+    }
+}
+
+fn serve_connection(mut stream: TcpStream, state: &Mutex<State>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let Ok(req) = read_request(&mut stream) else {
+        return;
+    };
+    let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
+
+    let apikey = req.header("apikey").map(str::to_string);
+    let details_hdr = req.header("includescandetails").map(str::to_string);
+    let other_headers: Vec<String> = req
+        .headers
+        .iter()
+        .filter(|(k, _)| k != "apikey")
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    let hashes: Vec<String> = serde_json::from_slice::<Value>(&req.body)
         .ok()
         .and_then(|v| v.get("hash").and_then(Value::as_array).cloned())
         .map(|a| {
@@ -222,47 +391,153 @@ fn handle(mut req: tiny_http::Request, state: &Mutex<State>) {
                 .collect()
         })
         .unwrap_or_default();
-    let details = details_hdr.as_deref() == Some("1");
 
-    let (status, text, extra): (u16, String, Vec<(String, String)>) = if let Some(f) = fault {
-        (f.status, f.body, f.headers)
-    } else if req.method() != &tiny_http::Method::Post || !req.url().ends_with("/v4/hash") {
-        (404, error_body(404000, "Endpoint not found"), vec![])
-    } else if key.is_some() && apikey != key {
-        (401, error_body(401006, "Invalid apikey"), vec![])
-    } else {
-        let s = state.lock().unwrap_or_else(|p| p.into_inner());
-        let (st, txt) = answer(&body, details_hdr.as_deref(), &s.entries);
-        (st, txt, vec![])
+    let (latency, fault, key) = {
+        let mut s = lock();
+        let mut fault = s.faults.pop_front();
+        if fault.is_none()
+            && let Some((rng, p, stall)) = s.chaos.as_mut()
+            && rng.f64() < *p
+        {
+            let stall = *stall;
+            fault = Some(pick_chaos(rng, stall));
+        }
+        (s.latency, fault, s.key.clone())
     };
-
-    {
-        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-        s.seen.push(SeenRequest {
+    if !latency.is_zero() {
+        std::thread::sleep(latency);
+    }
+    let label = fault.as_ref().map(Fault::label);
+    let record = |status: u16| {
+        lock().seen.push(SeenRequest {
             hashes: hashes.clone(),
             status,
-            details,
-            other_headers,
+            details: details_hdr.as_deref() == Some("1"),
+            other_headers: other_headers.clone(),
+            fault: label.clone(),
         });
-    }
-    let mut resp = tiny_http::Response::from_string(text).with_status_code(status);
-    let mut headers: Vec<(String, String)> = [
-        ("Content-Type", "application/json"),
-        ("X-RateLimit-Limit", "4000"),
-        ("X-RateLimit-Remaining", "3999"),
-        ("X-RateLimit-Reset-In", "86400s"),
-    ]
-    .into_iter()
-    .filter(|(k, _)| !extra.iter().any(|(e, _)| e.eq_ignore_ascii_case(k)))
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    headers.extend(extra);
-    for (k, v) in headers {
-        if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-            resp.add_header(h);
+    };
+
+    let (mut extra, mut mangle, mut truncate) = (Vec::new(), None, false);
+    let mut scripted = None;
+    if let Some(f) = fault {
+        extra = f.headers;
+        match f.kind {
+            FaultKind::Reset => {
+                record(0);
+                return reset(stream);
+            }
+            FaultKind::Stall(d) => std::thread::sleep(d),
+            FaultKind::Truncate => truncate = true,
+            FaultKind::Mangle(m) => mangle = Some(m),
+            FaultKind::Answer { status, body } => scripted = Some((status, body)),
         }
     }
-    let _ = req.respond(resp);
+
+    let (status, text) = if let Some(s) = scripted {
+        s
+    } else if req.method != "POST" || !req.path.ends_with("/v4/hash") {
+        (404, error_body(404000, "Endpoint not found"))
+    } else if key.is_some() && apikey != key {
+        (401, error_body(401006, "Invalid apikey"))
+    } else {
+        let mut s = lock();
+        let quota_spent = match &mut s.quota {
+            Some((limit, used)) if *used + hashes.len() as u64 > *limit => true,
+            Some((_, used)) => {
+                *used += hashes.len() as u64;
+                false
+            }
+            None => false,
+        };
+        if quota_spent {
+            extra.push(("X-RateLimit-Reset-In".into(), "86400s".into()));
+            (429, error_body(429000, "API key limit exceeded"))
+        } else {
+            let (st, txt) = answer(&req.body, details_hdr.as_deref(), &s.entries);
+            (st, mangle.map(|m| damage(&txt, m)).unwrap_or(txt))
+        }
+    };
+    record(status);
+
+    let remaining = {
+        let s = lock();
+        s.quota
+            .map(|(l, u)| (l, l.saturating_sub(u)))
+            .unwrap_or((4000, 3999))
+    };
+    let mut headers: Vec<(String, String)> = vec![
+        ("Content-Type".into(), "application/json".into()),
+        ("X-RateLimit-Limit".into(), remaining.0.to_string()),
+        ("X-RateLimit-Remaining".into(), remaining.1.to_string()),
+        ("X-RateLimit-Reset-In".into(), "86400s".into()),
+    ];
+    headers.retain(|(k, _)| !extra.iter().any(|(e, _)| e.eq_ignore_ascii_case(k)));
+    headers.extend(extra);
+    let body = text.into_bytes();
+    let promised = if truncate {
+        body.len() + 100
+    } else {
+        body.len()
+    };
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Length: {promised}\r\nConnection: close\r\n",
+        reason(status)
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = stream
+        .write_all(head.as_bytes())
+        .and_then(|_| stream.write_all(&body))
+        .and_then(|_| stream.flush());
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+/// Damage a correct answer in the way `m` says.
+fn damage(text: &str, m: Mangle) -> String {
+    let Ok(mut v) = serde_json::from_str::<Value>(text) else {
+        return text.to_string();
+    };
+    let Some(data) = v.get_mut("data").and_then(Value::as_array_mut) else {
+        return text.to_string();
+    };
+    if data.is_empty() {
+        return text.to_string();
+    }
+    match m {
+        Mangle::DropEntry => {
+            data.remove(0);
+        }
+        Mangle::ForeignEntry => data.push(json!({"hash": "F".repeat(64), "scan_result_i": 0, "total_detected_avs": 0, "data_id": "x"})),
+        Mangle::ConflictingRepeat => {
+            let mut e = data[0].clone();
+            e["scan_result_i"] = json!(if e["scan_result_i"] == json!(0) { 1 } else { 0 });
+            e["total_detected_avs"] = json!(7);
+            data.push(e);
+        }
+        Mangle::StringCode => {
+            let code = data[0]["scan_result_i"].to_string();
+            data[0]["scan_result_i"] = json!(code);
+        }
+        Mangle::NullTotal => data[0]["total_detected_avs"] = Value::Null,
+    }
+    v.to_string()
 }
 
 /// The normal answer for a request body.

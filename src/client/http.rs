@@ -37,6 +37,8 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Allow plain http to hosts other than loopback.
     pub insecure_http: bool,
+    /// At most this many requests per minute (`--rate`).
+    pub rate: Option<u32>,
 }
 
 impl ClientConfig {
@@ -50,6 +52,7 @@ impl ClientConfig {
             timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
             insecure_http: false,
+            rate: None,
         }
     }
 }
@@ -78,6 +81,8 @@ pub struct HttpClient {
     pause_until: Mutex<Option<Instant>>,
     /// Once set, nothing more is sent; every batch gets this reason.
     stopped: Mutex<Option<String>>,
+    /// With `--rate`, the earliest start of the next request.
+    next_slot: Mutex<Option<Instant>>,
     requests: AtomicU64,
     retries: AtomicU64,
     throttled: AtomicU64,
@@ -140,6 +145,7 @@ impl HttpClient {
             cfg,
             pause_until: Mutex::new(None),
             stopped: Mutex::new(None),
+            next_slot: Mutex::new(None),
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
@@ -202,6 +208,11 @@ impl HttpClient {
         };
         let status = resp.status();
         let wait = wait_hint(resp.headers());
+        let remaining = resp
+            .headers()
+            .get("x-ratelimit-remaining")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
         let body = match read_body(resp) {
             Ok(b) => b,
             Err(e) => {
@@ -212,7 +223,10 @@ impl HttpClient {
         };
         if status == StatusCode::OK {
             return match parse_answer(&body, digests) {
-                Ok(out) => Attempt::Done(out),
+                Ok(out) => {
+                    self.note_quota(remaining, wait);
+                    Attempt::Done(out)
+                }
                 Err(e) => Attempt::Retry(e.0),
             };
         }
@@ -250,48 +264,79 @@ impl HttpClient {
 
     /// Look up `digests`, retrying and splitting as needed. Always one outcome per digest.
     fn lookup_digests(&self, batch_id: u64, digests: &[Digest]) -> Vec<(Digest, HashOutcome)> {
-        let fail_all = |why: String| {
-            digests
-                .iter()
-                .map(|d| (*d, Err(why.clone())))
-                .collect::<Vec<_>>()
-        };
+        let mut done: Vec<(Digest, HashOutcome)> = Vec::with_capacity(digests.len());
+        let mut pending: Vec<Digest> = digests.to_vec();
         let mut failures = 0u32;
-        loop {
+        let mut throttles = 0u32;
+        let fail_all = |pending: &[Digest], done: &mut Vec<(Digest, HashOutcome)>, why: String| {
+            done.extend(pending.iter().map(|d| (*d, Err(why.clone()))));
+        };
+        while !pending.is_empty() {
             if let Some(why) = self.stopped_reason() {
-                return fail_all(format!("not looked up: {why}"));
+                fail_all(&pending, &mut done, format!("not looked up: {why}"));
+                break;
             }
             self.wait_for_pause();
-            match self.attempt(digests) {
-                Attempt::Done(out) => return out,
+            self.wait_for_rate_slot();
+            match self.attempt(&pending) {
+                Attempt::Done(out) => {
+                    // Hashes the answer left out are asked again (within the retry budget).
+                    let (missing, answered): (Vec<_>, Vec<_>) = out
+                        .into_iter()
+                        .partition(|(_, o)| matches!(o, Err(e) if e == protocol::NO_ENTRY));
+                    done.extend(answered);
+                    pending = missing.iter().map(|(d, _)| *d).collect();
+                    if !pending.is_empty() {
+                        failures += 1;
+                        if failures > self.cfg.retries {
+                            done.extend(missing);
+                            break;
+                        }
+                        self.retries.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 Attempt::Fatal(why) => {
                     self.stop(&why);
-                    return fail_all(why);
+                    fail_all(&pending, &mut done, why);
+                    break;
                 }
                 Attempt::BadRequest(why) => {
-                    if digests.len() <= 1 {
-                        return fail_all(format!(
-                            "service refused this hash (batch {batch_id}): {why}"
-                        ));
+                    if pending.len() <= 1 {
+                        fail_all(
+                            &pending,
+                            &mut done,
+                            format!("service refused this hash (batch {batch_id}): {why}"),
+                        );
+                    } else {
+                        let (a, b) = pending.split_at(pending.len() / 2);
+                        done.extend(self.lookup_digests(batch_id, a));
+                        done.extend(self.lookup_digests(batch_id, b));
                     }
-                    let (a, b) = digests.split_at(digests.len() / 2);
-                    let mut out = self.lookup_digests(batch_id, a);
-                    out.extend(self.lookup_digests(batch_id, b));
-                    return out;
+                    break;
                 }
                 Attempt::Wait(d, why) => {
+                    throttles += 1;
                     if d > self.cfg.max_wait {
-                        return fail_all(format!(
-                            "lookup failed (batch {batch_id}): throttled and told to wait {}s, more than --max-wait ({}s): {why}",
-                            d.as_secs(),
-                            self.cfg.max_wait.as_secs()
-                        ));
+                        fail_all(
+                            &pending,
+                            &mut done,
+                            format!(
+                                "lookup failed (batch {batch_id}): throttled and told to wait {}s, more than --max-wait ({}s): {why}",
+                                d.as_secs(),
+                                self.cfg.max_wait.as_secs()
+                            ),
+                        );
+                        break;
                     }
-                    failures += 1;
-                    if failures > self.cfg.retries.max(1) * 4 {
-                        return fail_all(format!(
-                            "lookup failed (batch {batch_id}): still throttled after {failures} tries: {why}"
-                        ));
+                    if throttles > self.cfg.retries.max(1) * 4 {
+                        fail_all(
+                            &pending,
+                            &mut done,
+                            format!(
+                                "lookup failed (batch {batch_id}): still throttled after {throttles} tries: {why}"
+                            ),
+                        );
+                        break;
                     }
                     self.retries.fetch_add(1, Ordering::Relaxed);
                     self.pause_for(d);
@@ -299,14 +344,58 @@ impl HttpClient {
                 Attempt::Retry(why) => {
                     failures += 1;
                     if failures > self.cfg.retries {
-                        return fail_all(format!(
-                            "lookup failed (batch {batch_id}) after {failures} attempts: {why}"
-                        ));
+                        fail_all(
+                            &pending,
+                            &mut done,
+                            format!(
+                                "lookup failed (batch {batch_id}) after {failures} attempts: {why}"
+                            ),
+                        );
+                        break;
                     }
                     self.retries.fetch_add(1, Ordering::Relaxed);
                     std::thread::sleep(backoff(failures));
                 }
             }
+        }
+        done
+    }
+
+    /// With `--rate N`, requests start at least 60/N seconds apart, across all threads.
+    fn wait_for_rate_slot(&self) {
+        let Some(rate) = self.cfg.rate.filter(|r| *r > 0) else {
+            return;
+        };
+        let gap = Duration::from_secs(60) / rate;
+        let slot = {
+            let Ok(mut next) = self.next_slot.lock() else {
+                return;
+            };
+            let now = Instant::now();
+            let slot = next.map_or(now, |n| n.max(now));
+            *next = Some(slot + gap);
+            slot
+        };
+        let now = Instant::now();
+        if slot > now {
+            std::thread::sleep(slot - now);
+        }
+    }
+
+    /// After a good answer: if the service says the quota is used up, pause until it resets
+    /// (when that is within `--max-wait`) or stop asking for the rest of the run.
+    fn note_quota(&self, remaining: Option<u64>, reset: Option<Duration>) {
+        if remaining != Some(0) {
+            return;
+        }
+        match reset {
+            Some(r) if r <= self.cfg.max_wait => self.pause_for(r),
+            _ => self.stop(&format!(
+                "the daily lookup quota is spent (X-RateLimit-Remaining: 0{})",
+                reset
+                    .map(|r| format!(", resets in {}s", r.as_secs()))
+                    .unwrap_or_default()
+            )),
         }
     }
 }

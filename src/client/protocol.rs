@@ -59,6 +59,9 @@ pub fn parse_error(body: &[u8]) -> ServiceError {
     ServiceError { code, message }
 }
 
+/// The outcome for a hash the answer left out (the client asks for it again).
+pub const NO_ENTRY: &str = "service's answer has no entry for this hash";
+
 /// Why a whole answer could not be used (the batch may be retried).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MalformedAnswer(pub String);
@@ -98,12 +101,7 @@ pub fn parse_answer(
     Ok(asked
         .iter()
         .zip(outcomes)
-        .map(|(d, o)| {
-            (
-                *d,
-                o.unwrap_or_else(|| Err("service's answer has no entry for this hash".into())),
-            )
-        })
+        .map(|(d, o)| (*d, o.unwrap_or_else(|| Err(NO_ENTRY.into()))))
         .collect())
 }
 

@@ -3,9 +3,12 @@
 
 mod util;
 
+mod faults;
+mod filesystem;
 mod hash_cmd;
 mod interrupt;
 mod lookup_cmd;
 mod lookups;
+mod parsers;
 mod scan;
 mod secrecy;

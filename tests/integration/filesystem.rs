@@ -1,0 +1,151 @@
+//! The file system misbehaves: unreadable files and directories (as an unprivileged user,
+//! since root reads everything), `/proc` files whose size lies, paths longer than PATH_MAX,
+//! names with newlines. Each gets a record with a reason; the run goes on; exit status 2.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use crate::util::*;
+
+/// `setpriv` to nobody when we are root and it is installed; None otherwise.
+fn as_nobody() -> Option<Command> {
+    let root = unsafe { libc::geteuid() } == 0;
+    let has = Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !(root && has) {
+        eprintln!("skipping: needs root and setpriv to drop privileges");
+        return None;
+    }
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        env!("CARGO_BIN_EXE_hashsweep"),
+    ]);
+    c.env_remove("METADEFENDER_APIKEY")
+        .env_remove("HASHSWEEP_API_URL");
+    Some(c)
+}
+
+#[test]
+fn unreadable_file_and_unlistable_directory_are_errors_with_reasons() {
+    let Some(mut c) = as_nobody() else { return };
+    let t = Tree::new();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ok = t.file("ok.txt", b"fine");
+    let secret = t.file("secret.txt", b"private");
+    t.file("locked/inside.txt", b"cannot list");
+    std::fs::set_permissions(&ok, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
+    std::fs::set_permissions(
+        t.path().join("locked"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    let out = run(c
+        .args(["scan", "--offline", "--format", "ndjson"])
+        .arg(t.path()));
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let recs = ndjson(&out);
+    let s = rec(&recs, "secret.txt");
+    assert_eq!(s["verdict"], "error");
+    assert!(
+        s["error"].as_str().unwrap().contains("Permission denied"),
+        "{s}"
+    );
+    let l = rec(&recs, "/locked");
+    assert_eq!(l["verdict"], "error");
+    assert!(
+        l["error"].as_str().unwrap().contains("Permission denied"),
+        "{l}"
+    );
+    assert_eq!(rec(&recs, "ok.txt")["verdict"], "not_looked_up");
+}
+
+#[test]
+fn proc_files_that_report_size_zero_are_read_and_flagged() {
+    let out = run(cmd().args([
+        "scan",
+        "--offline",
+        "--format",
+        "ndjson",
+        "/proc/self/status",
+    ]));
+    let r = &ndjson(&out)[0];
+    assert!(r["size"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["sha256"].as_str().unwrap().len(), 64);
+    assert!(r["note"].as_str().unwrap().contains("stat said 0"), "{r}");
+    assert_eq!(
+        code(&out),
+        2,
+        "a digest of a moving target makes the sweep incomplete"
+    );
+}
+
+#[test]
+fn paths_longer_than_path_max_are_reported_not_dropped() {
+    let t = Tree::new();
+    // Build a 5 000-byte deep path with mkdirat/openat, since absolute paths that long fail.
+    let comp = std::ffi::CString::new("d".repeat(200)).unwrap();
+    let root = std::ffi::CString::new(t.path().as_os_str().as_encoded_bytes()).unwrap();
+    unsafe {
+        let mut fd = libc::open(root.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+        assert!(fd >= 0);
+        for _ in 0..25 {
+            assert_eq!(libc::mkdirat(fd, comp.as_ptr(), 0o755), 0);
+            let next = libc::openat(fd, comp.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+            assert!(next >= 0);
+            libc::close(fd);
+            fd = next;
+        }
+        let name = std::ffi::CString::new("f.txt").unwrap();
+        let f = libc::openat(fd, name.as_ptr(), libc::O_WRONLY | libc::O_CREAT, 0o644);
+        assert!(f >= 0);
+        libc::close(f);
+        libc::close(fd);
+    }
+    t.file("shallow.txt", b"ok");
+    let out = run(cmd()
+        .args(["scan", "--offline", "--format", "ndjson"])
+        .arg(t.path()));
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let recs = ndjson(&out);
+    assert_eq!(rec(&recs, "shallow.txt")["verdict"], "not_looked_up");
+    let long = recs
+        .iter()
+        .find(|r| r["verdict"] == "error")
+        .expect("the deep part is reported");
+    assert!(
+        long["error"].as_str().unwrap().contains("too long"),
+        "{long}"
+    );
+}
+
+#[test]
+fn newlines_commas_and_quotes_stay_inside_one_record_in_table_and_csv() {
+    let t = Tree::new();
+    t.file("a\nb,\"c\".txt", b"x");
+    t.file("plain", b"y");
+    let out = run(cmd()
+        .args(["scan", "--offline", "--format", "table"])
+        .arg(t.path()));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text.lines().count(),
+        3,
+        "header + one line per record: {text}"
+    );
+    assert!(text.contains("a\\nb,\"c\".txt"), "{text}");
+    let out = run(cmd()
+        .args(["scan", "--offline", "--format", "csv"])
+        .arg(t.path()));
+    let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(&out.stdout[..])
+        .records()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().any(|r| r[0].ends_with("a\nb,\"c\".txt")));
+}
