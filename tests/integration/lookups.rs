@@ -211,3 +211,25 @@ fn plain_http_to_a_remote_host_is_refused() {
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("--insecure-http"), "{}", stderr(&out));
 }
+
+#[test]
+fn forbidden_is_final_like_a_refused_key() {
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    mock.push_fault(Fault::new(
+        403,
+        r#"{"error":{"code":403002,"messages":["IP blocked"]}}"#,
+    ));
+    let t = tree_with(12);
+    let out = run(scan_cmd(&mock, t.path()).args([
+        "--batch-size",
+        "4",
+        "--concurrency",
+        "1",
+        "--batch-wait",
+        "60s",
+    ]));
+    assert_eq!(code(&out), 2);
+    assert_eq!(mock.requests().len(), 1, "nothing sent after a 403");
+    assert!(ndjson(&out).iter().all(|r| r["verdict"] == "error"));
+    assert!(stderr(&out).contains("403"), "{}", stderr(&out));
+}

@@ -428,3 +428,49 @@ fn help_documents_exit_codes_and_bad_arguments_exit_2() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_sweep_changes_nothing_in_the_tree_not_even_access_times() {
+    let t = Tree::new();
+    let f = t.file("sub/file.bin", &random_bytes(3, 10_000));
+    // An access time older than the modification time would be updated by relatime on read.
+    let old = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_accessed(old))
+        .unwrap();
+    let listing = |p: &std::path::Path| {
+        let mut v: Vec<_> = walkdir_list(p);
+        v.sort();
+        v
+    };
+    let before = listing(t.path());
+    let out = run(cmd()
+        .args(["scan", "--offline", "--md5", "--sha1"])
+        .arg(t.path()));
+    assert_eq!(code(&out), 0);
+    assert_eq!(listing(t.path()), before, "no file added or changed");
+    assert_eq!(
+        std::fs::metadata(&f).unwrap().accessed().unwrap(),
+        old,
+        "O_NOATIME kept the access time"
+    );
+}
+
+fn walkdir_list(root: &std::path::Path) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+            out.push((e.path(), m.len(), m.modified().unwrap()));
+        }
+    }
+    out
+}
