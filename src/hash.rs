@@ -165,7 +165,7 @@ impl Hasher {
             };
         }
         let mut file = file;
-        let (digests, read) = match self.read_digests(&mut file) {
+        let (digests, read, reads) = match self.read_digests(&mut file, stat_size) {
             Ok(v) => v,
             Err((e, _)) if e.kind() == io::ErrorKind::Interrupted => {
                 return FileResult {
@@ -185,7 +185,13 @@ impl Hasher {
                 };
             }
         };
-        let after = file.metadata().ok();
+        // A file read in one call cannot have changed between reads; only a longer read is
+        // checked again for a size or mtime change.
+        let after = if reads > 1 {
+            file.metadata().ok()
+        } else {
+            None
+        };
         let meta = FileMeta {
             dev: before.dev(),
             ino: before.ino(),
@@ -204,12 +210,23 @@ impl Hasher {
         }
     }
 
-    fn read_digests(&mut self, file: &mut File) -> Result<(Digests, u64), (io::Error, u64)> {
+    /// Read to the end. Returns the digests, the bytes read, and how many `read` calls it took.
+    ///
+    /// A short read that brings the total to exactly the size `fstat` gave is taken as the end
+    /// of the file, saving the extra `read` that would return 0 (most small files are read in
+    /// one call). Anything else (a full buffer, a size mismatch, a share returning short
+    /// reads mid-file) reads on until `read` returns 0.
+    fn read_digests(
+        &mut self,
+        file: &mut File,
+        stat_size: u64,
+    ) -> Result<(Digests, u64, u32), (io::Error, u64)> {
         let mut sha256 = Sha256::new();
         let mut md5 = self.opts.md5.then(Md5::new);
         let mut sha1 = self.opts.sha1.then(Sha1::new);
         let multi = md5.is_some() || sha1.is_some();
         let mut total = 0u64;
+        let mut reads = 0u32;
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return Err((
@@ -224,6 +241,8 @@ impl Hasher {
                 Err(e) => return Err((e, total)),
             };
             total += n as u64;
+            reads += 1;
+            let at_end = n < self.buf.len() && total == stat_size;
             let data = &self.buf[..n];
             if multi {
                 for chunk in data.chunks(SUB_BLOCK) {
@@ -238,13 +257,16 @@ impl Hasher {
             } else {
                 sha256.update(data);
             }
+            if at_end {
+                break;
+            }
         }
         let digests = Digests {
             sha256: sha256.finalize().into(),
             md5: md5.map(|h| h.finalize().into()),
             sha1: sha1.map(|h| h.finalize().into()),
         };
-        Ok((digests, total))
+        Ok((digests, total, reads))
     }
 }
 

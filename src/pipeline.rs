@@ -29,7 +29,7 @@ use crate::hash::{FileResult, FileStatus, HashOptions, Hasher};
 use crate::progress::Progress;
 use crate::report::{Record, Summary};
 use crate::verdict::Verdict;
-use crate::walk::{WalkOptions, walk};
+use crate::walk::{WalkEvent, WalkOptions, walk};
 
 /// How long an interrupted run waits for requests already in flight.
 pub const STOP_GRACE: Duration = Duration::from_secs(3);
@@ -102,20 +102,14 @@ pub fn scan(
     let mut walk_result = Ok(());
 
     std::thread::scope(|s| {
-        let (walk_tx, walk_rx) = bounded(4096);
-        let (res_tx, res_rx) = bounded::<FileResult>(4096);
+        let (walk_tx, walk_rx) = bounded::<Vec<WalkEvent>>(256);
+        let (res_tx, res_rx) = bounded::<Vec<FileResult>>(256);
         let walk_handle = s.spawn(move || walk(&cfg.roots, &cfg.walk, &walk_tx, stop));
         for _ in 0..threads {
             let walk_rx = walk_rx.clone();
             let res_tx = res_tx.clone();
             let mut hasher = Hasher::new(cfg.hash).with_stop(Arc::clone(stop));
-            s.spawn(move || {
-                for ev in walk_rx {
-                    if res_tx.send(hasher.process(ev)).is_err() {
-                        break;
-                    }
-                }
-            });
+            s.spawn(move || hash_worker(&mut hasher, &walk_rx, &res_tx));
         }
         drop((walk_rx, res_tx));
 
@@ -138,7 +132,7 @@ pub fn scan(
         loop {
             select! {
                 recv(res_rx) -> msg => match msg {
-                    Ok(res) => {
+                    Ok(results) => for res in results {
                         if let Some(d) = res.digests() {
                             if let Some(key) = d.get(algo)
                                 && dedup.first_sighting(key)
@@ -149,7 +143,7 @@ pub fn scan(
                             progress.file_done(res.size.unwrap_or(0));
                         }
                         files.push(res);
-                    }
+                    },
                     Err(_) => break,
                 },
                 recv(out_rx.as_ref().unwrap_or(&no_outcomes)) -> msg => if let Ok(batch) = msg { record_outcomes(batch, &mut outcomes, dedup.distinct()) },
@@ -190,6 +184,30 @@ pub fn scan(
         retries: stats.retries,
         elapsed: started.elapsed(),
     })
+}
+
+/// One hash worker: results go out in batches too, flushed whenever the worker is about to
+/// wait for input (so the collector never waits on a half-full batch) or after a slow file.
+fn hash_worker(hasher: &mut Hasher, rx: &Receiver<Vec<WalkEvent>>, tx: &Sender<Vec<FileResult>>) {
+    let mut out: Vec<FileResult> = Vec::with_capacity(crate::walk::WALK_BATCH);
+    for events in rx {
+        for ev in events {
+            let started = Instant::now();
+            out.push(hasher.process(ev));
+            if out.len() >= crate::walk::WALK_BATCH || started.elapsed() > Duration::from_millis(20)
+            {
+                if tx.send(std::mem::take(&mut out)).is_err() {
+                    return;
+                }
+            }
+        }
+        if rx.is_empty() && !out.is_empty() && tx.send(std::mem::take(&mut out)).is_err() {
+            return;
+        }
+    }
+    if !out.is_empty() {
+        let _ = tx.send(out);
+    }
 }
 
 /// Start the batcher and `concurrency` lookup workers. Send digests into the returned sender

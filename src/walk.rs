@@ -93,12 +93,12 @@ pub fn exclude_matcher(root: &Path, globs: &[String]) -> Result<Gitignore, crate
         .map_err(|e| crate::Error::Usage(format!("bad --exclude globs: {e}")))
 }
 
-/// Walk every root, sending one event per non-directory entry. Blocks until done, the receiver
-/// hangs up, or `stop` is set.
+/// Walk every root, sending one event per non-directory entry (in batches). Blocks until done,
+/// the receiver hangs up, or `stop` is set.
 pub fn walk(
     roots: &[PathBuf],
     opts: &WalkOptions,
-    tx: &Sender<WalkEvent>,
+    tx: &Sender<Vec<WalkEvent>>,
     stop: &Arc<AtomicBool>,
 ) -> Result<(), crate::Error> {
     for root in roots {
@@ -121,36 +121,88 @@ pub fn walk(
                         .is_ignore()
             });
         }
-        builder.build_parallel().run(|| {
-            let tx = tx.clone();
-            let stop = Arc::clone(stop);
-            Box::new(move |res| {
-                if stop.load(Ordering::Relaxed) {
-                    return WalkState::Quit;
-                }
-                let ev = match res {
-                    Ok(ent) => match ent.file_type() {
-                        Some(ft) if ft.is_dir() => return WalkState::Continue,
-                        Some(ft) if ft.is_file() => WalkEvent::File(ent.into_path()),
-                        Some(ft) => WalkEvent::Special {
-                            path: ent.into_path(),
-                            kind: SpecialKind::of(ft),
-                        },
-                        None => WalkEvent::Special {
-                            path: ent.into_path(),
-                            kind: SpecialKind::Other,
-                        },
-                    },
-                    Err(err) => event_for_error(root, &err),
-                };
-                if tx.send(ev).is_err() {
-                    return WalkState::Quit;
-                }
-                WalkState::Continue
-            })
-        });
+        builder
+            .build_parallel()
+            .visit(&mut VisitorBuilder { root, tx, stop });
     }
     Ok(())
+}
+
+/// Events are handed on in batches to keep channel traffic (and thread wake-ups) per file low;
+/// a batch leaves early whenever the consumers have run dry, so a few big files still spread
+/// over all hash workers.
+pub const WALK_BATCH: usize = 64;
+
+struct VisitorBuilder<'a> {
+    root: &'a Path,
+    tx: &'a Sender<Vec<WalkEvent>>,
+    stop: &'a Arc<AtomicBool>,
+}
+
+impl<'s> ignore::ParallelVisitorBuilder<'s> for VisitorBuilder<'s> {
+    fn build(&mut self) -> Box<dyn ignore::ParallelVisitor + 's> {
+        Box::new(Visitor {
+            root: self.root,
+            tx: self.tx.clone(),
+            stop: Arc::clone(self.stop),
+            buf: Vec::with_capacity(WALK_BATCH),
+        })
+    }
+}
+
+/// One walker thread's state; sends what it still holds when the thread finishes.
+struct Visitor<'a> {
+    root: &'a Path,
+    tx: Sender<Vec<WalkEvent>>,
+    stop: Arc<AtomicBool>,
+    buf: Vec<WalkEvent>,
+}
+
+impl Visitor<'_> {
+    fn flush(&mut self) -> bool {
+        self.buf.is_empty()
+            || self
+                .tx
+                .send(std::mem::replace(
+                    &mut self.buf,
+                    Vec::with_capacity(WALK_BATCH),
+                ))
+                .is_ok()
+    }
+}
+
+impl ignore::ParallelVisitor for Visitor<'_> {
+    fn visit(&mut self, res: Result<ignore::DirEntry, ignore::Error>) -> WalkState {
+        if self.stop.load(Ordering::Relaxed) {
+            return WalkState::Quit;
+        }
+        let ev = match res {
+            Ok(ent) => match ent.file_type() {
+                Some(ft) if ft.is_dir() => return WalkState::Continue,
+                Some(ft) if ft.is_file() => WalkEvent::File(ent.into_path()),
+                Some(ft) => WalkEvent::Special {
+                    path: ent.into_path(),
+                    kind: SpecialKind::of(ft),
+                },
+                None => WalkEvent::Special {
+                    path: ent.into_path(),
+                    kind: SpecialKind::Other,
+                },
+            },
+            Err(err) => event_for_error(self.root, &err),
+        };
+        self.buf.push(ev);
+        if (self.buf.len() >= WALK_BATCH || self.tx.is_empty()) && !self.flush() {
+            return WalkState::Quit;
+        }
+        WalkState::Continue
+    }
+}
+
+impl Drop for Visitor<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
 }
 
 /// Turn a walker error into an event that names the path it concerns.
@@ -221,7 +273,7 @@ mod tests {
         )
         .unwrap();
         drop(tx);
-        let mut v: Vec<_> = rx.iter().collect();
+        let mut v: Vec<_> = rx.iter().flatten().collect();
         v.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
         v
     }
