@@ -88,7 +88,10 @@ fn resolve_format(o: &OutputArgs) -> Format {
         })
 }
 
-/// Write a report to stdout or, atomically, to `-o FILE` (a temp file beside it, renamed).
+/// Write a report to stdout or to `-o FILE`. A regular file (or a new one) is written to a
+/// temp file beside it and renamed into place, so it is never seen half-written; anything else
+/// that already exists there (`/dev/null`, a FIFO, a terminal) is written to directly, never
+/// replaced.
 fn write_report(
     o: &OutputArgs,
     format: Format,
@@ -96,40 +99,42 @@ fn write_report(
     summary: &Summary,
     body: impl FnOnce(&mut dyn Reporter) -> io::Result<()>,
 ) -> Result<(), Error> {
-    match &o.output {
-        None => {
-            let stdout = io::stdout().lock();
-            let out: Box<dyn Write> = Box::new(io::BufWriter::with_capacity(1 << 16, stdout));
-            let mut rep = reporter(format, out, md5, sha1);
-            body(&mut *rep)?;
-            rep.finish(summary)?;
-            Ok(())
-        }
-        Some(path) => {
-            let fail = |source: io::Error| Error::Output {
-                path: path.clone(),
-                source,
-            };
-            let dir = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let mut tmp = tempfile::Builder::new()
-                .prefix(".hashsweep-report.")
-                .tempfile_in(dir)
-                .map_err(fail)?;
-            {
-                let out: Box<dyn Write + '_> =
-                    Box::new(io::BufWriter::with_capacity(1 << 16, tmp.as_file_mut()));
-                let mut rep = reporter(format, out, md5, sha1);
-                body(&mut *rep).map_err(fail)?;
-                rep.finish(summary).map_err(fail)?;
-            }
-            tmp.as_file().sync_all().map_err(fail)?;
-            tmp.persist(path).map_err(|e| fail(e.error))?;
-            Ok(())
-        }
+    let emit = |out: &mut dyn Write| -> io::Result<()> {
+        let mut rep = reporter(
+            format,
+            Box::new(io::BufWriter::with_capacity(1 << 16, out)),
+            md5,
+            sha1,
+        );
+        body(&mut *rep)?;
+        rep.finish(summary)
+    };
+    let Some(path) = &o.output else {
+        return Ok(emit(&mut io::stdout().lock())?);
+    };
+    let fail = |source: io::Error| Error::Output {
+        path: path.clone(),
+        source,
+    };
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(fail)?;
+        return emit(&mut f).map_err(fail);
     }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".hashsweep-report.")
+        .tempfile_in(dir)
+        .map_err(fail)?;
+    emit(tmp.as_file_mut()).map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    tmp.persist(path).map_err(|e| fail(e.error))?;
+    Ok(())
 }
 
 fn print_halt(client: Option<&Arc<HttpClient>>) {

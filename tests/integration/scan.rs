@@ -474,3 +474,36 @@ fn walkdir_list(root: &std::path::Path) -> Vec<(std::path::PathBuf, u64, std::ti
     }
     out
 }
+
+#[test]
+fn output_to_an_existing_fifo_or_device_writes_into_it_and_never_replaces_it() {
+    use std::os::unix::fs::FileTypeExt;
+    let t = Tree::new();
+    t.file("a", b"a");
+    let out_dir = Tree::new();
+    let fifo = out_dir.fifo("report.pipe");
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    let out = run(cmd()
+        .args(["scan", "--offline", "-o"])
+        .arg(&fifo)
+        .arg(t.path()));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // Checked before joining the reader, which would wait forever on a replaced FIFO.
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo(),
+        "the FIFO was replaced by a file"
+    );
+    let text = reader.join().unwrap();
+    assert!(text.contains("\"verdict\":\"not_looked_up\""), "{text}");
+    let names: Vec<_> = std::fs::read_dir(out_dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "no temp file left: {names:?}");
+}
