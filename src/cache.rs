@@ -1,0 +1,1278 @@
+//! Persistent cache in one SQLite file. Owns the on-disk schema and its version, the digest
+//! cache (`(dev, ino, size, mtime_ns, ctime_ns)` → digests, so an unchanged file is not read
+//! again), the verdict cache (digest → the service's answer, kept for a TTL per verdict class),
+//! the recovery of a corrupt cache file, and the hit/miss counters. Errors are never cached.
+//!
+//! Several hashsweep processes may share one file: it is in WAL mode, every connection waits up
+//! to [`BUSY_TIMEOUT`] for a lock, and every write is one `BEGIN IMMEDIATE` transaction.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+use crate::client::Answer;
+use crate::digest::{Digest, Digests};
+use crate::hash::FileMeta;
+use crate::verdict::Verdict;
+
+/// `PRAGMA application_id` of a hashsweep cache ("hswp"): a SQLite file without it is not ours.
+pub const APPLICATION_ID: i32 = 0x6873_7770;
+/// `PRAGMA user_version` this code writes. Older versions are migrated on open.
+pub const SCHEMA_VERSION: i32 = 1;
+/// How long a connection waits for another process's lock before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// A file whose mtime or ctime is this recent when its digests are stored is not cached: a
+/// write in the same timestamp tick would leave the key unchanged (the "racy clean" problem).
+pub const RACY_WINDOW: Duration = Duration::from_secs(2);
+
+/// Schema version 1. `dev`, `ino` and `size` are `u64` stored bit for bit in SQLite's `i64`.
+const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS file_digests (
+    dev      INTEGER NOT NULL,
+    ino      INTEGER NOT NULL,
+    size     INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    sha256   BLOB NOT NULL,
+    md5      BLOB,
+    sha1     BLOB,
+    PRIMARY KEY (dev, ino)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS verdicts (
+    algo               TEXT NOT NULL,
+    digest             BLOB NOT NULL,
+    scan_result_i      INTEGER NOT NULL,
+    total_detected_avs INTEGER NOT NULL,
+    verdict            TEXT NOT NULL,
+    data_id            TEXT,
+    looked_up_at       INTEGER NOT NULL,
+    PRIMARY KEY (algo, digest)
+) WITHOUT ROWID;
+";
+
+const SELECT_DIGESTS: &str = "SELECT sha256, md5, sha1 FROM file_digests
+     WHERE dev = ?1 AND ino = ?2 AND size = ?3 AND mtime_ns = ?4 AND ctime_ns = ?5";
+
+/// One row per inode: a changed file replaces its old row. When the key is unchanged and the
+/// sha256 agrees, digests the new row lacks are kept from the old one.
+const UPSERT_DIGESTS: &str = "INSERT INTO file_digests
+     (dev, ino, size, mtime_ns, ctime_ns, sha256, md5, sha1)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+     ON CONFLICT (dev, ino) DO UPDATE SET
+       md5 = CASE WHEN size = excluded.size AND mtime_ns = excluded.mtime_ns
+                   AND ctime_ns = excluded.ctime_ns AND sha256 = excluded.sha256
+                  THEN coalesce(excluded.md5, md5) ELSE excluded.md5 END,
+       sha1 = CASE WHEN size = excluded.size AND mtime_ns = excluded.mtime_ns
+                   AND ctime_ns = excluded.ctime_ns AND sha256 = excluded.sha256
+                  THEN coalesce(excluded.sha1, sha1) ELSE excluded.sha1 END,
+       size = excluded.size,
+       mtime_ns = excluded.mtime_ns,
+       ctime_ns = excluded.ctime_ns,
+       sha256 = excluded.sha256";
+
+const SELECT_VERDICT: &str = "SELECT scan_result_i, total_detected_avs, data_id, looked_up_at
+     FROM verdicts WHERE algo = ?1 AND digest = ?2";
+
+const UPSERT_VERDICT: &str = "INSERT OR REPLACE INTO verdicts
+     (algo, digest, scan_result_i, total_detected_avs, verdict, data_id, looked_up_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+/// Why the cache could not be used. Every variant names the cache file.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache {path}: cannot create its directory: {source}")]
+    CreateDir { path: PathBuf, source: io::Error },
+    #[error("cache {path}: corrupt, and it could not be moved aside to {to}: {source}")]
+    MoveAside {
+        path: PathBuf,
+        to: PathBuf,
+        source: io::Error,
+    },
+    #[error("cache {path}: {what}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        what: &'static str,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "cache {path}: a SQLite file that is not a hashsweep cache (application_id {found:#x}); \
+         not touching it"
+    )]
+    Foreign { path: PathBuf, found: i32 },
+    #[error(
+        "cache {path}: schema version {found} was written by a newer hashsweep (this one knows \
+         up to {supported})"
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: i32,
+        supported: i32,
+    },
+}
+
+impl CacheError {
+    /// SQLite found the file damaged or not a database at all.
+    pub fn is_corrupt(&self) -> bool {
+        match self {
+            CacheError::Sqlite { source, .. } => matches!(
+                source.sqlite_error_code(),
+                Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+            ),
+            _ => false,
+        }
+    }
+}
+
+fn sql_err(path: &Path, what: &'static str) -> impl FnOnce(rusqlite::Error) -> CacheError {
+    let path = path.to_path_buf();
+    move |source| CacheError::Sqlite { path, what, source }
+}
+
+/// The digest cache's key: a file's identity and change stamps, as `fstat` saw them when it
+/// was opened for hashing, and its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct FileKey {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+impl FileKey {
+    pub fn new(meta: &FileMeta, size: u64) -> FileKey {
+        FileKey {
+            dev: meta.dev,
+            ino: meta.ino,
+            size,
+            mtime_ns: meta.mtime_ns,
+            ctime_ns: meta.ctime_ns,
+        }
+    }
+}
+
+/// How long a cached answer stays good, per verdict class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ttls {
+    pub clean: Duration,
+    /// Infected and suspicious.
+    pub detection: Duration,
+    pub unknown: Duration,
+    /// `other:*` verdicts.
+    pub other: Duration,
+}
+
+impl Default for Ttls {
+    fn default() -> Ttls {
+        Ttls {
+            clean: Duration::from_secs(24 * 3600),
+            detection: Duration::from_secs(7 * 24 * 3600),
+            unknown: Duration::from_secs(3600),
+            other: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+impl Ttls {
+    /// The TTL for a verdict; `None` for verdicts that are never cached (no answer behind them).
+    pub fn for_verdict(&self, v: &Verdict) -> Option<Duration> {
+        match v {
+            Verdict::Clean => Some(self.clean),
+            Verdict::Infected | Verdict::Suspicious => Some(self.detection),
+            Verdict::Unknown => Some(self.unknown),
+            Verdict::Other(_) => Some(self.other),
+            Verdict::Error | Verdict::Skipped | Verdict::NotLookedUp => None,
+        }
+    }
+
+    fn longest(&self) -> Duration {
+        self.clean
+            .max(self.detection)
+            .max(self.unknown)
+            .max(self.other)
+    }
+}
+
+/// Counters since this [`Cache`] was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub digest_hits: u64,
+    pub digest_misses: u64,
+    pub verdict_hits: u64,
+    pub verdict_misses: u64,
+    pub digests_written: u64,
+    pub verdicts_written: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    digest_hits: AtomicU64,
+    digest_misses: AtomicU64,
+    verdict_hits: AtomicU64,
+    verdict_misses: AtomicU64,
+    digests_written: AtomicU64,
+    verdicts_written: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// The cache. `Sync`: share one per process; reads from many threads each use their own
+/// pooled connection, writes go through one connection.
+pub struct Cache {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    ttls: Ttls,
+    counters: Counters,
+}
+
+/// A pooled read connection, handed back to the pool when dropped.
+struct Reader<'a> {
+    pool: &'a Mutex<Vec<Connection>>,
+    conn: Option<Connection>,
+}
+
+impl Deref for Reader<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+            .as_ref()
+            .expect("reader holds its connection until dropped")
+    }
+}
+
+impl DerefMut for Reader<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn
+            .as_mut()
+            .expect("reader holds its connection until dropped")
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            lock(self.pool).push(conn);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere cannot leave a connection mid-transaction: rusqlite rolls back on drop.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Cache {
+    /// `cache.sqlite` in the user's cache directory (`~/.cache/hashsweep/` on Linux), when the
+    /// home directory is known.
+    pub fn default_path() -> Option<PathBuf> {
+        directories::ProjectDirs::from("", "", "hashsweep")
+            .map(|d| d.cache_dir().join("cache.sqlite"))
+    }
+
+    /// Open (or create) the cache at `path`, creating its directory. A corrupt file is moved
+    /// aside to `path.corrupt-<unix time>` and a fresh cache started; the warning says so.
+    /// A SQLite file that is not a hashsweep cache, or one from a newer hashsweep, is an error
+    /// and is left as it is.
+    pub fn open(path: impl AsRef<Path>) -> Result<(Cache, Option<String>), CacheError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|source| CacheError::CreateDir {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        let (conn, warning) = match open_writer(&path) {
+            Ok(conn) => (conn, None),
+            Err(e) if e.is_corrupt() => {
+                let moved = move_aside(&path)?;
+                let conn = open_writer(&path)?;
+                let warning = format!(
+                    "{e}; moved it aside to {} and started an empty cache",
+                    moved.display()
+                );
+                (conn, Some(warning))
+            }
+            Err(e) => Err(e)?,
+        };
+        let cache = Cache {
+            path,
+            writer: Mutex::new(conn),
+            readers: Mutex::new(Vec::new()),
+            ttls: Ttls::default(),
+            counters: Counters::default(),
+        };
+        Ok((cache, warning))
+    }
+
+    /// Use these TTLs for verdict lookups (the defaults are [`Ttls::default`]).
+    pub fn with_ttls(mut self, ttls: Ttls) -> Cache {
+        self.ttls = ttls;
+        self
+    }
+
+    pub fn ttls(&self) -> Ttls {
+        self.ttls
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CacheStats {
+            digest_hits: get(&c.digest_hits),
+            digest_misses: get(&c.digest_misses),
+            verdict_hits: get(&c.verdict_hits),
+            verdict_misses: get(&c.verdict_misses),
+            digests_written: get(&c.digests_written),
+            verdicts_written: get(&c.verdicts_written),
+        }
+    }
+
+    fn reader(&self) -> Result<Reader<'_>, CacheError> {
+        let pooled = lock(&self.readers).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => open_reader(&self.path)?,
+        };
+        Ok(Reader {
+            pool: &self.readers,
+            conn: Some(conn),
+        })
+    }
+
+    /// The cached digests of the file with this key, when all five key fields match and the
+    /// cached row has every digest asked for (sha256 always; md5, sha1 when `need_*`).
+    ///
+    /// Each call is its own SQLite read transaction (a few lock calls); to look up many files
+    /// at once, [`Cache::get_digests_many`] is several times faster.
+    pub fn get_digests(
+        &self,
+        key: &FileKey,
+        need_md5: bool,
+        need_sha1: bool,
+    ) -> Result<Option<Digests>, CacheError> {
+        let conn = self.reader()?;
+        let mut stmt = conn
+            .prepare_cached(SELECT_DIGESTS)
+            .map_err(sql_err(&self.path, "preparing a digest lookup"))?;
+        let found = select_digests(&mut stmt, key, need_md5, need_sha1)
+            .map_err(sql_err(&self.path, "looking up digests"))?;
+        self.count_digest_lookup(found.is_some());
+        Ok(found)
+    }
+
+    /// [`Cache::get_digests`] for many keys in one read transaction; one answer per key, in
+    /// order.
+    pub fn get_digests_many(
+        &self,
+        keys: &[FileKey],
+        need_md5: bool,
+        need_sha1: bool,
+    ) -> Result<Vec<Option<Digests>>, CacheError> {
+        let mut conn = self.reader()?;
+        let tx = conn
+            .transaction()
+            .map_err(sql_err(&self.path, "starting a read"))?;
+        let mut out = Vec::with_capacity(keys.len());
+        {
+            let mut stmt = tx
+                .prepare_cached(SELECT_DIGESTS)
+                .map_err(sql_err(&self.path, "preparing a digest lookup"))?;
+            for key in keys {
+                let found = select_digests(&mut stmt, key, need_md5, need_sha1)
+                    .map_err(sql_err(&self.path, "looking up digests"))?;
+                self.count_digest_lookup(found.is_some());
+                out.push(found);
+            }
+        }
+        // Read only: dropping the transaction ends it.
+        drop(tx);
+        Ok(out)
+    }
+
+    fn count_digest_lookup(&self, hit: bool) {
+        let c = &self.counters;
+        bump(
+            if hit {
+                &c.digest_hits
+            } else {
+                &c.digest_misses
+            },
+            1,
+        );
+    }
+
+    /// Store digests, all rows in one transaction. Rows of files changed within
+    /// [`RACY_WINDOW`] of now are left out. Returns the number of rows written.
+    pub fn put_digests(&self, rows: &[(FileKey, Digests)]) -> Result<usize, CacheError> {
+        let cutoff = unix_nanos(SystemTime::now()).saturating_sub(RACY_WINDOW.as_nanos() as i64);
+        let mut conn = lock(&self.writer);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err(&self.path, "starting a write"))?;
+        let mut written = 0;
+        {
+            let mut stmt = tx
+                .prepare_cached(UPSERT_DIGESTS)
+                .map_err(sql_err(&self.path, "preparing a digest write"))?;
+            for (key, d) in rows {
+                if key.mtime_ns > cutoff || key.ctime_ns > cutoff {
+                    continue;
+                }
+                stmt.execute(params![
+                    key.dev as i64,
+                    key.ino as i64,
+                    key.size as i64,
+                    key.mtime_ns,
+                    key.ctime_ns,
+                    d.sha256,
+                    d.md5,
+                    d.sha1
+                ])
+                .map_err(sql_err(&self.path, "writing digests"))?;
+                written += 1;
+            }
+        }
+        tx.commit()
+            .map_err(sql_err(&self.path, "committing digests"))?;
+        bump(&self.counters.digests_written, written as u64);
+        Ok(written)
+    }
+
+    /// The cached answers for these digests that have not expired at `now` under this cache's
+    /// [`Ttls`]. Engine details are not cached: `details` is `None`.
+    pub fn get_verdicts(
+        &self,
+        digests: &[Digest],
+        now: SystemTime,
+    ) -> Result<HashMap<Digest, Answer>, CacheError> {
+        let now = unix_secs(now);
+        let mut conn = self.reader()?;
+        // One read transaction: one snapshot and one lock for the whole batch.
+        let tx = conn
+            .transaction()
+            .map_err(sql_err(&self.path, "starting a read"))?;
+        let mut out = HashMap::with_capacity(digests.len());
+        {
+            let mut stmt = tx
+                .prepare_cached(SELECT_VERDICT)
+                .map_err(sql_err(&self.path, "preparing a verdict lookup"))?;
+            for d in digests {
+                let row = stmt
+                    .query_row(params![d.algo().name(), d.as_bytes()], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, Option<String>>(2)?,
+                            r.get::<_, i64>(3)?,
+                        ))
+                    })
+                    .optional()
+                    .map_err(sql_err(&self.path, "looking up a verdict"))?;
+                let answer = row.and_then(|(code, total, data_id, at)| {
+                    let verdict = Verdict::from_code(code, Some(total));
+                    let ttl = self.ttls.for_verdict(&verdict)?;
+                    // An entry from the future (the clock went back) has an unknown age: stale.
+                    let age = u64::try_from(now.checked_sub(at)?).ok()?;
+                    (Duration::from_secs(age) < ttl).then_some(Answer {
+                        verdict,
+                        scan_result_i: code,
+                        total_detected_avs: total,
+                        data_id,
+                        details: None,
+                    })
+                });
+                match answer {
+                    Some(a) => {
+                        bump(&self.counters.verdict_hits, 1);
+                        out.insert(*d, a);
+                    }
+                    None => bump(&self.counters.verdict_misses, 1),
+                }
+            }
+        }
+        // Read only: dropping the transaction ends it.
+        drop(tx);
+        Ok(out)
+    }
+
+    /// Store answers looked up at `now`, all in one transaction. Verdicts that are not an
+    /// answer (error, skipped, not looked up) are refused. Returns the number written.
+    pub fn put_verdicts(
+        &self,
+        answers: &[(Digest, Answer)],
+        now: SystemTime,
+    ) -> Result<usize, CacheError> {
+        let now = unix_secs(now);
+        let mut conn = lock(&self.writer);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err(&self.path, "starting a write"))?;
+        let mut written = 0;
+        {
+            let mut stmt = tx
+                .prepare_cached(UPSERT_VERDICT)
+                .map_err(sql_err(&self.path, "preparing a verdict write"))?;
+            for (d, a) in answers {
+                if self.ttls.for_verdict(&a.verdict).is_none() {
+                    continue;
+                }
+                stmt.execute(params![
+                    d.algo().name(),
+                    d.as_bytes(),
+                    a.scan_result_i,
+                    a.total_detected_avs,
+                    a.verdict.to_string(),
+                    a.data_id,
+                    now
+                ])
+                .map_err(sql_err(&self.path, "writing a verdict"))?;
+                written += 1;
+            }
+        }
+        tx.commit()
+            .map_err(sql_err(&self.path, "committing verdicts"))?;
+        bump(&self.counters.verdicts_written, written as u64);
+        Ok(written)
+    }
+
+    /// Delete verdicts older than the longest TTL at `now`, or dated in the future. Returns the
+    /// number deleted.
+    pub fn prune_verdicts(&self, now: SystemTime) -> Result<usize, CacheError> {
+        let now = unix_secs(now);
+        let longest = i64::try_from(self.ttls.longest().as_secs()).unwrap_or(i64::MAX);
+        let conn = lock(&self.writer);
+        conn.execute(
+            "DELETE FROM verdicts WHERE looked_up_at <= ?1 OR looked_up_at > ?2",
+            params![now.saturating_sub(longest), now],
+        )
+        .map_err(sql_err(&self.path, "pruning verdicts"))
+    }
+}
+
+fn select_digests(
+    stmt: &mut rusqlite::Statement<'_>,
+    key: &FileKey,
+    need_md5: bool,
+    need_sha1: bool,
+) -> rusqlite::Result<Option<Digests>> {
+    let found = stmt
+        .query_row(
+            params![
+                key.dev as i64,
+                key.ino as i64,
+                key.size as i64,
+                key.mtime_ns,
+                key.ctime_ns
+            ],
+            |r| {
+                // A blob of the wrong length (a damaged row) reads as a miss.
+                let sha256 = r.get::<_, [u8; 32]>(0).ok();
+                let md5 = r.get::<_, Option<[u8; 16]>>(1).unwrap_or(None);
+                let sha1 = r.get::<_, Option<[u8; 20]>>(2).unwrap_or(None);
+                Ok(sha256.map(|sha256| Digests { sha256, md5, sha1 }))
+            },
+        )
+        .optional()?
+        .flatten();
+    Ok(found.filter(|d| (!need_md5 || d.md5.is_some()) && (!need_sha1 || d.sha1.is_some())))
+}
+
+fn unix_secs(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn unix_nanos(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Per-connection settings (not stored in the file).
+fn configure(conn: &Connection, path: &Path) -> Result<(), CacheError> {
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(sql_err(path, "setting the busy timeout"))?;
+    // Safe in WAL mode: a crash keeps the file consistent, at most the last commits are lost.
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(sql_err(path, "setting synchronous"))?;
+    Ok(())
+}
+
+fn open_reader(path: &Path) -> Result<Connection, CacheError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(sql_err(path, "opening a read connection"))?;
+    configure(&conn, path)?;
+    Ok(conn)
+}
+
+/// Open the write connection: check the file is ours, create or migrate the schema, switch to
+/// WAL. Any step may find the file corrupt ([`CacheError::is_corrupt`]).
+fn open_writer(path: &Path) -> Result<Connection, CacheError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = Connection::open_with_flags(path, flags).map_err(sql_err(path, "opening"))?;
+    configure(&conn, path)?;
+    // Identity check and migration in one write transaction, so that two processes creating
+    // the cache at once see either nothing or the whole schema.
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql_err(path, "starting the schema check"))?;
+    let read_i32 = |pragma: &str| tx.pragma_query_value(None, pragma, |r| r.get::<_, i32>(0));
+    let app_id = read_i32("application_id").map_err(sql_err(path, "reading the file header"))?;
+    let version = read_i32("user_version").map_err(sql_err(path, "reading the schema version"))?;
+    let objects: i64 = tx
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .map_err(sql_err(path, "reading the schema"))?;
+    let fresh = app_id == 0 && version == 0 && objects == 0;
+    if !fresh && app_id != APPLICATION_ID {
+        return Err(CacheError::Foreign {
+            path: path.to_path_buf(),
+            found: app_id,
+        });
+    }
+    if version > SCHEMA_VERSION {
+        return Err(CacheError::NewerSchema {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version < 1 {
+        tx.execute_batch(SCHEMA_V1)
+            .map_err(sql_err(path, "creating the schema"))?;
+    }
+    // A future schema adds `if version < 2 { ... }` here.
+    if version != SCHEMA_VERSION {
+        tx.pragma_update(None, "application_id", APPLICATION_ID)
+            .map_err(sql_err(path, "writing the application id"))?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(sql_err(path, "writing the schema version"))?;
+    }
+    tx.commit()
+        .map_err(sql_err(path, "committing the schema"))?;
+    // Persistent; a no-op when the file is in WAL mode already. A file system without shared
+    // memory leaves the mode as it was, which still works, with less concurrency.
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
+        .map_err(sql_err(path, "switching to WAL"))?;
+    Ok(conn)
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s: OsString = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Rename a corrupt cache (and its WAL) to `path.corrupt-<unix time>[-n]`, drop its shared
+/// memory file. Returns where it went.
+fn move_aside(path: &Path) -> Result<PathBuf, CacheError> {
+    let base = format!(".corrupt-{}", unix_secs(SystemTime::now()));
+    let mut to = with_suffix(path, &base);
+    let mut n = 1;
+    while to.exists() {
+        to = with_suffix(path, &format!("{base}-{n}"));
+        n += 1;
+    }
+    let rename = |from: &Path, to: &Path| match fs::rename(from, to) {
+        // Another process recovering the same file got there first.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    };
+    let fail = |to: &Path| {
+        let to = to.to_path_buf();
+        move |source| CacheError::MoveAside {
+            path: path.to_path_buf(),
+            to,
+            source,
+        }
+    };
+    rename(path, &to).map_err(fail(&to))?;
+    // A stale WAL would be replayed into the fresh file: it goes with the corrupt one.
+    for suffix in ["-wal", "-journal"] {
+        let (from, dest) = (with_suffix(path, suffix), with_suffix(&to, suffix));
+        rename(&from, &dest).map_err(fail(&dest))?;
+    }
+    let shm = with_suffix(path, "-shm");
+    match fs::remove_file(&shm) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(fail(&shm)(e)),
+        _ => Ok(to),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Barrier};
+    use std::time::Instant;
+
+    const T0: i64 = 1_700_000_000;
+
+    fn at(secs: i64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs as u64)
+    }
+
+    fn key(i: u64) -> FileKey {
+        FileKey {
+            dev: 2049,
+            ino: 1000 + i,
+            size: 4096 + i,
+            mtime_ns: T0 * 1_000_000_000 + 123,
+            ctime_ns: T0 * 1_000_000_000 + 456,
+        }
+    }
+
+    fn digests(i: u64, md5: bool, sha1: bool) -> Digests {
+        let b = (i % 251) as u8;
+        Digests {
+            sha256: [b; 32],
+            md5: md5.then_some([b ^ 0x55; 16]),
+            sha1: sha1.then_some([b ^ 0xaa; 20]),
+        }
+    }
+
+    fn answer(code: i64, total: i64) -> Answer {
+        Answer {
+            verdict: Verdict::from_code(code, Some(total)),
+            scan_result_i: code,
+            total_detected_avs: total,
+            data_id: Some(format!("data-{code}")),
+            details: None,
+        }
+    }
+
+    fn fresh() -> (tempfile::TempDir, Cache) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (cache, warning) = Cache::open(dir.path().join("c.sqlite")).expect("open");
+        assert_eq!(warning, None);
+        (dir, cache)
+    }
+
+    #[test]
+    fn digest_hit_returns_what_was_stored() {
+        let (_dir, cache) = fresh();
+        let d = digests(7, true, true);
+        assert_eq!(cache.put_digests(&[(key(7), d)]).unwrap(), 1);
+        assert_eq!(cache.get_digests(&key(7), true, true).unwrap(), Some(d));
+        assert_eq!(cache.get_digests(&key(7), false, false).unwrap(), Some(d));
+        assert_eq!(cache.get_digests(&key(8), false, false).unwrap(), None);
+    }
+
+    #[test]
+    fn digest_batch_lookup_answers_each_key_in_order() {
+        let (_dir, cache) = fresh();
+        cache
+            .put_digests(&[
+                (key(1), digests(1, true, false)),
+                (key(3), digests(3, false, false)),
+            ])
+            .unwrap();
+        let got = cache
+            .get_digests_many(&[key(3), key(2), key(1)], false, false)
+            .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                Some(digests(3, false, false)),
+                None,
+                Some(digests(1, true, false))
+            ]
+        );
+        let need_md5 = cache
+            .get_digests_many(&[key(3), key(1)], true, false)
+            .unwrap();
+        assert_eq!(need_md5, vec![None, Some(digests(1, true, false))]);
+        let s = cache.stats();
+        assert_eq!((s.digest_hits, s.digest_misses), (3, 2));
+    }
+
+    fn assert_miss_after(change: impl Fn(&mut FileKey), field: &str) {
+        let (_dir, cache) = fresh();
+        cache
+            .put_digests(&[(key(1), digests(1, true, true))])
+            .unwrap();
+        assert!(cache.get_digests(&key(1), false, false).unwrap().is_some());
+        let mut k = key(1);
+        change(&mut k);
+        assert_ne!(k, key(1));
+        assert_eq!(
+            cache.get_digests(&k, false, false).unwrap(),
+            None,
+            "{field} changed: must miss"
+        );
+    }
+
+    #[test]
+    fn digest_miss_when_dev_changes() {
+        assert_miss_after(|k| k.dev += 1, "dev");
+    }
+
+    #[test]
+    fn digest_miss_when_ino_changes() {
+        assert_miss_after(|k| k.ino += 1, "ino");
+    }
+
+    #[test]
+    fn digest_miss_when_size_changes() {
+        assert_miss_after(|k| k.size += 1, "size");
+    }
+
+    #[test]
+    fn digest_miss_when_mtime_changes() {
+        assert_miss_after(|k| k.mtime_ns += 1, "mtime_ns");
+    }
+
+    #[test]
+    fn digest_miss_when_ctime_changes() {
+        assert_miss_after(|k| k.ctime_ns += 1, "ctime_ns");
+    }
+
+    #[test]
+    fn digest_miss_when_md5_or_sha1_needed_but_not_cached() {
+        let (_dir, cache) = fresh();
+        cache
+            .put_digests(&[(key(1), digests(1, false, false))])
+            .unwrap();
+        assert_eq!(cache.get_digests(&key(1), true, false).unwrap(), None);
+        assert_eq!(cache.get_digests(&key(1), false, true).unwrap(), None);
+        assert!(cache.get_digests(&key(1), false, false).unwrap().is_some());
+    }
+
+    #[test]
+    fn digest_rows_merge_for_the_same_file_and_replace_for_a_changed_one() {
+        let (_dir, cache) = fresh();
+        cache
+            .put_digests(&[(key(1), digests(1, true, false))])
+            .unwrap();
+        cache
+            .put_digests(&[(key(1), digests(1, false, true))])
+            .unwrap();
+        assert_eq!(
+            cache.get_digests(&key(1), true, true).unwrap(),
+            Some(digests(1, true, true)),
+            "same key and sha256: md5 kept, sha1 added"
+        );
+        let mut changed = key(1);
+        changed.mtime_ns += 1_000;
+        cache
+            .put_digests(&[(changed, digests(2, false, false))])
+            .unwrap();
+        assert_eq!(cache.get_digests(&key(1), false, false).unwrap(), None);
+        assert_eq!(
+            cache.get_digests(&changed, false, false).unwrap(),
+            Some(digests(2, false, false)),
+            "a changed file's old md5/sha1 must not survive"
+        );
+    }
+
+    #[test]
+    fn recently_changed_files_are_not_cached() {
+        let (_dir, cache) = fresh();
+        let now = unix_nanos(SystemTime::now());
+        let mut recent_m = key(1);
+        recent_m.mtime_ns = now;
+        let mut recent_c = key(2);
+        recent_c.ctime_ns = now - 500_000_000;
+        let rows = [
+            (recent_m, digests(1, false, false)),
+            (recent_c, digests(2, false, false)),
+            (key(3), digests(3, false, false)),
+        ];
+        assert_eq!(cache.put_digests(&rows).unwrap(), 1);
+        assert_eq!(cache.get_digests(&recent_m, false, false).unwrap(), None);
+        assert_eq!(cache.get_digests(&recent_c, false, false).unwrap(), None);
+        assert!(cache.get_digests(&key(3), false, false).unwrap().is_some());
+    }
+
+    #[test]
+    fn verdict_round_trip_for_each_algorithm() {
+        let (_dir, cache) = fresh();
+        let ds = [
+            Digest::Md5([1; 16]),
+            Digest::Sha1([1; 20]),
+            Digest::Sha256([1; 32]),
+        ];
+        let rows: Vec<_> = ds.iter().map(|d| (*d, answer(1, 12))).collect();
+        assert_eq!(cache.put_verdicts(&rows, at(T0)).unwrap(), 3);
+        let got = cache.get_verdicts(&ds, at(T0 + 10)).unwrap();
+        assert_eq!(got.len(), 3);
+        for d in ds {
+            assert_eq!(got.get(&d), Some(&answer(1, 12)), "{d:?}");
+        }
+        let other = Digest::Sha256([2; 32]);
+        assert!(cache.get_verdicts(&[other], at(T0)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn verdicts_expire_per_class() {
+        let ttls = Ttls {
+            clean: Duration::from_secs(100),
+            detection: Duration::from_secs(200),
+            unknown: Duration::from_secs(50),
+            other: Duration::from_secs(150),
+        };
+        let (_dir, cache) = fresh();
+        let cache = cache.with_ttls(ttls);
+        let cases = [
+            ("clean", Digest::Md5([1; 16]), answer(0, 0), 100),
+            ("infected", Digest::Md5([2; 16]), answer(1, 9), 200),
+            ("suspicious", Digest::Md5([3; 16]), answer(0, 2), 200),
+            ("unknown", Digest::Md5([4; 16]), answer(5, 0), 50),
+            ("other", Digest::Md5([5; 16]), answer(12, 0), 150),
+        ];
+        let rows: Vec<_> = cases.iter().map(|c| (c.1, c.2.clone())).collect();
+        cache.put_verdicts(&rows, at(T0)).unwrap();
+        for (class, d, a, ttl) in &cases {
+            let before = cache.get_verdicts(&[*d], at(T0 + ttl - 1)).unwrap();
+            assert_eq!(
+                before.get(d),
+                Some(a),
+                "{class}: fresh one second before its TTL"
+            );
+            let after = cache.get_verdicts(&[*d], at(T0 + ttl)).unwrap();
+            assert!(after.is_empty(), "{class}: expired at its TTL");
+        }
+        let past = cache.get_verdicts(&[cases[0].1], at(T0 - 1)).unwrap();
+        assert!(past.is_empty(), "an entry dated in the future is stale");
+    }
+
+    #[test]
+    fn default_ttls() {
+        let t = Ttls::default();
+        assert_eq!(t.clean, Duration::from_secs(86_400));
+        assert_eq!(t.detection, Duration::from_secs(7 * 86_400));
+        assert_eq!(t.unknown, Duration::from_secs(3_600));
+        assert_eq!(t.other, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn errors_and_non_answers_are_refused() {
+        let (_dir, cache) = fresh();
+        let refused = [Verdict::Error, Verdict::Skipped, Verdict::NotLookedUp];
+        let rows: Vec<_> = refused
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let mut a = answer(0, 0);
+                a.verdict = v.clone();
+                (Digest::Sha256([i as u8; 32]), a)
+            })
+            .collect();
+        assert_eq!(cache.put_verdicts(&rows, at(T0)).unwrap(), 0);
+        let ds: Vec<_> = rows.iter().map(|r| r.0).collect();
+        assert!(cache.get_verdicts(&ds, at(T0)).unwrap().is_empty());
+        assert_eq!(cache.stats().verdicts_written, 0);
+    }
+
+    #[test]
+    fn prune_deletes_only_expired_verdicts() {
+        let (_dir, cache) = fresh();
+        let old = Digest::Sha1([1; 20]);
+        let new = Digest::Sha1([2; 20]);
+        cache.put_verdicts(&[(old, answer(1, 3))], at(T0)).unwrap();
+        let later = T0 + 7 * 86_400;
+        cache
+            .put_verdicts(&[(new, answer(0, 0))], at(later))
+            .unwrap();
+        assert_eq!(cache.prune_verdicts(at(later)).unwrap(), 1);
+        assert!(
+            cache
+                .get_verdicts(&[new], at(later))
+                .unwrap()
+                .contains_key(&new)
+        );
+    }
+
+    #[test]
+    fn stats_count_hits_and_misses() {
+        let (_dir, cache) = fresh();
+        cache
+            .put_digests(&[(key(1), digests(1, false, false))])
+            .unwrap();
+        cache.get_digests(&key(1), false, false).unwrap();
+        cache.get_digests(&key(2), false, false).unwrap();
+        cache.get_digests(&key(1), true, false).unwrap();
+        let d = Digest::Md5([9; 16]);
+        cache.put_verdicts(&[(d, answer(0, 0))], at(T0)).unwrap();
+        cache
+            .get_verdicts(&[d, Digest::Md5([8; 16])], at(T0))
+            .unwrap();
+        assert_eq!(
+            cache.stats(),
+            CacheStats {
+                digest_hits: 1,
+                digest_misses: 2,
+                verdict_hits: 1,
+                verdict_misses: 1,
+                digests_written: 1,
+                verdicts_written: 1,
+            }
+        );
+    }
+
+    #[test]
+    fn data_survives_close_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/dir/c.sqlite");
+        let d = Digest::Sha256([3; 32]);
+        {
+            let (cache, _) = Cache::open(&path).unwrap();
+            cache
+                .put_digests(&[(key(1), digests(1, true, false))])
+                .unwrap();
+            cache.put_verdicts(&[(d, answer(1, 5))], at(T0)).unwrap();
+        }
+        let (cache, warning) = Cache::open(&path).unwrap();
+        assert_eq!(warning, None);
+        assert_eq!(
+            cache.get_digests(&key(1), true, false).unwrap(),
+            Some(digests(1, true, false))
+        );
+        assert_eq!(
+            cache.get_verdicts(&[d], at(T0 + 1)).unwrap().get(&d),
+            Some(&answer(1, 5))
+        );
+    }
+
+    fn assert_recovers(path: &Path) {
+        let (cache, warning) = Cache::open(path).expect("a corrupt cache is recovered");
+        let warning = warning.expect("recovery is reported");
+        assert!(warning.contains("moved it aside"), "{warning}");
+        let aside: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "the bad file is kept aside");
+        cache
+            .put_digests(&[(key(1), digests(1, false, false))])
+            .unwrap();
+        assert!(cache.get_digests(&key(1), false, false).unwrap().is_some());
+        drop(cache);
+        let (_, again) = Cache::open(path).unwrap();
+        assert_eq!(again, None, "the fresh cache is sound");
+    }
+
+    #[test]
+    fn garbage_file_is_moved_aside_and_cache_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        fs::write(
+            &path,
+            b"this is not a database, just some garbage bytes\n".repeat(100),
+        )
+        .unwrap();
+        assert_recovers(&path);
+    }
+
+    #[test]
+    fn truncated_file_is_moved_aside_and_cache_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        {
+            let (cache, _) = Cache::open(&path).unwrap();
+            let rows: Vec<_> = (0..5_000)
+                .map(|i| (key(i), digests(i, true, true)))
+                .collect();
+            cache.put_digests(&rows).unwrap();
+        }
+        let len = fs::metadata(&path).unwrap().len();
+        assert!(len > 100_000, "checkpointed on close: {len}");
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
+        assert_recovers(&path);
+    }
+
+    #[test]
+    fn foreign_sqlite_file_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("theirs.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("CREATE TABLE precious (x); INSERT INTO precious VALUES (1);")
+                .unwrap();
+        }
+        let err = Cache::open(&path).err().expect("refused");
+        assert!(matches!(err, CacheError::Foreign { .. }), "{err}");
+        assert!(err.to_string().contains("theirs.sqlite"), "{err}");
+        let conn = Connection::open(&path).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM precious", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        drop(Cache::open(&path).unwrap());
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+                .unwrap();
+        }
+        let err = Cache::open(&path).err().expect("refused");
+        assert!(matches!(err, CacheError::NewerSchema { .. }), "{err}");
+    }
+
+    #[test]
+    fn schema_version_and_wal_are_set() {
+        let (_dir, cache) = fresh();
+        let conn = lock(&cache.writer);
+        let v: i32 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        let id: i32 = conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .unwrap();
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            (v, id, mode.as_str()),
+            (SCHEMA_VERSION, APPLICATION_ID, "wal")
+        );
+    }
+
+    #[test]
+    fn two_instances_on_one_file_work_concurrently() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Arc::new(dir.path().join("shared.sqlite"));
+        let start = Arc::new(Barrier::new(2));
+        let workers: Vec<_> = (0..2u64)
+            .map(|w| {
+                let (path, start) = (Arc::clone(&path), Arc::clone(&start));
+                std::thread::spawn(move || -> Result<(), CacheError> {
+                    start.wait();
+                    // Both create the file at once, as two processes would.
+                    let (cache, _) = Cache::open(path.as_path())?;
+                    for round in 0..30u64 {
+                        let base = w * 1_000_000 + round * 200;
+                        let rows: Vec<_> = (base..base + 200)
+                            .map(|i| (key(i), digests(i, true, false)))
+                            .collect();
+                        cache.put_digests(&rows)?;
+                        let d = Digest::Sha256([(w * 100 + round) as u8; 32]);
+                        cache.put_verdicts(&[(d, answer(0, 0))], at(T0))?;
+                        for (k, want) in &rows {
+                            assert_eq!(cache.get_digests(k, true, false)?, Some(*want));
+                        }
+                        let theirs = (1 - w) * 1_000_000 + round * 200;
+                        cache.get_digests(&key(theirs), false, false)?;
+                        cache.get_verdicts(&[d], at(T0))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("no panic").expect("no cache error");
+        }
+        let (cache, _) = Cache::open(path.as_path()).unwrap();
+        for w in 0..2 {
+            let k = key(w * 1_000_000 + 29 * 200 + 199);
+            assert!(cache.get_digests(&k, true, false).unwrap().is_some());
+        }
+    }
+
+    #[test]
+    fn file_key_from_meta() {
+        let meta = FileMeta {
+            dev: 1,
+            ino: 2,
+            mtime_ns: 3,
+            ctime_ns: 4,
+        };
+        let k = FileKey::new(&meta, 5);
+        assert_eq!(
+            (k.dev, k.ino, k.size, k.mtime_ns, k.ctime_ns),
+            (1, 2, 5, 3, 4)
+        );
+    }
+
+    #[test]
+    fn default_path_is_cache_sqlite() {
+        if let Some(p) = Cache::default_path() {
+            assert!(p.ends_with("hashsweep/cache.sqlite"), "{}", p.display());
+        }
+    }
+
+    /// Timing, not an assertion:
+    /// `cargo test --release --lib cache::tests::timing -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn timing_100k_digest_lookups() {
+        let (_dir, cache) = fresh();
+        let n = 100_000u64;
+        let rows: Vec<_> = (0..n).map(|i| (key(i), digests(i, true, false))).collect();
+        let t = Instant::now();
+        for chunk in rows.chunks(1000) {
+            cache.put_digests(chunk).unwrap();
+        }
+        eprintln!("put {n} rows in batches of 1000: {:?}", t.elapsed());
+        let t = Instant::now();
+        let hits = rows
+            .iter()
+            .filter(|(k, _)| cache.get_digests(k, true, false).unwrap().is_some())
+            .count();
+        eprintln!("{n} lookups, one thread: {:?} ({hits} hits)", t.elapsed());
+        let keys: Vec<_> = rows.iter().map(|r| r.0).collect();
+        let t = Instant::now();
+        let hits: usize = keys
+            .chunks(1000)
+            .map(|c| {
+                let got = cache.get_digests_many(c, true, false).unwrap();
+                got.iter().flatten().count()
+            })
+            .sum();
+        eprintln!(
+            "{n} lookups, get_digests_many by 1000: {:?} ({hits} hits)",
+            t.elapsed()
+        );
+        let cache = Arc::new(cache);
+        let rows = Arc::new(rows);
+        let t = Instant::now();
+        let threads: Vec<_> = (0..4)
+            .map(|j| {
+                let (cache, rows) = (Arc::clone(&cache), Arc::clone(&rows));
+                std::thread::spawn(move || {
+                    rows.iter()
+                        .skip(j)
+                        .step_by(4)
+                        .filter(|(k, _)| cache.get_digests(k, true, false).unwrap().is_some())
+                        .count()
+                })
+            })
+            .collect();
+        let hits: usize = threads.into_iter().map(|h| h.join().unwrap()).sum();
+        eprintln!("{n} lookups, four threads: {:?} ({hits} hits)", t.elapsed());
+        let t = Instant::now();
+        let conn = lock(&cache.writer);
+        let ok: String = conn
+            .pragma_query_value(None, "quick_check", |r| r.get(0))
+            .unwrap();
+        eprintln!("quick_check of {n} rows: {:?} ({ok})", t.elapsed());
+    }
+}
