@@ -5,7 +5,10 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::cli::{ApiArgs, HashArgs, LookupArgs, MockArgs, OutputArgs, ScanArgs, WalkArgs};
+use crate::cache::{Cache, Ttls};
+use crate::cli::{
+    ApiArgs, CacheArgs, HashArgs, LookupArgs, MockArgs, OutputArgs, ScanArgs, WalkArgs,
+};
 use crate::client::{ApiKey, ClientConfig, HttpClient, ReputationClient};
 use crate::digest::Algo;
 use crate::hash::{FileStatus, HashOptions};
@@ -137,6 +140,38 @@ fn write_report(
     Ok(())
 }
 
+/// Open the cache unless `--no-cache`. A cache that cannot be opened is a warning, not a
+/// failure: the sweep runs without it.
+fn open_cache(c: &CacheArgs) -> Option<Arc<Cache>> {
+    if c.no_cache {
+        return None;
+    }
+    let Some(path) = c.cache.clone().or_else(Cache::default_path) else {
+        eprintln!(
+            "hashsweep: warning: no cache directory found; running without the cache (use --cache PATH)"
+        );
+        return None;
+    };
+    match Cache::open(&path) {
+        Ok((cache, warning)) => {
+            if let Some(w) = warning {
+                eprintln!("hashsweep: warning: {w}");
+            }
+            let ttls = Ttls {
+                clean: c.verdict_ttl,
+                other: c.verdict_ttl,
+                detection: c.detection_ttl,
+                unknown: c.unknown_ttl,
+            };
+            Some(Arc::new(cache.with_ttls(ttls)))
+        }
+        Err(e) => {
+            eprintln!("hashsweep: warning: running without the cache: {e}");
+            None
+        }
+    }
+}
+
 fn print_halt(client: Option<&Arc<HttpClient>>) {
     if let Some(why) = client.and_then(|c| c.halted()) {
         eprintln!("hashsweep: lookups stopped: {why}");
@@ -161,6 +196,7 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
         },
         threads: a.walk.threads.unwrap_or_else(default_threads),
         lookup: (!a.offline).then(|| lookup_options(&a.api)),
+        cache: open_cache(&a.cache),
     };
     let stop = Interrupt::install()?;
     let progress = progress();
@@ -223,6 +259,7 @@ pub fn run_hash(a: HashArgs) -> Result<u8, Error> {
         },
         threads: a.walk.threads.unwrap_or_else(default_threads),
         lookup: None,
+        cache: None,
     };
     let stop = Interrupt::install()?;
     let out = scan(&cfg, None, &NoProgress, &stop.flag)?;

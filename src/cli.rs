@@ -104,6 +104,26 @@ pub struct ApiArgs {
     pub insecure_http: bool,
 }
 
+/// The digest and verdict cache.
+#[derive(Debug, Clone, Args)]
+pub struct CacheArgs {
+    /// Cache file (default: hashsweep/cache.sqlite in the user's cache directory)
+    #[arg(long, value_name = "PATH", env = "HASHSWEEP_CACHE")]
+    pub cache: Option<PathBuf>,
+    /// Neither read nor write the cache: hash every file, look up every digest
+    #[arg(long, env = "HASHSWEEP_NO_CACHE", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_cache: bool,
+    /// How long a clean (or other) verdict is reused without asking again
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    pub verdict_ttl: Duration,
+    /// How long an infected or suspicious verdict is reused
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
+    pub detection_ttl: Duration,
+    /// How long an unknown verdict is reused (unknown files become known)
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub unknown_ttl: Duration,
+}
+
 /// Where and how the report is written.
 #[derive(Debug, Clone, Args)]
 pub struct OutputArgs {
@@ -131,6 +151,8 @@ pub struct ScanArgs {
     /// Hash and report without any lookup (verdict not_looked_up)
     #[arg(long)]
     pub offline: bool,
+    #[command(flatten)]
+    pub cache: CacheArgs,
     #[command(flatten)]
     pub api: ApiArgs,
     #[command(flatten)]

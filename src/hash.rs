@@ -42,14 +42,27 @@ pub struct FileMeta {
     pub ctime_ns: i64,
 }
 
+impl FileMeta {
+    pub fn of(m: &std::fs::Metadata) -> FileMeta {
+        FileMeta {
+            dev: m.dev(),
+            ino: m.ino(),
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+        }
+    }
+}
+
 /// What happened to one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileStatus {
-    /// Read to the end. `warning` is set when the file changed while it was read.
+    /// Read to the end, or (`cached`) served from the digest cache without reading.
+    /// `warning` is set when the file changed while it was read.
     Hashed {
         digests: Digests,
         meta: FileMeta,
         warning: Option<String>,
+        cached: bool,
     },
     /// Not read, on purpose.
     Skipped(String),
@@ -77,11 +90,12 @@ impl FileResult {
     }
 }
 
-/// Reusable per-thread state: the read buffer, and the run's stop flag.
+/// Reusable per-thread state: the read buffer, the run's stop flag, the digest cache.
 pub struct Hasher {
     opts: HashOptions,
     buf: Vec<u8>,
     stop: Arc<AtomicBool>,
+    cache: Option<Arc<crate::cache::Cache>>,
 }
 
 impl Hasher {
@@ -90,7 +104,14 @@ impl Hasher {
             opts,
             buf: vec![0; BLOCK_SIZE],
             stop: Arc::new(AtomicBool::new(false)),
+            cache: None,
         }
+    }
+
+    /// Serve unchanged files from this digest cache instead of reading them.
+    pub fn with_cache(mut self, cache: Option<Arc<crate::cache::Cache>>) -> Hasher {
+        self.cache = cache;
+        self
     }
 
     /// Abandon reading (between blocks) once `stop` is set.
@@ -121,8 +142,11 @@ impl Hasher {
         }
     }
 
-    /// Hash one path.
+    /// Hash one path (or take its digests from the cache).
     pub fn hash_path(&mut self, path: PathBuf) -> FileResult {
+        if let Some(hit) = self.cached_result(&path) {
+            return hit;
+        }
         let file = match open_for_hashing(&path, self.opts.follow_symlinks) {
             Ok(f) => f,
             Err(e) => {
@@ -192,12 +216,7 @@ impl Hasher {
         } else {
             None
         };
-        let meta = FileMeta {
-            dev: before.dev(),
-            ino: before.ino(),
-            mtime_ns: before.mtime() * 1_000_000_000 + before.mtime_nsec(),
-            ctime_ns: before.ctime() * 1_000_000_000 + before.ctime_nsec(),
-        };
+        let meta = FileMeta::of(&before);
         let warning = change_warning(stat_size, read, &meta, after.as_ref());
         FileResult {
             path,
@@ -206,8 +225,40 @@ impl Hasher {
                 digests,
                 meta,
                 warning,
+                cached: false,
             },
         }
+    }
+
+    /// The digests the cache holds for this path's current (dev, ino, size, mtime, ctime), if
+    /// it holds every digest asked for. One `stat`, no `open`.
+    fn cached_result(&self, path: &Path) -> Option<FileResult> {
+        let cache = self.cache.as_ref()?;
+        let m = if self.opts.follow_symlinks {
+            std::fs::metadata(path)
+        } else {
+            std::fs::symlink_metadata(path)
+        }
+        .ok()?;
+        if !m.file_type().is_file() || self.opts.max_size.is_some_and(|max| m.len() > max) {
+            return None;
+        }
+        let meta = FileMeta::of(&m);
+        let key = crate::cache::FileKey::new(&meta, m.len());
+        let digests = cache
+            .get_digests(&key, self.opts.md5, self.opts.sha1)
+            .ok()
+            .flatten()?;
+        Some(FileResult {
+            path: path.to_path_buf(),
+            size: Some(m.len()),
+            status: FileStatus::Hashed {
+                digests,
+                meta,
+                warning: None,
+                cached: true,
+            },
+        })
     }
 
     /// Read to the end. Returns the digests, the bytes read, and how many `read` calls it took.

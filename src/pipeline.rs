@@ -17,14 +17,15 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, select, unbounded};
 
 use crate::batch::{LookupBatch, MAX_BATCH, run_batcher};
+use crate::cache::{Cache, FileKey};
 use crate::client::{Answer, HashOutcome, ReputationClient};
 use crate::dedup::Dedup;
-use crate::digest::{Algo, Digest};
+use crate::digest::{Algo, Digest, Digests};
 use crate::hash::{FileResult, FileStatus, HashOptions, Hasher};
 use crate::progress::Progress;
 use crate::report::{Record, Summary};
@@ -58,7 +59,7 @@ impl Default for LookupOptions {
 }
 
 /// Everything a scan needs, resolved from the command line.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ScanConfig {
     pub roots: Vec<PathBuf>,
     pub walk: WalkOptions,
@@ -67,6 +68,8 @@ pub struct ScanConfig {
     pub threads: usize,
     /// `None`: offline, no lookups.
     pub lookup: Option<LookupOptions>,
+    /// Digest and verdict cache (`None`: `--no-cache`).
+    pub cache: Option<Arc<Cache>>,
 }
 
 /// What a scan learned: one result per path, and one outcome per distinct digest looked up.
@@ -78,7 +81,96 @@ pub struct ScanOutput {
     pub distinct: u64,
     pub requests: u64,
     pub retries: u64,
+    /// Distinct digests answered from the verdict cache (no request).
+    pub verdicts_cached: u64,
     pub elapsed: Duration,
+}
+
+/// The collector: runs on the calling thread, takes every result, hands each new digest to the
+/// lookup stage (or answers it from the verdict cache), and writes new digests and verdicts
+/// to the cache in batches.
+struct Collector<'a> {
+    algo: Algo,
+    files: Vec<FileResult>,
+    outcomes: HashMap<Digest, HashOutcome>,
+    dedup: Dedup,
+    digest_tx: Option<Sender<Digest>>,
+    cache: Option<&'a Cache>,
+    pending_rows: Vec<(FileKey, Digests)>,
+    last_flush: Instant,
+    verdicts_cached: u64,
+    progress: &'a dyn Progress,
+}
+
+impl Collector<'_> {
+    fn take_file(&mut self, res: FileResult) {
+        if let FileStatus::Hashed {
+            digests,
+            meta,
+            warning,
+            cached,
+        } = &res.status
+        {
+            if let Some(key) = digests.get(self.algo)
+                && self.dedup.first_sighting(key)
+                && let Some(tx) = &self.digest_tx
+            {
+                match self.cached_verdict(key) {
+                    Some(a) => {
+                        self.verdicts_cached += 1;
+                        self.outcomes.insert(key, Ok(a));
+                    }
+                    None => {
+                        let _ = tx.send(key);
+                    }
+                }
+            }
+            if !cached && warning.is_none() && self.cache.is_some() {
+                self.pending_rows
+                    .push((FileKey::new(meta, res.size.unwrap_or(0)), *digests));
+                self.flush_digests(false);
+            }
+            self.progress.file_done(res.size.unwrap_or(0));
+        }
+        self.files.push(res);
+    }
+
+    fn cached_verdict(&self, key: Digest) -> Option<Answer> {
+        let cache = self.cache?;
+        cache
+            .get_verdicts(&[key], SystemTime::now())
+            .ok()?
+            .remove(&key)
+    }
+
+    fn take_outcomes(&mut self, batch: Vec<(Digest, HashOutcome)>) {
+        if let Some(cache) = self.cache {
+            let good: Vec<(Digest, Answer)> = batch
+                .iter()
+                .filter_map(|(d, o)| o.as_ref().ok().map(|a| (*d, a.clone())))
+                .collect();
+            // A cache that cannot be written costs the next run a lookup, not this run a result.
+            let _ = cache.put_verdicts(&good, SystemTime::now());
+        }
+        self.outcomes.extend(batch);
+        self.progress
+            .lookups(self.outcomes.len() as u64, self.dedup.distinct() as u64);
+    }
+
+    /// Write pending digest rows every 1000 rows or every second (so a killed run loses
+    /// little), or now when `force`.
+    fn flush_digests(&mut self, force: bool) {
+        let due =
+            self.pending_rows.len() >= 1000 || self.last_flush.elapsed() >= Duration::from_secs(1);
+        if let Some(cache) = self.cache
+            && !self.pending_rows.is_empty()
+            && (force || due)
+        {
+            let _ = cache.put_digests(&self.pending_rows);
+            self.pending_rows.clear();
+            self.last_flush = Instant::now();
+        }
+    }
 }
 
 /// Run the pipeline to the end (or until `stop` is set).
@@ -96,10 +188,20 @@ pub fn scan(
     let threads = cfg.threads.max(1);
     let lookup = cfg.lookup.as_ref().zip(client.clone());
 
-    let mut files = Vec::new();
-    let mut outcomes = HashMap::new();
-    let mut dedup = Dedup::default();
     let mut walk_result = Ok(());
+    let algo = lookup.as_ref().map(|(o, _)| o.algo).unwrap_or(Algo::Sha256);
+    let mut c = Collector {
+        algo,
+        files: Vec::new(),
+        outcomes: HashMap::new(),
+        dedup: Dedup::default(),
+        digest_tx: None,
+        cache: cfg.cache.as_deref(),
+        pending_rows: Vec::new(),
+        last_flush: Instant::now(),
+        verdicts_cached: 0,
+        progress,
+    };
 
     std::thread::scope(|s| {
         let (walk_tx, walk_rx) = bounded::<Vec<WalkEvent>>(256);
@@ -108,48 +210,31 @@ pub fn scan(
         for _ in 0..threads {
             let walk_rx = walk_rx.clone();
             let res_tx = res_tx.clone();
-            let mut hasher = Hasher::new(cfg.hash).with_stop(Arc::clone(stop));
+            let mut hasher = Hasher::new(cfg.hash)
+                .with_stop(Arc::clone(stop))
+                .with_cache(cfg.cache.clone());
             s.spawn(move || hash_worker(&mut hasher, &walk_rx, &res_tx));
         }
         drop((walk_rx, res_tx));
 
-        let (digest_tx, out_rx) = match &lookup {
-            Some((opts, client)) => {
-                let (tx, rx) = spawn_lookup(Arc::clone(client), opts, stop);
-                (Some(tx), Some(rx))
-            }
-            None => (None, None),
-        };
+        let out_rx = lookup.as_ref().map(|(opts, client)| {
+            let (tx, rx) = spawn_lookup(Arc::clone(client), opts, stop);
+            c.digest_tx = Some(tx);
+            rx
+        });
         // Offline, the outcome arm of the select below waits on a channel that never fires.
         let no_outcomes = crossbeam_channel::never();
-        let algo = lookup.as_ref().map(|(o, _)| o.algo).unwrap_or(Algo::Sha256);
-        let record_outcomes = |batch: Vec<(Digest, HashOutcome)>,
-                               outcomes: &mut HashMap<Digest, HashOutcome>,
-                               asked: usize| {
-            outcomes.extend(batch);
-            progress.lookups(outcomes.len() as u64, asked as u64);
-        };
         loop {
             select! {
                 recv(res_rx) -> msg => match msg {
-                    Ok(results) => for res in results {
-                        if let Some(d) = res.digests() {
-                            if let Some(key) = d.get(algo)
-                                && dedup.first_sighting(key)
-                                && let Some(tx) = &digest_tx
-                            {
-                                let _ = tx.send(key);
-                            }
-                            progress.file_done(res.size.unwrap_or(0));
-                        }
-                        files.push(res);
-                    },
+                    Ok(results) => results.into_iter().for_each(|r| c.take_file(r)),
                     Err(_) => break,
                 },
-                recv(out_rx.as_ref().unwrap_or(&no_outcomes)) -> msg => if let Ok(batch) = msg { record_outcomes(batch, &mut outcomes, dedup.distinct()) },
+                recv(out_rx.as_ref().unwrap_or(&no_outcomes)) -> msg => if let Ok(batch) = msg { c.take_outcomes(batch) },
             }
         }
-        drop(digest_tx);
+        c.digest_tx = None;
+        c.flush_digests(true);
         // Wait for the answers still due; once stopped, give in-flight requests a short grace
         // and leave the rest (their threads are not joined; the process is about to exit).
         let mut deadline: Option<Instant> = None;
@@ -161,7 +246,7 @@ pub fn scan(
                 break;
             }
             match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(batch) => record_outcomes(batch, &mut outcomes, dedup.distinct()),
+                Ok(batch) => c.take_outcomes(batch),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -173,6 +258,13 @@ pub fn scan(
     walk_result?;
     progress.finish();
 
+    let Collector {
+        mut files,
+        outcomes,
+        dedup,
+        verdicts_cached,
+        ..
+    } = c;
     files.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     let stats = client.map(|c| c.stats()).unwrap_or_default();
     Ok(ScanOutput {
@@ -182,6 +274,7 @@ pub fn scan(
         distinct: dedup.distinct() as u64,
         requests: stats.requests,
         retries: stats.retries,
+        verdicts_cached,
         elapsed: started.elapsed(),
     })
 }
@@ -194,11 +287,10 @@ fn hash_worker(hasher: &mut Hasher, rx: &Receiver<Vec<WalkEvent>>, tx: &Sender<V
         for ev in events {
             let started = Instant::now();
             out.push(hasher.process(ev));
-            if out.len() >= crate::walk::WALK_BATCH || started.elapsed() > Duration::from_millis(20)
-            {
-                if tx.send(std::mem::take(&mut out)).is_err() {
-                    return;
-                }
+            let full_or_slow = out.len() >= crate::walk::WALK_BATCH
+                || started.elapsed() > Duration::from_millis(20);
+            if full_or_slow && tx.send(std::mem::take(&mut out)).is_err() {
+                return;
             }
         }
         if rx.is_empty() && !out.is_empty() && tx.send(std::mem::take(&mut out)).is_err() {
@@ -340,13 +432,19 @@ impl ScanOutput {
             retries: self.retries,
             ..Summary::default()
         };
+        s.verdicts_cached = self.verdicts_cached;
         for f in &self.files {
             s.count(&self.record(f));
             if let FileStatus::Hashed {
-                warning: Some(_), ..
+                warning, cached, ..
             } = &f.status
             {
-                s.changed += 1;
+                s.changed += u64::from(warning.is_some());
+                if *cached {
+                    s.files_cached += 1;
+                } else {
+                    s.bytes_read += f.size.unwrap_or(0);
+                }
             }
         }
         s.set_elapsed(self.elapsed);

@@ -74,6 +74,12 @@ pub struct Summary {
     pub not_looked_up: u64,
     /// Files that changed while read (their digest may be stale).
     pub changed: u64,
+    /// Bytes actually read from disk (hashed files not served by the digest cache).
+    pub bytes_read: u64,
+    /// Files whose digests came from the cache, unread.
+    pub files_cached: u64,
+    /// Distinct digests answered from the verdict cache, without a request.
+    pub verdicts_cached: u64,
     pub elapsed_secs: f64,
 }
 
@@ -112,17 +118,30 @@ impl Summary {
     /// One human paragraph for stderr.
     pub fn human(&self) -> String {
         let mbps = if self.elapsed_secs > 0.0 {
-            self.bytes as f64 / 1e6 / self.elapsed_secs
+            self.bytes_read as f64 / 1e6 / self.elapsed_secs
         } else {
             0.0
         };
         let mut s = format!(
-            "hashsweep: {} files, {} hashed, {} distinct digests, {} requests sent",
+            "hashsweep: {} files, {} hashed",
             self.files,
-            human_bytes(self.bytes),
-            self.distinct_digests,
-            self.requests
+            human_bytes(self.bytes)
         );
+        if self.files_cached > 0 {
+            s.push_str(&format!(
+                " ({} read, {} files from the cache)",
+                human_bytes(self.bytes_read),
+                self.files_cached
+            ));
+        }
+        s.push_str(&format!(", {} distinct digests", self.distinct_digests));
+        if self.verdicts_cached > 0 {
+            s.push_str(&format!(
+                " ({} answered from the cache)",
+                self.verdicts_cached
+            ));
+        }
+        s.push_str(&format!(", {} requests sent", self.requests));
         if self.retries > 0 {
             s.push_str(&format!(" ({} retries)", self.retries));
         }

@@ -26,7 +26,8 @@ fn as_nobody() -> Option<Command> {
         env!("CARGO_BIN_EXE_hashsweep"),
     ]);
     c.env_remove("METADEFENDER_APIKEY")
-        .env_remove("HASHSWEEP_API_URL");
+        .env_remove("HASHSWEEP_API_URL")
+        .env("HASHSWEEP_NO_CACHE", "1");
     Some(c)
 }
 

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod cache;
 mod faults;
 mod filesystem;
 mod hash_cmd;

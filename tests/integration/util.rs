@@ -52,8 +52,11 @@ impl Tree {
 /// A `hashsweep` command with a clean environment (no key, no API URL from the outside).
 pub fn cmd() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hashsweep"));
+    // No test touches the user's cache; the cache tests name their own with --cache.
     c.env_remove("METADEFENDER_APIKEY")
         .env_remove("HASHSWEEP_API_URL")
+        .env_remove("HASHSWEEP_CACHE")
+        .env("HASHSWEEP_NO_CACHE", "1")
         .stdin(Stdio::null());
     c
 }

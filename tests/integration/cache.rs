@@ -1,0 +1,189 @@
+//! Sweeps that remember: the digest cache (unchanged files are not read again), the verdict
+//! cache (answered digests are not asked again within their TTL), and resume after a kill.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::util::*;
+
+/// `scan` with its own cache file, JSON report (records + summary).
+fn cached_scan(mock: &MockServer, root: &Path, cache: &Path) -> Command {
+    let mut c = scan_cmd(mock, root);
+    c.env_remove("HASHSWEEP_NO_CACHE")
+        .args(["--format", "json", "--cache"])
+        .arg(cache);
+    c
+}
+
+fn report(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("bad json ({e}): {}", stderr(out)))
+}
+
+fn hashes_asked(mock: &MockServer) -> usize {
+    mock.requests().iter().map(|r| r.hashes.len()).sum()
+}
+
+/// A tree old enough to be cached: the cache does not keep digests of files changed in the
+/// last 2 s (a write in the same timestamp tick could otherwise hide behind an unchanged key).
+fn tree(n: usize) -> (Tree, Vec<PathBuf>) {
+    let t = Tree::new();
+    let mut files = vec![t.file("eicar", EICAR)];
+    for i in 0..n {
+        files.push(t.file(
+            format!("d{}/f{i}", i % 7),
+            format!("cached content {i}").as_bytes(),
+        ));
+    }
+    std::thread::sleep(hashsweep::cache::RACY_WINDOW + Duration::from_millis(200));
+    (t, files)
+}
+
+#[test]
+fn second_sweep_reads_nothing_and_asks_nothing_then_only_what_changed() {
+    let (t, files) = tree(200);
+    let cache_dir = Tree::new();
+    let cache = cache_dir.path().join("c.sqlite");
+
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let first = run(&mut cached_scan(&mock, t.path(), &cache));
+    assert_eq!(code(&first), 1, "{}", stderr(&first));
+    let r1 = report(&first);
+    assert!(r1["summary"]["bytes_read"].as_u64().unwrap() > 0);
+    assert_eq!(hashes_asked(&mock), 201);
+
+    let mock2 = MockServer::start(Some(KEY)).unwrap();
+    let second = run(&mut cached_scan(&mock2, t.path(), &cache));
+    assert_eq!(code(&second), 1, "{}", stderr(&second));
+    let r2 = report(&second);
+    assert_eq!(
+        r2["summary"]["bytes_read"], 0,
+        "nothing read: {}",
+        r2["summary"]
+    );
+    assert_eq!(r2["summary"]["files_cached"], 201);
+    assert_eq!(r2["summary"]["verdicts_cached"], 201);
+    assert_eq!(mock2.requests().len(), 0, "nothing asked within the TTL");
+    assert_eq!(r1["records"], r2["records"], "same report from the cache");
+    assert!(
+        stderr(&second).contains("from the cache"),
+        "{}",
+        stderr(&second)
+    );
+
+    // Change one file: only it is read and only its new digest is asked.
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&files[5], b"changed content, longer than before").unwrap();
+    let mock3 = MockServer::start(Some(KEY)).unwrap();
+    let third = run(&mut cached_scan(&mock3, t.path(), &cache));
+    let r3 = report(&third);
+    assert_eq!(r3["summary"]["bytes_read"], 35, "{}", r3["summary"]);
+    assert_eq!(r3["summary"]["files_cached"], 200);
+    assert_eq!(hashes_asked(&mock3), 1);
+}
+
+#[test]
+fn ttl_expiry_and_errors_are_never_cached() {
+    let (t, _) = tree(5);
+    let cache_dir = Tree::new();
+    let cache = cache_dir.path().join("c.sqlite");
+
+    // A refused key: every verdict is an error, and none may be reused.
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let bad = run(cached_scan(&mock, t.path(), &cache).env("METADEFENDER_APIKEY", "wrong"));
+    assert_eq!(code(&bad), 2);
+    let mock2 = MockServer::start(Some(KEY)).unwrap();
+    let good = run(&mut cached_scan(&mock2, t.path(), &cache));
+    assert_eq!(code(&good), 1, "{}", stderr(&good));
+    assert_eq!(hashes_asked(&mock2), 6, "errors were not cached");
+
+    // Unknown verdicts with a zero TTL are asked again; the infected one is reused.
+    let mock3 = MockServer::start(Some(KEY)).unwrap();
+    let again = run(cached_scan(&mock3, t.path(), &cache).args(["--unknown-ttl", "0s"]));
+    assert_eq!(code(&again), 1);
+    assert_eq!(
+        hashes_asked(&mock3),
+        5,
+        "5 unknown re-asked, the detection reused"
+    );
+}
+
+#[test]
+fn a_corrupt_cache_is_set_aside_with_a_warning() {
+    let (t, _) = tree(3);
+    let cache_dir = Tree::new();
+    let cache = cache_dir.path().join("c.sqlite");
+    std::fs::write(&cache, vec![0xA5u8; 8192]).unwrap();
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let out = run(&mut cached_scan(&mock, t.path(), &cache));
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("warning"), "{}", stderr(&out));
+    let names: Vec<String> = std::fs::read_dir(cache_dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n.contains("corrupt")), "{names:?}");
+    let mock2 = MockServer::start(Some(KEY)).unwrap();
+    let out = run(&mut cached_scan(&mock2, t.path(), &cache));
+    assert_eq!(
+        mock2.requests().len(),
+        0,
+        "the fresh cache works: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_killed_sweep_resumes_without_rehashing_or_reasking() {
+    let (t, _) = tree(1999);
+    let cache_dir = Tree::new();
+    let cache = cache_dir.path().join("c.sqlite");
+    let slow = MockServer::start_on("127.0.0.1:0", Some(KEY), Duration::from_millis(400)).unwrap();
+    let mut c = cached_scan(&slow, t.path(), &cache);
+    c.args([
+        "--batch-size",
+        "100",
+        "--concurrency",
+        "1",
+        "--batch-wait",
+        "60s",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    let _ = child.wait();
+    let answered: usize = slow
+        .requests()
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| r.hashes.len())
+        .sum();
+    assert!(
+        (100..2000).contains(&answered),
+        "killed halfway: {answered} answered"
+    );
+
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let out = run(&mut cached_scan(&mock, t.path(), &cache));
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let r = report(&out);
+    assert_eq!(
+        r["summary"]["bytes_read"], 0,
+        "nothing re-hashed: {}",
+        r["summary"]
+    );
+    let asked = hashes_asked(&mock);
+    assert!(
+        asked + answered >= 2000,
+        "everything answered once: {asked} + {answered}"
+    );
+    assert!(
+        asked <= 2000 - answered + 100,
+        "at most the batch in flight is asked again: {asked}"
+    );
+}
