@@ -7,6 +7,7 @@
 //! [`app`] and [`cli`] are the command line on top; [`mock`] is a local stand-in for the service.
 
 pub mod app;
+pub mod baseline;
 pub mod batch;
 pub mod cache;
 pub mod cli;
