@@ -81,6 +81,7 @@ fn scan_config(root: &Path, threads: usize) -> ScanConfig {
         hash: HashOptions::default(),
         threads,
         lookup: None,
+        cache: None,
     }
 }
 

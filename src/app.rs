@@ -5,18 +5,22 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::baseline::{BadRecords, Baseline, Change, DiffChange, diff};
 use crate::cache::{Cache, Ttls};
 use crate::cli::{
-    ApiArgs, CacheArgs, HashArgs, LookupArgs, MockArgs, OutputArgs, ScanArgs, WalkArgs,
+    ApiArgs, CacheArgs, DiffArgs, HashArgs, LookupArgs, MockArgs, OutputArgs, ScanArgs, WalkArgs,
 };
 use crate::client::{ApiKey, ClientConfig, HttpClient, ReputationClient};
 use crate::digest::Algo;
+use crate::digest::hex_lower;
 use crate::hash::{FileStatus, HashOptions};
 use crate::hashlist::{ListedHash, parse_line, sum_line};
 use crate::interrupt::Interrupt;
 use crate::pipeline::{LookupOptions, ScanConfig, lookup_digests, outcome_fields, scan};
 use crate::progress::{BarProgress, NoProgress, Progress};
-use crate::report::{Format, Record, Reporter, Summary, escape_for_line, reporter};
+use crate::report::{
+    ChangeCounts, Columns, Format, Record, Removed, Reporter, Summary, escape_for_line, reporter,
+};
 use crate::walk::WalkOptions;
 use crate::{Error, mock};
 
@@ -98,7 +102,7 @@ fn resolve_format(o: &OutputArgs) -> Format {
 fn write_report(
     o: &OutputArgs,
     format: Format,
-    (md5, sha1): (bool, bool),
+    cols: Columns,
     summary: &Summary,
     body: impl FnOnce(&mut dyn Reporter) -> io::Result<()>,
 ) -> Result<(), Error> {
@@ -106,8 +110,7 @@ fn write_report(
         let mut rep = reporter(
             format,
             Box::new(io::BufWriter::with_capacity(1 << 16, out)),
-            md5,
-            sha1,
+            cols,
         );
         body(&mut *rep)?;
         rep.finish(summary)
@@ -180,6 +183,10 @@ fn print_halt(client: Option<&Arc<HttpClient>>) {
 
 /// `hashsweep scan`
 pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
+    let mut baseline = match &a.baseline {
+        Some(p) => Some(load_baseline(p)?),
+        None => None,
+    };
     let client = if a.offline {
         None
     } else {
@@ -206,20 +213,50 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
         &*progress,
         &stop.flag,
     )?;
-    let summary = out.summary();
+    let mut summary = out.summary();
     let format = resolve_format(&a.output);
-    write_report(
-        &a.output,
-        format,
-        (cfg.hash.md5, cfg.hash.sha1),
-        &summary,
-        |rep| {
-            for i in out.order(format == Format::Table) {
-                rep.record(&out.record(&out.files[i]))?;
-            }
-            Ok(())
-        },
-    )?;
+    let order = out.order(format == Format::Table);
+    // With a baseline, classify every path first (one byte each) so the summary has the counts.
+    let mut removed = Vec::new();
+    let changes: Vec<Option<Change>> = match &mut baseline {
+        Some(b) => {
+            let ch: Vec<_> = out
+                .files
+                .iter()
+                .map(|f| b.change_record(&out.record(f)))
+                .collect();
+            removed = b.removed();
+            let mut counts = ChangeCounts {
+                removed: removed.len() as u64,
+                ..ChangeCounts::default()
+            };
+            ch.iter().flatten().for_each(|c| counts.add(*c));
+            summary.changes = Some(counts);
+            ch
+        }
+        None => Vec::new(),
+    };
+    let cols = Columns {
+        md5: cfg.hash.md5,
+        sha1: cfg.hash.sha1,
+        change: baseline.is_some(),
+    };
+    write_report(&a.output, format, cols, &summary, |rep| {
+        for i in order {
+            let mut r = out.record(&out.files[i]);
+            r.change = changes.get(i).copied().flatten();
+            rep.record(&r)?;
+        }
+        for path in &removed {
+            let old = baseline.as_ref().and_then(|b| b.get(path));
+            rep.removed(&Removed {
+                path,
+                size: old.as_ref().and_then(|o| o.size),
+                sha256: old.as_ref().and_then(|o| o.sha256).map(|d| hex_lower(&d)),
+            })?;
+        }
+        Ok(())
+    })?;
     eprintln!("{}", summary.human());
     print_halt(client.as_ref());
     Ok(finish_status(&stop, summary.exit_status()))
@@ -354,6 +391,7 @@ pub fn run_lookup(a: LookupArgs) -> Result<u8, Error> {
                 answer,
                 error,
                 note: None,
+                change: None,
             }
         })
         .collect();
@@ -375,7 +413,11 @@ pub fn run_lookup(a: LookupArgs) -> Result<u8, Error> {
     write_report(
         &a.output,
         format,
-        (has(Algo::Md5), has(Algo::Sha1)),
+        Columns {
+            md5: has(Algo::Md5),
+            sha1: has(Algo::Sha1),
+            change: false,
+        },
         &summary,
         |rep| {
             let mut order: Vec<&Record<'_>> = records.iter().collect();
@@ -388,6 +430,107 @@ pub fn run_lookup(a: LookupArgs) -> Result<u8, Error> {
     eprintln!("{}", summary.human());
     print_halt(Some(&client));
     Ok(finish_status(&stop, summary.exit_status()))
+}
+
+/// Load a baseline report, warning about the records it had to skip.
+fn load_baseline(path: &Path) -> Result<Baseline, Error> {
+    let b = Baseline::load(path).map_err(|e| Error::Usage(e.to_string()))?;
+    warn_bad(b.bad());
+    Ok(b)
+}
+
+fn warn_bad(bad: &BadRecords) {
+    if bad.count > 0 {
+        eprintln!(
+            "hashsweep: warning: skipped {} unreadable record(s) in a report",
+            bad.count
+        );
+        for r in &bad.first {
+            eprintln!("hashsweep:   {r}");
+        }
+    }
+}
+
+/// `hashsweep diff OLD NEW`: exit 0 when nothing changed, 1 when something did, 2 on trouble.
+pub fn run_diff(a: DiffArgs) -> Result<u8, Error> {
+    let d = diff(&a.old, &a.new).map_err(|e| Error::Usage(e.to_string()))?;
+    warn_bad(&d.old_bad);
+    warn_bad(&d.new_bad);
+    let mut counts = ChangeCounts::default();
+    for e in &d.entries {
+        match e.change {
+            DiffChange::Removed => counts.removed += 1,
+            DiffChange::New => counts.add(Change::New),
+            DiffChange::Modified => counts.add(Change::Modified),
+            DiffChange::Unchanged => counts.add(Change::Unchanged),
+        }
+    }
+    let format = resolve_format(&a.output);
+    let emit = |out: &mut dyn Write| -> io::Result<()> {
+        let mut out = io::BufWriter::with_capacity(1 << 16, out);
+        match format {
+            Format::Ndjson => d.entries.iter().try_for_each(|e| {
+                serde_json::to_writer(&mut out, e)?;
+                out.write_all(b"\n")
+            }),
+            Format::Json => {
+                serde_json::to_writer(
+                    &mut out,
+                    &serde_json::json!({ "entries": d.entries, "summary": counts }),
+                )?;
+                out.write_all(b"\n")
+            }
+            Format::Csv => {
+                let mut w = csv::Writer::from_writer(&mut out);
+                for e in &d.entries {
+                    w.serialize(e)?;
+                }
+                w.flush()
+            }
+            Format::Table => d
+                .entries
+                .iter()
+                .filter(|e| e.change != DiffChange::Unchanged)
+                .try_for_each(|e| {
+                    let short = |h: &Option<String>| {
+                        h.as_deref()
+                            .map(|h| h[..h.len().min(16)].to_string())
+                            .unwrap_or("-".into())
+                    };
+                    writeln!(
+                        out,
+                        "{:<10} {:<16} {:<16} {}",
+                        e.change.as_str(),
+                        short(&e.old_sha256),
+                        short(&e.new_sha256),
+                        escape_for_line(std::os::unix::ffi::OsStrExt::as_bytes(e.path.as_os_str()))
+                    )
+                }),
+        }?;
+        out.flush()
+    };
+    match &a.output.output {
+        None => emit(&mut io::stdout().lock())?,
+        Some(p) => emit(
+            &mut std::fs::File::create(p).map_err(|source| Error::Output {
+                path: p.clone(),
+                source,
+            })?,
+        )
+        .map_err(|source| Error::Output {
+            path: p.clone(),
+            source,
+        })?,
+    }
+    eprintln!("hashsweep: {}", counts.human());
+    let bad = d.old_bad.count + d.new_bad.count > 0;
+    Ok(if bad {
+        2
+    } else if counts.new + counts.modified + counts.removed > 0 {
+        1
+    } else {
+        0
+    })
 }
 
 /// `hashsweep mock-api`: serve the stand-in until killed.

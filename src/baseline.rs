@@ -1059,7 +1059,7 @@ mod tests {
     fn write_report(dir: &Path, name: &str, format: Format, recs: &[R<'_>]) -> PathBuf {
         let out = dir.join(name);
         let file = File::create(&out).expect("create report");
-        let mut w = reporter(format, Box::new(file), false, false);
+        let mut w = reporter(format, Box::new(file), crate::report::Columns::default());
         for r in recs {
             let rec = Record {
                 path: Some(p(r.0)),
@@ -1071,6 +1071,7 @@ mod tests {
                 answer: None,
                 error: None,
                 note: None,
+                change: None,
             };
             w.record(&rec).expect("write record");
         }
@@ -1247,6 +1248,7 @@ mod tests {
             answer: None,
             error: None,
             note: None,
+            change: None,
         };
         assert_eq!(b.change_record(&rec), Some(Change::Unchanged));
         rec.sha256 = Some(hex_lower(&sha(2)));

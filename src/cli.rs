@@ -35,6 +35,8 @@ pub enum Command {
     /// Look up hashes given as arguments or on stdin (bare, or sha256sum/md5sum lines)
     #[command(after_help = EXIT_HELP)]
     Lookup(LookupArgs),
+    /// Compare two reports: what is new, modified, unchanged or removed (exit 1 if anything changed)
+    Diff(DiffArgs),
     /// Serve a local stand-in for POST /v4/hash (for tests, demos and benchmarks)
     #[command(hide = true)]
     MockApi(MockArgs),
@@ -153,6 +155,10 @@ pub struct ScanArgs {
     pub offline: bool,
     #[command(flatten)]
     pub cache: CacheArgs,
+    /// A previous ndjson or json report: add `change` (new/modified/unchanged) to every record
+    /// and list the paths that were removed
+    #[arg(long, value_name = "OLD_REPORT")]
+    pub baseline: Option<PathBuf>,
     #[command(flatten)]
     pub api: ApiArgs,
     #[command(flatten)]
@@ -181,6 +187,16 @@ pub struct LookupArgs {
     pub hashes: Vec<String>,
     #[command(flatten)]
     pub api: ApiArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The earlier report (ndjson or json)
+    pub old: PathBuf,
+    /// The later report (ndjson or json)
+    pub new: PathBuf,
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         Command::Scan(a) => app::run_scan(a),
         Command::Hash(a) => app::run_hash(a),
         Command::Lookup(a) => app::run_lookup(a),
+        Command::Diff(a) => app::run_diff(a),
         Command::MockApi(a) => app::run_mock(a),
     };
     match result {

@@ -372,6 +372,7 @@ impl ScanOutput {
             answer: None,
             error: None,
             note: None,
+            change: None,
         };
         match &f.status {
             FileStatus::Skipped(reason) => Record {

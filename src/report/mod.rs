@@ -15,6 +15,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde::Serialize;
 
+use crate::baseline::Change;
 use crate::client::{Answer, EngineResult};
 use crate::digest::{Digests, hex_lower};
 use crate::verdict::Verdict;
@@ -43,6 +44,8 @@ pub struct Record<'a> {
     pub answer: Option<&'a Answer>,
     pub error: Option<&'a str>,
     pub note: Option<&'a str>,
+    /// With `--baseline`: new, modified or unchanged since that report.
+    pub change: Option<Change>,
 }
 
 impl<'a> Record<'a> {
@@ -80,6 +83,9 @@ pub struct Summary {
     pub files_cached: u64,
     /// Distinct digests answered from the verdict cache, without a request.
     pub verdicts_cached: u64,
+    /// With `--baseline`: how many paths are new, modified, unchanged, removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<ChangeCounts>,
     pub elapsed_secs: f64,
 }
 
@@ -156,7 +162,36 @@ impl Summary {
             s.push_str(&format!(", {} changed while read", self.changed));
         }
         s.push_str(&format!("; {:.2} s, {:.1} MB/s", self.elapsed_secs, mbps));
+        if let Some(c) = &self.changes {
+            s.push_str(&format!("\nhashsweep: {}", c.human()));
+        }
         s
+    }
+}
+
+/// Paths per change since a baseline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ChangeCounts {
+    pub new: u64,
+    pub modified: u64,
+    pub unchanged: u64,
+    pub removed: u64,
+}
+
+impl ChangeCounts {
+    pub fn add(&mut self, c: Change) {
+        match c {
+            Change::New => self.new += 1,
+            Change::Modified => self.modified += 1,
+            Change::Unchanged => self.unchanged += 1,
+        }
+    }
+
+    pub fn human(&self) -> String {
+        format!(
+            "since the baseline: {} new, {} modified, {} removed, {} unchanged",
+            self.new, self.modified, self.removed, self.unchanged
+        )
     }
 }
 
@@ -196,6 +231,8 @@ struct RecordOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     note: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    change: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     scan_details: Option<&'a [EngineResult]>,
 }
 
@@ -215,6 +252,7 @@ impl<'a> RecordOut<'a> {
             data_id: r.answer.and_then(|a| a.data_id.as_deref()),
             error: r.error,
             note: r.note,
+            change: r.change.map(Change::as_str),
             scan_details: r.answer.and_then(|a| a.details.as_deref()),
         }
     }
@@ -233,9 +271,51 @@ pub fn split_path(p: Option<&Path>) -> (Option<String>, Option<String>) {
     }
 }
 
+/// A path in the baseline that is gone. Written as a record with `change: "removed"`, the old
+/// size and digest, and no verdict (nothing was looked at in this run).
+#[derive(Debug, Clone, Serialize)]
+pub struct Removed<'a> {
+    #[serde(skip)]
+    pub path: &'a Path,
+    pub size: Option<u64>,
+    pub sha256: Option<String>,
+}
+
+#[derive(Serialize)]
+struct RemovedOut<'a> {
+    path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_bytes: Option<String>,
+    #[serde(flatten)]
+    old: &'a Removed<'a>,
+    change: &'static str,
+}
+
+impl<'a> RemovedOut<'a> {
+    fn new(r: &'a Removed<'a>) -> Self {
+        let (path, path_bytes) = split_path(Some(r.path));
+        RemovedOut {
+            path,
+            path_bytes,
+            old: r,
+            change: "removed",
+        }
+    }
+}
+
+/// Which optional columns a CSV report has.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Columns {
+    pub md5: bool,
+    pub sha1: bool,
+    pub change: bool,
+}
+
 /// Writes records in one format.
 pub trait Reporter {
     fn record(&mut self, r: &Record<'_>) -> io::Result<()>;
+    /// With `--baseline`: a path of the old report that this run did not find.
+    fn removed(&mut self, r: &Removed<'_>) -> io::Result<()>;
     fn finish(&mut self, summary: &Summary) -> io::Result<()>;
 }
 
@@ -243,13 +323,12 @@ pub trait Reporter {
 pub fn reporter<'w>(
     format: Format,
     out: Box<dyn Write + 'w>,
-    md5: bool,
-    sha1: bool,
+    cols: Columns,
 ) -> Box<dyn Reporter + 'w> {
     match format {
         Format::Json => Box::new(JsonReporter { out, first: true }),
         Format::Ndjson => Box::new(NdjsonReporter { out }),
-        Format::Csv => Box::new(CsvReporter::new(out, md5, sha1)),
+        Format::Csv => Box::new(CsvReporter::new(out, cols)),
         Format::Table => Box::new(table::TableReporter::new(out)),
     }
 }
@@ -263,6 +342,10 @@ impl Reporter for NdjsonReporter<'_> {
         serde_json::to_writer(&mut self.out, &RecordOut::new(r))?;
         self.out.write_all(b"\n")
     }
+    fn removed(&mut self, r: &Removed<'_>) -> io::Result<()> {
+        serde_json::to_writer(&mut self.out, &RemovedOut::new(r))?;
+        self.out.write_all(b"\n")
+    }
     fn finish(&mut self, _: &Summary) -> io::Result<()> {
         self.out.flush()
     }
@@ -274,16 +357,25 @@ struct JsonReporter<'w> {
     first: bool,
 }
 
-impl Reporter for JsonReporter<'_> {
-    fn record(&mut self, r: &Record<'_>) -> io::Result<()> {
+impl JsonReporter<'_> {
+    fn element(&mut self, v: &impl Serialize) -> io::Result<()> {
         self.out.write_all(if self.first {
             b"{\"records\":[\n"
         } else {
             b",\n"
         })?;
         self.first = false;
-        serde_json::to_writer(&mut self.out, &RecordOut::new(r))?;
+        serde_json::to_writer(&mut self.out, v)?;
         Ok(())
+    }
+}
+
+impl Reporter for JsonReporter<'_> {
+    fn record(&mut self, r: &Record<'_>) -> io::Result<()> {
+        self.element(&RecordOut::new(r))
+    }
+    fn removed(&mut self, r: &Removed<'_>) -> io::Result<()> {
+        self.element(&RemovedOut::new(r))
     }
     fn finish(&mut self, summary: &Summary) -> io::Result<()> {
         self.out
@@ -297,43 +389,50 @@ impl Reporter for JsonReporter<'_> {
 
 struct CsvReporter<'w> {
     w: csv::Writer<Box<dyn Write + 'w>>,
-    md5: bool,
-    sha1: bool,
+    cols: Columns,
     header_done: bool,
 }
 
 impl<'w> CsvReporter<'w> {
-    fn new(out: Box<dyn Write + 'w>, md5: bool, sha1: bool) -> Self {
+    fn new(out: Box<dyn Write + 'w>, cols: Columns) -> Self {
         CsvReporter {
             w: csv::Writer::from_writer(out),
-            md5,
-            sha1,
+            cols,
             header_done: false,
         }
+    }
+
+    fn header(&mut self) -> io::Result<()> {
+        if self.header_done {
+            return Ok(());
+        }
+        let mut h = vec!["path", "path_bytes", "size", "sha256"];
+        if self.cols.md5 {
+            h.push("md5");
+        }
+        if self.cols.sha1 {
+            h.push("sha1");
+        }
+        h.extend([
+            "verdict",
+            "scan_result_i",
+            "total_detected_avs",
+            "data_id",
+            "error",
+            "note",
+        ]);
+        if self.cols.change {
+            h.push("change");
+        }
+        self.w.write_record(&h)?;
+        self.header_done = true;
+        Ok(())
     }
 }
 
 impl Reporter for CsvReporter<'_> {
     fn record(&mut self, r: &Record<'_>) -> io::Result<()> {
-        if !self.header_done {
-            let mut h = vec!["path", "path_bytes", "size", "sha256"];
-            if self.md5 {
-                h.push("md5");
-            }
-            if self.sha1 {
-                h.push("sha1");
-            }
-            h.extend([
-                "verdict",
-                "scan_result_i",
-                "total_detected_avs",
-                "data_id",
-                "error",
-                "note",
-            ]);
-            self.w.write_record(&h)?;
-            self.header_done = true;
-        }
+        self.header()?;
         let o = RecordOut::new(r);
         let opt = |v: Option<String>| v.unwrap_or_default();
         let mut row = vec![
@@ -342,10 +441,10 @@ impl Reporter for CsvReporter<'_> {
             opt(o.size.map(|s| s.to_string())),
             opt(o.sha256.map(str::to_string)),
         ];
-        if self.md5 {
+        if self.cols.md5 {
             row.push(opt(o.md5.map(str::to_string)));
         }
-        if self.sha1 {
+        if self.cols.sha1 {
             row.push(opt(o.sha1.map(str::to_string)));
         }
         row.extend([
@@ -356,6 +455,24 @@ impl Reporter for CsvReporter<'_> {
             opt(o.error.map(str::to_string)),
             opt(o.note.map(str::to_string)),
         ]);
+        if self.cols.change {
+            row.push(opt(o.change.map(str::to_string)));
+        }
+        self.w.write_record(&row)?;
+        Ok(())
+    }
+    fn removed(&mut self, r: &Removed<'_>) -> io::Result<()> {
+        self.header()?;
+        let (path, path_bytes) = split_path(Some(r.path));
+        let mut row = vec![
+            path.unwrap_or_default(),
+            path_bytes.unwrap_or_default(),
+            r.size.map(|s| s.to_string()).unwrap_or_default(),
+            r.sha256.clone().unwrap_or_default(),
+        ];
+        let blanks = 6 + usize::from(self.cols.md5) + usize::from(self.cols.sha1);
+        row.extend(std::iter::repeat_n(String::new(), blanks));
+        row.push("removed".into());
         self.w.write_record(&row)?;
         Ok(())
     }
@@ -372,7 +489,7 @@ mod tests {
     fn render(format: Format, recs: &[Record<'_>]) -> String {
         let mut buf = Vec::new();
         {
-            let mut r = reporter(format, Box::new(&mut buf), false, false);
+            let mut r = reporter(format, Box::new(&mut buf), Columns::default());
             for rec in recs {
                 r.record(rec).unwrap();
             }
@@ -392,6 +509,7 @@ mod tests {
             answer: None,
             error: None,
             note: None,
+            change: None,
         }
     }
 

@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 
-use super::{Record, Reporter, Summary, human_bytes};
+use super::{Record, Removed, Reporter, Summary, human_bytes};
 
 pub(super) struct TableReporter<'w> {
     out: Box<dyn Write + 'w>,
@@ -55,10 +55,28 @@ impl Reporter for TableReporter<'_> {
             hash,
             path
         )?;
+        if let Some(c) = r.change {
+            write!(self.out, "  [{}]", c.as_str())?;
+        }
         if let Some(e) = r.error.or(r.note) {
             write!(self.out, "  ({})", escape_for_line(e.as_bytes()))?;
         }
         writeln!(self.out)
+    }
+
+    fn removed(&mut self, r: &Removed<'_>) -> io::Result<()> {
+        let size = r.size.map(human_bytes).unwrap_or_else(|| "-".into());
+        let hash = r
+            .sha256
+            .as_deref()
+            .map(|h| &h[..h.len().min(16)])
+            .unwrap_or("-");
+        let path = escape_for_line(r.path.as_os_str().as_bytes());
+        writeln!(
+            self.out,
+            "{:<22} {:>5} {:>10}  {:<16}  {}  [removed]",
+            "-", "-", size, hash, path
+        )
     }
 
     fn finish(&mut self, _: &Summary) -> io::Result<()> {

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod baseline;
 mod cache;
 mod faults;
 mod filesystem;
