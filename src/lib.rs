@@ -17,6 +17,7 @@ pub mod digest;
 mod error;
 pub mod hash;
 pub mod hashlist;
+pub mod hashset;
 pub mod interrupt;
 pub mod mock;
 pub mod pipeline;
