@@ -15,8 +15,9 @@ use crate::digest::Algo;
 use crate::digest::hex_lower;
 use crate::hash::{FileStatus, HashOptions};
 use crate::hashlist::{ListedHash, parse_line, sum_line};
+use crate::hashset::HashSet;
 use crate::interrupt::Interrupt;
-use crate::pipeline::{LookupOptions, ScanConfig, lookup_digests, outcome_fields, scan};
+use crate::pipeline::{LocalSets, LookupOptions, ScanConfig, lookup_digests, outcome_fields, scan};
 use crate::progress::{BarProgress, NoProgress, Progress};
 use crate::report::{
     ChangeCounts, Columns, Format, Record, Removed, Reporter, Summary, escape_for_line, reporter,
@@ -192,18 +193,26 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
     } else {
         Some(Arc::new(build_client(&a.api)?))
     };
+    let cache = open_cache(&a.cache);
+    let local = load_local_sets(&a, cache.as_deref())?;
+    // Sets of MD5 or SHA-1 entries (NSRL) can only match if those digests are computed.
+    let (local_md5, local_sha1) = local.as_ref().map_or((false, false), |l| {
+        let (g, b) = (l.good.counts(), l.bad.counts());
+        (g.0 + b.0 > 0, g.1 + b.1 > 0)
+    });
     let cfg = ScanConfig {
         roots: a.paths.clone(),
         walk: walk_options(&a.walk),
         hash: HashOptions {
-            md5: a.md5 || a.api.lookup_hash == Algo::Md5,
-            sha1: a.sha1 || a.api.lookup_hash == Algo::Sha1,
+            md5: a.md5 || local_md5 || a.api.lookup_hash == Algo::Md5,
+            sha1: a.sha1 || local_sha1 || a.api.lookup_hash == Algo::Sha1,
             max_size: a.walk.max_size,
             follow_symlinks: a.walk.follow_symlinks,
         },
         threads: a.walk.threads.unwrap_or_else(default_threads),
         lookup: (!a.offline).then(|| lookup_options(&a.api)),
-        cache: open_cache(&a.cache),
+        cache,
+        local,
     };
     let stop = Interrupt::install()?;
     let progress = progress();
@@ -297,6 +306,7 @@ pub fn run_hash(a: HashArgs) -> Result<u8, Error> {
         threads: a.walk.threads.unwrap_or_else(default_threads),
         lookup: None,
         cache: None,
+        local: None,
     };
     let stop = Interrupt::install()?;
     let out = scan(&cfg, None, &NoProgress, &stop.flag)?;
@@ -392,6 +402,7 @@ pub fn run_lookup(a: LookupArgs) -> Result<u8, Error> {
                 error,
                 note: None,
                 change: None,
+                source: None,
             }
         })
         .collect();
@@ -430,6 +441,40 @@ pub fn run_lookup(a: LookupArgs) -> Result<u8, Error> {
     eprintln!("{}", summary.human());
     print_halt(Some(&client));
     Ok(finish_status(&stop, summary.exit_status()))
+}
+
+/// Load `--known-good` / `--known-bad` lists. Their indexes live beside the cache (never in the
+/// scanned tree); without a cache they are loaded from text each time.
+fn load_local_sets(a: &ScanArgs, cache: Option<&Cache>) -> Result<Option<Arc<LocalSets>>, Error> {
+    if a.known_good.is_empty() && a.known_bad.is_empty() {
+        return Ok(None);
+    }
+    let index_dir = cache.and_then(|c| c.path().parent()).map(Path::to_path_buf);
+    let load = |paths: &[std::path::PathBuf]| -> Result<HashSet, Error> {
+        let set =
+            HashSet::load(paths, index_dir.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
+        for s in set.sources() {
+            if s.skipped_lines > 0 {
+                eprintln!(
+                    "hashsweep: warning: {}: skipped {} line(s) with no digest",
+                    s.path.display(),
+                    s.skipped_lines
+                );
+            }
+            if let Some(e) = &s.index_error {
+                eprintln!(
+                    "hashsweep: warning: {}: index not written: {e}",
+                    s.path.display()
+                );
+            }
+        }
+        Ok(set)
+    };
+    Ok(Some(Arc::new(LocalSets {
+        good: load(&a.known_good)?,
+        bad: load(&a.known_bad)?,
+        also_lookup: a.also_lookup,
+    })))
 }
 
 /// Load a baseline report, warning about the records it had to skip.

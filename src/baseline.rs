@@ -1072,6 +1072,7 @@ mod tests {
                 error: None,
                 note: None,
                 change: None,
+                source: None,
             };
             w.record(&rec).expect("write record");
         }
@@ -1249,6 +1250,7 @@ mod tests {
             error: None,
             note: None,
             change: None,
+            source: None,
         };
         assert_eq!(b.change_record(&rec), Some(Change::Unchanged));
         rec.sha256 = Some(hex_lower(&sha(2)));

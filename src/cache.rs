@@ -189,7 +189,7 @@ impl Ttls {
             Verdict::Infected | Verdict::Suspicious => Some(self.detection),
             Verdict::Unknown => Some(self.unknown),
             Verdict::Other(_) => Some(self.other),
-            Verdict::Error | Verdict::Skipped | Verdict::NotLookedUp => None,
+            Verdict::Error | Verdict::Skipped | Verdict::NotLookedUp | Verdict::KnownGood => None,
         }
     }
 

@@ -155,6 +155,16 @@ pub struct ScanArgs {
     pub offline: bool,
     #[command(flatten)]
     pub cache: CacheArgs,
+    /// Hash list of known-good files (plain, sha256sum/md5sum, hashdeep, NSRL RDS); their
+    /// verdict is known_good and they are not sent (repeatable)
+    #[arg(long, value_name = "FILE")]
+    pub known_good: Vec<PathBuf>,
+    /// Hash list of known-bad files: verdict infected, source local, not sent (repeatable)
+    #[arg(long, value_name = "FILE")]
+    pub known_bad: Vec<PathBuf>,
+    /// Look up known-bad files as well (their verdict stays infected)
+    #[arg(long)]
+    pub also_lookup: bool,
     /// A previous ndjson or json report: add `change` (new/modified/unchanged) to every record
     /// and list the paths that were removed
     #[arg(long, value_name = "OLD_REPORT")]

@@ -27,6 +27,7 @@ use crate::client::{Answer, HashOutcome, ReputationClient};
 use crate::dedup::Dedup;
 use crate::digest::{Algo, Digest, Digests};
 use crate::hash::{FileResult, FileStatus, HashOptions, Hasher};
+use crate::hashset::HashSet;
 use crate::progress::Progress;
 use crate::report::{Record, Summary};
 use crate::verdict::Verdict;
@@ -70,10 +71,57 @@ pub struct ScanConfig {
     pub lookup: Option<LookupOptions>,
     /// Digest and verdict cache (`None`: `--no-cache`).
     pub cache: Option<Arc<Cache>>,
+    /// `--known-good` / `--known-bad` hash sets.
+    pub local: Option<Arc<LocalSets>>,
+}
+
+/// Local hash sets: a digest in `good` is `known_good` and not sent; one in `bad` is
+/// `infected` with source `local`, sent only with `--also-lookup`.
+pub struct LocalSets {
+    pub good: HashSet,
+    pub bad: HashSet,
+    pub also_lookup: bool,
+}
+
+/// What the local sets say about one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Local {
+    Good,
+    Bad,
+}
+
+impl LocalSets {
+    /// Bad wins over good; any computed digest of the file may match.
+    pub fn classify(&self, d: &Digests) -> Option<Local> {
+        let all = [
+            Some(Digest::Sha256(d.sha256)),
+            d.md5.map(Digest::Md5),
+            d.sha1.map(Digest::Sha1),
+        ];
+        let hit = |set: &HashSet| all.iter().flatten().any(|x| set.contains(x));
+        if hit(&self.bad) {
+            Some(Local::Bad)
+        } else if hit(&self.good) {
+            Some(Local::Good)
+        } else {
+            None
+        }
+    }
+
+    /// Whether a file with this classification is sent to the service.
+    fn wants_lookup(&self, l: Option<Local>) -> bool {
+        match l {
+            None => true,
+            Some(Local::Good) => false,
+            Some(Local::Bad) => self.also_lookup,
+        }
+    }
 }
 
 /// What a scan learned: one result per path, and one outcome per distinct digest looked up.
 pub struct ScanOutput {
+    /// The local hash sets the records are classified by.
+    pub local: Option<Arc<LocalSets>>,
     /// Sorted by path bytes.
     pub files: Vec<FileResult>,
     pub outcomes: HashMap<Digest, HashOutcome>,
@@ -96,6 +144,7 @@ struct Collector<'a> {
     dedup: Dedup,
     digest_tx: Option<Sender<Digest>>,
     cache: Option<&'a Cache>,
+    local: Option<&'a LocalSets>,
     pending_rows: Vec<(FileKey, Digests)>,
     last_flush: Instant,
     verdicts_cached: u64,
@@ -111,8 +160,12 @@ impl Collector<'_> {
             cached,
         } = &res.status
         {
+            let wanted = self
+                .local
+                .is_none_or(|l| l.wants_lookup(l.classify(digests)));
             if let Some(key) = digests.get(self.algo)
                 && self.dedup.first_sighting(key)
+                && wanted
                 && let Some(tx) = &self.digest_tx
             {
                 match self.cached_verdict(key) {
@@ -197,6 +250,7 @@ pub fn scan(
         dedup: Dedup::default(),
         digest_tx: None,
         cache: cfg.cache.as_deref(),
+        local: cfg.local.as_deref(),
         pending_rows: Vec::new(),
         last_flush: Instant::now(),
         verdicts_cached: 0,
@@ -268,6 +322,7 @@ pub fn scan(
     files.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     let stats = client.map(|c| c.stats()).unwrap_or_default();
     Ok(ScanOutput {
+        local: cfg.local.clone(),
         files,
         outcomes,
         lookup_algo: lookup.map(|(o, _)| o.algo),
@@ -373,6 +428,7 @@ impl ScanOutput {
             error: None,
             note: None,
             change: None,
+            source: None,
         };
         match &f.status {
             FileStatus::Skipped(reason) => Record {
@@ -398,19 +454,37 @@ impl ScanOutput {
                     ..base
                 }
                 .with_digests(Some(digests));
-                let Some(algo) = self.lookup_algo else {
-                    return Record {
+                let local = self.local.as_ref().and_then(|l| l.classify(digests));
+                let outcome = self
+                    .lookup_algo
+                    .and_then(|a| digests.get(a))
+                    .and_then(|d| self.outcomes.get(&d));
+                match (local, self.lookup_algo) {
+                    (Some(Local::Good), _) => Record {
+                        verdict: Verdict::KnownGood,
+                        ..base
+                    },
+                    // Known bad: infected whatever the service says; its answer is kept when
+                    // one was asked for (--also-lookup).
+                    (Some(Local::Bad), _) => Record {
+                        verdict: Verdict::Infected,
+                        source: Some("local"),
+                        answer: outcome.and_then(|o| o.as_ref().ok()),
+                        ..base
+                    },
+                    (None, None) => Record {
                         verdict: Verdict::NotLookedUp,
                         ..base
-                    };
-                };
-                let (verdict, answer, error) =
-                    outcome_fields(digests.get(algo).and_then(|d| self.outcomes.get(&d)));
-                Record {
-                    verdict,
-                    answer,
-                    error,
-                    ..base
+                    },
+                    (None, Some(_)) => {
+                        let (verdict, answer, error) = outcome_fields(outcome);
+                        Record {
+                            verdict,
+                            answer,
+                            error,
+                            ..base
+                        }
+                    }
                 }
             }
         }

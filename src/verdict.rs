@@ -19,6 +19,8 @@ pub enum Verdict {
     Skipped,
     /// Hashed, but no lookup was made (`--offline`).
     NotLookedUp,
+    /// In a `--known-good` hash set: not sent to the service.
+    KnownGood,
 }
 
 impl Verdict {
@@ -55,6 +57,7 @@ impl Verdict {
             Verdict::Skipped => 5,
             Verdict::NotLookedUp => 6,
             Verdict::Clean => 7,
+            Verdict::KnownGood => 8,
         }
     }
 }
@@ -70,6 +73,7 @@ impl fmt::Display for Verdict {
             Verdict::Error => f.write_str("error"),
             Verdict::Skipped => f.write_str("skipped"),
             Verdict::NotLookedUp => f.write_str("not_looked_up"),
+            Verdict::KnownGood => f.write_str("known_good"),
         }
     }
 }

@@ -46,6 +46,8 @@ pub struct Record<'a> {
     pub note: Option<&'a str>,
     /// With `--baseline`: new, modified or unchanged since that report.
     pub change: Option<Change>,
+    /// `local` when the verdict comes from a `--known-bad` hash set.
+    pub source: Option<&'static str>,
 }
 
 impl<'a> Record<'a> {
@@ -233,6 +235,8 @@ struct RecordOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     change: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     scan_details: Option<&'a [EngineResult]>,
 }
 
@@ -253,6 +257,7 @@ impl<'a> RecordOut<'a> {
             error: r.error,
             note: r.note,
             change: r.change.map(Change::as_str),
+            source: r.source,
             scan_details: r.answer.and_then(|a| a.details.as_deref()),
         }
     }
@@ -510,6 +515,7 @@ mod tests {
             error: None,
             note: None,
             change: None,
+            source: None,
         }
     }
 

@@ -8,6 +8,7 @@ mod cache;
 mod faults;
 mod filesystem;
 mod hash_cmd;
+mod hashsets;
 mod interrupt;
 mod lookup_cmd;
 mod lookups;
