@@ -82,6 +82,7 @@ fn scan_config(root: &Path, threads: usize) -> ScanConfig {
         threads,
         lookup: None,
         cache: None,
+        local: None,
     }
 }
 

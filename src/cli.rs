@@ -29,7 +29,7 @@ pub struct Cli {
 pub enum Command {
     /// Walk, hash, look up and report a verdict for every path
     #[command(after_help = EXIT_HELP)]
-    Scan(ScanArgs),
+    Scan(Box<ScanArgs>),
     /// Print sha256sum-compatible lines (md5sum/sha1sum with --md5/--sha1)
     Hash(HashArgs),
     /// Look up hashes given as arguments or on stdin (bare, or sha256sum/md5sum lines)

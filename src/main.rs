@@ -9,7 +9,7 @@ use hashsweep::cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Scan(a) => app::run_scan(a),
+        Command::Scan(a) => app::run_scan(*a),
         Command::Hash(a) => app::run_hash(a),
         Command::Lookup(a) => app::run_lookup(a),
         Command::Diff(a) => app::run_diff(a),
