@@ -124,7 +124,8 @@ pub struct ScanOutput {
     pub local: Option<Arc<LocalSets>>,
     /// Sorted by path bytes.
     pub files: Vec<FileResult>,
-    pub outcomes: HashMap<Digest, HashOutcome>,
+    /// Distinct digests and their outcomes.
+    pub dedup: Dedup,
     pub lookup_algo: Option<Algo>,
     pub distinct: u64,
     pub requests: u64,
@@ -140,7 +141,6 @@ pub struct ScanOutput {
 struct Collector<'a> {
     algo: Algo,
     files: Vec<FileResult>,
-    outcomes: HashMap<Digest, HashOutcome>,
     dedup: Dedup,
     digest_tx: Option<Sender<Digest>>,
     cache: Option<&'a Cache>,
@@ -171,7 +171,7 @@ impl Collector<'_> {
                 match self.cached_verdict(key) {
                     Some(a) => {
                         self.verdicts_cached += 1;
-                        self.outcomes.insert(key, Ok(a));
+                        self.dedup.answer(key, Ok(a));
                     }
                     None => {
                         let _ = tx.send(key);
@@ -205,9 +205,10 @@ impl Collector<'_> {
             // A cache that cannot be written costs the next run a lookup, not this run a result.
             let _ = cache.put_verdicts(&good, SystemTime::now());
         }
-        self.outcomes.extend(batch);
-        self.progress
-            .lookups(self.outcomes.len() as u64, self.dedup.distinct() as u64);
+        for (d, o) in batch {
+            self.dedup.answer(d, o);
+        }
+        self.progress.lookups(self.dedup.answered() as u64, self.dedup.distinct() as u64);
     }
 
     /// Write pending digest rows every 1000 rows or every second (so a killed run loses
@@ -246,7 +247,6 @@ pub fn scan(
     let mut c = Collector {
         algo,
         files: Vec::new(),
-        outcomes: HashMap::new(),
         dedup: Dedup::default(),
         digest_tx: None,
         cache: cfg.cache.as_deref(),
@@ -314,7 +314,6 @@ pub fn scan(
 
     let Collector {
         mut files,
-        outcomes,
         dedup,
         verdicts_cached,
         ..
@@ -324,9 +323,9 @@ pub fn scan(
     Ok(ScanOutput {
         local: cfg.local.clone(),
         files,
-        outcomes,
         lookup_algo: lookup.map(|(o, _)| o.algo),
         distinct: dedup.distinct() as u64,
+        dedup,
         requests: stats.requests,
         retries: stats.retries,
         verdicts_cached,
@@ -458,7 +457,7 @@ impl ScanOutput {
                 let outcome = self
                     .lookup_algo
                     .and_then(|a| digests.get(a))
-                    .and_then(|d| self.outcomes.get(&d));
+                    .and_then(|d| self.dedup.outcome(&d));
                 match (local, self.lookup_algo) {
                     (Some(Local::Good), _) => Record {
                         verdict: Verdict::KnownGood,
