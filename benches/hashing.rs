@@ -6,12 +6,16 @@
 //!   `--md5 --sha1`; at 1 MiB the chunk no longer stays in L2 between the three passes.
 //! * `hash_path_64MiB/<algos>`: `Hasher::hash_path` on a 64 MiB temp file that is in the page
 //!   cache (open, fstat, 1 MiB reads, digests, fstat): the per-core ceiling of the hash stage.
+//! * `read_sha256_64MiB/<buffer>`: the same file read with plain `read` calls into a buffer of
+//!   64 KiB … 1 MiB, each chunk hashed with SHA-256 right after it is read: shows what the
+//!   hash stage's `BLOCK_SIZE` (1 MiB) costs against buffers that stay in L2 with the kernel's
+//!   copy.
 //!
 //! Run: `cargo bench --bench hashing` (about 1.5 minutes). Compare `digest_mem/sha256` with
 //! `openssl speed -bytes 1048576 sha256` to see whether SHA-NI is in use.
 
 use std::hint::black_box;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use criterion::{
@@ -116,6 +120,35 @@ fn hash_path(c: &mut Criterion) {
                 let r = hasher.hash_path(black_box(path.clone()));
                 assert!(matches!(r.status, FileStatus::Hashed { .. }), "{r:?}");
                 r
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("read_sha256_64MiB");
+    g.throughput(Throughput::Bytes(FILE_SIZE as u64))
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(4))
+        .sampling_mode(SamplingMode::Flat);
+    for (size, label) in [
+        (64usize << 10, "64KiB"),
+        (256 << 10, "256KiB"),
+        (1 << 20, "1MiB"),
+    ] {
+        let mut buf = vec![0u8; size];
+        g.bench_function(label, |b| {
+            b.iter(|| {
+                let mut f = std::fs::File::open(&path).expect("open");
+                let mut h = Sha256::new();
+                loop {
+                    let n = f.read(&mut buf).expect("read");
+                    if n == 0 {
+                        break;
+                    }
+                    h.update(&buf[..n]);
+                }
+                h.finalize()
             })
         });
     }
