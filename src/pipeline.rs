@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, select, unbounded};
+use crossbeam_deque::{Injector, Stealer, Worker};
+use crossbeam_utils::Backoff;
 
 use crate::batch::{LookupBatch, MAX_BATCH, run_batcher};
 use crate::cache::{Cache, FileKey};
@@ -208,7 +210,8 @@ impl Collector<'_> {
         for (d, o) in batch {
             self.dedup.answer(d, o);
         }
-        self.progress.lookups(self.dedup.answered() as u64, self.dedup.distinct() as u64);
+        self.progress
+            .lookups(self.dedup.answered() as u64, self.dedup.distinct() as u64);
     }
 
     /// Write pending digest rows every 1000 rows or every second (so a killed run loses
@@ -257,19 +260,41 @@ pub fn scan(
         progress,
     };
 
+    // Walk events go to a work-stealing queue: pushing costs no system call, and an idle hash
+    // worker takes work from the queue or from a busy worker's local deque, so a few big files
+    // spread over all workers and many small ones cost no wake-ups.
+    let injector = Injector::<WalkEvent>::new();
+    let walk_done = AtomicBool::new(false);
+    let locals: Vec<Worker<WalkEvent>> = (0..threads).map(|_| Worker::new_fifo()).collect();
+    let stealers: Vec<Stealer<WalkEvent>> = locals.iter().map(Worker::stealer).collect();
+    let queue = WorkQueue {
+        injector: &injector,
+        stealers: &stealers,
+        walk_done: &walk_done,
+    };
+
     std::thread::scope(|s| {
-        let (walk_tx, walk_rx) = bounded::<Vec<WalkEvent>>(256);
         let (res_tx, res_rx) = bounded::<Vec<FileResult>>(256);
-        let walk_handle = s.spawn(move || walk(&cfg.roots, &cfg.walk, &walk_tx, stop));
-        for _ in 0..threads {
-            let walk_rx = walk_rx.clone();
+        let walk_handle = s.spawn(move || {
+            let sink = |ev| {
+                // Soft back-pressure: a walk far ahead of hashing only holds memory.
+                while queue.injector.len() > MAX_QUEUED && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                queue.injector.push(ev);
+            };
+            let r = walk(&cfg.roots, &cfg.walk, &sink, stop);
+            queue.walk_done.store(true, Ordering::Release);
+            r
+        });
+        for local in locals {
             let res_tx = res_tx.clone();
             let mut hasher = Hasher::new(cfg.hash)
                 .with_stop(Arc::clone(stop))
                 .with_cache(cfg.cache.clone());
-            s.spawn(move || hash_worker(&mut hasher, &walk_rx, &res_tx));
+            s.spawn(move || hash_worker(&mut hasher, &local, queue, &res_tx));
         }
-        drop((walk_rx, res_tx));
+        drop(res_tx);
 
         let out_rx = lookup.as_ref().map(|(opts, client)| {
             let (tx, rx) = spawn_lookup(Arc::clone(client), opts, stop);
@@ -333,26 +358,73 @@ pub fn scan(
     })
 }
 
-/// One hash worker: results go out in batches too, flushed whenever the worker is about to
-/// wait for input (so the collector never waits on a half-full batch) or after a slow file.
-fn hash_worker(hasher: &mut Hasher, rx: &Receiver<Vec<WalkEvent>>, tx: &Sender<Vec<FileResult>>) {
-    let mut out: Vec<FileResult> = Vec::with_capacity(crate::walk::WALK_BATCH);
-    for events in rx {
-        for ev in events {
+/// Walk events queued at most, before the walker waits for the hash workers.
+const MAX_QUEUED: usize = 1 << 16;
+
+/// Where hash workers find work: the walker's queue and each other's local deques.
+#[derive(Clone, Copy)]
+struct WorkQueue<'a> {
+    injector: &'a Injector<WalkEvent>,
+    stealers: &'a [Stealer<WalkEvent>],
+    walk_done: &'a AtomicBool,
+}
+
+impl WorkQueue<'_> {
+    /// The next event for the worker owning `local` (crossbeam-deque's documented pattern).
+    fn find(&self, local: &Worker<WalkEvent>) -> Option<WalkEvent> {
+        local.pop().or_else(|| {
+            std::iter::repeat_with(|| {
+                self.injector
+                    .steal_batch_and_pop(local)
+                    .or_else(|| self.stealers.iter().map(Stealer::steal).collect())
+            })
+            .find(|s| !s.is_retry())
+            .and_then(|s| s.success())
+        })
+    }
+
+    /// The walk is over and nothing is left anywhere to take.
+    fn drained(&self) -> bool {
+        self.walk_done.load(Ordering::Acquire)
+            && self.injector.is_empty()
+            && self.stealers.iter().all(Stealer::is_empty)
+    }
+}
+
+/// One hash worker. Results go to the collector in batches, flushed whenever the worker runs
+/// out of work (so the collector never waits on a half-full batch) or after a slow file.
+fn hash_worker(
+    hasher: &mut Hasher,
+    local: &Worker<WalkEvent>,
+    queue: WorkQueue<'_>,
+    tx: &Sender<Vec<FileResult>>,
+) {
+    const RESULT_BATCH: usize = 64;
+    let mut out: Vec<FileResult> = Vec::with_capacity(RESULT_BATCH);
+    let backoff = Backoff::new();
+    loop {
+        if let Some(ev) = queue.find(local) {
+            backoff.reset();
             let started = Instant::now();
             out.push(hasher.process(ev));
-            let full_or_slow = out.len() >= crate::walk::WALK_BATCH
-                || started.elapsed() > Duration::from_millis(20);
+            let full_or_slow =
+                out.len() >= RESULT_BATCH || started.elapsed() > Duration::from_millis(20);
             if full_or_slow && tx.send(std::mem::take(&mut out)).is_err() {
                 return;
             }
+            continue;
         }
-        if rx.is_empty() && !out.is_empty() && tx.send(std::mem::take(&mut out)).is_err() {
+        if !out.is_empty() && tx.send(std::mem::take(&mut out)).is_err() {
             return;
         }
-    }
-    if !out.is_empty() {
-        let _ = tx.send(out);
+        if queue.drained() {
+            return;
+        }
+        if backoff.is_completed() {
+            std::thread::sleep(Duration::from_micros(100));
+        } else {
+            backoff.snooze();
+        }
     }
 }
 

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crossbeam_channel::Sender;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use ignore::{WalkBuilder, WalkState};
 
@@ -93,12 +92,12 @@ pub fn exclude_matcher(root: &Path, globs: &[String]) -> Result<Gitignore, crate
         .map_err(|e| crate::Error::Usage(format!("bad --exclude globs: {e}")))
 }
 
-/// Walk every root, sending one event per non-directory entry (in batches). Blocks until done,
-/// the receiver hangs up, or `stop` is set.
+/// Walk every root, handing one event per non-directory entry to `sink` (from several walker
+/// threads at once). Blocks until done or `stop` is set.
 pub fn walk(
     roots: &[PathBuf],
     opts: &WalkOptions,
-    tx: &Sender<Vec<WalkEvent>>,
+    sink: &(dyn Fn(WalkEvent) + Sync),
     stop: &Arc<AtomicBool>,
 ) -> Result<(), crate::Error> {
     for root in roots {
@@ -123,19 +122,14 @@ pub fn walk(
         }
         builder
             .build_parallel()
-            .visit(&mut VisitorBuilder { root, tx, stop });
+            .visit(&mut VisitorBuilder { root, sink, stop });
     }
     Ok(())
 }
 
-/// Events are handed on in batches to keep channel traffic (and thread wake-ups) per file low;
-/// a batch leaves early whenever the consumers have run dry, so a few big files still spread
-/// over all hash workers.
-pub const WALK_BATCH: usize = 64;
-
 struct VisitorBuilder<'a> {
     root: &'a Path,
-    tx: &'a Sender<Vec<WalkEvent>>,
+    sink: &'a (dyn Fn(WalkEvent) + Sync),
     stop: &'a Arc<AtomicBool>,
 }
 
@@ -143,32 +137,17 @@ impl<'s> ignore::ParallelVisitorBuilder<'s> for VisitorBuilder<'s> {
     fn build(&mut self) -> Box<dyn ignore::ParallelVisitor + 's> {
         Box::new(Visitor {
             root: self.root,
-            tx: self.tx.clone(),
+            sink: self.sink,
             stop: Arc::clone(self.stop),
-            buf: Vec::with_capacity(WALK_BATCH),
         })
     }
 }
 
-/// One walker thread's state; sends what it still holds when the thread finishes.
+/// One walker thread's state.
 struct Visitor<'a> {
     root: &'a Path,
-    tx: Sender<Vec<WalkEvent>>,
+    sink: &'a (dyn Fn(WalkEvent) + Sync),
     stop: Arc<AtomicBool>,
-    buf: Vec<WalkEvent>,
-}
-
-impl Visitor<'_> {
-    fn flush(&mut self) -> bool {
-        self.buf.is_empty()
-            || self
-                .tx
-                .send(std::mem::replace(
-                    &mut self.buf,
-                    Vec::with_capacity(WALK_BATCH),
-                ))
-                .is_ok()
-    }
 }
 
 impl ignore::ParallelVisitor for Visitor<'_> {
@@ -191,17 +170,8 @@ impl ignore::ParallelVisitor for Visitor<'_> {
             },
             Err(err) => event_for_error(self.root, &err),
         };
-        self.buf.push(ev);
-        if (self.buf.len() >= WALK_BATCH || self.tx.is_empty()) && !self.flush() {
-            return WalkState::Quit;
-        }
+        (self.sink)(ev);
         WalkState::Continue
-    }
-}
-
-impl Drop for Visitor<'_> {
-    fn drop(&mut self) {
-        self.flush();
     }
 }
 
@@ -264,16 +234,16 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     fn collect(root: &Path, opts: &WalkOptions) -> Vec<WalkEvent> {
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let got = std::sync::Mutex::new(Vec::new());
+        let sink = |ev| got.lock().unwrap().push(ev);
         walk(
             &[root.to_path_buf()],
             opts,
-            &tx,
+            &sink,
             &Arc::new(AtomicBool::new(false)),
         )
         .unwrap();
-        drop(tx);
-        let mut v: Vec<_> = rx.iter().flatten().collect();
+        let mut v = got.into_inner().unwrap();
         v.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
         v
     }
