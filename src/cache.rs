@@ -489,10 +489,9 @@ impl Cache {
                     // An entry from the future (the clock went back) has an unknown age: stale.
                     let age = u64::try_from(now.checked_sub(at)?).ok()?;
                     (Duration::from_secs(age) < ttl).then_some(Answer {
-                        verdict,
                         scan_result_i: code,
                         total_detected_avs: total,
-                        data_id,
+                        data_id: data_id.map(String::into_boxed_str),
                         details: None,
                     })
                 });
@@ -528,7 +527,7 @@ impl Cache {
                 .prepare_cached(UPSERT_VERDICT)
                 .map_err(sql_err(&self.path, "preparing a verdict write"))?;
             for (d, a) in answers {
-                if self.ttls.for_verdict(&a.verdict).is_none() {
+                if self.ttls.for_verdict(&a.verdict()).is_none() {
                     continue;
                 }
                 stmt.execute(params![
@@ -536,7 +535,7 @@ impl Cache {
                     d.as_bytes(),
                     a.scan_result_i,
                     a.total_detected_avs,
-                    a.verdict.to_string(),
+                    a.verdict().to_string(),
                     a.data_id,
                     now
                 ])
@@ -750,10 +749,9 @@ mod tests {
 
     fn answer(code: i64, total: i64) -> Answer {
         Answer {
-            verdict: Verdict::from_code(code, Some(total)),
             scan_result_i: code,
             total_detected_avs: total,
-            data_id: Some(format!("data-{code}")),
+            data_id: Some(format!("data-{code}").into()),
             details: None,
         }
     }
@@ -964,21 +962,23 @@ mod tests {
 
     #[test]
     fn errors_and_non_answers_are_refused() {
-        let (_dir, cache) = fresh();
-        let refused = [Verdict::Error, Verdict::Skipped, Verdict::NotLookedUp];
-        let rows: Vec<_> = refused
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                let mut a = answer(0, 0);
-                a.verdict = v.clone();
-                (Digest::Sha256([i as u8; 32]), a)
-            })
-            .collect();
-        assert_eq!(cache.put_verdicts(&rows, at(T0)).unwrap(), 0);
-        let ds: Vec<_> = rows.iter().map(|r| r.0).collect();
-        assert!(cache.get_verdicts(&ds, at(T0)).unwrap().is_empty());
-        assert_eq!(cache.stats().verdicts_written, 0);
+        // An `Answer` derives its verdict from the service's code, so it can never carry
+        // `error`; what is left to check is that no such verdict has a TTL.
+        let t = Ttls::default();
+        for v in [
+            Verdict::Error,
+            Verdict::Skipped,
+            Verdict::NotLookedUp,
+            Verdict::KnownGood,
+        ] {
+            assert_eq!(t.for_verdict(&v), None, "{v}");
+        }
+        for code in [0, 1, 2, 5, 3, 255] {
+            assert!(
+                t.for_verdict(&Verdict::from_code(code, Some(0))).is_some(),
+                "code {code}"
+            );
+        }
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! Dedup stage: one lookup per distinct digest, however many paths share it, and the place
 //! each distinct digest's outcome is kept once it is answered.
 //!
-//! One table serves both: a digest seen for the first time gets an empty slot, the answer fills
-//! it. Outcomes are boxed so an unanswered slot (offline, or still in flight) costs a pointer,
-//! not a whole answer: at a million distinct digests the table's power-of-two growth makes the
-//! slot size matter more than anything else held per file.
+//! The table maps each digest to a 4-byte index; outcomes live in a plain vector beside it,
+//! grown only as answers arrive. At a million distinct digests the table's power-of-two growth
+//! doubles whatever each slot holds, so the slot is kept small and answers are not boxed (a
+//! box per answer cost more in allocator overhead and fragmentation than the answer itself).
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -12,18 +12,31 @@ use std::collections::hash_map::Entry;
 use crate::client::HashOutcome;
 use crate::digest::Digest;
 
+/// The table is split in shards by the digest's first byte, so growing it never needs the
+/// old and the new table of the whole set in memory at once (a single table at a million
+/// digests briefly held both, 43 MB + 86 MB).
+const SHARDS: usize = 16;
+
 #[derive(Debug, Default)]
 pub struct Dedup {
-    slots: HashMap<Digest, Option<Box<HashOutcome>>>,
+    shards: [HashMap<Digest, u32>; SHARDS],
+    distinct: usize,
+    outcomes: Vec<Option<HashOutcome>>,
     answered: usize,
 }
 
 impl Dedup {
+    fn shard(d: &Digest) -> usize {
+        usize::from(d.as_bytes()[0]) % SHARDS
+    }
+
     /// True the first time a digest is seen: the caller should look it up.
     pub fn first_sighting(&mut self, d: Digest) -> bool {
-        match self.slots.entry(d) {
+        let next = self.distinct as u32;
+        match self.shards[Self::shard(&d)].entry(d) {
             Entry::Vacant(v) => {
-                v.insert(None);
+                v.insert(next);
+                self.distinct += 1;
                 true
             }
             Entry::Occupied(_) => false,
@@ -32,21 +45,26 @@ impl Dedup {
 
     /// Keep the outcome for `d` (replacing any earlier one).
     pub fn answer(&mut self, d: Digest, outcome: HashOutcome) {
-        let slot = self.slots.entry(d).or_default();
-        if slot.is_none() {
+        self.first_sighting(d);
+        let i = self.shards[Self::shard(&d)][&d] as usize;
+        if self.outcomes.len() <= i {
+            self.outcomes.resize_with(i + 1, || None);
+        }
+        if self.outcomes[i].is_none() {
             self.answered += 1;
         }
-        *slot = Some(Box::new(outcome));
+        self.outcomes[i] = Some(outcome);
     }
 
     /// The outcome for `d`, once answered.
     pub fn outcome(&self, d: &Digest) -> Option<&HashOutcome> {
-        self.slots.get(d).and_then(|s| s.as_deref())
+        let i = *self.shards[Self::shard(d)].get(d)? as usize;
+        self.outcomes.get(i)?.as_ref()
     }
 
     /// Number of distinct digests seen.
     pub fn distinct(&self) -> usize {
-        self.slots.len()
+        self.distinct
     }
 
     /// Number of distinct digests with an outcome.

@@ -61,7 +61,7 @@ pub enum FileStatus {
     Hashed {
         digests: Digests,
         meta: FileMeta,
-        warning: Option<String>,
+        warning: Option<Box<str>>,
         cached: bool,
     },
     /// Not read, on purpose.
@@ -75,7 +75,8 @@ pub enum FileStatus {
 /// The hash stage's output for one path: what the report needs about the file itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileResult {
-    pub path: PathBuf,
+    /// Boxed: kept for every file of the run, so no spare capacity and no capacity field.
+    pub path: Box<Path>,
     /// Bytes read (for hashed files) or the size `fstat` gave (for skipped ones), when known.
     pub size: Option<u64>,
     pub status: FileStatus,
@@ -124,18 +125,18 @@ impl Hasher {
     pub fn process(&mut self, ev: WalkEvent) -> FileResult {
         match ev {
             WalkEvent::File(path) if self.stop.load(Ordering::Relaxed) => FileResult {
-                path,
+                path: path.into(),
                 size: None,
                 status: FileStatus::Interrupted,
             },
             WalkEvent::File(path) => self.hash_path(path),
             WalkEvent::Special { path, kind } => FileResult {
-                path,
+                path: path.into(),
                 size: None,
                 status: FileStatus::Skipped(kind.reason().to_string()),
             },
             WalkEvent::Error { path, error } => FileResult {
-                path,
+                path: path.into(),
                 size: None,
                 status: FileStatus::Error(error),
             },
@@ -151,7 +152,7 @@ impl Hasher {
             Ok(f) => f,
             Err(e) => {
                 return FileResult {
-                    path,
+                    path: path.into(),
                     size: None,
                     status: FileStatus::Error(format!("cannot open: {}", describe_io(&e))),
                 };
@@ -161,7 +162,7 @@ impl Hasher {
             Ok(m) => m,
             Err(e) => {
                 return FileResult {
-                    path,
+                    path: path.into(),
                     size: None,
                     status: FileStatus::Error(format!("cannot stat: {}", describe_io(&e))),
                 };
@@ -169,7 +170,7 @@ impl Hasher {
         };
         if !before.file_type().is_file() {
             return FileResult {
-                path,
+                path: path.into(),
                 size: None,
                 status: FileStatus::Skipped(
                     "not a regular file when opened (replaced since the walk): not read".into(),
@@ -181,7 +182,7 @@ impl Hasher {
             && stat_size > max
         {
             return FileResult {
-                path,
+                path: path.into(),
                 size: Some(stat_size),
                 status: FileStatus::Skipped(format!(
                     "larger than --max-size ({stat_size} > {max} bytes): not read"
@@ -193,14 +194,14 @@ impl Hasher {
             Ok(v) => v,
             Err((e, _)) if e.kind() == io::ErrorKind::Interrupted => {
                 return FileResult {
-                    path,
+                    path: path.into(),
                     size: Some(stat_size),
                     status: FileStatus::Interrupted,
                 };
             }
             Err((e, read)) => {
                 return FileResult {
-                    path,
+                    path: path.into(),
                     size: Some(stat_size),
                     status: FileStatus::Error(format!(
                         "read failed after {read} bytes: {}",
@@ -217,9 +218,10 @@ impl Hasher {
             None
         };
         let meta = FileMeta::of(&before);
-        let warning = change_warning(stat_size, read, &meta, after.as_ref());
+        let warning =
+            change_warning(stat_size, read, &meta, after.as_ref()).map(String::into_boxed_str);
         FileResult {
-            path,
+            path: path.into(),
             size: Some(read),
             status: FileStatus::Hashed {
                 digests,
@@ -250,7 +252,7 @@ impl Hasher {
             .ok()
             .flatten()?;
         Some(FileResult {
-            path: path.to_path_buf(),
+            path: path.into(),
             size: Some(m.len()),
             status: FileStatus::Hashed {
                 digests,

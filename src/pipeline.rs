@@ -562,12 +562,15 @@ impl ScanOutput {
     }
 
     /// Indices of `files` in report order: by path, or detections first for the table.
-    pub fn order(&self, detections_first: bool) -> Vec<usize> {
-        let mut idx: Vec<usize> = (0..self.files.len()).collect();
-        if detections_first {
-            idx.sort_by_cached_key(|&i| self.record(&self.files[i]).verdict.rank());
+    /// Path order needs no index at all (the files are sorted); only the table's
+    /// detections-first order builds one.
+    pub fn order(&self, detections_first: bool) -> Box<dyn Iterator<Item = usize>> {
+        if !detections_first {
+            return Box::new(0..self.files.len());
         }
-        idx
+        let mut idx: Vec<u32> = (0..self.files.len() as u32).collect();
+        idx.sort_by_cached_key(|&i| self.record(&self.files[i as usize]).verdict.rank());
+        Box::new(idx.into_iter().map(|i| i as usize))
     }
 
     /// Totals for the summary and the exit status.
@@ -601,7 +604,7 @@ impl ScanOutput {
 /// Verdict, answer and error for a looked-up digest's outcome (`None`: never answered).
 pub fn outcome_fields(o: Option<&HashOutcome>) -> (Verdict, Option<&Answer>, Option<&str>) {
     match o {
-        Some(Ok(a)) => (a.verdict.clone(), Some(a), None),
+        Some(Ok(a)) => (a.verdict(), Some(a), None),
         Some(Err(e)) => (Verdict::Error, None, Some(e)),
         None => (
             Verdict::NotLookedUp,

@@ -56,14 +56,21 @@ pub struct EngineResult {
     pub def_time: Option<String>,
 }
 
-/// The service's answer for one digest.
+/// The service's answer for one digest. Kept once per distinct digest for the whole run, so it
+/// is compact (48 bytes): the verdict is derived from the code, not stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
-    pub verdict: Verdict,
     pub scan_result_i: i64,
     pub total_detected_avs: i64,
-    pub data_id: Option<String>,
-    pub details: Option<Vec<EngineResult>>,
+    pub data_id: Option<Box<str>>,
+    pub details: Option<Box<[EngineResult]>>,
+}
+
+impl Answer {
+    /// The verdict word for this answer (see [`Verdict::from_code`]).
+    pub fn verdict(&self) -> Verdict {
+        Verdict::from_code(self.scan_result_i, Some(self.total_detected_avs))
+    }
 }
 
 /// An answer, or why there is none.

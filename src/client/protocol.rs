@@ -10,7 +10,6 @@ use serde_json::Value;
 
 use super::{Answer, EngineResult, HashOutcome};
 use crate::digest::Digest;
-use crate::verdict::Verdict;
 
 /// `{"hash":["HEX",...]}` with upper-case hex, as the vendor's examples send it.
 pub fn request_body(digests: &[Digest]) -> String {
@@ -121,7 +120,7 @@ fn parse_entry(e: &Value) -> HashOutcome {
         None => return Err("answer entry has no total_detected_avs".into()),
     };
     let data_id = match e.get("data_id") {
-        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::String(s)) => Some(s.as_str().into()),
         Some(Value::Null) | None => None,
         Some(other) => return Err(format!("data_id has the wrong type: {other}")),
     };
@@ -143,7 +142,6 @@ fn parse_entry(e: &Value) -> HashOutcome {
             .collect()
     });
     Ok(Answer {
-        verdict: Verdict::from_code(code, Some(total)),
         scan_result_i: code,
         total_detected_avs: total,
         data_id,
@@ -154,6 +152,7 @@ fn parse_entry(e: &Value) -> HashOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verdict::Verdict;
 
     fn d(hex: &str) -> Digest {
         Digest::from_hex(hex).unwrap()
@@ -168,8 +167,8 @@ mod tests {
             {"data_id":"y","scan_result_i":0,"hash":"8F7920DA1D52B06A61D7A41C51D595AC","total_detected_avs":0}]}"#;
         let out = parse_answer(body, &[a, b]).unwrap();
         assert_eq!(out[0].0, a);
-        assert_eq!(out[0].1.as_ref().unwrap().verdict, Verdict::Clean);
-        assert_eq!(out[1].1.as_ref().unwrap().verdict, Verdict::Infected);
+        assert_eq!(out[0].1.as_ref().unwrap().verdict(), Verdict::Clean);
+        assert_eq!(out[1].1.as_ref().unwrap().verdict(), Verdict::Infected);
         assert_eq!(out[1].1.as_ref().unwrap().total_detected_avs, 33);
     }
 
@@ -198,7 +197,7 @@ mod tests {
             {"hash":"00000000000000000000000000000002","scan_result_i":5,"total_detected_avs":-1,"data_id":null}]}"#;
         let out = parse_answer(body, &[a, b]).unwrap();
         assert!(out[0].1.is_err());
-        assert_eq!(out[1].1.as_ref().unwrap().verdict, Verdict::Unknown);
+        assert_eq!(out[1].1.as_ref().unwrap().verdict(), Verdict::Unknown);
     }
 
     #[test]
