@@ -145,9 +145,45 @@ impl Hasher {
 
     /// Hash one path (or take its digests from the cache).
     pub fn hash_path(&mut self, path: PathBuf) -> FileResult {
-        if let Some(hit) = self.cached_result(&path) {
+        if let Some(hit) = self
+            .cached_results(std::slice::from_ref(&path))
+            .pop()
+            .flatten()
+        {
             return hit;
         }
+        self.read_path(path)
+    }
+
+    /// Look several files up in the digest cache in one read transaction (a single lookup is
+    /// mostly transaction overhead). Returns the hits as results and the misses to be read.
+    pub fn split_cached(&self, paths: Vec<PathBuf>) -> (Vec<FileResult>, Vec<PathBuf>) {
+        let found = self.cached_results(&paths);
+        let (mut hits, mut misses) = (Vec::new(), Vec::new());
+        for (p, hit) in paths.into_iter().zip(found) {
+            match hit {
+                Some(h) => hits.push(h),
+                None => misses.push(p),
+            }
+        }
+        (hits, misses)
+    }
+
+    /// Like [`Hasher::process`] but never consults the cache (the caller already did).
+    pub fn process_uncached(&mut self, ev: WalkEvent) -> FileResult {
+        match ev {
+            WalkEvent::File(path) if !self.stop.load(Ordering::Relaxed) => self.read_path(path),
+            other => self.process(other),
+        }
+    }
+
+    /// Whether a digest cache is in use.
+    pub fn has_cache(&self) -> bool {
+        self.cache.is_some()
+    }
+
+    /// Read and hash one path (no cache).
+    fn read_path(&mut self, path: PathBuf) -> FileResult {
         let file = match open_for_hashing(&path, self.opts.follow_symlinks) {
             Ok(f) => f,
             Err(e) => {
@@ -232,35 +268,52 @@ impl Hasher {
         }
     }
 
-    /// The digests the cache holds for this path's current (dev, ino, size, mtime, ctime), if
-    /// it holds every digest asked for. One `stat`, no `open`.
-    fn cached_result(&self, path: &Path) -> Option<FileResult> {
-        let cache = self.cache.as_ref()?;
-        let m = if self.opts.follow_symlinks {
-            std::fs::metadata(path)
-        } else {
-            std::fs::symlink_metadata(path)
-        }
-        .ok()?;
-        if !m.file_type().is_file() || self.opts.max_size.is_some_and(|max| m.len() > max) {
-            return None;
-        }
-        let meta = FileMeta::of(&m);
-        let key = crate::cache::FileKey::new(&meta, m.len());
-        let digests = cache
-            .get_digests(&key, self.opts.md5, self.opts.sha1)
-            .ok()
-            .flatten()?;
-        Some(FileResult {
-            path: path.into(),
-            size: Some(m.len()),
-            status: FileStatus::Hashed {
-                digests,
-                meta,
-                warning: None,
-                cached: true,
-            },
-        })
+    /// For each path, the cached digests for its current (dev, ino, size, mtime, ctime) when
+    /// the cache holds every digest asked for; one `stat` each, no `open`, one read
+    /// transaction for all. One entry per path, `None` for a miss.
+    fn cached_results<P: AsRef<Path>>(&self, paths: &[P]) -> Vec<Option<FileResult>> {
+        let Some(cache) = self.cache.as_ref() else {
+            return paths.iter().map(|_| None).collect();
+        };
+        let stat = |p: &Path| {
+            let m = if self.opts.follow_symlinks {
+                std::fs::metadata(p)
+            } else {
+                std::fs::symlink_metadata(p)
+            }
+            .ok()?;
+            let wanted =
+                m.file_type().is_file() && self.opts.max_size.is_none_or(|max| m.len() <= max);
+            wanted.then(|| (FileMeta::of(&m), m.len()))
+        };
+        let metas: Vec<Option<(FileMeta, u64)>> = paths.iter().map(|p| stat(p.as_ref())).collect();
+        let keys: Vec<crate::cache::FileKey> = metas
+            .iter()
+            .flatten()
+            .map(|(meta, size)| crate::cache::FileKey::new(meta, *size))
+            .collect();
+        let mut found = cache
+            .get_digests_many(&keys, self.opts.md5, self.opts.sha1)
+            .unwrap_or_default()
+            .into_iter();
+        paths
+            .iter()
+            .zip(metas)
+            .map(|(p, m)| {
+                let (meta, size) = m?;
+                let digests = found.next().flatten()?;
+                Some(FileResult {
+                    path: p.as_ref().into(),
+                    size: Some(size),
+                    status: FileStatus::Hashed {
+                        digests,
+                        meta,
+                        warning: None,
+                        cached: true,
+                    },
+                })
+            })
+            .collect()
     }
 
     /// Read to the end. Returns the digests, the bytes read, and how many `read` calls it took.

@@ -263,10 +263,10 @@ pub fn scan(
     // Walk events go to a work-stealing queue: pushing costs no system call, and an idle hash
     // worker takes work from the queue or from a busy worker's local deque, so a few big files
     // spread over all workers and many small ones cost no wake-ups.
-    let injector = Injector::<WalkEvent>::new();
+    let injector = Injector::<Task>::new();
     let walk_done = AtomicBool::new(false);
-    let locals: Vec<Worker<WalkEvent>> = (0..threads).map(|_| Worker::new_fifo()).collect();
-    let stealers: Vec<Stealer<WalkEvent>> = locals.iter().map(Worker::stealer).collect();
+    let locals: Vec<Worker<Task>> = (0..threads).map(|_| Worker::new_fifo()).collect();
+    let stealers: Vec<Stealer<Task>> = locals.iter().map(Worker::stealer).collect();
     let queue = WorkQueue {
         injector: &injector,
         stealers: &stealers,
@@ -281,7 +281,7 @@ pub fn scan(
                 while queue.injector.len() > MAX_QUEUED && !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_micros(200));
                 }
-                queue.injector.push(ev);
+                queue.injector.push(Task { ev, checked: false });
             };
             let r = walk(&cfg.roots, &cfg.walk, &sink, stop);
             queue.walk_done.store(true, Ordering::Release);
@@ -343,7 +343,13 @@ pub fn scan(
         verdicts_cached,
         ..
     } = c;
-    files.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    // Raw bytes: as deterministic as component order and several times cheaper.
+    files.sort_unstable_by(|a, b| {
+        a.path
+            .as_os_str()
+            .as_encoded_bytes()
+            .cmp(b.path.as_os_str().as_encoded_bytes())
+    });
     let stats = client.map(|c| c.stats()).unwrap_or_default();
     Ok(ScanOutput {
         local: cfg.local.clone(),
@@ -361,17 +367,23 @@ pub fn scan(
 /// Walk events queued at most, before the walker waits for the hash workers.
 const MAX_QUEUED: usize = 1 << 16;
 
+/// One unit of hash work: a walk event, and whether the digest cache was already asked.
+struct Task {
+    ev: WalkEvent,
+    checked: bool,
+}
+
 /// Where hash workers find work: the walker's queue and each other's local deques.
 #[derive(Clone, Copy)]
 struct WorkQueue<'a> {
-    injector: &'a Injector<WalkEvent>,
-    stealers: &'a [Stealer<WalkEvent>],
+    injector: &'a Injector<Task>,
+    stealers: &'a [Stealer<Task>],
     walk_done: &'a AtomicBool,
 }
 
 impl WorkQueue<'_> {
     /// The next event for the worker owning `local` (crossbeam-deque's documented pattern).
-    fn find(&self, local: &Worker<WalkEvent>) -> Option<WalkEvent> {
+    fn find(&self, local: &Worker<Task>) -> Option<Task> {
         local.pop().or_else(|| {
             std::iter::repeat_with(|| {
                 self.injector
@@ -395,21 +407,56 @@ impl WorkQueue<'_> {
 /// out of work (so the collector never waits on a half-full batch) or after a slow file.
 fn hash_worker(
     hasher: &mut Hasher,
-    local: &Worker<WalkEvent>,
+    local: &Worker<Task>,
     queue: WorkQueue<'_>,
     tx: &Sender<Vec<FileResult>>,
 ) {
     const RESULT_BATCH: usize = 64;
+    const CACHE_BATCH: usize = 32;
     let mut out: Vec<FileResult> = Vec::with_capacity(RESULT_BATCH);
     let backoff = Backoff::new();
     loop {
-        if let Some(ev) = queue.find(local) {
+        if let Some(task) = queue.find(local) {
             backoff.reset();
-            let started = Instant::now();
-            out.push(hasher.process(ev));
-            let full_or_slow =
-                out.len() >= RESULT_BATCH || started.elapsed() > Duration::from_millis(20);
-            if full_or_slow && tx.send(std::mem::take(&mut out)).is_err() {
+            if hasher.has_cache() && !task.checked && matches!(task.ev, WalkEvent::File(_)) {
+                // Gather the unchecked files this worker holds and ask the cache about all of
+                // them in one transaction; misses go back on the deque, checked, so another
+                // worker can still steal them (a batch must not pin big files to one worker).
+                let mut paths = Vec::new();
+                let mut next = Some(task);
+                while let Some(t) = next.take() {
+                    match t {
+                        Task {
+                            ev: WalkEvent::File(p),
+                            checked: false,
+                        } => paths.push(p),
+                        other => {
+                            local.push(other);
+                            break;
+                        }
+                    }
+                    if paths.len() < CACHE_BATCH {
+                        next = local.pop();
+                    }
+                }
+                let (hits, misses) = hasher.split_cached(paths);
+                out.extend(hits);
+                for p in misses {
+                    local.push(Task {
+                        ev: WalkEvent::File(p),
+                        checked: true,
+                    });
+                }
+            } else {
+                let started = Instant::now();
+                out.push(hasher.process_uncached(task.ev));
+                if started.elapsed() > Duration::from_millis(20)
+                    && tx.send(std::mem::take(&mut out)).is_err()
+                {
+                    return;
+                }
+            }
+            if out.len() >= RESULT_BATCH && tx.send(std::mem::take(&mut out)).is_err() {
                 return;
             }
             continue;
