@@ -1,18 +1,6 @@
 //! `--known-good` / `--known-bad`: local hash sets decide without asking the service.
 
-use std::process::Command;
-
 use crate::util::*;
-
-fn digest_of(tool: &str, path: &std::path::Path) -> String {
-    let out = Command::new(tool).arg(path).output().unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
 
 #[test]
 fn known_good_and_known_bad_are_decided_locally_and_not_sent() {
@@ -25,11 +13,11 @@ fn known_good_and_known_bad_are_decided_locally_and_not_sent() {
     // A sha256sum list for the good file, an md5sum list (no --md5 given) for the bad one.
     let good_list = lists.file(
         "good.sha256",
-        format!("{}  system.dll\n", digest_of("sha256sum", &good)).as_bytes(),
+        format!("{}  system.dll\n", coreutils("sha256sum", &good)).as_bytes(),
     );
     let bad_list = lists.file(
         "bad.md5",
-        format!("# IOCs\n{}  dropper.exe\n", digest_of("md5sum", &bad)).as_bytes(),
+        format!("# IOCs\n{}  dropper.exe\n", coreutils("md5sum", &bad)).as_bytes(),
     );
 
     let root = t.path().join("tree");
@@ -49,13 +37,13 @@ fn known_good_and_known_bad_are_decided_locally_and_not_sent() {
     let asked: Vec<String> = mock.requests().into_iter().flat_map(|r| r.hashes).collect();
     assert_eq!(
         asked,
-        vec![digest_of("sha256sum", &other).to_uppercase()],
+        vec![coreutils("sha256sum", &other).to_uppercase()],
         "only the undecided file is sent"
     );
 
     // --also-lookup sends the known-bad file too; it stays infected whatever the answer.
     let mock2 = MockServer::start(Some(KEY)).unwrap();
-    mock2.set(&digest_of("sha256sum", &bad), 0, 0);
+    mock2.set(&coreutils("sha256sum", &bad), 0, 0);
     let out = run(scan_cmd(&mock2, &root)
         .arg("--known-bad")
         .arg(&bad_list)
@@ -81,8 +69,8 @@ fn known_good_and_known_bad_are_decided_locally_and_not_sent() {
 fn nsrl_rds_sha1_list_marks_files_known_good() {
     let t = Tree::new();
     let f = t.file("notepad.exe", b"pretend this is notepad");
-    let sha1 = digest_of("sha1sum", &f).to_uppercase();
-    let md5 = digest_of("md5sum", &f).to_uppercase();
+    let sha1 = coreutils("sha1sum", &f).to_uppercase();
+    let md5 = coreutils("md5sum", &f).to_uppercase();
     let lists = Tree::new();
     let rds = lists.file(
         "NSRLFile.txt",

@@ -2,26 +2,11 @@
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::symlink;
-use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
 
 use crate::util::*;
-
-/// Digests from coreutils, an independent implementation.
-fn coreutils(tool: &str, path: &std::path::Path) -> String {
-    let out = Command::new(tool)
-        .arg(path)
-        .output()
-        .expect("coreutils present");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
 
 #[test]
 fn digests_match_known_vectors_and_coreutils_on_random_files() {

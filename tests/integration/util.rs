@@ -164,3 +164,18 @@ pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A file's digest from coreutils (`sha256sum`, `md5sum`, `sha1sum`): an independent
+/// implementation to check hashsweep against.
+pub fn coreutils(tool: &str, path: &Path) -> String {
+    let out = Command::new(tool)
+        .arg(path)
+        .output()
+        .expect("coreutils present");
+    String::from_utf8(out.stdout)
+        .expect("hex")
+        .split_whitespace()
+        .next()
+        .expect("a digest")
+        .to_string()
+}
