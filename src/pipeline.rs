@@ -146,6 +146,8 @@ struct Collector<'a> {
     dedup: Dedup,
     digest_tx: Option<Sender<Digest>>,
     cache: Option<&'a Cache>,
+    /// First-seen digests waiting for one batched verdict-cache lookup.
+    pending_verdicts: Vec<Digest>,
     local: Option<&'a LocalSets>,
     pending_rows: Vec<(FileKey, Digests)>,
     last_flush: Instant,
@@ -170,14 +172,14 @@ impl Collector<'_> {
                 && wanted
                 && let Some(tx) = &self.digest_tx
             {
-                match self.cached_verdict(key) {
-                    Some(a) => {
-                        self.verdicts_cached += 1;
-                        self.dedup.answer(key, Ok(a));
+                if self.cache.is_some() {
+                    // Asked of the verdict cache in batches (one read transaction each).
+                    self.pending_verdicts.push(key);
+                    if self.pending_verdicts.len() >= VERDICT_BATCH {
+                        self.resolve_pending();
                     }
-                    None => {
-                        let _ = tx.send(key);
-                    }
+                } else {
+                    let _ = tx.send(key);
                 }
             }
             if !cached && warning.is_none() && self.cache.is_some() {
@@ -190,12 +192,29 @@ impl Collector<'_> {
         self.files.push(res);
     }
 
-    fn cached_verdict(&self, key: Digest) -> Option<Answer> {
-        let cache = self.cache?;
-        cache
-            .get_verdicts(&[key], SystemTime::now())
-            .ok()?
-            .remove(&key)
+    /// Answer pending digests from the verdict cache; send the rest to the lookup stage.
+    fn resolve_pending(&mut self) {
+        if self.pending_verdicts.is_empty() {
+            return;
+        }
+        let keys = std::mem::take(&mut self.pending_verdicts);
+        let mut hits = self
+            .cache
+            .and_then(|c| c.get_verdicts(&keys, SystemTime::now()).ok())
+            .unwrap_or_default();
+        for k in keys {
+            match hits.remove(&k) {
+                Some(a) => {
+                    self.verdicts_cached += 1;
+                    self.dedup.answer(k, Ok(a));
+                }
+                None => {
+                    if let Some(tx) = &self.digest_tx {
+                        let _ = tx.send(k);
+                    }
+                }
+            }
+        }
     }
 
     fn take_outcomes(&mut self, batch: Vec<(Digest, HashOutcome)>) {
@@ -253,6 +272,7 @@ pub fn scan(
         dedup: Dedup::default(),
         digest_tx: None,
         cache: cfg.cache.as_deref(),
+        pending_verdicts: Vec::new(),
         local: cfg.local.as_deref(),
         pending_rows: Vec::new(),
         last_flush: Instant::now(),
@@ -306,12 +326,19 @@ pub fn scan(
         loop {
             select! {
                 recv(res_rx) -> msg => match msg {
-                    Ok(results) => results.into_iter().for_each(|r| c.take_file(r)),
+                    Ok(results) => {
+                        results.into_iter().for_each(|r| c.take_file(r));
+                        // Nothing more waiting: do not hold digests back from the lookup stage.
+                        if res_rx.is_empty() {
+                            c.resolve_pending();
+                        }
+                    }
                     Err(_) => break,
                 },
                 recv(out_rx.as_ref().unwrap_or(&no_outcomes)) -> msg => if let Ok(batch) = msg { c.take_outcomes(batch) },
             }
         }
+        c.resolve_pending();
         c.digest_tx = None;
         c.flush_digests(true);
         // Wait for the answers still due; once stopped, give in-flight requests a short grace
@@ -363,6 +390,9 @@ pub fn scan(
         elapsed: started.elapsed(),
     })
 }
+
+/// Digests asked of the verdict cache at once.
+const VERDICT_BATCH: usize = 256;
 
 /// Walk events queued at most, before the walker waits for the hash workers.
 const MAX_QUEUED: usize = 1 << 16;
