@@ -2,7 +2,7 @@
 //! write the report. Each returns the process exit status (0, 1 or 2; see `cli`).
 
 use std::io::{self, BufRead, IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::baseline::{BadRecords, Baseline, Change, DiffChange, diff};
@@ -146,7 +146,7 @@ fn write_report(
 
 /// Open the cache unless `--no-cache`. A cache that cannot be opened is a warning, not a
 /// failure: the sweep runs without it.
-fn open_cache(c: &CacheArgs) -> Option<Arc<Cache>> {
+fn open_cache(c: &CacheArgs, roots: &[PathBuf]) -> Option<Arc<Cache>> {
     if c.no_cache {
         return None;
     }
@@ -156,6 +156,17 @@ fn open_cache(c: &CacheArgs) -> Option<Arc<Cache>> {
         );
         return None;
     };
+    // hashsweep never writes into the tree it sweeps (the cache would also be hashed while
+    // it is written). Hash-set indexes live beside the cache, so this covers them too.
+    if let Some(root) = roots.iter().find(|r| is_inside(&path, r)) {
+        eprintln!(
+            "hashsweep: warning: the cache {} is inside the scanned tree {}; running without it \
+             (use --cache PATH elsewhere)",
+            path.display(),
+            root.display()
+        );
+        return None;
+    }
     match Cache::open(&path) {
         Ok((cache, warning)) => {
             if let Some(w) = warning {
@@ -176,6 +187,34 @@ fn open_cache(c: &CacheArgs) -> Option<Arc<Cache>> {
     }
 }
 
+/// Whether `path` (which may not exist yet) lies inside the directory `root`, comparing
+/// canonical paths: the nearest existing ancestor of `path` is resolved, the rest appended.
+fn is_inside(path: &Path, root: &Path) -> bool {
+    let Ok(root) = root.canonicalize() else {
+        return false;
+    };
+    let mut existing = path;
+    let mut rest = Vec::new();
+    let resolved = loop {
+        if let Ok(p) = existing.canonicalize() {
+            break p;
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = if parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    parent
+                };
+            }
+            _ => return false,
+        }
+    };
+    let full = rest.iter().rev().fold(resolved, |p, n| p.join(n));
+    full.starts_with(&root)
+}
+
 fn print_halt(client: Option<&Arc<HttpClient>>) {
     if let Some(why) = client.and_then(|c| c.halted()) {
         eprintln!("hashsweep: lookups stopped: {why}");
@@ -193,7 +232,7 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
     } else {
         Some(Arc::new(build_client(&a.api)?))
     };
-    let cache = open_cache(&a.cache);
+    let cache = open_cache(&a.cache, &a.paths);
     let local = load_local_sets(&a, cache.as_deref())?;
     // Sets of MD5 or SHA-1 entries (NSRL) can only match if those digests are computed.
     let (local_md5, local_sha1) = local.as_ref().map_or((false, false), |l| {
@@ -250,7 +289,7 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
         sha1: cfg.hash.sha1,
         change: baseline.is_some(),
     };
-    write_report(&a.output, format, cols, &summary, |rep| {
+    tolerate_broken_pipe(write_report(&a.output, format, cols, &summary, |rep| {
         for i in order {
             let mut r = out.record(&out.files[i]);
             r.change = changes.get(i).copied().flatten();
@@ -265,7 +304,7 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
             })?;
         }
         Ok(())
-    })?;
+    }))?;
     eprintln!("{}", summary.human());
     print_halt(client.as_ref());
     Ok(finish_status(&stop, summary.exit_status()))
@@ -312,14 +351,22 @@ pub fn run_hash(a: HashArgs) -> Result<u8, Error> {
     let out = scan(&cfg, None, &NoProgress, &stop.flag)?;
     let mut stdout = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let mut incomplete = false;
+    // A reader that went away (`| head`) stops the output, not the status.
+    let mut reader_gone = false;
     for f in &out.files {
         let shown = || escape_for_line(std::os::unix::ffi::OsStrExt::as_bytes(f.path.as_os_str()));
         match &f.status {
             FileStatus::Hashed {
                 digests, warning, ..
             } => {
-                if let Some(d) = digests.get(algo) {
-                    stdout.write_all(&sum_line(&d.to_hex(), &f.path))?;
+                if let Some(d) = digests.get(algo)
+                    && !reader_gone
+                {
+                    reader_gone = tolerate_broken_pipe(
+                        stdout
+                            .write_all(&sum_line(&d.to_hex(), &f.path))
+                            .map_err(Error::Write),
+                    )?;
                 }
                 if let Some(w) = warning {
                     incomplete = true;
@@ -334,7 +381,9 @@ pub fn run_hash(a: HashArgs) -> Result<u8, Error> {
             }
         }
     }
-    stdout.flush()?;
+    if !reader_gone {
+        tolerate_broken_pipe(stdout.flush().map_err(Error::Write))?;
+    }
     Ok(finish_status(&stop, if incomplete { 2 } else { 0 }))
 }
 
@@ -421,7 +470,7 @@ pub fn run_lookup(a: LookupArgs) -> Result<u8, Error> {
 
     let format = resolve_format(&a.output);
     let has = |algo| listed.iter().any(|h| h.digest.algo() == algo);
-    write_report(
+    tolerate_broken_pipe(write_report(
         &a.output,
         format,
         Columns {
@@ -437,10 +486,24 @@ pub fn run_lookup(a: LookupArgs) -> Result<u8, Error> {
             }
             order.into_iter().try_for_each(|r| rep.record(r))
         },
-    )?;
+    ))?;
     eprintln!("{}", summary.human());
     print_halt(Some(&client));
     Ok(finish_status(&stop, summary.exit_status()))
+}
+
+/// A reader that went away (`hashsweep scan | head`) is not a failure of the sweep: the output
+/// stops, the summary and the exit status still say what was found. Returns whether it went.
+fn tolerate_broken_pipe(r: Result<(), Error>) -> Result<bool, Error> {
+    match r {
+        Err(Error::Write(e)) | Err(Error::Output { source: e, .. })
+            if e.kind() == io::ErrorKind::BrokenPipe =>
+        {
+            Ok(true)
+        }
+        Err(e) => Err(e),
+        Ok(()) => Ok(false),
+    }
 }
 
 /// Load `--known-good` / `--known-bad` lists. Their indexes live beside the cache (never in the
@@ -555,7 +618,9 @@ pub fn run_diff(a: DiffArgs) -> Result<u8, Error> {
         out.flush()
     };
     match &a.output.output {
-        None => emit(&mut io::stdout().lock())?,
+        None => {
+            tolerate_broken_pipe(emit(&mut io::stdout().lock()).map_err(Error::Write))?;
+        }
         Some(p) => emit(
             &mut std::fs::File::create(p).map_err(|source| Error::Output {
                 path: p.clone(),

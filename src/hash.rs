@@ -47,10 +47,16 @@ impl FileMeta {
         FileMeta {
             dev: m.dev(),
             ino: m.ino(),
-            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
-            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+            mtime_ns: nanos(m.mtime(), m.mtime_nsec()),
+            ctime_ns: nanos(m.ctime(), m.ctime_nsec()),
         }
     }
+}
+
+/// Seconds and nanoseconds as one i64 of nanoseconds, saturating: a timestamp past 2262 (any
+/// user can set one) must not overflow.
+fn nanos(secs: i64, nsec: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
 }
 
 /// What happened to one path.
@@ -97,6 +103,8 @@ pub struct Hasher {
     buf: Vec<u8>,
     stop: Arc<AtomicBool>,
     cache: Option<Arc<crate::cache::Cache>>,
+    /// The paths given on the command line.
+    roots: Arc<std::collections::HashSet<PathBuf>>,
 }
 
 impl Hasher {
@@ -106,7 +114,14 @@ impl Hasher {
             buf: vec![0; BLOCK_SIZE],
             stop: Arc::new(AtomicBool::new(false)),
             cache: None,
+            roots: Arc::default(),
         }
+    }
+
+    /// The paths named on the command line (a symlink among them is followed).
+    pub fn with_roots(mut self, roots: Arc<std::collections::HashSet<PathBuf>>) -> Hasher {
+        self.roots = roots;
+        self
     }
 
     /// Serve unchanged files from this digest cache instead of reading them.
@@ -184,7 +199,15 @@ impl Hasher {
 
     /// Read and hash one path (no cache).
     fn read_path(&mut self, path: PathBuf) -> FileResult {
-        let file = match open_for_hashing(&path, self.opts.follow_symlinks) {
+        // A symlink named on the command line is followed, as the walker does for a
+        // directory root (like `find -H`); anywhere else a symlink is not.
+        let opened = match open_for_hashing(&path, self.opts.follow_symlinks) {
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) && self.roots.contains(&*path) => {
+                open_for_hashing(&path, true)
+            }
+            other => other,
+        };
+        let file = match opened {
             Ok(f) => f,
             Err(e) => {
                 return FileResult {
@@ -408,7 +431,7 @@ fn change_warning(
         ));
     }
     let after = after?;
-    let mtime_after = after.mtime() * 1_000_000_000 + after.mtime_nsec();
+    let mtime_after = nanos(after.mtime(), after.mtime_nsec());
     if after.len() != stat_size || mtime_after != meta.mtime_ns {
         return Some(
             "file was modified while it was read; the digest may not match its current content"

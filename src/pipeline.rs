@@ -280,6 +280,8 @@ pub fn scan(
         progress,
     };
 
+    let roots: Arc<std::collections::HashSet<PathBuf>> =
+        Arc::new(cfg.roots.iter().cloned().collect());
     // Walk events go to a work-stealing queue: pushing costs no system call, and an idle hash
     // worker takes work from the queue or from a busy worker's local deque, so a few big files
     // spread over all workers and many small ones cost no wake-ups.
@@ -310,6 +312,7 @@ pub fn scan(
         for local in locals {
             let res_tx = res_tx.clone();
             let mut hasher = Hasher::new(cfg.hash)
+                .with_roots(Arc::clone(&roots))
                 .with_stop(Arc::clone(stop))
                 .with_cache(cfg.cache.clone());
             s.spawn(move || hash_worker(&mut hasher, &local, queue, &res_tx));
@@ -377,6 +380,8 @@ pub fn scan(
             .as_encoded_bytes()
             .cmp(b.path.as_os_str().as_encoded_bytes())
     });
+    // A root given twice, or one inside another, walks the same paths twice: one record each.
+    files.dedup_by(|a, b| a.path == b.path);
     let stats = client.map(|c| c.stats()).unwrap_or_default();
     Ok(ScanOutput {
         local: cfg.local.clone(),

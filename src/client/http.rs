@@ -135,6 +135,9 @@ impl HttpClient {
             .user_agent(concat!("hashsweep/", env!("CARGO_PKG_VERSION")))
             .timeout(cfg.timeout)
             .connect_timeout(cfg.connect_timeout)
+            // Never follow a redirect: the `apikey` header would go with it to another host
+            // (reqwest strips only Authorization and cookies), and past the http check.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ClientError::Build(e.to_string()))?;
         Ok(HttpClient {
@@ -207,6 +210,19 @@ impl HttpClient {
             Err(e) => return Attempt::Retry(self.scrub(&describe_reqwest(&e))),
         };
         let status = resp.status();
+        if status.is_redirection() {
+            let to = resp
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?")
+                .to_string();
+            return Attempt::Fatal(self.scrub(&format!(
+                "the service answered HTTP {} (redirect to {to}); redirects are not followed, since the API key \
+                 would go with them. Use the final URL as --api-url",
+                status.as_u16()
+            )));
+        }
         let wait = wait_hint(resp.headers());
         let remaining = resp
             .headers()
@@ -225,7 +241,12 @@ impl HttpClient {
             return match parse_answer(&body, digests) {
                 Ok(out) => {
                     self.note_quota(remaining, wait);
-                    Attempt::Done(out)
+                    // Error reasons quote the server's values; the key must not ride along.
+                    Attempt::Done(
+                        out.into_iter()
+                            .map(|(d, o)| (d, o.map_err(|e| self.scrub(&e))))
+                            .collect(),
+                    )
                 }
                 Err(e) => Attempt::Retry(e.0),
             };

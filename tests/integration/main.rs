@@ -13,5 +13,6 @@ mod interrupt;
 mod lookup_cmd;
 mod lookups;
 mod parsers;
+mod review;
 mod scan;
 mod secrecy;
