@@ -188,6 +188,8 @@ impl Ttls {
             Verdict::Clean => Some(self.clean),
             Verdict::Infected | Verdict::Suspicious => Some(self.detection),
             Verdict::Unknown => Some(self.unknown),
+            // "In progress" is a passing state of the service: ask again next time.
+            Verdict::Other(name) if name == "in_progress" => None,
             Verdict::Other(_) => Some(self.other),
             Verdict::Error | Verdict::Skipped | Verdict::NotLookedUp | Verdict::KnownGood => None,
         }
@@ -973,7 +975,7 @@ mod tests {
         ] {
             assert_eq!(t.for_verdict(&v), None, "{v}");
         }
-        for code in [0, 1, 2, 5, 3, 255] {
+        for code in [0, 1, 2, 5, 3, 23] {
             assert!(
                 t.for_verdict(&Verdict::from_code(code, Some(0))).is_some(),
                 "code {code}"

@@ -305,9 +305,15 @@ pub fn scan(
                 }
                 queue.injector.push(Task { ev, checked: false });
             };
-            let r = walk(&cfg.roots, &cfg.walk, &sink, stop);
-            queue.walk_done.store(true, Ordering::Release);
-            r
+            // Set even if the walk panics, so the hash workers never wait for it forever.
+            struct Done<'a>(&'a AtomicBool);
+            impl Drop for Done<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::Release);
+                }
+            }
+            let _done = Done(queue.walk_done);
+            walk(&cfg.roots, &cfg.walk, &sink, stop)
         });
         for local in locals {
             let res_tx = res_tx.clone();
