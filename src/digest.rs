@@ -96,7 +96,16 @@ impl Digest {
         self.to_hex().to_ascii_uppercase()
     }
 
-    /// Parse a hex digest of 32, 40 or 64 characters (either case).
+    /// Parse a hex digest of 32, 40 or 64 characters (either case); the length picks the
+    /// algorithm.
+    ///
+    /// ```
+    /// use hashsweep::digest::{Algo, Digest};
+    /// let d = Digest::from_hex("44D88612FEA8A8F36DE82E1278ABB02F").unwrap();
+    /// assert_eq!(d.algo(), Algo::Md5);
+    /// assert_eq!(d.to_hex(), "44d88612fea8a8f36de82e1278abb02f");
+    /// assert!(Digest::from_hex("not hex").is_none());
+    /// ```
     pub fn from_hex(s: &str) -> Option<Digest> {
         let algo = Algo::from_hex_len(s.len())?;
         let mut buf = [0u8; 32];

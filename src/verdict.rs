@@ -27,6 +27,14 @@ impl Verdict {
     /// Verdict for an overall `scan_result_i` code and `total_detected_avs` count.
     ///
     /// A detection count above zero is a detection even when the code looks clean.
+    ///
+    /// ```
+    /// use hashsweep::verdict::Verdict;
+    /// assert_eq!(Verdict::from_code(0, Some(0)).to_string(), "clean");
+    /// assert_eq!(Verdict::from_code(5, Some(-1)).to_string(), "unknown");
+    /// assert_eq!(Verdict::from_code(0, Some(3)).to_string(), "suspicious");
+    /// assert_eq!(Verdict::from_code(255, None).to_string(), "other:in_progress");
+    /// ```
     pub fn from_code(code: i64, total_detected_avs: Option<i64>) -> Verdict {
         let v = match code {
             0 => Verdict::Clean,
