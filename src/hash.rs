@@ -59,16 +59,27 @@ fn nanos(secs: i64, nsec: i64) -> i64 {
     secs.saturating_mul(1_000_000_000).saturating_add(nsec)
 }
 
+/// Where a hashed file's digests came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Read from disk in this run.
+    Read,
+    /// The digest cache (file unchanged since it was last hashed).
+    Cache,
+    /// Another hard link to the same inode, already read in this run.
+    Link,
+}
+
 /// What happened to one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileStatus {
-    /// Read to the end, or (`cached`) served from the digest cache without reading.
+    /// Digests known: read to the end, or taken without reading (see [`Origin`]).
     /// `warning` is set when the file changed while it was read.
     Hashed {
         digests: Digests,
         meta: FileMeta,
         warning: Option<Box<str>>,
-        cached: bool,
+        origin: Origin,
     },
     /// Not read, on purpose.
     Skipped(String),
@@ -105,7 +116,13 @@ pub struct Hasher {
     cache: Option<Arc<crate::cache::Cache>>,
     /// The paths given on the command line.
     roots: Arc<std::collections::HashSet<PathBuf>>,
+    /// Digests of multiply-linked files read in this run, by (dev, ino), shared by workers.
+    links: Arc<LinkMap>,
 }
+
+/// Files with more than one hard link, already read: (dev, ino) → (size, mtime, ctime, digests).
+pub type LinkMap =
+    std::sync::Mutex<std::collections::HashMap<(u64, u64), (u64, i64, i64, Digests)>>;
 
 impl Hasher {
     pub fn new(opts: HashOptions) -> Hasher {
@@ -115,7 +132,14 @@ impl Hasher {
             stop: Arc::new(AtomicBool::new(false)),
             cache: None,
             roots: Arc::default(),
+            links: Arc::default(),
         }
+    }
+
+    /// Share hard-link digests with the other workers of a run.
+    pub fn with_links(mut self, links: Arc<LinkMap>) -> Hasher {
+        self.links = links;
+        self
     }
 
     /// The paths named on the command line (a symlink among them is followed).
@@ -248,6 +272,25 @@ impl Hasher {
                 )),
             };
         }
+        // Another link to an inode already read (and unchanged since) is not read again.
+        let meta = FileMeta::of(&before);
+        let link_key = (before.nlink() > 1).then_some((meta.dev, meta.ino));
+        if let Some(k) = link_key
+            && let Some(&(size, mtime, ctime, digests)) =
+                self.links.lock().ok().as_ref().and_then(|m| m.get(&k))
+            && (size, mtime, ctime) == (stat_size, meta.mtime_ns, meta.ctime_ns)
+        {
+            return FileResult {
+                path: path.into(),
+                size: Some(stat_size),
+                status: FileStatus::Hashed {
+                    digests,
+                    meta,
+                    warning: None,
+                    origin: Origin::Link,
+                },
+            };
+        }
         let mut file = file;
         let (digests, read, reads) = match self.read_digests(&mut file, stat_size) {
             Ok(v) => v,
@@ -276,9 +319,14 @@ impl Hasher {
         } else {
             None
         };
-        let meta = FileMeta::of(&before);
         let warning =
             change_warning(stat_size, read, &meta, after.as_ref()).map(String::into_boxed_str);
+        if let Some(k) = link_key
+            && warning.is_none()
+            && let Ok(mut links) = self.links.lock()
+        {
+            links.insert(k, (read, meta.mtime_ns, meta.ctime_ns, digests));
+        }
         FileResult {
             path: path.into(),
             size: Some(read),
@@ -286,7 +334,7 @@ impl Hasher {
                 digests,
                 meta,
                 warning,
-                cached: false,
+                origin: Origin::Read,
             },
         }
     }
@@ -332,7 +380,7 @@ impl Hasher {
                         digests,
                         meta,
                         warning: None,
-                        cached: true,
+                        origin: Origin::Cache,
                     },
                 })
             })

@@ -28,7 +28,7 @@ use crate::cache::{Cache, FileKey};
 use crate::client::{Answer, HashOutcome, ReputationClient};
 use crate::dedup::Dedup;
 use crate::digest::{Algo, Digest, Digests};
-use crate::hash::{FileResult, FileStatus, HashOptions, Hasher};
+use crate::hash::{FileResult, FileStatus, HashOptions, Hasher, LinkMap, Origin};
 use crate::hashset::HashSet;
 use crate::progress::Progress;
 use crate::report::{Record, Summary};
@@ -161,7 +161,7 @@ impl Collector<'_> {
             digests,
             meta,
             warning,
-            cached,
+            origin,
         } = &res.status
         {
             let wanted = self
@@ -182,7 +182,7 @@ impl Collector<'_> {
                     let _ = tx.send(key);
                 }
             }
-            if !cached && warning.is_none() && self.cache.is_some() {
+            if *origin != Origin::Cache && warning.is_none() && self.cache.is_some() {
                 self.pending_rows
                     .push((FileKey::new(meta, res.size.unwrap_or(0)), *digests));
                 self.flush_digests(false);
@@ -280,6 +280,7 @@ pub fn scan(
         progress,
     };
 
+    let links: Arc<LinkMap> = Arc::default();
     let roots: Arc<std::collections::HashSet<PathBuf>> =
         Arc::new(cfg.roots.iter().cloned().collect());
     // Walk events go to a work-stealing queue: pushing costs no system call, and an idle hash
@@ -319,6 +320,7 @@ pub fn scan(
             let res_tx = res_tx.clone();
             let mut hasher = Hasher::new(cfg.hash)
                 .with_roots(Arc::clone(&roots))
+                .with_links(Arc::clone(&links))
                 .with_stop(Arc::clone(stop))
                 .with_cache(cfg.cache.clone());
             s.spawn(move || hash_worker(&mut hasher, &local, queue, &res_tx));
@@ -673,14 +675,14 @@ impl ScanOutput {
         for f in &self.files {
             s.count(&self.record(f));
             if let FileStatus::Hashed {
-                warning, cached, ..
+                warning, origin, ..
             } = &f.status
             {
                 s.changed += u64::from(warning.is_some());
-                if *cached {
-                    s.files_cached += 1;
-                } else {
-                    s.bytes_read += f.size.unwrap_or(0);
+                match origin {
+                    Origin::Read => s.bytes_read += f.size.unwrap_or(0),
+                    Origin::Cache => s.files_cached += 1,
+                    Origin::Link => s.files_linked += 1,
                 }
             }
         }

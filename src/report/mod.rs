@@ -83,6 +83,8 @@ pub struct Summary {
     pub bytes_read: u64,
     /// Files whose digests came from the cache, unread.
     pub files_cached: u64,
+    /// Hard links to a file already read in this run, not read again.
+    pub files_linked: u64,
     /// Distinct digests answered from the verdict cache, without a request.
     pub verdicts_cached: u64,
     /// With `--baseline`: how many paths are new, modified, unchanged, removed.
@@ -135,12 +137,15 @@ impl Summary {
             self.files,
             human_bytes(self.bytes)
         );
-        if self.files_cached > 0 {
-            s.push_str(&format!(
-                " ({} read, {} files from the cache)",
-                human_bytes(self.bytes_read),
-                self.files_cached
-            ));
+        if self.files_cached + self.files_linked > 0 {
+            s.push_str(&format!(" ({} read", human_bytes(self.bytes_read)));
+            if self.files_cached > 0 {
+                s.push_str(&format!(", {} files from the cache", self.files_cached));
+            }
+            if self.files_linked > 0 {
+                s.push_str(&format!(", {} hard links read once", self.files_linked));
+            }
+            s.push(')');
         }
         s.push_str(&format!(", {} distinct digests", self.distinct_digests));
         if self.verdicts_cached > 0 {

@@ -492,3 +492,26 @@ fn output_to_an_existing_fifo_or_device_writes_into_it_and_never_replaces_it() {
         .collect();
     assert_eq!(names.len(), 1, "no temp file left: {names:?}");
 }
+
+#[test]
+fn hard_links_are_read_once_and_each_path_still_gets_its_record() {
+    let t = Tree::new();
+    let f = t.file("a/original.bin", &random_bytes(11, 300_000));
+    std::fs::create_dir_all(t.path().join("b")).unwrap();
+    std::fs::hard_link(&f, t.path().join("b/link1.bin")).unwrap();
+    std::fs::hard_link(&f, t.path().join("b/link2.bin")).unwrap();
+    let out = run(cmd()
+        .args(["scan", "--offline", "--format", "json", "-j1"])
+        .arg(t.path()));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let recs = v["records"].as_array().unwrap();
+    assert_eq!(recs.len(), 3);
+    let want = coreutils("sha256sum", &f);
+    assert!(
+        recs.iter()
+            .all(|r| r["sha256"] == want.as_str() && r["size"] == 300_000)
+    );
+    assert_eq!(v["summary"]["bytes_read"], 300_000, "{}", v["summary"]);
+    assert_eq!(v["summary"]["files_linked"], 2);
+}
