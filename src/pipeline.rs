@@ -129,7 +129,6 @@ pub struct ScanOutput {
     /// Distinct digests and their outcomes.
     pub dedup: Dedup,
     pub lookup_algo: Option<Algo>,
-    pub distinct: u64,
     pub requests: u64,
     pub retries: u64,
     /// Distinct digests answered from the verdict cache (no request).
@@ -395,7 +394,6 @@ pub fn scan(
         local: cfg.local.clone(),
         files,
         lookup_algo: lookup.map(|(o, _)| o.algo),
-        distinct: dedup.distinct() as u64,
         dedup,
         requests: stats.requests,
         retries: stats.retries,
@@ -666,7 +664,7 @@ impl ScanOutput {
     /// Totals for the summary and the exit status.
     pub fn summary(&self) -> Summary {
         let mut s = Summary {
-            distinct_digests: self.distinct,
+            distinct_digests: self.dedup.distinct() as u64,
             requests: self.requests,
             retries: self.retries,
             ..Summary::default()
