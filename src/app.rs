@@ -8,7 +8,8 @@ use std::sync::Arc;
 use crate::baseline::{BadRecords, Baseline, Change, DiffChange, diff};
 use crate::cache::{Cache, Ttls};
 use crate::cli::{
-    ApiArgs, CacheArgs, DiffArgs, HashArgs, LookupArgs, MockArgs, OutputArgs, ScanArgs, WalkArgs,
+    ApiArgs, CacheArgs, DiffArgs, HashArgs, LookupArgs, MockArgs, OutputArgs, ScanArgs, ServeArgs,
+    WalkArgs,
 };
 use crate::client::{ApiKey, ClientConfig, HttpClient, ReputationClient};
 use crate::digest::Algo;
@@ -43,10 +44,10 @@ fn walk_options(w: &WalkArgs) -> WalkOptions {
     }
 }
 
-fn load_key(api: &ApiArgs) -> Result<ApiKey, Error> {
-    match &api.apikey_file {
+fn load_key(apikey_file: Option<&Path>) -> Result<ApiKey, Error> {
+    match apikey_file {
         Some(path) => {
-            let raw = std::fs::read_to_string(path).map_err(|source| Error::Input { path: path.clone(), source })?;
+            let raw = std::fs::read_to_string(path).map_err(|source| Error::Input { path: path.to_path_buf(), source })?;
             ApiKey::new(&raw).ok_or_else(|| Error::Usage(format!("the API key file {} is empty", path.display())))
         }
         None => std::env::var(APIKEY_ENV).ok().and_then(|k| ApiKey::new(&k)).ok_or_else(|| {
@@ -57,8 +58,18 @@ fn load_key(api: &ApiArgs) -> Result<ApiKey, Error> {
     }
 }
 
+fn read_ca_cert(path: Option<&Path>) -> Result<Option<Vec<u8>>, Error> {
+    path.map(|p| {
+        std::fs::read(p).map_err(|source| Error::Input {
+            path: p.to_path_buf(),
+            source,
+        })
+    })
+    .transpose()
+}
+
 fn build_client(api: &ApiArgs) -> Result<HttpClient, Error> {
-    let mut cfg = ClientConfig::new(api.api_url.clone(), load_key(api)?);
+    let mut cfg = ClientConfig::new(api.api_url.clone(), load_key(api.apikey_file.as_deref())?);
     cfg.details = api.details;
     cfg.retries = api.retries;
     cfg.max_wait = api.max_wait;
@@ -66,6 +77,7 @@ fn build_client(api: &ApiArgs) -> Result<HttpClient, Error> {
     cfg.connect_timeout = api.connect_timeout;
     cfg.insecure_http = api.insecure_http;
     cfg.rate = api.rate;
+    cfg.ca_cert = read_ca_cert(api.ca_cert.as_deref())?;
     Ok(HttpClient::new(cfg)?)
 }
 
@@ -288,6 +300,8 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
         md5: cfg.hash.md5,
         sha1: cfg.hash.sha1,
         change: baseline.is_some(),
+        lookup_algo: out.lookup_algo,
+        host_name: a.host_name.clone(),
     };
     tolerate_broken_pipe(write_report(&a.output, format, cols, &summary, |rep| {
         for i in order {
@@ -389,6 +403,7 @@ pub fn run_hash(a: HashArgs) -> Result<u8, Error> {
 
 /// `hashsweep lookup`
 pub fn run_lookup(a: LookupArgs) -> Result<u8, Error> {
+    refuse_ecs(&a.output, "lookup")?;
     let mut listed: Vec<ListedHash> = Vec::new();
     let mut bad = 0u64;
     let mut take = |line: &[u8], where_: String| match parse_line(line) {
@@ -443,6 +458,8 @@ pub fn run_lookup(a: LookupArgs) -> Result<u8, Error> {
             Record {
                 path: h.name.as_deref(),
                 size: None,
+                mtime: None,
+                inode: None,
                 sha256,
                 md5,
                 sha1,
@@ -477,6 +494,7 @@ pub fn run_lookup(a: LookupArgs) -> Result<u8, Error> {
             md5: has(Algo::Md5),
             sha1: has(Algo::Sha1),
             change: false,
+            ..Columns::default()
         },
         &summary,
         |rep| {
@@ -490,6 +508,16 @@ pub fn run_lookup(a: LookupArgs) -> Result<u8, Error> {
     eprintln!("{}", summary.human());
     print_halt(Some(&client));
     Ok(finish_status(&stop, summary.exit_status()))
+}
+
+/// `--format ecs` describes files on this host as they were swept: only `scan` writes it.
+fn refuse_ecs(o: &OutputArgs, command: &str) -> Result<(), Error> {
+    if o.format == Some(Format::Ecs) {
+        return Err(Error::Usage(format!(
+            "--format ecs is only for scan; {command} writes table, json, ndjson or csv"
+        )));
+    }
+    Ok(())
 }
 
 /// A reader that went away (`hashsweep scan | head`) is not a failure of the sweep: the output
@@ -561,6 +589,7 @@ fn warn_bad(bad: &BadRecords) {
 
 /// `hashsweep diff OLD NEW`: exit 0 when nothing changed, 1 when something did, 2 on trouble.
 pub fn run_diff(a: DiffArgs) -> Result<u8, Error> {
+    refuse_ecs(&a.output, "diff")?;
     let d = diff(&a.old, &a.new).map_err(|e| Error::Usage(e.to_string()))?;
     warn_bad(&d.old_bad);
     warn_bad(&d.new_bad);
@@ -595,6 +624,7 @@ pub fn run_diff(a: DiffArgs) -> Result<u8, Error> {
                 }
                 w.flush()
             }
+            Format::Ecs => unreachable!("--format ecs is refused before the diff is made"),
             Format::Table => d
                 .entries
                 .iter()
@@ -641,6 +671,72 @@ pub fn run_diff(a: DiffArgs) -> Result<u8, Error> {
     } else {
         0
     })
+}
+
+/// `hashsweep serve`: run the fleet gateway until SIGTERM/SIGINT.
+pub fn run_serve(a: ServeArgs) -> Result<u8, Error> {
+    use crate::gateway::{ServeConfig, Tokens, UpstreamConfig};
+    let filter = tracing_subscriber::EnvFilter::try_new(&a.log)
+        .map_err(|e| Error::Usage(format!("invalid --log '{}': {e}", a.log)))?;
+    // Log lines go to stderr (the journal under systemd); never the keys or tokens.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_target(false)
+        .try_init();
+    let tokens = Tokens::load(&a.tokens).map_err(|e| Error::Usage(e.to_string()))?;
+    let ttls = Ttls {
+        clean: a.verdict_ttl,
+        detection: a.detection_ttl,
+        unknown: a.unknown_ttl,
+        other: a.verdict_ttl,
+    };
+    let store = match &a.store {
+        Some(s) => s.clone(),
+        None => {
+            let path = Cache::default_path().ok_or_else(|| {
+                Error::Usage("no cache directory for the default store: use --store".into())
+            })?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|source| Error::Output {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+            }
+            format!("sqlite:{}", path.display())
+        }
+    };
+    let mut client = ClientConfig::new(a.api_url.clone(), load_key(a.apikey_file.as_deref())?);
+    client.retries = a.retries;
+    client.max_wait = a.max_wait;
+    client.timeout = a.timeout;
+    client.connect_timeout = a.connect_timeout;
+    client.insecure_http = a.insecure_http;
+    client.rate = a.rate;
+    client.ca_cert = read_ca_cert(a.ca_cert.as_deref())?;
+    let cfg = ServeConfig {
+        listen: a.listen,
+        tokens,
+        store,
+        ttls,
+        upstream: UpstreamConfig {
+            client,
+            batch_size: usize::from(a.batch_size),
+            batch_wait: a.batch_wait,
+            concurrency: usize::from(a.concurrency),
+            claim_ttl: a.timeout.max(std::time::Duration::from_secs(5)),
+        },
+        client_rate: a.client_rate,
+        insecure_http: a.insecure_http,
+        tls: a.tls_cert.clone().zip(a.tls_key.clone()),
+        shutdown_grace: a.shutdown_grace,
+    };
+    crate::gateway::serve(cfg, |_, what| {
+        eprintln!("hashsweep serve: listening on {what}");
+    })
+    .map_err(|e| Error::Usage(e.to_string()))?;
+    eprintln!("hashsweep serve: stopped");
+    Ok(0)
 }
 
 /// `hashsweep mock-api`: serve the stand-in until killed.

@@ -1064,6 +1064,8 @@ mod tests {
             let rec = Record {
                 path: Some(p(r.0)),
                 size: r.2,
+                mtime: None,
+                inode: None,
                 sha256: r.1.map(|n| hex_lower(&sha(n))),
                 md5: None,
                 sha1: None,
@@ -1242,6 +1244,8 @@ mod tests {
         let mut rec = Record {
             path: Some(Path::new("a")),
             size: Some(1),
+            mtime: None,
+            inode: None,
             sha256: Some(hex),
             md5: None,
             sha1: None,

@@ -18,6 +18,13 @@ Exit status:
 The API key is read from the environment variable METADEFENDER_APIKEY or from
 --apikey-file; it is never taken as an argument and never printed.";
 
+const SERVE_HELP: &str = "\
+Endpoints use it like the service itself, with their own token as the key:
+  METADEFENDER_APIKEY=<endpoint token> hashsweep scan --api-url http://gateway:8737 /
+The upstream API key is read from METADEFENDER_APIKEY or --apikey-file and never leaves
+the gateway. Endpoint tokens: --tokens FILE, lines `NAME TOKEN` or `NAME sha256:HEX`.
+GET /healthz and GET /metrics (Prometheus text) need no token.";
+
 #[derive(Debug, Parser)]
 #[command(name = "hashsweep", version, about = "Hash a tree and look every distinct digest up in MetaDefender Cloud", after_help = EXIT_HELP)]
 pub struct Cli {
@@ -37,6 +44,9 @@ pub enum Command {
     Lookup(LookupArgs),
     /// Compare two reports: what is new, modified, unchanged or removed (exit 1 if anything changed)
     Diff(DiffArgs),
+    /// Run a lookup gateway for a fleet: holds the API key, shares verdicts, speaks /v4/hash
+    #[command(after_help = SERVE_HELP)]
+    Serve(Box<ServeArgs>),
     /// Serve a local stand-in for POST /v4/hash (for tests, demos and benchmarks)
     #[command(hide = true)]
     MockApi(MockArgs),
@@ -104,6 +114,10 @@ pub struct ApiArgs {
     /// Allow plain http to a host that is not loopback (the key crosses the network in clear)
     #[arg(long)]
     pub insecure_http: bool,
+    /// Also trust the CA certificates in this PEM file (an on-premises service or a gateway
+    /// with a private CA); the system's public roots stay trusted
+    #[arg(long, value_name = "PEM")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// The digest and verdict cache.
@@ -126,10 +140,89 @@ pub struct CacheArgs {
     pub unknown_ttl: Duration,
 }
 
+/// `serve`: the fleet gateway.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (plain http only on loopback unless --insecure-http or TLS)
+    #[arg(long, value_name = "ADDR", default_value = crate::gateway::DEFAULT_LISTEN)]
+    pub listen: std::net::SocketAddr,
+    /// Endpoint tokens: lines `NAME TOKEN` or `NAME sha256:HEX`
+    #[arg(long, value_name = "FILE")]
+    pub tokens: PathBuf,
+    /// Verdict store: sqlite:PATH (default: the scan cache) or redis://HOST:PORT/DB, rediss://…
+    #[arg(long, value_name = "STORE", env = "HASHSWEEP_STORE")]
+    pub store: Option<String>,
+    /// Upstream service (the public service, an on-premises MetaDefender, or another gateway)
+    #[arg(long, env = "HASHSWEEP_API_URL", value_name = "URL", default_value = crate::client::http::DEFAULT_API_URL)]
+    pub api_url: String,
+    /// Read the upstream API key from this file (default: the METADEFENDER_APIKEY variable)
+    #[arg(long, value_name = "PATH")]
+    pub apikey_file: Option<PathBuf>,
+    /// At most N requests per minute per endpoint token (429 code 429001 beyond)
+    #[arg(long, value_name = "N")]
+    pub client_rate: Option<std::num::NonZeroU32>,
+    /// Hashes per upstream request (at most 1000)
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub batch_size: u16,
+    /// How long a partial upstream request waits for more misses from other clients
+    #[arg(long, value_name = "DURATION", default_value = "50ms", value_parser = parse_duration)]
+    pub batch_wait: Duration,
+    /// Upstream requests in flight at once
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    /// Retries of an upstream request after a server error, timeout or malformed answer
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub retries: u32,
+    /// Longest upstream 429 wait before the lookup fails (clients are told to retry)
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub max_wait: Duration,
+    /// Timeout for one upstream request
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Timeout for connecting upstream
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// At most N upstream requests per minute
+    #[arg(long, value_name = "N")]
+    pub rate: Option<u32>,
+    /// Allow plain http off loopback, both for clients and upstream
+    #[arg(long)]
+    pub insecure_http: bool,
+    /// Also trust the CA certificates in this PEM file for the upstream
+    #[arg(long, value_name = "PEM")]
+    pub ca_cert: Option<PathBuf>,
+    /// PEM certificate chain: serve https (with --tls-key)
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// How long a clean (or other) verdict is shared
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    pub verdict_ttl: Duration,
+    /// How long an infected or suspicious verdict is shared
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
+    pub detection_ttl: Duration,
+    /// How long an unknown verdict is shared
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub unknown_ttl: Duration,
+    /// How long SIGTERM waits for requests in flight
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Log level (error, warn, info, debug: one line per request with the token's name)
+    #[arg(
+        long,
+        value_name = "LEVEL",
+        env = "HASHSWEEP_LOG",
+        default_value = "info"
+    )]
+    pub log: String,
+}
+
 /// Where and how the report is written.
 #[derive(Debug, Clone, Args)]
 pub struct OutputArgs {
-    /// Report format (default: table on a terminal, ndjson otherwise)
+    /// Report format (default: table on a terminal, ndjson otherwise; ecs: scan only)
     #[arg(long, value_enum)]
     pub format: Option<Format>,
     /// Write the report to FILE (atomically) instead of stdout
@@ -169,6 +262,9 @@ pub struct ScanArgs {
     /// and list the paths that were removed
     #[arg(long, value_name = "OLD_REPORT")]
     pub baseline: Option<PathBuf>,
+    /// `host.name` in `--format ecs` documents (default: this machine's host name)
+    #[arg(long, value_name = "NAME")]
+    pub host_name: Option<String>,
     #[command(flatten)]
     pub api: ApiArgs,
     #[command(flatten)]

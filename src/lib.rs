@@ -4,7 +4,8 @@
 //! The pipeline, one module per stage, plain types between them:
 //! [`walk`] (`WalkEvent`) → [`hash`] (`FileResult`) → [`dedup`] (`Digest`) → [`batch`]
 //! (`LookupBatch`) → [`client`] (`HashOutcome`) → [`pipeline`] (join) → [`report`] (`Record`).
-//! [`app`] and [`cli`] are the command line on top; [`mock`] is a local stand-in for the service.
+//! [`app`] and [`cli`] are the command line on top; [`gateway`] is `hashsweep serve`, the fleet
+//! lookup gateway built on the same client and cache; [`mock`] is a local stand-in for the service.
 
 pub mod app;
 pub mod baseline;
@@ -15,6 +16,7 @@ pub mod client;
 pub mod dedup;
 pub mod digest;
 mod error;
+pub mod gateway;
 pub mod hash;
 pub mod hashlist;
 pub mod hashset;

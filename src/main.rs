@@ -13,6 +13,7 @@ fn main() -> ExitCode {
         Command::Hash(a) => app::run_hash(a),
         Command::Lookup(a) => app::run_lookup(a),
         Command::Diff(a) => app::run_diff(a),
+        Command::Serve(a) => app::run_serve(*a),
         Command::MockApi(a) => app::run_mock(a),
     };
     match result {

@@ -579,6 +579,8 @@ impl ScanOutput {
         let base = Record {
             path: Some(&f.path),
             size: f.size,
+            mtime: None,
+            inode: None,
             sha256: None,
             md5: None,
             sha1: None,
@@ -606,10 +608,15 @@ impl ScanOutput {
                 ..base
             },
             FileStatus::Hashed {
-                digests, warning, ..
+                digests,
+                warning,
+                meta,
+                ..
             } => {
                 let base = Record {
                     note: warning.as_deref(),
+                    mtime: Some(system_time(meta.mtime_ns)),
+                    inode: Some(meta.ino),
                     ..base
                 }
                 .with_digests(Some(digests));
@@ -686,6 +693,16 @@ impl ScanOutput {
         }
         s.set_elapsed(self.elapsed);
         s
+    }
+}
+
+/// Nanoseconds since the epoch (negative before it) as a `SystemTime`.
+fn system_time(ns: i64) -> SystemTime {
+    let d = Duration::from_nanos(ns.unsigned_abs());
+    if ns >= 0 {
+        SystemTime::UNIX_EPOCH + d
+    } else {
+        SystemTime::UNIX_EPOCH - d
     }
 }
 

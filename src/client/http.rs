@@ -39,6 +39,9 @@ pub struct ClientConfig {
     pub insecure_http: bool,
     /// At most this many requests per minute (`--rate`).
     pub rate: Option<u32>,
+    /// Extra trusted root certificates, PEM (`--ca-cert`): an on-premises service or a
+    /// gateway with a private CA.
+    pub ca_cert: Option<Vec<u8>>,
 }
 
 impl ClientConfig {
@@ -53,6 +56,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             insecure_http: false,
             rate: None,
+            ca_cert: None,
         }
     }
 }
@@ -86,6 +90,10 @@ pub struct HttpClient {
     requests: AtomicU64,
     retries: AtomicU64,
     throttled: AtomicU64,
+    /// The last `X-RateLimit-Remaining` seen (`u64::MAX` until one is).
+    quota_remaining: AtomicU64,
+    /// When lookups stopped because the daily quota is spent: when it resets, if known.
+    quota_reset: Mutex<Option<Option<Instant>>>,
 }
 
 /// How one attempt ended.
@@ -131,7 +139,20 @@ impl HttpClient {
         if cfg.details {
             headers.insert("includescandetails", HeaderValue::from_static("1"));
         }
-        let http = Client::builder()
+        let mut builder = Client::builder();
+        if let Some(pem) = &cfg.ca_cert {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| ClientError::Build(format!("--ca-cert: {e}")))?;
+            if certs.is_empty() {
+                return Err(ClientError::Build(
+                    "--ca-cert: no certificate in the file".into(),
+                ));
+            }
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let http = builder
             .user_agent(concat!("hashsweep/", env!("CARGO_PKG_VERSION")))
             .timeout(cfg.timeout)
             .connect_timeout(cfg.connect_timeout)
@@ -152,11 +173,34 @@ impl HttpClient {
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
+            quota_remaining: AtomicU64::new(u64::MAX),
+            quota_reset: Mutex::new(None),
         })
     }
 
     fn stopped_reason(&self) -> Option<String> {
         self.stopped.lock().map(|g| g.clone()).unwrap_or(None)
+    }
+
+    /// The last `X-RateLimit-Remaining` the service sent, if any.
+    pub fn quota_remaining(&self) -> Option<u64> {
+        Some(self.quota_remaining.load(Ordering::Relaxed)).filter(|r| *r != u64::MAX)
+    }
+
+    /// If lookups stopped because the daily quota is spent: `Some(when it resets)`, the inner
+    /// `None` when the service did not say. A long-running caller (the gateway) builds a new
+    /// client once that time has passed.
+    pub fn quota_spent(&self) -> Option<Option<Instant>> {
+        self.quota_reset.lock().map(|g| *g).unwrap_or(None)
+    }
+
+    fn stop_for_quota(&self, why: &str, reset: Option<Duration>) {
+        if let Ok(mut g) = self.quota_reset.lock()
+            && g.is_none()
+        {
+            *g = Some(reset.map(|r| Instant::now() + r));
+        }
+        self.stop(why);
     }
 
     fn stop(&self, why: &str) {
@@ -229,6 +273,10 @@ impl HttpClient {
             .get("x-ratelimit-remaining")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(r) = remaining {
+            self.quota_remaining
+                .store(r.min(u64::MAX - 1), Ordering::Relaxed);
+        }
         let body = match read_body(resp) {
             Ok(b) => b,
             Err(e) => {
@@ -270,10 +318,12 @@ impl HttpClient {
                 self.throttled.fetch_add(1, Ordering::Relaxed);
                 let wait = wait.unwrap_or(Duration::from_secs(5));
                 if err.code == Some(429000) && wait > self.cfg.max_wait {
-                    Attempt::Fatal(format!(
+                    let why = format!(
                         "the daily lookup quota is spent ({what}); it resets in {}s",
                         wait.as_secs()
-                    ))
+                    );
+                    self.stop_for_quota(&why, Some(wait));
+                    Attempt::Fatal(why)
                 } else {
                     Attempt::Wait(wait, what)
                 }
@@ -411,12 +461,15 @@ impl HttpClient {
         }
         match reset {
             Some(r) if r <= self.cfg.max_wait => self.pause_for(r),
-            _ => self.stop(&format!(
-                "the daily lookup quota is spent (X-RateLimit-Remaining: 0{})",
-                reset
-                    .map(|r| format!(", resets in {}s", r.as_secs()))
-                    .unwrap_or_default()
-            )),
+            _ => self.stop_for_quota(
+                &format!(
+                    "the daily lookup quota is spent (X-RateLimit-Remaining: 0{})",
+                    reset
+                        .map(|r| format!(", resets in {}s", r.as_secs()))
+                        .unwrap_or_default()
+                ),
+                reset,
+            ),
         }
     }
 }

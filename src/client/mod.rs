@@ -48,7 +48,7 @@ impl fmt::Display for ApiKey {
 }
 
 /// One engine's result, kept with `--details`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct EngineResult {
     pub engine: String,
     pub threat_found: String,

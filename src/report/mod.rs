@@ -5,19 +5,20 @@
 //! kept byte-exact: `path` is UTF-8 (lossy) and `path_bytes` (base64 of the raw bytes) appears
 //! only when the name is not valid UTF-8.
 
+pub mod ecs;
 mod table;
 
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use serde::Serialize;
 
 use crate::baseline::Change;
 use crate::client::{Answer, EngineResult};
-use crate::digest::{Digests, hex_lower};
+use crate::digest::{Algo, Digests, hex_lower};
 use crate::verdict::Verdict;
 
 pub use table::escape_for_line;
@@ -29,6 +30,8 @@ pub enum Format {
     Json,
     Ndjson,
     Csv,
+    /// Elastic Common Schema, one document per line (`scan` only)
+    Ecs,
 }
 
 /// One path's joined result, borrowed from the pipeline's state.
@@ -37,6 +40,10 @@ pub struct Record<'a> {
     /// `None` only for `lookup` of a bare hash.
     pub path: Option<&'a Path>,
     pub size: Option<u64>,
+    /// Modification time `fstat` gave when the file was opened (hashed files only).
+    pub mtime: Option<SystemTime>,
+    /// Inode number (hashed files only).
+    pub inode: Option<u64>,
     pub sha256: Option<String>,
     pub md5: Option<String>,
     pub sha1: Option<String>,
@@ -313,12 +320,16 @@ impl<'a> RemovedOut<'a> {
     }
 }
 
-/// Which optional columns a CSV report has.
-#[derive(Debug, Clone, Copy, Default)]
+/// Which optional columns a CSV report has, and what the ECS format says about the run.
+#[derive(Debug, Clone, Default)]
 pub struct Columns {
     pub md5: bool,
     pub sha1: bool,
     pub change: bool,
+    /// Which digest was sent to the service (ECS: the field an answer matched).
+    pub lookup_algo: Option<Algo>,
+    /// ECS `host.name` (default: this machine's host name).
+    pub host_name: Option<String>,
 }
 
 /// Writes records in one format.
@@ -340,6 +351,7 @@ pub fn reporter<'w>(
         Format::Ndjson => Box::new(NdjsonReporter { out }),
         Format::Csv => Box::new(CsvReporter::new(out, cols)),
         Format::Table => Box::new(table::TableReporter::new(out)),
+        Format::Ecs => Box::new(ecs::EcsReporter::new(out, cols)),
     }
 }
 
@@ -512,6 +524,8 @@ mod tests {
         Record {
             path: Some(path),
             size: Some(3),
+            mtime: None,
+            inode: None,
             sha256: Some("ab".into()),
             md5: None,
             sha1: None,

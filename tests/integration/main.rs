@@ -5,8 +5,10 @@ mod util;
 
 mod baseline;
 mod cache;
+mod ecs;
 mod faults;
 mod filesystem;
+mod gateway;
 mod hash_cmd;
 mod hashsets;
 mod interrupt;

@@ -1,0 +1,475 @@
+//! The gateway's HTTP face: `POST /v4/hash` with the vendor's contract, `GET /healthz`,
+//! `GET /metrics`.
+//!
+//! A request is checked in the vendor's order and with its codes: the endpoint token (401006,
+//! before the body is read; the upstream is never asked), the per-token rate (429001), the body
+//! (at most 1 MiB and 1000 hashes; 400060-400065). Its distinct digests are read from the store
+//! in one round trip; misses go to the [`Coalescer`]. The answer has the vendor's shape, one
+//! entry per hash asked, in order, upper-case, with `scan_result_i` 5 for strings that are not a
+//! hash. A hash whose upstream lookup failed is left out (the client asks again, as it would of
+//! the service); if none could be answered the request gets 503 (503000), or 429 (429000 with
+//! `X-RateLimit-Reset-In`) when the gateway's daily quota is spent. A store that cannot be read
+//! gives 503: never a made-up verdict.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::coalesce::{Coalescer, Got};
+use super::store::Store;
+use super::tokens::Tokens;
+use crate::batch::MAX_BATCH;
+use crate::client::Answer;
+use crate::digest::Digest;
+
+/// The largest request body accepted.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// Everything a handler needs.
+pub struct AppState {
+    pub tokens: Tokens,
+    pub store: Store,
+    pub coalescer: Arc<Coalescer>,
+    pub limiter: Option<DefaultKeyedRateLimiter<Arc<str>>>,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new(
+        tokens: Tokens,
+        store: Store,
+        coalescer: Arc<Coalescer>,
+        client_rate: Option<NonZeroU32>,
+        metrics: PrometheusHandle,
+    ) -> AppState {
+        AppState {
+            tokens,
+            store,
+            coalescer,
+            limiter: client_rate.map(|n| RateLimiter::keyed(Quota::per_minute(n))),
+            metrics,
+        }
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v4/hash", post(hash_lookup))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(render_metrics))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// The vendor's error shape.
+fn error(status: StatusCode, code: u32, message: &str) -> Response {
+    let body = serde_json::json!({"error": {"code": code, "messages": [message]}}).to_string();
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, 404000, "Endpoint not found")
+}
+
+/// Why a request body is refused, with the vendor's code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRequest {
+    pub code: u32,
+    pub message: &'static str,
+}
+
+/// The `hash` strings of a request body, checked as the vendor checks them.
+pub fn parse_request(body: &[u8]) -> Result<Vec<String>, BadRequest> {
+    #[derive(Deserialize)]
+    struct Fast<'a> {
+        #[serde(borrow)]
+        hash: Vec<&'a str>,
+    }
+    let bad = |code, message| Err(BadRequest { code, message });
+    // The common case: an object whose `hash` is an array of plain strings.
+    let list: Vec<String> = match serde_json::from_slice::<Fast<'_>>(body) {
+        Ok(f) => f.hash.into_iter().map(str::to_string).collect(),
+        Err(_) => {
+            let Ok(v) = serde_json::from_slice::<Value>(body) else {
+                return bad(400060, "The `hash` field is required");
+            };
+            let Some(field) = v.get("hash") else {
+                return bad(400060, "The `hash` field is required");
+            };
+            let Some(arr) = field.as_array() else {
+                return bad(400061, "The `hash` field must be an array");
+            };
+            let mut out = Vec::with_capacity(arr.len());
+            for h in arr {
+                match h.as_str() {
+                    Some(s) => out.push(s.to_string()),
+                    None => return bad(400064, "A hash value is not valid"),
+                }
+            }
+            out
+        }
+    };
+    if list.is_empty() {
+        return bad(400062, "The `hash` field is empty");
+    }
+    if list.len() > MAX_BATCH {
+        return bad(400063, "Exceeded maximum allowed hashes (1000)");
+    }
+    Ok(list)
+}
+
+fn details_wanted(h: &HeaderMap) -> Result<bool, BadRequest> {
+    match h.get("includescandetails").map(|v| v.as_bytes()) {
+        None | Some(b"0") => Ok(false),
+        Some(b"1") => Ok(true),
+        Some(_) => Err(BadRequest {
+            code: 400065,
+            message: "includescandetails must be 0 or 1",
+        }),
+    }
+}
+
+fn count_request(token: &str, status: StatusCode) {
+    metrics::counter!(
+        "hashsweep_gateway_client_requests_total",
+        "token" => token.to_string(),
+        "status" => status.as_str().to_string()
+    )
+    .increment(1);
+}
+
+async fn hash_lookup(
+    State(st): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    let started = Instant::now();
+    let Some(name) = req
+        .headers()
+        .get("apikey")
+        .and_then(|t| st.tokens.name_of(t.as_bytes()))
+    else {
+        metrics::counter!("hashsweep_gateway_client_refused_total", "reason" => "token")
+            .increment(1);
+        tracing::warn!(%peer, "refused a request without a known endpoint token");
+        return error(StatusCode::UNAUTHORIZED, 401006, "Invalid apikey");
+    };
+    let resp = lookup_for(&st, &name, req).await;
+    count_request(&name, resp.status());
+    tracing::debug!(
+        token = %name,
+        %peer,
+        status = resp.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        "POST /v4/hash"
+    );
+    resp
+}
+
+async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Response {
+    if let Some(limiter) = &st.limiter
+        && let Err(not_until) = limiter.check_key(name)
+    {
+        let wait = not_until
+            .wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ))
+            .as_secs()
+            .max(1);
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            429001,
+            "Too many requests for this endpoint token (--client-rate)",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        return r;
+    }
+    let details = match details_wanted(req.headers()) {
+        Ok(d) => d,
+        Err(b) => return error(StatusCode::BAD_REQUEST, b.code, b.message),
+    };
+    let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                400063,
+                "Request body larger than 1 MiB (at most 1000 hashes per request)",
+            );
+        }
+    };
+    let hashes = match parse_request(&body) {
+        Ok(h) => h,
+        Err(b) => return error(StatusCode::BAD_REQUEST, b.code, b.message),
+    };
+    metrics::counter!("hashsweep_gateway_client_hashes_total", "token" => name.to_string())
+        .increment(hashes.len() as u64);
+
+    let parsed: Vec<Option<Digest>> = hashes.iter().map(|h| Digest::from_hex(h)).collect();
+    let mut distinct: Vec<Digest> = parsed.iter().flatten().copied().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+
+    let mut found: HashMap<Digest, Got> = HashMap::with_capacity(distinct.len());
+    match st.store.get(&distinct).await {
+        Ok(cached) => {
+            let mut misses = Vec::new();
+            for (d, a) in distinct.iter().zip(cached) {
+                match a {
+                    Some(a) if !details || a.details.is_some() => {
+                        found.insert(*d, Got::Answer(a));
+                    }
+                    _ => misses.push(*d),
+                }
+            }
+            metrics::counter!("hashsweep_gateway_cache_hits_total").increment(found.len() as u64);
+            metrics::counter!("hashsweep_gateway_cache_misses_total")
+                .increment(misses.len() as u64);
+            if !misses.is_empty() {
+                let got = st.coalescer.ask(&misses, details).await;
+                found.extend(misses.into_iter().zip(got));
+            }
+        }
+        Err(e) => return store_down(&e.to_string()),
+    }
+
+    if let Some(Got::StoreDown(why)) = found.values().find(|g| matches!(g, Got::StoreDown(_))) {
+        return store_down(why);
+    }
+    let answered = found
+        .values()
+        .filter(|g| matches!(g, Got::Answer(_)))
+        .count();
+    if answered == 0 && !distinct.is_empty() {
+        return upstream_failed(st, &found);
+    }
+    let mut out = String::with_capacity(hashes.len() * 120 + 16);
+    out.push_str("{\"data\":[");
+    let mut first = true;
+    for (h, d) in hashes.iter().zip(&parsed) {
+        let entry = match d {
+            Some(d) => match found.get(d) {
+                Some(Got::Answer(a)) => Some(a),
+                _ => continue,
+            },
+            None => None,
+        };
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        write_entry(&mut out, h, entry, details);
+    }
+    out.push_str("]}");
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        out,
+    )
+        .into_response()
+}
+
+fn store_down(why: &str) -> Response {
+    tracing::error!("answering 503: {why}");
+    let mut r = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        503000,
+        "The gateway's verdict store is unreachable; retry later",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    r
+}
+
+fn upstream_failed(st: &AppState, found: &HashMap<Digest, Got>) -> Response {
+    let upstream = st.coalescer.upstream();
+    if let Some(reset) = upstream.quota_reset_in() {
+        let secs = reset.as_secs().max(1);
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            429000,
+            "API key limit exceeded (the gateway's daily lookup quota is spent)",
+        );
+        let h = r.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&format!("{secs}s")) {
+            h.insert("x-ratelimit-reset-in", v);
+        }
+        h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return r;
+    }
+    let why = found
+        .values()
+        .find_map(|g| match g {
+            Got::Failed(w) => Some(w.as_str()),
+            _ => None,
+        })
+        .unwrap_or("no answer");
+    tracing::warn!("answering 503: upstream lookups failed: {why}");
+    let mut r = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        503000,
+        &format!("The gateway could not reach the reputation service: {why}"),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
+}
+
+/// One answer entry in the vendor's shape; `None` is the vendor's "not a valid hash" entry.
+fn write_entry(out: &mut String, hash: &str, a: Option<&Answer>, details: bool) {
+    let up = hash.to_ascii_uppercase();
+    let hash_json = if up.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        format!("\"{up}\"")
+    } else {
+        serde_json::to_string(&up).unwrap_or_else(|_| "\"\"".into())
+    };
+    let Some(a) = a else {
+        let _ = write!(
+            out,
+            "{{\"data_id\":null,\"hash\":{hash_json},\"scan_result_i\":5,\"total_detected_avs\":-1}}"
+        );
+        return;
+    };
+    let data_id = match &a.data_id {
+        Some(id) => serde_json::to_string(id).unwrap_or_else(|_| "null".into()),
+        None => "null".into(),
+    };
+    let _ = write!(
+        out,
+        "{{\"data_id\":{data_id},\"scan_result_i\":{},\"hash\":{hash_json},\"total_detected_avs\":{}",
+        a.scan_result_i, a.total_detected_avs
+    );
+    if details && let Some(engines) = &a.details {
+        let map: serde_json::Map<String, Value> = engines
+            .iter()
+            .map(|e| {
+                (
+                    e.engine.clone(),
+                    serde_json::json!({
+                        "threat_found": e.threat_found,
+                        "scan_result_i": e.scan_result_i,
+                        "def_time": e.def_time,
+                    }),
+                )
+            })
+            .collect();
+        let _ = write!(out, ",\"scan_details\":{}", Value::Object(map));
+    }
+    out.push('}');
+}
+
+async fn healthz(State(st): State<Arc<AppState>>) -> Response {
+    let store = tokio::time::timeout(Duration::from_secs(2), st.store.ping()).await;
+    let store_ok = matches!(store, Ok(Ok(())));
+    let upstream = st.coalescer.upstream();
+    let body = serde_json::json!({
+        "status": if store_ok { "ok" } else { "degraded" },
+        "store": if store_ok { "ok".to_string() } else {
+            match store { Ok(Err(e)) => e.to_string(), _ => "timed out".into() }
+        },
+        "upstream": upstream.halted().unwrap_or_else(|| "ok".into()),
+        "upstream_quota_remaining": upstream.quota_remaining(),
+    });
+    let status = if store_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn render_metrics(State(st): State<Arc<AppState>>) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        Body::from(st.metrics.render()),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_bodies_are_checked_with_the_vendors_codes() {
+        let code = |b: &str| parse_request(b.as_bytes()).unwrap_err().code;
+        assert_eq!(code("not json"), 400060);
+        assert_eq!(code("{}"), 400060);
+        assert_eq!(code(r#"{"hash":"abc"}"#), 400061);
+        assert_eq!(code(r#"{"hash":[]}"#), 400062);
+        assert_eq!(code(r#"{"hash":[1]}"#), 400064);
+        let many = format!(r#"{{"hash":[{}]}}"#, vec!["\"a\""; 1001].join(","));
+        assert_eq!(code(&many), 400063);
+        let ok = parse_request(br#"{"hash":["ab","c\u0064"]}"#).unwrap();
+        assert_eq!(ok, vec!["ab".to_string(), "cd".to_string()]);
+    }
+
+    #[test]
+    fn entries_have_the_vendors_shape() {
+        let mut s = String::new();
+        write_entry(&mut s, "ab\"x", None, false);
+        let v: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["hash"], "AB\"X");
+        assert_eq!(v["scan_result_i"], 5);
+        assert_eq!(v["total_detected_avs"], -1);
+        assert!(v["data_id"].is_null());
+        let a = Answer {
+            scan_result_i: 1,
+            total_detected_avs: 3,
+            data_id: Some("id\"1".into()),
+            details: Some(Box::new([crate::client::EngineResult {
+                engine: "AV".into(),
+                threat_found: "EICAR".into(),
+                scan_result_i: Some(1),
+                def_time: None,
+            }])),
+        };
+        let mut s = String::new();
+        write_entry(&mut s, "abcd", Some(&a), true);
+        let v: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["hash"], "ABCD");
+        assert_eq!(v["data_id"], "id\"1");
+        assert_eq!(v["scan_details"]["AV"]["threat_found"], "EICAR");
+        let mut s = String::new();
+        write_entry(&mut s, "abcd", Some(&a), false);
+        assert!(!s.contains("scan_details"));
+    }
+}

@@ -1,0 +1,412 @@
+//! Coalescing: every cache miss from every client, asked upstream once.
+//!
+//! A miss is first looked for in this instance's in-flight table (someone here is already
+//! asking: wait for that answer). New digests are claimed in the store ([`Store::claim`]): an
+//! answer may have landed meanwhile; a claim held by another instance means waiting for its
+//! answer in the store; a won claim puts the digest on the upstream queue. The queue is cut into
+//! requests of up to 1000 hashes (a partial one leaves after `batch_wait`), at most
+//! `concurrency` in flight, each sent with the same blocking [`HttpClient`] `scan` uses (its
+//! retries, 429 handling and quota stop), on tokio's blocking pool. Answers are written to the
+//! store before the waiters hear them, so a restarted or second instance finds them there.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::store::{Claim, Store};
+use crate::batch::{LookupBatch, MAX_BATCH};
+use crate::client::{Answer, ClientConfig, HttpClient, ReputationClient};
+use crate::digest::Digest;
+
+/// What a waiter learns about one digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Got {
+    Answer(Answer),
+    /// The upstream lookup failed (the reason is safe to show: the client scrubs the key).
+    Failed(String),
+    /// The store could not be used: the whole request is answered 503.
+    StoreDown(String),
+}
+
+/// One thing to look up: a digest, with or without per-engine details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Want {
+    pub digest: Digest,
+    pub details: bool,
+}
+
+/// How the upstream side is run.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub client: ClientConfig,
+    pub batch_size: usize,
+    pub batch_wait: Duration,
+    pub concurrency: usize,
+    /// How long to wait for another instance's claimed lookup before asking ourselves.
+    pub claim_ttl: Duration,
+}
+
+/// The upstream clients (one plain, one with details), rebuilt when a spent quota resets.
+pub struct Upstream {
+    cfg: ClientConfig,
+    clients: Mutex<[Arc<HttpClient>; 2]>,
+    /// Requests made by clients since replaced, so the metric never goes backwards.
+    retired_requests: AtomicU64,
+    /// When a quota stop without a known reset was first seen.
+    unknown_reset_since: Mutex<Option<Instant>>,
+}
+
+/// Without a reset time from the service, try again after this long.
+const UNKNOWN_RESET: Duration = Duration::from_secs(15 * 60);
+
+impl Upstream {
+    pub fn new(cfg: ClientConfig) -> Result<Upstream, crate::client::http::ClientError> {
+        let plain = HttpClient::new(ClientConfig {
+            details: false,
+            ..cfg.clone()
+        })?;
+        let detailed = HttpClient::new(ClientConfig {
+            details: true,
+            ..cfg.clone()
+        })?;
+        Ok(Upstream {
+            cfg,
+            clients: Mutex::new([Arc::new(plain), Arc::new(detailed)]),
+            retired_requests: AtomicU64::new(0),
+            unknown_reset_since: Mutex::new(None),
+        })
+    }
+
+    fn all(&self) -> [Arc<HttpClient>; 2] {
+        match self.clients.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// The client to use now; one whose quota stop has passed its reset is replaced.
+    fn client(&self, details: bool) -> Arc<HttpClient> {
+        let i = usize::from(details);
+        let mut g = match self.clients.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(reset) = g[i].quota_spent() {
+            let now = Instant::now();
+            let due = match reset {
+                Some(t) => t <= now,
+                None => {
+                    let mut since = self
+                        .unknown_reset_since
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    let first = *since.get_or_insert(now);
+                    now.duration_since(first) >= UNKNOWN_RESET
+                }
+            };
+            if due {
+                let cfg = ClientConfig {
+                    details,
+                    ..self.cfg.clone()
+                };
+                if let Ok(fresh) = HttpClient::new(cfg) {
+                    self.retired_requests
+                        .fetch_add(g[i].stats().requests, Ordering::Relaxed);
+                    g[i] = Arc::new(fresh);
+                    *self
+                        .unknown_reset_since
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = None;
+                }
+            }
+        }
+        Arc::clone(&g[i])
+    }
+
+    /// If the daily quota is spent: how long until it resets (best known).
+    pub fn quota_reset_in(&self) -> Option<Duration> {
+        let now = Instant::now();
+        self.all().iter().find_map(|c| {
+            c.quota_spent().map(|reset| match reset {
+                Some(t) => t.saturating_duration_since(now),
+                None => UNKNOWN_RESET,
+            })
+        })
+    }
+
+    /// Why the upstream is not asked any more (key refused, quota spent), if it is not.
+    pub fn halted(&self) -> Option<String> {
+        self.all().iter().find_map(|c| c.halted())
+    }
+
+    pub fn quota_remaining(&self) -> Option<u64> {
+        self.all().iter().filter_map(|c| c.quota_remaining()).min()
+    }
+
+    fn publish_metrics(&self) {
+        let all = self.all();
+        let requests: u64 = all.iter().map(|c| c.stats().requests).sum::<u64>()
+            + self.retired_requests.load(Ordering::Relaxed);
+        metrics::counter!("hashsweep_gateway_upstream_requests_total").absolute(requests);
+        let throttled: u64 = all.iter().map(|c| c.stats().throttled).sum();
+        metrics::gauge!("hashsweep_gateway_upstream_throttled").set(throttled as f64);
+        if let Some(r) = self.quota_remaining() {
+            metrics::gauge!("hashsweep_gateway_upstream_quota_remaining").set(r as f64);
+        }
+    }
+}
+
+type Waiters = Vec<oneshot::Sender<Got>>;
+
+/// The in-flight table and the upstream queues.
+pub struct Coalescer {
+    inflight: Mutex<HashMap<Want, Waiters>>,
+    queues: [mpsc::UnboundedSender<Digest>; 2],
+    store: Store,
+    upstream: Arc<Upstream>,
+    claim_ttl: Duration,
+}
+
+impl Coalescer {
+    /// Start the batchers (one per details flag) on the current tokio runtime.
+    pub fn start(store: Store, upstream: Arc<Upstream>, cfg: &UpstreamConfig) -> Arc<Coalescer> {
+        let (plain_tx, plain_rx) = mpsc::unbounded_channel();
+        let (detail_tx, detail_rx) = mpsc::unbounded_channel();
+        let me = Arc::new(Coalescer {
+            inflight: Mutex::new(HashMap::new()),
+            queues: [plain_tx, detail_tx],
+            store,
+            upstream,
+            claim_ttl: cfg.claim_ttl,
+        });
+        let permits = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
+        for (details, rx) in [(false, plain_rx), (true, detail_rx)] {
+            tokio::spawn(run_batcher(
+                Arc::downgrade(&me),
+                rx,
+                details,
+                cfg.batch_size.clamp(1, MAX_BATCH),
+                cfg.batch_wait,
+                Arc::clone(&permits),
+            ));
+        }
+        me
+    }
+
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    /// Look up digests the store did not have. One [`Got`] per digest, in order.
+    pub async fn ask(self: &Arc<Self>, digests: &[Digest], details: bool) -> Vec<Got> {
+        let mut fresh = Vec::new();
+        let mut rxs = Vec::with_capacity(digests.len());
+        {
+            let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            for &digest in digests {
+                let (tx, rx) = oneshot::channel();
+                rxs.push(rx);
+                match map.entry(Want { digest, details }) {
+                    Entry::Occupied(mut e) => {
+                        e.get_mut().push(tx);
+                        metrics::counter!("hashsweep_gateway_coalesced_total").increment(1);
+                    }
+                    Entry::Vacant(e) => {
+                        e.insert(vec![tx]);
+                        fresh.push(digest);
+                    }
+                }
+            }
+        }
+        if !fresh.is_empty() {
+            // Detached: if this request is dropped (its client went away), the digests it
+            // registered must still be asked, or later waiters on them would hang.
+            let me = Arc::clone(self);
+            tokio::spawn(async move { me.claim_and_queue(fresh, details).await });
+        }
+        let mut out = Vec::with_capacity(rxs.len());
+        for rx in rxs {
+            out.push(
+                rx.await
+                    .unwrap_or_else(|_| Got::Failed("the gateway is shutting down".into())),
+            );
+        }
+        out
+    }
+
+    async fn claim_and_queue(self: &Arc<Self>, digests: Vec<Digest>, details: bool) {
+        let claims = match self.store.claim(&digests).await {
+            Ok(c) => c,
+            Err(e) => {
+                let why = e.to_string();
+                for d in digests {
+                    self.resolve(Want { digest: d, details }, Got::StoreDown(why.clone()));
+                }
+                return;
+            }
+        };
+        let mut theirs = Vec::new();
+        for (digest, claim) in digests.into_iter().zip(claims) {
+            let want = Want { digest, details };
+            match claim {
+                Claim::Answered(a) if !details || a.details.is_some() => {
+                    self.resolve(want, Got::Answer(a));
+                }
+                Claim::Answered(_) | Claim::Mine => self.enqueue(want),
+                Claim::Theirs => theirs.push(digest),
+            }
+        }
+        if !theirs.is_empty() {
+            let me = Arc::clone(self);
+            tokio::spawn(async move { me.await_others(theirs, details).await });
+        }
+    }
+
+    fn enqueue(&self, want: Want) {
+        if self.queues[usize::from(want.details)]
+            .send(want.digest)
+            .is_err()
+        {
+            self.resolve(want, Got::Failed("the gateway is shutting down".into()));
+        }
+    }
+
+    /// Wait for another instance's lookups to land in the store; take over the ones whose
+    /// claim lapses or is dropped (its lookup failed) without an answer.
+    async fn await_others(self: Arc<Self>, mut digests: Vec<Digest>, details: bool) {
+        let deadline = Instant::now() + self.claim_ttl * 2 + Duration::from_secs(5);
+        let mut pause = Duration::from_millis(20);
+        while !digests.is_empty() {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
+            let claims = match self.store.claim(&digests).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let why = e.to_string();
+                    for d in digests {
+                        self.resolve(Want { digest: d, details }, Got::StoreDown(why.clone()));
+                    }
+                    return;
+                }
+            };
+            let mut still = Vec::new();
+            for (digest, claim) in digests.into_iter().zip(claims) {
+                let want = Want { digest, details };
+                match claim {
+                    Claim::Answered(a) if !details || a.details.is_some() => {
+                        self.resolve(want, Got::Answer(a))
+                    }
+                    Claim::Answered(_) | Claim::Mine => self.enqueue(want),
+                    Claim::Theirs if Instant::now() >= deadline => self.resolve(
+                        want,
+                        Got::Failed("another gateway instance's lookup did not finish".into()),
+                    ),
+                    Claim::Theirs => still.push(digest),
+                }
+            }
+            digests = still;
+        }
+    }
+
+    fn resolve(&self, want: Want, got: Got) {
+        let waiters = self
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&want);
+        for tx in waiters.into_iter().flatten() {
+            let _ = tx.send(got.clone());
+        }
+    }
+
+    /// Send one batch upstream, store its answers, then tell the waiters.
+    async fn send(self: Arc<Self>, batch: LookupBatch, details: bool) {
+        let upstream = Arc::clone(&self.upstream);
+        let n = batch.digests.len();
+        metrics::counter!("hashsweep_gateway_upstream_hashes_total").increment(n as u64);
+        let digests = batch.digests.clone();
+        // On the blocking pool: the client blocks, and replacing one (after a quota reset)
+        // builds and drops a blocking client, which must not happen on an async thread.
+        let up = Arc::clone(&upstream);
+        let outcomes = tokio::task::spawn_blocking(move || up.client(details).lookup(&batch))
+            .await
+            .unwrap_or_else(|e| {
+                digests
+                    .iter()
+                    .map(|d| (*d, Err(format!("upstream lookup task failed: {e}"))))
+                    .collect()
+            });
+        upstream.publish_metrics();
+        let mut answers = Vec::with_capacity(outcomes.len());
+        let mut failed = Vec::new();
+        for (d, o) in &outcomes {
+            match o {
+                Ok(a) => answers.push((*d, a.clone())),
+                Err(_) => failed.push(*d),
+            }
+        }
+        if !failed.is_empty() {
+            metrics::counter!("hashsweep_gateway_upstream_errors_total")
+                .increment(failed.len() as u64);
+        }
+        if let Err(e) = self.store.put(&answers, &failed).await {
+            // The answers are real: the waiters get them; only sharing them is lost.
+            eprintln!(
+                "hashsweep serve: could not store {} answers: {e}",
+                answers.len()
+            );
+        }
+        for (digest, o) in outcomes {
+            let got = match o {
+                Ok(a) => Got::Answer(a),
+                Err(e) => Got::Failed(e),
+            };
+            self.resolve(Want { digest, details }, got);
+        }
+    }
+}
+
+async fn run_batcher(
+    me: std::sync::Weak<Coalescer>,
+    mut rx: mpsc::UnboundedReceiver<Digest>,
+    details: bool,
+    max: usize,
+    wait: Duration,
+    permits: Arc<Semaphore>,
+) {
+    let mut next_id = 1u64;
+    while let Some(first) = rx.recv().await {
+        let mut digests = Vec::with_capacity(max);
+        digests.push(first);
+        let deadline = tokio::time::Instant::now() + wait;
+        while digests.len() < max {
+            // Take what is already queued without waiting, then wait out the window.
+            match rx.try_recv() {
+                Ok(d) => digests.push(d),
+                Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(d)) => digests.push(d),
+                    _ => break,
+                },
+            }
+        }
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            return;
+        };
+        let Some(me) = me.upgrade() else {
+            return;
+        };
+        let batch = LookupBatch {
+            id: next_id,
+            digests,
+        };
+        next_id += 1;
+        tokio::spawn(async move {
+            me.send(batch, details).await;
+            drop(permit);
+        });
+    }
+}
