@@ -724,7 +724,11 @@ pub fn run_serve(a: ServeArgs) -> Result<u8, Error> {
             batch_size: usize::from(a.batch_size),
             batch_wait: a.batch_wait,
             concurrency: usize::from(a.concurrency),
-            claim_ttl: a.timeout.max(std::time::Duration::from_secs(5)),
+            // Long enough for one whole lookup: every attempt, the backoffs and a 429 wait,
+            // so a claim does not lapse while its lookup still runs.
+            claim_ttl: a.timeout.saturating_mul(a.retries.saturating_add(1))
+                + a.max_wait
+                + std::time::Duration::from_secs(30),
         },
         client_rate: a.client_rate,
         insecure_http: a.insecure_http,

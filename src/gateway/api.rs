@@ -365,7 +365,7 @@ fn write_entry(out: &mut String, hash: &str, a: Option<&Answer>, details: bool) 
         "{{\"data_id\":{data_id},\"scan_result_i\":{},\"hash\":{hash_json},\"total_detected_avs\":{}",
         a.scan_result_i, a.total_detected_avs
     );
-    if details && let Some(engines) = &a.details {
+    if details && let Some(engines) = a.details.as_deref().filter(|e| !e.is_empty()) {
         let map: serde_json::Map<String, Value> = engines
             .iter()
             .map(|e| {

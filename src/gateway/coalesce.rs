@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::task::TaskTracker;
 
 use super::store::{Claim, Store};
 use crate::batch::{LookupBatch, MAX_BATCH};
@@ -169,6 +170,8 @@ pub struct Coalescer {
     store: Store,
     upstream: Arc<Upstream>,
     claim_ttl: Duration,
+    /// Every task that may hold an upstream answer not yet stored: shutdown waits for them.
+    tasks: TaskTracker,
 }
 
 impl Coalescer {
@@ -182,6 +185,7 @@ impl Coalescer {
             store,
             upstream,
             claim_ttl: cfg.claim_ttl,
+            tasks: TaskTracker::new(),
         });
         let permits = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
         for (details, rx) in [(false, plain_rx), (true, detail_rx)] {
@@ -201,10 +205,17 @@ impl Coalescer {
         &self.upstream
     }
 
+    /// Wait (up to `grace`) for lookups still in flight to be stored and answered.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        self.tasks.close();
+        tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
+    }
+
     /// Look up digests the store did not have. One [`Got`] per digest, in order.
     pub async fn ask(self: &Arc<Self>, digests: &[Digest], details: bool) -> Vec<Got> {
         let mut fresh = Vec::new();
         let mut rxs = Vec::with_capacity(digests.len());
+        let mut joined = 0u64;
         {
             let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             for &digest in digests {
@@ -213,7 +224,7 @@ impl Coalescer {
                 match map.entry(Want { digest, details }) {
                     Entry::Occupied(mut e) => {
                         e.get_mut().push(tx);
-                        metrics::counter!("hashsweep_gateway_coalesced_total").increment(1);
+                        joined += 1;
                     }
                     Entry::Vacant(e) => {
                         e.insert(vec![tx]);
@@ -222,18 +233,23 @@ impl Coalescer {
                 }
             }
         }
+        metrics::counter!("hashsweep_gateway_coalesced_total").increment(joined);
         if !fresh.is_empty() {
             // Detached: if this request is dropped (its client went away), the digests it
             // registered must still be asked, or later waiters on them would hang.
             let me = Arc::clone(self);
-            tokio::spawn(async move { me.claim_and_queue(fresh, details).await });
+            self.tasks
+                .spawn(async move { me.claim_and_queue(fresh, details).await });
         }
+        // Nobody waits forever, whatever happens to the lookup.
+        let deadline = tokio::time::Instant::now() + self.claim_ttl * 2 + Duration::from_secs(10);
         let mut out = Vec::with_capacity(rxs.len());
         for rx in rxs {
-            out.push(
-                rx.await
-                    .unwrap_or_else(|_| Got::Failed("the gateway is shutting down".into())),
-            );
+            out.push(match tokio::time::timeout_at(deadline, rx).await {
+                Ok(Ok(got)) => got,
+                Ok(Err(_)) => Got::Failed("the gateway is shutting down".into()),
+                Err(_) => Got::Failed("the upstream lookup did not finish in time".into()),
+            });
         }
         out
     }
@@ -262,7 +278,8 @@ impl Coalescer {
         }
         if !theirs.is_empty() {
             let me = Arc::clone(self);
-            tokio::spawn(async move { me.await_others(theirs, details).await });
+            self.tasks
+                .spawn(async move { me.await_others(theirs, details).await });
         }
     }
 
@@ -343,9 +360,17 @@ impl Coalescer {
         upstream.publish_metrics();
         let mut answers = Vec::with_capacity(outcomes.len());
         let mut failed = Vec::new();
-        for (d, o) in &outcomes {
+        let mut outcomes = outcomes;
+        for (d, o) in &mut outcomes {
             match o {
-                Ok(a) => answers.push((*d, a.clone())),
+                Ok(a) => {
+                    // The service sends no details for some answers (unknown hashes): mark
+                    // that they were asked for, so the stored answer serves details requests.
+                    if details && a.details.is_none() {
+                        a.details = Some(Box::new([]));
+                    }
+                    answers.push((*d, a.clone()));
+                }
                 Err(_) => failed.push(*d),
             }
         }
@@ -360,12 +385,21 @@ impl Coalescer {
                 answers.len()
             );
         }
-        for (digest, o) in outcomes {
-            let got = match o {
-                Ok(a) => Got::Answer(a),
-                Err(e) => Got::Failed(e),
-            };
-            self.resolve(Want { digest, details }, got);
+        // One lock for the whole batch.
+        let waiters: Vec<(Waiters, Got)> = {
+            let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            outcomes
+                .into_iter()
+                .filter_map(|(digest, o)| {
+                    let w = map.remove(&Want { digest, details })?;
+                    Some((w, o.map_or_else(Got::Failed, Got::Answer)))
+                })
+                .collect()
+        };
+        for (txs, got) in waiters {
+            for tx in txs {
+                let _ = tx.send(got.clone());
+            }
         }
     }
 }
@@ -404,7 +438,8 @@ async fn run_batcher(
             digests,
         };
         next_id += 1;
-        tokio::spawn(async move {
+        let tasks = me.tasks.clone();
+        tasks.spawn(async move {
             me.send(batch, details).await;
             drop(permit);
         });

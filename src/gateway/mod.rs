@@ -134,7 +134,7 @@ async fn run(
     let state = Arc::new(api::AppState::new(
         cfg.tokens.clone(),
         store.clone(),
-        coalescer,
+        Arc::clone(&coalescer),
         cfg.client_rate,
         metrics_handle(),
     ));
@@ -176,6 +176,11 @@ async fn run(
             server.serve(app).await
         }
     };
+    // Connections are closed; lookups whose clients went away may still be running: their
+    // answers are paid for, so store them before exiting.
+    if !coalescer.drain(cfg.shutdown_grace).await {
+        tracing::warn!("exiting with upstream lookups still in flight (--shutdown-grace)");
+    }
     served.map_err(GatewayError::Runtime)
 }
 

@@ -198,7 +198,20 @@ impl Store {
     pub async fn claim(&self, digests: &[Digest]) -> Result<Vec<Claim>, StoreError> {
         let started = Instant::now();
         let out = match self {
-            Store::Sqlite(_) => Ok(vec![Claim::Mine; digests.len()]),
+            // One instance: its in-flight table coalesces; re-reading catches an answer
+            // stored since this request's first read (else it would be asked twice).
+            Store::Sqlite(cache) => {
+                let cache = Arc::clone(cache);
+                let ds = digests.to_vec();
+                let found = blocking(&self.describe(), move || {
+                    cache.get_verdicts(&ds, SystemTime::now())
+                })
+                .await?;
+                Ok(digests
+                    .iter()
+                    .map(|d| found.get(d).cloned().map_or(Claim::Mine, Claim::Answered))
+                    .collect())
+            }
             Store::Redis(r) => r.claim(digests).await,
         };
         observe("claim", started, &out);
@@ -336,20 +349,58 @@ impl RedisStore {
                 what: format!("claim pipeline answered {} replies", raw.len()),
             });
         }
-        Ok(raw
+        let mut needless = Vec::new();
+        let claims = raw
             .chunks_exact(2)
-            .map(|pair| {
+            .zip(digests)
+            .map(|(pair, d)| {
                 let answer = match &pair[1] {
                     redis::Value::BulkString(b) => Stored::decode(b),
                     _ => None,
                 };
-                match (answer, &pair[0]) {
-                    (Some(a), _) => Claim::Answered(a),
-                    (None, redis::Value::Okay) => Claim::Mine,
-                    (None, _) => Claim::Theirs,
+                let won = matches!(pair[0], redis::Value::Okay);
+                match answer {
+                    Some(a) => {
+                        if won {
+                            needless.push(*d);
+                        }
+                        Claim::Answered(a)
+                    }
+                    None if won => Claim::Mine,
+                    None => Claim::Theirs,
                 }
             })
-            .collect())
+            .collect();
+        // Claims won on digests that turned out to be answered already: give them back.
+        self.release(&needless).await?;
+        Ok(claims)
+    }
+
+    /// Drop this instance's claims on `digests` (only those it still holds: a claim that
+    /// lapsed and was taken by another instance is left alone).
+    async fn release(&self, digests: &[Digest]) -> Result<(), StoreError> {
+        if digests.is_empty() {
+            return Ok(());
+        }
+        static RELEASE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                "local n = 0 \
+                 for _, k in ipairs(KEYS) do \
+                   if redis.call('GET', k) == ARGV[1] then n = n + redis.call('DEL', k) end \
+                 end \
+                 return n",
+            )
+        });
+        let mut inv = RELEASE.prepare_invoke();
+        for d in digests {
+            inv.key(claim_key(d));
+        }
+        inv.arg(&*self.instance);
+        let mut c = self.conn.clone();
+        inv.invoke_async::<i64>(&mut c)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err("releasing claims", &e))
     }
 
     async fn put(
@@ -358,7 +409,7 @@ impl RedisStore {
         released: &[Digest],
     ) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
-        let mut n = 0;
+        let mut n = 0usize;
         for (d, a) in answers {
             if let Some(ttl) = self.ttl_secs(a) {
                 pipe.cmd("SET")
@@ -370,18 +421,16 @@ impl RedisStore {
                 n += 1;
             }
         }
+        if n > 0 {
+            let mut c = self.conn.clone();
+            pipe.query_async::<()>(&mut c)
+                .await
+                .map_err(|e| self.err("writing answers", &e))?;
+        }
         // After the answers: see `claim`.
-        for d in answers.iter().map(|(d, _)| d).chain(released) {
-            pipe.cmd("DEL").arg(claim_key(d)).ignore();
-            n += 1;
-        }
-        if n == 0 {
-            return Ok(());
-        }
-        let mut c = self.conn.clone();
-        pipe.query_async::<()>(&mut c)
-            .await
-            .map_err(|e| self.err("writing answers", &e))
+        let mut done: Vec<Digest> = answers.iter().map(|(d, _)| *d).collect();
+        done.extend_from_slice(released);
+        self.release(&done).await
     }
 }
 

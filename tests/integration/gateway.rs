@@ -465,6 +465,19 @@ fn a_restarted_gateway_answers_from_redis_without_asking_upstream() {
     }
     assert_eq!(mock.requests().len(), asked_before + 1);
     assert!(mock.requests().last().unwrap().details);
+    // Review finding: an unknown hash has no details upstream either; that answer serves
+    // details requests too instead of being asked every time.
+    let unknown = json!({"hash": ["77".repeat(32)]}).to_string();
+    for _ in 0..3 {
+        let r = http(&gw.url, "POST", "/v4/hash", &hdrs, &unknown);
+        assert_eq!(r.json()["data"][0]["scan_result_i"], 5, "{}", r.raw);
+        assert!(
+            r.json()["data"][0].get("scan_details").is_none(),
+            "{}",
+            r.raw
+        );
+    }
+    assert_eq!(mock.requests().len(), asked_before + 2);
 }
 
 #[test]
@@ -894,4 +907,74 @@ fn https_with_tls_cert_and_key_and_a_client_that_trusts_its_ca() {
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert_eq!(ndjson(&out)[0]["verdict"], "infected");
     assert_eq!(mock.requests().len(), 1);
+}
+
+#[test]
+fn one_instance_asks_once_per_digest_under_concurrent_overlapping_requests() {
+    // Review finding: with SQLite, a lookup landing between a request's read and its entry in
+    // the in-flight table was asked again.
+    let mock = MockServer::start_on("127.0.0.1:0", Some(KEY), Duration::from_millis(5)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens_file(dir.path());
+    let gw = Gateway::start(&mock, &sqlite_store(dir.path()), &tokens, &[]);
+    // Each round: fresh digests, requests overlapping them arriving a few ms apart, so some
+    // read the store just before another's lookup lands.
+    for round in 0..15u64 {
+        let pool: Vec<String> = (0..300u64)
+            .map(|i| format!("{:064x}", round * 1_000_000 + i * 7919 + 1))
+            .collect();
+        std::thread::scope(|s| {
+            for t in 0..16u64 {
+                let pool = &pool;
+                let gw = &gw;
+                s.spawn(move || {
+                    std::thread::sleep(Duration::from_millis(t * 4));
+                    let start = (t * 37 % 300) as usize;
+                    let hashes: Vec<String> = (0..150)
+                        .map(|k| pool[(start + k * 2) % 300].clone())
+                        .collect();
+                    let r = post_hashes(gw, TOKENS[(t % 8) as usize].1, &hashes);
+                    assert_eq!(r.status, 200, "{}", r.raw);
+                    assert_eq!(r.json()["data"].as_array().unwrap().len(), 150);
+                });
+            }
+        });
+    }
+    let asked = upstream_hashes(&mock);
+    let distinct: HashSet<&String> = asked.iter().collect();
+    assert_eq!(asked.len(), distinct.len(), "a digest was asked twice");
+}
+
+#[test]
+fn sigterm_stores_answers_whose_client_went_away() {
+    // Review finding: a lookup whose client disconnected was dropped at shutdown, its answer
+    // (already paid for) never stored.
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens_file(dir.path());
+    let gw = Gateway::start(&mock, &sqlite_store(dir.path()), &tokens, &[]);
+    mock.set(EICAR_SHA256, 1, 6);
+    mock.push_fault(Fault::of(hashsweep::mock::FaultKind::Stall(
+        Duration::from_millis(1500),
+    )));
+    {
+        let addr: SocketAddr = gw.url.trim_start_matches("http://").parse().unwrap();
+        let mut s = TcpStream::connect(addr).unwrap();
+        let body = json!({"hash": [EICAR_SHA256]}).to_string();
+        let req = format!(
+            "POST /v4/hash HTTP/1.1\r\nHost: x\r\napikey: {}\r\nContent-Length: {}\r\n\r\n{body}",
+            TOKENS[0].1,
+            body.len()
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    } // the client hangs up while the upstream lookup runs
+    std::thread::sleep(Duration::from_millis(200));
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+    assert_eq!(mock.requests().len(), 1);
+    let gw = Gateway::start(&mock, &sqlite_store(dir.path()), &tokens, &[]);
+    let r = post_hashes(&gw, TOKENS[0].1, &[EICAR_SHA256.to_string()]);
+    assert_eq!(r.json()["data"][0]["total_detected_avs"], 6);
+    assert_eq!(mock.requests().len(), 1, "the answer was lost at shutdown");
 }
