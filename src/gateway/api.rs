@@ -11,7 +11,7 @@
 //! `X-RateLimit-Reset-In`) when the gateway's daily quota is spent. A store that cannot be read
 //! gives 503: never a made-up verdict.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -101,7 +101,7 @@ pub struct BadRequest {
 }
 
 /// The `hash` strings of a request body, checked as the vendor checks them.
-pub fn parse_request(body: &[u8]) -> Result<Vec<String>, BadRequest> {
+pub fn parse_request(body: &[u8]) -> Result<Vec<Cow<'_, str>>, BadRequest> {
     #[derive(Deserialize)]
     struct Fast<'a> {
         #[serde(borrow)]
@@ -109,8 +109,8 @@ pub fn parse_request(body: &[u8]) -> Result<Vec<String>, BadRequest> {
     }
     let bad = |code, message| Err(BadRequest { code, message });
     // The common case: an object whose `hash` is an array of plain strings.
-    let list: Vec<String> = match serde_json::from_slice::<Fast<'_>>(body) {
-        Ok(f) => f.hash.into_iter().map(str::to_string).collect(),
+    let list: Vec<Cow<'_, str>> = match serde_json::from_slice::<Fast<'_>>(body) {
+        Ok(f) => f.hash.into_iter().map(Cow::Borrowed).collect(),
         Err(_) => {
             let Ok(v) = serde_json::from_slice::<Value>(body) else {
                 return bad(400060, "The `hash` field is required");
@@ -124,7 +124,7 @@ pub fn parse_request(body: &[u8]) -> Result<Vec<String>, BadRequest> {
             let mut out = Vec::with_capacity(arr.len());
             for h in arr {
                 match h.as_str() {
-                    Some(s) => out.push(s.to_string()),
+                    Some(s) => out.push(Cow::Owned(s.to_string())),
                     None => return bad(400064, "A hash value is not valid"),
                 }
             }
@@ -233,34 +233,46 @@ async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Response {
     distinct.sort_unstable();
     distinct.dedup();
 
-    let mut found: HashMap<Digest, Got> = HashMap::with_capacity(distinct.len());
+    // One outcome per distinct digest, in `distinct`'s (sorted) order.
+    let mut found: Vec<Option<Got>> = Vec::with_capacity(distinct.len());
     match st.store.get(&distinct).await {
         Ok(cached) => {
             let mut misses = Vec::new();
-            for (d, a) in distinct.iter().zip(cached) {
+            let mut miss_at = Vec::new();
+            for (i, (d, a)) in distinct.iter().zip(cached).enumerate() {
                 match a {
-                    Some(a) if !details || a.details.is_some() => {
-                        found.insert(*d, Got::Answer(a));
+                    Some(a) if !details || a.details.is_some() => found.push(Some(Got::Answer(a))),
+                    _ => {
+                        found.push(None);
+                        misses.push(*d);
+                        miss_at.push(i);
                     }
-                    _ => misses.push(*d),
                 }
             }
-            metrics::counter!("hashsweep_gateway_cache_hits_total").increment(found.len() as u64);
+            metrics::counter!("hashsweep_gateway_cache_hits_total")
+                .increment((distinct.len() - misses.len()) as u64);
             metrics::counter!("hashsweep_gateway_cache_misses_total")
                 .increment(misses.len() as u64);
             if !misses.is_empty() {
                 let got = st.coalescer.ask(&misses, details).await;
-                found.extend(misses.into_iter().zip(got));
+                for (i, g) in miss_at.into_iter().zip(got) {
+                    found[i] = Some(g);
+                }
             }
         }
         Err(e) => return store_down(&e.to_string()),
     }
 
-    if let Some(Got::StoreDown(why)) = found.values().find(|g| matches!(g, Got::StoreDown(_))) {
+    if let Some(Got::StoreDown(why)) = found
+        .iter()
+        .flatten()
+        .find(|g| matches!(g, Got::StoreDown(_)))
+    {
         return store_down(why);
     }
     let answered = found
-        .values()
+        .iter()
+        .flatten()
         .filter(|g| matches!(g, Got::Answer(_)))
         .count();
     if answered == 0 && !distinct.is_empty() {
@@ -271,7 +283,11 @@ async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Response {
     let mut first = true;
     for (h, d) in hashes.iter().zip(&parsed) {
         let entry = match d {
-            Some(d) => match found.get(d) {
+            Some(d) => match distinct
+                .binary_search(d)
+                .ok()
+                .and_then(|i| found[i].as_ref())
+            {
                 Some(Got::Answer(a)) => Some(a),
                 _ => continue,
             },
@@ -307,7 +323,7 @@ fn store_down(why: &str) -> Response {
     r
 }
 
-fn upstream_failed(st: &AppState, found: &HashMap<Digest, Got>) -> Response {
+fn upstream_failed(st: &AppState, found: &[Option<Got>]) -> Response {
     let upstream = st.coalescer.upstream();
     if let Some(reset) = upstream.quota_reset_in() {
         let secs = reset.as_secs().max(1);
@@ -324,7 +340,8 @@ fn upstream_failed(st: &AppState, found: &HashMap<Digest, Got>) -> Response {
         return r;
     }
     let why = found
-        .values()
+        .iter()
+        .flatten()
         .find_map(|g| match g {
             Got::Failed(w) => Some(w.as_str()),
             _ => None,
@@ -341,30 +358,44 @@ fn upstream_failed(st: &AppState, found: &HashMap<Digest, Got>) -> Response {
     r
 }
 
+/// `s` upper-cased (as the service echoes hashes) as a JSON string.
+fn write_upper_json(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        out.reserve(s.len() + 2);
+        out.push('"');
+        out.extend(s.chars().map(|c| c.to_ascii_uppercase()));
+        out.push('"');
+    } else {
+        let up = s.to_ascii_uppercase();
+        out.push_str(&serde_json::to_string(&up).unwrap_or_else(|_| "\"\"".into()));
+    }
+}
+
 /// One answer entry in the vendor's shape; `None` is the vendor's "not a valid hash" entry.
 fn write_entry(out: &mut String, hash: &str, a: Option<&Answer>, details: bool) {
-    let up = hash.to_ascii_uppercase();
-    let hash_json = if up.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        format!("\"{up}\"")
-    } else {
-        serde_json::to_string(&up).unwrap_or_else(|_| "\"\"".into())
-    };
     let Some(a) = a else {
-        let _ = write!(
-            out,
-            "{{\"data_id\":null,\"hash\":{hash_json},\"scan_result_i\":5,\"total_detected_avs\":-1}}"
-        );
+        out.push_str("{\"data_id\":null,\"hash\":");
+        write_upper_json(out, hash);
+        out.push_str(",\"scan_result_i\":5,\"total_detected_avs\":-1}");
         return;
     };
-    let data_id = match &a.data_id {
-        Some(id) => serde_json::to_string(id).unwrap_or_else(|_| "null".into()),
-        None => "null".into(),
-    };
-    let _ = write!(
-        out,
-        "{{\"data_id\":{data_id},\"scan_result_i\":{},\"hash\":{hash_json},\"total_detected_avs\":{}",
-        a.scan_result_i, a.total_detected_avs
-    );
+    out.push_str("{\"data_id\":");
+    match &a.data_id {
+        Some(id)
+            if id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_=+/.".contains(&b)) =>
+        {
+            out.push('"');
+            out.push_str(id);
+            out.push('"');
+        }
+        Some(id) => out.push_str(&serde_json::to_string(id).unwrap_or_else(|_| "null".into())),
+        None => out.push_str("null"),
+    }
+    let _ = write!(out, ",\"scan_result_i\":{},\"hash\":", a.scan_result_i);
+    write_upper_json(out, hash);
+    let _ = write!(out, ",\"total_detected_avs\":{}", a.total_detected_avs);
     if details && let Some(engines) = a.details.as_deref().filter(|e| !e.is_empty()) {
         let map: serde_json::Map<String, Value> = engines
             .iter()
