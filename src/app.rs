@@ -251,8 +251,18 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
         let (g, b) = (l.good.counts(), l.bad.counts());
         (g.0 + b.0 > 0, g.1 + b.1 > 0)
     });
+    // ECS's file.path is the full path: relative roots are made absolute (lexically, as
+    // `realpath -s` would; symlinks are not resolved).
+    let roots = if a.output.format == Some(Format::Ecs) {
+        a.paths
+            .iter()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+            .collect()
+    } else {
+        a.paths.clone()
+    };
     let cfg = ScanConfig {
-        roots: a.paths.clone(),
+        roots,
         walk: walk_options(&a.walk),
         hash: HashOptions {
             md5: a.md5 || local_md5 || a.api.lookup_hash == Algo::Md5,

@@ -57,12 +57,18 @@ pub struct Upstream {
     clients: Mutex<[Arc<HttpClient>; 2]>,
     /// Requests made by clients since replaced, so the metric never goes backwards.
     retired_requests: AtomicU64,
-    /// When a quota stop without a known reset was first seen.
-    unknown_reset_since: Mutex<Option<Instant>>,
+    /// Per client: when it was first seen halted without a known time to try again.
+    halted_since: Mutex<[Option<Instant>; 2]>,
+    /// After a refused key (401/403: a key fixed upstream, an IP block lifted), try again
+    /// after this long: one request, not a stream of them (repeated bad keys block the IP).
+    halt_retry: Duration,
 }
 
 /// Without a reset time from the service, try again after this long.
 const UNKNOWN_RESET: Duration = Duration::from_secs(15 * 60);
+
+/// The default wait before a halted (key refused) upstream is tried again.
+pub const HALT_RETRY: Duration = Duration::from_secs(10 * 60);
 
 impl Upstream {
     pub fn new(cfg: ClientConfig) -> Result<Upstream, crate::client::http::ClientError> {
@@ -78,8 +84,15 @@ impl Upstream {
             cfg,
             clients: Mutex::new([Arc::new(plain), Arc::new(detailed)]),
             retired_requests: AtomicU64::new(0),
-            unknown_reset_since: Mutex::new(None),
+            halted_since: Mutex::new([None, None]),
+            halt_retry: HALT_RETRY,
         })
+    }
+
+    /// Try a halted upstream again after `d` instead of [`HALT_RETRY`].
+    pub fn with_halt_retry(mut self, d: Duration) -> Upstream {
+        self.halt_retry = d;
+        self
     }
 
     fn all(&self) -> [Arc<HttpClient>; 2] {
@@ -89,25 +102,22 @@ impl Upstream {
         }
     }
 
-    /// The client to use now; one whose quota stop has passed its reset is replaced.
+    /// The client to use now. One that stopped (quota spent, key refused) is replaced once
+    /// the quota has reset, or after `halt_retry`, so a long-running gateway recovers.
     fn client(&self, details: bool) -> Arc<HttpClient> {
         let i = usize::from(details);
         let mut g = match self.clients.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        if let Some(reset) = g[i].quota_spent() {
+        if g[i].halted().is_some() {
             let now = Instant::now();
-            let due = match reset {
-                Some(t) => t <= now,
-                None => {
-                    let mut since = self
-                        .unknown_reset_since
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner());
-                    let first = *since.get_or_insert(now);
-                    now.duration_since(first) >= UNKNOWN_RESET
-                }
+            let mut since = self.halted_since.lock().unwrap_or_else(|p| p.into_inner());
+            let first = *since[i].get_or_insert(now);
+            let due = match g[i].quota_spent() {
+                Some(Some(reset)) => reset <= now,
+                Some(None) => now.duration_since(first) >= UNKNOWN_RESET,
+                None => now.duration_since(first) >= self.halt_retry,
             };
             if due {
                 let cfg = ClientConfig {
@@ -118,10 +128,7 @@ impl Upstream {
                     self.retired_requests
                         .fetch_add(g[i].stats().requests, Ordering::Relaxed);
                     g[i] = Arc::new(fresh);
-                    *self
-                        .unknown_reset_since
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner()) = None;
+                    since[i] = None;
                 }
             }
         }
@@ -443,5 +450,43 @@ async fn run_batcher(
             me.send(batch, details).await;
             drop(permit);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ApiKey;
+    use crate::mock::{Fault, MockServer};
+
+    #[test]
+    fn a_refused_key_halts_the_upstream_until_the_retry_time_then_it_is_tried_again() {
+        let mock = MockServer::start(Some("upstream-key-0123456789")).unwrap();
+        let d = Digest::from_hex(&"ab".repeat(32)).unwrap();
+        mock.set(&d.to_hex(), 0, 0);
+        mock.push_fault(Fault::new(
+            403,
+            r#"{"error":{"code":403002,"messages":["blocked"]}}"#,
+        ));
+        let mut cfg =
+            ClientConfig::new(mock.url(), ApiKey::new("upstream-key-0123456789").unwrap());
+        cfg.retries = 0;
+        let up = Upstream::new(cfg)
+            .unwrap()
+            .with_halt_retry(Duration::from_millis(300));
+        let batch = LookupBatch {
+            id: 1,
+            digests: vec![d],
+        };
+        assert!(up.client(false).lookup(&batch)[0].1.is_err());
+        assert!(up.halted().is_some());
+        // Within the retry time: still halted, nothing sent.
+        assert!(up.client(false).lookup(&batch)[0].1.is_err());
+        assert_eq!(mock.requests().len(), 1);
+        std::thread::sleep(Duration::from_millis(350));
+        let out = up.client(false).lookup(&batch);
+        assert_eq!(out[0].1.as_ref().map(|a| a.scan_result_i), Ok(0));
+        assert!(up.halted().is_none());
+        assert_eq!(mock.requests().len(), 2);
     }
 }

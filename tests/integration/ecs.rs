@@ -363,3 +363,27 @@ fn ecs_is_refused_by_lookup_and_diff() {
     );
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn ecs_paths_are_absolute_even_for_a_relative_root() {
+    let t = Tree::new();
+    t.file("sub/a.txt", b"a");
+    let out =
+        run(cmd()
+            .current_dir(t.path())
+            .args(["scan", "--offline", "--format", "ecs", "sub"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let d = &ndjson(&out)[0];
+    let want = t.path().join("sub/a.txt");
+    assert_eq!(d["file"]["path"], want.to_str().unwrap(), "{d}");
+    assert_eq!(
+        d["file"]["directory"],
+        t.path().join("sub").to_str().unwrap()
+    );
+    // Other formats keep the path as given.
+    let out =
+        run(cmd()
+            .current_dir(t.path())
+            .args(["scan", "--offline", "--format", "ndjson", "sub"]));
+    assert_eq!(ndjson(&out)[0]["path"], "sub/a.txt");
+}
