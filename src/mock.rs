@@ -549,28 +549,15 @@ fn answer(
     if !matches!(details, None | Some("0") | Some("1")) {
         return (400, error_body(400065, "includescandetails must be 0 or 1"));
     }
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return (400, error_body(400060, "The `hash` field is required"));
+    // The same checks, codes and order as the gateway's (and the service's).
+    let list = match crate::gateway::api::parse_request(body) {
+        Ok(l) => l,
+        Err(b) => return (400, error_body(i64::from(b.code), b.message)),
     };
-    let Some(field) = v.get("hash") else {
-        return (400, error_body(400060, "The `hash` field is required"));
-    };
-    let Some(list) = field.as_array() else {
-        return (400, error_body(400061, "The `hash` field must be an array"));
-    };
-    if list.is_empty() {
-        return (400, error_body(400062, "The `hash` field is empty"));
-    }
-    if list.len() > 1000 {
-        return (
-            400,
-            error_body(400063, "Exceeded maximum allowed hashes (1000)"),
-        );
-    }
     let data: Vec<Value> = list
         .iter()
         .map(|h| {
-            let up = h.as_str().unwrap_or_default().to_ascii_uppercase();
+            let up = h.to_ascii_uppercase();
             match entries.get(&up) {
                 Some(e) => {
                     let mut entry = json!({
