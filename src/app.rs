@@ -734,6 +734,7 @@ pub fn run_serve(a: ServeArgs) -> Result<u8, Error> {
             batch_size: usize::from(a.batch_size),
             batch_wait: a.batch_wait,
             concurrency: usize::from(a.concurrency),
+            max_pending: a.max_pending,
             // Long enough for one whole lookup: every attempt, the backoffs and a 429 wait,
             // so a claim does not lapse while its lookup still runs.
             claim_ttl: a.timeout.saturating_mul(a.retries.saturating_add(1))

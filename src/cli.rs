@@ -170,6 +170,9 @@ pub struct ServeArgs {
     /// Upstream requests in flight at once
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
+    /// At most N digests waiting for the upstream; requests with new misses beyond get 503
+    #[arg(long, value_name = "N", default_value_t = 200_000)]
+    pub max_pending: usize,
     /// Retries of an upstream request after a server error, timeout or malformed answer
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub retries: u32,

@@ -325,6 +325,17 @@ fn store_down(why: &str) -> Response {
 
 fn upstream_failed(st: &AppState, found: &[Option<Got>]) -> Response {
     let upstream = st.coalescer.upstream();
+    if found.iter().flatten().any(|g| matches!(g, Got::Busy)) {
+        tracing::warn!("answering 503: too many lookups already wait for the upstream");
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            503000,
+            "The gateway has too many lookups waiting for the reputation service; retry later",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return r;
+    }
     if let Some(reset) = upstream.quota_reset_in() {
         let secs = reset.as_secs().max(1);
         let mut r = error(

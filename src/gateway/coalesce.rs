@@ -31,6 +31,8 @@ pub enum Got {
     Failed(String),
     /// The store could not be used: the whole request is answered 503.
     StoreDown(String),
+    /// Too many digests already wait for the upstream (`max_pending`): not asked.
+    Busy,
 }
 
 /// One thing to look up: a digest, with or without per-engine details.
@@ -49,6 +51,9 @@ pub struct UpstreamConfig {
     pub concurrency: usize,
     /// How long to wait for another instance's claimed lookup before asking ourselves.
     pub claim_ttl: Duration,
+    /// At most this many digests waiting for the upstream; new misses beyond are refused
+    /// (503 with Retry-After) instead of growing a queue nobody could drain in time.
+    pub max_pending: usize,
 }
 
 /// The upstream clients (one plain, one with details), rebuilt when a spent quota resets.
@@ -177,6 +182,7 @@ pub struct Coalescer {
     store: Store,
     upstream: Arc<Upstream>,
     claim_ttl: Duration,
+    max_pending: usize,
     /// Every task that may hold an upstream answer not yet stored: shutdown waits for them.
     tasks: TaskTracker,
 }
@@ -192,6 +198,7 @@ impl Coalescer {
             store,
             upstream,
             claim_ttl: cfg.claim_ttl,
+            max_pending: cfg.max_pending.max(1),
             tasks: TaskTracker::new(),
         });
         let permits = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
@@ -223,24 +230,36 @@ impl Coalescer {
         let mut fresh = Vec::new();
         let mut rxs = Vec::with_capacity(digests.len());
         let mut joined = 0u64;
+        let mut busy = 0u64;
         {
             let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             for &digest in digests {
-                let (tx, rx) = oneshot::channel();
-                rxs.push(rx);
+                let full = map.len() >= self.max_pending;
                 match map.entry(Want { digest, details }) {
                     Entry::Occupied(mut e) => {
+                        let (tx, rx) = oneshot::channel();
                         e.get_mut().push(tx);
+                        rxs.push(Some(rx));
                         joined += 1;
                     }
+                    // Joining a lookup costs nothing; a new one must fit.
+                    Entry::Vacant(_) if full => {
+                        rxs.push(None);
+                        busy += 1;
+                    }
                     Entry::Vacant(e) => {
+                        let (tx, rx) = oneshot::channel();
                         e.insert(vec![tx]);
+                        rxs.push(Some(rx));
                         fresh.push(digest);
                     }
                 }
             }
         }
         metrics::counter!("hashsweep_gateway_coalesced_total").increment(joined);
+        if busy > 0 {
+            metrics::counter!("hashsweep_gateway_refused_busy_total").increment(busy);
+        }
         if !fresh.is_empty() {
             // Detached: if this request is dropped (its client went away), the digests it
             // registered must still be asked, or later waiters on them would hang.
@@ -252,6 +271,10 @@ impl Coalescer {
         let deadline = tokio::time::Instant::now() + self.claim_ttl * 2 + Duration::from_secs(10);
         let mut out = Vec::with_capacity(rxs.len());
         for rx in rxs {
+            let Some(rx) = rx else {
+                out.push(Got::Busy);
+                continue;
+            };
             out.push(match tokio::time::timeout_at(deadline, rx).await {
                 Ok(Ok(got)) => got,
                 Ok(Err(_)) => Got::Failed("the gateway is shutting down".into()),

@@ -978,3 +978,41 @@ fn sigterm_stores_answers_whose_client_went_away() {
     assert_eq!(r.json()["data"][0]["total_detected_avs"], 6);
     assert_eq!(mock.requests().len(), 1, "the answer was lost at shutdown");
 }
+
+#[test]
+fn beyond_max_pending_new_misses_get_503_and_joining_ones_still_wait() {
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens_file(dir.path());
+    let gw = Gateway::start(
+        &mock,
+        &sqlite_store(dir.path()),
+        &tokens,
+        &["--max-pending", "5"],
+    );
+    mock.push_fault(Fault::of(hashsweep::mock::FaultKind::Stall(
+        Duration::from_millis(1500),
+    )));
+    let first: Vec<String> = (0..5).map(|i| format!("{i:064x}")).collect();
+    std::thread::scope(|s| {
+        let slow = s.spawn(|| post_hashes(&gw, TOKENS[0].1, &first));
+        std::thread::sleep(Duration::from_millis(400));
+        // Five digests wait for the upstream: a new one is refused, at once.
+        let started = Instant::now();
+        let r = post_hashes(&gw, TOKENS[1].1, &[format!("{:064x}", 99)]);
+        assert_eq!(r.status, 503, "{}", r.raw);
+        assert_eq!(r.json()["error"]["code"], 503000);
+        assert!(r.headers.contains_key("retry-after"));
+        assert!(started.elapsed() < Duration::from_millis(800));
+        // One already on its way is joined, not refused.
+        let r = post_hashes(&gw, TOKENS[2].1, &first[..1]);
+        assert_eq!(r.status, 200, "{}", r.raw);
+        assert_eq!(slow.join().unwrap().status, 200);
+    });
+    // Once they landed there is room again.
+    let r = post_hashes(&gw, TOKENS[1].1, &[format!("{:064x}", 99)]);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(upstream_hashes(&mock).len(), 6);
+    let m = http(&gw.url, "GET", "/metrics", &[], "").body;
+    assert!(m.contains("hashsweep_gateway_refused_busy_total 1"), "{m}");
+}
