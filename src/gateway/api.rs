@@ -44,8 +44,15 @@ pub struct AppState {
     pub tokens: Tokens,
     pub store: Store,
     pub coalescer: Arc<Coalescer>,
-    pub limiter: Option<DefaultKeyedRateLimiter<Arc<str>>>,
+    pub limiter: Option<ClientRate>,
     pub metrics: PrometheusHandle,
+}
+
+/// `--client-rate`: per token and minute, shared through Redis by every instance, or kept in
+/// memory (GCRA, smooth) by a single instance.
+pub enum ClientRate {
+    Local(DefaultKeyedRateLimiter<Arc<str>>),
+    Shared(u32),
 }
 
 impl AppState {
@@ -58,9 +65,15 @@ impl AppState {
     ) -> AppState {
         AppState {
             tokens,
-            store,
             coalescer,
-            limiter: client_rate.map(|n| RateLimiter::keyed(Quota::per_minute(n))),
+            limiter: client_rate.map(|n| {
+                if store.is_shared() {
+                    ClientRate::Shared(n.get())
+                } else {
+                    ClientRate::Local(RateLimiter::keyed(Quota::per_minute(n)))
+                }
+            }),
+            store,
             metrics,
         }
     }
@@ -189,22 +202,28 @@ async fn hash_lookup(
 }
 
 async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Response {
-    if let Some(limiter) = &st.limiter
-        && let Err(not_until) = limiter.check_key(name)
-    {
-        let wait = not_until
-            .wait_time_from(governor::clock::Clock::now(
+    let wait = match &st.limiter {
+        None => None,
+        Some(ClientRate::Local(limiter)) => limiter.check_key(name).err().map(|not_until| {
+            not_until.wait_time_from(governor::clock::Clock::now(
                 &governor::clock::DefaultClock::default(),
             ))
-            .as_secs()
-            .max(1);
+        }),
+        Some(ClientRate::Shared(n)) => match st.store.count_request(name, *n).await {
+            Ok(w) => w,
+            Err(e) => return store_down(&e.to_string()),
+        },
+    };
+    if let Some(wait) = wait {
         let mut r = error(
             StatusCode::TOO_MANY_REQUESTS,
             429001,
             "Too many requests for this endpoint token (--client-rate)",
         );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(wait.as_secs().max(1)),
+        );
         return r;
     }
     let details = match details_wanted(req.headers()) {

@@ -245,6 +245,36 @@ impl Store {
         out
     }
 
+    /// Count one request of `token_name` against `per_minute` in the current calendar minute,
+    /// shared by every instance using this Redis. `Some(wait)` when over the limit.
+    /// Only for a shared store: a single instance limits in memory.
+    pub async fn count_request(
+        &self,
+        token_name: &str,
+        per_minute: u32,
+    ) -> Result<Option<Duration>, StoreError> {
+        let Store::Redis(r) = self else {
+            return Ok(None);
+        };
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let key = format!("{KEY_PREFIX}rate:{}:{}", token_name, now / 60);
+        let mut c = r.conn.clone();
+        let (count,): (u64,) = redis::pipe()
+            .cmd("INCR")
+            .arg(&key)
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(120)
+            .ignore()
+            .query_async(&mut c)
+            .await
+            .map_err(|e| r.err("counting a client request", &e))?;
+        Ok((count > u64::from(per_minute)).then(|| Duration::from_secs(60 - now % 60)))
+    }
+
     /// Is the store reachable?
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {

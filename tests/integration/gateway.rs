@@ -1016,3 +1016,44 @@ fn beyond_max_pending_new_misses_get_503_and_joining_ones_still_wait() {
     let m = http(&gw.url, "GET", "/metrics", &[], "").body;
     assert!(m.contains("hashsweep_gateway_refused_busy_total 1"), "{m}");
 }
+
+#[test]
+fn client_rate_is_shared_by_the_instances_on_one_redis() {
+    if !redis_available() {
+        return;
+    }
+    // The limit counts per calendar minute: keep clear of a minute boundary.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    if secs % 60 > 50 {
+        std::thread::sleep(Duration::from_secs(61 - secs % 60));
+    }
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens_file(dir.path());
+    let rate = ["--client-rate", "3"];
+    let a = Gateway::start(&mock, &redis.url(), &tokens, &rate);
+    let b = Gateway::start(&mock, &redis.url(), &tokens, &rate);
+    let h = vec!["ab".repeat(32)];
+    let statuses: Vec<u16> = [&a, &b, &a, &b]
+        .iter()
+        .map(|gw| post_hashes(gw, TOKENS[6].1, &h).status)
+        .collect();
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 429],
+        "3 a minute across both instances"
+    );
+    let r = post_hashes(&a, TOKENS[6].1, &h);
+    assert_eq!(r.json()["error"]["code"], 429001);
+    let wait: u64 = r.headers["retry-after"].parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(
+        post_hashes(&b, TOKENS[7].1, &h).status,
+        200,
+        "another token is not limited"
+    );
+}
