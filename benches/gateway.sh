@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Load benchmark of `hashsweep serve` (the lookup gateway) answering cached lookups, with wrk.
+# Load benchmark of `hashsweep serve` (the lookup gateway) answering cached lookups, with wrk,
+# then one cold case: misses asked by several clients at once, through a slow upstream.
 #
-#   benches/gateway.sh            # N=200 000 digests, 20 s of load per case: ~75 s
-#   QUICK=1 benches/gateway.sh    # N=20 000, 5 s per case: ~15 s
+#   benches/gateway.sh            # N=200 000 digests, 20 s of load per case, M=100 000: ~60 s
+#   QUICK=1 benches/gateway.sh    # N=20 000, 5 s per case, M=10 000: ~15 s
 #
 # Everything listens on 127.0.0.1 only: redis-server on a free port with no persistence, the
 # upstream stand-in `hashsweep mock-api`, `hashsweep serve --store redis://…` in front of them,
@@ -19,6 +20,22 @@
 #   python    the same wrk command against benches/py_gateway.py (stdlib http.server +
 #             a minimal RESP client, one MGET per request, same Redis, same answer shape).
 #             Checked: its answers to two bodies equal the gateway's, no non-2xx, no miss.
+#   cold      misses and coalescing under load. A second mock-api with --latency $COLD_LATENCY
+#             (default 200ms) and a second gateway (same flags, tokens and Redis, --api-url that
+#             mock). M fresh random digests (default N/2, QUICK 10 000), none in Redis, in 4
+#             copies of the list, copy k rotated by k x 250 digests and cut into bodies of 1000;
+#             client c (of $CONNS) takes copy c % 4 and the clients of one copy split its bodies
+#             into contiguous runs: every digest is in the bodies of 4 different clients, and
+#             clients 4g..4g+3 post bodies that overlap by 750/500/250 digests at the same time.
+#             Driver: benches/gateway_cold.py (python3, one thread and one keep-alive
+#             http.client connection per client, all started together, each posts its own
+#             bodies once and stops; wrk cannot stop one connection after its last body).
+#             It measures the gateway's coalescing, not peak throughput (the driver is Python).
+#             Reported: wall time, client hashes/s, p50/p90/p99/max per request, and from the
+#             second gateway's /metrics: upstream requests (ideal ceil(M/1000)), upstream
+#             hashes (must be M: each digest asked once however many clients ask), coalesced,
+#             cache hits and misses. Checked: upstream hashes == M exactly, every answer 200
+#             with 1000 entries in order (all unknown), hits + misses == 4M, misses >= M.
 # Reported: requests/s, hashes/s (= requests/s x 1000), p50/p90/p99/max per request, the ratio
 # hashsweep / python, CPU used by the server, Redis, wrk and everything else (other work on the
 # machine, steal) during each run (100% = one core), peak RSS (VmHWM) of the gateway, Redis
@@ -32,6 +49,9 @@
 #   CONNS=N          wrk connections (default 8)
 #   THREADS=N        wrk threads (default 2)
 #   ROUNDS=N         alternate hashsweep and python runs N times (default 1); medians are compared
+#   COLD=0           skip the cold case
+#   COLD_M=COUNT     distinct digests in the cold case (default N/2 rounded down to 1000s)
+#   COLD_LATENCY=D   the cold upstream's added latency per request (default 200ms)
 #   HASHSWEEP=PATH   use this binary instead of building with `cargo build --release`
 #   KEEP=1           keep the temp directory (printed) instead of removing it
 #   TMPDIR           where the bodies go (~14 MB for N=200 000)
@@ -53,6 +73,12 @@ CONNS=${CONNS:-8}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-1}
 BATCH=1000
+COLD=${COLD:-1}
+COLD_M=${COLD_M:-$((N / 2 / BATCH * BATCH))}
+((COLD_M >= BATCH)) || COLD_M=$BATCH
+COLD_LATENCY=${COLD_LATENCY:-200ms}
+COLD_COPIES=4
+((CONNS >= COLD_COPIES)) || COLD_COPIES=$CONNS
 TOKEN="bench-token-$$-0123456789"
 UPSTREAM_KEY="upstream-key-$$-123456"
 TARGET_HPS=500000
@@ -66,6 +92,11 @@ REPO=$(cd "$HERE/.." && pwd)
 
 if ((N % BATCH != 0 || N < BATCH)); then
     echo "gateway.sh: N=$N must be a positive multiple of $BATCH" >&2
+    exit 2
+fi
+if [[ $COLD == 1 ]] && ((COLD_M % BATCH != 0 || COLD_M / BATCH < (CONNS + COLD_COPIES - 1) / COLD_COPIES)); then
+    echo "gateway.sh: COLD_M=$COLD_M must be a multiple of $BATCH with at least" \
+        "$(((CONNS + COLD_COPIES - 1) / COLD_COPIES)) bodies per copy for CONNS=$CONNS" >&2
     exit 2
 fi
 
@@ -93,7 +124,7 @@ fi
 [[ -x $BIN ]] || { echo "gateway.sh: no binary at $BIN" >&2; exit 2; }
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/hashsweep-gateway.XXXXXX")
-REDIS_PID= MOCK_PID= GW_PID= PY_PID=
+REDIS_PID= MOCK_PID= GW_PID= PY_PID= MOCK2_PID= GW2_PID=
 stop() { # stop PID: SIGTERM, then wait up to 10 s, then SIGKILL
     local pid=$1
     [[ -n $pid ]] || return 0
@@ -108,6 +139,8 @@ stop() { # stop PID: SIGTERM, then wait up to 10 s, then SIGKILL
 cleanup() {
     local rc=$?
     stop "$PY_PID"
+    stop "$GW2_PID"
+    stop "$MOCK2_PID"
     stop "$GW_PID"
     stop "$MOCK_PID"
     stop "$REDIS_PID"
@@ -386,16 +419,119 @@ check "kill -0 $GW_PID 2>/dev/null" "the gateway is no longer running"
 grep -iE 'error|panic' "$TMP/gw.err" | head -5 | sed 's/^/   gateway stderr: /' >&2 || true
 
 # ---------------------------------------------------------------------------------------------
+# cold: M fresh digests, each in the bodies of 4 clients, through a second gateway whose
+# upstream answers after $COLD_LATENCY. Key=value results in $COLD_RESULT for the summary.
+COLD_RESULT=$TMP/cold.result
+: >"$COLD_RESULT"
+COLD_DRIVER_SHOWN="python3 benches/gateway_cold.py --url URL --token TOKEN --digests FILE --clients $CONNS --copies $COLD_COPIES --batch $BATCH"
+if [[ $COLD == 1 ]]; then
+    echo "== cold: second mock-api (--latency $COLD_LATENCY) and second gateway on the same Redis" >&2
+    METADEFENDER_APIKEY=$UPSTREAM_KEY "$BIN" mock-api --listen 127.0.0.1:0 --latency "$COLD_LATENCY" \
+        >"$TMP/mock2.out" 2>"$TMP/mock2.err" &
+    MOCK2_PID=$!
+    MOCK2_URL=$(wait_for "$TMP/mock2.out" \
+        's/^mock MetaDefender API listening on \(http:\/\/127\.0\.0\.1:[0-9]*\).*/\1/p' "$MOCK2_PID" mock2)
+    GW2_CMD=("$BIN" serve --listen 127.0.0.1:0 --tokens "$TMP/tokens"
+        --store "redis://127.0.0.1:$REDIS_PORT/0" --api-url "$MOCK2_URL" --log warn)
+    METADEFENDER_APIKEY=$UPSTREAM_KEY "${GW2_CMD[@]}" >"$TMP/gw2.out" 2>"$TMP/gw2.err" &
+    GW2_PID=$!
+    GW2_URL=$(wait_for "$TMP/gw2.err" \
+        's/^hashsweep serve: listening on \(http:\/\/127\.0\.0\.1:[0-9]*\).*/\1/p' "$GW2_PID" gw2)
+    echo "   mock $MOCK2_URL (pid $MOCK2_PID), gateway $GW2_URL (pid $GW2_PID)" >&2
+    python3 -c '
+import os, sys
+n, path = int(sys.argv[1]), sys.argv[2]
+seen = set()
+while len(seen) < n:
+    seen.add(os.urandom(32).hex())
+open(path, "w").write("\n".join(seen) + "\n")' "$COLD_M" "$TMP/cold_digests.txt"
+    COLD_KEYS0=$(rcli dbsize)
+
+    declare -A c0=() c1=()
+    cold_metrics() { # cold_metrics ARRAY-NAME: the second gateway's counters
+        local -n into=$1
+        into[up]=$(metric "$GW2_URL" hashsweep_gateway_upstream_requests_total)
+        into[uph]=$(metric "$GW2_URL" hashsweep_gateway_upstream_hashes_total)
+        into[coal]=$(metric "$GW2_URL" hashsweep_gateway_coalesced_total)
+        into[hit]=$(metric "$GW2_URL" hashsweep_gateway_cache_hits_total)
+        into[miss]=$(metric "$GW2_URL" hashsweep_gateway_cache_misses_total)
+        into[uperr]=$(metric "$GW2_URL" hashsweep_gateway_upstream_errors_total)
+    }
+    cold_metrics c0
+    t_srv0=$(cpu_ticks "$GW2_PID")
+    t_redis0=$(cpu_ticks "$REDIS_PID")
+    t_all0=$(busy_ticks)
+    echo "== cold: $CONNS clients, $COLD_M fresh digests x $COLD_COPIES copies, bodies of $BATCH posted once:" \
+        "$COLD_DRIVER_SHOWN" >&2
+    t0=$(date +%s.%N)
+    /usr/bin/time -f 'WRKCPU %U %S' -o "$TMP/cold.time" \
+        python3 "$HERE/gateway_cold.py" --url "$GW2_URL" --token "$TOKEN" \
+        --digests "$TMP/cold_digests.txt" --clients "$CONNS" --copies "$COLD_COPIES" \
+        --batch "$BATCH" >"$TMP/cold.out" || check false "the cold driver failed"
+    t1=$(date +%s.%N)
+    t_srv1=$(cpu_ticks "$GW2_PID")
+    t_redis1=$(cpu_ticks "$REDIS_PID")
+    t_all1=$(busy_ticks)
+    cold_metrics c1
+    COLD_KEYS1=$(rcli dbsize)
+    result=$(grep '^RESULT ' "$TMP/cold.out" | head -1 || true)
+    declare -A cr=()
+    # shellcheck disable=SC2086 # word splitting of key=value pairs is intended
+    for kv in ${result#RESULT }; do cr[${kv%%=*}]=${kv#*=}; done
+    if [[ -z $result ]]; then
+        check false "no RESULT line from the cold driver"
+    else
+        wall=$(python3 -c "print($t1 - $t0)")
+        cpu_srv=$(python3 -c "print(f'{($t_srv1 - $t_srv0) / $CLK_TCK / $wall * 100:.0f}')")
+        cpu_redis=$(python3 -c "print(f'{($t_redis1 - $t_redis0) / $CLK_TCK / $wall * 100:.0f}')")
+        cpu_drv=$(awk -v w="$wall" '/^WRKCPU/ { printf "%.0f", ($2 + $3) / w * 100 }' "$TMP/cold.time")
+        cpu_other=$(python3 -c "print(f'{max(0, ($t_all1 - $t_all0) / $CLK_TCK / $wall * 100 - $cpu_srv - $cpu_redis - ${cpu_drv:-0}):.0f}')")
+        d_up=$((c1[up] - c0[up])) d_uph=$((c1[uph] - c0[uph])) d_coal=$((c1[coal] - c0[coal]))
+        d_hit=$((c1[hit] - c0[hit])) d_miss=$((c1[miss] - c0[miss])) d_uperr=$((c1[uperr] - c0[uperr]))
+        ideal_up=$(((COLD_M + BATCH - 1) / BATCH))
+        asked=$((COLD_COPIES * COLD_M))
+        echo "   CPU over the run (100% = one core, $(nproc) cores): gateway ${cpu_srv}%," \
+            "redis ${cpu_redis}%, driver ${cpu_drv}%, everything else ${cpu_other}%" >&2
+        echo "   /metrics of the second gateway over the run: upstream requests +$d_up (ideal" \
+            "$ideal_up), upstream hashes +$d_uph (must be M=$COLD_M), coalesced +$d_coal" \
+            "(misses - coalesced = $((d_miss - d_coal)) claimed in Redis)," \
+            "cache hits +$d_hit, misses +$d_miss (hits + misses must be $asked), upstream" \
+            "errors +$d_uperr; Redis keys $COLD_KEYS0 -> $COLD_KEYS1 (+$((COLD_KEYS1 - COLD_KEYS0)))" >&2
+        check "((d_uph == COLD_M))" \
+            "cold: upstream hashes $d_uph != M=$COLD_M (some digests were asked upstream more than once, or not at all)"
+        check "((cr[requests] == asked / BATCH))" "cold: ${cr[requests]} requests, not $((asked / BATCH))"
+        check "((cr[non2xx] == 0 && cr[errors] == 0))" \
+            "cold: ${cr[non2xx]} non-2xx answers, ${cr[errors]} requests without an answer"
+        check "((cr[bad_answers] == 0))" \
+            "cold: ${cr[bad_answers]} wrong answers (${cr[short_answers]} without 1000 entries)"
+        check "((d_hit + d_miss == asked))" "cold: cache hits $d_hit + misses $d_miss != $asked"
+        check "((d_miss >= COLD_M))" "cold: only $d_miss cache misses for $COLD_M fresh digests"
+        check "((d_uperr == 0))" "cold: $d_uperr upstream errors"
+        check "kill -0 $GW2_PID 2>/dev/null" "the second gateway is no longer running"
+        if ((COLD_KEYS1 - COLD_KEYS0 != COLD_M)); then
+            echo "   NOTE: Redis grew by $((COLD_KEYS1 - COLD_KEYS0)) keys, not M=$COLD_M (claims left?)" >&2
+        fi
+        {
+            echo "${result#RESULT }"
+            echo "cpu=$cpu_srv/$cpu_redis/$cpu_drv/$cpu_other up=$d_up ideal_up=$ideal_up uph=$d_uph"
+            echo "coal=$d_coal hit=$d_hit miss=$d_miss keys=$((COLD_KEYS1 - COLD_KEYS0)) latency=$COLD_LATENCY"
+        } | tr ' ' '\n' >"$COLD_RESULT"
+    fi
+    grep -iE 'error|panic' "$TMP/gw2.err" | head -5 | sed 's/^/   second gateway stderr: /' >&2 || true
+fi
+
+# ---------------------------------------------------------------------------------------------
 PRESSURE_AFTER="$(cpu_pressure), load $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$RESULTS" "$N" "$BATCH" "$CONNS" "$THREADS" "$DURATION" "$TARGET_HPS" "$TARGET_P99_MS" \
     "$GW_HWM" "$PY_HWM" "$REDIS_HWM" "$BYTES_PER_ENTRY" "$MEM_BEFORE" "$MEM_AFTER" "$MEM_FINAL" \
     "$W_UPSTREAM" "$WARM_S" "$BODY_BYTES" "$PRESSURE_BEFORE" "$PRESSURE_AFTER" "$(nproc)" \
-    "$REDIS_VERSION" <<'PY'
+    "$REDIS_VERSION" "$COLD_RESULT" <<'PY'
 import statistics, sys
 (path, n, batch, conns, threads, duration, target_hps, target_p99, gw_hwm, py_hwm, redis_hwm,
  bpe, mem0, mem1, mem_final, w_up, warm_s, body_bytes, p_before, p_after, cores,
- redis_version) = sys.argv[1:23]
+ redis_version, cold_path) = sys.argv[1:24]
 n, batch, conns = int(n), int(batch), int(conns)
+cold = dict(line.strip().split("=", 1) for line in open(cold_path) if "=" in line)
 rows = [line.rstrip("\n").split("\t") for line in open(path)]
 by = {}
 for label, rnd, reqs, rps, hps, p50, p90, p99, mx, cpu, non2xx in rows:
@@ -408,10 +544,16 @@ ratio = (med["hashsweep"]["hps"] / med["python"]["hps"]
          if "hashsweep" in med and "python" in med and med["python"]["hps"] else float("nan"))
 
 print()
-print(f"## hashsweep serve vs a plain Python gateway: cached lookups, {batch} SHA-256 per request")
+print(f"## hashsweep serve vs a plain Python gateway: cached lookups, {batch} SHA-256 per request"
+      f"{'; and cold lookups' if cold else ''}")
 print()
 print(f"wrk -t{threads} -c{conns} -d{duration}s --latency, bodies cycled over N={n:,} digests "
       f"all in Redis {redis_version}; {cores} cores shared by wrk, Redis and the gateway.")
+if cold:
+    print(f"cold: {cold['clients']} clients of benches/gateway_cold.py (python3, one thread and "
+          f"keep-alive connection each) post {cold['requests']} bodies once: "
+          f"{int(cold['distinct']):,} fresh digests x {cold['copies']}, through a second gateway "
+          f"whose upstream (mock-api) adds {cold['latency']}; CPU column: server/redis/driver/other.")
 print()
 print("| case | round | req/s | hashes/s | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) | non-2xx | CPU % server/redis/wrk/other | ratio hashsweep/python |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -420,6 +562,10 @@ for label in ("hashsweep", "python"):
         rr = f"{ratio:.2f}" if label == "hashsweep" and len(by[label]) == 1 else ""
         print(f"| {label} | {r['round']} | {r['rps']:,.1f} | {r['hps']:,.0f} | {r['p50']:.2f} | "
               f"{r['p90']:.2f} | {r['p99']:.2f} | {r['max']:.2f} | {r['non2xx']} | {r['cpu']} | {rr} |")
+if cold:
+    print(f"| cold | 1 | {float(cold['rps']):,.1f} | {float(cold['hashes_per_s']):,.0f} | "
+          f"{float(cold['p50_ms']):.2f} | {float(cold['p90_ms']):.2f} | {float(cold['p99_ms']):.2f} | "
+          f"{float(cold['max_ms']):.2f} | {cold['non2xx']} | {cold['cpu']} |  |")
 if any(len(v) > 1 for v in by.values()):
     for label, m in med.items():
         rr = f"{ratio:.2f}" if label == "hashsweep" else ""
@@ -441,6 +587,17 @@ print(f"Redis used_memory for {n:,} entries: {int(mem0):,} -> {int(mem1):,} byte
       f"{(int(mem1) - int(mem0)) / n:.0f} bytes per entry (key + value + expiry); {mem_final} at the end.")
 print(f"Warm-up: {n // batch} requests of {batch} misses in {warm_s} s, {w_up} upstream requests "
       f"(ideal {n // batch}); request bodies {int(body_bytes) / 1e6:.1f} MB.")
+if cold:
+    m = int(cold["distinct"])
+    ok = int(cold["uph"]) == m
+    print(f"Cold (misses and coalescing): {m:,} distinct digests asked {int(cold['hashes']):,} times "
+          f"({cold['requests']} requests) in {float(cold['wall_s']):.2f} s: "
+          f"{float(cold['hashes_per_s']):,.0f} client hashes/s, p50 {float(cold['p50_ms']):.1f} ms, "
+          f"p99 {float(cold['p99_ms']):.1f} ms per request; upstream {cold['up']} requests "
+          f"(ideal {cold['ideal_up']}) and {int(cold['uph']):,} hashes (ideal {m:,}: "
+          f"{'OK, each digest asked once' if ok else 'WRONG'}); coalesced {int(cold['coal']):,}, "
+          f"cache hits {int(cold['hit']):,}, misses {int(cold['miss']):,}; "
+          f"{cold['bad_answers']} wrong answers, {cold['non2xx']} non-2xx; Redis +{int(cold['keys']):,} keys.")
 print(f"CPU pressure (some avg10 avg60) before: {p_before}; after: {p_after}.")
 PY
 echo
@@ -449,6 +606,11 @@ echo "  $WRK_CMD_SHOWN   (URL = the gateway, then the python one;" \
     "env GW_BODIES GW_TOKEN GW_HASHES GW_LABEL GW_THREADS)"
 echo "  METADEFENDER_APIKEY=... ${GW_CMD[*]/#$TMP/\$TMP}"
 echo "  python3 benches/py_gateway.py --listen 127.0.0.1:0 --redis-port $REDIS_PORT --tokens \$TMP/tokens"
+if [[ $COLD == 1 ]]; then
+    echo "  METADEFENDER_APIKEY=... $BIN mock-api --listen 127.0.0.1:0 --latency $COLD_LATENCY   (cold upstream)"
+    echo "  METADEFENDER_APIKEY=... ${GW2_CMD[*]/#$TMP/\$TMP}   (cold gateway)"
+    echo "  $COLD_DRIVER_SHOWN   (URL = the cold gateway)"
+fi
 echo "(total $(($(date +%s) - STARTED)) s)"
 if [[ -n $FAILED ]]; then
     echo "gateway.sh: CHECKS FAILED${FAILED}" >&2
