@@ -110,8 +110,15 @@ impl Digest {
         let algo = Algo::from_hex_len(s.len())?;
         let mut buf = [0u8; 32];
         let out = &mut buf[..algo.digest_len()];
-        for (i, pair) in s.as_bytes().chunks_exact(2).enumerate() {
-            out[i] = (hex_val(pair[0])? << 4) | hex_val(pair[1])?;
+        // Table lookups without a branch per digit; any invalid digit sets the high bit.
+        let mut bad = 0u8;
+        for (o, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
+            let (hi, lo) = (HEX_VAL[usize::from(pair[0])], HEX_VAL[usize::from(pair[1])]);
+            bad |= hi | lo;
+            *o = (hi << 4) | (lo & 0x0f);
+        }
+        if bad & 0x80 != 0 {
+            return None;
         }
         Some(match algo {
             Algo::Md5 => Digest::Md5(buf[..16].try_into().ok()?),
@@ -152,29 +159,112 @@ impl Digests {
     }
 }
 
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
+/// The value of each hex digit; 0xff for every other byte.
+const HEX_VAL: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// A `BuildHasher` for maps keyed by [`Digest`]: digests are uniformly random already, so the
+/// hash is their first eight bytes, mixed once (no SipHash over 33 bytes). Not for keys an
+/// attacker could choose in bulk without a bound on their number (a request holds ≤ 1000).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DigestHash;
+
+impl std::hash::BuildHasher for DigestHash {
+    type Hasher = DigestHasher;
+    fn build_hasher(&self) -> DigestHasher {
+        DigestHasher(0)
+    }
+}
+
+/// See [`DigestHash`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut head = [0u8; 8];
+        let n = bytes.len().min(8);
+        head[..n].copy_from_slice(&bytes[..n]);
+        self.0 = (self.0 ^ u64::from_le_bytes(head)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0 ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+    fn write_isize(&mut self, v: isize) {
+        self.write_u64(v as u64);
     }
 }
 
 /// Lower-case hex of arbitrary bytes.
 pub fn hex_lower(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(HEX[(b >> 4) as usize] as char);
-        s.push(HEX[(b & 15) as usize] as char);
-    }
+    push_hex_lower(&mut s, bytes);
     s
+}
+
+/// Append the lower-case hex of `bytes` to `out`.
+pub fn push_hex_lower(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2);
+    for &b in bytes {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn from_hex_rejects_any_non_hex_byte_anywhere_and_takes_both_cases() {
+        let good = "0123456789abcdefABCDEF0123456789abcdefABCDEF0123456789abcdef0123";
+        let d = Digest::from_hex(good).unwrap();
+        assert_eq!(d.to_hex(), good.to_ascii_lowercase());
+        for pos in 0..64 {
+            for bad in [b'g', b'G', b' ', b'/', b':', b'@', b'`', 0xC3] {
+                let mut b = good.as_bytes().to_vec();
+                b[pos] = bad;
+                if let Ok(s) = std::str::from_utf8(&b) {
+                    assert!(Digest::from_hex(s).is_none(), "{s}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn digest_hash_tells_digests_apart_in_a_map() {
+        let mut m: std::collections::HashMap<Digest, u32, DigestHash> = Default::default();
+        for i in 0..2000u32 {
+            let hex = format!("{i:064x}");
+            m.insert(Digest::from_hex(&hex).unwrap(), i);
+            m.insert(Digest::from_hex(&hex[32..]).unwrap(), i + 10_000);
+        }
+        assert_eq!(m.len(), 4000);
+        assert_eq!(
+            m[&Digest::from_hex(&format!("{:064x}", 1234)).unwrap()],
+            1234
+        );
+    }
 
     #[test]
     fn hex_round_trip_each_algo_and_case() {

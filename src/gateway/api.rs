@@ -12,7 +12,8 @@
 //! gives 503: never a made-up verdict.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
+use std::collections::HashMap;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -34,7 +35,7 @@ use super::store::Store;
 use super::tokens::Tokens;
 use crate::batch::MAX_BATCH;
 use crate::client::Answer;
-use crate::digest::Digest;
+use crate::digest::{Digest, DigestHash};
 
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 1 << 20;
@@ -247,12 +248,24 @@ async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Response {
     metrics::counter!("hashsweep_gateway_client_hashes_total", "token" => name.to_string())
         .increment(hashes.len() as u64);
 
-    let parsed: Vec<Option<Digest>> = hashes.iter().map(|h| Digest::from_hex(h)).collect();
-    let mut distinct: Vec<Digest> = parsed.iter().flatten().copied().collect();
-    distinct.sort_unstable();
-    distinct.dedup();
+    // Each hash's slot among the request's distinct digests (`None`: not a hash).
+    let mut distinct: Vec<Digest> = Vec::with_capacity(hashes.len());
+    let slots: Vec<Option<u32>> = {
+        let mut seen: HashMap<Digest, u32, DigestHash> =
+            HashMap::with_capacity_and_hasher(hashes.len(), DigestHash);
+        hashes
+            .iter()
+            .map(|h| {
+                let d = Digest::from_hex(h)?;
+                Some(*seen.entry(d).or_insert_with(|| {
+                    distinct.push(d);
+                    (distinct.len() - 1) as u32
+                }))
+            })
+            .collect()
+    };
 
-    // One outcome per distinct digest, in `distinct`'s (sorted) order.
+    // One outcome per distinct digest, in `distinct`'s order.
     let mut found: Vec<Option<Got>> = Vec::with_capacity(distinct.len());
     match st.store.get(&distinct).await {
         Ok(cached) => {
@@ -297,35 +310,31 @@ async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Response {
     if answered == 0 && !distinct.is_empty() {
         return upstream_failed(st, &found);
     }
-    let mut out = String::with_capacity(hashes.len() * 120 + 16);
-    out.push_str("{\"data\":[");
+    let mut out: Vec<u8> = Vec::with_capacity(hashes.len() * 120 + 16);
+    out.extend_from_slice(b"{\"data\":[");
     let mut first = true;
-    for (h, d) in hashes.iter().zip(&parsed) {
-        let entry = match d {
-            Some(d) => match distinct
-                .binary_search(d)
-                .ok()
-                .and_then(|i| found[i].as_ref())
-            {
+    for (h, slot) in hashes.iter().zip(&slots) {
+        let entry = match slot {
+            Some(i) => match &found[*i as usize] {
                 Some(Got::Answer(a)) => Some(a),
                 _ => continue,
             },
             None => None,
         };
         if !first {
-            out.push(',');
+            out.push(b',');
         }
         first = false;
         write_entry(&mut out, h, entry, details);
     }
-    out.push_str("]}");
+    out.extend_from_slice(b"]}");
     (
         StatusCode::OK,
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        out,
+        Body::from(out),
     )
         .into_response()
 }
@@ -389,39 +398,60 @@ fn upstream_failed(st: &AppState, found: &[Option<Got>]) -> Response {
 }
 
 /// `s` upper-cased (as the service echoes hashes) as a JSON string.
-fn write_upper_json(out: &mut String, s: &str) {
+fn write_upper_json(out: &mut Vec<u8>, s: &str) {
+    // A hash is 32, 40 or 64 hex digits: upper-case them through a table, 8 at a time.
+    if matches!(s.len(), 32 | 40 | 64) {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        let mut ok = true;
+        for chunk in s.as_bytes().chunks_exact(8) {
+            let mut up = [0u8; 8];
+            for (u, &b) in up.iter_mut().zip(chunk) {
+                *u = b & !(u8::from(b.is_ascii_lowercase()) << 5);
+                ok &= b.is_ascii_alphanumeric();
+            }
+            out.extend_from_slice(&up);
+        }
+        if ok {
+            out.push(b'"');
+            return;
+        }
+        // Not plain: undo and escape properly.
+        out.truncate(out.len() - s.len() - 1);
+    }
     if s.bytes().all(|b| b.is_ascii_alphanumeric()) {
         out.reserve(s.len() + 2);
-        out.push('"');
-        out.extend(s.chars().map(|c| c.to_ascii_uppercase()));
-        out.push('"');
+        out.push(b'"');
+        out.extend(s.bytes().map(|b| b.to_ascii_uppercase()));
+        out.push(b'"');
     } else {
-        let up = s.to_ascii_uppercase();
-        out.push_str(&serde_json::to_string(&up).unwrap_or_else(|_| "\"\"".into()));
+        let _ = serde_json::to_writer(&mut *out, &s.to_ascii_uppercase());
     }
 }
 
 /// One answer entry in the vendor's shape; `None` is the vendor's "not a valid hash" entry.
-fn write_entry(out: &mut String, hash: &str, a: Option<&Answer>, details: bool) {
+fn write_entry(out: &mut Vec<u8>, hash: &str, a: Option<&Answer>, details: bool) {
     let Some(a) = a else {
-        out.push_str("{\"data_id\":null,\"hash\":");
+        out.extend_from_slice(b"{\"data_id\":null,\"hash\":");
         write_upper_json(out, hash);
-        out.push_str(",\"scan_result_i\":5,\"total_detected_avs\":-1}");
+        out.extend_from_slice(b",\"scan_result_i\":5,\"total_detected_avs\":-1}");
         return;
     };
-    out.push_str("{\"data_id\":");
+    out.extend_from_slice(b"{\"data_id\":");
     match &a.data_id {
         Some(id)
             if id
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_=+/.".contains(&b)) =>
         {
-            out.push('"');
-            out.push_str(id);
-            out.push('"');
+            out.push(b'"');
+            out.extend_from_slice(id.as_bytes());
+            out.push(b'"');
         }
-        Some(id) => out.push_str(&serde_json::to_string(id).unwrap_or_else(|_| "null".into())),
-        None => out.push_str("null"),
+        Some(id) => {
+            let _ = serde_json::to_writer(&mut *out, id);
+        }
+        None => out.extend_from_slice(b"null"),
     }
     let _ = write!(out, ",\"scan_result_i\":{},\"hash\":", a.scan_result_i);
     write_upper_json(out, hash);
@@ -442,7 +472,7 @@ fn write_entry(out: &mut String, hash: &str, a: Option<&Answer>, details: bool) 
             .collect();
         let _ = write!(out, ",\"scan_details\":{}", Value::Object(map));
     }
-    out.push('}');
+    out.push(b'}');
 }
 
 async fn healthz(State(st): State<Arc<AppState>>) -> Response {
@@ -505,9 +535,23 @@ mod tests {
 
     #[test]
     fn entries_have_the_vendors_shape() {
-        let mut s = String::new();
+        // Hash-length strings that are not plain still come back escaped, upper-cased.
+        for odd in [
+            format!("{}\"", "a".repeat(63)),
+            format!("{}é", "b".repeat(62)),
+        ] {
+            let mut s = Vec::new();
+            write_entry(&mut s, &odd, None, false);
+            let v: Value = serde_json::from_slice(&s).unwrap();
+            assert_eq!(v["hash"], odd.to_ascii_uppercase());
+        }
+        let mut s = Vec::new();
+        write_entry(&mut s, &"aF09".repeat(16), None, false);
+        let v: Value = serde_json::from_slice(&s).unwrap();
+        assert_eq!(v["hash"], "AF09".repeat(16));
+        let mut s = Vec::new();
         write_entry(&mut s, "ab\"x", None, false);
-        let v: Value = serde_json::from_str(&s).unwrap();
+        let v: Value = serde_json::from_slice(&s).unwrap();
         assert_eq!(v["hash"], "AB\"X");
         assert_eq!(v["scan_result_i"], 5);
         assert_eq!(v["total_detected_avs"], -1);
@@ -523,14 +567,14 @@ mod tests {
                 def_time: None,
             }])),
         };
-        let mut s = String::new();
+        let mut s = Vec::new();
         write_entry(&mut s, "abcd", Some(&a), true);
-        let v: Value = serde_json::from_str(&s).unwrap();
+        let v: Value = serde_json::from_slice(&s).unwrap();
         assert_eq!(v["hash"], "ABCD");
         assert_eq!(v["data_id"], "id\"1");
         assert_eq!(v["scan_details"]["AV"]["threat_found"], "EICAR");
-        let mut s = String::new();
+        let mut s = Vec::new();
         write_entry(&mut s, "abcd", Some(&a), false);
-        assert!(!s.contains("scan_details"));
+        assert!(!String::from_utf8(s).unwrap().contains("scan_details"));
     }
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::{Cache, Ttls};
 use crate::client::{Answer, EngineResult};
-use crate::digest::{Digest, hex_lower};
+use crate::digest::{Digest, push_hex_lower};
 
 /// Prefix of every key the gateway writes (versioned, so a change of encoding starts afresh).
 pub const KEY_PREFIX: &str = "hashsweep:v1:";
@@ -98,7 +98,7 @@ fn verdict_key(d: &Digest) -> String {
     k.push_str(KEY_PREFIX);
     k.push_str(d.algo().name());
     k.push(':');
-    k.push_str(&hex_lower(d.as_bytes()));
+    push_hex_lower(&mut k, d.as_bytes());
     k
 }
 
