@@ -61,21 +61,11 @@ PRESSURE_BEFORE="$(cpu_pressure), load $(cut -d' ' -f1-3 /proc/loadavg)"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 
-for tool in hyperfine rhash hashdeep python3 openssl sha256sum /usr/bin/time; do
-    command -v "$tool" >/dev/null || {
-        echo "compare.sh: '$tool' is missing (apt-get install hyperfine rhash hashdeep time)" >&2
-        exit 2
-    }
-done
-
-if [[ -n ${HASHSWEEP:-} ]]; then
-    BIN=$HASHSWEEP
-else
-    echo "== cargo build --release" >&2
-    (cd "$REPO" && cargo build --release --quiet)
-    BIN=$REPO/target/release/hashsweep
-fi
-[[ -x $BIN ]] || { echo "compare.sh: no binary at $BIN" >&2; exit 2; }
+# shellcheck source=benches/common.sh
+source "$HERE/common.sh"
+require_tools compare.sh "apt-get install hyperfine rhash hashdeep time" \
+    hyperfine rhash hashdeep python3 openssl sha256sum /usr/bin/time
+hashsweep_binary compare.sh
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/hashsweep-compare.XXXXXX")
 MOCK_PID=

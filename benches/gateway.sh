@@ -107,21 +107,11 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null || 
             { apt-get update >&2 && apt-get install -y redis-server wrk >&2; }
     fi
 fi
-for tool in redis-server redis-cli wrk curl python3 /usr/bin/time; do
-    command -v "$tool" >/dev/null || {
-        echo "gateway.sh: '$tool' is missing (apt-get install redis-server wrk curl time)" >&2
-        exit 2
-    }
-done
-
-if [[ -n ${HASHSWEEP:-} ]]; then
-    BIN=$HASHSWEEP
-else
-    echo "== cargo build --release" >&2
-    (cd "$REPO" && cargo build --release --quiet)
-    BIN=$REPO/target/release/hashsweep
-fi
-[[ -x $BIN ]] || { echo "gateway.sh: no binary at $BIN" >&2; exit 2; }
+# shellcheck source=benches/common.sh
+source "$HERE/common.sh"
+require_tools gateway.sh "apt-get install redis-server wrk curl time" \
+    redis-server redis-cli wrk curl python3 /usr/bin/time
+hashsweep_binary gateway.sh
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/hashsweep-gateway.XXXXXX")
 REDIS_PID= MOCK_PID= GW_PID= PY_PID= MOCK2_PID= GW2_PID=

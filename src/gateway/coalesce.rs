@@ -285,6 +285,18 @@ impl Coalescer {
     }
 
     async fn claim_and_queue(self: &Arc<Self>, digests: Vec<Digest>, details: bool) {
+        let theirs = self.claim_round(digests, details).await;
+        if !theirs.is_empty() {
+            let me = Arc::clone(self);
+            self.tasks
+                .spawn(async move { me.await_others(theirs, details).await });
+        }
+    }
+
+    /// Claim `digests` once: answered ones are resolved, won ones queued upstream (also when
+    /// details are wanted and the stored answer has none). Returns those another instance
+    /// is asking for. If the store fails, every digest is resolved `StoreDown`.
+    async fn claim_round(&self, digests: Vec<Digest>, details: bool) -> Vec<Digest> {
         let claims = match self.store.claim(&digests).await {
             Ok(c) => c,
             Err(e) => {
@@ -292,7 +304,7 @@ impl Coalescer {
                 for d in digests {
                     self.resolve(Want { digest: d, details }, Got::StoreDown(why.clone()));
                 }
-                return;
+                return Vec::new();
             }
         };
         let mut theirs = Vec::new();
@@ -306,11 +318,7 @@ impl Coalescer {
                 Claim::Theirs => theirs.push(digest),
             }
         }
-        if !theirs.is_empty() {
-            let me = Arc::clone(self);
-            self.tasks
-                .spawn(async move { me.await_others(theirs, details).await });
-        }
+        theirs
     }
 
     fn enqueue(&self, want: Want) {
@@ -330,32 +338,15 @@ impl Coalescer {
         while !digests.is_empty() {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(250));
-            let claims = match self.store.claim(&digests).await {
-                Ok(c) => c,
-                Err(e) => {
-                    let why = e.to_string();
-                    for d in digests {
-                        self.resolve(Want { digest: d, details }, Got::StoreDown(why.clone()));
-                    }
-                    return;
-                }
-            };
-            let mut still = Vec::new();
-            for (digest, claim) in digests.into_iter().zip(claims) {
-                let want = Want { digest, details };
-                match claim {
-                    Claim::Answered(a) if !details || a.details.is_some() => {
-                        self.resolve(want, Got::Answer(a))
-                    }
-                    Claim::Answered(_) | Claim::Mine => self.enqueue(want),
-                    Claim::Theirs if Instant::now() >= deadline => self.resolve(
-                        want,
+            digests = self.claim_round(digests, details).await;
+            if Instant::now() >= deadline {
+                for digest in digests.drain(..) {
+                    self.resolve(
+                        Want { digest, details },
                         Got::Failed("another gateway instance's lookup did not finish".into()),
-                    ),
-                    Claim::Theirs => still.push(digest),
+                    );
                 }
             }
-            digests = still;
         }
     }
 

@@ -178,19 +178,26 @@ impl Store {
     pub async fn get(&self, digests: &[Digest]) -> Result<Vec<Option<Answer>>, StoreError> {
         let started = Instant::now();
         let out = match self {
-            Store::Sqlite(cache) => {
-                let cache = Arc::clone(cache);
-                let ds = digests.to_vec();
-                let found = blocking(&self.describe(), move || {
-                    cache.get_verdicts(&ds, SystemTime::now())
-                })
-                .await?;
-                Ok(digests.iter().map(|d| found.get(d).cloned()).collect())
-            }
+            Store::Sqlite(cache) => self.sqlite_get(cache, digests).await,
             Store::Redis(r) => r.get(digests).await,
         };
         observe("get", started, &out);
         out
+    }
+
+    /// The SQLite cache's answers for `digests`, in order (on the blocking pool).
+    async fn sqlite_get(
+        &self,
+        cache: &Arc<Cache>,
+        digests: &[Digest],
+    ) -> Result<Vec<Option<Answer>>, StoreError> {
+        let cache = Arc::clone(cache);
+        let ds = digests.to_vec();
+        let found = blocking(&self.describe(), move || {
+            cache.get_verdicts(&ds, SystemTime::now())
+        })
+        .await?;
+        Ok(digests.iter().map(|d| found.get(d).cloned()).collect())
     }
 
     /// Claim the right to ask the upstream for each digest. Without a shared store every
@@ -200,18 +207,12 @@ impl Store {
         let out = match self {
             // One instance: its in-flight table coalesces; re-reading catches an answer
             // stored since this request's first read (else it would be asked twice).
-            Store::Sqlite(cache) => {
-                let cache = Arc::clone(cache);
-                let ds = digests.to_vec();
-                let found = blocking(&self.describe(), move || {
-                    cache.get_verdicts(&ds, SystemTime::now())
-                })
-                .await?;
-                Ok(digests
-                    .iter()
-                    .map(|d| found.get(d).cloned().map_or(Claim::Mine, Claim::Answered))
-                    .collect())
-            }
+            Store::Sqlite(cache) => Ok(self
+                .sqlite_get(cache, digests)
+                .await?
+                .into_iter()
+                .map(|a| a.map_or(Claim::Mine, Claim::Answered))
+                .collect()),
             Store::Redis(r) => r.claim(digests).await,
         };
         observe("claim", started, &out);

@@ -55,9 +55,29 @@ impl<'w> EcsReporter<'w> {
     }
 }
 
-fn write_doc(out: &mut dyn Write, doc: &Doc<'_>) -> io::Result<()> {
-    serde_json::to_writer(&mut *out, doc)?;
-    out.write_all(b"\n")
+impl EcsReporter<'_> {
+    /// One document on one line, stamped now, with the host.
+    fn write(
+        &mut self,
+        event: Event,
+        file: FileFields<'_>,
+        threat: Option<Threat<'_>>,
+        hashsweep: Own<'_>,
+    ) -> io::Result<()> {
+        let doc = Doc {
+            timestamp: Rfc3339::now(),
+            ecs: Ecs {
+                version: ECS_VERSION,
+            },
+            event,
+            host: self.host.as_deref().map(|name| Host { name }),
+            file,
+            threat,
+            hashsweep,
+        };
+        serde_json::to_writer(&mut *self.out, &doc)?;
+        self.out.write_all(b"\n")
+    }
 }
 
 impl Reporter for EcsReporter<'_> {
@@ -99,39 +119,24 @@ impl Reporter for EcsReporter<'_> {
         file.hash = Hashes::of(r.sha256.as_deref(), r.md5.as_deref(), r.sha1.as_deref());
         file.kind = file_type(r);
         let (file, path_bytes) = file.split_bytes();
-        let doc = Doc {
-            timestamp: Rfc3339::now(),
-            ecs: Ecs {
-                version: ECS_VERSION,
-            },
-            event: Event {
-                kind: if alert { "alert" } else { "event" },
-                category: if alert {
-                    &["malware", "file"]
-                } else {
-                    &["file"]
-                },
-                kind_type: &["info"],
-                module: "hashsweep",
-                dataset: "hashsweep.scan",
-            },
-            host: self.host.as_deref().map(|name| Host { name }),
-            file,
-            threat,
-            hashsweep: Own {
-                verdict: Some(&r.verdict),
-                scan_result_i: r.answer.map(|a| a.scan_result_i),
-                total_detected_avs: r.answer.map(|a| a.total_detected_avs),
-                data_id: r.answer.and_then(|a| a.data_id.as_deref()),
-                change: r.change.map(Change::as_str),
-                error: r.error,
-                note: r.note,
-                source: r.source,
-                path_bytes,
-                scan_details: r.answer.and_then(|a| a.details.as_deref()),
-            },
+        let event = if alert {
+            Event::new("alert", &["malware", "file"], &["info"])
+        } else {
+            Event::new("event", &["file"], &["info"])
         };
-        write_doc(&mut self.out, &doc)
+        let own = Own {
+            verdict: Some(&r.verdict),
+            scan_result_i: r.answer.map(|a| a.scan_result_i),
+            total_detected_avs: r.answer.map(|a| a.total_detected_avs),
+            data_id: r.answer.and_then(|a| a.data_id.as_deref()),
+            change: r.change.map(Change::as_str),
+            error: r.error,
+            note: r.note,
+            source: r.source,
+            path_bytes,
+            scan_details: r.answer.and_then(|a| a.details.as_deref()),
+        };
+        self.write(event, file, threat, own)
     }
 
     fn removed(&mut self, r: &Removed<'_>) -> io::Result<()> {
@@ -140,28 +145,17 @@ impl Reporter for EcsReporter<'_> {
         file.hash = Hashes::of(r.sha256.as_deref(), None, None);
         file.kind = Some("file");
         let (file, path_bytes) = file.split_bytes();
-        let doc = Doc {
-            timestamp: Rfc3339::now(),
-            ecs: Ecs {
-                version: ECS_VERSION,
-            },
-            event: Event {
-                kind: "event",
-                category: &["file"],
-                kind_type: &["deletion"],
-                module: "hashsweep",
-                dataset: "hashsweep.scan",
-            },
-            host: self.host.as_deref().map(|name| Host { name }),
-            file,
-            threat: None,
-            hashsweep: Own {
-                change: Some("removed"),
-                path_bytes,
-                ..Own::default()
-            },
+        let own = Own {
+            change: Some("removed"),
+            path_bytes,
+            ..Own::default()
         };
-        write_doc(&mut self.out, &doc)
+        self.write(
+            Event::new("event", &["file"], &["deletion"]),
+            file,
+            None,
+            own,
+        )
     }
 
     /// The summary goes to stderr only: the output stays one file document per line.
@@ -214,6 +208,22 @@ struct Event {
     kind_type: &'static [&'static str],
     module: &'static str,
     dataset: &'static str,
+}
+
+impl Event {
+    fn new(
+        kind: &'static str,
+        category: &'static [&'static str],
+        kind_type: &'static [&'static str],
+    ) -> Event {
+        Event {
+            kind,
+            category,
+            kind_type,
+            module: "hashsweep",
+            dataset: "hashsweep.scan",
+        }
+    }
 }
 
 #[derive(Serialize)]

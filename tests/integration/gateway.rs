@@ -46,6 +46,28 @@ fn redis_available() -> bool {
     found
 }
 
+/// What most tests that are not about Redis start with. Fields drop in order: the gateway
+/// first, the mock last.
+struct Fixture {
+    gw: Gateway,
+    tokens: PathBuf,
+    dir: tempfile::TempDir,
+    mock: MockServer,
+}
+
+/// The mock as upstream, a temp dir with the tokens file, and a gateway on a SQLite store there.
+fn sqlite_fixture(mock: MockServer, extra: &[&str]) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens_file(dir.path());
+    let gw = Gateway::start(&mock, &sqlite_store(dir.path()), &tokens, extra);
+    Fixture {
+        gw,
+        tokens,
+        dir,
+        mock,
+    }
+}
+
 /// The SQLite store in `dir`: for the tests that are not about Redis.
 fn sqlite_store(dir: &Path) -> String {
     format!("sqlite:{}", dir.join("verdicts.sqlite").display())
@@ -482,13 +504,11 @@ fn a_restarted_gateway_answers_from_redis_without_asking_upstream() {
 
 #[test]
 fn an_unknown_token_gets_401006_and_never_reaches_upstream() {
-    let mock = MockServer::start(Some(KEY)).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = tokens_file(dir.path());
-    let gw = Gateway::start(&mock, &sqlite_store(dir.path()), &tokens, &[]);
+    let f = sqlite_fixture(MockServer::start(Some(KEY)).unwrap(), &[]);
+    let (mock, gw) = (&f.mock, &f.gw);
     let h = vec![EICAR_SHA256.to_string()];
     for bad in ["wrong-token-0000000000", "", "endpoint0", KEY] {
-        let r = post_hashes(&gw, bad, &h);
+        let r = post_hashes(gw, bad, &h);
         assert_eq!(r.status, 401, "token {bad:?}: {}", r.raw);
         assert_eq!(r.json()["error"]["code"], 401006);
     }
@@ -575,10 +595,8 @@ fn with_redis_down_clients_get_503_never_a_verdict_and_the_gateway_recovers() {
 
 #[test]
 fn the_gateway_keeps_the_vendors_contract() {
-    let mock = MockServer::start(Some(KEY)).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = tokens_file(dir.path());
-    let gw = Gateway::start(&mock, &sqlite_store(dir.path()), &tokens, &[]);
+    let f = sqlite_fixture(MockServer::start(Some(KEY)).unwrap(), &[]);
+    let (mock, gw) = (&f.mock, &f.gw);
     let tok = TOKENS[4].1;
     let post = |body: &str, extra: &[(&str, &str)]| {
         let mut h = vec![("apikey", tok)];
@@ -601,7 +619,7 @@ fn the_gateway_keeps_the_vendors_contract() {
         );
     }
     let many: Vec<String> = (0..1001).map(|i| format!("{i:064x}")).collect();
-    let r = post_hashes(&gw, tok, &many);
+    let r = post_hashes(gw, tok, &many);
     assert_eq!(
         (r.status, r.json()["error"]["code"].clone()),
         (400, json!(400063))
@@ -627,7 +645,7 @@ fn the_gateway_keeps_the_vendors_contract() {
         md5.clone(),
         EICAR_SHA256.to_ascii_uppercase(),
     ];
-    let r = post_hashes(&gw, tok, &asked);
+    let r = post_hashes(gw, tok, &asked);
     assert_eq!(r.status, 200, "{}", r.raw);
     assert!(r.headers["content-type"].starts_with("application/json"));
     let data = r.json()["data"].as_array().unwrap().clone();
@@ -643,7 +661,7 @@ fn the_gateway_keeps_the_vendors_contract() {
     }
     assert_eq!(data[2]["hash"], md5.to_ascii_uppercase());
     assert_eq!(data[2]["total_detected_avs"], 11);
-    let upstream = upstream_hashes(&mock);
+    let upstream = upstream_hashes(mock);
     assert_eq!(upstream.len(), 2, "{upstream:?}");
 
     // Per-engine details are asked for when a client wants them (the SQLite store keeps
@@ -668,16 +686,14 @@ fn the_gateway_keeps_the_vendors_contract() {
 
 #[test]
 fn a_spent_upstream_quota_reaches_clients_as_429000_with_the_reset() {
-    let mock = MockServer::start(Some(KEY)).unwrap();
+    let f = sqlite_fixture(MockServer::start(Some(KEY)).unwrap(), &[]);
+    let (mock, gw) = (&f.mock, &f.gw);
     mock.set_quota(3);
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = tokens_file(dir.path());
-    let gw = Gateway::start(&mock, &sqlite_store(dir.path()), &tokens, &[]);
     let first: Vec<String> = (0..3).map(|i| format!("{i:064x}")).collect();
-    let r = post_hashes(&gw, TOKENS[0].1, &first);
+    let r = post_hashes(gw, TOKENS[0].1, &first);
     assert_eq!(r.status, 200, "{}", r.raw);
     let more: Vec<String> = (10..15).map(|i| format!("{i:064x}")).collect();
-    let r = post_hashes(&gw, TOKENS[0].1, &more);
+    let r = post_hashes(gw, TOKENS[0].1, &more);
     assert_eq!(r.status, 429, "{}", r.raw);
     assert_eq!(r.json()["error"]["code"], 429000);
     let reset = r
@@ -688,9 +704,9 @@ fn a_spent_upstream_quota_reaches_clients_as_429000_with_the_reset() {
     assert!(secs > 80_000 && secs <= 86_400, "{reset}");
     let upstream_calls = mock.requests().len();
     // Still answered from the store; the spent quota is not asked again.
-    let r = post_hashes(&gw, TOKENS[0].1, &first);
+    let r = post_hashes(gw, TOKENS[0].1, &first);
     assert_eq!(r.status, 200);
-    let r = post_hashes(&gw, TOKENS[0].1, &more);
+    let r = post_hashes(gw, TOKENS[0].1, &more);
     assert_eq!(r.status, 429);
     assert_eq!(mock.requests().len(), upstream_calls);
     // A scanning endpoint stops on it as it would on the service's own 429000.
@@ -704,26 +720,22 @@ fn a_spent_upstream_quota_reaches_clients_as_429000_with_the_reset() {
 
 #[test]
 fn client_rate_caps_each_token_on_its_own() {
-    let mock = MockServer::start(Some(KEY)).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = tokens_file(dir.path());
-    let gw = Gateway::start(
-        &mock,
-        &sqlite_store(dir.path()),
-        &tokens,
+    let f = sqlite_fixture(
+        MockServer::start(Some(KEY)).unwrap(),
         &["--client-rate", "2"],
     );
+    let gw = &f.gw;
     let h = vec!["ab".repeat(32)];
     let statuses: Vec<u16> = (0..3)
-        .map(|_| post_hashes(&gw, TOKENS[6].1, &h).status)
+        .map(|_| post_hashes(gw, TOKENS[6].1, &h).status)
         .collect();
     assert_eq!(statuses, [200, 200, 429]);
-    let r = post_hashes(&gw, TOKENS[6].1, &h);
+    let r = post_hashes(gw, TOKENS[6].1, &h);
     assert_eq!(r.json()["error"]["code"], 429001);
     let wait: u64 = r.headers["retry-after"].parse().unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
     assert_eq!(
-        post_hashes(&gw, TOKENS[7].1, &h).status,
+        post_hashes(gw, TOKENS[7].1, &h).status,
         200,
         "another token is not limited"
     );
@@ -731,10 +743,8 @@ fn client_rate_caps_each_token_on_its_own() {
 
 #[test]
 fn the_upstream_key_reaches_no_client_and_no_log_line() {
-    let mock = MockServer::start(Some(KEY)).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = tokens_file(dir.path());
-    let gw = Gateway::start(&mock, &sqlite_store(dir.path()), &tokens, &[]);
+    let f = sqlite_fixture(MockServer::start(Some(KEY)).unwrap(), &[]);
+    let (mock, gw) = (&f.mock, f.gw);
     let mut seen = String::new();
     let tree = Tree::new();
     tree.file("a", b"aaa");
@@ -797,10 +807,12 @@ fn sqlite_store_shares_verdicts_across_restarts() {
 
 #[test]
 fn sigterm_lets_an_upstream_lookup_in_flight_finish_and_stores_its_answers() {
-    let mock = MockServer::start(Some(KEY)).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = tokens_file(dir.path());
-    let gw = Gateway::start(&mock, &sqlite_store(dir.path()), &tokens, &[]);
+    let Fixture {
+        mock,
+        dir,
+        tokens,
+        gw,
+    } = sqlite_fixture(MockServer::start(Some(KEY)).unwrap(), &[]);
     mock.set(EICAR_SHA256, 1, 4);
     mock.push_fault(Fault::of(hashsweep::mock::FaultKind::Stall(
         Duration::from_millis(1500),
@@ -913,10 +925,11 @@ fn https_with_tls_cert_and_key_and_a_client_that_trusts_its_ca() {
 fn one_instance_asks_once_per_digest_under_concurrent_overlapping_requests() {
     // Review finding: with SQLite, a lookup landing between a request's read and its entry in
     // the in-flight table was asked again.
-    let mock = MockServer::start_on("127.0.0.1:0", Some(KEY), Duration::from_millis(5)).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = tokens_file(dir.path());
-    let gw = Gateway::start(&mock, &sqlite_store(dir.path()), &tokens, &[]);
+    let f = sqlite_fixture(
+        MockServer::start_on("127.0.0.1:0", Some(KEY), Duration::from_millis(5)).unwrap(),
+        &[],
+    );
+    let (mock, gw) = (&f.mock, &f.gw);
     // Each round: fresh digests, requests overlapping them arriving a few ms apart, so some
     // read the store just before another's lookup lands.
     for round in 0..15u64 {
@@ -940,7 +953,7 @@ fn one_instance_asks_once_per_digest_under_concurrent_overlapping_requests() {
             }
         });
     }
-    let asked = upstream_hashes(&mock);
+    let asked = upstream_hashes(mock);
     let distinct: HashSet<&String> = asked.iter().collect();
     assert_eq!(asked.len(), distinct.len(), "a digest was asked twice");
 }
@@ -949,10 +962,12 @@ fn one_instance_asks_once_per_digest_under_concurrent_overlapping_requests() {
 fn sigterm_stores_answers_whose_client_went_away() {
     // Review finding: a lookup whose client disconnected was dropped at shutdown, its answer
     // (already paid for) never stored.
-    let mock = MockServer::start(Some(KEY)).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = tokens_file(dir.path());
-    let gw = Gateway::start(&mock, &sqlite_store(dir.path()), &tokens, &[]);
+    let Fixture {
+        mock,
+        dir,
+        tokens,
+        gw,
+    } = sqlite_fixture(MockServer::start(Some(KEY)).unwrap(), &[]);
     mock.set(EICAR_SHA256, 1, 6);
     mock.push_fault(Fault::of(hashsweep::mock::FaultKind::Stall(
         Duration::from_millis(1500),
@@ -981,38 +996,34 @@ fn sigterm_stores_answers_whose_client_went_away() {
 
 #[test]
 fn beyond_max_pending_new_misses_get_503_and_joining_ones_still_wait() {
-    let mock = MockServer::start(Some(KEY)).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let tokens = tokens_file(dir.path());
-    let gw = Gateway::start(
-        &mock,
-        &sqlite_store(dir.path()),
-        &tokens,
+    let f = sqlite_fixture(
+        MockServer::start(Some(KEY)).unwrap(),
         &["--max-pending", "5"],
     );
+    let (mock, gw) = (&f.mock, &f.gw);
     mock.push_fault(Fault::of(hashsweep::mock::FaultKind::Stall(
         Duration::from_millis(1500),
     )));
     let first: Vec<String> = (0..5).map(|i| format!("{i:064x}")).collect();
     std::thread::scope(|s| {
-        let slow = s.spawn(|| post_hashes(&gw, TOKENS[0].1, &first));
+        let slow = s.spawn(|| post_hashes(gw, TOKENS[0].1, &first));
         std::thread::sleep(Duration::from_millis(400));
         // Five digests wait for the upstream: a new one is refused, at once.
         let started = Instant::now();
-        let r = post_hashes(&gw, TOKENS[1].1, &[format!("{:064x}", 99)]);
+        let r = post_hashes(gw, TOKENS[1].1, &[format!("{:064x}", 99)]);
         assert_eq!(r.status, 503, "{}", r.raw);
         assert_eq!(r.json()["error"]["code"], 503000);
         assert!(r.headers.contains_key("retry-after"));
         assert!(started.elapsed() < Duration::from_millis(800));
         // One already on its way is joined, not refused.
-        let r = post_hashes(&gw, TOKENS[2].1, &first[..1]);
+        let r = post_hashes(gw, TOKENS[2].1, &first[..1]);
         assert_eq!(r.status, 200, "{}", r.raw);
         assert_eq!(slow.join().unwrap().status, 200);
     });
     // Once they landed there is room again.
-    let r = post_hashes(&gw, TOKENS[1].1, &[format!("{:064x}", 99)]);
+    let r = post_hashes(gw, TOKENS[1].1, &[format!("{:064x}", 99)]);
     assert_eq!(r.status, 200, "{}", r.raw);
-    assert_eq!(upstream_hashes(&mock).len(), 6);
+    assert_eq!(upstream_hashes(mock).len(), 6);
     let m = http(&gw.url, "GET", "/metrics", &[], "").body;
     assert!(m.contains("hashsweep_gateway_refused_busy_total 1"), "{m}");
 }
