@@ -302,12 +302,8 @@ async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Response {
     {
         return store_down(why);
     }
-    let answered = found
-        .iter()
-        .flatten()
-        .filter(|g| matches!(g, Got::Answer(_)))
-        .count();
-    if answered == 0 && !distinct.is_empty() {
+    let any_answer = found.iter().flatten().any(|g| matches!(g, Got::Answer(_)));
+    if !any_answer && !distinct.is_empty() {
         return upstream_failed(st, &found);
     }
     let mut out: Vec<u8> = Vec::with_capacity(hashes.len() * 120 + 16);
