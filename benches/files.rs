@@ -18,10 +18,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use hashsweep::hash::{FileStatus, HashOptions, Hasher};
-use hashsweep::pipeline::{ScanConfig, scan};
 use hashsweep::progress::NoProgress;
-use hashsweep::walk::{WalkOptions, walk};
+use hashsweep::scan::hash::{FileStatus, HashOptions, Hasher};
+use hashsweep::scan::walk::{WalkOptions, walk};
+use hashsweep::scan::{ScanConfig, scan};
 use sha2::{Digest, Sha256};
 
 const FILES: usize = 5_000;

@@ -21,7 +21,7 @@ use std::time::Duration;
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
-use hashsweep::hash::{FileStatus, HashOptions, Hasher};
+use hashsweep::scan::hash::{FileStatus, HashOptions, Hasher};
 use md5::Md5;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};

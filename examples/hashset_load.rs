@@ -1,4 +1,4 @@
-//! Load hash lists into a `hashsweep::hashset::HashSet` and print what was loaded and how long
+//! Load hash lists into a `hashsweep::known::hashset::HashSet` and print what was loaded and how long
 //! it took. Used by `benches/hashset_load.sh`.
 //!
 //! Usage: hashset_load [--index-dir DIR] [--probe N] LIST...
@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use hashsweep::digest::Digest;
-use hashsweep::hashset::HashSet;
+use hashsweep::known::hashset::HashSet;
 
 fn main() -> ExitCode {
     let mut index_dir = None;

@@ -9,7 +9,7 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     #[error(transparent)]
-    Client(#[from] crate::client::http::ClientError),
+    Client(#[from] crate::lookup::http::ClientError),
     #[error("cannot read {path}: {source}")]
     Input {
         path: PathBuf,

@@ -1,31 +1,31 @@
 //! hashsweep: walk a tree, hash every regular file once, look each distinct digest up in the
 //! MetaDefender bulk hash API, and report a verdict for every path.
 //!
-//! The pipeline, one module per stage, plain types between them:
-//! [`walk`] (`WalkEvent`) → [`hash`] (`FileResult`) → [`dedup`] (`Digest`) → [`batch`]
-//! (`LookupBatch`) → [`client`] (`HashOutcome`) → [`pipeline`] (join) → [`report`] (`Record`).
-//! [`app`] and [`cli`] are the command line on top; [`gateway`] is `hashsweep serve`, the fleet
-//! lookup gateway built on the same client and cache; [`mock`] is a local stand-in for the service.
+//! The layers, each a folder, lower ones knowing nothing of higher ones:
+//! - [`scan`]: the pipeline. [`scan::walk`] (`WalkEvent`) → [`scan::hash`] (`FileResult`) →
+//!   [`scan::dedup`] (`Digest`) → lookup → the join (`Record`), with the digest cache asked by
+//!   the hash workers and the verdict cache by the collector.
+//! - [`lookup`]: the service, both ways: batches, the wire protocol, the HTTP client, verdicts.
+//! - [`known`]: hash lists and sets that decide a file before anything is asked.
+//! - [`cache`]: the SQLite digest and verdict cache.
+//! - [`report`]: the writers and the reader of reports, one field list.
+//! - [`audit`]: baselines and `diff`, on top of the report reader.
+//! - [`gateway`]: `hashsweep serve`, the fleet lookup gateway built on the same client.
+//!
+//! [`digest`] and [`file`] are the shared vocabulary (digests; a file's identity and I/O error
+//! wording). The command line (`cli`, `commands`) belongs to the binary.
 
-pub mod app;
-pub mod baseline;
-pub mod batch;
+pub mod audit;
 pub mod cache;
-pub mod cli;
-pub mod client;
-pub mod dedup;
 pub mod digest;
 mod error;
+pub mod file;
 pub mod gateway;
-pub mod hash;
-pub mod hashlist;
-pub mod hashset;
-pub mod interrupt;
+pub mod known;
+pub mod lookup;
 pub mod mock;
-pub mod pipeline;
 pub mod progress;
 pub mod report;
-pub mod verdict;
-pub mod walk;
+pub mod scan;
 
 pub use error::Error;

@@ -33,9 +33,9 @@ use serde_json::Value;
 use super::coalesce::{Coalescer, Got};
 use super::store::Store;
 use super::tokens::Tokens;
-use crate::batch::MAX_BATCH;
-use crate::client::Answer;
 use crate::digest::{Digest, DigestHash};
+use crate::lookup::Answer;
+use crate::lookup::batch::MAX_BATCH;
 
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 1 << 20;
@@ -556,7 +556,7 @@ mod tests {
             scan_result_i: 1,
             total_detected_avs: 3,
             data_id: Some("id\"1".into()),
-            details: Some(Box::new([crate::client::EngineResult {
+            details: Some(Box::new([crate::lookup::EngineResult {
                 engine: "AV".into(),
                 threat_found: "EICAR".into(),
                 scan_result_i: Some(1),

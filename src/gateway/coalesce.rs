@@ -19,9 +19,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
 use super::store::{Claim, Store};
-use crate::batch::{LookupBatch, MAX_BATCH};
-use crate::client::{Answer, ClientConfig, HttpClient, ReputationClient};
 use crate::digest::Digest;
+use crate::lookup::batch::{LookupBatch, MAX_BATCH};
+use crate::lookup::{Answer, ClientConfig, HttpClient, ReputationClient};
 
 /// What a waiter learns about one digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +76,7 @@ const UNKNOWN_RESET: Duration = Duration::from_secs(15 * 60);
 pub const HALT_RETRY: Duration = Duration::from_secs(10 * 60);
 
 impl Upstream {
-    pub fn new(cfg: ClientConfig) -> Result<Upstream, crate::client::http::ClientError> {
+    pub fn new(cfg: ClientConfig) -> Result<Upstream, crate::lookup::http::ClientError> {
         let plain = HttpClient::new(ClientConfig {
             details: false,
             ..cfg.clone()
@@ -470,7 +470,7 @@ async fn run_batcher(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::ApiKey;
+    use crate::lookup::ApiKey;
     use crate::mock::{Fault, MockServer};
 
     #[test]

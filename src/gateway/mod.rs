@@ -67,7 +67,7 @@ pub enum GatewayError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Client(#[from] crate::client::http::ClientError),
+    Client(#[from] crate::lookup::http::ClientError),
     #[error("gateway runtime: {0}")]
     Runtime(std::io::Error),
 }

@@ -15,8 +15,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{Cache, Ttls};
-use crate::client::{Answer, EngineResult};
 use crate::digest::{Digest, push_hex_lower};
+use crate::lookup::{Answer, EngineResult};
 
 /// Prefix of every key the gateway writes (versioned, so a change of encoding starts afresh).
 pub const KEY_PREFIX: &str = "hashsweep:v1:";

@@ -15,12 +15,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use serde::{Serialize, Serializer};
 
+use super::Change;
 use super::{Columns, Record, Removed, Reporter, Summary};
-use crate::baseline::Change;
-use crate::client::EngineResult;
 use crate::digest::Algo;
-use crate::verdict::Verdict;
-use crate::walk::SpecialKind;
+use crate::lookup::EngineResult;
+use crate::lookup::verdict::Verdict;
+use crate::scan::walk::SpecialKind;
 
 /// The ECS version the documents follow.
 pub const ECS_VERSION: &str = "8.11.0";
@@ -463,7 +463,7 @@ impl Serialize for Rfc3339 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::Answer;
+    use crate::lookup::Answer;
     use std::ffi::OsStr;
     use std::time::Duration;
 

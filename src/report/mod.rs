@@ -5,7 +5,9 @@
 //! kept byte-exact: `path` is UTF-8 (lossy) and `path_bytes` (base64 of the raw bytes) appears
 //! only when the name is not valid UTF-8.
 
+mod change;
 pub mod ecs;
+pub mod read;
 mod table;
 
 use std::io::{self, Write};
@@ -16,11 +18,11 @@ use std::time::{Duration, SystemTime};
 use base64::Engine as _;
 use serde::Serialize;
 
-use crate::baseline::Change;
-use crate::client::{Answer, EngineResult};
 use crate::digest::{Algo, Digests, hex_lower};
-use crate::verdict::Verdict;
+use crate::lookup::verdict::Verdict;
+use crate::lookup::{Answer, EngineResult};
 
+pub use change::{Change, ChangeCounts, DiffChange};
 pub use table::escape_for_line;
 
 /// Output formats.
@@ -180,32 +182,6 @@ impl Summary {
             s.push_str(&format!("\nhashsweep: {}", c.human()));
         }
         s
-    }
-}
-
-/// Paths per change since a baseline.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct ChangeCounts {
-    pub new: u64,
-    pub modified: u64,
-    pub unchanged: u64,
-    pub removed: u64,
-}
-
-impl ChangeCounts {
-    pub fn add(&mut self, c: Change) {
-        match c {
-            Change::New => self.new += 1,
-            Change::Modified => self.modified += 1,
-            Change::Unchanged => self.unchanged += 1,
-        }
-    }
-
-    pub fn human(&self) -> String {
-        format!(
-            "since the baseline: {} new, {} modified, {} removed, {} unchanged",
-            self.new, self.modified, self.removed, self.unchanged
-        )
     }
 }
 

@@ -6,9 +6,9 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use hashsweep::client::protocol::parse_answer;
 use hashsweep::digest::Digest;
-use hashsweep::hashlist::{parse_line, sum_line};
+use hashsweep::known::hashlist::{parse_line, sum_line};
+use hashsweep::lookup::protocol::parse_answer;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

@@ -152,7 +152,7 @@ fn parse_entry(e: &Value) -> HashOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verdict::Verdict;
+    use crate::lookup::verdict::Verdict;
 
     fn d(hex: &str) -> Digest {
         Digest::from_hex(hex).unwrap()

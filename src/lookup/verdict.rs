@@ -29,7 +29,7 @@ impl Verdict {
     /// A detection count above zero is a detection even when the code looks clean.
     ///
     /// ```
-    /// use hashsweep::verdict::Verdict;
+    /// use hashsweep::lookup::Verdict;
     /// assert_eq!(Verdict::from_code(0, Some(0)).to_string(), "clean");
     /// assert_eq!(Verdict::from_code(5, Some(-1)).to_string(), "unknown");
     /// assert_eq!(Verdict::from_code(0, Some(3)).to_string(), "suspicious");

@@ -15,8 +15,8 @@ use reqwest::{StatusCode, Url};
 
 use super::protocol::{self, parse_answer, parse_error};
 use super::{ApiKey, ClientStats, HashOutcome, ReputationClient};
-use crate::batch::LookupBatch;
 use crate::digest::Digest;
+use crate::lookup::batch::LookupBatch;
 
 /// The public service.
 pub const DEFAULT_API_URL: &str = "https://api.metadefender.com";

@@ -223,7 +223,7 @@ fn error_path(err: &ignore::Error) -> Option<&Path> {
 
 fn describe(err: &ignore::Error) -> String {
     match err.io_error() {
-        Some(io) => crate::hash::describe_io(io),
+        Some(io) => crate::file::describe_io(io),
         None => err.to_string(),
     }
 }

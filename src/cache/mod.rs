@@ -18,10 +18,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use crate::client::Answer;
 use crate::digest::{Digest, Digests};
-use crate::hash::FileMeta;
-use crate::verdict::Verdict;
+use crate::file::FileMeta;
+use crate::lookup::Answer;
+use crate::lookup::verdict::Verdict;
 
 /// `PRAGMA application_id` of a hashsweep cache ("hswp"): a SQLite file without it is not ours.
 pub const APPLICATION_ID: i32 = 0x6873_7770;

@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use crate::client::HashOutcome;
 use crate::digest::Digest;
+use crate::lookup::HashOutcome;
 
 /// The table is split in shards by the digest's first byte, so growing it never needs the
 /// old and the new table of the whole set in memory at once (a single table at a million

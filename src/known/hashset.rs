@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 use sha2::{Digest as _, Sha256};
 
+use super::hashlist;
 use crate::digest::{Algo, Digest, hex_lower};
-use crate::hashlist;
 
 /// Why a hash set could not be loaded. Lines without a digest are not errors: they are counted
 /// (see [`HashSet::skipped_lines`]) and skipped.

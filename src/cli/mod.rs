@@ -1,13 +1,13 @@
-//! Command-line flags (clap derive). Parsing only: no I/O and no pipeline logic here; `app`
-//! turns these into the library's plain configuration types.
+//! Command-line flags (clap derive). Parsing only: no I/O and no pipeline logic here; the
+//! runners in `commands` turn these into the library's plain configuration types.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::digest::Algo;
-use crate::report::Format;
+use hashsweep::digest::Algo;
+use hashsweep::report::Format;
 
 const EXIT_HELP: &str = "\
 Exit status:
@@ -76,7 +76,7 @@ pub struct WalkArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ApiArgs {
     /// Base URL of the service (an on-premises MetaDefender or a hashsweep gateway)
-    #[arg(long, env = "HASHSWEEP_API_URL", value_name = "URL", default_value = crate::client::http::DEFAULT_API_URL)]
+    #[arg(long, env = "HASHSWEEP_API_URL", value_name = "URL", default_value = hashsweep::lookup::http::DEFAULT_API_URL)]
     pub api_url: String,
     /// Read the API key from this file (default: the METADEFENDER_APIKEY variable)
     #[arg(long, value_name = "PATH")]
@@ -144,7 +144,7 @@ pub struct CacheArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on (plain http only on loopback unless --insecure-http or TLS)
-    #[arg(long, value_name = "ADDR", default_value = crate::gateway::DEFAULT_LISTEN)]
+    #[arg(long, value_name = "ADDR", default_value = hashsweep::gateway::DEFAULT_LISTEN)]
     pub listen: std::net::SocketAddr,
     /// Endpoint tokens: lines `NAME TOKEN` or `NAME sha256:HEX`
     #[arg(long, value_name = "FILE")]
@@ -153,7 +153,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "STORE", env = "HASHSWEEP_STORE")]
     pub store: Option<String>,
     /// Upstream service (the public service, an on-premises MetaDefender, or another gateway)
-    #[arg(long, env = "HASHSWEEP_API_URL", value_name = "URL", default_value = crate::client::http::DEFAULT_API_URL)]
+    #[arg(long, env = "HASHSWEEP_API_URL", value_name = "URL", default_value = hashsweep::lookup::http::DEFAULT_API_URL)]
     pub api_url: String,
     /// Read the upstream API key from this file (default: the METADEFENDER_APIKEY variable)
     #[arg(long, value_name = "PATH")]

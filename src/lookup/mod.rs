@@ -1,22 +1,29 @@
 //! Lookup stage: asks the reputation service about batches of digests.
 //!
+//! [`batch`] cuts distinct digests into requests; `dispatch` runs the batcher and the lookup
+//! workers; [`verdict`] names what an answer means.
+//!
 //! [`ReputationClient`] is the seam: the CLI and (later) the gateway talk to it; [`http`] is the
 //! real client for MetaDefender's `POST /v4/hash`; [`protocol`] builds request bodies and reads
 //! answers, transport-free so it can be tested and fuzzed on its own. Every digest asked gets an
 //! outcome: an [`Answer`] or an error reason. Nothing is guessed and a failure is never "clean".
 
+pub mod batch;
+mod dispatch;
 pub mod http;
 pub mod protocol;
+pub mod verdict;
 
 use std::fmt;
 
 use serde::Serialize;
 
-use crate::batch::LookupBatch;
 use crate::digest::Digest;
-use crate::verdict::Verdict;
 
+pub use batch::LookupBatch;
+pub use dispatch::{LookupOptions, lookup_digests, spawn_lookup};
 pub use http::{ClientConfig, HttpClient};
+pub use verdict::Verdict;
 
 /// The API key. Its `Debug` and `Display` never show it; only [`ApiKey::expose`] does, and only
 /// the HTTP layer calls that.

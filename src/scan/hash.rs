@@ -14,8 +14,9 @@ use md5::Md5;
 use sha1::Sha1;
 use sha2::{Digest as _, Sha256};
 
+use super::walk::WalkEvent;
 use crate::digest::Digests;
-use crate::walk::WalkEvent;
+use crate::file::{FileMeta, describe_io, nanos};
 
 /// Bytes read per `read` call.
 pub const BLOCK_SIZE: usize = 1 << 20;
@@ -31,32 +32,6 @@ pub struct HashOptions {
     pub max_size: Option<u64>,
     /// Follow a symlink at the final path component when opening (`-L`).
     pub follow_symlinks: bool,
-}
-
-/// Identity and timestamps of a file as seen by `fstat` when it was opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct FileMeta {
-    pub dev: u64,
-    pub ino: u64,
-    pub mtime_ns: i64,
-    pub ctime_ns: i64,
-}
-
-impl FileMeta {
-    pub fn of(m: &std::fs::Metadata) -> FileMeta {
-        FileMeta {
-            dev: m.dev(),
-            ino: m.ino(),
-            mtime_ns: nanos(m.mtime(), m.mtime_nsec()),
-            ctime_ns: nanos(m.ctime(), m.ctime_nsec()),
-        }
-    }
-}
-
-/// Seconds and nanoseconds as one i64 of nanoseconds, saturating: a timestamp past 2262 (any
-/// user can set one) must not overflow.
-fn nanos(secs: i64, nsec: i64) -> i64 {
-    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
 }
 
 /// Where a hashed file's digests came from.
@@ -108,12 +83,11 @@ impl FileResult {
     }
 }
 
-/// Reusable per-thread state: the read buffer, the run's stop flag, the digest cache.
+/// Reusable per-thread state: the read buffer, the run's stop flag, the hard links seen.
 pub struct Hasher {
     opts: HashOptions,
     buf: Vec<u8>,
     stop: Arc<AtomicBool>,
-    cache: Option<Arc<crate::cache::Cache>>,
     /// The paths given on the command line.
     roots: Arc<std::collections::HashSet<PathBuf>>,
     /// Digests of multiply-linked files read in this run, by (dev, ino), shared by workers.
@@ -130,7 +104,6 @@ impl Hasher {
             opts,
             buf: vec![0; BLOCK_SIZE],
             stop: Arc::new(AtomicBool::new(false)),
-            cache: None,
             roots: Arc::default(),
             links: Arc::default(),
         }
@@ -145,12 +118,6 @@ impl Hasher {
     /// The paths named on the command line (a symlink among them is followed).
     pub fn with_roots(mut self, roots: Arc<std::collections::HashSet<PathBuf>>) -> Hasher {
         self.roots = roots;
-        self
-    }
-
-    /// Serve unchanged files from this digest cache instead of reading them.
-    pub fn with_cache(mut self, cache: Option<Arc<crate::cache::Cache>>) -> Hasher {
-        self.cache = cache;
         self
     }
 
@@ -182,47 +149,8 @@ impl Hasher {
         }
     }
 
-    /// Hash one path (or take its digests from the cache).
+    /// Read and hash one path.
     pub fn hash_path(&mut self, path: PathBuf) -> FileResult {
-        if let Some(hit) = self
-            .cached_results(std::slice::from_ref(&path))
-            .pop()
-            .flatten()
-        {
-            return hit;
-        }
-        self.read_path(path)
-    }
-
-    /// Look several files up in the digest cache in one read transaction (a single lookup is
-    /// mostly transaction overhead). Returns the hits as results and the misses to be read.
-    pub fn split_cached(&self, paths: Vec<PathBuf>) -> (Vec<FileResult>, Vec<PathBuf>) {
-        let found = self.cached_results(&paths);
-        let (mut hits, mut misses) = (Vec::new(), Vec::new());
-        for (p, hit) in paths.into_iter().zip(found) {
-            match hit {
-                Some(h) => hits.push(h),
-                None => misses.push(p),
-            }
-        }
-        (hits, misses)
-    }
-
-    /// Like [`Hasher::process`] but never consults the cache (the caller already did).
-    pub fn process_uncached(&mut self, ev: WalkEvent) -> FileResult {
-        match ev {
-            WalkEvent::File(path) if !self.stop.load(Ordering::Relaxed) => self.read_path(path),
-            other => self.process(other),
-        }
-    }
-
-    /// Whether a digest cache is in use.
-    pub fn has_cache(&self) -> bool {
-        self.cache.is_some()
-    }
-
-    /// Read and hash one path (no cache).
-    fn read_path(&mut self, path: PathBuf) -> FileResult {
         // A symlink named on the command line is followed, as the walker does for a
         // directory root (like `find -H`); anywhere else a symlink is not.
         let opened = match open_for_hashing(&path, self.opts.follow_symlinks) {
@@ -339,54 +267,6 @@ impl Hasher {
         }
     }
 
-    /// For each path, the cached digests for its current (dev, ino, size, mtime, ctime) when
-    /// the cache holds every digest asked for; one `stat` each, no `open`, one read
-    /// transaction for all. One entry per path, `None` for a miss.
-    fn cached_results<P: AsRef<Path>>(&self, paths: &[P]) -> Vec<Option<FileResult>> {
-        let Some(cache) = self.cache.as_ref() else {
-            return paths.iter().map(|_| None).collect();
-        };
-        let stat = |p: &Path| {
-            let m = if self.opts.follow_symlinks {
-                std::fs::metadata(p)
-            } else {
-                std::fs::symlink_metadata(p)
-            }
-            .ok()?;
-            let wanted =
-                m.file_type().is_file() && self.opts.max_size.is_none_or(|max| m.len() <= max);
-            wanted.then(|| (FileMeta::of(&m), m.len()))
-        };
-        let metas: Vec<Option<(FileMeta, u64)>> = paths.iter().map(|p| stat(p.as_ref())).collect();
-        let keys: Vec<crate::cache::FileKey> = metas
-            .iter()
-            .flatten()
-            .map(|(meta, size)| crate::cache::FileKey::new(meta, *size))
-            .collect();
-        let mut found = cache
-            .get_digests_many(&keys, self.opts.md5, self.opts.sha1)
-            .unwrap_or_default()
-            .into_iter();
-        paths
-            .iter()
-            .zip(metas)
-            .map(|(p, m)| {
-                let (meta, size) = m?;
-                let digests = found.next().flatten()?;
-                Some(FileResult {
-                    path: p.as_ref().into(),
-                    size: Some(size),
-                    status: FileStatus::Hashed {
-                        digests,
-                        meta,
-                        warning: None,
-                        origin: Origin::Cache,
-                    },
-                })
-            })
-            .collect()
-    }
-
     /// Read to the end. Returns the digests, the bytes read, and how many `read` calls it took.
     ///
     /// A short read that brings the total to exactly the size `fstat` gave is taken as the end
@@ -487,20 +367,6 @@ fn change_warning(
         );
     }
     None
-}
-
-/// A short human description of an I/O error, without Rust's "(os error N)" noise.
-pub fn describe_io(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(code) => {
-            let s = e.to_string();
-            match s.find(" (os error") {
-                Some(i) => s[..i].to_string(),
-                None => format!("{s} (errno {code})"),
-            }
-        }
-        None => e.to_string(),
-    }
 }
 
 #[cfg(test)]

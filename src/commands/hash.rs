@@ -1,0 +1,66 @@
+//! `hashsweep hash`: sha256sum-compatible lines (md5sum/sha1sum with --md5/--sha1).
+
+use super::*;
+
+/// `hashsweep hash`: sha256sum-compatible lines (md5sum/sha1sum with --md5/--sha1).
+pub fn run_hash(a: HashArgs) -> Result<u8, Error> {
+    let algo = if a.md5 {
+        Algo::Md5
+    } else if a.sha1 {
+        Algo::Sha1
+    } else {
+        Algo::Sha256
+    };
+    let cfg = ScanConfig {
+        roots: a.paths.clone(),
+        walk: walk_options(&a.walk),
+        hash: HashOptions {
+            md5: a.md5,
+            sha1: a.sha1,
+            max_size: a.walk.max_size,
+            follow_symlinks: a.walk.follow_symlinks,
+        },
+        threads: a.walk.threads.unwrap_or_else(default_threads),
+        lookup: None,
+        cache: None,
+        local: None,
+    };
+    let stop = Interrupt::install()?;
+    let out = scan(&cfg, None, &NoProgress, &stop.flag)?;
+    let mut stdout = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    let mut incomplete = false;
+    // A reader that went away (`| head`) stops the output, not the status.
+    let mut reader_gone = false;
+    for f in &out.files {
+        let shown = || escape_for_line(std::os::unix::ffi::OsStrExt::as_bytes(f.path.as_os_str()));
+        match &f.status {
+            FileStatus::Hashed {
+                digests, warning, ..
+            } => {
+                if let Some(d) = digests.get(algo)
+                    && !reader_gone
+                {
+                    reader_gone = tolerate_broken_pipe(
+                        stdout
+                            .write_all(&sum_line(&d.to_hex(), &f.path))
+                            .map_err(Error::Write),
+                    )?;
+                }
+                if let Some(w) = warning {
+                    incomplete = true;
+                    eprintln!("hashsweep: {}: {w}", shown());
+                }
+            }
+            FileStatus::Skipped(why) => eprintln!("hashsweep: {}: skipped: {why}", shown()),
+            FileStatus::Interrupted => {}
+            FileStatus::Error(e) => {
+                incomplete = true;
+                eprintln!("hashsweep: {}: {e}", shown());
+            }
+        }
+    }
+    if !reader_gone {
+        tolerate_broken_pipe(stdout.flush().map_err(Error::Write))?;
+    }
+    Ok(finish_status(&stop, if incomplete { 2 } else { 0 }))
+}

@@ -1,0 +1,112 @@
+//! `hashsweep lookup`: look up hashes given as arguments or on stdin.
+
+use super::*;
+
+/// `hashsweep lookup`
+pub fn run_lookup(a: LookupArgs) -> Result<u8, Error> {
+    refuse_ecs(&a.output, "lookup")?;
+    let mut listed: Vec<ListedHash> = Vec::new();
+    let mut bad = 0u64;
+    let mut take = |line: &[u8], where_: String| match parse_line(line) {
+        Ok(Some(h)) => listed.push(h),
+        Ok(None) => {}
+        Err(e) => {
+            bad += 1;
+            eprintln!("hashsweep: {where_}: {e}");
+        }
+    };
+    if a.hashes.is_empty() {
+        let stdin = io::stdin().lock();
+        for (n, line) in stdin.split(b'\n').enumerate() {
+            let line = line.map_err(|source| Error::Input {
+                path: "<stdin>".into(),
+                source,
+            })?;
+            take(&line, format!("stdin line {}", n + 1));
+        }
+    } else {
+        for (n, h) in a.hashes.iter().enumerate() {
+            take(h.as_bytes(), format!("argument {}", n + 1));
+        }
+    }
+    if listed.is_empty() {
+        return Err(Error::Usage(
+            "no valid hashes given (as arguments or on stdin)".into(),
+        ));
+    }
+    let client = Arc::new(build_client(&a.api)?);
+    let digests: Vec<_> = listed.iter().map(|h| h.digest).collect();
+    let started = std::time::Instant::now();
+    let stop = Interrupt::install()?;
+    let outcomes = lookup_digests(
+        &digests,
+        Arc::clone(&client) as Arc<dyn ReputationClient>,
+        &lookup_options(&a.api),
+        &stop.flag,
+    );
+
+    let records: Vec<Record<'_>> = listed
+        .iter()
+        .map(|h| {
+            let (verdict, answer, error) = outcome_fields(outcomes.get(&h.digest));
+            let hex = Some(h.digest.to_hex());
+            let (mut sha256, mut md5, mut sha1) = (None, None, None);
+            match h.digest.algo() {
+                Algo::Sha256 => sha256 = hex,
+                Algo::Md5 => md5 = hex,
+                Algo::Sha1 => sha1 = hex,
+            }
+            Record {
+                path: h.name.as_deref(),
+                size: None,
+                mtime: None,
+                inode: None,
+                sha256,
+                md5,
+                sha1,
+                verdict,
+                answer,
+                error,
+                note: None,
+                change: None,
+                source: None,
+            }
+        })
+        .collect();
+    let mut summary = Summary {
+        distinct_digests: outcomes.len() as u64,
+        ..Summary::default()
+    };
+    for r in &records {
+        summary.count(r);
+    }
+    let s = client.stats();
+    summary.requests = s.requests;
+    summary.retries = s.retries;
+    summary.errors += bad;
+    summary.set_elapsed(started.elapsed());
+
+    let format = resolve_format(&a.output);
+    let has = |algo| listed.iter().any(|h| h.digest.algo() == algo);
+    tolerate_broken_pipe(write_report(
+        &a.output,
+        format,
+        Columns {
+            md5: has(Algo::Md5),
+            sha1: has(Algo::Sha1),
+            change: false,
+            ..Columns::default()
+        },
+        &summary,
+        |rep| {
+            let mut order: Vec<&Record<'_>> = records.iter().collect();
+            if format == Format::Table {
+                order.sort_by_key(|r| r.verdict.rank());
+            }
+            order.into_iter().try_for_each(|r| rep.record(r))
+        },
+    ))?;
+    eprintln!("{}", summary.human());
+    print_halt(Some(&client));
+    Ok(finish_status(&stop, summary.exit_status()))
+}

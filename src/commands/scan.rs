@@ -1,0 +1,217 @@
+//! `hashsweep scan`: the sweep. Opens the cache, loads known-file sets and a baseline, runs
+//! the pipeline and writes the report.
+
+use super::*;
+
+/// Open the cache unless `--no-cache`. A cache that cannot be opened is a warning, not a
+/// failure: the sweep runs without it.
+fn open_cache(c: &CacheArgs, roots: &[PathBuf]) -> Option<Arc<Cache>> {
+    if c.no_cache {
+        return None;
+    }
+    let Some(path) = c.cache.clone().or_else(Cache::default_path) else {
+        eprintln!(
+            "hashsweep: warning: no cache directory found; running without the cache (use --cache PATH)"
+        );
+        return None;
+    };
+    // hashsweep never writes into the tree it sweeps (the cache would also be hashed while
+    // it is written). Hash-set indexes live beside the cache, so this covers them too.
+    if let Some(root) = roots.iter().find(|r| is_inside(&path, r)) {
+        eprintln!(
+            "hashsweep: warning: the cache {} is inside the scanned tree {}; running without it \
+             (use --cache PATH elsewhere)",
+            path.display(),
+            root.display()
+        );
+        return None;
+    }
+    match Cache::open(&path) {
+        Ok((cache, warning)) => {
+            if let Some(w) = warning {
+                eprintln!("hashsweep: warning: {w}");
+            }
+            let ttls = Ttls {
+                clean: c.verdict_ttl,
+                other: c.verdict_ttl,
+                detection: c.detection_ttl,
+                unknown: c.unknown_ttl,
+            };
+            Some(Arc::new(cache.with_ttls(ttls)))
+        }
+        Err(e) => {
+            eprintln!("hashsweep: warning: running without the cache: {e}");
+            None
+        }
+    }
+}
+
+/// Whether `path` (which may not exist yet) lies inside the directory `root`, comparing
+/// canonical paths: the nearest existing ancestor of `path` is resolved, the rest appended.
+fn is_inside(path: &Path, root: &Path) -> bool {
+    let Ok(root) = root.canonicalize() else {
+        return false;
+    };
+    let mut existing = path;
+    let mut rest = Vec::new();
+    let resolved = loop {
+        if let Ok(p) = existing.canonicalize() {
+            break p;
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = if parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    parent
+                };
+            }
+            _ => return false,
+        }
+    };
+    let full = rest.iter().rev().fold(resolved, |p, n| p.join(n));
+    full.starts_with(&root)
+}
+
+/// `hashsweep scan`
+pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
+    let mut baseline = match &a.baseline {
+        Some(p) => Some(load_baseline(p)?),
+        None => None,
+    };
+    let client = if a.offline {
+        None
+    } else {
+        Some(Arc::new(build_client(&a.api)?))
+    };
+    let cache = open_cache(&a.cache, &a.paths);
+    let local = load_local_sets(&a, cache.as_deref())?;
+    // Sets of MD5 or SHA-1 entries (NSRL) can only match if those digests are computed.
+    let (local_md5, local_sha1) = local.as_ref().map_or((false, false), |l| {
+        let (g, b) = (l.good.counts(), l.bad.counts());
+        (g.0 + b.0 > 0, g.1 + b.1 > 0)
+    });
+    // ECS's file.path is the full path: relative roots are made absolute (lexically, as
+    // `realpath -s` would; symlinks are not resolved).
+    let roots = if a.output.format == Some(Format::Ecs) {
+        a.paths
+            .iter()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+            .collect()
+    } else {
+        a.paths.clone()
+    };
+    let cfg = ScanConfig {
+        roots,
+        walk: walk_options(&a.walk),
+        hash: HashOptions {
+            md5: a.md5 || local_md5 || a.api.lookup_hash == Algo::Md5,
+            sha1: a.sha1 || local_sha1 || a.api.lookup_hash == Algo::Sha1,
+            max_size: a.walk.max_size,
+            follow_symlinks: a.walk.follow_symlinks,
+        },
+        threads: a.walk.threads.unwrap_or_else(default_threads),
+        lookup: (!a.offline).then(|| lookup_options(&a.api)),
+        cache,
+        local,
+    };
+    let stop = Interrupt::install()?;
+    let progress = progress();
+    let out = scan(
+        &cfg,
+        client.clone().map(|c| c as Arc<dyn ReputationClient>),
+        &*progress,
+        &stop.flag,
+    )?;
+    let mut summary = out.summary();
+    let format = resolve_format(&a.output);
+    let order = out.order(format == Format::Table);
+    // With a baseline, classify every path first (one byte each) so the summary has the counts.
+    let mut removed = Vec::new();
+    let changes: Vec<Option<Change>> = match &mut baseline {
+        Some(b) => {
+            let ch: Vec<_> = out
+                .files
+                .iter()
+                .map(|f| b.change_record(&out.record(f)))
+                .collect();
+            removed = b.removed();
+            let mut counts = ChangeCounts {
+                removed: removed.len() as u64,
+                ..ChangeCounts::default()
+            };
+            ch.iter().flatten().for_each(|c| counts.add(*c));
+            summary.changes = Some(counts);
+            ch
+        }
+        None => Vec::new(),
+    };
+    let cols = Columns {
+        md5: cfg.hash.md5,
+        sha1: cfg.hash.sha1,
+        change: baseline.is_some(),
+        lookup_algo: out.lookup_algo,
+        host_name: a.host_name.clone(),
+    };
+    tolerate_broken_pipe(write_report(&a.output, format, cols, &summary, |rep| {
+        for i in order {
+            let mut r = out.record(&out.files[i]);
+            r.change = changes.get(i).copied().flatten();
+            rep.record(&r)?;
+        }
+        for path in &removed {
+            let old = baseline.as_ref().and_then(|b| b.get(path));
+            rep.removed(&Removed {
+                path,
+                size: old.as_ref().and_then(|o| o.size),
+                sha256: old.as_ref().and_then(|o| o.sha256).map(|d| hex_lower(&d)),
+            })?;
+        }
+        Ok(())
+    }))?;
+    eprintln!("{}", summary.human());
+    print_halt(client.as_ref());
+    Ok(finish_status(&stop, summary.exit_status()))
+}
+
+/// Load `--known-good` / `--known-bad` lists. Their indexes live beside the cache (never in the
+/// scanned tree); without a cache they are loaded from text each time.
+fn load_local_sets(a: &ScanArgs, cache: Option<&Cache>) -> Result<Option<Arc<LocalSets>>, Error> {
+    if a.known_good.is_empty() && a.known_bad.is_empty() {
+        return Ok(None);
+    }
+    let index_dir = cache.and_then(|c| c.path().parent()).map(Path::to_path_buf);
+    let load = |paths: &[std::path::PathBuf]| -> Result<HashSet, Error> {
+        let set =
+            HashSet::load(paths, index_dir.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
+        for s in set.sources() {
+            if s.skipped_lines > 0 {
+                eprintln!(
+                    "hashsweep: warning: {}: skipped {} line(s) with no digest",
+                    s.path.display(),
+                    s.skipped_lines
+                );
+            }
+            if let Some(e) = &s.index_error {
+                eprintln!(
+                    "hashsweep: warning: {}: index not written: {e}",
+                    s.path.display()
+                );
+            }
+        }
+        Ok(set)
+    };
+    Ok(Some(Arc::new(LocalSets {
+        good: load(&a.known_good)?,
+        bad: load(&a.known_bad)?,
+        also_lookup: a.also_lookup,
+    })))
+}
+
+/// Load a baseline report, warning about the records it had to skip.
+fn load_baseline(path: &Path) -> Result<Baseline, Error> {
+    let b = Baseline::load(path).map_err(|e| Error::Usage(e.to_string()))?;
+    warn_bad(b.bad());
+    Ok(b)
+}

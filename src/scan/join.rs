@@ -1,0 +1,156 @@
+//! The join: each file's own status meets its digest's outcome (and the local sets' word) in
+//! one report [`Record`]; the totals of a run are counted from those records.
+
+use std::time::{Duration, SystemTime};
+
+use super::ScanOutput;
+use super::hash::{FileResult, FileStatus, Origin};
+use crate::known::Local;
+use crate::lookup::{Answer, HashOutcome, Verdict};
+use crate::report::{Record, Summary};
+
+impl ScanOutput {
+    /// The report record for one file: its own status joined with its digest's outcome.
+    pub fn record<'a>(&'a self, f: &'a FileResult) -> Record<'a> {
+        let base = Record {
+            path: Some(&f.path),
+            size: f.size,
+            mtime: None,
+            inode: None,
+            sha256: None,
+            md5: None,
+            sha1: None,
+            verdict: Verdict::Error,
+            answer: None,
+            error: None,
+            note: None,
+            change: None,
+            source: None,
+        };
+        match &f.status {
+            FileStatus::Skipped(reason) => Record {
+                verdict: Verdict::Skipped,
+                note: Some(reason),
+                ..base
+            },
+            FileStatus::Error(e) => Record {
+                verdict: Verdict::Error,
+                error: Some(e),
+                ..base
+            },
+            FileStatus::Interrupted => Record {
+                verdict: Verdict::NotLookedUp,
+                error: Some("interrupted before the file was read"),
+                ..base
+            },
+            FileStatus::Hashed {
+                digests,
+                warning,
+                meta,
+                ..
+            } => {
+                let base = Record {
+                    note: warning.as_deref(),
+                    mtime: Some(system_time(meta.mtime_ns)),
+                    inode: Some(meta.ino),
+                    ..base
+                }
+                .with_digests(Some(digests));
+                let local = self.local.as_ref().and_then(|l| l.classify(digests));
+                let outcome = self
+                    .lookup_algo
+                    .and_then(|a| digests.get(a))
+                    .and_then(|d| self.dedup.outcome(&d));
+                match (local, self.lookup_algo) {
+                    (Some(Local::Good), _) => Record {
+                        verdict: Verdict::KnownGood,
+                        ..base
+                    },
+                    // Known bad: infected whatever the service says; its answer is kept when
+                    // one was asked for (--also-lookup).
+                    (Some(Local::Bad), _) => Record {
+                        verdict: Verdict::Infected,
+                        source: Some("local"),
+                        answer: outcome.and_then(|o| o.as_ref().ok()),
+                        ..base
+                    },
+                    (None, None) => Record {
+                        verdict: Verdict::NotLookedUp,
+                        ..base
+                    },
+                    (None, Some(_)) => {
+                        let (verdict, answer, error) = outcome_fields(outcome);
+                        Record {
+                            verdict,
+                            answer,
+                            error,
+                            ..base
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Indices of `files` in report order: by path, or detections first for the table.
+    /// Path order needs no index at all (the files are sorted); only the table's
+    /// detections-first order builds one.
+    pub fn order(&self, detections_first: bool) -> Box<dyn Iterator<Item = usize>> {
+        if !detections_first {
+            return Box::new(0..self.files.len());
+        }
+        let mut idx: Vec<u32> = (0..self.files.len() as u32).collect();
+        idx.sort_by_cached_key(|&i| self.record(&self.files[i as usize]).verdict.rank());
+        Box::new(idx.into_iter().map(|i| i as usize))
+    }
+
+    /// Totals for the summary and the exit status.
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary {
+            distinct_digests: self.dedup.distinct() as u64,
+            requests: self.requests,
+            retries: self.retries,
+            ..Summary::default()
+        };
+        s.verdicts_cached = self.verdicts_cached;
+        for f in &self.files {
+            s.count(&self.record(f));
+            if let FileStatus::Hashed {
+                warning, origin, ..
+            } = &f.status
+            {
+                s.changed += u64::from(warning.is_some());
+                match origin {
+                    Origin::Read => s.bytes_read += f.size.unwrap_or(0),
+                    Origin::Cache => s.files_cached += 1,
+                    Origin::Link => s.files_linked += 1,
+                }
+            }
+        }
+        s.set_elapsed(self.elapsed);
+        s
+    }
+}
+
+/// Nanoseconds since the epoch (negative before it) as a `SystemTime`.
+fn system_time(ns: i64) -> SystemTime {
+    let d = Duration::from_nanos(ns.unsigned_abs());
+    if ns >= 0 {
+        SystemTime::UNIX_EPOCH + d
+    } else {
+        SystemTime::UNIX_EPOCH - d
+    }
+}
+
+/// Verdict, answer and error for a looked-up digest's outcome (`None`: never answered).
+pub fn outcome_fields(o: Option<&HashOutcome>) -> (Verdict, Option<&Answer>, Option<&str>) {
+    match o {
+        Some(Ok(a)) => (a.verdict(), Some(a), None),
+        Some(Err(e)) => (Verdict::Error, None, Some(e)),
+        None => (
+            Verdict::NotLookedUp,
+            None,
+            Some("lookup did not complete (interrupted)"),
+        ),
+    }
+}

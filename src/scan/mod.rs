@@ -1,0 +1,350 @@
+//! The scan pipeline: wires walk → hash → dedup → batch → lookup and joins the verdicts back
+//! to every path.
+//!
+//! Threads and channels:
+//! ```text
+//! walker ──WalkEvent──▶ N hash workers ──FileResult──▶ collector (this thread: dedup)
+//!                                                        │ Digest (first sighting only)
+//!                                                        ▼
+//!                       M lookup workers ◀─LookupBatch── batcher
+//!                              │ outcomes
+//!                              └──────────────▶ collector
+//! ```
+//! Lookups overlap hashing: the collector hands each new digest to the batcher as soon as it is
+//! hashed, and batches leave while the walk goes on.
+
+pub mod dedup;
+pub mod hash;
+mod join;
+pub mod walk;
+mod worker;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{RecvTimeoutError, Sender, bounded, select};
+use crossbeam_deque::{Injector, Stealer, Worker};
+
+use self::dedup::Dedup;
+use self::hash::{FileResult, FileStatus, HashOptions, Hasher, LinkMap, Origin};
+use self::walk::{WalkOptions, walk};
+use self::worker::{DigestCache, Task, WorkQueue, hash_worker};
+use crate::cache::{Cache, FileKey};
+use crate::digest::{Algo, Digest, Digests};
+use crate::known::LocalSets;
+use crate::lookup::{Answer, HashOutcome, LookupOptions, ReputationClient, spawn_lookup};
+use crate::progress::Progress;
+
+pub use self::join::outcome_fields;
+
+/// How long an interrupted run waits for requests already in flight.
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// Everything a scan needs, resolved from the command line.
+#[derive(Clone)]
+pub struct ScanConfig {
+    pub roots: Vec<PathBuf>,
+    pub walk: WalkOptions,
+    pub hash: HashOptions,
+    /// Hash worker threads.
+    pub threads: usize,
+    /// `None`: offline, no lookups.
+    pub lookup: Option<LookupOptions>,
+    /// Digest and verdict cache (`None`: `--no-cache`).
+    pub cache: Option<Arc<Cache>>,
+    /// `--known-good` / `--known-bad` hash sets.
+    pub local: Option<Arc<LocalSets>>,
+}
+
+/// What a scan learned: one result per path, and one outcome per distinct digest looked up.
+pub struct ScanOutput {
+    /// The local hash sets the records are classified by.
+    pub local: Option<Arc<LocalSets>>,
+    /// Sorted by path bytes.
+    pub files: Vec<FileResult>,
+    /// Distinct digests and their outcomes.
+    pub dedup: Dedup,
+    pub lookup_algo: Option<Algo>,
+    pub requests: u64,
+    pub retries: u64,
+    /// Distinct digests answered from the verdict cache (no request).
+    pub verdicts_cached: u64,
+    pub elapsed: Duration,
+}
+
+/// The collector: runs on the calling thread, takes every result, hands each new digest to the
+/// lookup stage (or answers it from the verdict cache), and writes new digests and verdicts
+/// to the cache in batches.
+struct Collector<'a> {
+    algo: Algo,
+    files: Vec<FileResult>,
+    dedup: Dedup,
+    digest_tx: Option<Sender<Digest>>,
+    cache: Option<&'a Cache>,
+    /// First-seen digests waiting for one batched verdict-cache lookup.
+    pending_verdicts: Vec<Digest>,
+    local: Option<&'a LocalSets>,
+    pending_rows: Vec<(FileKey, Digests)>,
+    last_flush: Instant,
+    verdicts_cached: u64,
+    progress: &'a dyn Progress,
+}
+
+impl Collector<'_> {
+    fn take_file(&mut self, res: FileResult) {
+        if let FileStatus::Hashed {
+            digests,
+            meta,
+            warning,
+            origin,
+        } = &res.status
+        {
+            let wanted = self
+                .local
+                .is_none_or(|l| l.wants_lookup(l.classify(digests)));
+            if let Some(key) = digests.get(self.algo)
+                && self.dedup.first_sighting(key)
+                && wanted
+                && let Some(tx) = &self.digest_tx
+            {
+                if self.cache.is_some() {
+                    // Asked of the verdict cache in batches (one read transaction each).
+                    self.pending_verdicts.push(key);
+                    if self.pending_verdicts.len() >= VERDICT_BATCH {
+                        self.resolve_pending();
+                    }
+                } else {
+                    let _ = tx.send(key);
+                }
+            }
+            if *origin != Origin::Cache && warning.is_none() && self.cache.is_some() {
+                self.pending_rows
+                    .push((FileKey::new(meta, res.size.unwrap_or(0)), *digests));
+                self.flush_digests(false);
+            }
+            self.progress.file_done(res.size.unwrap_or(0));
+        }
+        self.files.push(res);
+    }
+
+    /// Answer pending digests from the verdict cache; send the rest to the lookup stage.
+    fn resolve_pending(&mut self) {
+        if self.pending_verdicts.is_empty() {
+            return;
+        }
+        let keys = std::mem::take(&mut self.pending_verdicts);
+        let mut hits = self
+            .cache
+            .and_then(|c| c.get_verdicts(&keys, SystemTime::now()).ok())
+            .unwrap_or_default();
+        for k in keys {
+            match hits.remove(&k) {
+                Some(a) => {
+                    self.verdicts_cached += 1;
+                    self.dedup.answer(k, Ok(a));
+                }
+                None => {
+                    if let Some(tx) = &self.digest_tx {
+                        let _ = tx.send(k);
+                    }
+                }
+            }
+        }
+    }
+
+    fn take_outcomes(&mut self, batch: Vec<(Digest, HashOutcome)>) {
+        if let Some(cache) = self.cache {
+            let good: Vec<(Digest, Answer)> = batch
+                .iter()
+                .filter_map(|(d, o)| o.as_ref().ok().map(|a| (*d, a.clone())))
+                .collect();
+            // A cache that cannot be written costs the next run a lookup, not this run a result.
+            let _ = cache.put_verdicts(&good, SystemTime::now());
+        }
+        for (d, o) in batch {
+            self.dedup.answer(d, o);
+        }
+        self.progress
+            .lookups(self.dedup.answered() as u64, self.dedup.distinct() as u64);
+    }
+
+    /// Write pending digest rows every 1000 rows or every second (so a killed run loses
+    /// little), or now when `force`.
+    fn flush_digests(&mut self, force: bool) {
+        let due =
+            self.pending_rows.len() >= 1000 || self.last_flush.elapsed() >= Duration::from_secs(1);
+        if let Some(cache) = self.cache
+            && !self.pending_rows.is_empty()
+            && (force || due)
+        {
+            let _ = cache.put_digests(&self.pending_rows);
+            self.pending_rows.clear();
+            self.last_flush = Instant::now();
+        }
+    }
+}
+
+/// Run the pipeline to the end (or until `stop` is set).
+pub fn scan(
+    cfg: &ScanConfig,
+    client: Option<Arc<dyn ReputationClient>>,
+    progress: &dyn Progress,
+    stop: &Arc<AtomicBool>,
+) -> Result<ScanOutput, crate::Error> {
+    let started = Instant::now();
+    // Check globs before starting threads, so a typo is a clean usage error.
+    for root in &cfg.roots {
+        walk::exclude_matcher(root, &cfg.walk.excludes)?;
+    }
+    let threads = cfg.threads.max(1);
+    let lookup = cfg.lookup.as_ref().zip(client.clone());
+
+    let mut walk_result = Ok(());
+    let algo = lookup.as_ref().map(|(o, _)| o.algo).unwrap_or(Algo::Sha256);
+    let mut c = Collector {
+        algo,
+        files: Vec::new(),
+        dedup: Dedup::default(),
+        digest_tx: None,
+        cache: cfg.cache.as_deref(),
+        pending_verdicts: Vec::new(),
+        local: cfg.local.as_deref(),
+        pending_rows: Vec::new(),
+        last_flush: Instant::now(),
+        verdicts_cached: 0,
+        progress,
+    };
+
+    let links: Arc<LinkMap> = Arc::default();
+    let roots: Arc<std::collections::HashSet<PathBuf>> =
+        Arc::new(cfg.roots.iter().cloned().collect());
+    // Walk events go to a work-stealing queue: pushing costs no system call, and an idle hash
+    // worker takes work from the queue or from a busy worker's local deque, so a few big files
+    // spread over all workers and many small ones cost no wake-ups.
+    let injector = Injector::<Task>::new();
+    let walk_done = AtomicBool::new(false);
+    let locals: Vec<Worker<Task>> = (0..threads).map(|_| Worker::new_fifo()).collect();
+    let stealers: Vec<Stealer<Task>> = locals.iter().map(Worker::stealer).collect();
+    let queue = WorkQueue {
+        injector: &injector,
+        stealers: &stealers,
+        walk_done: &walk_done,
+    };
+
+    std::thread::scope(|s| {
+        let (res_tx, res_rx) = bounded::<Vec<FileResult>>(256);
+        let walk_handle = s.spawn(move || {
+            let sink = |ev| {
+                // Soft back-pressure: a walk far ahead of hashing only holds memory.
+                while queue.injector.len() > MAX_QUEUED && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                queue.injector.push(Task { ev, checked: false });
+            };
+            // Set even if the walk panics, so the hash workers never wait for it forever.
+            struct Done<'a>(&'a AtomicBool);
+            impl Drop for Done<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::Release);
+                }
+            }
+            let _done = Done(queue.walk_done);
+            walk(&cfg.roots, &cfg.walk, &sink, stop)
+        });
+        for local in locals {
+            let res_tx = res_tx.clone();
+            let mut hasher = Hasher::new(cfg.hash)
+                .with_roots(Arc::clone(&roots))
+                .with_links(Arc::clone(&links))
+                .with_stop(Arc::clone(stop));
+            let cache = cfg.cache.as_deref().map(|cache| DigestCache {
+                cache,
+                opts: cfg.hash,
+            });
+            s.spawn(move || hash_worker(&mut hasher, cache.as_ref(), &local, queue, &res_tx));
+        }
+        drop(res_tx);
+
+        let out_rx = lookup.as_ref().map(|(opts, client)| {
+            let (tx, rx) = spawn_lookup(Arc::clone(client), opts, stop);
+            c.digest_tx = Some(tx);
+            rx
+        });
+        // Offline, the outcome arm of the select below waits on a channel that never fires.
+        let no_outcomes = crossbeam_channel::never();
+        loop {
+            select! {
+                recv(res_rx) -> msg => match msg {
+                    Ok(results) => {
+                        results.into_iter().for_each(|r| c.take_file(r));
+                        // Nothing more waiting: do not hold digests back from the lookup stage.
+                        if res_rx.is_empty() {
+                            c.resolve_pending();
+                        }
+                    }
+                    Err(_) => break,
+                },
+                recv(out_rx.as_ref().unwrap_or(&no_outcomes)) -> msg => if let Ok(batch) = msg { c.take_outcomes(batch) },
+            }
+        }
+        c.resolve_pending();
+        c.digest_tx = None;
+        c.flush_digests(true);
+        // Wait for the answers still due; once stopped, give in-flight requests a short grace
+        // and leave the rest (their threads are not joined; the process is about to exit).
+        let mut deadline: Option<Instant> = None;
+        while let Some(rx) = &out_rx {
+            if deadline.is_none() && stop.load(Ordering::Relaxed) {
+                deadline = Some(Instant::now() + STOP_GRACE);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(batch) => c.take_outcomes(batch),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        walk_result = walk_handle
+            .join()
+            .unwrap_or_else(|_| Err(crate::Error::Internal("the walker thread panicked".into())));
+    });
+    walk_result?;
+    progress.finish();
+
+    let Collector {
+        mut files,
+        dedup,
+        verdicts_cached,
+        ..
+    } = c;
+    // Raw bytes: as deterministic as component order and several times cheaper.
+    files.sort_unstable_by(|a, b| {
+        a.path
+            .as_os_str()
+            .as_encoded_bytes()
+            .cmp(b.path.as_os_str().as_encoded_bytes())
+    });
+    // A root given twice, or one inside another, walks the same paths twice: one record each.
+    files.dedup_by(|a, b| a.path == b.path);
+    let stats = client.map(|c| c.stats()).unwrap_or_default();
+    Ok(ScanOutput {
+        local: cfg.local.clone(),
+        files,
+        lookup_algo: lookup.map(|(o, _)| o.algo),
+        dedup,
+        requests: stats.requests,
+        retries: stats.retries,
+        verdicts_cached,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Digests asked of the verdict cache at once.
+const VERDICT_BATCH: usize = 256;
+
+/// Walk events queued at most, before the walker waits for the hash workers.
+const MAX_QUEUED: usize = 1 << 16;
