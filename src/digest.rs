@@ -107,25 +107,40 @@ impl Digest {
     /// assert!(Digest::from_hex("not hex").is_none());
     /// ```
     pub fn from_hex(s: &str) -> Option<Digest> {
-        let algo = Algo::from_hex_len(s.len())?;
-        let mut buf = [0u8; 32];
-        let out = &mut buf[..algo.digest_len()];
-        // Table lookups without a branch per digit; any invalid digit sets the high bit.
-        let mut bad = 0u8;
-        for (o, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
-            let (hi, lo) = (HEX_VAL[usize::from(pair[0])], HEX_VAL[usize::from(pair[1])]);
-            bad |= hi | lo;
-            *o = (hi << 4) | (lo & 0x0f);
-        }
-        if bad & 0x80 != 0 {
-            return None;
-        }
-        Some(match algo {
-            Algo::Md5 => Digest::Md5(buf[..16].try_into().ok()?),
-            Algo::Sha1 => Digest::Sha1(buf[..20].try_into().ok()?),
-            Algo::Sha256 => Digest::Sha256(buf),
-        })
+        Digest::from_hex_bytes(s.as_bytes())
     }
+
+    /// [`Digest::from_hex`] on raw bytes (a line of a hash list, a request body).
+    pub fn from_hex_bytes(s: &[u8]) -> Option<Digest> {
+        match s.len() {
+            32 => decode_hex(s).map(Digest::Md5),
+            40 => decode_hex(s).map(Digest::Sha1),
+            64 => decode_hex(s).map(Digest::Sha256),
+            _ => None,
+        }
+    }
+}
+
+/// Exactly `2 * N` hex digits (either case) as `N` bytes; `None` for any other length or any
+/// byte that is not a hex digit (no sign, no prefix, no white space). The project's one hex
+/// decoder: table lookups with no branch per digit and no early exit, which is most of the load
+/// time of a big hash list.
+pub fn decode_hex<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
+    let (pairs, []) = s.as_chunks::<2>() else {
+        return None;
+    };
+    if pairs.len() != N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    // Any invalid digit sets the high bit.
+    let mut bad = 0u8;
+    for (o, &[hi, lo]) in out.iter_mut().zip(pairs) {
+        let (hi, lo) = (HEX_VAL[usize::from(hi)], HEX_VAL[usize::from(lo)]);
+        bad |= hi | lo;
+        *o = (hi << 4) | (lo & 0x0f);
+    }
+    (bad & 0x80 == 0).then_some(out)
 }
 
 impl fmt::Display for Digest {
@@ -234,6 +249,44 @@ pub fn push_hex_lower(out: &mut String, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The table decoder against a plain one: every digit class, every length, both cases.
+    #[test]
+    fn hex_decoder_agrees_with_a_plain_one() {
+        fn plain(s: &[u8]) -> Option<Vec<u8>> {
+            if s.len() % 2 != 0 || !s.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            let s = std::str::from_utf8(s).ok()?;
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+                .collect()
+        }
+        let md5 = "900150983cd24fb0d6963f7d28e17f72";
+        let mut cases = vec![md5.to_string(), md5.to_uppercase(), String::new()];
+        for bad in ['g', 'G', ' ', '/', ':', '@', '`', '+', '-', '\u{e9}', '\0'] {
+            for at in [0, 1, 17, 31] {
+                let mut h = md5.to_string();
+                h.replace_range(at..at + 1, &bad.to_string());
+                cases.push(h);
+            }
+        }
+        // `u8::from_str_radix` takes a sign: "+f" must not be a digit pair here.
+        cases.push(format!("+f{}", &md5[2..]));
+        for c in &cases {
+            let want = plain(c.as_bytes()).filter(|v| v.len() == 16);
+            let got = decode_hex::<16>(c.as_bytes()).map(|a| a.to_vec());
+            assert_eq!(got, want, "{c:?}");
+        }
+        assert_eq!(decode_hex::<16>(&md5.as_bytes()[..30]), None);
+        assert_eq!(decode_hex::<15>(md5.as_bytes()), None);
+        assert_eq!(
+            Digest::from_hex(md5),
+            Some(Digest::Md5(decode_hex(md5.as_bytes()).unwrap()))
+        );
+        assert_eq!(Digest::from_hex(&md5[..31]), None);
+    }
 
     #[test]
     fn from_hex_rejects_any_non_hex_byte_anywhere_and_takes_both_cases() {

@@ -69,7 +69,7 @@ impl Tokens {
                 return Err((n, "expected `NAME TOKEN` or `NAME sha256:HEX`".into()));
             };
             let digest = match secret.strip_prefix("sha256:") {
-                Some(hex) => parse_hex32(hex)
+                Some(hex) => crate::digest::decode_hex::<32>(hex.as_bytes())
                     .ok_or((n, "sha256: must be followed by 64 hex digits".to_string()))?,
                 None if secret.len() < 16 => {
                     return Err((
@@ -107,17 +107,6 @@ impl Tokens {
     }
 }
 
-fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +138,9 @@ mod tests {
         assert_eq!(e.0, 2);
         assert!(!e.1.contains("tiny1"), "{}", e.1);
         assert_eq!(Tokens::parse("a sha256:abc").unwrap_err().0, 1);
+        // A sign is not a hex digit (`u8::from_str_radix` would take "+f").
+        let signed = format!("a sha256:+f{}", "0".repeat(62));
+        assert_eq!(Tokens::parse(&signed).unwrap_err().0, 1);
         assert_eq!(Tokens::parse("onlyname").unwrap_err().0, 1);
         assert_eq!(
             Tokens::parse("a tok-aaaaaaaaaaaaaaaa\na tok-bbbbbbbbbbbbbbbb")
