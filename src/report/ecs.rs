@@ -12,13 +12,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
 use serde::{Serialize, Serializer};
 
-use super::Change;
+use super::fields::{EcsOwn, View};
 use super::{Columns, Record, Removed, Reporter, Summary};
 use crate::digest::Algo;
-use crate::lookup::EngineResult;
 use crate::lookup::verdict::Verdict;
 use crate::scan::walk::SpecialKind;
 
@@ -62,7 +60,7 @@ impl EcsReporter<'_> {
         event: Event,
         file: FileFields<'_>,
         threat: Option<Threat<'_>>,
-        hashsweep: Own<'_>,
+        hashsweep: EcsOwn<'_>,
     ) -> io::Result<()> {
         let doc = Doc {
             timestamp: Rfc3339::now(),
@@ -118,25 +116,19 @@ impl Reporter for EcsReporter<'_> {
         file.inode = r.inode.map(AsString);
         file.hash = Hashes::of(r.sha256.as_deref(), r.md5.as_deref(), r.sha1.as_deref());
         file.kind = file_type(r);
-        let (file, path_bytes) = file.split_bytes();
         let event = if alert {
             Event::new("alert", &["malware", "file"], &["info"])
         } else {
             Event::new("event", &["file"], &["info"])
         };
-        let own = Own {
-            verdict: Some(&r.verdict),
-            scan_result_i: r.answer.map(|a| a.scan_result_i),
-            total_detected_avs: r.answer.map(|a| a.total_detected_avs),
-            data_id: r.answer.and_then(|a| a.data_id.as_deref()),
-            change: r.change.map(Change::as_str),
-            error: r.error,
-            note: r.note,
-            source: r.source,
-            path_bytes,
-            scan_details: r.answer.and_then(|a| a.details.as_deref()),
-        };
-        self.write(event, file, threat, own)
+        self.write(
+            event,
+            file,
+            threat,
+            EcsOwn {
+                view: View::Record(r),
+            },
+        )
     }
 
     fn removed(&mut self, r: &Removed<'_>) -> io::Result<()> {
@@ -144,17 +136,13 @@ impl Reporter for EcsReporter<'_> {
         file.size = r.size;
         file.hash = Hashes::of(r.sha256.as_deref(), None, None);
         file.kind = Some("file");
-        let (file, path_bytes) = file.split_bytes();
-        let own = Own {
-            change: Some("removed"),
-            path_bytes,
-            ..Own::default()
-        };
         self.write(
             Event::new("event", &["file"], &["deletion"]),
             file,
             None,
-            own,
+            EcsOwn {
+                view: View::Removed(r),
+            },
         )
     }
 
@@ -192,7 +180,7 @@ struct Doc<'a> {
     file: FileFields<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     threat: Option<Threat<'a>>,
-    hashsweep: Own<'a>,
+    hashsweep: EcsOwn<'a>,
 }
 
 #[derive(Serialize)]
@@ -250,9 +238,6 @@ struct FileFields<'a> {
     hash: Option<Hashes<'a>>,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     kind: Option<&'static str>,
-    /// Not serialized here: moved to `hashsweep.path_bytes` by [`FileFields::split_bytes`].
-    #[serde(skip)]
-    raw: Option<&'a [u8]>,
 }
 
 impl<'a> FileFields<'a> {
@@ -261,29 +246,17 @@ impl<'a> FileFields<'a> {
             return FileFields::default();
         };
         let lossy = |b: &'a [u8]| String::from_utf8_lossy(b);
-        let raw = p.as_os_str().as_bytes();
-        let path = lossy(raw);
-        // Lossy conversion only allocates when the bytes are not valid UTF-8.
-        let invalid = matches!(path, Cow::Owned(_));
+        // `hashsweep.path_bytes` carries the raw bytes of a name that is not valid UTF-8.
         FileFields {
-            path: Some(path),
+            path: Some(lossy(p.as_os_str().as_bytes())),
             name: p.file_name().map(|n| lossy(n.as_bytes())),
             directory: p
                 .parent()
                 .map(|d| d.as_os_str().as_bytes())
                 .filter(|d| !d.is_empty())
                 .map(lossy),
-            raw: invalid.then_some(raw),
             ..FileFields::default()
         }
-    }
-
-    /// The fields, and the base64 of the raw path bytes when the name is not valid UTF-8.
-    fn split_bytes(self) -> (Self, Option<String>) {
-        let b64 = self
-            .raw
-            .map(|b| base64::engine::general_purpose::STANDARD.encode(b));
-        (self, b64)
     }
 }
 
@@ -349,31 +322,6 @@ struct Matched<'a> {
     field: &'static str,
     #[serde(rename = "type")]
     kind: &'static str,
-}
-
-/// `hashsweep.*`: the fields of the other formats that ECS has no place for.
-#[derive(Serialize, Default)]
-struct Own<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    verdict: Option<&'a Verdict>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    scan_result_i: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    total_detected_avs: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    change: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    note: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    source: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    path_bytes: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    scan_details: Option<&'a [EngineResult]>,
 }
 
 /// A value written as a JSON string through its `Display`.
@@ -464,6 +412,7 @@ impl Serialize for Rfc3339 {
 mod tests {
     use super::*;
     use crate::lookup::Answer;
+    use base64::Engine as _;
     use std::ffi::OsStr;
     use std::time::Duration;
 

@@ -7,6 +7,7 @@
 
 mod change;
 pub mod ecs;
+pub mod fields;
 pub mod read;
 mod table;
 
@@ -15,14 +16,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use base64::Engine as _;
 use serde::Serialize;
 
 use crate::digest::{Algo, Digests, hex_lower};
+use crate::lookup::Answer;
 use crate::lookup::verdict::Verdict;
-use crate::lookup::{Answer, EngineResult};
 
 pub use change::{Change, ChangeCounts, DiffChange};
+use fields::{JsonRecord, Optional, View};
 pub use table::escape_for_line;
 
 /// Output formats.
@@ -201,99 +202,20 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-/// The machine-readable shape of one record (JSON, NDJSON, CSV).
-#[derive(Serialize)]
-struct RecordOut<'a> {
-    path: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    path_bytes: Option<String>,
-    size: Option<u64>,
-    sha256: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    md5: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sha1: Option<&'a str>,
-    verdict: &'a Verdict,
-    scan_result_i: Option<i64>,
-    total_detected_avs: Option<i64>,
-    data_id: Option<&'a str>,
-    error: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    note: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    change: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    source: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    scan_details: Option<&'a [EngineResult]>,
-}
-
-impl<'a> RecordOut<'a> {
-    fn new(r: &'a Record<'a>) -> Self {
-        let (path, path_bytes) = split_path(r.path);
-        RecordOut {
-            path,
-            path_bytes,
-            size: r.size,
-            sha256: r.sha256.as_deref(),
-            md5: r.md5.as_deref(),
-            sha1: r.sha1.as_deref(),
-            verdict: &r.verdict,
-            scan_result_i: r.answer.map(|a| a.scan_result_i),
-            total_detected_avs: r.answer.map(|a| a.total_detected_avs),
-            data_id: r.answer.and_then(|a| a.data_id.as_deref()),
-            error: r.error,
-            note: r.note,
-            change: r.change.map(Change::as_str),
-            source: r.source,
-            scan_details: r.answer.and_then(|a| a.details.as_deref()),
-        }
-    }
-}
-
 /// `path` (lossy UTF-8) and, only when the name is not valid UTF-8, `path_bytes` (base64).
 pub fn split_path(p: Option<&Path>) -> (Option<String>, Option<String>) {
     let Some(p) = p else { return (None, None) };
-    let raw = p.as_os_str().as_bytes();
-    match std::str::from_utf8(raw) {
-        Ok(s) => (Some(s.to_string()), None),
-        Err(_) => (
-            Some(String::from_utf8_lossy(raw).into_owned()),
-            Some(base64::engine::general_purpose::STANDARD.encode(raw)),
-        ),
-    }
+    let lossy = String::from_utf8_lossy(p.as_os_str().as_bytes()).into_owned();
+    (Some(lossy), fields::path_bytes(p))
 }
 
 /// A path in the baseline that is gone. Written as a record with `change: "removed"`, the old
 /// size and digest, and no verdict (nothing was looked at in this run).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Removed<'a> {
-    #[serde(skip)]
     pub path: &'a Path,
     pub size: Option<u64>,
     pub sha256: Option<String>,
-}
-
-#[derive(Serialize)]
-struct RemovedOut<'a> {
-    path: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    path_bytes: Option<String>,
-    #[serde(flatten)]
-    old: &'a Removed<'a>,
-    change: &'static str,
-}
-
-impl<'a> RemovedOut<'a> {
-    fn new(r: &'a Removed<'a>) -> Self {
-        let (path, path_bytes) = split_path(Some(r.path));
-        RemovedOut {
-            path,
-            path_bytes,
-            old: r,
-            change: "removed",
-        }
-    }
 }
 
 /// Which optional columns a CSV report has, and what the ECS format says about the run.
@@ -337,11 +259,11 @@ struct NdjsonReporter<'w> {
 
 impl Reporter for NdjsonReporter<'_> {
     fn record(&mut self, r: &Record<'_>) -> io::Result<()> {
-        serde_json::to_writer(&mut self.out, &RecordOut::new(r))?;
+        serde_json::to_writer(&mut self.out, &JsonRecord(View::Record(r)))?;
         self.out.write_all(b"\n")
     }
     fn removed(&mut self, r: &Removed<'_>) -> io::Result<()> {
-        serde_json::to_writer(&mut self.out, &RemovedOut::new(r))?;
+        serde_json::to_writer(&mut self.out, &JsonRecord(View::Removed(r)))?;
         self.out.write_all(b"\n")
     }
     fn finish(&mut self, _: &Summary) -> io::Result<()> {
@@ -370,10 +292,10 @@ impl JsonReporter<'_> {
 
 impl Reporter for JsonReporter<'_> {
     fn record(&mut self, r: &Record<'_>) -> io::Result<()> {
-        self.element(&RecordOut::new(r))
+        self.element(&JsonRecord(View::Record(r)))
     }
     fn removed(&mut self, r: &Removed<'_>) -> io::Result<()> {
-        self.element(&RemovedOut::new(r))
+        self.element(&JsonRecord(View::Removed(r)))
     }
     fn finish(&mut self, summary: &Summary) -> io::Result<()> {
         self.out
@@ -387,7 +309,7 @@ impl Reporter for JsonReporter<'_> {
 
 struct CsvReporter<'w> {
     w: csv::Writer<Box<dyn Write + 'w>>,
-    cols: Columns,
+    columns: Vec<&'static fields::Spec>,
     header_done: bool,
 }
 
@@ -395,84 +317,31 @@ impl<'w> CsvReporter<'w> {
     fn new(out: Box<dyn Write + 'w>, cols: Columns) -> Self {
         CsvReporter {
             w: csv::Writer::from_writer(out),
-            cols,
+            columns: fields::csv_columns(|o| match o {
+                Optional::Md5 => cols.md5,
+                Optional::Sha1 => cols.sha1,
+                Optional::Change => cols.change,
+            }),
             header_done: false,
         }
     }
 
-    fn header(&mut self) -> io::Result<()> {
-        if self.header_done {
-            return Ok(());
+    fn row(&mut self, view: View<'_>) -> io::Result<()> {
+        if !self.header_done {
+            self.w.write_record(self.columns.iter().map(|f| f.name))?;
+            self.header_done = true;
         }
-        let mut h = vec!["path", "path_bytes", "size", "sha256"];
-        if self.cols.md5 {
-            h.push("md5");
-        }
-        if self.cols.sha1 {
-            h.push("sha1");
-        }
-        h.extend([
-            "verdict",
-            "scan_result_i",
-            "total_detected_avs",
-            "data_id",
-            "error",
-            "note",
-        ]);
-        if self.cols.change {
-            h.push("change");
-        }
-        self.w.write_record(&h)?;
-        self.header_done = true;
+        self.w.write_record(fields::csv_row(&view, &self.columns))?;
         Ok(())
     }
 }
 
 impl Reporter for CsvReporter<'_> {
     fn record(&mut self, r: &Record<'_>) -> io::Result<()> {
-        self.header()?;
-        let o = RecordOut::new(r);
-        let opt = |v: Option<String>| v.unwrap_or_default();
-        let mut row = vec![
-            opt(o.path),
-            opt(o.path_bytes),
-            opt(o.size.map(|s| s.to_string())),
-            opt(o.sha256.map(str::to_string)),
-        ];
-        if self.cols.md5 {
-            row.push(opt(o.md5.map(str::to_string)));
-        }
-        if self.cols.sha1 {
-            row.push(opt(o.sha1.map(str::to_string)));
-        }
-        row.extend([
-            o.verdict.to_string(),
-            opt(o.scan_result_i.map(|v| v.to_string())),
-            opt(o.total_detected_avs.map(|v| v.to_string())),
-            opt(o.data_id.map(str::to_string)),
-            opt(o.error.map(str::to_string)),
-            opt(o.note.map(str::to_string)),
-        ]);
-        if self.cols.change {
-            row.push(opt(o.change.map(str::to_string)));
-        }
-        self.w.write_record(&row)?;
-        Ok(())
+        self.row(View::Record(r))
     }
     fn removed(&mut self, r: &Removed<'_>) -> io::Result<()> {
-        self.header()?;
-        let (path, path_bytes) = split_path(Some(r.path));
-        let mut row = vec![
-            path.unwrap_or_default(),
-            path_bytes.unwrap_or_default(),
-            r.size.map(|s| s.to_string()).unwrap_or_default(),
-            r.sha256.clone().unwrap_or_default(),
-        ];
-        let blanks = 6 + usize::from(self.cols.md5) + usize::from(self.cols.sha1);
-        row.extend(std::iter::repeat_n(String::new(), blanks));
-        row.push("removed".into());
-        self.w.write_record(&row)?;
-        Ok(())
+        self.row(View::Removed(r))
     }
     fn finish(&mut self, _: &Summary) -> io::Result<()> {
         self.w.flush()
@@ -482,6 +351,7 @@ impl Reporter for CsvReporter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use std::ffi::OsStr;
 
     fn render(format: Format, recs: &[Record<'_>]) -> String {
