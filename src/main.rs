@@ -5,12 +5,10 @@ mod commands;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use cli::{Cli, Command};
+use cli::Command;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = cli::parse();
     let result = match cli.command {
         Command::Scan(a) => commands::run_scan(*a),
         Command::Hash(a) => commands::run_hash(a),

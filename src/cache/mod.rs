@@ -172,16 +172,20 @@ pub struct Ttls {
 
 impl Default for Ttls {
     fn default() -> Ttls {
-        Ttls {
-            clean: Duration::from_secs(24 * 3600),
-            detection: Duration::from_secs(7 * 24 * 3600),
-            unknown: Duration::from_secs(3600),
-            other: Duration::from_secs(24 * 3600),
-        }
+        Ttls::DEFAULT
     }
 }
 
 impl Ttls {
+    /// A day for clean and other verdicts, a week for detections, an hour for unknown files
+    /// (they become known).
+    pub const DEFAULT: Ttls = Ttls {
+        clean: Duration::from_secs(24 * 3600),
+        detection: Duration::from_secs(7 * 24 * 3600),
+        unknown: Duration::from_secs(3600),
+        other: Duration::from_secs(24 * 3600),
+    };
+
     /// The TTL for a verdict; `None` for verdicts that are never cached (no answer behind them).
     pub fn for_verdict(&self, v: &Verdict) -> Option<Duration> {
         match v {

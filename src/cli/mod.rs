@@ -4,9 +4,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+pub mod config;
 
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use hashsweep::cache::Ttls;
 use hashsweep::digest::Algo;
+use hashsweep::gateway::{DEFAULT_LISTEN, DEFAULT_MAX_PENDING, UPSTREAM};
+use hashsweep::lookup::batch::MAX_BATCH;
+use hashsweep::lookup::http::{DEFAULT_API_URL, DEFAULT_CONNECT_TIMEOUT};
+use hashsweep::lookup::{DEFAULT_CONCURRENCY, Patience};
 use hashsweep::report::Format;
 
 const EXIT_HELP: &str = "\
@@ -72,52 +79,78 @@ pub struct WalkArgs {
     pub max_size: Option<u64>,
 }
 
-/// How lookups are made (shared by `scan` and `lookup`).
+/// How the service is reached: shared by `scan`, `lookup` and `serve` (its upstream). The
+/// four timing flags have no default here: [`command`] sets them per subcommand from
+/// [`Patience`], since the gateway's clients are waiting on its upstream.
 #[derive(Debug, Clone, Args)]
-pub struct ApiArgs {
-    /// Base URL of the service (an on-premises MetaDefender or a hashsweep gateway)
-    #[arg(long, env = "HASHSWEEP_API_URL", value_name = "URL", default_value = hashsweep::lookup::http::DEFAULT_API_URL)]
+pub struct ConnectionArgs {
+    /// Base URL of the service (the public service, an on-premises MetaDefender or a
+    /// hashsweep gateway)
+    #[arg(long, env = "HASHSWEEP_API_URL", value_name = "URL", default_value = DEFAULT_API_URL)]
     pub api_url: String,
     /// Read the API key from this file (default: the METADEFENDER_APIKEY variable)
     #[arg(long, value_name = "PATH")]
     pub apikey_file: Option<PathBuf>,
-    /// Ask for per-engine results and keep them in JSON reports
-    #[arg(long)]
-    pub details: bool,
-    /// Which digest is sent to the service
-    #[arg(long, value_name = "ALGO", default_value = "sha256", value_parser = parse_algo)]
-    pub lookup_hash: Algo,
     /// Hashes per request (at most 1000)
-    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    #[arg(long, value_name = "N", default_value_t = MAX_BATCH as u16, value_parser = clap::value_parser!(u16).range(1..=MAX_BATCH as i64))]
     pub batch_size: u16,
     /// Requests in flight at once
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CONCURRENCY as u16, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
     /// How long a partial batch waits for more digests before it is sent
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub batch_wait: Duration,
     /// Retries of a request after a server error, timeout or malformed answer
-    #[arg(long, value_name = "N", default_value_t = 5)]
+    #[arg(long, value_name = "N")]
     pub retries: u32,
     /// Longest wait a rate limit (429) may impose before the batch is given up
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub max_wait: Duration,
     /// Timeout for one whole request
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Duration,
     /// Timeout for connecting
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = duration_text(DEFAULT_CONNECT_TIMEOUT), value_parser = parse_duration)]
     pub connect_timeout: Duration,
     /// At most N requests per minute (on top of the service's own rate-limit headers)
     #[arg(long, value_name = "N")]
     pub rate: Option<u32>,
-    /// Allow plain http to a host that is not loopback (the key crosses the network in clear)
+    /// Allow plain http to a host that is not loopback (the key crosses the network in clear;
+    /// for serve, also plain http to its clients)
     #[arg(long)]
     pub insecure_http: bool,
     /// Also trust the CA certificates in this PEM file (an on-premises service or a gateway
     /// with a private CA); the system's public roots stay trusted
     #[arg(long, value_name = "PEM")]
     pub ca_cert: Option<PathBuf>,
+}
+
+/// How lookups are made (shared by `scan` and `lookup`).
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
+    /// Ask for per-engine results and keep them in JSON reports
+    #[arg(long)]
+    pub details: bool,
+    /// Which digest is sent to the service
+    #[arg(long, value_name = "ALGO", default_value = "sha256", value_parser = parse_algo)]
+    pub lookup_hash: Algo,
+}
+
+/// How long an answer is reused: by `scan` from its cache, by `serve` for the whole fleet.
+/// Defaults from [`Ttls::DEFAULT`], set by [`command`].
+#[derive(Debug, Clone, Args)]
+pub struct TtlArgs {
+    /// How long a clean (or other) verdict is reused without asking again
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub verdict_ttl: Duration,
+    /// How long an infected or suspicious verdict is reused
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub detection_ttl: Duration,
+    /// How long an unknown verdict is reused (unknown files become known)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub unknown_ttl: Duration,
 }
 
 /// The digest and verdict cache.
@@ -129,22 +162,15 @@ pub struct CacheArgs {
     /// Neither read nor write the cache: hash every file, look up every digest
     #[arg(long, env = "HASHSWEEP_NO_CACHE", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_cache: bool,
-    /// How long a clean (or other) verdict is reused without asking again
-    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
-    pub verdict_ttl: Duration,
-    /// How long an infected or suspicious verdict is reused
-    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
-    pub detection_ttl: Duration,
-    /// How long an unknown verdict is reused (unknown files become known)
-    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
-    pub unknown_ttl: Duration,
+    #[command(flatten)]
+    pub ttl: TtlArgs,
 }
 
 /// `serve`: the fleet gateway.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on (plain http only on loopback unless --insecure-http or TLS)
-    #[arg(long, value_name = "ADDR", default_value = hashsweep::gateway::DEFAULT_LISTEN)]
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     pub listen: std::net::SocketAddr,
     /// Endpoint tokens: lines `NAME TOKEN` or `NAME sha256:HEX`
     #[arg(long, value_name = "FILE")]
@@ -152,63 +178,24 @@ pub struct ServeArgs {
     /// Verdict store: sqlite:PATH (default: the scan cache) or redis://HOST:PORT/DB, rediss://…
     #[arg(long, value_name = "STORE", env = "HASHSWEEP_STORE")]
     pub store: Option<String>,
-    /// Upstream service (the public service, an on-premises MetaDefender, or another gateway)
-    #[arg(long, env = "HASHSWEEP_API_URL", value_name = "URL", default_value = hashsweep::lookup::http::DEFAULT_API_URL)]
-    pub api_url: String,
-    /// Read the upstream API key from this file (default: the METADEFENDER_APIKEY variable)
-    #[arg(long, value_name = "PATH")]
-    pub apikey_file: Option<PathBuf>,
+    /// The upstream service (the public service, an on-premises MetaDefender, or another
+    /// gateway) and how it is asked
+    #[command(flatten)]
+    pub upstream: ConnectionArgs,
     /// At most N requests per minute per endpoint token (429 code 429001 beyond)
     #[arg(long, value_name = "N")]
     pub client_rate: Option<std::num::NonZeroU32>,
-    /// Hashes per upstream request (at most 1000)
-    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..=1000))]
-    pub batch_size: u16,
-    /// How long a partial upstream request waits for more misses from other clients
-    #[arg(long, value_name = "DURATION", default_value = "50ms", value_parser = parse_duration)]
-    pub batch_wait: Duration,
-    /// Upstream requests in flight at once
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub concurrency: u16,
     /// At most N digests waiting for the upstream; requests with new misses beyond get 503
-    #[arg(long, value_name = "N", default_value_t = 200_000)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PENDING)]
     pub max_pending: usize,
-    /// Retries of an upstream request after a server error, timeout or malformed answer
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    pub retries: u32,
-    /// Longest upstream 429 wait before the lookup fails (clients are told to retry)
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
-    pub max_wait: Duration,
-    /// Timeout for one upstream request
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
-    pub timeout: Duration,
-    /// Timeout for connecting upstream
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    pub connect_timeout: Duration,
-    /// At most N upstream requests per minute
-    #[arg(long, value_name = "N")]
-    pub rate: Option<u32>,
-    /// Allow plain http off loopback, both for clients and upstream
-    #[arg(long)]
-    pub insecure_http: bool,
-    /// Also trust the CA certificates in this PEM file for the upstream
-    #[arg(long, value_name = "PEM")]
-    pub ca_cert: Option<PathBuf>,
     /// PEM certificate chain: serve https (with --tls-key)
     #[arg(long, value_name = "PEM", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for --tls-cert
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// How long a clean (or other) verdict is shared
-    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
-    pub verdict_ttl: Duration,
-    /// How long an infected or suspicious verdict is shared
-    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
-    pub detection_ttl: Duration,
-    /// How long an unknown verdict is shared
-    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
-    pub unknown_ttl: Duration,
+    #[command(flatten)]
+    pub ttl: TtlArgs,
     /// How long SIGTERM waits for requests in flight
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -320,6 +307,56 @@ pub struct MockArgs {
     pub latency: Duration,
 }
 
+/// The command line with each subcommand's defaults filled in from the library's constants
+/// (one definition each; `--help` shows the ones in force for that subcommand).
+pub fn command() -> clap::Command {
+    // An argument without a derive default is required until one is given here.
+    fn default(c: clap::Command, arg: &'static str, value: &'static str) -> clap::Command {
+        c.mut_arg(arg, |a| a.default_value(value).required(false))
+    }
+    let ttls = |c| {
+        let c = default(c, "verdict_ttl", duration_text(Ttls::DEFAULT.clean));
+        let c = default(c, "detection_ttl", duration_text(Ttls::DEFAULT.detection));
+        default(c, "unknown_ttl", duration_text(Ttls::DEFAULT.unknown))
+    };
+    let patience = |c, p: Patience| {
+        let c = default(c, "batch_wait", duration_text(p.batch_wait));
+        let c = default(c, "retries", leak(p.retries.to_string()));
+        let c = default(c, "max_wait", duration_text(p.max_wait));
+        default(c, "timeout", duration_text(p.timeout))
+    };
+    Cli::command()
+        .mut_subcommand("scan", |c| ttls(patience(c, Patience::ENDPOINT)))
+        .mut_subcommand("lookup", |c| patience(c, Patience::ENDPOINT))
+        .mut_subcommand("serve", |c| ttls(patience(c, UPSTREAM)))
+}
+
+/// Parse the process's arguments (exits with clap's message and status 2 on a mistake).
+pub fn parse() -> Cli {
+    Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit())
+}
+
+/// Parse `args` (for tests).
+#[cfg(test)]
+pub fn try_parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    Cli::from_arg_matches(&command().try_get_matches_from(args)?)
+}
+
+/// A duration as `--help` shows it and [`parse_duration`] reads it back (`1s`, `10m`, `7days`).
+fn duration_text(d: Duration) -> &'static str {
+    leak(humantime::format_duration(d).to_string())
+}
+
+/// Defaults are built once per process, before parsing: leaking these few strings is what
+/// lets clap hold them as `&'static str`.
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
 fn parse_size(s: &str) -> Result<u64, String> {
     parse_size::Config::new()
         .with_binary()
@@ -338,11 +375,10 @@ fn parse_algo(s: &str) -> Result<Algo, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn clap_definition_is_consistent() {
-        Cli::command().debug_assert();
+        command().debug_assert();
     }
 
     #[test]
@@ -356,7 +392,7 @@ mod tests {
 
     #[test]
     fn batch_size_is_capped_at_1000() {
-        assert!(Cli::try_parse_from(["hashsweep", "scan", "--batch-size", "1001", "."]).is_err());
-        assert!(Cli::try_parse_from(["hashsweep", "scan", "--batch-size", "1000", "."]).is_ok());
+        assert!(try_parse_from(["hashsweep", "scan", "--batch-size", "1001", "."]).is_err());
+        assert!(try_parse_from(["hashsweep", "scan", "--batch-size", "1000", "."]).is_ok());
     }
 }

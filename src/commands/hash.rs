@@ -13,14 +13,9 @@ pub fn run_hash(a: HashArgs) -> Result<u8, Error> {
     };
     let cfg = ScanConfig {
         roots: a.paths.clone(),
-        walk: walk_options(&a.walk),
-        hash: HashOptions {
-            md5: a.md5,
-            sha1: a.sha1,
-            max_size: a.walk.max_size,
-            follow_symlinks: a.walk.follow_symlinks,
-        },
-        threads: a.walk.threads.unwrap_or_else(default_threads),
+        walk: config::walk_options(&a.walk),
+        hash: config::hash_options(&a.walk, a.md5, a.sha1),
+        threads: a.walk.threads.unwrap_or_else(config::default_threads),
         lookup: None,
         cache: None,
         local: None,

@@ -41,7 +41,7 @@ pub fn run_lookup(a: LookupArgs) -> Result<u8, Error> {
     let outcomes = lookup_digests(
         &digests,
         Arc::clone(&client) as Arc<dyn ReputationClient>,
-        &lookup_options(&a.api),
+        &config::lookup_options(&a.api),
         &stop.flag,
     );
 

@@ -21,14 +21,12 @@ use std::sync::Arc;
 
 use hashsweep::Error;
 use hashsweep::audit::{Baseline, diff};
-use hashsweep::cache::{Cache, Ttls};
+use hashsweep::cache::Cache;
 use hashsweep::digest::{Algo, hex_lower};
 use hashsweep::known::LocalSets;
 use hashsweep::known::hashlist::{ListedHash, parse_line, sum_line};
 use hashsweep::known::hashset::HashSet;
-use hashsweep::lookup::{
-    ApiKey, ClientConfig, HttpClient, LookupOptions, ReputationClient, lookup_digests,
-};
+use hashsweep::lookup::{ApiKey, HttpClient, ReputationClient, lookup_digests};
 use hashsweep::mock;
 use hashsweep::progress::{BarProgress, NoProgress, Progress};
 use hashsweep::report::read::BadRecords;
@@ -36,33 +34,17 @@ use hashsweep::report::{
     Change, ChangeCounts, Columns, DiffChange, Format, Record, Removed, Reporter, Summary,
     escape_for_line, reporter,
 };
-use hashsweep::scan::hash::{FileStatus, HashOptions};
-use hashsweep::scan::walk::WalkOptions;
+use hashsweep::scan::hash::FileStatus;
 use hashsweep::scan::{ScanConfig, outcome_fields, scan};
 
+use crate::cli::config;
 use crate::cli::{
     ApiArgs, CacheArgs, DiffArgs, HashArgs, LookupArgs, MockArgs, OutputArgs, ScanArgs, ServeArgs,
-    WalkArgs,
 };
 use interrupt::Interrupt;
 
 /// The environment variable holding the API key.
 pub const APIKEY_ENV: &str = "METADEFENDER_APIKEY";
-
-fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-}
-
-fn walk_options(w: &WalkArgs) -> WalkOptions {
-    WalkOptions {
-        follow_symlinks: w.follow_symlinks,
-        one_file_system: w.one_file_system,
-        threads: w.threads.unwrap_or_else(default_threads),
-        excludes: w.exclude.clone(),
-    }
-}
 
 fn load_key(apikey_file: Option<&Path>) -> Result<ApiKey, Error> {
     match apikey_file {
@@ -89,25 +71,11 @@ fn read_ca_cert(path: Option<&Path>) -> Result<Option<Vec<u8>>, Error> {
 }
 
 fn build_client(api: &ApiArgs) -> Result<HttpClient, Error> {
-    let mut cfg = ClientConfig::new(api.api_url.clone(), load_key(api.apikey_file.as_deref())?);
-    cfg.details = api.details;
-    cfg.retries = api.retries;
-    cfg.max_wait = api.max_wait;
-    cfg.timeout = api.timeout;
-    cfg.connect_timeout = api.connect_timeout;
-    cfg.insecure_http = api.insecure_http;
-    cfg.rate = api.rate;
-    cfg.ca_cert = read_ca_cert(api.ca_cert.as_deref())?;
-    Ok(HttpClient::new(cfg)?)
-}
-
-fn lookup_options(api: &ApiArgs) -> LookupOptions {
-    LookupOptions {
-        algo: api.lookup_hash,
-        batch_size: usize::from(api.batch_size),
-        concurrency: usize::from(api.concurrency),
-        batch_wait: api.batch_wait,
-    }
+    let key = load_key(api.conn.apikey_file.as_deref())?;
+    let ca_cert = read_ca_cert(api.conn.ca_cert.as_deref())?;
+    Ok(HttpClient::new(config::api_client_config(
+        api, key, ca_cert,
+    ))?)
 }
 
 fn progress() -> Box<dyn Progress> {

@@ -31,13 +31,7 @@ fn open_cache(c: &CacheArgs, roots: &[PathBuf]) -> Option<Arc<Cache>> {
             if let Some(w) = warning {
                 eprintln!("hashsweep: warning: {w}");
             }
-            let ttls = Ttls {
-                clean: c.verdict_ttl,
-                other: c.verdict_ttl,
-                detection: c.detection_ttl,
-                unknown: c.unknown_ttl,
-            };
-            Some(Arc::new(cache.with_ttls(ttls)))
+            Some(Arc::new(cache.with_ttls(config::ttls(&c.ttl))))
         }
         Err(e) => {
             eprintln!("hashsweep: warning: running without the cache: {e}");
@@ -104,15 +98,14 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
     };
     let cfg = ScanConfig {
         roots,
-        walk: walk_options(&a.walk),
-        hash: HashOptions {
-            md5: a.md5 || local_md5 || a.api.lookup_hash == Algo::Md5,
-            sha1: a.sha1 || local_sha1 || a.api.lookup_hash == Algo::Sha1,
-            max_size: a.walk.max_size,
-            follow_symlinks: a.walk.follow_symlinks,
-        },
-        threads: a.walk.threads.unwrap_or_else(default_threads),
-        lookup: (!a.offline).then(|| lookup_options(&a.api)),
+        walk: config::walk_options(&a.walk),
+        hash: config::hash_options(
+            &a.walk,
+            a.md5 || local_md5 || a.api.lookup_hash == Algo::Md5,
+            a.sha1 || local_sha1 || a.api.lookup_hash == Algo::Sha1,
+        ),
+        threads: a.walk.threads.unwrap_or_else(config::default_threads),
+        lookup: (!a.offline).then(|| config::lookup_options(&a.api)),
         cache,
         local,
     };

@@ -32,6 +32,18 @@ pub use tokens::{Tokens, TokensError};
 /// The default `--listen` address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8737";
 
+/// The upstream client's defaults: endpoints are waiting on each answer, so batches leave
+/// sooner and a failing upstream is given up on sooner than in a sweep (they ask again).
+pub const UPSTREAM: crate::lookup::Patience = crate::lookup::Patience {
+    batch_wait: Duration::from_millis(50),
+    retries: 3,
+    max_wait: Duration::from_secs(30),
+    timeout: Duration::from_secs(30),
+};
+
+/// At most this many digests wait for the upstream (`--max-pending`), unless told otherwise.
+pub const DEFAULT_MAX_PENDING: usize = 200_000;
+
 /// Everything `serve` needs.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {

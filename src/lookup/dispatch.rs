@@ -12,6 +12,9 @@ use super::batch::{LookupBatch, MAX_BATCH, run_batcher};
 use super::{HashOutcome, ReputationClient};
 use crate::digest::{Algo, Digest};
 
+/// Requests in flight at once, unless told otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+
 /// How batches are formed and sent.
 #[derive(Debug, Clone)]
 pub struct LookupOptions {
@@ -29,8 +32,8 @@ impl Default for LookupOptions {
         LookupOptions {
             algo: Algo::Sha256,
             batch_size: MAX_BATCH,
-            concurrency: 4,
-            batch_wait: Duration::from_secs(1),
+            concurrency: DEFAULT_CONCURRENCY,
+            batch_wait: super::http::Patience::ENDPOINT.batch_wait,
         }
     }
 }

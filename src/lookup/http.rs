@@ -21,6 +21,34 @@ use crate::lookup::batch::LookupBatch;
 /// The public service.
 pub const DEFAULT_API_URL: &str = "https://api.metadefender.com";
 
+/// Timeout for connecting, for every client.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How patient a client is: the defaults that differ between an endpoint (`scan`, `lookup`:
+/// [`Patience::ENDPOINT`]) and a gateway's upstream (`crate::gateway::UPSTREAM`), whose
+/// clients are waiting on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Patience {
+    /// How long a partial batch waits for more digests before it is sent.
+    pub batch_wait: Duration,
+    /// Retries after the first attempt for transient failures.
+    pub retries: u32,
+    /// The longest a 429 may make us wait.
+    pub max_wait: Duration,
+    /// Whole-request timeout.
+    pub timeout: Duration,
+}
+
+impl Patience {
+    /// `scan` and `lookup`: nobody waits on the answer but the sweep itself.
+    pub const ENDPOINT: Patience = Patience {
+        batch_wait: Duration::from_secs(1),
+        retries: 5,
+        max_wait: Duration::from_secs(600),
+        timeout: Duration::from_secs(60),
+    };
+}
+
 /// Everything the client needs to know.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -50,10 +78,10 @@ impl ClientConfig {
             api_url: api_url.into(),
             key,
             details: false,
-            retries: 5,
-            max_wait: Duration::from_secs(600),
-            timeout: Duration::from_secs(60),
-            connect_timeout: Duration::from_secs(10),
+            retries: Patience::ENDPOINT.retries,
+            max_wait: Patience::ENDPOINT.max_wait,
+            timeout: Patience::ENDPOINT.timeout,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             insecure_http: false,
             rate: None,
             ca_cert: None,

@@ -21,8 +21,8 @@ use serde::Serialize;
 use crate::digest::Digest;
 
 pub use batch::LookupBatch;
-pub use dispatch::{LookupOptions, lookup_digests, spawn_lookup};
-pub use http::{ClientConfig, HttpClient};
+pub use dispatch::{DEFAULT_CONCURRENCY, LookupOptions, lookup_digests, spawn_lookup};
+pub use http::{ClientConfig, HttpClient, Patience};
 pub use verdict::Verdict;
 
 /// The API key. Its `Debug` and `Display` never show it; only [`ApiKey::expose`] does, and only

@@ -1,0 +1,231 @@
+//! From flags to the library's configuration: pure functions, no I/O (the key, the CA file and
+//! the cache are read by the runners and passed in), so each rule is tested here.
+
+use std::time::Duration;
+
+use hashsweep::cache::Ttls;
+use hashsweep::gateway::UpstreamConfig;
+use hashsweep::lookup::{ApiKey, ClientConfig, LookupOptions};
+use hashsweep::scan::hash::HashOptions;
+use hashsweep::scan::walk::WalkOptions;
+
+use super::{ApiArgs, ConnectionArgs, ServeArgs, TtlArgs, WalkArgs};
+
+/// Hash worker threads when `-j` is not given: one per CPU.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+/// How the tree is walked.
+pub fn walk_options(w: &WalkArgs) -> WalkOptions {
+    WalkOptions {
+        follow_symlinks: w.follow_symlinks,
+        one_file_system: w.one_file_system,
+        threads: w.threads.unwrap_or_else(default_threads),
+        excludes: w.exclude.clone(),
+    }
+}
+
+/// What each file's read computes and leaves alone (`md5`/`sha1`: whatever the caller needs).
+pub fn hash_options(w: &WalkArgs, md5: bool, sha1: bool) -> HashOptions {
+    HashOptions {
+        md5,
+        sha1,
+        max_size: w.max_size,
+        follow_symlinks: w.follow_symlinks,
+    }
+}
+
+/// The HTTP client's configuration.
+pub fn client_config(c: &ConnectionArgs, key: ApiKey, ca_cert: Option<Vec<u8>>) -> ClientConfig {
+    let mut cfg = ClientConfig::new(c.api_url.clone(), key);
+    cfg.retries = c.retries;
+    cfg.max_wait = c.max_wait;
+    cfg.timeout = c.timeout;
+    cfg.connect_timeout = c.connect_timeout;
+    cfg.insecure_http = c.insecure_http;
+    cfg.rate = c.rate;
+    cfg.ca_cert = ca_cert;
+    cfg
+}
+
+/// `scan`'s and `lookup`'s client: the connection, plus `--details`.
+pub fn api_client_config(a: &ApiArgs, key: ApiKey, ca_cert: Option<Vec<u8>>) -> ClientConfig {
+    let mut cfg = client_config(&a.conn, key, ca_cert);
+    cfg.details = a.details;
+    cfg
+}
+
+/// How batches are formed and sent.
+pub fn lookup_options(a: &ApiArgs) -> LookupOptions {
+    LookupOptions {
+        algo: a.lookup_hash,
+        batch_size: usize::from(a.conn.batch_size),
+        concurrency: usize::from(a.conn.concurrency),
+        batch_wait: a.conn.batch_wait,
+    }
+}
+
+/// How long answers are reused; `other:*` verdicts as long as clean ones.
+pub fn ttls(t: &TtlArgs) -> Ttls {
+    Ttls {
+        clean: t.verdict_ttl,
+        other: t.verdict_ttl,
+        detection: t.detection_ttl,
+        unknown: t.unknown_ttl,
+    }
+}
+
+/// The gateway's upstream.
+pub fn upstream_config(a: &ServeArgs, client: ClientConfig) -> UpstreamConfig {
+    let c = &a.upstream;
+    UpstreamConfig {
+        client,
+        batch_size: usize::from(c.batch_size),
+        batch_wait: c.batch_wait,
+        concurrency: usize::from(c.concurrency),
+        max_pending: a.max_pending,
+        claim_ttl: claim_ttl(c),
+    }
+}
+
+/// Long enough for one whole lookup: every attempt, the backoffs and a 429 wait, so a claim
+/// does not lapse (and another instance ask too) while its lookup still runs.
+fn claim_ttl(c: &ConnectionArgs) -> Duration {
+    c.timeout.saturating_mul(c.retries.saturating_add(1)) + c.max_wait + Duration::from_secs(30)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command, try_parse_from};
+    use hashsweep::gateway::UPSTREAM;
+    use hashsweep::lookup::Patience;
+
+    fn parse(args: &[&str]) -> Command {
+        let cli: Cli = try_parse_from(args.iter().copied()).expect("parses");
+        cli.command
+    }
+
+    fn key() -> ApiKey {
+        ApiKey::new("k").expect("key")
+    }
+
+    /// Each subcommand gets the defaults the library defines for it: the same flags, a more
+    /// impatient upstream for the gateway.
+    #[test]
+    fn defaults_come_from_the_library_per_subcommand() {
+        let Command::Scan(scan) = parse(&["hashsweep", "scan", "."]) else {
+            panic!("not scan")
+        };
+        let cfg = api_client_config(&scan.api, key(), None);
+        let endpoint = Patience::ENDPOINT;
+        assert_eq!(
+            (cfg.retries, cfg.max_wait, cfg.timeout),
+            (endpoint.retries, endpoint.max_wait, endpoint.timeout)
+        );
+        assert_eq!(lookup_options(&scan.api).batch_wait, endpoint.batch_wait);
+        assert_eq!(ttls(&scan.cache.ttl), Ttls::DEFAULT);
+        let d = LookupOptions::default();
+        let o = lookup_options(&scan.api);
+        assert_eq!((o.batch_size, o.concurrency), (d.batch_size, d.concurrency));
+
+        let Command::Lookup(lookup) = parse(&["hashsweep", "lookup", "00"]) else {
+            panic!("not lookup")
+        };
+        assert_eq!(lookup.api.conn.max_wait, endpoint.max_wait);
+
+        let Command::Serve(serve) = parse(&["hashsweep", "serve", "--tokens", "t"]) else {
+            panic!("not serve")
+        };
+        let up = upstream_config(&serve, client_config(&serve.upstream, key(), None));
+        assert_eq!(
+            (up.client.retries, up.client.max_wait, up.client.timeout),
+            (UPSTREAM.retries, UPSTREAM.max_wait, UPSTREAM.timeout)
+        );
+        assert_eq!(up.batch_wait, UPSTREAM.batch_wait);
+        assert_ne!(UPSTREAM, endpoint, "the gateway's defaults differ");
+        assert_eq!(ttls(&serve.ttl), Ttls::DEFAULT);
+        // 4 attempts of 30 s, a 30 s wait and 30 s of slack.
+        assert_eq!(up.claim_ttl, Duration::from_secs(4 * 30 + 30 + 30));
+    }
+
+    #[test]
+    fn flags_override_the_defaults_in_every_group() {
+        let Command::Serve(serve) = parse(&[
+            "hashsweep",
+            "serve",
+            "--tokens",
+            "t",
+            "--retries",
+            "0",
+            "--max-wait",
+            "2s",
+            "--timeout",
+            "1s",
+            "--batch-wait",
+            "5ms",
+            "--batch-size",
+            "10",
+            "--unknown-ttl",
+            "5m",
+        ]) else {
+            panic!("not serve")
+        };
+        let up = upstream_config(&serve, client_config(&serve.upstream, key(), None));
+        assert_eq!(up.client.retries, 0);
+        assert_eq!(up.client.max_wait, Duration::from_secs(2));
+        assert_eq!(up.batch_wait, Duration::from_millis(5));
+        assert_eq!(up.batch_size, 10);
+        assert_eq!(up.claim_ttl, Duration::from_secs(1 + 2 + 30));
+        assert_eq!(ttls(&serve.ttl).unknown, Duration::from_secs(300));
+
+        let Command::Scan(scan) = parse(&[
+            "hashsweep",
+            "scan",
+            "--verdict-ttl",
+            "2h",
+            "--details",
+            "-j",
+            "3",
+            "--max-size",
+            "1K",
+            ".",
+        ]) else {
+            panic!("not scan")
+        };
+        let t = ttls(&scan.cache.ttl);
+        assert_eq!(
+            (t.clean, t.other),
+            (Duration::from_secs(7200), Duration::from_secs(7200))
+        );
+        assert!(api_client_config(&scan.api, key(), None).details);
+        assert_eq!(walk_options(&scan.walk).threads, 3);
+        assert_eq!(hash_options(&scan.walk, false, true).max_size, Some(1024));
+    }
+
+    /// `--help` shows the default in force for that subcommand.
+    #[test]
+    fn help_shows_each_subcommands_own_defaults() {
+        let help = |sub: &str| {
+            let mut c = crate::cli::command();
+            c.find_subcommand_mut(sub)
+                .expect("subcommand")
+                .render_long_help()
+                .to_string()
+        };
+        assert!(help("scan").contains("[default: 10m]"), "{}", help("scan"));
+        assert!(
+            help("serve").contains("[default: 50ms]"),
+            "{}",
+            help("serve")
+        );
+        assert!(
+            help("serve").contains("[default: 7days]"),
+            "{}",
+            help("serve")
+        );
+    }
+}
