@@ -8,15 +8,20 @@ use std::time::Duration;
 pub trait Progress: Sync {
     fn file_done(&self, bytes: u64);
     fn lookups(&self, done: u64, asked: u64);
+    /// Something the user should know now, once (the run goes on): one line on stderr.
+    fn warn(&self, message: &str);
     fn finish(&self);
 }
 
-/// No display (stderr is not a terminal, or a library caller).
+/// No live display (stderr is not a terminal): warnings only, as plain lines.
 pub struct NoProgress;
 
 impl Progress for NoProgress {
     fn file_done(&self, _: u64) {}
     fn lookups(&self, _: u64, _: u64) {}
+    fn warn(&self, message: &str) {
+        eprintln!("hashsweep: warning: {message}");
+    }
     fn finish(&self) {}
 }
 
@@ -75,6 +80,10 @@ impl Progress for BarProgress {
         self.done.store(done, Ordering::Relaxed);
         self.asked.store(asked, Ordering::Relaxed);
         self.refresh();
+    }
+    fn warn(&self, message: &str) {
+        self.bar
+            .suspend(|| eprintln!("hashsweep: warning: {message}"));
     }
     fn finish(&self) {
         self.bar.finish_and_clear();

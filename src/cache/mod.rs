@@ -5,6 +5,14 @@
 //!
 //! Several hashsweep processes may share one file: it is in WAL mode, every connection waits up
 //! to [`BUSY_TIMEOUT`] for a lock, and every write is one `BEGIN IMMEDIATE` transaction.
+//!
+//! A failed read or write never fails a sweep (it costs the next run a read or a lookup), but
+//! it is counted and the first one kept ([`CacheStats::errors`], [`Cache::first_error`]) so the
+//! caller can say so. [`maintain`] keeps the file from growing for ever.
+
+mod maintain;
+
+pub use maintain::{FORGET_AFTER, Maintenance, PRUNE_EVERY};
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -26,7 +34,7 @@ use crate::lookup::verdict::Verdict;
 /// `PRAGMA application_id` of a hashsweep cache ("hswp"): a SQLite file without it is not ours.
 pub const APPLICATION_ID: i32 = 0x6873_7770;
 /// `PRAGMA user_version` this code writes. Older versions are migrated on open.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 /// How long a connection waits for another process's lock before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// A file whose mtime or ctime is this recent when its digests are stored is not cached: a
@@ -58,14 +66,24 @@ CREATE TABLE IF NOT EXISTS verdicts (
 ) WITHOUT ROWID;
 ";
 
-const SELECT_DIGESTS: &str = "SELECT sha256, md5, sha1 FROM file_digests
+/// Schema version 2: when each digest row was last stored or used (unix seconds; 0 until the
+/// migration dates the old rows), and a small key/value table (`last_prune`).
+const MIGRATE_V2: &str = "
+ALTER TABLE file_digests ADD COLUMN seen_at INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+const SELECT_DIGESTS: &str = "SELECT sha256, md5, sha1, seen_at FROM file_digests
      WHERE dev = ?1 AND ino = ?2 AND size = ?3 AND mtime_ns = ?4 AND ctime_ns = ?5";
 
 /// One row per inode: a changed file replaces its old row. When the key is unchanged and the
 /// sha256 agrees, digests the new row lacks are kept from the old one.
 const UPSERT_DIGESTS: &str = "INSERT INTO file_digests
-     (dev, ino, size, mtime_ns, ctime_ns, sha256, md5, sha1)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+     (dev, ino, size, mtime_ns, ctime_ns, sha256, md5, sha1, seen_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
      ON CONFLICT (dev, ino) DO UPDATE SET
        md5 = CASE WHEN size = excluded.size AND mtime_ns = excluded.mtime_ns
                    AND ctime_ns = excluded.ctime_ns AND sha256 = excluded.sha256
@@ -76,7 +94,8 @@ const UPSERT_DIGESTS: &str = "INSERT INTO file_digests
        size = excluded.size,
        mtime_ns = excluded.mtime_ns,
        ctime_ns = excluded.ctime_ns,
-       sha256 = excluded.sha256";
+       sha256 = excluded.sha256,
+       seen_at = excluded.seen_at";
 
 const SELECT_VERDICT: &str = "SELECT scan_result_i, total_detected_avs, data_id, looked_up_at
      FROM verdicts WHERE algo = ?1 AND digest = ?2";
@@ -216,6 +235,8 @@ pub struct CacheStats {
     pub verdict_misses: u64,
     pub digests_written: u64,
     pub verdicts_written: u64,
+    /// Reads and writes that failed (the sweep went on without them).
+    pub errors: u64,
 }
 
 #[derive(Default)]
@@ -226,6 +247,7 @@ struct Counters {
     verdict_misses: AtomicU64,
     digests_written: AtomicU64,
     verdicts_written: AtomicU64,
+    errors: AtomicU64,
 }
 
 fn bump(c: &AtomicU64, n: u64) {
@@ -240,6 +262,10 @@ pub struct Cache {
     readers: Mutex<Vec<Connection>>,
     ttls: Ttls,
     counters: Counters,
+    /// The first failure since the cache was opened, as text.
+    first_error: Mutex<Option<String>>,
+    /// Digest rows served from the cache whose `seen_at` is old: dated now by the next write.
+    seen: Mutex<Vec<(i64, i64)>>,
 }
 
 /// A pooled read connection, handed back to the pool when dropped.
@@ -317,6 +343,8 @@ impl Cache {
             readers: Mutex::new(Vec::new()),
             ttls: Ttls::default(),
             counters: Counters::default(),
+            first_error: Mutex::new(None),
+            seen: Mutex::new(Vec::new()),
         };
         Ok((cache, warning))
     }
@@ -345,7 +373,30 @@ impl Cache {
             verdict_misses: get(&c.verdict_misses),
             digests_written: get(&c.digests_written),
             verdicts_written: get(&c.verdicts_written),
+            errors: get(&c.errors),
         }
+    }
+
+    /// Make every later write fail (as on a full or read-only disk), for tests of the callers.
+    #[cfg(test)]
+    pub(crate) fn fail_writes(&self) {
+        let conn = lock(&self.writer);
+        conn.pragma_update(None, "query_only", true)
+            .expect("query_only");
+    }
+
+    /// The first read or write that failed since the cache was opened.
+    pub fn first_error(&self) -> Option<String> {
+        lock(&self.first_error).clone()
+    }
+
+    /// Count a failure (keeping the first one's text) and pass the result on.
+    fn noted<T>(&self, r: Result<T, CacheError>) -> Result<T, CacheError> {
+        if let Err(e) = &r {
+            bump(&self.counters.errors, 1);
+            lock(&self.first_error).get_or_insert_with(|| e.to_string());
+        }
+        r
     }
 
     fn reader(&self) -> Result<Reader<'_>, CacheError> {
@@ -362,38 +413,43 @@ impl Cache {
 
     /// The cached digests of the file with this key, when all five key fields match and the
     /// cached row has every digest asked for (sha256 always; md5, sha1 when `need_*`).
-    ///
-    /// Each call is its own SQLite read transaction (a few lock calls); to look up many files
-    /// at once, [`Cache::get_digests_many`] is several times faster.
+    /// To look up many files at once, [`Cache::get_digests_many`] is several times faster.
     pub fn get_digests(
         &self,
         key: &FileKey,
         need_md5: bool,
         need_sha1: bool,
     ) -> Result<Option<Digests>, CacheError> {
-        let conn = self.reader()?;
-        let mut stmt = conn
-            .prepare_cached(SELECT_DIGESTS)
-            .map_err(sql_err(&self.path, "preparing a digest lookup"))?;
-        let found = select_digests(&mut stmt, key, need_md5, need_sha1)
-            .map_err(sql_err(&self.path, "looking up digests"))?;
-        self.count_digest_lookup(found.is_some());
-        Ok(found)
+        let found = self.get_digests_many(std::slice::from_ref(key), need_md5, need_sha1);
+        found.map(|mut v| v.pop().flatten())
     }
 
     /// [`Cache::get_digests`] for many keys in one read transaction; one answer per key, in
-    /// order.
+    /// order. A hit whose row was last dated more than [`maintain::TOUCH_AFTER`] ago is dated
+    /// again by the next write, so rows of files still on disk are never forgotten.
     pub fn get_digests_many(
         &self,
         keys: &[FileKey],
         need_md5: bool,
         need_sha1: bool,
     ) -> Result<Vec<Option<Digests>>, CacheError> {
+        let r = self.try_get_digests_many(keys, need_md5, need_sha1);
+        self.noted(r)
+    }
+
+    fn try_get_digests_many(
+        &self,
+        keys: &[FileKey],
+        need_md5: bool,
+        need_sha1: bool,
+    ) -> Result<Vec<Option<Digests>>, CacheError> {
+        let stale_before = unix_secs(SystemTime::now()) - maintain::TOUCH_AFTER.as_secs() as i64;
         let mut conn = self.reader()?;
         let tx = conn
             .transaction()
             .map_err(sql_err(&self.path, "starting a read"))?;
         let mut out = Vec::with_capacity(keys.len());
+        let mut stale = Vec::new();
         {
             let mut stmt = tx
                 .prepare_cached(SELECT_DIGESTS)
@@ -402,11 +458,19 @@ impl Cache {
                 let found = select_digests(&mut stmt, key, need_md5, need_sha1)
                     .map_err(sql_err(&self.path, "looking up digests"))?;
                 self.count_digest_lookup(found.is_some());
-                out.push(found);
+                if let Some((_, seen_at)) = found
+                    && seen_at < stale_before
+                {
+                    stale.push((key.dev as i64, key.ino as i64));
+                }
+                out.push(found.map(|(d, _)| d));
             }
         }
         // Read only: dropping the transaction ends it.
         drop(tx);
+        if !stale.is_empty() {
+            lock(&self.seen).extend(stale);
+        }
         Ok(out)
     }
 
@@ -424,13 +488,30 @@ impl Cache {
 
     /// Store digests, all rows in one transaction. Rows of files changed within
     /// [`RACY_WINDOW`] of now are left out. Returns the number of rows written.
+    /// Rows served from the cache whose date was old are dated now in the same transaction.
     pub fn put_digests(&self, rows: &[(FileKey, Digests)]) -> Result<usize, CacheError> {
-        let cutoff = unix_nanos(SystemTime::now()).saturating_sub(RACY_WINDOW.as_nanos() as i64);
+        let r = self.try_put_digests(rows);
+        self.noted(r)
+    }
+
+    fn try_put_digests(&self, rows: &[(FileKey, Digests)]) -> Result<usize, CacheError> {
+        let now = SystemTime::now();
+        let cutoff = unix_nanos(now).saturating_sub(RACY_WINDOW.as_nanos() as i64);
+        let seen: Vec<(i64, i64)> = std::mem::take(&mut *lock(&self.seen));
         let mut conn = lock(&self.writer);
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql_err(&self.path, "starting a write"))?;
         let mut written = 0;
+        {
+            let mut stmt = tx
+                .prepare_cached("UPDATE file_digests SET seen_at = ?3 WHERE dev = ?1 AND ino = ?2")
+                .map_err(sql_err(&self.path, "preparing a date update"))?;
+            for (dev, ino) in &seen {
+                stmt.execute(params![dev, ino, unix_secs(now)])
+                    .map_err(sql_err(&self.path, "dating digests"))?;
+            }
+        }
         {
             let mut stmt = tx
                 .prepare_cached(UPSERT_DIGESTS)
@@ -447,7 +528,8 @@ impl Cache {
                     key.ctime_ns,
                     d.sha256,
                     d.md5,
-                    d.sha1
+                    d.sha1,
+                    unix_secs(now)
                 ])
                 .map_err(sql_err(&self.path, "writing digests"))?;
                 written += 1;
@@ -462,6 +544,15 @@ impl Cache {
     /// The cached answers for these digests that have not expired at `now` under this cache's
     /// [`Ttls`]. Engine details are not cached: `details` is `None`.
     pub fn get_verdicts(
+        &self,
+        digests: &[Digest],
+        now: SystemTime,
+    ) -> Result<HashMap<Digest, Answer>, CacheError> {
+        let r = self.try_get_verdicts(digests, now);
+        self.noted(r)
+    }
+
+    fn try_get_verdicts(
         &self,
         digests: &[Digest],
         now: SystemTime,
@@ -522,6 +613,15 @@ impl Cache {
         answers: &[(Digest, Answer)],
         now: SystemTime,
     ) -> Result<usize, CacheError> {
+        let r = self.try_put_verdicts(answers, now);
+        self.noted(r)
+    }
+
+    fn try_put_verdicts(
+        &self,
+        answers: &[(Digest, Answer)],
+        now: SystemTime,
+    ) -> Result<usize, CacheError> {
         let now = unix_secs(now);
         let mut conn = lock(&self.writer);
         let tx = conn
@@ -554,27 +654,15 @@ impl Cache {
         bump(&self.counters.verdicts_written, written as u64);
         Ok(written)
     }
-
-    /// Delete verdicts older than the longest TTL at `now`, or dated in the future. Returns the
-    /// number deleted.
-    pub fn prune_verdicts(&self, now: SystemTime) -> Result<usize, CacheError> {
-        let now = unix_secs(now);
-        let longest = i64::try_from(self.ttls.longest().as_secs()).unwrap_or(i64::MAX);
-        let conn = lock(&self.writer);
-        conn.execute(
-            "DELETE FROM verdicts WHERE looked_up_at <= ?1 OR looked_up_at > ?2",
-            params![now.saturating_sub(longest), now],
-        )
-        .map_err(sql_err(&self.path, "pruning verdicts"))
-    }
 }
 
+/// The row's digests and its `seen_at`.
 fn select_digests(
     stmt: &mut rusqlite::Statement<'_>,
     key: &FileKey,
     need_md5: bool,
     need_sha1: bool,
-) -> rusqlite::Result<Option<Digests>> {
+) -> rusqlite::Result<Option<(Digests, i64)>> {
     let found = stmt
         .query_row(
             params![
@@ -589,12 +677,13 @@ fn select_digests(
                 let sha256 = r.get::<_, [u8; 32]>(0).ok();
                 let md5 = r.get::<_, Option<[u8; 16]>>(1).unwrap_or(None);
                 let sha1 = r.get::<_, Option<[u8; 20]>>(2).unwrap_or(None);
-                Ok(sha256.map(|sha256| Digests { sha256, md5, sha1 }))
+                let seen_at = r.get::<_, i64>(3)?;
+                Ok(sha256.map(|sha256| (Digests { sha256, md5, sha1 }, seen_at)))
             },
         )
         .optional()?
         .flatten();
-    Ok(found.filter(|d| (!need_md5 || d.md5.is_some()) && (!need_sha1 || d.sha1.is_some())))
+    Ok(found.filter(|(d, _)| (!need_md5 || d.md5.is_some()) && (!need_sha1 || d.sha1.is_some())))
 }
 
 fn unix_secs(t: SystemTime) -> i64 {
@@ -664,7 +753,17 @@ fn open_writer(path: &Path) -> Result<Connection, CacheError> {
         tx.execute_batch(SCHEMA_V1)
             .map_err(sql_err(path, "creating the schema"))?;
     }
-    // A future schema adds `if version < 2 { ... }` here.
+    if version < 2 {
+        tx.execute_batch(MIGRATE_V2)
+            .map_err(sql_err(path, "adding the row dates (schema 2)"))?;
+        // Rows from before are dated now: they get the full FORGET_AFTER from the upgrade.
+        tx.execute(
+            "UPDATE file_digests SET seen_at = ?1 WHERE seen_at = 0",
+            params![unix_secs(SystemTime::now())],
+        )
+        .map_err(sql_err(path, "dating the old rows (schema 2)"))?;
+    }
+    // A future schema adds `if version < 3 { ... }` here.
     if version != SCHEMA_VERSION {
         tx.pragma_update(None, "application_id", APPLICATION_ID)
             .map_err(sql_err(path, "writing the application id"))?;
@@ -997,7 +1096,8 @@ mod tests {
         cache
             .put_verdicts(&[(new, answer(0, 0))], at(later))
             .unwrap();
-        assert_eq!(cache.prune_verdicts(at(later)).unwrap(), 1);
+        let m = cache.maintain(at(later), Duration::from_secs(10)).unwrap();
+        assert_eq!(m.verdicts_deleted, 1);
         assert!(
             cache
                 .get_verdicts(&[new], at(later))
@@ -1029,6 +1129,7 @@ mod tests {
                 verdict_misses: 1,
                 digests_written: 1,
                 verdicts_written: 1,
+                errors: 0,
             }
         );
     }

@@ -153,6 +153,7 @@ async fn run(
     let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
     tokio::spawn(shutdown_on_signal(handle.clone(), cfg.shutdown_grace));
+    tokio::spawn(store.clone().maintain_forever());
     if let Err(e) = store.ping().await {
         tracing::warn!(
             "the verdict store is not reachable yet (requests get 503 until it is): {e}"

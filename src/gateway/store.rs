@@ -122,6 +122,31 @@ fn redacted(spec: &str) -> String {
 }
 
 impl Store {
+    /// Keep a SQLite store bounded: prune it once in a while (see [`Cache::maintain`]). Redis
+    /// expires its keys by itself. Runs until the process ends.
+    pub async fn maintain_forever(self) {
+        let Store::Sqlite(cache) = self else { return };
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let c = Arc::clone(&cache);
+            let done = tokio::task::spawn_blocking(move || {
+                c.maintain(std::time::SystemTime::now(), Duration::from_secs(2))
+            })
+            .await;
+            match done {
+                Ok(Ok(m)) if m.pruned => tracing::info!(
+                    "pruned the store: {} expired verdicts deleted{}",
+                    m.verdicts_deleted,
+                    if m.complete { "" } else { " (more next hour)" }
+                ),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("pruning the store failed: {e}"),
+                Err(e) => tracing::warn!("pruning the store stopped: {e}"),
+            }
+        }
+    }
+
     /// Open the store named by `spec`. Redis is connected lazily: a gateway whose Redis is
     /// not up yet starts, answers 503, and serves as soon as Redis is there.
     pub fn open(spec: &str, ttls: Ttls, claim_ttl: Duration) -> Result<Store, StoreError> {

@@ -97,6 +97,9 @@ pub struct Summary {
     pub files_linked: u64,
     /// Distinct digests answered from the verdict cache, without a request.
     pub verdicts_cached: u64,
+    /// Cache reads and writes that failed: the sweep went on, the next run reads and asks
+    /// again what was not stored.
+    pub cache_errors: u64,
     /// With `--baseline`: how many paths are new, modified, unchanged, removed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub changes: Option<ChangeCounts>,
@@ -177,6 +180,9 @@ impl Summary {
         }
         if self.changed > 0 {
             s.push_str(&format!(", {} changed while read", self.changed));
+        }
+        if self.cache_errors > 0 {
+            s.push_str(&format!(", {} cache errors", self.cache_errors));
         }
         s.push_str(&format!("; {:.2} s, {:.1} MB/s", self.elapsed_secs, mbps));
         if let Some(c) = &self.changes {

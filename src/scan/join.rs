@@ -113,6 +113,7 @@ impl ScanOutput {
             ..Summary::default()
         };
         s.verdicts_cached = self.verdicts_cached;
+        s.cache_errors = self.cache_errors;
         for f in &self.files {
             s.count(&self.record(f));
             if let FileStatus::Hashed {

@@ -71,6 +71,8 @@ pub struct ScanOutput {
     pub retries: u64,
     /// Distinct digests answered from the verdict cache (no request).
     pub verdicts_cached: u64,
+    /// Cache reads and writes that failed (the sweep went on without them).
+    pub cache_errors: u64,
     pub elapsed: Duration,
 }
 
@@ -89,6 +91,8 @@ struct Collector<'a> {
     pending_rows: Vec<(FileKey, Digests)>,
     last_flush: Instant,
     verdicts_cached: u64,
+    /// Whether the user was told that the cache failed (once per run).
+    cache_warned: bool,
     progress: &'a dyn Progress,
 }
 
@@ -135,10 +139,12 @@ impl Collector<'_> {
             return;
         }
         let keys = std::mem::take(&mut self.pending_verdicts);
+        // A failed read asks the service instead (counted by the cache, told once).
         let mut hits = self
             .cache
             .and_then(|c| c.get_verdicts(&keys, SystemTime::now()).ok())
             .unwrap_or_default();
+        self.check_cache();
         for k in keys {
             match hits.remove(&k) {
                 Some(a) => {
@@ -160,8 +166,10 @@ impl Collector<'_> {
                 .iter()
                 .filter_map(|(d, o)| o.as_ref().ok().map(|a| (*d, a.clone())))
                 .collect();
-            // A cache that cannot be written costs the next run a lookup, not this run a result.
+            // A cache that cannot be written costs the next run a lookup, not this run a
+            // result: the cache counts the failure and `check_cache` tells the user once.
             let _ = cache.put_verdicts(&good, SystemTime::now());
+            self.check_cache();
         }
         for (d, o) in batch {
             self.dedup.answer(d, o);
@@ -182,6 +190,30 @@ impl Collector<'_> {
             let _ = cache.put_digests(&self.pending_rows);
             self.pending_rows.clear();
             self.last_flush = Instant::now();
+            self.check_cache();
+        }
+    }
+
+    /// Tell the user, once, that the cache failed: the sweep goes on, the next one pays for it.
+    fn check_cache(&mut self) {
+        if let Some(cache) = self.cache
+            && !self.cache_warned
+            && let Some(first) = cache.first_error()
+        {
+            self.cache_warned = true;
+            self.progress.warn(&format!(
+                "{first}; the sweep goes on, but what was not stored is read and asked again \
+                 next time"
+            ));
+        }
+    }
+
+    /// At the end of a run: date the rows served from the cache and prune when due, within
+    /// [`MAINTENANCE_BUDGET`].
+    fn maintain_cache(&mut self) {
+        if let Some(cache) = self.cache {
+            let _ = cache.maintain(SystemTime::now(), MAINTENANCE_BUDGET);
+            self.check_cache();
         }
     }
 }
@@ -214,6 +246,7 @@ pub fn scan(
         pending_rows: Vec::new(),
         last_flush: Instant::now(),
         verdicts_cached: 0,
+        cache_warned: false,
         progress,
     };
 
@@ -308,6 +341,9 @@ pub fn scan(
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        if !stop.load(Ordering::Relaxed) {
+            c.maintain_cache();
+        }
         walk_result = walk_handle
             .join()
             .unwrap_or_else(|_| Err(crate::Error::Internal("the walker thread panicked".into())));
@@ -339,12 +375,83 @@ pub fn scan(
         requests: stats.requests,
         retries: stats.retries,
         verdicts_cached,
+        cache_errors: cfg.cache.as_ref().map_or(0, |c| c.stats().errors),
         elapsed: started.elapsed(),
     })
 }
+
+/// How long the end of a run may spend pruning the cache (the rest waits for the next run).
+const MAINTENANCE_BUDGET: Duration = Duration::from_secs(2);
 
 /// Digests asked of the verdict cache at once.
 const VERDICT_BATCH: usize = 256;
 
 /// Walk events queued at most, before the walker waits for the hash workers.
 const MAX_QUEUED: usize = 1 << 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Records warnings.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl Progress for Recorder {
+        fn file_done(&self, _: u64) {}
+        fn lookups(&self, _: u64, _: u64) {}
+        fn warn(&self, message: &str) {
+            self.0.lock().unwrap().push(message.to_string());
+        }
+        fn finish(&self) {}
+    }
+
+    /// A cache that cannot be written does not fail the sweep: every file is still hashed,
+    /// the user is told once, and the failures are counted for the summary.
+    #[test]
+    fn cache_write_failures_are_warned_once_and_counted() {
+        let tree = tempfile::tempdir().unwrap();
+        for i in 0..50 {
+            std::fs::write(tree.path().join(format!("f{i}")), format!("file {i}")).unwrap();
+        }
+        // Old enough to be cached (outside the racy window).
+        let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+        for i in 0..50 {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(tree.path().join(format!("f{i}")))
+                .unwrap();
+            f.set_modified(old).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (cache, _) = Cache::open(dir.path().join("c.sqlite")).unwrap();
+        cache.fail_writes();
+        let cfg = ScanConfig {
+            roots: vec![tree.path().to_path_buf()],
+            walk: WalkOptions::default(),
+            hash: HashOptions::default(),
+            threads: 2,
+            lookup: None,
+            cache: Some(Arc::new(cache)),
+            local: None,
+        };
+        let progress = Recorder::default();
+        let out = scan(&cfg, None, &progress, &Arc::new(AtomicBool::new(false))).unwrap();
+        assert_eq!(out.files.len(), 50);
+        assert!(out.files.iter().all(|f| f.digests().is_some()));
+        let warnings = progress.0.lock().unwrap().clone();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("c.sqlite"),
+            "names the cache: {warnings:?}"
+        );
+        let summary = out.summary();
+        assert!(summary.cache_errors >= 1, "{summary:?}");
+        assert!(
+            summary.human().contains("cache errors"),
+            "{}",
+            summary.human()
+        );
+    }
+}
