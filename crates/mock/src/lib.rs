@@ -576,6 +576,33 @@ fn answer(
 mod tests {
     use super::*;
 
+    /// Send one request by hand and read what comes back, up to the close.
+    fn exchange(server: &MockServer) -> std::io::Result<Vec<u8>> {
+        let body = format!(r#"{{"hash":["{EICAR_MD5}"]}}"#);
+        let mut s = TcpStream::connect(server.addr())?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            s,
+            "POST /v4/hash HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut got = Vec::new();
+        s.read_to_end(&mut got)?;
+        Ok(got)
+    }
+
+    #[test]
+    fn a_reset_fault_resets_the_connection_instead_of_closing_it() {
+        let server = MockServer::start(None).unwrap();
+        server.push_fault(Fault::of(FaultKind::Reset));
+        let err = exchange(&server).expect_err("a reset, not an orderly close");
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+        // The next request is answered normally.
+        let ok = String::from_utf8(exchange(&server).unwrap()).unwrap();
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert_eq!(server.requests()[0].fault.as_deref(), Some("reset"));
+    }
+
     #[test]
     fn contract_errors() {
         let e = HashMap::new();
