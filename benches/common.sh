@@ -23,3 +23,16 @@ hashsweep_binary() {
     fi
     [[ -x $BIN ]] || { echo "$1: no binary at $BIN" >&2; exit 2; }
 }
+
+# mock_binary SCRIPT: set MOCK to $MOCK_API, or build the release `mock-api` of crates/mock
+# (the MetaDefender stand-in, which is not part of hashsweep itself).
+mock_binary() {
+    if [[ -n ${MOCK_API:-} ]]; then
+        MOCK=$MOCK_API
+    else
+        echo "== cargo build --release -p hashsweep-mock --bin mock-api" >&2
+        (cd "$REPO" && cargo build --release --quiet -p hashsweep-mock --bin mock-api)
+        MOCK=$REPO/target/release/mock-api
+    fi
+    [[ -x $MOCK ]] || { echo "$1: no mock-api binary at $MOCK" >&2; exit 2; }
+}

@@ -9,7 +9,7 @@
 #           hardware limit (openssl speed sha256, one core, times the cores used)
 #   multi   the same files with --md5 --sha1 in one read vs the sum of single-algorithm passes
 #   small   100 000 files of 0-16 KiB in 300 directories: files/s against xargs -P2 sha256sum
-#   lookup  50 000 distinct small files (half of the small tree) against `hashsweep mock-api`
+#   lookup  50 000 distinct small files (half of the small tree) against `mock-api` (crates/mock)
 #           with 300 ms latency: offline scan, scan with lookups (50 requests, concurrency 4)
 #           and lookup-only; ratio wall(with lookups) / max(hash time, lookup time)
 #   cache   (binaries with the digest cache) the small tree with a fresh cache file (every
@@ -23,6 +23,8 @@
 #   QUICK=1          4 x 64 MiB, 20 000 small files (10 000 for lookups), 2 runs
 #   RUNS=N WARMUP=N  hyperfine runs per command (default 3 and 1)
 #   HASHSWEEP=PATH   use this binary instead of building with `cargo build --release`
+#   MOCK_API=PATH    use this mock-api (crates/mock) instead of building it with
+#                    `cargo build --release -p hashsweep-mock --bin mock-api`
 #   KEEP=1           keep the temp directory (printed) instead of removing it
 #   BUDGET=SECONDS   skip the remaining cases once this much time has passed (default 540)
 #   TMPDIR           where the trees are made (needs ~3 GiB, ~0.6 GiB with QUICK=1)
@@ -66,6 +68,7 @@ source "$HERE/common.sh"
 require_tools compare.sh "apt-get install hyperfine rhash hashdeep time" \
     hyperfine rhash hashdeep python3 openssl sha256sum /usr/bin/time
 hashsweep_binary compare.sh
+mock_binary compare.sh
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/hashsweep-compare.XXXXXX")
 MOCK_PID=
@@ -237,7 +240,7 @@ fi
 
 # --- lookups overlapping hashing --------------------------------------------------------------
 echo "== starting mock-api (latency ${LATENCY_MS}ms)" >&2
-METADEFENDER_APIKEY=$APIKEY "$BIN" mock-api --listen 127.0.0.1:0 --latency "${LATENCY_MS}ms" \
+METADEFENDER_APIKEY=$APIKEY "$MOCK" --listen 127.0.0.1:0 --latency "${LATENCY_MS}ms" \
     >"$TMP/mock.out" 2>"$TMP/mock.err" &
 MOCK_PID=$!
 URL=

@@ -6,8 +6,8 @@
 #   QUICK=1 benches/gateway.sh    # N=20 000, 5 s per case, M=10 000: ~15 s
 #
 # Everything listens on 127.0.0.1 only: redis-server on a free port with no persistence, the
-# upstream stand-in `hashsweep mock-api`, `hashsweep serve --store redis://…` in front of them,
-# and later the Python baseline on the same Redis. Steps and cases:
+# upstream stand-in `mock-api` (crates/mock), `hashsweep serve --store redis://…` in front of
+# them, and later the Python baseline on the same Redis. Steps and cases:
 #   warm      N distinct random SHA-256 digests (the first is EICAR's, so that one stored value
 #             has a data_id and a detection) in bodies of 1000 (body_000.json …), each POSTed once
 #             through the gateway; every answer is checked (one entry per hash, in order,
@@ -53,6 +53,8 @@
 #   COLD_M=COUNT     distinct digests in the cold case (default N/2 rounded down to 1000s)
 #   COLD_LATENCY=D   the cold upstream's added latency per request (default 200ms)
 #   HASHSWEEP=PATH   use this binary instead of building with `cargo build --release`
+#   MOCK_API=PATH    use this mock-api (crates/mock) instead of building it with
+#                    `cargo build --release -p hashsweep-mock --bin mock-api`
 #   KEEP=1           keep the temp directory (printed) instead of removing it
 #   TMPDIR           where the bodies go (~14 MB for N=200 000)
 #
@@ -112,6 +114,7 @@ source "$HERE/common.sh"
 require_tools gateway.sh "apt-get install redis-server wrk curl time" \
     redis-server redis-cli wrk curl python3 /usr/bin/time
 hashsweep_binary gateway.sh
+mock_binary gateway.sh
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/hashsweep-gateway.XXXXXX")
 REDIS_PID= MOCK_PID= GW_PID= PY_PID= MOCK2_PID= GW2_PID=
@@ -189,7 +192,7 @@ done
 [[ $(rcli ping 2>/dev/null) == PONG ]] || { echo "gateway.sh: redis did not start" >&2; exit 2; }
 REDIS_VERSION=$(rcli info server | tr -d '\r' | sed -n 's/^redis_version://p')
 
-METADEFENDER_APIKEY=$UPSTREAM_KEY "$BIN" mock-api --listen 127.0.0.1:0 \
+METADEFENDER_APIKEY=$UPSTREAM_KEY "$MOCK" --listen 127.0.0.1:0 \
     >"$TMP/mock.out" 2>"$TMP/mock.err" &
 MOCK_PID=$!
 MOCK_URL=$(wait_for "$TMP/mock.out" \
@@ -416,7 +419,7 @@ COLD_RESULT=$TMP/cold.result
 COLD_DRIVER_SHOWN="python3 benches/gateway_cold.py --url URL --token TOKEN --digests FILE --clients $CONNS --copies $COLD_COPIES --batch $BATCH"
 if [[ $COLD == 1 ]]; then
     echo "== cold: second mock-api (--latency $COLD_LATENCY) and second gateway on the same Redis" >&2
-    METADEFENDER_APIKEY=$UPSTREAM_KEY "$BIN" mock-api --listen 127.0.0.1:0 --latency "$COLD_LATENCY" \
+    METADEFENDER_APIKEY=$UPSTREAM_KEY "$MOCK" --listen 127.0.0.1:0 --latency "$COLD_LATENCY" \
         >"$TMP/mock2.out" 2>"$TMP/mock2.err" &
     MOCK2_PID=$!
     MOCK2_URL=$(wait_for "$TMP/mock2.out" \
@@ -597,7 +600,7 @@ echo "  $WRK_CMD_SHOWN   (URL = the gateway, then the python one;" \
 echo "  METADEFENDER_APIKEY=... ${GW_CMD[*]/#$TMP/\$TMP}"
 echo "  python3 benches/py_gateway.py --listen 127.0.0.1:0 --redis-port $REDIS_PORT --tokens \$TMP/tokens"
 if [[ $COLD == 1 ]]; then
-    echo "  METADEFENDER_APIKEY=... $BIN mock-api --listen 127.0.0.1:0 --latency $COLD_LATENCY   (cold upstream)"
+    echo "  METADEFENDER_APIKEY=... $MOCK --listen 127.0.0.1:0 --latency $COLD_LATENCY   (cold upstream)"
     echo "  METADEFENDER_APIKEY=... ${GW2_CMD[*]/#$TMP/\$TMP}   (cold gateway)"
     echo "  $COLD_DRIVER_SHOWN   (URL = the cold gateway)"
 fi

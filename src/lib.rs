@@ -23,7 +23,6 @@ pub mod file;
 pub mod gateway;
 pub mod known;
 pub mod lookup;
-pub mod mock;
 pub mod progress;
 pub mod report;
 pub mod scan;

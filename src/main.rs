@@ -15,7 +15,6 @@ fn main() -> ExitCode {
         Command::Lookup(a) => commands::run_lookup(a),
         Command::Diff(a) => commands::run_diff(a),
         Command::Serve(a) => commands::run_serve(*a),
-        Command::MockApi(a) => commands::run_mock(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

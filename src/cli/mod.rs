@@ -54,9 +54,6 @@ pub enum Command {
     /// Run a lookup gateway for a fleet: holds the API key, shares verdicts, speaks /v4/hash
     #[command(after_help = SERVE_HELP)]
     Serve(Box<ServeArgs>),
-    /// Serve a local stand-in for POST /v4/hash (for tests, demos and benchmarks)
-    #[command(hide = true)]
-    MockApi(MockArgs),
 }
 
 /// How the tree is walked (shared by `scan` and `hash`).
@@ -295,16 +292,6 @@ pub struct DiffArgs {
     pub new: PathBuf,
     #[command(flatten)]
     pub output: OutputArgs,
-}
-
-#[derive(Debug, Args)]
-pub struct MockArgs {
-    /// Address to listen on
-    #[arg(long, default_value = "127.0.0.1:8738")]
-    pub listen: String,
-    /// Delay added to every answer
-    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
-    pub latency: Duration,
 }
 
 /// The command line with each subcommand's defaults filled in from the library's constants

@@ -27,7 +27,6 @@ use hashsweep::known::LocalSets;
 use hashsweep::known::hashlist::{ListedHash, parse_line, sum_line};
 use hashsweep::known::hashset::HashSet;
 use hashsweep::lookup::{ApiKey, HttpClient, ReputationClient, lookup_digests};
-use hashsweep::mock;
 use hashsweep::progress::{BarProgress, NoProgress, Progress};
 use hashsweep::report::read::BadRecords;
 use hashsweep::report::{
@@ -39,7 +38,7 @@ use hashsweep::scan::{ScanConfig, outcome_fields, scan};
 
 use crate::cli::config;
 use crate::cli::{
-    ApiArgs, CacheArgs, DiffArgs, HashArgs, LookupArgs, MockArgs, OutputArgs, ScanArgs, ServeArgs,
+    ApiArgs, CacheArgs, DiffArgs, HashArgs, LookupArgs, OutputArgs, ScanArgs, ServeArgs,
 };
 use interrupt::Interrupt;
 
@@ -197,17 +196,5 @@ fn warn_bad(bad: &BadRecords) {
         for r in &bad.first {
             eprintln!("hashsweep:   {r}");
         }
-    }
-}
-
-/// `hashsweep mock-api`: serve the stand-in until killed.
-pub fn run_mock(a: MockArgs) -> Result<u8, Error> {
-    let key = std::env::var(APIKEY_ENV).ok();
-    let server = mock::MockServer::start_on(&a.listen, key.as_deref(), a.latency)
-        .map_err(|e| Error::Usage(format!("cannot listen on {}: {e}", a.listen)))?;
-    println!("mock MetaDefender API listening on {}", server.url());
-    io::stdout().flush()?;
-    loop {
-        std::thread::park();
     }
 }

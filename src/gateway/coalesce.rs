@@ -471,7 +471,7 @@ async fn run_batcher(
 mod tests {
     use super::*;
     use crate::lookup::ApiKey;
-    use crate::mock::{Fault, MockServer};
+    use hashsweep_mock::{Fault, MockServer};
 
     #[test]
     fn a_refused_key_halts_the_upstream_until_the_retry_time_then_it_is_tried_again() {

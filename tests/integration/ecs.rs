@@ -285,13 +285,13 @@ fn ecs_lookup_by_md5_matches_the_md5_field() {
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let d = &ndjson(&out)[0];
     let e = &d["threat"]["enrichments"][0];
-    assert_eq!(e["matched"]["atomic"], hashsweep::mock::EICAR_MD5, "{d}");
+    assert_eq!(e["matched"]["atomic"], hashsweep_mock::EICAR_MD5, "{d}");
     assert_eq!(e["matched"]["field"], "file.hash.md5", "{d}");
     assert_eq!(
         e["indicator"]["file"]["hash"]["md5"],
-        hashsweep::mock::EICAR_MD5
+        hashsweep_mock::EICAR_MD5
     );
-    assert_eq!(d["file"]["hash"]["md5"], hashsweep::mock::EICAR_MD5);
+    assert_eq!(d["file"]["hash"]["md5"], hashsweep_mock::EICAR_MD5);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use hashsweep::mock::{FaultKind, Mangle};
+use hashsweep_mock::{FaultKind, Mangle};
 
 use crate::util::*;
 

@@ -814,7 +814,7 @@ fn sigterm_lets_an_upstream_lookup_in_flight_finish_and_stores_its_answers() {
         gw,
     } = sqlite_fixture(MockServer::start(Some(KEY)).unwrap(), &[]);
     mock.set(EICAR_SHA256, 1, 4);
-    mock.push_fault(Fault::of(hashsweep::mock::FaultKind::Stall(
+    mock.push_fault(Fault::of(hashsweep_mock::FaultKind::Stall(
         Duration::from_millis(1500),
     )));
     let url = gw.url.clone();
@@ -969,7 +969,7 @@ fn sigterm_stores_answers_whose_client_went_away() {
         gw,
     } = sqlite_fixture(MockServer::start(Some(KEY)).unwrap(), &[]);
     mock.set(EICAR_SHA256, 1, 6);
-    mock.push_fault(Fault::of(hashsweep::mock::FaultKind::Stall(
+    mock.push_fault(Fault::of(hashsweep_mock::FaultKind::Stall(
         Duration::from_millis(1500),
     )));
     {
@@ -1001,7 +1001,7 @@ fn beyond_max_pending_new_misses_get_503_and_joining_ones_still_wait() {
         &["--max-pending", "5"],
     );
     let (mock, gw) = (&f.mock, &f.gw);
-    mock.push_fault(Fault::of(hashsweep::mock::FaultKind::Stall(
+    mock.push_fault(Fault::of(hashsweep_mock::FaultKind::Stall(
         Duration::from_millis(1500),
     )));
     let first: Vec<String> = (0..5).map(|i| format!("{i:064x}")).collect();

@@ -12,12 +12,12 @@ fn hashes_from_arguments_in_any_case() {
         .env("METADEFENDER_APIKEY", KEY)
         .args(["lookup", "--format", "ndjson", "--api-url", &mock.url()])
         .arg(EICAR_SHA256.to_uppercase())
-        .arg(hashsweep::mock::EICAR_MD5));
+        .arg(hashsweep_mock::EICAR_MD5));
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let recs = ndjson(&out);
     assert_eq!(recs.len(), 2);
     assert_eq!(recs[0]["sha256"], EICAR_SHA256);
-    assert_eq!(recs[1]["md5"], hashsweep::mock::EICAR_MD5);
+    assert_eq!(recs[1]["md5"], hashsweep_mock::EICAR_MD5);
     assert!(recs.iter().all(|r| r["verdict"] == "infected"));
 }
 

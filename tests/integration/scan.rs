@@ -387,11 +387,11 @@ fn lookup_hash_md5_sends_md5_digests() {
     let out = run(scan_cmd(&mock, t.path()).args(["--lookup-hash", "md5"]));
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let r = &ndjson(&out)[0];
-    assert_eq!(r["md5"], hashsweep::mock::EICAR_MD5);
+    assert_eq!(r["md5"], hashsweep_mock::EICAR_MD5);
     assert_eq!(r["verdict"], "infected");
     assert_eq!(
         mock.requests()[0].hashes,
-        vec![hashsweep::mock::EICAR_MD5.to_ascii_uppercase()]
+        vec![hashsweep_mock::EICAR_MD5.to_ascii_uppercase()]
     );
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub use hashsweep::mock::{EICAR, EICAR_SHA256, Fault, MockServer};
+pub use hashsweep_mock::{EICAR, EICAR_SHA256, Fault, MockServer};
 use serde_json::Value;
 
 /// The key the mock accepts.

@@ -9,7 +9,11 @@
 //! It is a small HTTP/1.1 server on raw sockets (one request per connection) so that resets
 //! and truncation can be produced on purpose.
 //!
-//! Used by the tests, the benchmarks and `hashsweep mock-api`; it binds to loopback only.
+//! Requests are checked by [`request`], written from the vendor's page and not shared with
+//! hashsweep's gateway. This crate does not depend on `hashsweep`; it is used by hashsweep's
+//! tests, and its `mock-api` binary by the benchmarks and demos. It binds to loopback only.
+
+pub mod request;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
@@ -20,6 +24,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+
+use request::{check_body, check_details, error_body};
 
 /// SHA-256, SHA-1 and MD5 of the 68-byte EICAR test string.
 pub const EICAR_SHA256: &str = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
@@ -254,10 +260,6 @@ impl Drop for MockServer {
     }
 }
 
-fn error_body(code: i64, msg: &str) -> String {
-    json!({"error": {"code": code, "messages": [msg]}}).to_string()
-}
-
 /// A parsed HTTP/1.1 request: just what the mock needs.
 struct HttpRequest {
     method: String,
@@ -328,22 +330,10 @@ fn read_request(stream: &mut TcpStream) -> std::io::Result<HttpRequest> {
     })
 }
 
-/// Close with RST instead of FIN (SO_LINGER with a zero timeout).
+/// Close with RST instead of FIN (SO_LINGER with a zero timeout). If the option cannot be set
+/// the connection still closes, with a FIN: the client sees an empty answer instead of a reset.
 fn reset(stream: TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid socket descriptor and a correctly sized `linger` value.
-    unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&stream),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
+    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
     drop(stream);
 }
 
@@ -546,13 +536,13 @@ fn answer(
     details: Option<&str>,
     entries: &HashMap<String, MockEntry>,
 ) -> (u16, String) {
-    if !matches!(details, None | Some("0") | Some("1")) {
-        return (400, error_body(400065, "includescandetails must be 0 or 1"));
-    }
-    // The same checks, codes and order as the gateway's (and the service's).
-    let list = match crate::gateway::api::parse_request(body) {
+    let details = match check_details(details) {
+        Ok(d) => d,
+        Err(r) => return (400, r.body()),
+    };
+    let list = match check_body(body) {
         Ok(l) => l,
-        Err(b) => return (400, error_body(i64::from(b.code), b.message)),
+        Err(r) => return (400, r.body()),
     };
     let data: Vec<Value> = list
         .iter()
@@ -566,7 +556,7 @@ fn answer(
                         "hash": up,
                         "total_detected_avs": e.total_detected_avs,
                     });
-                    if details == Some("1") {
+                    if details {
                         entry["scan_details"] = json!({
                             "MockAV": {"wait_time": 1, "threat_found": e.threat, "scan_time": 2,
                                        "scan_result_i": e.scan_result_i, "def_time": "2026-11-01T00:00:00.000Z"},
@@ -585,6 +575,33 @@ fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Send one request by hand and read what comes back, up to the close.
+    fn exchange(server: &MockServer) -> std::io::Result<Vec<u8>> {
+        let body = format!(r#"{{"hash":["{EICAR_MD5}"]}}"#);
+        let mut s = TcpStream::connect(server.addr())?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            s,
+            "POST /v4/hash HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut got = Vec::new();
+        s.read_to_end(&mut got)?;
+        Ok(got)
+    }
+
+    #[test]
+    fn a_reset_fault_resets_the_connection_instead_of_closing_it() {
+        let server = MockServer::start(None).unwrap();
+        server.push_fault(Fault::of(FaultKind::Reset));
+        let err = exchange(&server).expect_err("a reset, not an orderly close");
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+        // The next request is answered normally.
+        let ok = String::from_utf8(exchange(&server).unwrap()).unwrap();
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert_eq!(server.requests()[0].fault.as_deref(), Some("reset"));
+    }
 
     #[test]
     fn contract_errors() {
