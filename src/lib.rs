@@ -27,5 +27,6 @@ pub mod mock;
 pub mod progress;
 pub mod report;
 pub mod scan;
+mod sync;
 
 pub use error::Error;

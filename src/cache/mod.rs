@@ -12,16 +12,19 @@ use std::fs;
 use std::io;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
+// Poisoned locks are recovered (crate::sync): a panic elsewhere cannot leave a connection
+// mid-transaction, since rusqlite rolls back on drop.
 use crate::digest::{Digest, Digests};
 use crate::file::FileMeta;
 use crate::lookup::Answer;
 use crate::lookup::verdict::Verdict;
+use crate::sync::lock;
 
 /// `PRAGMA application_id` of a hashsweep cache ("hswp"): a SQLite file without it is not ours.
 pub const APPLICATION_ID: i32 = 0x6873_7770;
@@ -267,11 +270,6 @@ impl Drop for Reader<'_> {
             lock(self.pool).push(conn);
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere cannot leave a connection mid-transaction: rusqlite rolls back on drop.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Cache {

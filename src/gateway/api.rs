@@ -378,7 +378,7 @@ fn upstream_failed(st: &AppState, found: &[Option<Got>]) -> Response {
         .iter()
         .flatten()
         .find_map(|g| match g {
-            Got::Failed(w) => Some(w.as_str()),
+            Got::Failed(w) => Some(w.message()),
             _ => None,
         })
         .unwrap_or("no answer");
@@ -480,7 +480,7 @@ async fn healthz(State(st): State<Arc<AppState>>) -> Response {
         "store": if store_ok { "ok".to_string() } else {
             match store { Ok(Err(e)) => e.to_string(), _ => "timed out".into() }
         },
-        "upstream": upstream.halted().unwrap_or_else(|| "ok".into()),
+        "upstream": upstream.halted().map_or_else(|| "ok".into(), |e| e.to_string()),
         "upstream_quota_remaining": upstream.quota_remaining(),
     });
     let status = if store_ok {
