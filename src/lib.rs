@@ -29,4 +29,4 @@ pub mod report;
 pub mod scan;
 mod sync;
 
-pub use error::Error;
+pub use error::{Error, ErrorChain};

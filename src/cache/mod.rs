@@ -21,6 +21,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 // Poisoned locks are recovered (crate::sync): a panic elsewhere cannot leave a connection
 // mid-transaction, since rusqlite rolls back on drop.
 use crate::digest::{Digest, Digests};
+use crate::error::ErrorChain;
 use crate::file::FileMeta;
 use crate::lookup::Answer;
 use crate::lookup::verdict::Verdict;
@@ -91,15 +92,15 @@ const UPSERT_VERDICT: &str = "INSERT OR REPLACE INTO verdicts
 /// Why the cache could not be used. Every variant names the cache file.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    #[error("cache {path}: cannot create its directory: {source}")]
+    #[error("cache {path}: cannot create its directory")]
     CreateDir { path: PathBuf, source: io::Error },
-    #[error("cache {path}: corrupt, and it could not be moved aside to {to}: {source}")]
+    #[error("cache {path}: corrupt, and it could not be moved aside to {to}")]
     MoveAside {
         path: PathBuf,
         to: PathBuf,
         source: io::Error,
     },
-    #[error("cache {path}: {what}: {source}")]
+    #[error("cache {path}: {what}")]
     Sqlite {
         path: PathBuf,
         what: &'static str,
@@ -298,7 +299,8 @@ impl Cache {
                 let moved = move_aside(&path)?;
                 let conn = open_writer(&path)?;
                 let warning = format!(
-                    "{e}; moved it aside to {} and started an empty cache",
+                    "{}; moved it aside to {} and started an empty cache",
+                    ErrorChain(&e),
                     moved.display()
                 );
                 (conn, Some(warning))

@@ -19,7 +19,6 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use hashsweep::Error;
 use hashsweep::audit::{Baseline, diff};
 use hashsweep::cache::{Cache, Ttls};
 use hashsweep::digest::{Algo, hex_lower};
@@ -39,6 +38,7 @@ use hashsweep::report::{
 use hashsweep::scan::hash::{FileStatus, HashOptions};
 use hashsweep::scan::walk::WalkOptions;
 use hashsweep::scan::{ScanConfig, outcome_fields, scan};
+use hashsweep::{Error, ErrorChain};
 
 use crate::cli::{
     ApiArgs, CacheArgs, DiffArgs, HashArgs, LookupArgs, MockArgs, OutputArgs, ScanArgs, ServeArgs,
@@ -235,8 +235,13 @@ fn warn_bad(bad: &BadRecords) {
 /// `hashsweep mock-api`: serve the stand-in until killed.
 pub fn run_mock(a: MockArgs) -> Result<u8, Error> {
     let key = std::env::var(APIKEY_ENV).ok();
-    let server = mock::MockServer::start_on(&a.listen, key.as_deref(), a.latency)
-        .map_err(|e| Error::Usage(format!("cannot listen on {}: {e}", a.listen)))?;
+    let server =
+        mock::MockServer::start_on(&a.listen, key.as_deref(), a.latency).map_err(|source| {
+            Error::Listen {
+                addr: a.listen.to_string(),
+                source,
+            }
+        })?;
     println!("mock MetaDefender API listening on {}", server.url());
     io::stdout().flush()?;
     loop {
