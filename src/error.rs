@@ -17,8 +17,9 @@ pub enum Error {
     Usage(String),
     #[error(transparent)]
     Client(#[from] crate::lookup::http::ClientError),
+    /// Boxed: a SQLite error is large, and this type is returned everywhere.
     #[error(transparent)]
-    Cache(#[from] crate::cache::CacheError),
+    Cache(Box<crate::cache::CacheError>),
     /// A `--known-good` / `--known-bad` list.
     #[error(transparent)]
     HashSet(#[from] crate::known::hashset::HashSetError),
@@ -53,6 +54,12 @@ pub enum Error {
     Write(#[from] std::io::Error),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<crate::cache::CacheError> for Error {
+    fn from(e: crate::cache::CacheError) -> Error {
+        Error::Cache(Box::new(e))
+    }
 }
 
 /// An error and its sources, joined with `": "` (what anyhow's `{:#}` prints).

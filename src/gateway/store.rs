@@ -33,7 +33,7 @@ pub enum StoreError {
     Open {
         spec: String,
         #[source]
-        source: crate::cache::CacheError,
+        source: Box<crate::cache::CacheError>,
     },
 }
 
@@ -138,7 +138,7 @@ impl Store {
             }
             let (cache, _note) = Cache::open(path).map_err(|source| StoreError::Open {
                 spec: spec.into(),
-                source,
+                source: Box::new(source),
             })?;
             return Ok(Store::Sqlite(Arc::new(cache.with_ttls(ttls))));
         }
