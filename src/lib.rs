@@ -26,5 +26,6 @@ pub mod lookup;
 pub mod progress;
 pub mod report;
 pub mod scan;
+mod sync;
 
-pub use error::Error;
+pub use error::{Error, ErrorChain};

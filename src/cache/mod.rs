@@ -20,16 +20,20 @@ use std::fs;
 use std::io;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
+// Poisoned locks are recovered (crate::sync): a panic elsewhere cannot leave a connection
+// mid-transaction, since rusqlite rolls back on drop.
 use crate::digest::{Digest, Digests};
+use crate::error::ErrorChain;
 use crate::file::FileMeta;
 use crate::lookup::Answer;
 use crate::lookup::verdict::Verdict;
+use crate::sync::lock;
 
 /// `PRAGMA application_id` of a hashsweep cache ("hswp"): a SQLite file without it is not ours.
 pub const APPLICATION_ID: i32 = 0x6873_7770;
@@ -107,15 +111,15 @@ const UPSERT_VERDICT: &str = "INSERT OR REPLACE INTO verdicts
 /// Why the cache could not be used. Every variant names the cache file.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    #[error("cache {path}: cannot create its directory: {source}")]
+    #[error("cache {path}: cannot create its directory")]
     CreateDir { path: PathBuf, source: io::Error },
-    #[error("cache {path}: corrupt, and it could not be moved aside to {to}: {source}")]
+    #[error("cache {path}: corrupt, and it could not be moved aside to {to}")]
     MoveAside {
         path: PathBuf,
         to: PathBuf,
         source: io::Error,
     },
-    #[error("cache {path}: {what}: {source}")]
+    #[error("cache {path}: {what}")]
     Sqlite {
         path: PathBuf,
         what: &'static str,
@@ -299,11 +303,6 @@ impl Drop for Reader<'_> {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere cannot leave a connection mid-transaction: rusqlite rolls back on drop.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl Cache {
     /// `cache.sqlite` in the user's cache directory (`~/.cache/hashsweep/` on Linux), when the
     /// home directory is known.
@@ -330,7 +329,8 @@ impl Cache {
                 let moved = move_aside(&path)?;
                 let conn = open_writer(&path)?;
                 let warning = format!(
-                    "{e}; moved it aside to {} and started an empty cache",
+                    "{}; moved it aside to {} and started an empty cache",
+                    ErrorChain(&e),
                     moved.display()
                 );
                 (conn, Some(warning))
@@ -394,7 +394,7 @@ impl Cache {
     fn noted<T>(&self, r: Result<T, CacheError>) -> Result<T, CacheError> {
         if let Err(e) = &r {
             bump(&self.counters.errors, 1);
-            lock(&self.first_error).get_or_insert_with(|| e.to_string());
+            lock(&self.first_error).get_or_insert_with(|| ErrorChain(e).to_string());
         }
         r
     }

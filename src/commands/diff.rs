@@ -5,7 +5,7 @@ use super::*;
 /// `hashsweep diff OLD NEW`: exit 0 when nothing changed, 1 when something did, 2 on trouble.
 pub fn run_diff(a: DiffArgs) -> Result<u8, Error> {
     refuse_ecs(&a.output, "diff")?;
-    let d = diff(&a.old, &a.new).map_err(|e| Error::Usage(e.to_string()))?;
+    let d = diff(&a.old, &a.new)?;
     warn_bad(&d.old_bad);
     warn_bad(&d.new_bad);
     let mut counts = ChangeCounts::default();

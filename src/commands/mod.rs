@@ -19,7 +19,6 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use hashsweep::Error;
 use hashsweep::audit::{Baseline, diff};
 use hashsweep::cache::Cache;
 use hashsweep::digest::{Algo, hex_lower};
@@ -35,6 +34,7 @@ use hashsweep::report::{
 };
 use hashsweep::scan::hash::FileStatus;
 use hashsweep::scan::{ScanConfig, outcome_fields, scan};
+use hashsweep::{Error, ErrorChain};
 
 use crate::cli::config;
 use crate::cli::{

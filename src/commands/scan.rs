@@ -34,7 +34,10 @@ fn open_cache(c: &CacheArgs, roots: &[PathBuf]) -> Option<Arc<Cache>> {
             Some(Arc::new(cache.with_ttls(config::ttls(&c.ttl))))
         }
         Err(e) => {
-            eprintln!("hashsweep: warning: running without the cache: {e}");
+            eprintln!(
+                "hashsweep: warning: running without the cache: {}",
+                ErrorChain(&e)
+            );
             None
         }
     }
@@ -176,8 +179,7 @@ fn load_local_sets(a: &ScanArgs, cache: Option<&Cache>) -> Result<Option<Arc<Loc
     }
     let index_dir = cache.and_then(|c| c.path().parent()).map(Path::to_path_buf);
     let load = |paths: &[std::path::PathBuf]| -> Result<HashSet, Error> {
-        let set =
-            HashSet::load(paths, index_dir.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
+        let set = HashSet::load(paths, index_dir.as_deref())?;
         for s in set.sources() {
             if s.skipped_lines > 0 {
                 eprintln!(
@@ -204,7 +206,7 @@ fn load_local_sets(a: &ScanArgs, cache: Option<&Cache>) -> Result<Option<Arc<Loc
 
 /// Load a baseline report, warning about the records it had to skip.
 fn load_baseline(path: &Path) -> Result<Baseline, Error> {
-    let b = Baseline::load(path).map_err(|e| Error::Usage(e.to_string()))?;
+    let b = Baseline::load(path)?;
     warn_bad(b.bad());
     Ok(b)
 }

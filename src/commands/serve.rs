@@ -13,7 +13,7 @@ pub fn run_serve(a: ServeArgs) -> Result<u8, Error> {
         .with_writer(io::stderr)
         .with_target(false)
         .try_init();
-    let tokens = Tokens::load(&a.tokens).map_err(|e| Error::Usage(e.to_string()))?;
+    let tokens = Tokens::load(&a.tokens)?;
     let store = match &a.store {
         Some(s) => s.clone(),
         None => {
@@ -45,8 +45,7 @@ pub fn run_serve(a: ServeArgs) -> Result<u8, Error> {
     };
     hashsweep::gateway::serve(cfg, |_, what| {
         eprintln!("hashsweep serve: listening on {what}");
-    })
-    .map_err(|e| Error::Usage(e.to_string()))?;
+    })?;
     eprintln!("hashsweep serve: stopped");
     Ok(0)
 }

@@ -89,22 +89,115 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// The vendor's error shape.
-fn error(status: StatusCode, code: u32, message: &str) -> Response {
-    let body = serde_json::json!({"error": {"code": code, "messages": [message]}}).to_string();
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
+/// Every error answer the gateway gives, each with the vendor's status, code and headers. The
+/// body is the vendor's `{"error":{"code":N,"messages":["..."]}}`; the text is the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// 404000: no such endpoint.
+    #[error("Endpoint not found")]
+    NotFound,
+    /// 400060-400065: the request was refused as the vendor refuses it.
+    #[error("{}", .0.message)]
+    BadRequest(BadRequest),
+    /// 401006: no known endpoint token.
+    #[error("Invalid apikey")]
+    InvalidToken,
+    /// 429001: this token's `--client-rate` is used up; `Retry-After` says when to come back.
+    #[error("Too many requests for this endpoint token (--client-rate)")]
+    ClientRate { retry_after: Duration },
+    /// 429000: the gateway's daily upstream quota is spent; `X-RateLimit-Reset-In` (and
+    /// `Retry-After`) say when it resets.
+    #[error("API key limit exceeded (the gateway's daily lookup quota is spent)")]
+    QuotaSpent { reset_in: Duration },
+    /// 503000: the verdict store cannot be used (never a made-up verdict instead).
+    #[error("The gateway's verdict store is unreachable; retry later")]
+    StoreDown,
+    /// 503000: too many digests already wait for the upstream (`--max-pending`).
+    #[error("The gateway has too many lookups waiting for the reputation service; retry later")]
+    Busy,
+    /// 503000: no hash of the request could be answered by the upstream.
+    #[error("The gateway could not reach the reputation service: {0}")]
+    Upstream(String),
 }
 
-async fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, 404000, "Endpoint not found")
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidToken => StatusCode::UNAUTHORIZED,
+            ApiError::ClientRate { .. } | ApiError::QuotaSpent { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::StoreDown | ApiError::Busy | ApiError::Upstream(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+
+    /// The vendor's error code.
+    pub fn code(&self) -> u32 {
+        match self {
+            ApiError::NotFound => 404000,
+            ApiError::BadRequest(b) => b.code,
+            ApiError::InvalidToken => 401006,
+            ApiError::ClientRate { .. } => 429001,
+            ApiError::QuotaSpent { .. } => 429000,
+            ApiError::StoreDown | ApiError::Busy | ApiError::Upstream(_) => 503000,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "error": {"code": self.code(), "messages": [self.to_string()]}
+        })
+        .to_string();
+        let mut r = (
+            self.status(),
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response();
+        let h = r.headers_mut();
+        match self {
+            ApiError::ClientRate { retry_after } => {
+                h.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after.as_secs().max(1)),
+                );
+            }
+            ApiError::QuotaSpent { reset_in } => {
+                let secs = reset_in.as_secs().max(1);
+                if let Ok(v) = HeaderValue::from_str(&format!("{secs}s")) {
+                    h.insert("x-ratelimit-reset-in", v);
+                }
+                h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            ApiError::StoreDown => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+            }
+            ApiError::Busy | ApiError::Upstream(_) => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            ApiError::NotFound | ApiError::BadRequest(_) | ApiError::InvalidToken => {}
+        }
+        r
+    }
+}
+
+impl From<BadRequest> for ApiError {
+    fn from(b: BadRequest) -> ApiError {
+        ApiError::BadRequest(b)
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
 }
 
 /// Why a request body is refused, with the vendor's code.
@@ -188,9 +281,11 @@ async fn hash_lookup(
         metrics::counter!("hashsweep_gateway_client_refused_total", "reason" => "token")
             .increment(1);
         tracing::warn!(%peer, "refused a request without a known endpoint token");
-        return error(StatusCode::UNAUTHORIZED, 401006, "Invalid apikey");
+        return ApiError::InvalidToken.into_response();
     };
-    let resp = lookup_for(&st, &name, req).await;
+    let resp = lookup_for(&st, &name, req)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
     count_request(&name, resp.status());
     tracing::debug!(
         token = %name,
@@ -202,7 +297,7 @@ async fn hash_lookup(
     resp
 }
 
-async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Response {
+async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Result<Response, ApiError> {
     let wait = match &st.limiter {
         None => None,
         Some(ClientRate::Local(limiter)) => limiter.check_key(name).err().map(|not_until| {
@@ -210,41 +305,23 @@ async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Response {
                 &governor::clock::DefaultClock::default(),
             ))
         }),
-        Some(ClientRate::Shared(n)) => match st.store.count_request(name, *n).await {
-            Ok(w) => w,
-            Err(e) => return store_down(&e.to_string()),
-        },
+        Some(ClientRate::Shared(n)) => st
+            .store
+            .count_request(name, *n)
+            .await
+            .map_err(|e| store_down(&e))?,
     };
-    if let Some(wait) = wait {
-        let mut r = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            429001,
-            "Too many requests for this endpoint token (--client-rate)",
-        );
-        r.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(wait.as_secs().max(1)),
-        );
-        return r;
+    if let Some(retry_after) = wait {
+        return Err(ApiError::ClientRate { retry_after });
     }
-    let details = match details_wanted(req.headers()) {
-        Ok(d) => d,
-        Err(b) => return error(StatusCode::BAD_REQUEST, b.code, b.message),
-    };
-    let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
-        Ok(b) => b,
-        Err(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                400063,
-                "Request body larger than 1 MiB (at most 1000 hashes per request)",
-            );
-        }
-    };
-    let hashes = match parse_request(&body) {
-        Ok(h) => h,
-        Err(b) => return error(StatusCode::BAD_REQUEST, b.code, b.message),
-    };
+    let details = details_wanted(req.headers())?;
+    let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
+        .await
+        .map_err(|_| BadRequest {
+            code: 400063,
+            message: "Request body larger than 1 MiB (at most 1000 hashes per request)",
+        })?;
+    let hashes = parse_request(&body)?;
     metrics::counter!("hashsweep_gateway_client_hashes_total", "token" => name.to_string())
         .increment(hashes.len() as u64);
 
@@ -292,7 +369,7 @@ async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Response {
                 }
             }
         }
-        Err(e) => return store_down(&e.to_string()),
+        Err(e) => return Err(store_down(&e)),
     }
 
     if let Some(Got::StoreDown(why)) = found
@@ -300,11 +377,11 @@ async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Response {
         .flatten()
         .find(|g| matches!(g, Got::StoreDown(_)))
     {
-        return store_down(why);
+        return Err(store_down(why));
     }
     let any_answer = found.iter().flatten().any(|g| matches!(g, Got::Answer(_)));
     if !any_answer && !distinct.is_empty() {
-        return upstream_failed(st, &found);
+        return Err(upstream_failed(st, &found));
     }
     let mut out: Vec<u8> = Vec::with_capacity(hashes.len() * 120 + 16);
     out.extend_from_slice(b"{\"data\":[");
@@ -324,7 +401,7 @@ async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Response {
         write_entry(&mut out, h, entry, details);
     }
     out.extend_from_slice(b"]}");
-    (
+    Ok((
         StatusCode::OK,
         [(
             header::CONTENT_TYPE,
@@ -332,65 +409,34 @@ async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Response {
         )],
         Body::from(out),
     )
-        .into_response()
+        .into_response())
 }
 
-fn store_down(why: &str) -> Response {
+/// The store failed: log why (the client is told only that it is unreachable).
+fn store_down(why: &dyn std::fmt::Display) -> ApiError {
     tracing::error!("answering 503: {why}");
-    let mut r = error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        503000,
-        "The gateway's verdict store is unreachable; retry later",
-    );
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-    r
+    ApiError::StoreDown
 }
 
-fn upstream_failed(st: &AppState, found: &[Option<Got>]) -> Response {
+fn upstream_failed(st: &AppState, found: &[Option<Got>]) -> ApiError {
     let upstream = st.coalescer.upstream();
     if found.iter().flatten().any(|g| matches!(g, Got::Busy)) {
         tracing::warn!("answering 503: too many lookups already wait for the upstream");
-        let mut r = error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            503000,
-            "The gateway has too many lookups waiting for the reputation service; retry later",
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        return r;
+        return ApiError::Busy;
     }
-    if let Some(reset) = upstream.quota_reset_in() {
-        let secs = reset.as_secs().max(1);
-        let mut r = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            429000,
-            "API key limit exceeded (the gateway's daily lookup quota is spent)",
-        );
-        let h = r.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&format!("{secs}s")) {
-            h.insert("x-ratelimit-reset-in", v);
-        }
-        h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        return r;
+    if let Some(reset_in) = upstream.quota_reset_in() {
+        return ApiError::QuotaSpent { reset_in };
     }
     let why = found
         .iter()
         .flatten()
         .find_map(|g| match g {
-            Got::Failed(w) => Some(w.as_str()),
+            Got::Failed(w) => Some(w.message()),
             _ => None,
         })
         .unwrap_or("no answer");
     tracing::warn!("answering 503: upstream lookups failed: {why}");
-    let mut r = error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        503000,
-        &format!("The gateway could not reach the reputation service: {why}"),
-    );
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-    r
+    ApiError::Upstream(why.to_string())
 }
 
 /// `s` upper-cased (as the service echoes hashes) as a JSON string.
@@ -480,7 +526,7 @@ async fn healthz(State(st): State<Arc<AppState>>) -> Response {
         "store": if store_ok { "ok".to_string() } else {
             match store { Ok(Err(e)) => e.to_string(), _ => "timed out".into() }
         },
-        "upstream": upstream.halted().unwrap_or_else(|| "ok".into()),
+        "upstream": upstream.halted().map_or_else(|| "ok".into(), |e| e.to_string()),
         "upstream_quota_remaining": upstream.quota_remaining(),
     });
     let status = if store_ok {
@@ -527,6 +573,113 @@ mod tests {
         assert_eq!(code(&many), 400063);
         let ok = parse_request(br#"{"hash":["ab","c\u0064"]}"#).unwrap();
         assert_eq!(ok, vec!["ab".to_string(), "cd".to_string()]);
+    }
+
+    /// Status, body and the headers that matter, of an error answer.
+    fn answer_of(e: ApiError) -> (u16, Value, Option<String>, Option<String>) {
+        let r = e.into_response();
+        let header = |n: &str| r.headers().get(n).map(|v| v.to_str().unwrap().to_string());
+        let (retry, reset) = (header("retry-after"), header("x-ratelimit-reset-in"));
+        assert_eq!(header("content-type").as_deref(), Some("application/json"));
+        let status = r.status().as_u16();
+        let body = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(axum::body::to_bytes(r.into_body(), MAX_BODY))
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap(), retry, reset)
+    }
+
+    #[test]
+    fn error_answers_have_the_vendors_status_code_body_and_headers() {
+        let body =
+            |code: u32, msg: &str| serde_json::json!({"error":{"code":code,"messages":[msg]}});
+        let s = |v: &str| Some(v.to_string());
+        let cases = [
+            (
+                ApiError::NotFound,
+                404,
+                body(404000, "Endpoint not found"),
+                None,
+                None,
+            ),
+            (
+                BadRequest {
+                    code: 400062,
+                    message: "The `hash` field is empty",
+                }
+                .into(),
+                400,
+                body(400062, "The `hash` field is empty"),
+                None,
+                None,
+            ),
+            (
+                ApiError::InvalidToken,
+                401,
+                body(401006, "Invalid apikey"),
+                None,
+                None,
+            ),
+            (
+                ApiError::ClientRate {
+                    retry_after: Duration::from_millis(300),
+                },
+                429,
+                body(
+                    429001,
+                    "Too many requests for this endpoint token (--client-rate)",
+                ),
+                s("1"),
+                None,
+            ),
+            (
+                ApiError::QuotaSpent {
+                    reset_in: Duration::from_secs(3600),
+                },
+                429,
+                body(
+                    429000,
+                    "API key limit exceeded (the gateway's daily lookup quota is spent)",
+                ),
+                s("3600"),
+                s("3600s"),
+            ),
+            (
+                ApiError::StoreDown,
+                503,
+                body(
+                    503000,
+                    "The gateway's verdict store is unreachable; retry later",
+                ),
+                s("2"),
+                None,
+            ),
+            (
+                ApiError::Busy,
+                503,
+                body(
+                    503000,
+                    "The gateway has too many lookups waiting for the reputation service; retry later",
+                ),
+                s("5"),
+                None,
+            ),
+            (
+                ApiError::Upstream("could not connect".into()),
+                503,
+                body(
+                    503000,
+                    "The gateway could not reach the reputation service: could not connect",
+                ),
+                s("5"),
+                None,
+            ),
+        ];
+        for (e, status, want, retry, reset) in cases {
+            let what = format!("{e:?}");
+            assert_eq!(answer_of(e), (status, want, retry, reset), "{what}");
+        }
     }
 
     #[test]

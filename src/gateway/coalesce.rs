@@ -21,14 +21,15 @@ use tokio_util::task::TaskTracker;
 use super::store::{Claim, Store};
 use crate::digest::Digest;
 use crate::lookup::batch::{LookupBatch, MAX_BATCH};
-use crate::lookup::{Answer, ClientConfig, HttpClient, ReputationClient};
+use crate::lookup::{Answer, ClientConfig, HttpClient, LookupError, ReputationClient};
+use crate::sync::lock;
 
 /// What a waiter learns about one digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Got {
     Answer(Answer),
     /// The upstream lookup failed (the reason is safe to show: the client scrubs the key).
-    Failed(String),
+    Failed(LookupError),
     /// The store could not be used: the whole request is answered 503.
     StoreDown(String),
     /// Too many digests already wait for the upstream (`max_pending`): not asked.
@@ -101,23 +102,17 @@ impl Upstream {
     }
 
     fn all(&self) -> [Arc<HttpClient>; 2] {
-        match self.clients.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        lock(&self.clients).clone()
     }
 
     /// The client to use now. One that stopped (quota spent, key refused) is replaced once
     /// the quota has reset, or after `halt_retry`, so a long-running gateway recovers.
     fn client(&self, details: bool) -> Arc<HttpClient> {
         let i = usize::from(details);
-        let mut g = match self.clients.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut g = lock(&self.clients);
         if g[i].halted().is_some() {
             let now = Instant::now();
-            let mut since = self.halted_since.lock().unwrap_or_else(|p| p.into_inner());
+            let mut since = lock(&self.halted_since);
             let first = *since[i].get_or_insert(now);
             let due = match g[i].quota_spent() {
                 Some(Some(reset)) => reset <= now,
@@ -152,7 +147,7 @@ impl Upstream {
     }
 
     /// Why the upstream is not asked any more (key refused, quota spent), if it is not.
-    pub fn halted(&self) -> Option<String> {
+    pub fn halted(&self) -> Option<LookupError> {
         self.all().iter().find_map(|c| c.halted())
     }
 
@@ -174,6 +169,10 @@ impl Upstream {
 }
 
 type Waiters = Vec<oneshot::Sender<Got>>;
+
+fn shutting_down() -> LookupError {
+    LookupError::Unfinished("the gateway is shutting down".into())
+}
 
 /// The in-flight table and the upstream queues.
 pub struct Coalescer {
@@ -232,7 +231,7 @@ impl Coalescer {
         let mut joined = 0u64;
         let mut busy = 0u64;
         {
-            let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            let mut map = lock(&self.inflight);
             for &digest in digests {
                 let full = map.len() >= self.max_pending;
                 match map.entry(Want { digest, details }) {
@@ -277,8 +276,10 @@ impl Coalescer {
             };
             out.push(match tokio::time::timeout_at(deadline, rx).await {
                 Ok(Ok(got)) => got,
-                Ok(Err(_)) => Got::Failed("the gateway is shutting down".into()),
-                Err(_) => Got::Failed("the upstream lookup did not finish in time".into()),
+                Ok(Err(_)) => Got::Failed(shutting_down()),
+                Err(_) => Got::Failed(LookupError::Unfinished(
+                    "the upstream lookup did not finish in time".into(),
+                )),
             });
         }
         out
@@ -326,7 +327,7 @@ impl Coalescer {
             .send(want.digest)
             .is_err()
         {
-            self.resolve(want, Got::Failed("the gateway is shutting down".into()));
+            self.resolve(want, Got::Failed(shutting_down()));
         }
     }
 
@@ -343,7 +344,9 @@ impl Coalescer {
                 for digest in digests.drain(..) {
                     self.resolve(
                         Want { digest, details },
-                        Got::Failed("another gateway instance's lookup did not finish".into()),
+                        Got::Failed(LookupError::Unfinished(
+                            "another gateway instance's lookup did not finish".into(),
+                        )),
                     );
                 }
             }
@@ -351,11 +354,7 @@ impl Coalescer {
     }
 
     fn resolve(&self, want: Want, got: Got) {
-        let waiters = self
-            .inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&want);
+        let waiters = lock(&self.inflight).remove(&want);
         for tx in waiters.into_iter().flatten() {
             let _ = tx.send(got.clone());
         }
@@ -375,7 +374,10 @@ impl Coalescer {
             .unwrap_or_else(|e| {
                 digests
                     .iter()
-                    .map(|d| (*d, Err(format!("upstream lookup task failed: {e}"))))
+                    .map(|d| {
+                        let why = format!("upstream lookup task failed: {e}");
+                        (*d, Err(LookupError::Unfinished(why.into())))
+                    })
                     .collect()
             });
         upstream.publish_metrics();
@@ -408,7 +410,7 @@ impl Coalescer {
         }
         // One lock for the whole batch.
         let waiters: Vec<(Waiters, Got)> = {
-            let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            let mut map = lock(&self.inflight);
             outcomes
                 .into_iter()
                 .filter_map(|(digest, o)| {

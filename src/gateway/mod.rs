@@ -69,19 +69,19 @@ pub enum GatewayError {
         "refusing plain http on {0}: endpoint tokens would cross the network in clear (use --tls-cert/--tls-key, or --insecure-http)"
     )]
     PlainHttp(SocketAddr),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot load the TLS certificate or key: {0}")]
-    Tls(std::io::Error),
+    #[error("cannot load the TLS certificate or key")]
+    Tls(#[source] std::io::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Client(#[from] crate::lookup::http::ClientError),
-    #[error("gateway runtime: {0}")]
-    Runtime(std::io::Error),
+    #[error("gateway runtime")]
+    Runtime(#[source] std::io::Error),
 }
 
 fn metrics_handle() -> PrometheusHandle {

@@ -28,6 +28,13 @@ pub enum StoreError {
     Spec(String, String),
     #[error("verdict store {store}: {what}")]
     Unavailable { store: String, what: String },
+    /// The SQLite store could not be opened.
+    #[error("cannot open the verdict store {spec}")]
+    Open {
+        spec: String,
+        #[source]
+        source: Box<crate::cache::CacheError>,
+    },
 }
 
 /// How a claim on a digest came out.
@@ -154,8 +161,10 @@ impl Store {
             if path.is_empty() {
                 return Err(StoreError::Spec(spec.into(), "sqlite: needs a path".into()));
             }
-            let (cache, _note) =
-                Cache::open(path).map_err(|e| StoreError::Spec(spec.into(), e.to_string()))?;
+            let (cache, _note) = Cache::open(path).map_err(|source| StoreError::Open {
+                spec: spec.into(),
+                source: Box::new(source),
+            })?;
             return Ok(Store::Sqlite(Arc::new(cache.with_ttls(ttls))));
         }
         if spec.starts_with("redis://") || spec.starts_with("rediss://") {
@@ -336,7 +345,7 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| unavailable(e.to_string()))?
-        .map_err(|e| unavailable(e.to_string()))
+        .map_err(|e| unavailable(crate::ErrorChain(&e).to_string()))
 }
 
 impl RedisStore {

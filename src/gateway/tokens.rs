@@ -14,7 +14,7 @@ use sha2::{Digest as _, Sha256};
 /// Why the tokens file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TokensError {
-    #[error("cannot read the tokens file {path}: {source}")]
+    #[error("cannot read the tokens file {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

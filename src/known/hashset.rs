@@ -23,9 +23,9 @@ use crate::digest::{Algo, Digest, hex_lower};
 /// (see [`HashSet::skipped_lines`]) and skipped.
 #[derive(Debug, thiserror::Error)]
 pub enum HashSetError {
-    #[error("cannot open hash list {path}: {source}")]
+    #[error("cannot open hash list {path}")]
     Open { path: PathBuf, source: io::Error },
-    #[error("cannot read hash list {path} at line {line}: {source}")]
+    #[error("cannot read hash list {path} at line {line}")]
     Read {
         path: PathBuf,
         line: u64,

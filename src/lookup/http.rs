@@ -14,9 +14,10 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{StatusCode, Url};
 
 use super::protocol::{self, parse_answer, parse_error};
-use super::{ApiKey, ClientStats, HashOutcome, ReputationClient};
+use super::{ApiKey, ClientStats, HashOutcome, LookupError, Reason, ReputationClient};
 use crate::digest::Digest;
 use crate::lookup::batch::LookupBatch;
+use crate::sync::lock;
 
 /// The public service.
 pub const DEFAULT_API_URL: &str = "https://api.metadefender.com";
@@ -112,7 +113,7 @@ pub struct HttpClient {
     /// Nobody sends before this instant (set by 429 answers).
     pause_until: Mutex<Option<Instant>>,
     /// Once set, nothing more is sent; every batch gets this reason.
-    stopped: Mutex<Option<String>>,
+    stopped: Mutex<Option<LookupError>>,
     /// With `--rate`, the earliest start of the next request.
     next_slot: Mutex<Option<Instant>>,
     requests: AtomicU64,
@@ -127,14 +128,14 @@ pub struct HttpClient {
 /// How one attempt ended.
 enum Attempt {
     Done(Vec<(Digest, HashOutcome)>),
-    /// Worth trying again, after a backoff.
-    Retry(String),
-    /// The service told us to wait this long.
-    Wait(Duration, String),
+    /// Worth trying again, after a backoff (a transport failure or an unusable answer).
+    Retry(LookupError),
+    /// The service told us to wait this long (throttled).
+    Wait(Duration, Reason),
     /// 400: the batch itself was refused.
-    BadRequest(String),
+    BadRequest(Reason),
     /// Stop the whole run's lookups.
-    Fatal(String),
+    Fatal(LookupError),
 }
 
 impl HttpClient {
@@ -206,8 +207,8 @@ impl HttpClient {
         })
     }
 
-    fn stopped_reason(&self) -> Option<String> {
-        self.stopped.lock().map(|g| g.clone()).unwrap_or(None)
+    fn stopped_reason(&self) -> Option<LookupError> {
+        lock(&self.stopped).clone()
     }
 
     /// The last `X-RateLimit-Remaining` the service sent, if any.
@@ -219,29 +220,21 @@ impl HttpClient {
     /// `None` when the service did not say. A long-running caller (the gateway) builds a new
     /// client once that time has passed.
     pub fn quota_spent(&self) -> Option<Option<Instant>> {
-        self.quota_reset.lock().map(|g| *g).unwrap_or(None)
+        *lock(&self.quota_reset)
     }
 
-    fn stop_for_quota(&self, why: &str, reset: Option<Duration>) {
-        if let Ok(mut g) = self.quota_reset.lock()
-            && g.is_none()
-        {
-            *g = Some(reset.map(|r| Instant::now() + r));
-        }
+    fn stop_for_quota(&self, why: &LookupError, reset: Option<Duration>) {
+        lock(&self.quota_reset).get_or_insert(reset.map(|r| Instant::now() + r));
         self.stop(why);
     }
 
-    fn stop(&self, why: &str) {
-        if let Ok(mut g) = self.stopped.lock()
-            && g.is_none()
-        {
-            *g = Some(why.to_string());
-        }
+    fn stop(&self, why: &LookupError) {
+        lock(&self.stopped).get_or_insert_with(|| why.clone());
     }
 
     /// Sleep until the shared 429 pause is over.
     fn wait_for_pause(&self) {
-        let until = self.pause_until.lock().map(|g| *g).unwrap_or(None);
+        let until = *lock(&self.pause_until);
         if let Some(t) = until {
             let now = Instant::now();
             if t > now {
@@ -251,11 +244,10 @@ impl HttpClient {
     }
 
     fn pause_for(&self, d: Duration) {
-        if let Ok(mut g) = self.pause_until.lock() {
-            let t = Instant::now() + d;
-            if g.is_none_or(|cur| cur < t) {
-                *g = Some(t);
-            }
+        let mut g = lock(&self.pause_until);
+        let t = Instant::now() + d;
+        if g.is_none_or(|cur| cur < t) {
+            *g = Some(t);
         }
     }
 
@@ -269,6 +261,15 @@ impl HttpClient {
         }
     }
 
+    /// The same error with the key removed from its text; a missing entry stays one (its
+    /// text is ours, and its kind means "ask again").
+    fn scrub_error(&self, e: LookupError) -> LookupError {
+        match e {
+            LookupError::MissingEntry => e,
+            e => e.map_message(|m| self.scrub(m)),
+        }
+    }
+
     fn attempt(&self, digests: &[Digest]) -> Attempt {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let sent = self
@@ -279,7 +280,11 @@ impl HttpClient {
             .send();
         let resp = match sent {
             Ok(r) => r,
-            Err(e) => return Attempt::Retry(self.scrub(&describe_reqwest(&e))),
+            Err(e) => {
+                return Attempt::Retry(LookupError::Transport(
+                    self.scrub(&describe_reqwest(&e)).into(),
+                ));
+            }
         };
         let status = resp.status();
         if status.is_redirection() {
@@ -289,11 +294,14 @@ impl HttpClient {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("?")
                 .to_string();
-            return Attempt::Fatal(self.scrub(&format!(
-                "the service answered HTTP {} (redirect to {to}); redirects are not followed, since the API key \
-                 would go with them. Use the final URL as --api-url",
-                status.as_u16()
-            )));
+            return Attempt::Fatal(LookupError::Transport(
+                self.scrub(&format!(
+                    "the service answered HTTP {} (redirect to {to}); redirects are not followed, since the API key \
+                     would go with them. Use the final URL as --api-url",
+                    status.as_u16()
+                ))
+                .into(),
+            ));
         }
         let wait = wait_hint(resp.headers());
         let remaining = resp
@@ -308,9 +316,10 @@ impl HttpClient {
         let body = match read_body(resp) {
             Ok(b) => b,
             Err(e) => {
-                return Attempt::Retry(
-                    self.scrub(&format!("HTTP {}: answer cut short: {e}", status.as_u16())),
-                );
+                return Attempt::Retry(LookupError::Transport(
+                    self.scrub(&format!("HTTP {}: answer cut short: {e}", status.as_u16()))
+                        .into(),
+                ));
             }
         };
         if status == StatusCode::OK {
@@ -320,11 +329,11 @@ impl HttpClient {
                     // Error reasons quote the server's values; the key must not ride along.
                     Attempt::Done(
                         out.into_iter()
-                            .map(|(d, o)| (d, o.map_err(|e| self.scrub(&e))))
+                            .map(|(d, o)| (d, o.map_err(|e| self.scrub_error(e))))
                             .collect(),
                     )
                 }
-                Err(e) => Attempt::Retry(e.0),
+                Err(e) => Attempt::Retry(LookupError::BadAnswer(self.scrub(&e.0).into())),
             };
         }
         let err = parse_error(&body);
@@ -339,25 +348,28 @@ impl HttpClient {
             }
         ));
         match status.as_u16() {
-            401 | 403 => Attempt::Fatal(format!(
+            401 | 403 => Attempt::Fatal(LookupError::KeyRefused(format!(
                 "the API key was refused ({what}); no further lookups were sent. Check METADEFENDER_APIKEY or --apikey-file"
-            )),
+            ).into())),
             429 => {
                 self.throttled.fetch_add(1, Ordering::Relaxed);
                 let wait = wait.unwrap_or(Duration::from_secs(5));
                 if err.code == Some(429000) && wait > self.cfg.max_wait {
-                    let why = format!(
-                        "the daily lookup quota is spent ({what}); it resets in {}s",
-                        wait.as_secs()
+                    let why = LookupError::QuotaSpent(
+                        format!(
+                            "the daily lookup quota is spent ({what}); it resets in {}s",
+                            wait.as_secs()
+                        )
+                        .into(),
                     );
                     self.stop_for_quota(&why, Some(wait));
                     Attempt::Fatal(why)
                 } else {
-                    Attempt::Wait(wait, what)
+                    Attempt::Wait(wait, what.into())
                 }
             }
-            400 => Attempt::BadRequest(what),
-            _ => Attempt::Retry(what),
+            400 => Attempt::BadRequest(what.into()),
+            _ => Attempt::Retry(LookupError::Transport(what.into())),
         }
     }
 
@@ -367,12 +379,14 @@ impl HttpClient {
         let mut pending: Vec<Digest> = digests.to_vec();
         let mut failures = 0u32;
         let mut throttles = 0u32;
-        let fail_all = |pending: &[Digest], done: &mut Vec<(Digest, HashOutcome)>, why: String| {
-            done.extend(pending.iter().map(|d| (*d, Err(why.clone()))));
-        };
+        let fail_all =
+            |pending: &[Digest], done: &mut Vec<(Digest, HashOutcome)>, why: LookupError| {
+                done.extend(pending.iter().map(|d| (*d, Err(why.clone()))));
+            };
         while !pending.is_empty() {
             if let Some(why) = self.stopped_reason() {
-                fail_all(&pending, &mut done, format!("not looked up: {why}"));
+                let why = why.map_message(|m| format!("not looked up: {m}"));
+                fail_all(&pending, &mut done, why);
                 break;
             }
             self.wait_for_pause();
@@ -382,7 +396,7 @@ impl HttpClient {
                     // Hashes the answer left out are asked again (within the retry budget).
                     let (missing, answered): (Vec<_>, Vec<_>) = out
                         .into_iter()
-                        .partition(|(_, o)| matches!(o, Err(e) if e == protocol::NO_ENTRY));
+                        .partition(|(_, o)| matches!(o, Err(LookupError::MissingEntry)));
                     done.extend(answered);
                     pending = missing.iter().map(|(d, _)| *d).collect();
                     if !pending.is_empty() {
@@ -404,7 +418,10 @@ impl HttpClient {
                         fail_all(
                             &pending,
                             &mut done,
-                            format!("service refused this hash (batch {batch_id}): {why}"),
+                            LookupError::Refused(
+                                format!("service refused this hash (batch {batch_id}): {why}")
+                                    .into(),
+                            ),
                         );
                     } else {
                         let (a, b) = pending.split_at(pending.len() / 2);
@@ -419,10 +436,13 @@ impl HttpClient {
                         fail_all(
                             &pending,
                             &mut done,
-                            format!(
-                                "lookup failed (batch {batch_id}): throttled and told to wait {}s, more than --max-wait ({}s): {why}",
-                                d.as_secs(),
-                                self.cfg.max_wait.as_secs()
+                            LookupError::Throttled(
+                                format!(
+                                    "lookup failed (batch {batch_id}): throttled and told to wait {}s, more than --max-wait ({}s): {why}",
+                                    d.as_secs(),
+                                    self.cfg.max_wait.as_secs()
+                                )
+                                .into(),
                             ),
                         );
                         break;
@@ -431,8 +451,11 @@ impl HttpClient {
                         fail_all(
                             &pending,
                             &mut done,
-                            format!(
-                                "lookup failed (batch {batch_id}): still throttled after {throttles} tries: {why}"
+                            LookupError::Throttled(
+                                format!(
+                                    "lookup failed (batch {batch_id}): still throttled after {throttles} tries: {why}"
+                                )
+                                .into(),
                             ),
                         );
                         break;
@@ -446,9 +469,11 @@ impl HttpClient {
                         fail_all(
                             &pending,
                             &mut done,
-                            format!(
-                                "lookup failed (batch {batch_id}) after {failures} attempts: {why}"
-                            ),
+                            why.map_message(|m| {
+                                format!(
+                                    "lookup failed (batch {batch_id}) after {failures} attempts: {m}"
+                                )
+                            }),
                         );
                         break;
                     }
@@ -467,9 +492,7 @@ impl HttpClient {
         };
         let gap = Duration::from_secs(60) / rate;
         let slot = {
-            let Ok(mut next) = self.next_slot.lock() else {
-                return;
-            };
+            let mut next = lock(&self.next_slot);
             let now = Instant::now();
             let slot = next.map_or(now, |n| n.max(now));
             *next = Some(slot + gap);
@@ -490,11 +513,14 @@ impl HttpClient {
         match reset {
             Some(r) if r <= self.cfg.max_wait => self.pause_for(r),
             _ => self.stop_for_quota(
-                &format!(
-                    "the daily lookup quota is spent (X-RateLimit-Remaining: 0{})",
-                    reset
-                        .map(|r| format!(", resets in {}s", r.as_secs()))
-                        .unwrap_or_default()
+                &LookupError::QuotaSpent(
+                    format!(
+                        "the daily lookup quota is spent (X-RateLimit-Remaining: 0{})",
+                        reset
+                            .map(|r| format!(", resets in {}s", r.as_secs()))
+                            .unwrap_or_default()
+                    )
+                    .into(),
                 ),
                 reset,
             ),
@@ -510,7 +536,7 @@ impl ReputationClient for HttpClient {
         self.lookup_digests(batch.id, &batch.digests)
     }
 
-    fn halted(&self) -> Option<String> {
+    fn halted(&self) -> Option<LookupError> {
         self.stopped_reason()
     }
 
@@ -593,6 +619,7 @@ fn is_loopback(url: &Url) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn cfg(url: &str) -> ClientConfig {
         ClientConfig::new(url, ApiKey::new("k").unwrap())
@@ -633,6 +660,88 @@ mod tests {
         h.insert("Retry-After", HeaderValue::from_static("2"));
         assert_eq!(wait_hint(&h), Some(Duration::from_secs(2)));
         assert_eq!(wait_hint(&HeaderMap::new()), None);
+    }
+
+    /// A local server that answers every request `401` and counts them.
+    fn refusing_server() -> (String, Arc<AtomicU64>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(AtomicU64::new(0));
+        let count = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let _ = reader.read_exact(&mut vec![0; len]);
+                count.fetch_add(1, Ordering::SeqCst);
+                let body = r#"{"error":{"code":401006,"messages":["Invalid apikey"]}}"#;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (url, seen)
+    }
+
+    /// Poison `m` the way a real one gets poisoned: a thread panics while holding it.
+    fn poison<T: Send>(m: &Mutex<T>) {
+        std::thread::scope(|s| {
+            let _ = s
+                .spawn(|| {
+                    let _held = m.lock();
+                    panic!("poisoning the lock on purpose");
+                })
+                .join();
+        });
+        assert!(m.is_poisoned());
+    }
+
+    #[test]
+    fn a_poisoned_lock_does_not_lose_the_stop_after_a_refused_key() {
+        let (url, seen) = refusing_server();
+        let mut c = cfg(&url);
+        c.retries = 0;
+        let client = HttpClient::new(c).unwrap();
+        poison(&client.stopped);
+        poison(&client.pause_until);
+        poison(&client.next_slot);
+        poison(&client.quota_reset);
+        let batch = |id| LookupBatch {
+            id,
+            digests: vec![Digest::Sha256([id as u8; 32])],
+        };
+
+        let first = client.lookup(&batch(1));
+        assert!(
+            matches!(&first[0].1, Err(LookupError::KeyRefused(r)) if r.as_str().contains("401")),
+            "{first:?}"
+        );
+        assert!(matches!(client.halted(), Some(LookupError::KeyRefused(_))));
+        // Nothing more is sent: the next batch is failed from the halt, not asked.
+        let second = client.lookup(&batch(2));
+        assert!(
+            matches!(&second[0].1, Err(LookupError::KeyRefused(r)) if r.as_str().starts_with("not looked up: the API key was refused")),
+            "{second:?}"
+        );
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            1,
+            "a request was sent after the 401"
+        );
     }
 
     #[test]

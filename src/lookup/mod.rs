@@ -6,10 +6,11 @@
 //! [`ReputationClient`] is the seam: the CLI and (later) the gateway talk to it; [`http`] is the
 //! real client for MetaDefender's `POST /v4/hash`; [`protocol`] builds request bodies and reads
 //! answers, transport-free so it can be tested and fuzzed on its own. Every digest asked gets an
-//! outcome: an [`Answer`] or an error reason. Nothing is guessed and a failure is never "clean".
+//! outcome: an [`Answer`] or a [`LookupError`]. Nothing is guessed and a failure is never "clean".
 
 pub mod batch;
 mod dispatch;
+pub mod error;
 pub mod http;
 pub mod protocol;
 pub mod verdict;
@@ -22,6 +23,7 @@ use crate::digest::Digest;
 
 pub use batch::LookupBatch;
 pub use dispatch::{DEFAULT_CONCURRENCY, LookupOptions, lookup_digests, spawn_lookup};
+pub use error::{LookupError, Reason};
 pub use http::{ClientConfig, HttpClient, Patience};
 pub use verdict::Verdict;
 
@@ -81,7 +83,7 @@ impl Answer {
 }
 
 /// An answer, or why there is none.
-pub type HashOutcome = Result<Answer, String>;
+pub type HashOutcome = Result<Answer, LookupError>;
 
 /// Counters a client keeps about its traffic.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -99,7 +101,7 @@ pub trait ReputationClient: Send + Sync {
     fn stats(&self) -> ClientStats;
 
     /// Why lookups stopped for the rest of the run (key refused, quota spent), if they did.
-    fn halted(&self) -> Option<String> {
+    fn halted(&self) -> Option<LookupError> {
         None
     }
 }

@@ -2,13 +2,14 @@
 //!
 //! Answers are matched to questions by hash, case-insensitively, never by position. Entries with
 //! wrong types, hashes not asked for, conflicting repeats and missing answers are each handled
-//! explicitly: an affected digest gets an error reason; nothing is guessed.
+//! explicitly: an affected digest gets a [`LookupError`] (`MissingEntry` for a hash left out,
+//! which the client asks again; `BadAnswer` for the rest); nothing is guessed.
 
 use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::{Answer, EngineResult, HashOutcome};
+use super::{Answer, EngineResult, HashOutcome, LookupError};
 use crate::digest::Digest;
 
 /// `{"hash":["HEX",...]}` with upper-case hex, as the vendor's examples send it.
@@ -58,9 +59,6 @@ pub fn parse_error(body: &[u8]) -> ServiceError {
     ServiceError { code, message }
 }
 
-/// The outcome for a hash the answer left out (the client asks for it again).
-pub const NO_ENTRY: &str = "service's answer has no entry for this hash";
-
 /// Why a whole answer could not be used (the batch may be retried).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MalformedAnswer(pub String);
@@ -94,17 +92,23 @@ pub fn parse_answer(
         outcomes[i] = Some(match outcomes[i].take() {
             None => parsed,
             Some(prev) if prev == parsed => prev,
-            Some(_) => Err("service answered this hash twice with different results".into()),
+            Some(_) => Err(LookupError::BadAnswer(
+                "service answered this hash twice with different results".into(),
+            )),
         });
     }
     Ok(asked
         .iter()
         .zip(outcomes)
-        .map(|(d, o)| (*d, o.unwrap_or_else(|| Err(NO_ENTRY.into()))))
+        .map(|(d, o)| (*d, o.unwrap_or(Err(LookupError::MissingEntry))))
         .collect())
 }
 
 fn parse_entry(e: &Value) -> HashOutcome {
+    parse_fields(e).map_err(|why| LookupError::BadAnswer(why.into()))
+}
+
+fn parse_fields(e: &Value) -> Result<Answer, String> {
     let code = match e.get("scan_result_i") {
         Some(Value::Number(n)) => n
             .as_i64()
@@ -183,9 +187,11 @@ mod tests {
             {"hash":"00000000000000000000000000000002","scan_result_i":1,"total_detected_avs":9},
             {"hash":"FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF","scan_result_i":0,"total_detected_avs":0}]}"#;
         let out = parse_answer(body, &[a, b, c]).unwrap();
-        assert!(out[0].1.as_ref().unwrap_err().contains("wrong type"));
-        assert!(out[1].1.as_ref().unwrap_err().contains("twice"));
-        assert!(out[2].1.as_ref().unwrap_err().contains("no entry"));
+        let err = |i: usize| out[i].1.as_ref().unwrap_err();
+        assert!(matches!(err(0), LookupError::BadAnswer(r) if r.as_str().contains("wrong type")));
+        assert!(matches!(err(1), LookupError::BadAnswer(r) if r.as_str().contains("twice")));
+        assert_eq!(err(2), &LookupError::MissingEntry);
+        assert!(err(2).message().contains("no entry"));
     }
 
     #[test]

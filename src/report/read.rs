@@ -37,9 +37,9 @@ const MAX_SNIFF: usize = 4096;
 /// Why a report could not be used at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("cannot open report {}: {source}", path.display())]
+    #[error("cannot open report {}", path.display())]
     Open { path: PathBuf, source: io::Error },
-    #[error("cannot read report {} near line {line}: {source}", path.display())]
+    #[error("cannot read report {} near line {line}", path.display())]
     Read {
         path: PathBuf,
         line: u64,
@@ -48,7 +48,7 @@ pub enum ReadError {
     #[error("{} is not a hashsweep ndjson or json report: {reason}", path.display())]
     NotAReport { path: PathBuf, reason: String },
     /// A json report that is not well-formed JSON; the message carries line and column.
-    #[error("{}: malformed json report: {source}", path.display())]
+    #[error("{}: malformed json report", path.display())]
     Json {
         path: PathBuf,
         source: serde_json::Error,

@@ -76,6 +76,7 @@ impl Dedup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lookup::LookupError;
 
     #[test]
     fn second_sighting_is_not_new_and_answers_are_kept_once() {
@@ -86,9 +87,9 @@ mod tests {
         assert!(d.first_sighting(Digest::Sha256([2; 32])));
         assert_eq!(d.distinct(), 2);
         assert!(d.outcome(&a).is_none());
-        d.answer(a, Err("x".into()));
-        d.answer(a, Err("y".into()));
+        d.answer(a, Err(LookupError::Transport("x".into())));
+        d.answer(a, Err(LookupError::MissingEntry));
         assert_eq!(d.answered(), 1);
-        assert_eq!(d.outcome(&a), Some(&Err("y".to_string())));
+        assert_eq!(d.outcome(&a), Some(&Err(LookupError::MissingEntry)));
     }
 }

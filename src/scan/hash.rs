@@ -17,6 +17,7 @@ use sha2::{Digest as _, Sha256};
 use super::walk::WalkEvent;
 use crate::digest::Digests;
 use crate::file::{FileMeta, describe_io, nanos};
+use crate::sync::lock;
 
 /// Bytes read per `read` call.
 pub const BLOCK_SIZE: usize = 1 << 20;
@@ -204,8 +205,7 @@ impl Hasher {
         let meta = FileMeta::of(&before);
         let link_key = (before.nlink() > 1).then_some((meta.dev, meta.ino));
         if let Some(k) = link_key
-            && let Some(&(size, mtime, ctime, digests)) =
-                self.links.lock().ok().as_ref().and_then(|m| m.get(&k))
+            && let Some(&(size, mtime, ctime, digests)) = lock(&self.links).get(&k)
             && (size, mtime, ctime) == (stat_size, meta.mtime_ns, meta.ctime_ns)
         {
             return FileResult {
@@ -251,9 +251,8 @@ impl Hasher {
             change_warning(stat_size, read, &meta, after.as_ref()).map(String::into_boxed_str);
         if let Some(k) = link_key
             && warning.is_none()
-            && let Ok(mut links) = self.links.lock()
         {
-            links.insert(k, (read, meta.mtime_ns, meta.ctime_ns, digests));
+            lock(&self.links).insert(k, (read, meta.mtime_ns, meta.ctime_ns, digests));
         }
         FileResult {
             path: path.into(),

@@ -147,7 +147,7 @@ fn system_time(ns: i64) -> SystemTime {
 pub fn outcome_fields(o: Option<&HashOutcome>) -> (Verdict, Option<&Answer>, Option<&str>) {
     match o {
         Some(Ok(a)) => (a.verdict(), Some(a), None),
-        Some(Err(e)) => (Verdict::Error, None, Some(e)),
+        Some(Err(e)) => (Verdict::Error, None, Some(e.message())),
         None => (
             Verdict::NotLookedUp,
             None,

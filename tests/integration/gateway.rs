@@ -874,6 +874,32 @@ fn plain_http_off_loopback_is_refused() {
 }
 
 #[test]
+fn a_port_already_taken_is_a_listen_error_with_its_cause_said_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens_file(dir.path());
+    let out = run(cmd()
+        .env("METADEFENDER_APIKEY", KEY)
+        .args(["serve", "--listen", &addr.to_string()])
+        .args(["--store", "redis://127.0.0.1:1/0", "--tokens"])
+        .arg(&tokens));
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    // Not flattened into a usage message: the listen failure, then its cause, each once.
+    assert!(
+        err.contains(&format!("hashsweep: error: cannot listen on {addr}: ")),
+        "{err}"
+    );
+    assert!(err.contains("in use"), "{err}");
+    assert_eq!(
+        err.matches("in use").count(),
+        1,
+        "the cause is repeated: {err}"
+    );
+}
+
+#[test]
 fn https_with_tls_cert_and_key_and_a_client_that_trusts_its_ca() {
     let mock = MockServer::start(Some(KEY)).unwrap();
     let dir = tempfile::tempdir().unwrap();
