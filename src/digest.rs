@@ -254,7 +254,7 @@ mod tests {
     #[test]
     fn hex_decoder_agrees_with_a_plain_one() {
         fn plain(s: &[u8]) -> Option<Vec<u8>> {
-            if s.len() % 2 != 0 || !s.iter().all(u8::is_ascii_hexdigit) {
+            if !s.len().is_multiple_of(2) || !s.iter().all(u8::is_ascii_hexdigit) {
                 return None;
             }
             let s = std::str::from_utf8(s).ok()?;

@@ -178,7 +178,7 @@ fn load_local_sets(a: &ScanArgs, cache: Option<&Cache>) -> Result<Option<Arc<Loc
         return Ok(None);
     }
     let index_dir = cache.and_then(|c| c.path().parent()).map(Path::to_path_buf);
-    let load = |paths: &[std::path::PathBuf]| -> Result<HashSet, Error> {
+    let load = |paths: &[PathBuf]| -> Result<HashSet, Error> {
         let set = HashSet::load(paths, index_dir.as_deref())?;
         for s in set.sources() {
             if s.skipped_lines > 0 {

@@ -138,7 +138,7 @@ impl Store {
             tick.tick().await;
             let c = Arc::clone(&cache);
             let done = tokio::task::spawn_blocking(move || {
-                c.maintain(std::time::SystemTime::now(), Duration::from_secs(2))
+                c.maintain(SystemTime::now(), Duration::from_secs(2))
             })
             .await;
             match done {

@@ -130,10 +130,8 @@ mod tests {
     fn outcomes_stay_small_and_cheap_to_clone() {
         // One is kept per distinct digest for the whole run: an error must not make the
         // outcome bigger than an answer needs.
-        assert!(std::mem::size_of::<LookupError>() <= 24);
-        assert!(
-            std::mem::size_of::<HashOutcome>() <= std::mem::size_of::<Result<Answer, String>>()
-        );
+        assert!(size_of::<LookupError>() <= 24);
+        assert!(size_of::<HashOutcome>() <= size_of::<Result<Answer, String>>());
         let e = LookupError::Transport("could not connect".into());
         let c = e.clone();
         match (&e, &c) {

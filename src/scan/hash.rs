@@ -442,6 +442,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("pipe");
         let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `c` is a NUL-terminated path that outlives the call.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let r = Hasher::new(HashOptions::default()).hash_path(p);
         assert!(matches!(r.status, FileStatus::Skipped(_)), "{r:?}");

@@ -416,7 +416,7 @@ mod tests {
             std::fs::write(tree.path().join(format!("f{i}")), format!("file {i}")).unwrap();
         }
         // Old enough to be cached (outside the racy window).
-        let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+        let old = SystemTime::now() - Duration::from_secs(3600);
         for i in 0..50 {
             let f = std::fs::File::options()
                 .write(true)
