@@ -179,3 +179,103 @@ pub fn coreutils(tool: &str, path: &Path) -> String {
         .expect("a digest")
         .to_string()
 }
+
+/// Say that the current test did not test what it is about, where a reader of `cargo test`
+/// sees it. libtest's output capture only takes what `print!`/`eprint!` write; a write to the
+/// stderr handle itself goes to the terminal (or the CI log) as `cargo test` runs, capture or
+/// not. The test is named from its thread (libtest names each test's thread after it).
+pub fn skip(why: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let name = thread.name().filter(|n| *n != "main").unwrap_or("a test");
+    let _ = writeln!(std::io::stderr().lock(), "\nSKIPPED {name}: {why}");
+}
+
+/// Set a file's access time to 2001, older than its modification time: a read then updates
+/// it on `strictatime` and `relatime` mounts alike. Returns the time set.
+pub fn set_old_atime(path: &Path) -> std::time::SystemTime {
+    let old = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_accessed(old))
+        .unwrap();
+    old
+}
+
+/// Whether reading a file in `dir` updates its access time (false on `noatime` mounts, where
+/// an atime check proves nothing). A plain read, without `O_NOATIME`, is the probe.
+fn reads_update_atime(dir: &Path) -> bool {
+    let probe = dir.join(".atime-probe");
+    std::fs::write(&probe, b"probe").unwrap();
+    let old = set_old_atime(&probe);
+    std::fs::read(&probe).unwrap();
+    let changed = std::fs::metadata(&probe).unwrap().accessed().unwrap() != old;
+    std::fs::remove_file(&probe).unwrap();
+    changed
+}
+
+/// A temp tree on a mount where reads update access times: the usual temp dir if its mount
+/// does (checked by reading a file there), else, as root, a `strictatime` tmpfs mounted in a
+/// temp dir for the test and unmounted when this drops. None (having said so) if neither.
+pub struct AtimeTree {
+    tree: Tree,
+    mounted: bool,
+}
+
+impl AtimeTree {
+    pub fn new() -> Option<AtimeTree> {
+        let tree = Tree::new();
+        if reads_update_atime(tree.path()) {
+            return Some(AtimeTree {
+                tree,
+                mounted: false,
+            });
+        }
+        let dir = std::ffi::CString::new(tree.path().as_os_str().as_bytes()).unwrap();
+        let mounted = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                dir.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_STRICTATIME | libc::MS_NOSUID | libc::MS_NODEV,
+                c"size=16m,mode=0700".as_ptr().cast(),
+            )
+        } == 0;
+        if !mounted {
+            skip(&format!(
+                "reads do not update access times in {} (noatime?) and a strictatime tmpfs \
+                 cannot be mounted there ({}); run as root or with TMPDIR on a strictatime or \
+                 relatime mount",
+                tree.path().display(),
+                std::io::Error::last_os_error()
+            ));
+            return None;
+        }
+        let t = AtimeTree { tree, mounted };
+        assert!(
+            reads_update_atime(t.path()),
+            "reads on a strictatime tmpfs update the access time"
+        );
+        Some(t)
+    }
+}
+
+impl std::ops::Deref for AtimeTree {
+    type Target = Tree;
+    fn deref(&self) -> &Tree {
+        &self.tree
+    }
+}
+
+impl Drop for AtimeTree {
+    fn drop(&mut self) {
+        if self.mounted {
+            let dir = std::ffi::CString::new(self.tree.path().as_os_str().as_bytes()).unwrap();
+            // Detached, so a file still open somewhere cannot leave the mount behind; the
+            // temp dir under it is removed when `tree` drops next.
+            unsafe { libc::umount2(dir.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
