@@ -191,6 +191,19 @@ pub fn skip(why: &str) {
     let _ = writeln!(std::io::stderr().lock(), "\nSKIPPED {name}: {why}");
 }
 
+/// A `hashsweep` command (as `cmd`) that runs without root's power to read everything: as
+/// `nobody` (uid and gid 65534, no supplementary groups) when we are root, set by the spawn
+/// itself so no `setpriv` is needed; as ourselves otherwise.
+pub fn cmd_unprivileged() -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = cmd();
+    if unsafe { libc::geteuid() } == 0 {
+        // With uid set and no groups given, std calls setgroups(0) before setuid when root.
+        c.uid(65534).gid(65534);
+    }
+    c
+}
+
 /// Set a file's access time to 2001, older than its modification time: a read then updates
 /// it on `strictatime` and `relatime` mounts alike. Returns the time set.
 pub fn set_old_atime(path: &Path) -> std::time::SystemTime {
