@@ -292,3 +292,29 @@ impl Drop for AtimeTree {
         }
     }
 }
+
+/// Wait until `sig` is no longer pending for process `pid` (neither for a thread nor for the
+/// process, per `/proc/PID/status`), i.e. it has been taken, or the process has exited. Two
+/// signals sent closer together could merge into one delivery.
+pub fn wait_until_delivered(pid: u32, sig: i32, limit: Duration) {
+    let bit = 1u64 << (sig - 1);
+    let start = Instant::now();
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let pending = status
+            .lines()
+            .filter(|l| l.starts_with("SigPnd:") || l.starts_with("ShdPnd:"))
+            .map(|l| u64::from_str_radix(l.split_whitespace().nth(1).unwrap_or("0"), 16).unwrap())
+            .fold(0, |a, m| a | m);
+        // A process that has exited (a zombie, or gone) will never take it.
+        let exited = status.is_empty() || status.lines().any(|l| l.starts_with("State:\tZ"));
+        if pending & bit == 0 || exited {
+            return;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "signal {sig} still pending after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
