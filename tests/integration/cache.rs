@@ -113,7 +113,7 @@ fn ttl_expiry_and_errors_are_never_cached() {
 
 #[test]
 fn a_corrupt_cache_is_set_aside_with_a_warning() {
-    let (t, _) = tree(3);
+    let (t, files) = tree(3);
     let cache_dir = Tree::new();
     let cache = cache_dir.path().join("c.sqlite");
     std::fs::write(&cache, vec![0xA5u8; 8192]).unwrap();
@@ -126,14 +126,32 @@ fn a_corrupt_cache_is_set_aside_with_a_warning() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(names.iter().any(|n| n.contains("corrupt")), "{names:?}");
+    // The fresh cache works: the second sweep succeeds from it alone (a sweep that failed
+    // before any lookup would ask nothing either).
     let mock2 = MockServer::start(Some(KEY)).unwrap();
-    let out = run(&mut cached_scan(&mock2, t.path(), &cache));
+    let again = run(&mut cached_scan(&mock2, t.path(), &cache));
+    assert_eq!(code(&again), 1, "{}", stderr(&again));
+    assert!(!stderr(&again).contains("warning"), "{}", stderr(&again));
     assert_eq!(
         mock2.requests().len(),
         0,
-        "the fresh cache works: {}",
-        stderr(&out)
+        "nothing asked: {}",
+        stderr(&again)
     );
+    let (r1, r2) = (report(&out), report(&again));
+    assert_eq!(
+        r2["summary"]["files_cached"],
+        files.len(),
+        "{}",
+        r2["summary"]
+    );
+    assert_eq!(
+        r2["summary"]["verdicts_cached"],
+        files.len(),
+        "{}",
+        r2["summary"]
+    );
+    assert_eq!(r1["records"], r2["records"], "same report from the cache");
 }
 
 #[test]

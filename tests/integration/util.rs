@@ -179,3 +179,142 @@ pub fn coreutils(tool: &str, path: &Path) -> String {
         .expect("a digest")
         .to_string()
 }
+
+/// Say that the current test did not test what it is about, where a reader of `cargo test`
+/// sees it. libtest's output capture only takes what `print!`/`eprint!` write; a write to the
+/// stderr handle itself goes to the terminal (or the CI log) as `cargo test` runs, capture or
+/// not. The test is named from its thread (libtest names each test's thread after it).
+pub fn skip(why: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let name = thread.name().filter(|n| *n != "main").unwrap_or("a test");
+    let _ = writeln!(std::io::stderr().lock(), "\nSKIPPED {name}: {why}");
+}
+
+/// A `hashsweep` command (as `cmd`) that runs without root's power to read everything: as
+/// `nobody` (uid and gid 65534, no supplementary groups) when we are root, set by the spawn
+/// itself so no `setpriv` is needed; as ourselves otherwise.
+pub fn cmd_unprivileged() -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = cmd();
+    if unsafe { libc::geteuid() } == 0 {
+        // With uid set and no groups given, std calls setgroups(0) before setuid when root.
+        c.uid(65534).gid(65534);
+    }
+    c
+}
+
+/// Set a file's access time to 2001, older than its modification time: a read then updates
+/// it on `strictatime` and `relatime` mounts alike. Returns the time set.
+pub fn set_old_atime(path: &Path) -> std::time::SystemTime {
+    let old = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_accessed(old))
+        .unwrap();
+    old
+}
+
+/// Whether reading a file in `dir` updates its access time (false on `noatime` mounts, where
+/// an atime check proves nothing). A plain read, without `O_NOATIME`, is the probe.
+fn reads_update_atime(dir: &Path) -> bool {
+    let probe = dir.join(".atime-probe");
+    std::fs::write(&probe, b"probe").unwrap();
+    let old = set_old_atime(&probe);
+    std::fs::read(&probe).unwrap();
+    let changed = std::fs::metadata(&probe).unwrap().accessed().unwrap() != old;
+    std::fs::remove_file(&probe).unwrap();
+    changed
+}
+
+/// A temp tree on a mount where reads update access times: the usual temp dir if its mount
+/// does (checked by reading a file there), else, as root, a `strictatime` tmpfs mounted in a
+/// temp dir for the test and unmounted when this drops. None (having said so) if neither.
+pub struct AtimeTree {
+    tree: Tree,
+    mounted: bool,
+}
+
+impl AtimeTree {
+    pub fn new() -> Option<AtimeTree> {
+        let tree = Tree::new();
+        if reads_update_atime(tree.path()) {
+            return Some(AtimeTree {
+                tree,
+                mounted: false,
+            });
+        }
+        let dir = std::ffi::CString::new(tree.path().as_os_str().as_bytes()).unwrap();
+        let mounted = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                dir.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_STRICTATIME | libc::MS_NOSUID | libc::MS_NODEV,
+                c"size=16m,mode=0700".as_ptr().cast(),
+            )
+        } == 0;
+        if !mounted {
+            skip(&format!(
+                "reads do not update access times in {} (noatime?) and a strictatime tmpfs \
+                 cannot be mounted there ({}); run as root or with TMPDIR on a strictatime or \
+                 relatime mount",
+                tree.path().display(),
+                std::io::Error::last_os_error()
+            ));
+            return None;
+        }
+        let t = AtimeTree { tree, mounted };
+        assert!(
+            reads_update_atime(t.path()),
+            "reads on a strictatime tmpfs update the access time"
+        );
+        Some(t)
+    }
+}
+
+impl std::ops::Deref for AtimeTree {
+    type Target = Tree;
+    fn deref(&self) -> &Tree {
+        &self.tree
+    }
+}
+
+impl Drop for AtimeTree {
+    fn drop(&mut self) {
+        if self.mounted {
+            let dir = std::ffi::CString::new(self.tree.path().as_os_str().as_bytes()).unwrap();
+            // Detached, so a file still open somewhere cannot leave the mount behind; the
+            // temp dir under it is removed when `tree` drops next.
+            unsafe { libc::umount2(dir.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+/// Wait until `sig` is no longer pending for process `pid` (neither for a thread nor for the
+/// process, per `/proc/PID/status`), i.e. it has been taken, or the process has exited. Two
+/// signals sent closer together could merge into one delivery.
+pub fn wait_until_delivered(pid: u32, sig: i32, limit: Duration) {
+    let bit = 1u64 << (sig - 1);
+    let start = Instant::now();
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let pending = status
+            .lines()
+            .filter(|l| l.starts_with("SigPnd:") || l.starts_with("ShdPnd:"))
+            .map(|l| u64::from_str_radix(l.split_whitespace().nth(1).unwrap_or("0"), 16).unwrap())
+            .fold(0, |a, m| a | m);
+        // A process that has exited (a zombie, or gone) will never take it.
+        let exited = status.is_empty() || status.lines().any(|l| l.starts_with("State:\tZ"));
+        if pending & bit == 0 || exited {
+            return;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "signal {sig} still pending after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
