@@ -13,6 +13,7 @@ use crate::util::*;
 /// The machine's host name, read independently of hashsweep.
 fn gethostname() -> String {
     let mut buf = [0u8; 256];
+    // SAFETY: the buffer is writable for its whole length; gethostname writes at most that.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
     assert_eq!(rc, 0, "gethostname");
     let len = buf.iter().position(|&b| b == 0).unwrap();

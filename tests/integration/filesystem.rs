@@ -22,6 +22,7 @@ fn unreadable_file_and_unlistable_directory_are_errors_with_reasons() {
     .unwrap();
     // As root the scan runs as nobody; otherwise as ourselves. Only a user who reads a
     // mode-000 file anyway (CAP_DAC_OVERRIDE) cannot run this test.
+    // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 && std::fs::read(&secret).is_ok() {
         skip("this user reads a mode-000 file (CAP_DAC_OVERRIDE?): nothing is unreadable");
         return;
@@ -73,6 +74,7 @@ fn paths_longer_than_path_max_are_reported_not_dropped() {
     // Build a 5 000-byte deep path with mkdirat/openat, since absolute paths that long fail.
     let comp = std::ffi::CString::new("d".repeat(200)).unwrap();
     let root = std::ffi::CString::new(t.path().as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `root` is a NUL-terminated path that outlives the calls.
     unsafe {
         let mut fd = libc::open(root.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
         assert!(fd >= 0);

@@ -229,6 +229,7 @@ impl Gateway {
 
     /// SIGTERM and wait; the exit status.
     fn stop(mut self) -> (std::process::ExitStatus, String) {
+        // SAFETY: kill has no memory preconditions; the pid is our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
@@ -876,7 +877,7 @@ fn plain_http_off_loopback_is_refused() {
 
 #[test]
 fn a_port_already_taken_is_a_listen_error_with_its_cause_said_once() {
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let tokens = tokens_file(dir.path());

@@ -17,6 +17,7 @@ fn start_slow_scan(mock: &MockServer, t: &Tree, report: &std::path::Path) -> Chi
 }
 
 fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill has no memory preconditions; the pid is our own child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
 }
 

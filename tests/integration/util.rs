@@ -44,6 +44,7 @@ impl Tree {
     pub fn fifo(&self, rel: &str) -> PathBuf {
         let p = self.path().join(rel);
         let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+        // SAFETY: `c` is a NUL-terminated path that outlives the call.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
         p
     }
@@ -197,6 +198,7 @@ pub fn skip(why: &str) {
 pub fn cmd_unprivileged() -> Command {
     use std::os::unix::process::CommandExt;
     let mut c = cmd();
+    // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         // With uid set and no groups given, std calls setgroups(0) before setuid when root.
         c.uid(65534).gid(65534);
@@ -247,6 +249,7 @@ impl AtimeTree {
             });
         }
         let dir = std::ffi::CString::new(tree.path().as_os_str().as_bytes()).unwrap();
+        // SAFETY: both strings are NUL-terminated and outlive the call.
         let mounted = unsafe {
             libc::mount(
                 c"tmpfs".as_ptr(),
@@ -288,6 +291,7 @@ impl Drop for AtimeTree {
             let dir = std::ffi::CString::new(self.tree.path().as_os_str().as_bytes()).unwrap();
             // Detached, so a file still open somewhere cannot leave the mount behind; the
             // temp dir under it is removed when `tree` drops next.
+            // SAFETY: `dir` is a NUL-terminated path that outlives the call.
             unsafe { libc::umount2(dir.as_ptr(), libc::MNT_DETACH) };
         }
     }
