@@ -44,3 +44,157 @@ pub fn describe_io(e: &io::Error) -> String {
         None => e.to_string(),
     }
 }
+
+/// What a file is, as far as the lookup budget cares: decided from the first bytes of its first
+/// read (magic numbers) and, for scripts and macro-enabled documents that have none, its name.
+/// Costs no extra read; kept in the digest cache so a file served from there keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum FileKind {
+    /// PE (`MZ`), ELF, Mach-O (thin or fat): programs and libraries.
+    Executable = 0,
+    /// `#!` or a script extension (`.ps1`, `.vbs`, `.js`, `.bat`, ...).
+    Script = 1,
+    /// Documents that carry macros or scripts: OLE2 (old Office, MSI), PDF, RTF, and the
+    /// macro-enabled Office formats (`.docm`, `.xlsm`, ...).
+    Document = 2,
+    /// zip, gzip, xz, zstd, bzip2, 7z, rar, cab, tar.
+    Archive = 3,
+    /// Anything else (data, media, text).
+    #[default]
+    Other = 4,
+}
+
+/// Extensions of scripts (compared lower-case).
+const SCRIPT_EXTENSIONS: &[&str] = &[
+    "ps1",
+    "psm1",
+    "psd1",
+    "vbs",
+    "vbe",
+    "js",
+    "jse",
+    "wsf",
+    "wsh",
+    "hta",
+    "bat",
+    "cmd",
+    "sh",
+    "bash",
+    "py",
+    "pl",
+    "rb",
+    "php",
+    "lnk",
+    "scr",
+    "applescript",
+    "command",
+];
+
+/// Extensions of macro-enabled Office documents (zip inside, so no magic of their own).
+const MACRO_EXTENSIONS: &[&str] = &[
+    "docm", "dotm", "xlsm", "xltm", "xlam", "pptm", "potm", "ppam",
+];
+
+impl FileKind {
+    /// Classify a file from its first bytes (as many as the first read gave) and its name.
+    pub fn sniff(head: &[u8], path: &std::path::Path) -> FileKind {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        let ext = ext.as_deref();
+        let starts = |m: &[u8]| head.starts_with(m);
+        let executable = starts(b"MZ")
+            || starts(b"\x7fELF")
+            || [
+                [0xfe, 0xed, 0xfa, 0xce],
+                [0xfe, 0xed, 0xfa, 0xcf],
+                [0xce, 0xfa, 0xed, 0xfe],
+                [0xcf, 0xfa, 0xed, 0xfe],
+                // Fat Mach-O; also Java class files, which are programs as well.
+                [0xca, 0xfe, 0xba, 0xbe],
+            ]
+            .iter()
+            .any(|m| starts(m));
+        if executable {
+            return FileKind::Executable;
+        }
+        if starts(b"#!") || ext.is_some_and(|e| SCRIPT_EXTENSIONS.contains(&e)) {
+            return FileKind::Script;
+        }
+        if starts(&[0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1])
+            || starts(b"%PDF-")
+            || starts(b"{\\rtf")
+            || ext.is_some_and(|e| MACRO_EXTENSIONS.contains(&e))
+        {
+            return FileKind::Document;
+        }
+        let tar = head.get(257..262) == Some(b"ustar");
+        if tar
+            || starts(b"PK\x03\x04")
+            || starts(b"PK\x05\x06")
+            || starts(&[0x1f, 0x8b])
+            || starts(&[0xfd, b'7', b'z', b'X', b'Z', 0x00])
+            || starts(&[0x28, 0xb5, 0x2f, 0xfd])
+            || starts(b"BZh")
+            || starts(&[b'7', b'z', 0xbc, 0xaf, 0x27, 0x1c])
+            || starts(b"Rar!\x1a\x07")
+            || starts(b"MSCF")
+        {
+            return FileKind::Archive;
+        }
+        FileKind::Other
+    }
+
+    /// The stored form (the digest cache's `kind` column).
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// Back from [`FileKind::code`]; `None` for a code this version does not know.
+    pub fn from_code(code: u8) -> Option<FileKind> {
+        [
+            FileKind::Executable,
+            FileKind::Script,
+            FileKind::Document,
+            FileKind::Archive,
+            FileKind::Other,
+        ]
+        .into_iter()
+        .find(|k| k.code() == code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn kinds_from_magic_and_names() {
+        let k = |head: &[u8], name: &str| FileKind::sniff(head, Path::new(name));
+        assert_eq!(k(b"MZ\x90\x00", "a.dat"), FileKind::Executable);
+        assert_eq!(k(b"\x7fELF\x02\x01", "ls"), FileKind::Executable);
+        assert_eq!(k(&[0xcf, 0xfa, 0xed, 0xfe, 7], "x"), FileKind::Executable);
+        assert_eq!(k(b"#!/bin/sh\n", "run"), FileKind::Script);
+        assert_eq!(k(b"Write-Host hi", "a.PS1"), FileKind::Script);
+        assert_eq!(k(b"PK\x03\x04rest", "report.docm"), FileKind::Document);
+        assert_eq!(k(b"%PDF-1.7", "a.pdf"), FileKind::Document);
+        assert_eq!(
+            k(&[0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1], "a.doc"),
+            FileKind::Document
+        );
+        assert_eq!(k(b"PK\x03\x04rest", "a.zip"), FileKind::Archive);
+        assert_eq!(k(&[0x1f, 0x8b, 8], "a.gz"), FileKind::Archive);
+        let mut tar = vec![0u8; 512];
+        tar[257..262].copy_from_slice(b"ustar");
+        assert_eq!(k(&tar, "a"), FileKind::Archive);
+        assert_eq!(k(b"hello", "notes.txt"), FileKind::Other);
+        assert_eq!(k(b"", "empty"), FileKind::Other);
+        for kind in [FileKind::Executable, FileKind::Other, FileKind::Archive] {
+            assert_eq!(FileKind::from_code(kind.code()), Some(kind));
+        }
+        assert_eq!(FileKind::from_code(200), None);
+    }
+}

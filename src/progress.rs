@@ -10,6 +10,8 @@ pub trait Progress: Sync {
     fn lookups(&self, done: u64, asked: u64);
     /// Something the user should know now, once (the run goes on): one line on stderr.
     fn warn(&self, message: &str);
+    /// What the run is doing and why (the lookup plan): one line on stderr.
+    fn note(&self, message: &str);
     fn finish(&self);
 }
 
@@ -21,6 +23,9 @@ impl Progress for NoProgress {
     fn lookups(&self, _: u64, _: u64) {}
     fn warn(&self, message: &str) {
         eprintln!("hashsweep: warning: {message}");
+    }
+    fn note(&self, message: &str) {
+        eprintln!("hashsweep: {message}");
     }
     fn finish(&self) {}
 }
@@ -84,6 +89,9 @@ impl Progress for BarProgress {
     fn warn(&self, message: &str) {
         self.bar
             .suspend(|| eprintln!("hashsweep: warning: {message}"));
+    }
+    fn note(&self, message: &str) {
+        self.bar.suspend(|| eprintln!("hashsweep: {message}"));
     }
     fn finish(&self) {
         self.bar.finish_and_clear();

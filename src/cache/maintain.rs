@@ -29,6 +29,7 @@ pub struct Maintenance {
     pub complete: bool,
     pub verdicts_deleted: u64,
     pub digests_deleted: u64,
+    pub deferrals_deleted: u64,
 }
 
 impl Cache {
@@ -62,7 +63,7 @@ impl Cache {
         done.pruned = true;
         let longest = i64::try_from(self.ttls.longest().as_secs()).unwrap_or(i64::MAX);
         let forget = FORGET_AFTER.as_secs() as i64;
-        let steps: [(&str, i64); 2] = [
+        let steps: [(&str, i64); 3] = [
             (
                 "DELETE FROM verdicts WHERE (algo, digest) IN (SELECT algo, digest FROM verdicts
                  WHERE looked_up_at <= ?1 OR looked_up_at > ?2 LIMIT ?3)",
@@ -71,6 +72,12 @@ impl Cache {
             (
                 "DELETE FROM file_digests WHERE (dev, ino) IN (SELECT dev, ino FROM file_digests
                  WHERE seen_at <= ?1 OR seen_at > ?2 LIMIT ?3)",
+                now.saturating_sub(forget),
+            ),
+            // A deferral no run has come back to (the file is gone).
+            (
+                "DELETE FROM deferred WHERE (algo, digest) IN (SELECT algo, digest FROM deferred
+                 WHERE since <= ?1 OR since > ?2 LIMIT ?3)",
                 now.saturating_sub(forget),
             ),
         ];
@@ -84,7 +91,8 @@ impl Cache {
                     .map_err(sql_err(&self.path, "pruning"))?;
                 match step {
                     0 => done.verdicts_deleted += n as u64,
-                    _ => done.digests_deleted += n as u64,
+                    1 => done.digests_deleted += n as u64,
+                    _ => done.deferrals_deleted += n as u64,
                 }
                 if n < CHUNK {
                     break;
@@ -178,7 +186,8 @@ mod tests {
                 pruned: true,
                 complete: true,
                 verdicts_deleted: 1,
-                digests_deleted: 1
+                digests_deleted: 1,
+                deferrals_deleted: 0,
             }
         );
         assert_eq!(

@@ -30,7 +30,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 // mid-transaction, since rusqlite rolls back on drop.
 use crate::digest::{Digest, Digests};
 use crate::error::ErrorChain;
-use crate::file::FileMeta;
+use crate::file::{FileKind, FileMeta};
 use crate::lookup::Answer;
 use crate::lookup::verdict::Verdict;
 use crate::sync::lock;
@@ -71,23 +71,34 @@ CREATE TABLE IF NOT EXISTS verdicts (
 ";
 
 /// Schema version 2: when each digest row was last stored or used (unix seconds; 0 until the
-/// migration dates the old rows), and a small key/value table (`last_prune`).
+/// migration dates the old rows) and what the file is (`FileKind`, for the lookup budget's
+/// order; NULL for rows from before), a small key/value table (`last_prune`), and the
+/// digests the lookup budget deferred (`deferred`: their rank and since when), asked first by
+/// the next runs.
 const MIGRATE_V2: &str = "
 ALTER TABLE file_digests ADD COLUMN seen_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE file_digests ADD COLUMN kind INTEGER;
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS deferred (
+    algo   TEXT NOT NULL,
+    digest BLOB NOT NULL,
+    rank   INTEGER NOT NULL,
+    since  INTEGER NOT NULL,
+    PRIMARY KEY (algo, digest)
+) WITHOUT ROWID;
 ";
 
-const SELECT_DIGESTS: &str = "SELECT sha256, md5, sha1, seen_at FROM file_digests
+const SELECT_DIGESTS: &str = "SELECT sha256, md5, sha1, seen_at, kind FROM file_digests
      WHERE dev = ?1 AND ino = ?2 AND size = ?3 AND mtime_ns = ?4 AND ctime_ns = ?5";
 
 /// One row per inode: a changed file replaces its old row. When the key is unchanged and the
 /// sha256 agrees, digests the new row lacks are kept from the old one.
 const UPSERT_DIGESTS: &str = "INSERT INTO file_digests
-     (dev, ino, size, mtime_ns, ctime_ns, sha256, md5, sha1, seen_at)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+     (dev, ino, size, mtime_ns, ctime_ns, sha256, md5, sha1, seen_at, kind)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
      ON CONFLICT (dev, ino) DO UPDATE SET
        md5 = CASE WHEN size = excluded.size AND mtime_ns = excluded.mtime_ns
                    AND ctime_ns = excluded.ctime_ns AND sha256 = excluded.sha256
@@ -99,7 +110,8 @@ const UPSERT_DIGESTS: &str = "INSERT INTO file_digests
        mtime_ns = excluded.mtime_ns,
        ctime_ns = excluded.ctime_ns,
        sha256 = excluded.sha256,
-       seen_at = excluded.seen_at";
+       seen_at = excluded.seen_at,
+       kind = coalesce(excluded.kind, kind)";
 
 const SELECT_VERDICT: &str = "SELECT scan_result_i, total_detected_avs, data_id, looked_up_at
      FROM verdicts WHERE algo = ?1 AND digest = ?2";
@@ -218,7 +230,11 @@ impl Ttls {
             // "In progress" is a passing state of the service: ask again next time.
             Verdict::Other(name) if name == "in_progress" => None,
             Verdict::Other(_) => Some(self.other),
-            Verdict::Error | Verdict::Skipped | Verdict::NotLookedUp | Verdict::KnownGood => None,
+            Verdict::Error
+            | Verdict::Skipped
+            | Verdict::NotLookedUp
+            | Verdict::KnownGood
+            | Verdict::Deferred => None,
         }
     }
 
@@ -433,16 +449,28 @@ impl Cache {
         need_md5: bool,
         need_sha1: bool,
     ) -> Result<Vec<Option<Digests>>, CacheError> {
-        let r = self.try_get_digests_many(keys, need_md5, need_sha1);
-        self.noted(r)
+        let found = self.get_files_many(keys, need_md5, need_sha1)?;
+        Ok(found.into_iter().map(|f| f.map(|(d, _)| d)).collect())
     }
 
-    fn try_get_digests_many(
+    /// [`Cache::get_digests_many`] with what each file is, when the row says (rows written
+    /// before schema 2, or by [`Cache::put_digests`], do not).
+    pub fn get_files_many(
         &self,
         keys: &[FileKey],
         need_md5: bool,
         need_sha1: bool,
-    ) -> Result<Vec<Option<Digests>>, CacheError> {
+    ) -> Result<Vec<Option<(Digests, Option<FileKind>)>>, CacheError> {
+        let r = self.try_get_files_many(keys, need_md5, need_sha1);
+        self.noted(r)
+    }
+
+    fn try_get_files_many(
+        &self,
+        keys: &[FileKey],
+        need_md5: bool,
+        need_sha1: bool,
+    ) -> Result<Vec<Option<(Digests, Option<FileKind>)>>, CacheError> {
         let stale_before = unix_secs(SystemTime::now()) - maintain::TOUCH_AFTER.as_secs() as i64;
         let mut conn = self.reader()?;
         let tx = conn
@@ -458,12 +486,12 @@ impl Cache {
                 let found = select_digests(&mut stmt, key, need_md5, need_sha1)
                     .map_err(sql_err(&self.path, "looking up digests"))?;
                 self.count_digest_lookup(found.is_some());
-                if let Some((_, seen_at)) = found
+                if let Some((_, seen_at, _)) = found
                     && seen_at < stale_before
                 {
                     stale.push((key.dev as i64, key.ino as i64));
                 }
-                out.push(found.map(|(d, _)| d));
+                out.push(found.map(|(d, _, kind)| (d, kind)));
             }
         }
         // Read only: dropping the transaction ends it.
@@ -472,6 +500,87 @@ impl Cache {
             lock(&self.seen).extend(stale);
         }
         Ok(out)
+    }
+
+    /// Remember digests the lookup budget deferred, with their rank: a later run asks them
+    /// before new digests of the same rank. A digest deferred before keeps its first date and
+    /// its best rank.
+    pub fn put_deferred(&self, rows: &[(Digest, u8)], now: SystemTime) -> Result<(), CacheError> {
+        let r = self.try_put_deferred(rows, now);
+        self.noted(r)
+    }
+
+    fn try_put_deferred(&self, rows: &[(Digest, u8)], now: SystemTime) -> Result<(), CacheError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut conn = lock(&self.writer);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err(&self.path, "starting a write"))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO deferred (algo, digest, rank, since) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (algo, digest) DO UPDATE SET rank = min(rank, excluded.rank)",
+                )
+                .map_err(sql_err(&self.path, "preparing a backlog write"))?;
+            for (d, rank) in rows {
+                stmt.execute(params![d.algo().name(), d.as_bytes(), rank, unix_secs(now)])
+                    .map_err(sql_err(&self.path, "writing the backlog"))?;
+            }
+        }
+        tx.commit()
+            .map_err(sql_err(&self.path, "committing the backlog"))
+    }
+
+    /// Which of these digests an earlier run deferred: their rank and since when (unix
+    /// seconds).
+    pub fn get_deferred(
+        &self,
+        digests: &[Digest],
+    ) -> Result<HashMap<Digest, (u8, i64)>, CacheError> {
+        let r = self.try_get_deferred(digests);
+        self.noted(r)
+    }
+
+    fn try_get_deferred(
+        &self,
+        digests: &[Digest],
+    ) -> Result<HashMap<Digest, (u8, i64)>, CacheError> {
+        let mut conn = self.reader()?;
+        let tx = conn
+            .transaction()
+            .map_err(sql_err(&self.path, "starting a read"))?;
+        let mut out = HashMap::new();
+        {
+            let mut stmt = tx
+                .prepare_cached("SELECT rank, since FROM deferred WHERE algo = ?1 AND digest = ?2")
+                .map_err(sql_err(&self.path, "preparing a backlog lookup"))?;
+            for d in digests {
+                let row = stmt
+                    .query_row(params![d.algo().name(), d.as_bytes()], |r| {
+                        Ok((r.get::<_, u8>(0)?, r.get::<_, i64>(1)?))
+                    })
+                    .optional()
+                    .map_err(sql_err(&self.path, "reading the backlog"))?;
+                if let Some(row) = row {
+                    out.insert(*d, row);
+                }
+            }
+        }
+        drop(tx);
+        Ok(out)
+    }
+
+    /// How many digests earlier runs deferred and no run has asked since.
+    pub fn backlog(&self) -> Result<u64, CacheError> {
+        let r = self.reader().and_then(|conn| {
+            conn.query_row("SELECT count(*) FROM deferred", [], |r| r.get::<_, i64>(0))
+                .map(|n| n.max(0) as u64)
+                .map_err(sql_err(&self.path, "counting the backlog"))
+        });
+        self.noted(r)
     }
 
     fn count_digest_lookup(&self, hit: bool) {
@@ -490,11 +599,25 @@ impl Cache {
     /// [`RACY_WINDOW`] of now are left out. Returns the number of rows written.
     /// Rows served from the cache whose date was old are dated now in the same transaction.
     pub fn put_digests(&self, rows: &[(FileKey, Digests)]) -> Result<usize, CacheError> {
-        let r = self.try_put_digests(rows);
+        let rows: Vec<_> = rows.iter().map(|&(k, d)| (k, d, None)).collect();
+        let r = self.try_put_digests(&rows);
         self.noted(r)
     }
 
-    fn try_put_digests(&self, rows: &[(FileKey, Digests)]) -> Result<usize, CacheError> {
+    /// [`Cache::put_digests`] with what each file is.
+    pub fn put_files(&self, rows: &[(FileKey, Digests, FileKind)]) -> Result<usize, CacheError> {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|&(k, d, kind)| (k, d, Some(kind)))
+            .collect();
+        let r = self.try_put_digests(&rows);
+        self.noted(r)
+    }
+
+    fn try_put_digests(
+        &self,
+        rows: &[(FileKey, Digests, Option<FileKind>)],
+    ) -> Result<usize, CacheError> {
         let now = SystemTime::now();
         let cutoff = unix_nanos(now).saturating_sub(RACY_WINDOW.as_nanos() as i64);
         let seen: Vec<(i64, i64)> = std::mem::take(&mut *lock(&self.seen));
@@ -516,7 +639,7 @@ impl Cache {
             let mut stmt = tx
                 .prepare_cached(UPSERT_DIGESTS)
                 .map_err(sql_err(&self.path, "preparing a digest write"))?;
-            for (key, d) in rows {
+            for (key, d, kind) in rows {
                 if key.mtime_ns > cutoff || key.ctime_ns > cutoff {
                     continue;
                 }
@@ -529,7 +652,8 @@ impl Cache {
                     d.sha256,
                     d.md5,
                     d.sha1,
-                    unix_secs(now)
+                    unix_secs(now),
+                    kind.map(FileKind::code)
                 ])
                 .map_err(sql_err(&self.path, "writing digests"))?;
                 written += 1;
@@ -649,6 +773,16 @@ impl Cache {
                 written += 1;
             }
         }
+        // An answered digest is no longer owed to a later run.
+        {
+            let mut stmt = tx
+                .prepare_cached("DELETE FROM deferred WHERE algo = ?1 AND digest = ?2")
+                .map_err(sql_err(&self.path, "preparing a backlog update"))?;
+            for (d, _) in answers {
+                stmt.execute(params![d.algo().name(), d.as_bytes()])
+                    .map_err(sql_err(&self.path, "updating the backlog"))?;
+            }
+        }
         tx.commit()
             .map_err(sql_err(&self.path, "committing verdicts"))?;
         bump(&self.counters.verdicts_written, written as u64);
@@ -656,13 +790,13 @@ impl Cache {
     }
 }
 
-/// The row's digests and its `seen_at`.
+/// The row's digests, its `seen_at` and its kind.
 fn select_digests(
     stmt: &mut rusqlite::Statement<'_>,
     key: &FileKey,
     need_md5: bool,
     need_sha1: bool,
-) -> rusqlite::Result<Option<(Digests, i64)>> {
+) -> rusqlite::Result<Option<(Digests, i64, Option<FileKind>)>> {
     let found = stmt
         .query_row(
             params![
@@ -678,12 +812,17 @@ fn select_digests(
                 let md5 = r.get::<_, Option<[u8; 16]>>(1).unwrap_or(None);
                 let sha1 = r.get::<_, Option<[u8; 20]>>(2).unwrap_or(None);
                 let seen_at = r.get::<_, i64>(3)?;
-                Ok(sha256.map(|sha256| (Digests { sha256, md5, sha1 }, seen_at)))
+                let kind = r.get::<_, Option<u8>>(4).ok().flatten();
+                let kind = kind.and_then(FileKind::from_code);
+                Ok(sha256.map(|sha256| (Digests { sha256, md5, sha1 }, seen_at, kind)))
             },
         )
         .optional()?
         .flatten();
-    Ok(found.filter(|(d, _)| (!need_md5 || d.md5.is_some()) && (!need_sha1 || d.sha1.is_some())))
+    Ok(
+        found
+            .filter(|(d, _, _)| (!need_md5 || d.md5.is_some()) && (!need_sha1 || d.sha1.is_some())),
+    )
 }
 
 fn unix_secs(t: SystemTime) -> i64 {

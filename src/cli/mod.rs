@@ -22,6 +22,9 @@ Exit status:
   1  at least one detection (verdict infected or suspicious)
   2  no detection, but something is incomplete: unreadable files, failed lookups,
      files that changed while read, or bad arguments
+  3  no detection and nothing failed, but the lookup budget deferred some digests
+     to a later run (--budget, or the key's daily budget is spent)
+  130, 143  interrupted by SIGINT or SIGTERM (the report covers what was done)
 The API key is read from the environment variable METADEFENDER_APIKEY or from
 --apikey-file; it is never taken as an argument and never printed.";
 
@@ -245,6 +248,14 @@ pub struct ScanArgs {
     /// Look up known-bad files as well (their verdict stays infected)
     #[arg(long)]
     pub also_lookup: bool,
+    /// Ask the service about at most N hashes in this run (0: caches and local sets only);
+    /// the rest are `deferred`, most important first, and asked first by the next runs
+    #[arg(long, value_name = "N")]
+    pub budget: Option<u64>,
+    /// Treat paths matching this glob (on the whole path, e.g. '/srv/upload/**') like
+    /// temporary and download folders when the budget decides what is asked first (repeatable)
+    #[arg(long, value_name = "GLOB")]
+    pub priority_path: Vec<String>,
     /// A previous ndjson or json report: add `change` (new/modified/unchanged) to every record
     /// and list the paths that were removed
     #[arg(long, value_name = "OLD_REPORT")]

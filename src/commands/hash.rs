@@ -19,6 +19,7 @@ pub fn run_hash(a: HashArgs) -> Result<u8, Error> {
         lookup: None,
         cache: None,
         local: None,
+        budget: BudgetOptions::default(),
     };
     let stop = Interrupt::install()?;
     let out = scan(&cfg, None, &NoProgress, &stop.flag)?;

@@ -48,7 +48,7 @@ pub fn run_lookup(a: LookupArgs) -> Result<u8, Error> {
     let records: Vec<Record<'_>> = listed
         .iter()
         .map(|h| {
-            let (verdict, answer, error) = outcome_fields(outcomes.get(&h.digest));
+            let (verdict, answer, error, note) = outcome_fields(outcomes.get(&h.digest));
             let hex = Some(h.digest.to_hex());
             let (mut sha256, mut md5, mut sha1) = (None, None, None);
             match h.digest.algo() {
@@ -67,7 +67,7 @@ pub fn run_lookup(a: LookupArgs) -> Result<u8, Error> {
                 verdict,
                 answer,
                 error,
-                note: None,
+                note,
                 change: None,
                 source: None,
             }

@@ -33,6 +33,7 @@ use hashsweep::report::{
     escape_for_line, reporter,
 };
 use hashsweep::scan::hash::FileStatus;
+use hashsweep::scan::plan::BudgetOptions;
 use hashsweep::scan::{ScanConfig, outcome_fields, scan};
 use hashsweep::{Error, ErrorChain};
 

@@ -111,6 +111,10 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
         lookup: (!a.offline).then(|| config::lookup_options(&a.api)),
         cache,
         local,
+        budget: BudgetOptions {
+            cap: a.budget,
+            priority_paths: a.priority_path.clone(),
+        },
     };
     let stop = Interrupt::install()?;
     let progress = progress();

@@ -80,6 +80,10 @@ pub enum LookupError {
     /// out).
     #[error("{0}")]
     Unfinished(Reason),
+    /// Not asked in this run because the budget (`--budget`, or what the key has left today)
+    /// went to digests that matter more: asked first on a later run.
+    #[error("{0}")]
+    Deferred(Reason),
 }
 
 impl LookupError {
@@ -92,7 +96,8 @@ impl LookupError {
             | LookupError::Transport(r)
             | LookupError::Refused(r)
             | LookupError::BadAnswer(r)
-            | LookupError::Unfinished(r) => r.as_str(),
+            | LookupError::Unfinished(r)
+            | LookupError::Deferred(r) => r.as_str(),
             LookupError::MissingEntry => NO_ENTRY,
         }
     }
@@ -109,7 +114,14 @@ impl LookupError {
             // A missing entry given context is no longer "ask again": it is a bad answer.
             LookupError::BadAnswer(_) | LookupError::MissingEntry => LookupError::BadAnswer(r),
             LookupError::Unfinished(_) => LookupError::Unfinished(r),
+            LookupError::Deferred(_) => LookupError::Deferred(r),
         }
+    }
+
+    /// Whether the digest went unasked because of the budget, not because anything failed:
+    /// its verdict is `deferred`, and a later run asks it first.
+    pub fn is_deferral(&self) -> bool {
+        matches!(self, LookupError::QuotaSpent(_) | LookupError::Deferred(_))
     }
 
     /// Whether lookups stop for the rest of the run after this (key refused, quota spent).

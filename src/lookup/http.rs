@@ -540,6 +540,14 @@ impl ReputationClient for HttpClient {
         self.stopped_reason()
     }
 
+    fn budget(&self) -> Option<super::Budget> {
+        self.quota_remaining().map(|remaining| super::Budget {
+            limit: None,
+            remaining,
+            resets_at: None,
+        })
+    }
+
     fn stats(&self) -> ClientStats {
         ClientStats {
             requests: self.requests.load(Ordering::Relaxed),

@@ -9,6 +9,7 @@
 //! outcome: an [`Answer`] or a [`LookupError`]. Nothing is guessed and a failure is never "clean".
 
 pub mod batch;
+pub mod budget;
 mod dispatch;
 pub mod error;
 pub mod http;
@@ -22,6 +23,7 @@ use serde::Serialize;
 use crate::digest::Digest;
 
 pub use batch::LookupBatch;
+pub use budget::{Budget, Plan};
 pub use dispatch::{DEFAULT_CONCURRENCY, LookupOptions, lookup_digests, spawn_lookup};
 pub use error::{LookupError, Reason};
 pub use http::{ClientConfig, HttpClient, Patience};
@@ -102,6 +104,11 @@ pub trait ReputationClient: Send + Sync {
 
     /// Why lookups stopped for the rest of the run (key refused, quota spent), if they did.
     fn halted(&self) -> Option<LookupError> {
+        None
+    }
+
+    /// The key's budget as the service last stated it; `None` until an answer said.
+    fn budget(&self) -> Option<Budget> {
         None
     }
 }

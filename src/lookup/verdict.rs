@@ -21,6 +21,9 @@ pub enum Verdict {
     NotLookedUp,
     /// In a `--known-good` hash set: not sent to the service.
     KnownGood,
+    /// Not asked in this run: the lookup budget went to digests that matter more (or the
+    /// key's daily budget is spent). A later run asks it first.
+    Deferred,
 }
 
 impl Verdict {
@@ -60,12 +63,13 @@ impl Verdict {
             Verdict::Infected => 0,
             Verdict::Suspicious => 1,
             Verdict::Error => 2,
-            Verdict::Other(_) => 3,
-            Verdict::Unknown => 4,
-            Verdict::Skipped => 5,
-            Verdict::NotLookedUp => 6,
-            Verdict::Clean => 7,
-            Verdict::KnownGood => 8,
+            Verdict::Deferred => 3,
+            Verdict::Other(_) => 4,
+            Verdict::Unknown => 5,
+            Verdict::Skipped => 6,
+            Verdict::NotLookedUp => 7,
+            Verdict::Clean => 8,
+            Verdict::KnownGood => 9,
         }
     }
 }
@@ -82,6 +86,7 @@ impl fmt::Display for Verdict {
             Verdict::Skipped => f.write_str("skipped"),
             Verdict::NotLookedUp => f.write_str("not_looked_up"),
             Verdict::KnownGood => f.write_str("known_good"),
+            Verdict::Deferred => f.write_str("deferred"),
         }
     }
 }

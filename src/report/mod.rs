@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::digest::{Algo, Digests, hex_lower};
-use crate::lookup::Answer;
 use crate::lookup::verdict::Verdict;
+use crate::lookup::{Answer, Plan};
 
 pub use change::{Change, ChangeCounts, DiffChange};
 use fields::{JsonRecord, Optional, View};
@@ -86,6 +86,8 @@ pub struct Summary {
     pub detections: u64,
     pub errors: u64,
     pub skipped: u64,
+    /// Paths whose digest the lookup budget deferred to a later run.
+    pub deferred: u64,
     pub not_looked_up: u64,
     /// Files that changed while read (their digest may be stale).
     pub changed: u64,
@@ -100,6 +102,10 @@ pub struct Summary {
     /// Cache reads and writes that failed: the sweep went on, the next run reads and asks
     /// again what was not stored.
     pub cache_errors: u64,
+    /// With lookups: what the run did with the lookup budget (needed, asked, deferred, what
+    /// the key has left and when it resets, the backlog's estimate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Plan>,
     /// With `--baseline`: how many paths are new, modified, unchanged, removed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub changes: Option<ChangeCounts>,
@@ -122,17 +128,21 @@ impl Summary {
             v if v.is_detection() => self.detections += 1,
             Verdict::Error => self.errors += 1,
             Verdict::Skipped => self.skipped += 1,
+            Verdict::Deferred => self.deferred += 1,
             Verdict::NotLookedUp if r.error.is_some() => self.not_looked_up += 1,
             _ => {}
         }
     }
 
-    /// `1` for any detection, else `2` if anything is incomplete, else `0`.
+    /// `1` for any detection, else `2` if anything is incomplete, else `3` if the budget
+    /// deferred something, else `0`.
     pub fn exit_status(&self) -> u8 {
         if self.detections > 0 {
             1
         } else if self.errors > 0 || self.not_looked_up > 0 || self.changed > 0 {
             2
+        } else if self.deferred > 0 {
+            3
         } else {
             0
         }
@@ -175,6 +185,9 @@ impl Summary {
             "\nhashsweep: {} detections, {} errors, {} skipped",
             self.detections, self.errors, self.skipped
         ));
+        if self.deferred > 0 {
+            s.push_str(&format!(", {} deferred", self.deferred));
+        }
         if self.not_looked_up > 0 {
             s.push_str(&format!(", {} not looked up", self.not_looked_up));
         }
@@ -187,6 +200,17 @@ impl Summary {
         s.push_str(&format!("; {:.2} s, {:.1} MB/s", self.elapsed_secs, mbps));
         if let Some(c) = &self.changes {
             s.push_str(&format!("\nhashsweep: {}", c.human()));
+        }
+        if let Some(p) = self.budget.as_ref().filter(|p| p.deferred > 0) {
+            s.push_str(&format!(
+                "\nhashsweep: backlog: {} digests deferred to later runs",
+                p.deferred
+            ));
+            match (p.backlog_days, p.cap) {
+                (Some(d), None) => s.push_str(&format!(", about {d} more days")),
+                (Some(d), Some(_)) => s.push_str(&format!(", about {d} more runs")),
+                _ => {}
+            }
         }
         s
     }

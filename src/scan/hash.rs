@@ -16,7 +16,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::walk::WalkEvent;
 use crate::digest::Digests;
-use crate::file::{FileMeta, describe_io, nanos};
+use crate::file::{FileKind, FileMeta, describe_io, nanos};
 use crate::sync::lock;
 
 /// Bytes read per `read` call.
@@ -56,6 +56,8 @@ pub enum FileStatus {
         meta: FileMeta,
         warning: Option<Box<str>>,
         origin: Origin,
+        /// What the file is, from its first bytes (for the lookup budget's order).
+        kind: FileKind,
     },
     /// Not read, on purpose.
     Skipped(String),
@@ -97,7 +99,7 @@ pub struct Hasher {
 
 /// Files with more than one hard link, already read: (dev, ino) → (size, mtime, ctime, digests).
 pub type LinkMap =
-    std::sync::Mutex<std::collections::HashMap<(u64, u64), (u64, i64, i64, Digests)>>;
+    std::sync::Mutex<std::collections::HashMap<(u64, u64), (u64, i64, i64, Digests, FileKind)>>;
 
 impl Hasher {
     pub fn new(opts: HashOptions) -> Hasher {
@@ -205,7 +207,7 @@ impl Hasher {
         let meta = FileMeta::of(&before);
         let link_key = (before.nlink() > 1).then_some((meta.dev, meta.ino));
         if let Some(k) = link_key
-            && let Some(&(size, mtime, ctime, digests)) = lock(&self.links).get(&k)
+            && let Some(&(size, mtime, ctime, digests, kind)) = lock(&self.links).get(&k)
             && (size, mtime, ctime) == (stat_size, meta.mtime_ns, meta.ctime_ns)
         {
             return FileResult {
@@ -216,11 +218,12 @@ impl Hasher {
                     meta,
                     warning: None,
                     origin: Origin::Link,
+                    kind,
                 },
             };
         }
         let mut file = file;
-        let (digests, read, reads) = match self.read_digests(&mut file, stat_size) {
+        let (digests, read, reads, kind) = match self.read_digests(&mut file, &path, stat_size) {
             Ok(v) => v,
             Err((e, _)) if e.kind() == io::ErrorKind::Interrupted => {
                 return FileResult {
@@ -252,7 +255,7 @@ impl Hasher {
         if let Some(k) = link_key
             && warning.is_none()
         {
-            lock(&self.links).insert(k, (read, meta.mtime_ns, meta.ctime_ns, digests));
+            lock(&self.links).insert(k, (read, meta.mtime_ns, meta.ctime_ns, digests, kind));
         }
         FileResult {
             path: path.into(),
@@ -262,11 +265,13 @@ impl Hasher {
                 meta,
                 warning,
                 origin: Origin::Read,
+                kind,
             },
         }
     }
 
-    /// Read to the end. Returns the digests, the bytes read, and how many `read` calls it took.
+    /// Read to the end. Returns the digests, the bytes read, how many `read` calls it took, and
+    /// what the first block says the file is.
     ///
     /// A short read that brings the total to exactly the size `fstat` gave is taken as the end
     /// of the file, saving the extra `read` that would return 0 (most small files are read in
@@ -275,14 +280,16 @@ impl Hasher {
     fn read_digests(
         &mut self,
         file: &mut File,
+        path: &Path,
         stat_size: u64,
-    ) -> Result<(Digests, u64, u32), (io::Error, u64)> {
+    ) -> Result<(Digests, u64, u32, FileKind), (io::Error, u64)> {
         let mut sha256 = Sha256::new();
         let mut md5 = self.opts.md5.then(Md5::new);
         let mut sha1 = self.opts.sha1.then(Sha1::new);
         let multi = md5.is_some() || sha1.is_some();
         let mut total = 0u64;
         let mut reads = 0u32;
+        let mut kind = None;
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return Err((
@@ -300,6 +307,7 @@ impl Hasher {
             reads += 1;
             let at_end = n < self.buf.len() && total == stat_size;
             let data = &self.buf[..n];
+            kind.get_or_insert_with(|| FileKind::sniff(data, path));
             if multi {
                 for chunk in data.chunks(SUB_BLOCK) {
                     sha256.update(chunk);
@@ -322,7 +330,8 @@ impl Hasher {
             md5: md5.map(|h| h.finalize().into()),
             sha1: sha1.map(|h| h.finalize().into()),
         };
-        Ok((digests, total, reads))
+        let kind = kind.unwrap_or_else(|| FileKind::sniff(&[], path));
+        Ok((digests, total, reads, kind))
     }
 }
 

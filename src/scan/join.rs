@@ -79,11 +79,13 @@ impl ScanOutput {
                         ..base
                     },
                     (None, Some(_)) => {
-                        let (verdict, answer, error) = outcome_fields(outcome);
+                        let (verdict, answer, error, why) = outcome_fields(outcome);
                         Record {
                             verdict,
                             answer,
                             error,
+                            // A change while read says more about the digest than a deferral.
+                            note: base.note.or(why),
                             ..base
                         }
                     }
@@ -114,6 +116,7 @@ impl ScanOutput {
         };
         s.verdicts_cached = self.verdicts_cached;
         s.cache_errors = self.cache_errors;
+        s.budget = self.plan.clone();
         for f in &self.files {
             s.count(&self.record(f));
             if let FileStatus::Hashed {
@@ -144,14 +147,19 @@ fn system_time(ns: i64) -> SystemTime {
 }
 
 /// Verdict, answer and error for a looked-up digest's outcome (`None`: never answered).
-pub fn outcome_fields(o: Option<&HashOutcome>) -> (Verdict, Option<&Answer>, Option<&str>) {
+/// A deferral is no failure: it says why in the note, and leaves `error` empty.
+pub fn outcome_fields(
+    o: Option<&HashOutcome>,
+) -> (Verdict, Option<&Answer>, Option<&str>, Option<&str>) {
     match o {
-        Some(Ok(a)) => (a.verdict(), Some(a), None),
-        Some(Err(e)) => (Verdict::Error, None, Some(e.message())),
+        Some(Ok(a)) => (a.verdict(), Some(a), None, None),
+        Some(Err(e)) if e.is_deferral() => (Verdict::Deferred, None, None, Some(e.message())),
+        Some(Err(e)) => (Verdict::Error, None, Some(e.message()), None),
         None => (
             Verdict::NotLookedUp,
             None,
             Some("lookup did not complete (interrupted)"),
+            None,
         ),
     }
 }

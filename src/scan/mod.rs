@@ -16,25 +16,31 @@
 pub mod dedup;
 pub mod hash;
 mod join;
+pub mod plan;
 pub mod walk;
 mod worker;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{RecvTimeoutError, Sender, bounded, select};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, select};
 use crossbeam_deque::{Injector, Stealer, Worker};
 
 use self::dedup::Dedup;
 use self::hash::{FileResult, FileStatus, HashOptions, Hasher, LinkMap, Origin};
+use self::plan::{BudgetOptions, Planner, Rank, Ranker};
 use self::walk::{WalkOptions, walk};
 use self::worker::{DigestCache, Task, WorkQueue, hash_worker};
 use crate::cache::{Cache, FileKey};
-use crate::digest::{Algo, Digest, Digests};
+use crate::digest::{Algo, Digest, DigestHash, Digests};
+use crate::file::FileKind;
 use crate::known::LocalSets;
-use crate::lookup::{Answer, HashOutcome, LookupOptions, ReputationClient, spawn_lookup};
+use crate::lookup::{
+    Answer, HashOutcome, LookupError, LookupOptions, Plan, ReputationClient, spawn_lookup,
+};
 use crate::progress::Progress;
 
 pub use self::join::outcome_fields;
@@ -56,6 +62,8 @@ pub struct ScanConfig {
     pub cache: Option<Arc<Cache>>,
     /// `--known-good` / `--known-bad` hash sets.
     pub local: Option<Arc<LocalSets>>,
+    /// `--budget`, `--priority-path`: how the lookup budget is spent.
+    pub budget: BudgetOptions,
 }
 
 /// What a scan learned: one result per path, and one outcome per distinct digest looked up.
@@ -73,6 +81,8 @@ pub struct ScanOutput {
     pub verdicts_cached: u64,
     /// Cache reads and writes that failed (the sweep went on without them).
     pub cache_errors: u64,
+    /// What the run did with the lookup budget (`None`: offline).
+    pub plan: Option<Plan>,
     pub elapsed: Duration,
 }
 
@@ -85,15 +95,30 @@ struct Collector<'a> {
     dedup: Dedup,
     digest_tx: Option<Sender<Digest>>,
     cache: Option<&'a Cache>,
-    /// First-seen digests waiting for one batched verdict-cache lookup.
-    pending_verdicts: Vec<Digest>,
+    /// First-seen digests waiting for one batched verdict-cache lookup, with their rank.
+    pending_verdicts: Vec<(Digest, Rank)>,
     local: Option<&'a LocalSets>,
-    pending_rows: Vec<(FileKey, Digests)>,
+    pending_rows: Vec<(FileKey, Digests, FileKind)>,
     last_flush: Instant,
     verdicts_cached: u64,
     /// Whether the user was told that the cache failed (once per run).
     cache_warned: bool,
     progress: &'a dyn Progress,
+    /// The lookup budget's keeper and the order of risk (with lookups only).
+    budget: Option<BudgetKeeper>,
+}
+
+/// The lookup stage's side of the budget: who asks the service, and what is decided so far.
+struct BudgetKeeper {
+    client: Arc<dyn ReputationClient>,
+    planner: Planner,
+    ranker: Ranker,
+    /// Digests handed to the lookup stage, and outcomes back from it.
+    sent: u64,
+    returned: u64,
+    /// Ranks of what was sent, filled in when the plan is made.
+    ranks: HashMap<Digest, Rank, DigestHash>,
+    plan: Option<Plan>,
 }
 
 impl Collector<'_> {
@@ -103,29 +128,44 @@ impl Collector<'_> {
             meta,
             warning,
             origin,
+            kind,
         } = &res.status
         {
             let wanted = self
                 .local
                 .is_none_or(|l| l.wants_lookup(l.classify(digests)));
             if let Some(key) = digests.get(self.algo)
-                && self.dedup.first_sighting(key)
                 && wanted
-                && let Some(tx) = &self.digest_tx
+                && self.digest_tx.is_some()
             {
-                if self.cache.is_some() {
-                    // Asked of the verdict cache in batches (one read transaction each).
-                    self.pending_verdicts.push(key);
-                    if self.pending_verdicts.len() >= VERDICT_BATCH {
-                        self.resolve_pending();
+                let rank = |b: &BudgetKeeper| {
+                    b.ranker
+                        .rank(&res.path, *kind, meta.mtime_ns, meta.ctime_ns)
+                };
+                if self.dedup.first_sighting(key) {
+                    let rank = self.budget.as_ref().map_or(Rank::from_code(0), rank);
+                    if self.cache.is_some() {
+                        // Asked of the verdict cache in batches (one read transaction each).
+                        self.pending_verdicts.push((key, rank));
+                        if self.pending_verdicts.len() >= VERDICT_BATCH {
+                            self.resolve_pending();
+                        }
+                    } else {
+                        self.want(key, rank);
                     }
-                } else {
-                    let _ = tx.send(key);
+                } else if let Some(b) = self.budget.as_mut()
+                    && b.planner.holds_any()
+                {
+                    let r = rank(b);
+                    b.planner.again(&key, r);
                 }
             }
             if *origin != Origin::Cache && warning.is_none() && self.cache.is_some() {
-                self.pending_rows
-                    .push((FileKey::new(meta, res.size.unwrap_or(0)), *digests));
+                self.pending_rows.push((
+                    FileKey::new(meta, res.size.unwrap_or(0)),
+                    *digests,
+                    *kind,
+                ));
                 self.flush_digests(false);
             }
             self.progress.file_done(res.size.unwrap_or(0));
@@ -138,29 +178,114 @@ impl Collector<'_> {
         if self.pending_verdicts.is_empty() {
             return;
         }
-        let keys = std::mem::take(&mut self.pending_verdicts);
+        let pending = std::mem::take(&mut self.pending_verdicts);
+        let keys: Vec<Digest> = pending.iter().map(|p| p.0).collect();
         // A failed read asks the service instead (counted by the cache, told once).
         let mut hits = self
             .cache
             .and_then(|c| c.get_verdicts(&keys, SystemTime::now()).ok())
             .unwrap_or_default();
         self.check_cache();
-        for k in keys {
+        for (k, rank) in pending {
             match hits.remove(&k) {
                 Some(a) => {
                     self.verdicts_cached += 1;
                     self.dedup.answer(k, Ok(a));
                 }
-                None => {
-                    if let Some(tx) = &self.digest_tx {
-                        let _ = tx.send(k);
-                    }
-                }
+                None => self.want(k, rank),
             }
         }
     }
 
+    /// A digest needs the service: send it now, or hold it for the plan.
+    fn want(&mut self, d: Digest, rank: Rank) {
+        let Some(tx) = &self.digest_tx else { return };
+        match self.budget.as_mut() {
+            Some(b) => {
+                if b.planner.offer(d, rank) {
+                    b.sent += 1;
+                    let _ = tx.send(d);
+                }
+            }
+            None => {
+                let _ = tx.send(d);
+            }
+        }
+    }
+
+    /// Answers came back: what they said about the budget may let held digests go.
+    fn learn_budget(&mut self) {
+        let (Some(b), Some(tx)) = (self.budget.as_mut(), &self.digest_tx) else {
+            return;
+        };
+        for d in b.planner.learn(b.client.budget()) {
+            b.sent += 1;
+            let _ = tx.send(d);
+        }
+    }
+
+    /// The end of the walk: with digests held, wait for the answers to what was sent (so the
+    /// budget is current), then ask the best of the held ones and defer the rest.
+    fn plan(&mut self, out_rx: &Receiver<Vec<(Digest, HashOutcome)>>, stop: &AtomicBool) {
+        while let Some(b) = &self.budget
+            && b.returned < b.sent
+            && b.planner.holds_any()
+            && !stop.load(Ordering::Relaxed)
+        {
+            match out_rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(batch) => self.take_outcomes(batch),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(b) = self.budget.as_mut() else {
+            return;
+        };
+        let planner = std::mem::replace(&mut b.planner, Planner::new(Some(0), 1));
+        let held = planner.held();
+        let earlier: HashMap<Digest, (Rank, i64)> = match (self.cache, held.is_empty()) {
+            (Some(c), false) => c
+                .get_deferred(&held)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(d, (r, since))| (d, (Rank::from_code(r), since)))
+                .collect(),
+            _ => HashMap::new(),
+        };
+        let (asked, deferred, plan, ranks) = planner.finish(b.client.budget(), &earlier);
+        if let Some(tx) = &self.digest_tx {
+            for d in &asked {
+                b.sent += 1;
+                let _ = tx.send(*d);
+            }
+        }
+        b.ranks = ranks;
+        if plan.needed > 0 {
+            self.progress.note(&plan.human());
+        }
+        b.plan = Some(plan);
+        let reason = LookupError::Deferred(
+            "deferred by the lookup budget: the hashes this run could ask went to files that \
+             matter more; a later run asks it first"
+                .into(),
+        );
+        for (d, _) in &deferred {
+            self.dedup.answer(*d, Err(reason.clone()));
+        }
+        if let Some(c) = self.cache {
+            let rows: Vec<(Digest, u8)> = deferred.iter().map(|(d, r)| (*d, r.code())).collect();
+            let _ = c.put_deferred(&rows, SystemTime::now());
+            self.check_cache();
+        }
+    }
+
     fn take_outcomes(&mut self, batch: Vec<(Digest, HashOutcome)>) {
+        if let Some(b) = self.budget.as_mut() {
+            b.returned += batch.len() as u64;
+        }
         if let Some(cache) = self.cache {
             let good: Vec<(Digest, Answer)> = batch
                 .iter()
@@ -169,11 +294,26 @@ impl Collector<'_> {
             // A cache that cannot be written costs the next run a lookup, not this run a
             // result: the cache counts the failure and `check_cache` tells the user once.
             let _ = cache.put_verdicts(&good, SystemTime::now());
+            // Refused for the day after all (429000): owed to a later run like the rest.
+            let rank_of = |d: &Digest| {
+                self.budget
+                    .as_ref()
+                    .and_then(|b| b.ranks.get(d).copied())
+                    .unwrap_or(Rank::from_code(u8::MAX))
+                    .code()
+            };
+            let owed: Vec<(Digest, u8)> = batch
+                .iter()
+                .filter(|(_, o)| o.as_ref().is_err_and(LookupError::is_deferral))
+                .map(|(d, _)| (*d, rank_of(d)))
+                .collect();
+            let _ = cache.put_deferred(&owed, SystemTime::now());
             self.check_cache();
         }
         for (d, o) in batch {
             self.dedup.answer(d, o);
         }
+        self.learn_budget();
         self.progress
             .lookups(self.dedup.answered() as u64, self.dedup.distinct() as u64);
     }
@@ -187,7 +327,7 @@ impl Collector<'_> {
             && !self.pending_rows.is_empty()
             && (force || due)
         {
-            let _ = cache.put_digests(&self.pending_rows);
+            let _ = cache.put_files(&self.pending_rows);
             self.pending_rows.clear();
             self.last_flush = Instant::now();
             self.check_cache();
@@ -248,6 +388,22 @@ pub fn scan(
         verdicts_cached: 0,
         cache_warned: false,
         progress,
+        budget: match &lookup {
+            Some((_, client)) => Some(BudgetKeeper {
+                client: Arc::clone(client),
+                planner: Planner::new(
+                    cfg.budget.cap,
+                    cfg.lookup.as_ref().map_or(1, |l| l.batch_size as u64),
+                ),
+                ranker: Ranker::new(&cfg.budget)
+                    .map_err(|e| crate::Error::Usage(format!("invalid --priority-path: {e}")))?,
+                sent: 0,
+                returned: 0,
+                ranks: HashMap::default(),
+                plan: None,
+            }),
+            None => None,
+        },
     };
 
     let links: Arc<LinkMap> = Arc::default();
@@ -323,6 +479,9 @@ pub fn scan(
             }
         }
         c.resolve_pending();
+        if let Some(rx) = &out_rx {
+            c.plan(rx, stop);
+        }
         c.digest_tx = None;
         c.flush_digests(true);
         // Wait for the answers still due; once stopped, give in-flight requests a short grace
@@ -355,6 +514,7 @@ pub fn scan(
         mut files,
         dedup,
         verdicts_cached,
+        budget,
         ..
     } = c;
     // Raw bytes: as deterministic as component order and several times cheaper.
@@ -376,6 +536,7 @@ pub fn scan(
         retries: stats.retries,
         verdicts_cached,
         cache_errors: cfg.cache.as_ref().map_or(0, |c| c.stats().errors),
+        plan: budget.and_then(|b| b.plan),
         elapsed: started.elapsed(),
     })
 }
@@ -404,6 +565,7 @@ mod tests {
         fn warn(&self, message: &str) {
             self.0.lock().unwrap().push(message.to_string());
         }
+        fn note(&self, _: &str) {}
         fn finish(&self) {}
     }
 
@@ -435,6 +597,7 @@ mod tests {
             lookup: None,
             cache: Some(Arc::new(cache)),
             local: None,
+            budget: BudgetOptions::default(),
         };
         let progress = Recorder::default();
         let out = scan(&cfg, None, &progress, &Arc::new(AtomicBool::new(false))).unwrap();

@@ -13,7 +13,7 @@ use crossbeam_utils::Backoff;
 use super::hash::{FileResult, FileStatus, HashOptions, Hasher, Origin};
 use super::walk::WalkEvent;
 use crate::cache::{Cache, FileKey};
-use crate::file::FileMeta;
+use crate::file::{FileKind, FileMeta};
 
 /// The digest cache as the workers ask it: files whose (dev, ino, size, mtime, ctime) are
 /// unchanged since they were last hashed are answered without being opened.
@@ -60,7 +60,7 @@ impl DigestCache<'_> {
             .collect();
         let mut found = self
             .cache
-            .get_digests_many(&keys, self.opts.md5, self.opts.sha1)
+            .get_files_many(&keys, self.opts.md5, self.opts.sha1)
             .unwrap_or_default()
             .into_iter();
         paths
@@ -68,7 +68,7 @@ impl DigestCache<'_> {
             .zip(metas)
             .map(|(p, m)| {
                 let (meta, size) = m?;
-                let digests = found.next().flatten()?;
+                let (digests, kind) = found.next().flatten()?;
                 Some(FileResult {
                     path: p.as_path().into(),
                     size: Some(size),
@@ -77,6 +77,8 @@ impl DigestCache<'_> {
                         meta,
                         warning: None,
                         origin: Origin::Cache,
+                        // A row from before kinds were kept: the name is all there is.
+                        kind: kind.unwrap_or_else(|| FileKind::sniff(&[], p)),
                     },
                 })
             })

@@ -711,13 +711,14 @@ fn a_spent_upstream_quota_reaches_clients_as_429000_with_the_reset() {
     let r = post_hashes(gw, TOKENS[0].1, &more);
     assert_eq!(r.status, 429);
     assert_eq!(mock.requests().len(), upstream_calls);
-    // A scanning endpoint stops on it as it would on the service's own 429000.
+    // A scanning endpoint stops on it as it would on the service's own 429000: what it
+    // could not ask is deferred to its next run (exit 3), not failed.
     let tree = Tree::new();
     tree.file("new", b"never seen before");
     let out = scan_via(&gw.url, TOKENS[5].1, tree.path());
-    assert_eq!(code(&out), 2);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert!(stderr(&out).contains("quota"), "{}", stderr(&out));
-    assert_eq!(ndjson(&out)[0]["verdict"], "error");
+    assert_eq!(ndjson(&out)[0]["verdict"], "deferred");
 }
 
 #[test]

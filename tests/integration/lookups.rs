@@ -128,7 +128,7 @@ fn throttling_waits_as_told_then_goes_on() {
 }
 
 #[test]
-fn spent_daily_quota_stops_lookups_with_errors() {
+fn spent_daily_quota_defers_the_rest_with_exit_3() {
     let mock = MockServer::start(Some(KEY)).unwrap();
     mock.push_fault(
         Fault::new(
@@ -146,9 +146,20 @@ fn spent_daily_quota_stops_lookups_with_errors() {
         "--batch-wait",
         "60s",
     ]));
-    assert_eq!(code(&out), 2);
+    // Not a failure: the day's budget is spent, so everything waits for a later run.
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert_eq!(mock.requests().len(), 1);
-    assert!(ndjson(&out).iter().all(|r| r["verdict"] == "error"));
+    let recs = ndjson(&out);
+    assert_eq!(recs.len(), 20);
+    assert!(
+        recs.iter()
+            .all(|r| r["verdict"] == "deferred" && r["error"].is_null())
+    );
+    assert!(
+        recs[0]["note"].as_str().unwrap().contains("quota"),
+        "{}",
+        recs[0]
+    );
     assert!(stderr(&out).contains("quota"), "{}", stderr(&out));
 }
 

@@ -1,0 +1,193 @@
+//! The lookup budget: what the service says a key has left ([`Budget`], from the rate-limit
+//! headers of its answers) and what a run did with it ([`Plan`]: how many digests needed a
+//! lookup, how many were asked, how many were deferred to later runs, and when the backlog
+//! should be done).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+/// What the service says about the key's budget, from the rate-limit headers of the last answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Hashes per window (`x-ratelimit-limit`; a day for the reputation API).
+    pub limit: Option<u64>,
+    /// Hashes left in this window (`x-ratelimit-remaining`).
+    pub remaining: u64,
+    /// When the window ends (now + `x-ratelimit-reset-in`).
+    pub resets_at: Option<SystemTime>,
+}
+
+/// What a run did with its budget; printed as the plan line and kept in the JSON summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// Distinct digests that needed a lookup (after the caches and the local hash sets).
+    pub needed: u64,
+    /// Of those, how many were sent.
+    pub asked: u64,
+    /// Of those, how many were deferred by the budget (verdict `deferred`).
+    pub deferred: u64,
+    /// `--budget`: the most this run may ask.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cap: Option<u64>,
+    /// The key's hashes per day, as the service said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    /// What the key had left when the plan was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<u64>,
+    /// When the key's window resets (unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resets_at: Option<u64>,
+    /// About how many more days (at `limit` a day) or runs (at `cap` a run) the deferred
+    /// digests need.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backlog_days: Option<u64>,
+}
+
+impl Plan {
+    /// The plan line for stderr, e.g. `needs 37 412 lookups; the key allows 3 999 more until
+    /// 2026-12-02 14:02 UTC; asking the 3 999 that matter most, deferring 33 413 (about 9 more
+    /// days at 4 000 a day)`.
+    pub fn human(&self) -> String {
+        let mut s = format!(
+            "needs {} {}",
+            group(self.needed),
+            if self.needed == 1 {
+                "lookup"
+            } else {
+                "lookups"
+            }
+        );
+        let mut allows = Vec::new();
+        if let Some(r) = self.remaining {
+            let until = self
+                .resets_at
+                .map(|t| format!(" until {}", utc_minute(t)))
+                .unwrap_or_default();
+            allows.push(format!("the key allows {} more{until}", group(r)));
+        }
+        if let Some(c) = self.cap {
+            allows.push(format!("--budget allows {}", group(c)));
+        }
+        if !allows.is_empty() {
+            s.push_str("; ");
+            s.push_str(&allows.join(" and "));
+        }
+        if self.deferred == 0 {
+            s.push_str(&match self.needed {
+                0 => "; nothing to ask".to_string(),
+                n => format!("; asking all {}", group(n)),
+            });
+            return s;
+        }
+        s.push_str(&format!(
+            "; asking the {} that matter most, deferring {}",
+            group(self.asked),
+            group(self.deferred)
+        ));
+        match (self.backlog_days, self.limit, self.cap) {
+            (Some(d), Some(l), None) => s.push_str(&format!(
+                " (about {d} more {} at {} a day)",
+                if d == 1 { "day" } else { "days" },
+                group(l)
+            )),
+            (Some(d), _, Some(c)) => s.push_str(&format!(
+                " (about {d} more {} at {} a run)",
+                if d == 1 { "run" } else { "runs" },
+                group(c)
+            )),
+            _ => {}
+        }
+        s
+    }
+
+    /// Fill in [`Plan::backlog_days`]: the deferred digests over what a day (or a run) allows.
+    pub fn estimate(&mut self) {
+        let per = match (self.cap, self.limit) {
+            (Some(c), Some(l)) => Some(c.min(l)),
+            (Some(c), None) => Some(c),
+            (None, l) => l,
+        };
+        self.backlog_days = per
+            .filter(|&p| p > 0 && self.deferred > 0)
+            .map(|p| self.deferred.div_ceil(p));
+    }
+}
+
+/// Unix seconds of a time (0 before the epoch).
+pub fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `2026-12-02 14:02 UTC`.
+fn utc_minute(unix: u64) -> String {
+    let t = UNIX_EPOCH + Duration::from_secs(unix);
+    let s = humantime::format_rfc3339_seconds(t).to_string();
+    // "2026-12-02T14:02:05Z" -> "2026-12-02 14:02 UTC"
+    format!("{} {} UTC", &s[..10], &s[11..16])
+}
+
+/// `37412` -> `37 412` (thin grouping a person reads at a glance, any locale).
+fn group(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plan_line_says_what_is_asked_deferred_and_how_long_the_rest_takes() {
+        let mut p = Plan {
+            needed: 37_412,
+            asked: 3_999,
+            deferred: 33_413,
+            limit: Some(4_000),
+            remaining: Some(3_999),
+            // 2026-12-02 14:02:00 UTC
+            resets_at: Some(1_796_220_120),
+            ..Plan::default()
+        };
+        p.estimate();
+        assert_eq!(p.backlog_days, Some(9));
+        assert_eq!(
+            p.human(),
+            "needs 37 412 lookups; the key allows 3 999 more until 2026-12-02 14:02 UTC; \
+             asking the 3 999 that matter most, deferring 33 413 (about 9 more days at 4 000 a day)"
+        );
+        let all = Plan {
+            needed: 12,
+            asked: 12,
+            remaining: Some(3_000),
+            ..Plan::default()
+        };
+        assert_eq!(
+            all.human(),
+            "needs 12 lookups; the key allows 3 000 more; asking all 12"
+        );
+        let mut capped = Plan {
+            needed: 10,
+            asked: 4,
+            deferred: 6,
+            cap: Some(4),
+            ..Plan::default()
+        };
+        capped.estimate();
+        assert_eq!(
+            capped.human(),
+            "needs 10 lookups; --budget allows 4; asking the 4 that matter most, deferring 6 \
+             (about 2 more runs at 4 a run)"
+        );
+        assert_eq!(group(1_000_000), "1 000 000");
+        assert_eq!(group(999), "999");
+    }
+}

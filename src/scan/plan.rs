@@ -1,0 +1,464 @@
+//! The lookup budget in the pipeline: which digests are asked as the walk goes, which wait until
+//! the walk has ranked them, and which are deferred to a later run.
+//!
+//! **Order of risk.** Each digest gets a [`Rank`] from what the sweep already has in hand (no
+//! extra reads), compared in this order; lower is asked first:
+//! 1. what the file is ([`FileKind`], from its first bytes): executables and libraries, then
+//!    scripts, then documents that carry macros or scripts, then archives, then the rest;
+//! 2. where it is: user-writable and temporary places ([`RISKY_PLACES`]) and `--priority-path`;
+//! 3. how new it is: changed (mtime or ctime) in the last [`RECENT`];
+//! 4. how rare it is: a digest only one path holds;
+//! 5. then a digest deferred by an earlier run before a new one of the same rank, the oldest
+//!    deferral first, then the order the walk met them.
+//!
+//! **Streaming or holding.** With a budget of at least [`STREAM_MIN`] hashes left, the first
+//! quarter of it is asked as digests come (lookups overlap hashing, as when there is no budget
+//! at all); past that quarter, or with less left, digests are held until the walk ends, then
+//! the best ones are asked and the rest deferred. Before anything is known about the budget
+//! (no `--budget`, no answer yet), the first request's worth (`--batch-size`) goes out in walk
+//! order to learn it. A service whose answers carry no budget is taken as unlimited.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use crate::digest::{Digest, DigestHash};
+use crate::file::FileKind;
+use crate::lookup::{Budget, Plan};
+
+/// With at least this many hashes left, lookups start while the walk goes on.
+pub const STREAM_MIN: u64 = 20_000;
+/// "Changed recently" for the order of risk.
+pub const RECENT: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Places where malware is dropped: user-writable, temporary, served to the web. A path under
+/// one of these (or matching `--priority-path`) ranks before the same kind of file elsewhere.
+pub const RISKY_PLACES: &[&str] = &[
+    "/tmp/**",
+    "/var/tmp/**",
+    "/dev/shm/**",
+    "/run/user/**",
+    "/home/**",
+    "/root/**",
+    "/Users/**",
+    "**/Downloads/**",
+    "**/Desktop/**",
+    "/var/www/**",
+    "/srv/**",
+    "**/public_html/**",
+    "**/htdocs/**",
+    "**/wwwroot/**",
+    "**/AppData/**",
+    "**/Temp/**",
+    "**/ProgramData/**",
+];
+
+/// What the user asked of the budget.
+#[derive(Debug, Clone, Default)]
+pub struct BudgetOptions {
+    /// `--budget N`: at most N hashes asked in this run (0: caches and local sets only).
+    pub cap: Option<u64>,
+    /// `--priority-path GLOB`: the user's own risky places (matched on the whole path).
+    pub priority_paths: Vec<String>,
+}
+
+/// A digest's place in the order of risk; lower is asked first. Five bits: the kind, then
+/// "not in a risky place", "not recent", "not rare".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Rank(u8);
+
+impl Rank {
+    /// The rank of one file, rarity not yet known (counted as rare until a second path holds
+    /// the same digest).
+    pub fn of(kind: FileKind, risky_place: bool, recent: bool) -> Rank {
+        Rank((kind.code() << 3) | (u8::from(!risky_place) << 2) | (u8::from(!recent) << 1))
+    }
+
+    fn common(self) -> Rank {
+        Rank(self.0 | 1)
+    }
+
+    /// The stored form (the cache's deferred list).
+    pub fn code(self) -> u8 {
+        self.0
+    }
+
+    pub fn from_code(code: u8) -> Rank {
+        Rank(code)
+    }
+}
+
+/// Ranks files: holds the compiled places and the sweep's "now".
+pub struct Ranker {
+    places: GlobSet,
+    now_ns: i64,
+}
+
+impl Ranker {
+    pub fn new(opts: &BudgetOptions) -> Result<Ranker, globset::Error> {
+        let mut b = GlobSetBuilder::new();
+        for g in RISKY_PLACES
+            .iter()
+            .copied()
+            .chain(opts.priority_paths.iter().map(String::as_str))
+        {
+            b.add(Glob::new(g)?);
+        }
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        Ok(Ranker {
+            places: b.build()?,
+            now_ns: now,
+        })
+    }
+
+    /// The rank of a file from its path, kind and timestamps (nanoseconds since the epoch).
+    pub fn rank(&self, path: &Path, kind: FileKind, mtime_ns: i64, ctime_ns: i64) -> Rank {
+        let changed = mtime_ns.max(ctime_ns);
+        let recent = self.now_ns.saturating_sub(changed) < RECENT.as_nanos() as i64;
+        Rank::of(kind, self.places.is_match(path), recent)
+    }
+}
+
+/// A digest waiting for the plan.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    rank: Rank,
+    paths: u32,
+    /// The order the walk met it (the last tie-break).
+    seen: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Nothing known about the budget yet: the first batch goes out to learn it.
+    Learning { first: u64 },
+    /// Ask as digests come, up to `limit` in all.
+    Streaming { limit: u64 },
+    /// Hold everything until the walk has ranked it.
+    Holding,
+    /// The service states no budget and there is no `--budget`: ask everything as it comes.
+    Unlimited,
+}
+
+/// The collector's budget keeper: says for each digest that needs a lookup whether it goes now,
+/// and at the end of the walk which of the held ones are asked.
+pub struct Planner {
+    cap: Option<u64>,
+    mode: Mode,
+    /// Digests handed to the lookup stage, and their ranks (for the deferred list if the
+    /// service refuses them for the day after all).
+    sent: HashMap<Digest, Rank, DigestHash>,
+    held: HashMap<Digest, Held, DigestHash>,
+    /// The budget when the plan was made (for the plan line).
+    seen_budget: Option<Budget>,
+}
+
+impl Planner {
+    /// `first_batch`: how many digests go out before anything is known about the budget (the
+    /// first request's worth).
+    pub fn new(cap: Option<u64>, first_batch: u64) -> Planner {
+        let mode = match cap {
+            Some(c) if c >= STREAM_MIN => Mode::Streaming { limit: c / 4 },
+            Some(_) => Mode::Holding,
+            None => Mode::Learning {
+                first: first_batch.max(1),
+            },
+        };
+        Planner {
+            cap,
+            mode,
+            sent: HashMap::default(),
+            held: HashMap::default(),
+            seen_budget: None,
+        }
+    }
+
+    /// Whether a digest that needs a lookup is sent now (`true`) or held for the plan.
+    pub fn offer(&mut self, d: Digest, rank: Rank) -> bool {
+        let send = match self.mode {
+            Mode::Unlimited => true,
+            Mode::Learning { first } => (self.sent.len() as u64) < first,
+            Mode::Streaming { limit } => {
+                let fits = (self.sent.len() as u64) < limit;
+                if !fits {
+                    self.mode = Mode::Holding;
+                }
+                fits
+            }
+            Mode::Holding => false,
+        };
+        if send {
+            self.sent.insert(d, rank);
+        } else {
+            let seen = self.held.len() as u32;
+            self.held.insert(
+                d,
+                Held {
+                    rank,
+                    paths: 1,
+                    seen,
+                },
+            );
+        }
+        send
+    }
+
+    /// Another path holds a digest already offered: its best rank counts, and it is not rare.
+    pub fn again(&mut self, d: &Digest, rank: Rank) {
+        if let Some(h) = self.held.get_mut(d) {
+            h.rank = h.rank.min(rank);
+            h.paths = h.paths.saturating_add(1);
+        }
+    }
+
+    /// The digests held so far.
+    pub fn held(&self) -> Vec<Digest> {
+        self.held.keys().copied().collect()
+    }
+
+    /// Whether any digest is held (callers skip [`Planner::again`] when none is).
+    pub fn holds_any(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// What the service said about the budget changed: decide how to go on, and return the
+    /// held digests to send now (best first).
+    pub fn learn(&mut self, budget: Option<Budget>) -> Vec<Digest> {
+        let allowance = self.allowance(budget);
+        self.mode = match (self.mode, allowance) {
+            (Mode::Learning { .. }, None) => Mode::Unlimited,
+            (Mode::Learning { .. } | Mode::Streaming { .. }, Some(a))
+                if a + self.asked() >= STREAM_MIN =>
+            {
+                Mode::Streaming {
+                    limit: (a + self.asked()) / 4,
+                }
+            }
+            (Mode::Learning { .. } | Mode::Streaming { .. }, Some(_)) => Mode::Holding,
+            (m, _) => m,
+        };
+        let room = match self.mode {
+            Mode::Unlimited => u64::MAX,
+            Mode::Streaming { limit } => limit.saturating_sub(self.asked()),
+            _ => 0,
+        };
+        let mut out = self.best(room as usize);
+        for d in &out {
+            if let Some(h) = self.held.remove(d) {
+                self.sent.insert(*d, h.rank);
+            }
+        }
+        out.shrink_to_fit();
+        out
+    }
+
+    /// At the end of the walk (answers to what was sent already in): the held digests that are
+    /// asked now, best first, the ones deferred with their ranks, and the plan. `earlier`
+    /// holds the deferred list of earlier runs for the held digests: (rank, since).
+    pub fn finish(
+        mut self,
+        budget: Option<Budget>,
+        earlier: &HashMap<Digest, (Rank, i64)>,
+    ) -> (
+        Vec<Digest>,
+        Vec<(Digest, Rank)>,
+        Plan,
+        HashMap<Digest, Rank, DigestHash>,
+    ) {
+        self.seen_budget = budget;
+        let needed = self.asked() + self.held.len() as u64;
+        let room = match self.allowance(budget) {
+            // Nothing known and no cap: everything is asked.
+            None => u64::MAX,
+            Some(a) => a,
+        };
+        let mut order: Vec<(Rank, bool, i64, u32, Digest)> = self
+            .held
+            .iter()
+            .map(|(d, h)| {
+                let rank = if h.paths > 1 { h.rank.common() } else { h.rank };
+                match earlier.get(d) {
+                    Some(&(r, since)) => (rank.min(r), false, since, h.seen, *d),
+                    None => (rank, true, i64::MAX, h.seen, *d),
+                }
+            })
+            .collect();
+        order.sort_unstable();
+        let take = order.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let deferred: Vec<(Digest, Rank)> = order[take..]
+            .iter()
+            .map(|&(r, _, _, _, d)| (d, r))
+            .collect();
+        let asked: Vec<Digest> = order[..take].iter().map(|e| e.4).collect();
+        for &(r, _, _, _, d) in &order[..take] {
+            self.sent.insert(d, r);
+        }
+        let mut plan = Plan {
+            needed,
+            asked: self.asked(),
+            deferred: deferred.len() as u64,
+            cap: self.cap,
+            limit: budget.and_then(|b| b.limit),
+            remaining: budget.map(|b| b.remaining),
+            resets_at: budget
+                .and_then(|b| b.resets_at)
+                .map(crate::lookup::budget::unix_secs),
+            backlog_days: None,
+        };
+        plan.estimate();
+        (asked, deferred, plan, self.sent)
+    }
+
+    /// Digests handed to the lookup stage so far.
+    fn asked(&self) -> u64 {
+        self.sent.len() as u64
+    }
+
+    /// How many more hashes may be asked: `--budget` less what was sent, and no more than the
+    /// service says is left. `None`: no limit known.
+    fn allowance(&self, budget: Option<Budget>) -> Option<u64> {
+        let cap_left = self.cap.map(|c| c.saturating_sub(self.asked()));
+        let service = budget.map(|b| b.remaining);
+        match (cap_left, service) {
+            (Some(c), Some(s)) => Some(c.min(s)),
+            (c, s) => c.or(s),
+        }
+    }
+
+    /// Up to `n` held digests, best first.
+    fn best(&self, n: usize) -> Vec<Digest> {
+        if n == 0 || self.held.is_empty() {
+            return Vec::new();
+        }
+        let mut v: Vec<(Rank, u32, Digest)> = self
+            .held
+            .iter()
+            .map(|(d, h)| (h.rank, h.seen, *d))
+            .collect();
+        v.sort_unstable();
+        v.truncate(n);
+        v.into_iter().map(|e| e.2).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(n: u8) -> Digest {
+        Digest::Sha256([n; 32])
+    }
+
+    fn budget(remaining: u64) -> Option<Budget> {
+        Some(Budget {
+            limit: Some(4000),
+            remaining,
+            resets_at: None,
+        })
+    }
+
+    #[test]
+    fn the_order_of_risk_is_kind_then_place_then_recency_then_rarity() {
+        let exe_tmp = Rank::of(FileKind::Executable, true, false);
+        let exe_usr = Rank::of(FileKind::Executable, false, true);
+        let script_tmp_new = Rank::of(FileKind::Script, true, true);
+        let data_tmp_new = Rank::of(FileKind::Other, true, true);
+        let data_old = Rank::of(FileKind::Other, false, false);
+        let mut v = [data_old, script_tmp_new, exe_usr, data_tmp_new, exe_tmp];
+        v.sort();
+        assert_eq!(
+            v,
+            [exe_tmp, exe_usr, script_tmp_new, data_tmp_new, data_old]
+        );
+        assert!(data_old < data_old.common(), "rare before common");
+
+        let r = Ranker::new(&BudgetOptions {
+            priority_paths: vec!["/srv/evidence/**".into(), "**/*.dll".into()],
+            ..BudgetOptions::default()
+        })
+        .unwrap();
+        let old = 0;
+        let p = |s: &str| r.rank(Path::new(s), FileKind::Other, old, old);
+        assert_eq!(p("/tmp/x"), Rank::of(FileKind::Other, true, false));
+        assert_eq!(
+            p("/home/ann/Downloads/x"),
+            Rank::of(FileKind::Other, true, false)
+        );
+        assert_eq!(p("/usr/lib/x"), Rank::of(FileKind::Other, false, false));
+        assert_eq!(p("/data/x.dll"), Rank::of(FileKind::Other, true, false));
+        let now = r.now_ns;
+        assert_eq!(
+            r.rank(Path::new("/usr/x"), FileKind::Other, now, old),
+            Rank::of(FileKind::Other, false, true)
+        );
+    }
+
+    #[test]
+    fn a_small_budget_holds_everything_and_asks_the_best() {
+        let mut p = Planner::new(None, 1);
+        // The first digest goes alone to learn the budget.
+        assert!(p.offer(d(1), Rank::of(FileKind::Other, false, false)));
+        assert!(!p.offer(d(2), Rank::of(FileKind::Other, false, false)));
+        // 3 hashes left: too few to stream.
+        assert!(p.learn(budget(3)).is_empty());
+        assert!(!p.offer(d(3), Rank::of(FileKind::Executable, true, true)));
+        assert!(!p.offer(d(4), Rank::of(FileKind::Script, false, false)));
+        assert!(!p.offer(d(5), Rank::of(FileKind::Other, false, false)));
+        assert!(!p.offer(d(6), Rank::of(FileKind::Other, false, false)));
+        p.again(&d(6), Rank::of(FileKind::Other, false, false));
+        // d(2) was deferred by an earlier run: before the new d(5) of the same rank.
+        let earlier = HashMap::from([(d(2), (Rank::of(FileKind::Other, false, false), 100))]);
+        let (asked, deferred, plan, _) = p.finish(budget(3), &earlier);
+        assert_eq!(asked, vec![d(3), d(4), d(2)]);
+        assert_eq!(
+            deferred.iter().map(|e| e.0).collect::<Vec<_>>(),
+            vec![d(5), d(6)]
+        );
+        assert_eq!((plan.needed, plan.asked, plan.deferred), (6, 4, 2));
+        assert_eq!(plan.backlog_days, Some(1));
+    }
+
+    #[test]
+    fn a_big_budget_streams_a_quarter_then_holds() {
+        let mut p = Planner::new(None, 1);
+        assert!(p.offer(d(0), Rank::of(FileKind::Other, false, false)));
+        assert!(p.learn(budget(40_000)).is_empty());
+        let mut sent = 1;
+        for i in 1..=20_000u32 {
+            let mut b = [7u8; 32];
+            b[..4].copy_from_slice(&i.to_le_bytes());
+            if p.offer(Digest::Sha256(b), Rank::of(FileKind::Other, false, false)) {
+                sent += 1;
+            }
+        }
+        assert_eq!(sent, 10_000);
+        let (asked, deferred, plan, _) = p.finish(budget(30_000), &HashMap::new());
+        assert_eq!((asked.len(), deferred.len()), (10_001, 0));
+        assert_eq!(plan.needed, 20_001);
+    }
+
+    #[test]
+    fn no_budget_from_the_service_and_no_cap_streams_everything() {
+        let mut p = Planner::new(None, 1);
+        assert!(p.offer(d(1), Rank::of(FileKind::Other, false, false)));
+        assert!(!p.offer(d(2), Rank::of(FileKind::Other, false, false)));
+        assert_eq!(p.learn(None), vec![d(2)]);
+        assert!(p.offer(d(3), Rank::of(FileKind::Other, false, false)));
+    }
+
+    #[test]
+    fn a_zero_budget_asks_nothing() {
+        let mut p = Planner::new(Some(0), 1);
+        assert!(!p.offer(d(1), Rank::of(FileKind::Executable, true, true)));
+        let (asked, deferred, plan, _) = p.finish(None, &HashMap::new());
+        assert!(asked.is_empty());
+        assert_eq!(deferred.len(), 1);
+        assert_eq!(
+            plan.human(),
+            "needs 1 lookup; --budget allows 0; asking the 0 that matter most, deferring 1"
+        );
+    }
+}
