@@ -1,6 +1,8 @@
 //! Persistent cache in one SQLite file. Owns the on-disk schema and its version, the digest
 //! cache (`(dev, ino, size, mtime_ns, ctime_ns)` → digests, so an unchanged file is not read
-//! again), the verdict cache (digest → the service's answer, kept for a TTL per verdict class),
+//! again), the verdict cache (digest → the service's answer, with its engine details when it
+//! was asked with them, kept for a TTL per verdict class; see [`DetailsUse`]), what a walk of a
+//! tree holding the cache must leave unread ([`Cache::skip_rule`]),
 //! the recovery of a corrupt cache file, and the hit/miss counters. Errors are never cached.
 //!
 //! Several hashsweep processes may share one file: it is in WAL mode, every connection waits up
@@ -399,28 +401,25 @@ impl Cache {
         &self.path
     }
 
-    /// The directory this cache's files are in.
-    pub fn dir(&self) -> &Path {
-        self.path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-    }
-
     /// What a walk must leave unread so that a sweep of a tree holding this cache uses it
     /// (and never reads the files SQLite holds locks on: closing any descriptor of a file
     /// drops the process's locks on it). The database, its `-wal`, `-shm` and `-journal`
     /// (which come and go, so they are matched by name in the cache's directory, known by
     /// identity) and copies set aside as corrupt; the database and the journals there now
     /// also by identity, wherever the walk reaches them.
+    /// A cache path that is a symlink names the file it leads to (SQLite puts the journals
+    /// beside that file).
     pub fn skip_rule(&self) -> io::Result<SkipRule> {
-        let name = self.path.file_name().unwrap_or_default();
-        let dir = file_id(self.dir())?;
+        let real = fs::canonicalize(&self.path)?;
+        let (Some(real_dir), Some(name)) = (real.parent(), real.file_name()) else {
+            return Err(io::Error::other("the cache has no file name"));
+        };
+        let dir = file_id(real_dir)?;
         let mut names = Vec::new();
         let mut files = Vec::new();
         for suffix in ["", "-wal", "-shm", "-journal"] {
             let file = with_suffix(Path::new(name), suffix).into_os_string();
-            if let Ok(id) = file_id(&self.dir().join(&file)) {
+            if let Ok(id) = file_id(&real_dir.join(&file)) {
                 files.push((id, SpecialKind::OwnCache));
             }
             names.push((NamePattern::Is(file), SpecialKind::OwnCache));
@@ -1184,6 +1183,35 @@ mod tests {
         let got = cache.get_verdicts(&all, at(T0 + 1)).unwrap();
         assert_eq!(got.len(), 3);
         assert!(got.values().all(|a| a.details.is_none()), "{got:?}");
+    }
+
+    /// The walk's rule names the files SQLite really uses: through a symlinked cache path,
+    /// the database it leads to and the journals beside that.
+    #[test]
+    fn skip_rule_names_the_real_files_and_their_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let real_dir = dir.path().join("real");
+        fs::create_dir(&real_dir).unwrap();
+        std::os::unix::fs::symlink(real_dir.join("c.sqlite"), dir.path().join("link.sqlite"))
+            .unwrap();
+        let (cache, _) = Cache::open(dir.path().join("link.sqlite")).unwrap();
+        cache
+            .put_verdicts(&[(Digest::Md5([1; 16]), answer(0, 0))], at(T0))
+            .unwrap();
+        let rule = cache.skip_rule().unwrap();
+        assert_eq!(rule.dir, file_id(&real_dir).unwrap());
+        let is = |n: &str| rule.names.iter().any(|(p, _)| p.matches(n.as_ref()));
+        for n in [
+            "c.sqlite",
+            "c.sqlite-wal",
+            "c.sqlite-shm",
+            "c.sqlite.corrupt-1700000000",
+        ] {
+            assert!(is(n), "{n}: {rule:?}");
+        }
+        assert!(!is("link.sqlite") && !is("c.sqlite2"), "{rule:?}");
+        let db = file_id(&real_dir.join("c.sqlite")).unwrap();
+        assert!(rule.files.iter().any(|(id, _)| *id == db), "{rule:?}");
     }
 
     #[test]

@@ -39,7 +39,7 @@ fn open_cache(c: &CacheArgs, details: bool) -> Option<(Arc<Cache>, SkipRule)> {
         // Without its identity the walk could read the cache under SQLite's locks.
         Err(e) => {
             return unusable(format!(
-                "cache {}: cannot stat its directory: {}",
+                "cache {}: cannot find its files: {}",
                 path.display(),
                 hashsweep::file::describe_io(&e)
             ));
