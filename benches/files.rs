@@ -83,6 +83,7 @@ fn scan_config(root: &Path, threads: usize) -> ScanConfig {
         lookup: None,
         cache: None,
         local: None,
+        budget: Default::default(),
     }
 }
 

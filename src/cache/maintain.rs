@@ -281,4 +281,61 @@ mod tests {
             .unwrap();
         assert_eq!(m.digests_deleted, 0, "dated at the upgrade, not at 1970");
     }
+
+    /// A schema 1 file keeps its answers through the upgrade (they were asked without
+    /// details), and gains the column that keeps the engine details of later ones.
+    #[test]
+    fn schema_1_verdicts_are_migrated_and_gain_engine_details() {
+        use crate::cache::DetailsUse;
+        use crate::lookup::EngineResult;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        let old = Digest::Sha256([1; 32]);
+        let now = SystemTime::now();
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(crate::cache::SCHEMA_V1).unwrap();
+            conn.pragma_update(None, "application_id", crate::cache::APPLICATION_ID)
+                .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO verdicts VALUES ('sha256', ?1, 1, 7, 'infected', 'id-1', ?2)",
+                params![old.as_bytes(), unix_secs(now)],
+            )
+            .unwrap();
+        }
+        let (cache, warning) = Cache::open(&path).unwrap();
+        assert_eq!(warning, None);
+        let plain = Answer {
+            scan_result_i: 1,
+            total_detected_avs: 7,
+            data_id: Some("id-1".into()),
+            details: None,
+        };
+        let got = cache.get_verdicts(&[old], now).unwrap();
+        assert_eq!(got.get(&old), Some(&plain), "the old answer is kept");
+        let cache = cache.with_details(DetailsUse::Required);
+        assert!(
+            cache.get_verdicts(&[old], now).unwrap().is_empty(),
+            "it was asked without details"
+        );
+        let detailed = Answer {
+            details: Some(Box::new([EngineResult {
+                engine: "AV".into(),
+                threat_found: "EICAR".into(),
+                scan_result_i: Some(1),
+                def_time: None,
+            }])),
+            ..plain
+        };
+        cache.put_verdicts(&[(old, detailed.clone())], now).unwrap();
+        drop(cache);
+        let (cache, _) = Cache::open(&path).unwrap();
+        let cache = cache.with_details(DetailsUse::Required);
+        assert_eq!(
+            cache.get_verdicts(&[old], now).unwrap().get(&old),
+            Some(&detailed)
+        );
+    }
 }

@@ -1,6 +1,8 @@
 //! Persistent cache in one SQLite file. Owns the on-disk schema and its version, the digest
 //! cache (`(dev, ino, size, mtime_ns, ctime_ns)` → digests, so an unchanged file is not read
-//! again), the verdict cache (digest → the service's answer, kept for a TTL per verdict class),
+//! again), the verdict cache (digest → the service's answer, with its engine details when it
+//! was asked with them, kept for a TTL per verdict class; see [`DetailsUse`]), what a walk of a
+//! tree holding the cache must leave unread ([`Cache::skip_rule`]),
 //! the recovery of a corrupt cache file, and the hit/miss counters. Errors are never cached.
 //!
 //! Several hashsweep processes may share one file: it is in WAL mode, every connection waits up
@@ -31,8 +33,9 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 use crate::digest::{Digest, Digests};
 use crate::error::ErrorChain;
 use crate::file::{FileKind, FileMeta};
-use crate::lookup::Answer;
 use crate::lookup::verdict::Verdict;
+use crate::lookup::{Answer, EngineResult};
+use crate::scan::walk::{NamePattern, SkipRule, SpecialKind, file_id};
 use crate::sync::lock;
 
 /// `PRAGMA application_id` of a hashsweep cache ("hswp"): a SQLite file without it is not ours.
@@ -72,12 +75,14 @@ CREATE TABLE IF NOT EXISTS verdicts (
 
 /// Schema version 2: when each digest row was last stored or used (unix seconds; 0 until the
 /// migration dates the old rows) and what the file is (`FileKind`, for the lookup budget's
-/// order; NULL for rows from before), a small key/value table (`last_prune`), and the
-/// digests the lookup budget deferred (`deferred`: their rank and since when), asked first by
-/// the next runs.
+/// order; NULL for rows from before), a small key/value table (`last_prune`), the engine
+/// details of answers asked with them (JSON array of [`EngineResult`], empty when the service
+/// had none; NULL for an answer asked without details), and the digests the lookup budget
+/// deferred (`deferred`: their rank and since when), asked first by the next runs.
 const MIGRATE_V2: &str = "
 ALTER TABLE file_digests ADD COLUMN seen_at INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE file_digests ADD COLUMN kind INTEGER;
+ALTER TABLE verdicts ADD COLUMN details TEXT;
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -113,12 +118,12 @@ const UPSERT_DIGESTS: &str = "INSERT INTO file_digests
        seen_at = excluded.seen_at,
        kind = coalesce(excluded.kind, kind)";
 
-const SELECT_VERDICT: &str = "SELECT scan_result_i, total_detected_avs, data_id, looked_up_at
-     FROM verdicts WHERE algo = ?1 AND digest = ?2";
+const SELECT_VERDICT: &str = "SELECT scan_result_i, total_detected_avs, data_id, looked_up_at,
+     details FROM verdicts WHERE algo = ?1 AND digest = ?2";
 
 const UPSERT_VERDICT: &str = "INSERT OR REPLACE INTO verdicts
-     (algo, digest, scan_result_i, total_detected_avs, verdict, data_id, looked_up_at)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+     (algo, digest, scan_result_i, total_detected_avs, verdict, data_id, looked_up_at, details)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 /// Why the cache could not be used. Every variant names the cache file.
 #[derive(Debug, thiserror::Error)]
@@ -246,6 +251,25 @@ impl Ttls {
     }
 }
 
+/// What the user of a cache does with the engine details (`scan_details`) of answers. A row
+/// asked with details keeps them (an empty list when the service had none); a row asked
+/// without keeps none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DetailsUse {
+    /// Answers come back as stored: `details` is `None` for an answer asked without details
+    /// and `Some` (maybe empty) for one asked with them; answers are stored as given. The
+    /// gateway's store, which decides per request whether an answer serves.
+    #[default]
+    AsStored,
+    /// A sweep without `--details`: every answer serves, and comes back without details (so
+    /// the report is the same whatever an earlier `--details` sweep stored).
+    Ignored,
+    /// A sweep with `--details`: only answers asked with details serve (a plain one is a miss,
+    /// asked again), and come back as the client gives them (`None` when the service had
+    /// none). Every answer stored is taken as asked with details.
+    Required,
+}
+
 /// Counters since this [`Cache`] was opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheStats {
@@ -274,6 +298,9 @@ fn bump(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
+/// A file's cached digests and what it is (when the row says).
+pub type CachedFile = (Digests, Option<FileKind>);
+
 /// The cache. `Sync`: share one per process; reads from many threads each use their own
 /// pooled connection, writes go through one connection.
 pub struct Cache {
@@ -281,6 +308,7 @@ pub struct Cache {
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     ttls: Ttls,
+    details: DetailsUse,
     counters: Counters,
     /// The first failure since the cache was opened, as text.
     first_error: Mutex<Option<String>>,
@@ -358,6 +386,7 @@ impl Cache {
             writer: Mutex::new(conn),
             readers: Mutex::new(Vec::new()),
             ttls: Ttls::default(),
+            details: DetailsUse::default(),
             counters: Counters::default(),
             first_error: Mutex::new(None),
             seen: Mutex::new(Vec::new()),
@@ -375,8 +404,50 @@ impl Cache {
         self.ttls
     }
 
+    /// Serve and store answers' engine details this way (the default is
+    /// [`DetailsUse::AsStored`]).
+    pub fn with_details(mut self, details: DetailsUse) -> Cache {
+        self.details = details;
+        self
+    }
+
+    pub fn details(&self) -> DetailsUse {
+        self.details
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What a walk must leave unread so that a sweep of a tree holding this cache uses it
+    /// (and never reads the files SQLite holds locks on: closing any descriptor of a file
+    /// drops the process's locks on it). The database, its `-wal`, `-shm` and `-journal`
+    /// (which come and go, so they are matched by name in the cache's directory, known by
+    /// identity) and copies set aside as corrupt; the database and the journals there now
+    /// also by identity, wherever the walk reaches them.
+    /// A cache path that is a symlink names the file it leads to (SQLite puts the journals
+    /// beside that file).
+    pub fn skip_rule(&self) -> io::Result<SkipRule> {
+        let real = fs::canonicalize(&self.path)?;
+        let (Some(real_dir), Some(name)) = (real.parent(), real.file_name()) else {
+            return Err(io::Error::other("the cache has no file name"));
+        };
+        let dir = file_id(real_dir)?;
+        let mut names = Vec::new();
+        let mut files = Vec::new();
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let file = with_suffix(Path::new(name), suffix).into_os_string();
+            if let Ok(id) = file_id(&real_dir.join(&file)) {
+                files.push((id, SpecialKind::OwnCache));
+            }
+            names.push((NamePattern::Is(file), SpecialKind::OwnCache));
+        }
+        let aside = with_suffix(Path::new(name), ".corrupt-").into_os_string();
+        names.push((
+            NamePattern::Around(aside, OsString::new()),
+            SpecialKind::OwnCache,
+        ));
+        Ok(SkipRule { dir, names, files })
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -460,7 +531,7 @@ impl Cache {
         keys: &[FileKey],
         need_md5: bool,
         need_sha1: bool,
-    ) -> Result<Vec<Option<(Digests, Option<FileKind>)>>, CacheError> {
+    ) -> Result<Vec<Option<CachedFile>>, CacheError> {
         let r = self.try_get_files_many(keys, need_md5, need_sha1);
         self.noted(r)
     }
@@ -470,7 +541,7 @@ impl Cache {
         keys: &[FileKey],
         need_md5: bool,
         need_sha1: bool,
-    ) -> Result<Vec<Option<(Digests, Option<FileKind>)>>, CacheError> {
+    ) -> Result<Vec<Option<CachedFile>>, CacheError> {
         let stale_before = unix_secs(SystemTime::now()) - maintain::TOUCH_AFTER.as_secs() as i64;
         let mut conn = self.reader()?;
         let tx = conn
@@ -666,7 +737,7 @@ impl Cache {
     }
 
     /// The cached answers for these digests that have not expired at `now` under this cache's
-    /// [`Ttls`]. Engine details are not cached: `details` is `None`.
+    /// [`Ttls`], with their engine details as this cache's [`DetailsUse`] says.
     pub fn get_verdicts(
         &self,
         digests: &[Digest],
@@ -700,20 +771,24 @@ impl Cache {
                             r.get::<_, i64>(1)?,
                             r.get::<_, Option<String>>(2)?,
                             r.get::<_, i64>(3)?,
+                            r.get::<_, Option<String>>(4)?,
                         ))
                     })
                     .optional()
                     .map_err(sql_err(&self.path, "looking up a verdict"))?;
-                let answer = row.and_then(|(code, total, data_id, at)| {
+                let answer = row.and_then(|(code, total, data_id, at, details)| {
                     let verdict = Verdict::from_code(code, Some(total));
                     let ttl = self.ttls.for_verdict(&verdict)?;
                     // An entry from the future (the clock went back) has an unknown age: stale.
                     let age = u64::try_from(now.checked_sub(at)?).ok()?;
-                    (Duration::from_secs(age) < ttl).then_some(Answer {
+                    if Duration::from_secs(age) >= ttl {
+                        return None;
+                    }
+                    Some(Answer {
                         scan_result_i: code,
                         total_detected_avs: total,
                         data_id: data_id.map(String::into_boxed_str),
-                        details: None,
+                        details: self.served_details(details.as_deref())?,
                     })
                 });
                 match answer {
@@ -767,7 +842,8 @@ impl Cache {
                     a.total_detected_avs,
                     a.verdict().to_string(),
                     a.data_id,
-                    now
+                    now,
+                    self.stored_details(a)
                 ])
                 .map_err(sql_err(&self.path, "writing a verdict"))?;
                 written += 1;
@@ -787,6 +863,31 @@ impl Cache {
             .map_err(sql_err(&self.path, "committing verdicts"))?;
         bump(&self.counters.verdicts_written, written as u64);
         Ok(written)
+    }
+}
+
+impl Cache {
+    /// A row's `details` column as this cache serves it: `None` when the row does not serve
+    /// at all (a plain answer where details are required), else the answer's `details`.
+    /// A column that does not decode (a damaged row) reads as an answer without details.
+    fn served_details(&self, column: Option<&str>) -> Option<Option<Box<[EngineResult]>>> {
+        let stored: Option<Box<[EngineResult]>> =
+            column.and_then(|text| serde_json::from_str(text).ok());
+        match self.details {
+            DetailsUse::AsStored => Some(stored),
+            DetailsUse::Ignored => Some(None),
+            DetailsUse::Required => stored.map(|list| (!list.is_empty()).then_some(list)),
+        }
+    }
+
+    /// The `details` column for an answer: its engine results as JSON, `[]` for an answer
+    /// asked with details that had none, NULL for one asked without.
+    fn stored_details(&self, a: &Answer) -> Option<String> {
+        match (&a.details, self.details) {
+            (Some(list), _) => serde_json::to_string(list).ok(),
+            (None, DetailsUse::Required) => Some("[]".to_string()),
+            (None, _) => None,
+        }
     }
 }
 
@@ -1160,6 +1261,98 @@ mod tests {
         }
         let other = Digest::Sha256([2; 32]);
         assert!(cache.get_verdicts(&[other], at(T0)).unwrap().is_empty());
+    }
+
+    fn engines() -> Box<[EngineResult]> {
+        Box::new([EngineResult {
+            engine: "AV".into(),
+            threat_found: "EICAR".into(),
+            scan_result_i: Some(1),
+            def_time: Some("2026-11-01T00:00:00.000Z".into()),
+        }])
+    }
+
+    /// Engine details were paid for: they are kept with the answer and served to whoever
+    /// wants them; a sweep that wants them does not take a plain answer as enough, and a
+    /// sweep that does not want them gets none (the same report either way).
+    #[test]
+    fn engine_details_are_kept_and_served_per_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        let (with, plain, empty) = (
+            Digest::Sha256([1; 32]),
+            Digest::Sha256([2; 32]),
+            Digest::Sha256([3; 32]),
+        );
+        let detailed = Answer {
+            details: Some(engines()),
+            ..answer(1, 12)
+        };
+        // As a --details sweep stores them: an unknown hash has no details from the service.
+        let (cache, _) = Cache::open(&path).unwrap();
+        let cache = cache.with_details(DetailsUse::Required);
+        cache
+            .put_verdicts(&[(with, detailed.clone()), (empty, answer(5, -1))], at(T0))
+            .unwrap();
+        drop(cache);
+        let (cache, _) = Cache::open(&path).unwrap();
+        cache
+            .put_verdicts(&[(plain, answer(0, 0))], at(T0))
+            .unwrap();
+        let all = [with, plain, empty];
+
+        let got = cache.get_verdicts(&all, at(T0 + 1)).unwrap();
+        assert_eq!(got[&with], detailed, "as stored");
+        assert_eq!(got[&plain], answer(0, 0));
+        assert_eq!(
+            got[&empty].details.as_deref(),
+            Some(&[][..]),
+            "asked with details, none given: serves a details request"
+        );
+
+        let cache = cache.with_details(DetailsUse::Required);
+        let got = cache.get_verdicts(&all, at(T0 + 1)).unwrap();
+        assert_eq!(got.get(&with), Some(&detailed));
+        assert_eq!(got.get(&plain), None, "a plain answer is not enough");
+        assert_eq!(
+            got.get(&empty),
+            Some(&answer(5, -1)),
+            "as the client gives it"
+        );
+
+        let cache = cache.with_details(DetailsUse::Ignored);
+        let got = cache.get_verdicts(&all, at(T0 + 1)).unwrap();
+        assert_eq!(got.len(), 3);
+        assert!(got.values().all(|a| a.details.is_none()), "{got:?}");
+    }
+
+    /// The walk's rule names the files SQLite really uses: through a symlinked cache path,
+    /// the database it leads to and the journals beside that.
+    #[test]
+    fn skip_rule_names_the_real_files_and_their_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let real_dir = dir.path().join("real");
+        fs::create_dir(&real_dir).unwrap();
+        std::os::unix::fs::symlink(real_dir.join("c.sqlite"), dir.path().join("link.sqlite"))
+            .unwrap();
+        let (cache, _) = Cache::open(dir.path().join("link.sqlite")).unwrap();
+        cache
+            .put_verdicts(&[(Digest::Md5([1; 16]), answer(0, 0))], at(T0))
+            .unwrap();
+        let rule = cache.skip_rule().unwrap();
+        assert_eq!(rule.dir, file_id(&real_dir).unwrap());
+        let is = |n: &str| rule.names.iter().any(|(p, _)| p.matches(n.as_ref()));
+        for n in [
+            "c.sqlite",
+            "c.sqlite-wal",
+            "c.sqlite-shm",
+            "c.sqlite.corrupt-1700000000",
+        ] {
+            assert!(is(n), "{n}: {rule:?}");
+        }
+        assert!(!is("link.sqlite") && !is("c.sqlite2"), "{rule:?}");
+        let db = file_id(&real_dir.join("c.sqlite")).unwrap();
+        assert!(rule.files.iter().any(|(id, _)| *id == db), "{rule:?}");
     }
 
     #[test]

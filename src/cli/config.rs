@@ -25,6 +25,7 @@ pub fn walk_options(w: &WalkArgs) -> WalkOptions {
         one_file_system: w.one_file_system,
         threads: w.threads.unwrap_or_else(default_threads),
         excludes: w.exclude.clone(),
+        skip: Vec::new(),
     }
 }
 

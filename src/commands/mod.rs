@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hashsweep::audit::{Baseline, diff};
-use hashsweep::cache::Cache;
+use hashsweep::cache::{Cache, DetailsUse};
 use hashsweep::digest::{Algo, hex_lower};
 use hashsweep::known::LocalSets;
 use hashsweep::known::hashlist::{ListedHash, parse_line, sum_line};
@@ -34,6 +34,7 @@ use hashsweep::report::{
 };
 use hashsweep::scan::hash::FileStatus;
 use hashsweep::scan::plan::BudgetOptions;
+use hashsweep::scan::walk::{SkipRule, SpecialKind};
 use hashsweep::scan::{ScanConfig, outcome_fields, scan};
 use hashsweep::{Error, ErrorChain};
 

@@ -3,9 +3,12 @@
 
 use super::*;
 
-/// Open the cache unless `--no-cache`. A cache that cannot be opened is a warning, not a
-/// failure: the sweep runs without it.
-fn open_cache(c: &CacheArgs, roots: &[PathBuf]) -> Option<Arc<Cache>> {
+/// Open the cache unless `--no-cache`, with what the walk must leave unread so that a sweep
+/// of a tree holding it (`/`, or `$HOME` with the default location) uses it: its files and
+/// the hash-set indexes beside it are reported as skipped, never read. A cache that cannot be
+/// opened (or written: read-only media, permissions) is a warning, not a failure: the sweep
+/// runs without it. `details`: `--details`, whose answers keep their engine details.
+fn open_cache(c: &CacheArgs, details: bool) -> Option<(Arc<Cache>, SkipRule)> {
     if c.no_cache {
         return None;
     }
@@ -15,60 +18,48 @@ fn open_cache(c: &CacheArgs, roots: &[PathBuf]) -> Option<Arc<Cache>> {
         );
         return None;
     };
-    // hashsweep never writes into the tree it sweeps (the cache would also be hashed while
-    // it is written). Hash-set indexes live beside the cache, so this covers them too.
-    if let Some(root) = roots.iter().find(|r| is_inside(&path, r)) {
+    let unusable = |why: String| {
         eprintln!(
-            "hashsweep: warning: the cache {} is inside the scanned tree {}; running without it \
-             (use --cache PATH elsewhere)",
-            path.display(),
-            root.display()
+            "hashsweep: warning: running without the cache: {why}; everything is read and asked \
+             again (use --cache PATH on a writable disk, or --no-cache to say so)"
         );
-        return None;
-    }
-    match Cache::open(&path) {
+        None
+    };
+    let cache = match Cache::open(&path) {
         Ok((cache, warning)) => {
             if let Some(w) = warning {
                 eprintln!("hashsweep: warning: {w}");
             }
-            Some(Arc::new(cache.with_ttls(config::ttls(&c.ttl))))
+            cache
         }
+        Err(e) => return unusable(ErrorChain(&e).to_string()),
+    };
+    let mut rule = match cache.skip_rule() {
+        Ok(rule) => rule,
+        // Without its identity the walk could read the cache under SQLite's locks.
         Err(e) => {
-            eprintln!(
-                "hashsweep: warning: running without the cache: {}",
-                ErrorChain(&e)
-            );
-            None
-        }
-    }
-}
-
-/// Whether `path` (which may not exist yet) lies inside the directory `root`, comparing
-/// canonical paths: the nearest existing ancestor of `path` is resolved, the rest appended.
-fn is_inside(path: &Path, root: &Path) -> bool {
-    let Ok(root) = root.canonicalize() else {
-        return false;
-    };
-    let mut existing = path;
-    let mut rest = Vec::new();
-    let resolved = loop {
-        if let Ok(p) = existing.canonicalize() {
-            break p;
-        }
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_os_string());
-                existing = if parent.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    parent
-                };
-            }
-            _ => return false,
+            return unusable(format!(
+                "cache {}: cannot find its files: {}",
+                path.display(),
+                hashsweep::file::describe_io(&e)
+            ));
         }
     };
-    let full = rest.iter().rev().fold(resolved, |p, n| p.join(n));
-    full.starts_with(&root)
+    // Hash-set indexes are written beside the cache (see `load_local_sets`).
+    rule.names.extend(
+        hashsweep::known::hashset::index_names()
+            .into_iter()
+            .map(|n| (n, SpecialKind::OwnIndex)),
+    );
+    let use_details = if details {
+        DetailsUse::Required
+    } else {
+        DetailsUse::Ignored
+    };
+    let cache = cache
+        .with_ttls(config::ttls(&c.ttl))
+        .with_details(use_details);
+    Some((Arc::new(cache), rule))
 }
 
 /// `hashsweep scan`
@@ -82,7 +73,7 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
     } else {
         Some(Arc::new(build_client(&a.api)?))
     };
-    let cache = open_cache(&a.cache, &a.paths);
+    let (cache, own_files) = open_cache(&a.cache, a.api.details).unzip();
     let local = load_local_sets(&a, cache.as_deref())?;
     // Sets of MD5 or SHA-1 entries (NSRL) can only match if those digests are computed.
     let (local_md5, local_sha1) = local.as_ref().map_or((false, false), |l| {
@@ -99,9 +90,11 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
     } else {
         a.paths.clone()
     };
+    let mut walk = config::walk_options(&a.walk);
+    walk.skip.extend(own_files);
     let cfg = ScanConfig {
         roots,
-        walk: config::walk_options(&a.walk),
+        walk,
         hash: config::hash_options(
             &a.walk,
             a.md5 || local_md5 || a.api.lookup_hash == Algo::Md5,
@@ -175,8 +168,9 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
     Ok(finish_status(&stop, summary.exit_status()))
 }
 
-/// Load `--known-good` / `--known-bad` lists. Their indexes live beside the cache (never in the
-/// scanned tree); without a cache they are loaded from text each time.
+/// Load `--known-good` / `--known-bad` lists. Their indexes live beside the cache (a sweep of a
+/// tree holding it leaves them unread, see `open_cache`); without a cache they are loaded from
+/// text each time.
 fn load_local_sets(a: &ScanArgs, cache: Option<&Cache>) -> Result<Option<Arc<LocalSets>>, Error> {
     if a.known_good.is_empty() && a.known_bad.is_empty() {
         return Ok(None);

@@ -18,6 +18,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::hashlist;
 use crate::digest::{Algo, Digest, hex_lower};
+use crate::scan::walk::NamePattern;
 
 /// Why a hash set could not be loaded. Lines without a digest are not errors: they are counted
 /// (see [`HashSet::skipped_lines`]) and skipped.
@@ -686,9 +687,23 @@ const MAGIC: &[u8; 8] = b"HSWIDX\x00\x01";
 const WORDS: usize = 12;
 const FIXED: usize = MAGIC.len() + 8 * WORDS;
 
+/// Index files are `hashset-<16 hex>.idx`, written as `.hashset-<random>.tmp` first.
+const INDEX_NAME: (&str, &str) = ("hashset-", ".idx");
+const INDEX_TMP: (&str, &str) = (".hashset-", ".tmp");
+
 fn index_path(dir: &Path, canonical: &Path) -> PathBuf {
     let h = Sha256::digest(canonical.as_os_str().as_bytes());
-    dir.join(format!("hashset-{}.idx", &hex_lower(&h)[..16]))
+    let (start, end) = INDEX_NAME;
+    dir.join(format!("{start}{}{end}", &hex_lower(&h)[..16]))
+}
+
+/// The names of the files [`HashSet::load`] writes in its index directory (indexes, and the
+/// temp files they are written to), for a walk of a tree that holds that directory.
+pub fn index_names() -> Vec<NamePattern> {
+    [INDEX_NAME, INDEX_TMP]
+        .into_iter()
+        .map(|(start, end)| NamePattern::Around(start.into(), end.into()))
+        .collect()
 }
 
 fn write_index(slot: &IndexSlot, format: ListFormat, b: &Builder) -> io::Result<()> {
@@ -703,8 +718,8 @@ fn write_index(slot: &IndexSlot, format: ListFormat, b: &Builder) -> io::Result<
     words[10] = b.sha256.len() as u64;
     words[11] = path.len() as u64;
     let mut tmp = tempfile::Builder::new()
-        .prefix(".hashset-")
-        .suffix(".tmp")
+        .prefix(INDEX_TMP.0)
+        .suffix(INDEX_TMP.1)
         .tempfile_in(&slot.dir)?;
     {
         let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());

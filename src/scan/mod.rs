@@ -255,7 +255,12 @@ impl Collector<'_> {
                 .collect(),
             _ => HashMap::new(),
         };
-        let (asked, deferred, plan, ranks) = planner.finish(b.client.budget(), &earlier);
+        let plan::Decision {
+            asked,
+            deferred,
+            plan,
+            ranks,
+        } = planner.finish(b.client.budget(), &earlier);
         if let Some(tx) = &self.digest_tx {
             for d in &asked {
                 b.sent += 1;
@@ -343,7 +348,7 @@ impl Collector<'_> {
             self.cache_warned = true;
             self.progress.warn(&format!(
                 "{first}; the sweep goes on, but what was not stored is read and asked again \
-                 next time"
+                 next time (use --cache PATH on a writable disk, or --no-cache)"
             ));
         }
     }

@@ -143,6 +143,17 @@ enum Mode {
     Unlimited,
 }
 
+/// What [`Planner::finish`] decided.
+pub struct Decision {
+    /// The held digests to ask now, best first.
+    pub asked: Vec<Digest>,
+    /// The ones deferred to a later run, with their ranks.
+    pub deferred: Vec<(Digest, Rank)>,
+    pub plan: Plan,
+    /// The rank of every digest asked in this run.
+    pub ranks: HashMap<Digest, Rank, DigestHash>,
+}
+
 /// The collector's budget keeper: says for each digest that needs a lookup whether it goes now,
 /// and at the end of the walk which of the held ones are asked.
 pub struct Planner {
@@ -262,19 +273,11 @@ impl Planner {
         mut self,
         budget: Option<Budget>,
         earlier: &HashMap<Digest, (Rank, i64)>,
-    ) -> (
-        Vec<Digest>,
-        Vec<(Digest, Rank)>,
-        Plan,
-        HashMap<Digest, Rank, DigestHash>,
-    ) {
+    ) -> Decision {
         self.seen_budget = budget;
         let needed = self.asked() + self.held.len() as u64;
-        let room = match self.allowance(budget) {
-            // Nothing known and no cap: everything is asked.
-            None => u64::MAX,
-            Some(a) => a,
-        };
+        // Nothing known and no cap: everything is asked.
+        let room = self.allowance(budget).unwrap_or(u64::MAX);
         let mut order: Vec<(Rank, bool, i64, u32, Digest)> = self
             .held
             .iter()
@@ -309,7 +312,12 @@ impl Planner {
             backlog_days: None,
         };
         plan.estimate();
-        (asked, deferred, plan, self.sent)
+        Decision {
+            asked,
+            deferred,
+            plan,
+            ranks: self.sent,
+        }
     }
 
     /// Digests handed to the lookup stage so far.
@@ -411,7 +419,12 @@ mod tests {
         p.again(&d(6), Rank::of(FileKind::Other, false, false));
         // d(2) was deferred by an earlier run: before the new d(5) of the same rank.
         let earlier = HashMap::from([(d(2), (Rank::of(FileKind::Other, false, false), 100))]);
-        let (asked, deferred, plan, _) = p.finish(budget(3), &earlier);
+        let Decision {
+            asked,
+            deferred,
+            plan,
+            ..
+        } = p.finish(budget(3), &earlier);
         assert_eq!(asked, vec![d(3), d(4), d(2)]);
         assert_eq!(
             deferred.iter().map(|e| e.0).collect::<Vec<_>>(),
@@ -435,7 +448,12 @@ mod tests {
             }
         }
         assert_eq!(sent, 10_000);
-        let (asked, deferred, plan, _) = p.finish(budget(30_000), &HashMap::new());
+        let Decision {
+            asked,
+            deferred,
+            plan,
+            ..
+        } = p.finish(budget(30_000), &HashMap::new());
         assert_eq!((asked.len(), deferred.len()), (10_001, 0));
         assert_eq!(plan.needed, 20_001);
     }
@@ -453,7 +471,12 @@ mod tests {
     fn a_zero_budget_asks_nothing() {
         let mut p = Planner::new(Some(0), 1);
         assert!(!p.offer(d(1), Rank::of(FileKind::Executable, true, true)));
-        let (asked, deferred, plan, _) = p.finish(None, &HashMap::new());
+        let Decision {
+            asked,
+            deferred,
+            plan,
+            ..
+        } = p.finish(None, &HashMap::new());
         assert!(asked.is_empty());
         assert_eq!(deferred.len(), 1);
         assert_eq!(

@@ -2,12 +2,15 @@
 //!
 //! It owns the traversal rules: parallel directory reading (the `ignore` crate's walker with all
 //! its ignore-file filters off), symlinks (not followed unless asked; loops detected when they
-//! are), one-file-system, and `--exclude` globs matched on the path relative to each root.
+//! are), one-file-system, `--exclude` globs matched on the path relative to each root, and
+//! hashsweep's own files in the tree ([`SkipRule`]: its cache, reported as skipped, never read).
 //! It never opens a file: regular files are passed on by path, anything else is passed on as
 //! [`WalkEvent::Special`] so it can be reported as skipped, and errors carry their path.
 
+use std::ffi::{OsStr, OsString};
 use std::fs::FileType;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +27,83 @@ pub struct WalkOptions {
     pub threads: usize,
     /// Gitignore-style globs, matched on the path relative to the root.
     pub excludes: Vec<String>,
+    /// Files of hashsweep's own (its cache) that are reported as skipped and never read.
+    pub skip: Vec<SkipRule>,
+}
+
+/// A file's identity: `(st_dev, st_ino)`.
+pub type FileId = (u64, u64);
+
+/// The identity of what `path` names (following symlinks).
+pub fn file_id(path: &Path) -> std::io::Result<FileId> {
+    std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
+}
+
+/// Files the walk leaves unread, reporting each as [`WalkEvent::Special`] with its kind: the
+/// files of one directory whose names match (the directory known by identity, so any spelling
+/// of it matches: symlinks, `..`, a bind mount; the files by name, since some come and go while
+/// the sweep runs, as SQLite's `-wal` and `-shm` do), and files known by identity wherever the
+/// walk reaches them (another hard link, a symlink followed with `-L`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkipRule {
+    pub dir: FileId,
+    pub names: Vec<(NamePattern, SpecialKind)>,
+    pub files: Vec<(FileId, SpecialKind)>,
+}
+
+/// Which names in a [`SkipRule`]'s directory are skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamePattern {
+    /// Exactly this name.
+    Is(OsString),
+    /// A name that starts with the first string and ends with the second (they may not overlap).
+    Around(OsString, OsString),
+}
+
+impl NamePattern {
+    pub fn matches(&self, name: &OsStr) -> bool {
+        match self {
+            NamePattern::Is(n) => name == n,
+            NamePattern::Around(start, end) => {
+                let (n, a, b) = (name.as_bytes(), start.as_bytes(), end.as_bytes());
+                n.len() >= a.len() + b.len() && n.starts_with(a) && n.ends_with(b)
+            }
+        }
+    }
+}
+
+/// Whether a regular file the walk found is one to skip, and as what. Costs no system call
+/// unless the name or the inode number matches a rule.
+fn skipped(rules: &[SkipRule], ent: &ignore::DirEntry) -> Option<SpecialKind> {
+    if rules.is_empty() {
+        return None;
+    }
+    let name = ent.file_name();
+    let mut dir = None;
+    for rule in rules {
+        if let Some((_, kind)) = rule.names.iter().find(|(p, _)| p.matches(name)) {
+            let parent = ent
+                .path()
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let id = *dir.get_or_insert_with(|| file_id(parent).ok());
+            if id == Some(rule.dir) {
+                return Some(*kind);
+            }
+        }
+    }
+    let ino = ent.ino()?;
+    let mut known = rules
+        .iter()
+        .flat_map(|r| &r.files)
+        .filter(|((_, i), _)| *i == ino)
+        .peekable();
+    known.peek()?;
+    let md = ent.metadata().ok()?;
+    known
+        .find(|(id, _)| *id == (md.dev(), md.ino()))
+        .map(|(_, kind)| *kind)
 }
 
 /// What the walk found at one path.
@@ -48,6 +128,10 @@ pub enum SpecialKind {
     Symlink,
     /// A symlink whose target does not exist (with `-L`).
     DanglingSymlink,
+    /// hashsweep's own cache: the database, its journals, a copy set aside as corrupt.
+    OwnCache,
+    /// A hash-set index hashsweep keeps beside its cache.
+    OwnIndex,
     Other,
 }
 
@@ -60,6 +144,8 @@ impl SpecialKind {
             SpecialKind::CharDevice => "character device: not opened",
             SpecialKind::Symlink => "symlink: not followed (use -L to follow)",
             SpecialKind::DanglingSymlink => "dangling symlink: target does not exist",
+            SpecialKind::OwnCache => "hashsweep's own cache: not read",
+            SpecialKind::OwnIndex => "hashsweep's own hash-set index (beside its cache): not read",
             SpecialKind::Other => "not a regular file",
         }
     }
@@ -120,15 +206,19 @@ pub fn walk(
                         .is_ignore()
             });
         }
-        builder
-            .build_parallel()
-            .visit(&mut VisitorBuilder { root, sink, stop });
+        builder.build_parallel().visit(&mut VisitorBuilder {
+            root,
+            skip: &opts.skip,
+            sink,
+            stop,
+        });
     }
     Ok(())
 }
 
 struct VisitorBuilder<'a> {
     root: &'a Path,
+    skip: &'a [SkipRule],
     sink: &'a (dyn Fn(WalkEvent) + Sync),
     stop: &'a Arc<AtomicBool>,
 }
@@ -137,6 +227,7 @@ impl<'s> ignore::ParallelVisitorBuilder<'s> for VisitorBuilder<'s> {
     fn build(&mut self) -> Box<dyn ignore::ParallelVisitor + 's> {
         Box::new(Visitor {
             root: self.root,
+            skip: self.skip,
             sink: self.sink,
             stop: Arc::clone(self.stop),
         })
@@ -146,6 +237,7 @@ impl<'s> ignore::ParallelVisitorBuilder<'s> for VisitorBuilder<'s> {
 /// One walker thread's state.
 struct Visitor<'a> {
     root: &'a Path,
+    skip: &'a [SkipRule],
     sink: &'a (dyn Fn(WalkEvent) + Sync),
     stop: Arc<AtomicBool>,
 }
@@ -158,7 +250,13 @@ impl ignore::ParallelVisitor for Visitor<'_> {
         let ev = match res {
             Ok(ent) => match ent.file_type() {
                 Some(ft) if ft.is_dir() => return WalkState::Continue,
-                Some(ft) if ft.is_file() => WalkEvent::File(ent.into_path()),
+                Some(ft) if ft.is_file() => match skipped(self.skip, &ent) {
+                    Some(kind) => WalkEvent::Special {
+                        path: ent.into_path(),
+                        kind,
+                    },
+                    None => WalkEvent::File(ent.into_path()),
+                },
                 Some(ft) => WalkEvent::Special {
                     path: ent.into_path(),
                     kind: SpecialKind::of(ft),
@@ -300,5 +398,77 @@ mod tests {
             "{ev:?}"
         );
         assert!(ev.contains(&WalkEvent::File(d.path().join("sub/f"))));
+    }
+
+    #[test]
+    fn name_patterns_match_whole_names_or_both_ends() {
+        let is = NamePattern::Is("c.sqlite-wal".into());
+        assert!(is.matches(OsStr::new("c.sqlite-wal")));
+        assert!(!is.matches(OsStr::new("c.sqlite-wal2")));
+        let around = NamePattern::Around("hashset-".into(), ".idx".into());
+        assert!(around.matches(OsStr::new("hashset-0123456789abcdef.idx")));
+        assert!(around.matches(OsStr::new("hashset-.idx")));
+        assert!(!around.matches(OsStr::new("hashset-.id")));
+        assert!(!around.matches(OsStr::new("hashset.idx")));
+        let short = NamePattern::Around("ab".into(), "bc".into());
+        assert!(
+            !short.matches(OsStr::new("abc")),
+            "the ends may not overlap"
+        );
+        assert!(!around.matches(OsStr::new("my-hashset-1.idx")));
+    }
+
+    /// hashsweep's own files are listed as skipped, never passed on to be read: by name in
+    /// their directory however that directory is spelled (here through a symlinked root), and
+    /// by identity wherever else they are reached (a hard link). Same names elsewhere, and
+    /// other names beside them, are walked as usual.
+    #[test]
+    fn own_files_are_skipped_by_directory_identity_and_name_or_by_file_identity() {
+        let d = tempfile::tempdir().unwrap();
+        let cache_dir = d.path().join("home/.cache/hs");
+        std::fs::create_dir_all(&cache_dir).unwrap();
+        for name in ["c.db", "c.db-wal", "mine.txt"] {
+            std::fs::write(cache_dir.join(name), b"x").unwrap();
+        }
+        std::fs::create_dir(d.path().join("home/other")).unwrap();
+        std::fs::write(d.path().join("home/other/c.db-wal"), b"x").unwrap();
+        std::fs::hard_link(cache_dir.join("c.db"), d.path().join("home/other/link")).unwrap();
+        symlink(d.path().join("home"), d.path().join("alias")).unwrap();
+        let rule = SkipRule {
+            dir: file_id(&cache_dir).unwrap(),
+            names: vec![
+                (NamePattern::Is("c.db".into()), SpecialKind::OwnCache),
+                (NamePattern::Is("c.db-wal".into()), SpecialKind::OwnCache),
+            ],
+            files: vec![(
+                file_id(&cache_dir.join("c.db")).unwrap(),
+                SpecialKind::OwnCache,
+            )],
+        };
+        let opts = WalkOptions {
+            skip: vec![rule],
+            ..Default::default()
+        };
+        let root = d.path().join("alias");
+        let ev = collect(&root, &opts);
+        let own = |rel: &str| WalkEvent::Special {
+            path: root.join(rel),
+            kind: SpecialKind::OwnCache,
+        };
+        let file = |rel: &str| WalkEvent::File(root.join(rel));
+        let mut want = vec![
+            own(".cache/hs/c.db"),
+            own(".cache/hs/c.db-wal"),
+            file(".cache/hs/mine.txt"),
+            file("other/c.db-wal"),
+            own("other/link"),
+        ];
+        want.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        assert_eq!(ev, want);
+        assert!(
+            SpecialKind::OwnCache
+                .reason()
+                .contains("hashsweep's own cache")
+        );
     }
 }

@@ -205,3 +205,167 @@ fn a_killed_sweep_resumes_without_rehashing_or_reasking() {
         "at most the batch in flight is asked again: {asked}"
     );
 }
+
+/// The records under `dir` (a path prefix), by path.
+fn records_under<'a>(r: &'a Value, dir: &Path) -> Vec<&'a Value> {
+    let dir = dir.to_str().unwrap();
+    r["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["path"].as_str().unwrap().starts_with(dir))
+        .collect()
+}
+
+/// Sweeping `$HOME` (or `/`) with the cache in the tree: the cache is used (a second sweep
+/// reads nothing and asks nothing, even with the tree and the cache spelled differently), and
+/// its own files (database, journals, the hash-set index beside it) are listed as skipped,
+/// never hashed.
+#[test]
+fn a_sweep_of_the_tree_that_holds_the_cache_uses_it_and_reads_none_of_it() {
+    let (t, files) = tree(20);
+    let cache = t.path().join(".cache/hashsweep/cache.sqlite");
+    let lists = Tree::new();
+    let good = lists.file(
+        "good.txt",
+        format!("{}\n", coreutils("sha256sum", &files[1])).as_bytes(),
+    );
+    let sweep = |mock: &MockServer, root: &Path, cache: &Path| {
+        let out = run(cached_scan(mock, root, cache)
+            .arg("--known-good")
+            .arg(&good));
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        report(&out)
+    };
+
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let r1 = sweep(&mock, t.path(), &cache);
+    assert_eq!(hashes_asked(&mock), 20, "all but the known-good file");
+    let own = records_under(&r1, &t.path().join(".cache"));
+    let names: Vec<&str> = own
+        .iter()
+        .map(|x| x["path"].as_str().unwrap().rsplit('/').next().unwrap())
+        .collect();
+    assert!(names.contains(&"cache.sqlite"), "{names:?}");
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("hashset-") && n.ends_with(".idx")),
+        "the index is written beside the cache: {names:?}"
+    );
+    for x in &own {
+        assert_eq!(x["verdict"], "skipped", "{x}");
+        assert!(x["sha256"].is_null(), "never hashed: {x}");
+        assert!(
+            x["note"].as_str().unwrap().starts_with("hashsweep's own"),
+            "{x}"
+        );
+    }
+    assert_eq!(r1["summary"]["files"], 21, "{}", r1["summary"]);
+
+    // The same tree through a symlink, the same cache through `..`.
+    let alias = lists.path().join("alias");
+    std::os::unix::fs::symlink(t.path(), &alias).unwrap();
+    let cache2 = alias.join("d0/../.cache/hashsweep/cache.sqlite");
+    let mock2 = MockServer::start(Some(KEY)).unwrap();
+    let r2 = sweep(&mock2, &alias, &cache2);
+    assert_eq!(
+        mock2.requests().len(),
+        0,
+        "nothing asked: {}",
+        r2["summary"]
+    );
+    assert_eq!(
+        r2["summary"]["bytes_read"], 0,
+        "nothing read: {}",
+        r2["summary"]
+    );
+    assert_eq!(r2["summary"]["files_cached"], 21, "{}", r2["summary"]);
+    assert_eq!(r2["summary"]["verdicts_cached"], 20, "{}", r2["summary"]);
+    let own2 = records_under(&r2, &alias.join(".cache"));
+    assert!(own2.len() >= own.len(), "{own2:?}");
+    assert!(own2.iter().all(|x| x["verdict"] == "skipped"), "{own2:?}");
+}
+
+/// `--details` answers keep their engine results in the cache: a `--details` sweep does not
+/// take a plain cached answer as enough (it asks again, with details), the next `--details`
+/// sweep gets the details from the cache without asking, and a plain sweep after it gets the
+/// plain report it always got.
+#[test]
+fn details_answers_keep_their_engine_results_in_the_cache() {
+    let (t, _) = tree(2);
+    let cache_dir = Tree::new();
+    let cache = cache_dir.path().join("c.sqlite");
+    let sweep = |details: bool| {
+        let mock = MockServer::start(Some(KEY)).unwrap();
+        let mut c = cached_scan(&mock, t.path(), &cache);
+        if details {
+            c.arg("--details");
+        }
+        let out = run(&mut c);
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        (report(&out), mock)
+    };
+    let eicar = |r: &Value| -> Value {
+        r["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["path"].as_str().unwrap().ends_with("/eicar"))
+            .cloned()
+            .unwrap()
+    };
+
+    let (plain, _) = sweep(false);
+    assert!(eicar(&plain).get("scan_details").is_none());
+
+    let (first, mock) = sweep(true);
+    assert_eq!(
+        hashes_asked(&mock),
+        3,
+        "plain answers are not enough for --details"
+    );
+    assert!(mock.requests().iter().all(|r| r.details));
+    let engines = eicar(&first)["scan_details"].clone();
+    assert!(
+        engines
+            .as_array()
+            .is_some_and(|e| e.iter().any(|x| x["engine"] == "MockAV")),
+        "{engines}"
+    );
+
+    let (second, mock) = sweep(true);
+    assert_eq!(mock.requests().len(), 0, "answered from the cache");
+    assert_eq!(second["summary"]["verdicts_cached"], 3);
+    assert_eq!(second["records"], first["records"], "details and all");
+
+    let (plain2, mock) = sweep(false);
+    assert_eq!(mock.requests().len(), 0);
+    assert_eq!(
+        plain2["records"], plain["records"],
+        "no details without --details"
+    );
+}
+
+/// A cache that cannot be created or written is one warning that says what to do; the sweep
+/// goes on without it.
+#[test]
+fn a_cache_that_cannot_be_written_says_what_to_do_and_the_sweep_goes_on() {
+    let (t, _) = tree(2);
+    let blocker = Tree::new();
+    let not_a_dir = blocker.file("file", b"a file where the cache's directory would be");
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let out = run(&mut cached_scan(
+        &mock,
+        t.path(),
+        &not_a_dir.join("c.sqlite"),
+    ));
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("running without the cache"), "{err}");
+    assert!(
+        err.contains("--cache PATH") && err.contains("--no-cache"),
+        "{err}"
+    );
+    assert_eq!(report(&out)["records"].as_array().unwrap().len(), 3);
+}

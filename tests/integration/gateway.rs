@@ -666,18 +666,36 @@ fn the_gateway_keeps_the_vendors_contract() {
     let upstream = upstream_hashes(mock);
     assert_eq!(upstream.len(), 2, "{upstream:?}");
 
-    // Per-engine details are asked for when a client wants them (the SQLite store keeps
-    // none, so the next one asks again; Redis keeps them: see the restart test).
-    let r = post(
-        &json!({"hash": [EICAR_SHA256]}).to_string(),
-        &[("includescandetails", "1")],
-    );
-    assert_eq!(r.status, 200, "{}", r.raw);
+    // Per-engine details are asked for when a client wants them (the stored answer has
+    // none), and the SQLite store keeps them, as Redis does: the next details request, and
+    // one for a hash the service knows nothing of (it has no details), are not asked again.
+    let details_req = || {
+        post(
+            &json!({"hash": [EICAR_SHA256, "00".repeat(32)]}).to_string(),
+            &[("includescandetails", "1")],
+        )
+    };
+    let first = details_req();
+    assert_eq!(first.status, 200, "{}", first.raw);
     assert_eq!(
-        r.json()["data"][0]["scan_details"]["MockAV"]["scan_result_i"],
+        first.json()["data"][0]["scan_details"]["MockAV"]["scan_result_i"],
         1
     );
     assert!(mock.requests().last().unwrap().details);
+    let asked = mock.requests().len();
+    let r = details_req();
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(r.json()["data"], first.json()["data"]);
+    assert!(
+        r.json()["data"][1].get("scan_details").is_none(),
+        "{}",
+        r.raw
+    );
+    assert_eq!(
+        mock.requests().len(),
+        asked,
+        "details answers served from the SQLite store"
+    );
 
     let r = http(&gw.url, "GET", "/v4/nothing", &[("apikey", tok)], "");
     assert_eq!(r.status, 404);

@@ -62,27 +62,55 @@ fn a_timestamp_past_2262_does_not_crash_the_sweep() {
     assert_eq!(ndjson(&out)[0]["verdict"], "not_looked_up");
 }
 
+/// Sweeping `$HOME` with the default cache location (`~/.cache/hashsweep`): the cache is
+/// used, its files are listed as skipped and never read, and nothing but the cache is written
+/// into the tree.
 #[test]
-fn the_default_cache_is_never_written_inside_the_scanned_tree() {
+fn the_default_cache_inside_the_scanned_home_is_used_and_never_read() {
     let home = Tree::new();
     home.file("docs/a.txt", b"a");
-    let out = run(cmd()
-        .env_remove("HASHSWEEP_NO_CACHE")
-        .env_remove("XDG_CACHE_HOME")
-        .env("HOME", home.path())
-        .args(["scan", "--offline"])
-        .arg(home.path()));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(
-        !home.path().join(".cache").exists(),
-        "a cache was created in the scanned tree"
-    );
-    assert!(
-        stderr(&out).contains("inside the scanned tree"),
+    // Old enough for its digests to be cached.
+    std::thread::sleep(hashsweep::cache::RACY_WINDOW + std::time::Duration::from_millis(200));
+    let sweep = || {
+        let out = run(cmd()
+            .env_remove("HASHSWEEP_NO_CACHE")
+            .env_remove("XDG_CACHE_HOME")
+            .env("HOME", home.path())
+            .args(["scan", "--offline", "--format", "json"])
+            .arg(home.path()));
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let first = sweep();
+    let second = sweep();
+    assert_eq!(first["summary"]["files"], 1, "{}", first["summary"]);
+    assert_eq!(
+        second["summary"]["files_cached"], 1,
         "{}",
-        stderr(&out)
+        second["summary"]
     );
-    assert_eq!(ndjson(&out).len(), 1);
+    assert_eq!(second["summary"]["bytes_read"], 0, "{}", second["summary"]);
+    let cache_dir = home.path().join(".cache/hashsweep");
+    for r in second["records"].as_array().unwrap() {
+        let path = r["path"].as_str().unwrap();
+        if path.starts_with(cache_dir.to_str().unwrap()) {
+            assert_eq!(r["verdict"], "skipped", "{r}");
+            assert!(r["sha256"].is_null(), "{r}");
+        } else {
+            assert!(path.ends_with("docs/a.txt"), "{r}");
+        }
+    }
+    let written: Vec<String> = std::fs::read_dir(&cache_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        written.iter().all(|n| n.starts_with("cache.sqlite")),
+        "{written:?}"
+    );
+    let top: Vec<_> = std::fs::read_dir(home.path()).unwrap().collect();
+    assert_eq!(top.len(), 2, "docs and .cache only: {top:?}");
 }
 
 #[test]
