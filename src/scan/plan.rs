@@ -9,7 +9,8 @@
 //! 3. how new it is: changed (mtime or ctime) in the last [`RECENT`];
 //! 4. how rare it is: a digest only one path holds;
 //! 5. then a digest deferred by an earlier run before a new one of the same rank, the oldest
-//!    deferral first, then the order the walk met them.
+//!    deferral first, then by digest (so a run's choice does not depend on the walk's
+//!    thread timing).
 //!
 //! **Streaming or holding.** With a budget of at least [`STREAM_MIN`] hashes left, the first
 //! quarter of it is asked as digests come (lookups overlap hashing, as when there is no budget
@@ -127,8 +128,6 @@ impl Ranker {
 struct Held {
     rank: Rank,
     paths: u32,
-    /// The order the walk met it (the last tie-break).
-    seen: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,15 +203,7 @@ impl Planner {
         if send {
             self.sent.insert(d, rank);
         } else {
-            let seen = self.held.len() as u32;
-            self.held.insert(
-                d,
-                Held {
-                    rank,
-                    paths: 1,
-                    seen,
-                },
-            );
+            self.held.insert(d, Held { rank, paths: 1 });
         }
         send
     }
@@ -278,25 +269,25 @@ impl Planner {
         let needed = self.asked() + self.held.len() as u64;
         // Nothing known and no cap: everything is asked.
         let room = self.allowance(budget).unwrap_or(u64::MAX);
-        let mut order: Vec<(Rank, bool, i64, u32, Digest)> = self
+        let mut order: Vec<(Rank, bool, i64, Digest)> = self
             .held
             .iter()
             .map(|(d, h)| {
                 let rank = if h.paths > 1 { h.rank.common() } else { h.rank };
                 match earlier.get(d) {
-                    Some(&(r, since)) => (rank.min(r), false, since, h.seen, *d),
-                    None => (rank, true, i64::MAX, h.seen, *d),
+                    Some(&(r, since)) => (rank.min(r), false, since, *d),
+                    None => (rank, true, i64::MAX, *d),
                 }
             })
             .collect();
-        order.sort_unstable();
+        order.sort_unstable_by(|a, b| {
+            (a.0, a.1, a.2, a.3.as_bytes()).cmp(&(b.0, b.1, b.2, b.3.as_bytes()))
+        });
         let take = order.len().min(usize::try_from(room).unwrap_or(usize::MAX));
-        let deferred: Vec<(Digest, Rank)> = order[take..]
-            .iter()
-            .map(|&(r, _, _, _, d)| (d, r))
-            .collect();
-        let asked: Vec<Digest> = order[..take].iter().map(|e| e.4).collect();
-        for &(r, _, _, _, d) in &order[..take] {
+        let deferred: Vec<(Digest, Rank)> =
+            order[take..].iter().map(|&(r, _, _, d)| (d, r)).collect();
+        let asked: Vec<Digest> = order[..take].iter().map(|e| e.3).collect();
+        for &(r, _, _, d) in &order[..take] {
             self.sent.insert(d, r);
         }
         let mut plan = Plan {
@@ -341,14 +332,10 @@ impl Planner {
         if n == 0 || self.held.is_empty() {
             return Vec::new();
         }
-        let mut v: Vec<(Rank, u32, Digest)> = self
-            .held
-            .iter()
-            .map(|(d, h)| (h.rank, h.seen, *d))
-            .collect();
-        v.sort_unstable();
+        let mut v: Vec<(Rank, Digest)> = self.held.iter().map(|(d, h)| (h.rank, *d)).collect();
+        v.sort_unstable_by(|a, b| (a.0, a.1.as_bytes()).cmp(&(b.0, b.1.as_bytes())));
         v.truncate(n);
-        v.into_iter().map(|e| e.2).collect()
+        v.into_iter().map(|e| e.1).collect()
     }
 }
 

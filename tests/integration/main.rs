@@ -4,6 +4,7 @@
 mod util;
 
 mod baseline;
+mod budget;
 mod cache;
 mod ecs;
 mod faults;
