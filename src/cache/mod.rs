@@ -644,6 +644,42 @@ impl Cache {
         Ok(out)
     }
 
+    /// Which of these digests have an answer on file at all, expired or not: asking one again
+    /// refreshes what is known, so a tight budget asks it after every digest never asked.
+    pub fn answered_before(
+        &self,
+        digests: &[Digest],
+    ) -> Result<std::collections::HashSet<Digest>, CacheError> {
+        let r = self.try_answered_before(digests);
+        self.noted(r)
+    }
+
+    fn try_answered_before(
+        &self,
+        digests: &[Digest],
+    ) -> Result<std::collections::HashSet<Digest>, CacheError> {
+        let mut conn = self.reader()?;
+        let tx = conn
+            .transaction()
+            .map_err(sql_err(&self.path, "starting a read"))?;
+        let mut out = std::collections::HashSet::new();
+        {
+            let mut stmt = tx
+                .prepare_cached("SELECT 1 FROM verdicts WHERE algo = ?1 AND digest = ?2")
+                .map_err(sql_err(&self.path, "preparing a verdict lookup"))?;
+            for d in digests {
+                let found = stmt
+                    .exists(params![d.algo().name(), d.as_bytes()])
+                    .map_err(sql_err(&self.path, "looking up a verdict"))?;
+                if found {
+                    out.insert(*d);
+                }
+            }
+        }
+        drop(tx);
+        Ok(out)
+    }
+
     /// How many digests earlier runs deferred and no run has asked since.
     pub fn backlog(&self) -> Result<u64, CacheError> {
         let r = self.reader().and_then(|conn| {

@@ -246,6 +246,10 @@ impl Collector<'_> {
         };
         let planner = std::mem::replace(&mut b.planner, Planner::new(Some(0), 1));
         let held = planner.held();
+        let asked_before = match (self.cache, held.is_empty()) {
+            (Some(c), false) => c.answered_before(&held).unwrap_or_default(),
+            _ => Default::default(),
+        };
         let earlier: HashMap<Digest, (Rank, i64)> = match (self.cache, held.is_empty()) {
             (Some(c), false) => c
                 .get_deferred(&held)
@@ -260,7 +264,7 @@ impl Collector<'_> {
             deferred,
             plan,
             ranks,
-        } = planner.finish(b.client.budget(), &earlier);
+        } = planner.finish(b.client.budget(), &earlier, &asked_before);
         if let Some(tx) = &self.digest_tx {
             for d in &asked {
                 b.sent += 1;

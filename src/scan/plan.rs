@@ -8,7 +8,10 @@
 //! 2. where it is: user-writable and temporary places ([`RISKY_PLACES`]) and `--priority-path`;
 //! 3. how new it is: changed (mtime or ctime) in the last [`RECENT`];
 //! 4. how rare it is: a digest only one path holds;
-//! 5. then a digest deferred by an earlier run before a new one of the same rank, the oldest
+//!
+//! A digest whose answer on file has expired (asked before) goes after every digest never
+//! asked, whatever its rank: the budget first buys what nobody knows yet. Within a rank:
+//! 5. a digest deferred by an earlier run before a new one of the same rank, the oldest
 //!    deferral first, then by digest (so a run's choice does not depend on the walk's
 //!    thread timing).
 //!
@@ -264,6 +267,7 @@ impl Planner {
         mut self,
         budget: Option<Budget>,
         earlier: &HashMap<Digest, (Rank, i64)>,
+        asked_before: &std::collections::HashSet<Digest>,
     ) -> Decision {
         self.seen_budget = budget;
         let needed = self.asked() + self.held.len() as u64;
@@ -280,8 +284,15 @@ impl Planner {
                 }
             })
             .collect();
+        let again = |d: &Digest| asked_before.contains(d);
         order.sort_unstable_by(|a, b| {
-            (a.0, a.1, a.2, a.3.as_bytes()).cmp(&(b.0, b.1, b.2, b.3.as_bytes()))
+            (again(&a.3), a.0, a.1, a.2, a.3.as_bytes()).cmp(&(
+                again(&b.3),
+                b.0,
+                b.1,
+                b.2,
+                b.3.as_bytes(),
+            ))
         });
         let take = order.len().min(usize::try_from(room).unwrap_or(usize::MAX));
         let deferred: Vec<(Digest, Rank)> =
@@ -411,7 +422,7 @@ mod tests {
             deferred,
             plan,
             ..
-        } = p.finish(budget(3), &earlier);
+        } = p.finish(budget(3), &earlier, &Default::default());
         assert_eq!(asked, vec![d(3), d(4), d(2)]);
         assert_eq!(
             deferred.iter().map(|e| e.0).collect::<Vec<_>>(),
@@ -440,7 +451,7 @@ mod tests {
             deferred,
             plan,
             ..
-        } = p.finish(budget(30_000), &HashMap::new());
+        } = p.finish(budget(30_000), &HashMap::new(), &Default::default());
         assert_eq!((asked.len(), deferred.len()), (10_001, 0));
         assert_eq!(plan.needed, 20_001);
     }
@@ -463,12 +474,26 @@ mod tests {
             deferred,
             plan,
             ..
-        } = p.finish(None, &HashMap::new());
+        } = p.finish(None, &HashMap::new(), &Default::default());
         assert!(asked.is_empty());
         assert_eq!(deferred.len(), 1);
         assert_eq!(
             plan.human(),
             "needs 1 lookup; --budget allows 0; asking the 0 that matter most, deferring 1"
         );
+    }
+
+    /// An expired answer is asked again only after every digest never asked, whatever its rank.
+    #[test]
+    fn a_refresh_goes_after_every_new_digest() {
+        let mut p = Planner::new(Some(1), 1);
+        assert!(!p.offer(d(1), Rank::of(FileKind::Executable, true, true)));
+        assert!(!p.offer(d(2), Rank::of(FileKind::Other, false, false)));
+        let before = std::collections::HashSet::from([d(1)]);
+        let Decision {
+            asked, deferred, ..
+        } = p.finish(None, &HashMap::new(), &before);
+        assert_eq!(asked, vec![d(2)]);
+        assert_eq!(deferred.iter().map(|e| e.0).collect::<Vec<_>>(), vec![d(1)]);
     }
 }
