@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use super::store::{Claim, Store};
 use crate::digest::Digest;
 use crate::lookup::batch::{LookupBatch, MAX_BATCH};
-use crate::lookup::{Answer, ClientConfig, HttpClient, LookupError, ReputationClient};
+use crate::lookup::{Answer, ClientConfig, HashOutcome, HttpClient, LookupError, ReputationClient};
 use crate::sync::lock;
 
 /// What a waiter learns about one digest.
@@ -165,6 +165,23 @@ impl Upstream {
         if let Some(r) = self.quota_remaining() {
             metrics::gauge!("hashsweep_gateway_upstream_quota_remaining").set(r as f64);
         }
+        // The key's budget as the service last stated it (limit per day, time to the reset).
+        if let Some(b) = all
+            .iter()
+            .filter_map(|c| c.budget())
+            .min_by_key(|b| b.remaining)
+        {
+            if let Some(l) = b.limit {
+                metrics::gauge!("hashsweep_gateway_upstream_budget_limit").set(l as f64);
+            }
+            if let Some(t) = b.resets_at {
+                let left = t
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default();
+                metrics::gauge!("hashsweep_gateway_upstream_budget_reset_seconds")
+                    .set(left.as_secs_f64());
+            }
+        }
     }
 }
 
@@ -184,6 +201,8 @@ pub struct Coalescer {
     max_pending: usize,
     /// Every task that may hold an upstream answer not yet stored: shutdown waits for them.
     tasks: TaskTracker,
+    /// Hashes in requests upstream now: what the budget the service last stated must cover.
+    reserved: AtomicU64,
 }
 
 impl Coalescer {
@@ -199,6 +218,7 @@ impl Coalescer {
             claim_ttl: cfg.claim_ttl,
             max_pending: cfg.max_pending.max(1),
             tasks: TaskTracker::new(),
+            reserved: AtomicU64::new(0),
         });
         let permits = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
         for (details, rx) in [(false, plain_rx), (true, detail_rx)] {
@@ -353,6 +373,33 @@ impl Coalescer {
         }
     }
 
+    /// Cut `batch` to the upstream budget: returns the hashes kept (reserved until answered)
+    /// and outcomes for the ones left out.
+    fn cut(&self, batch: &mut LookupBatch) -> (u64, Vec<(Digest, HashOutcome)>) {
+        let n = batch.digests.len() as u64;
+        let Some(remaining) = self.upstream.quota_remaining() else {
+            self.reserved.fetch_add(n, Ordering::Relaxed);
+            return (n, Vec::new());
+        };
+        let reserved = self.reserved.fetch_add(n, Ordering::Relaxed);
+        let take = n.min(remaining.saturating_sub(reserved));
+        self.reserved.fetch_sub(n - take, Ordering::Relaxed);
+        let over: Vec<(Digest, HashOutcome)> = batch
+            .digests
+            .split_off(take as usize)
+            .into_iter()
+            .map(|d| {
+                let why = "the gateway's upstream budget for today is spent: asked after it resets";
+                (d, Err(LookupError::QuotaSpent(why.into())))
+            })
+            .collect();
+        if !over.is_empty() {
+            metrics::counter!("hashsweep_gateway_upstream_deferred_total")
+                .increment(over.len() as u64);
+        }
+        (take, over)
+    }
+
     fn resolve(&self, want: Want, got: Got) {
         let waiters = lock(&self.inflight).remove(&want);
         for tx in waiters.into_iter().flatten() {
@@ -360,30 +407,37 @@ impl Coalescer {
         }
     }
 
-    /// Send one batch upstream, store its answers, then tell the waiters.
-    async fn send(self: Arc<Self>, batch: LookupBatch, details: bool) {
+    /// Send one batch upstream, store its answers, then tell the waiters. The batch is cut to
+    /// what the upstream budget has left (less what other requests in flight will spend): the
+    /// rest is not asked today, and its clients are told so (429000), as the service would.
+    async fn send(self: Arc<Self>, mut batch: LookupBatch, details: bool) {
         let upstream = Arc::clone(&self.upstream);
-        let n = batch.digests.len();
-        metrics::counter!("hashsweep_gateway_upstream_hashes_total").increment(n as u64);
+        let (take, over) = self.cut(&mut batch);
+        metrics::counter!("hashsweep_gateway_upstream_hashes_total").increment(take);
         let digests = batch.digests.clone();
         // On the blocking pool: the client blocks, and replacing one (after a quota reset)
         // builds and drops a blocking client, which must not happen on an async thread.
         let up = Arc::clone(&upstream);
-        let outcomes = tokio::task::spawn_blocking(move || up.client(details).lookup(&batch))
-            .await
-            .unwrap_or_else(|e| {
-                digests
-                    .iter()
-                    .map(|d| {
-                        let why = format!("upstream lookup task failed: {e}");
-                        (*d, Err(LookupError::Unfinished(why.into())))
-                    })
-                    .collect()
-            });
+        let mut outcomes = if batch.digests.is_empty() {
+            Vec::new()
+        } else {
+            tokio::task::spawn_blocking(move || up.client(details).lookup(&batch))
+                .await
+                .unwrap_or_else(|e| {
+                    digests
+                        .iter()
+                        .map(|d| {
+                            let why = format!("upstream lookup task failed: {e}");
+                            (*d, Err(LookupError::Unfinished(why.into())))
+                        })
+                        .collect()
+                })
+        };
+        self.reserved.fetch_sub(take, Ordering::Relaxed);
+        outcomes.extend(over);
         upstream.publish_metrics();
         let mut answers = Vec::with_capacity(outcomes.len());
         let mut failed = Vec::new();
-        let mut outcomes = outcomes;
         for (d, o) in &mut outcomes {
             match o {
                 Ok(a) => {

@@ -704,6 +704,40 @@ fn the_gateway_keeps_the_vendors_contract() {
     assert_eq!(h.json()["status"], "ok");
 }
 
+/// The gateway spends the fleet's budget as an endpoint would: a batch is cut to what the key
+/// has left, so the service never has to refuse one, and what is left out is deferred (429000)
+/// for the clients to ask after the reset.
+#[test]
+fn the_gateway_cuts_upstream_batches_to_the_budget_left() {
+    let f = sqlite_fixture(MockServer::start(Some(KEY)).unwrap(), &[]);
+    let (mock, gw) = (&f.mock, &f.gw);
+    mock.set_quota(5);
+    let first: Vec<String> = (0..3).map(|i| format!("{i:064x}")).collect();
+    assert_eq!(post_hashes(gw, TOKENS[0].1, &first).status, 200);
+    // 2 left: of these 4 only 2 are asked.
+    let more: Vec<String> = (10..14).map(|i| format!("{i:064x}")).collect();
+    let r = post_hashes(gw, TOKENS[0].1, &more);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(r.json()["data"].as_array().unwrap().len(), 2, "{}", r.raw);
+    let asked: usize = mock.requests().iter().map(|q| q.hashes.len()).sum();
+    assert_eq!(asked, 5, "{:?}", mock.requests());
+    assert!(
+        mock.requests().iter().all(|q| q.status == 200),
+        "no refused request"
+    );
+    // Nothing left: the rest waits for the reset.
+    let r = post_hashes(gw, TOKENS[0].1, &more[2..]);
+    assert_eq!(r.status, 429, "{}", r.raw);
+    assert_eq!(r.json()["error"]["code"], 429000);
+    assert!(mock.requests().iter().all(|q| q.status == 200));
+    let metrics = http(&gw.url, "GET", "/metrics", &[], "").body;
+    // Two left out of the second request, two more of the third.
+    assert!(
+        metrics.contains("hashsweep_gateway_upstream_deferred_total 4"),
+        "{metrics}"
+    );
+}
+
 #[test]
 fn a_spent_upstream_quota_reaches_clients_as_429000_with_the_reset() {
     let f = sqlite_fixture(MockServer::start(Some(KEY)).unwrap(), &[]);
