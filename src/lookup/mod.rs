@@ -93,6 +93,18 @@ pub struct ClientStats {
     pub throttled: u64,
 }
 
+/// What the service says about the key's budget, from the rate-limit headers of the last answer.
+///
+/// `remaining` is the lowest `x-ratelimit-remaining` seen in the current window (answers to
+/// requests in flight at once may arrive out of order); `resets_at` is when the window ends,
+/// from `x-ratelimit-reset-in` (the daily window, not a time to wait before the next request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub limit: Option<u64>,
+    pub remaining: u64,
+    pub resets_at: Option<std::time::SystemTime>,
+}
+
 /// Something that can look up batches of digests.
 pub trait ReputationClient: Send + Sync {
     /// One outcome per digest of the batch, in any order; every digest appears exactly once.
@@ -102,6 +114,11 @@ pub trait ReputationClient: Send + Sync {
 
     /// Why lookups stopped for the rest of the run (key refused, quota spent), if they did.
     fn halted(&self) -> Option<LookupError> {
+        None
+    }
+
+    /// The key's budget as the service last reported it, if it did.
+    fn budget(&self) -> Option<Budget> {
         None
     }
 }

@@ -18,3 +18,4 @@ mod parsers;
 mod review;
 mod scan;
 mod secrecy;
+mod throttling;

@@ -469,7 +469,7 @@ fn pick_chaos(rng: &mut fastrand::Rng, stall: Duration) -> Fault {
     }
 }
 
-/// Counts a request as being served until it is dropped.
+/// Counts a request as being served (received, not yet answered) until it is dropped.
 struct InFlight<'a>(&'a Mutex<State>);
 
 impl Drop for InFlight<'_> {
@@ -491,7 +491,7 @@ fn serve_connection(mut stream: TcpStream, state: &Mutex<State>) {
         s.max_in_flight = s.max_in_flight.max(s.in_flight);
         s.in_flight
     };
-    let _serving = InFlight(state);
+    let serving = InFlight(state);
 
     let apikey = req.header("apikey").map(str::to_string);
     let details_hdr = req.header("includescandetails").map(str::to_string);
@@ -583,6 +583,8 @@ fn serve_connection(mut stream: TcpStream, state: &Mutex<State>) {
         }
     };
     record(status);
+    // Answered from here on: a client that has read the answer never sees itself counted.
+    drop(serving);
 
     let mut headers: Vec<(String, String)> =
         vec![("content-type".into(), "application/json".into())];
