@@ -181,7 +181,7 @@ fn too_many_connections_lowers_requests_in_flight_then_raises_them_slowly() {
 fn a_spent_daily_budget_defers_the_rest_without_another_request() {
     let mock = MockServer::start(Some(KEY)).unwrap();
     mock.set_daily_budget(7);
-    let c = client(&mock, |_| {});
+    let c = client(&mock, |c| c.max_wait = Duration::from_secs(2));
     assert!(c.lookup(&batch(1, 5)).iter().all(|(_, o)| o.is_ok()));
     let b = c.budget().expect("a budget from the headers");
     assert_eq!((b.limit, b.remaining), (Some(7), 2));
@@ -211,7 +211,7 @@ fn a_spent_daily_budget_defers_the_rest_without_another_request() {
 fn remaining_zero_on_an_answer_stops_before_the_next_batch() {
     let mock = MockServer::start(Some(KEY)).unwrap();
     mock.set_daily_budget(5);
-    let c = client(&mock, |_| {});
+    let c = client(&mock, |c| c.max_wait = Duration::from_secs(2));
     assert!(c.lookup(&batch(1, 5)).iter().all(|(_, o)| o.is_ok()));
     assert_eq!(c.budget().map(|b| b.remaining), Some(0));
     let out = c.lookup(&batch(2, 3));
