@@ -74,9 +74,11 @@ fn read_ca_cert(path: Option<&Path>) -> Result<Option<Vec<u8>>, Error> {
 fn build_client(api: &ApiArgs) -> Result<HttpClient, Error> {
     let key = load_key(api.conn.apikey_file.as_deref())?;
     let ca_cert = read_ca_cert(api.conn.ca_cert.as_deref())?;
-    Ok(HttpClient::new(config::api_client_config(
-        api, key, ca_cert,
-    ))?)
+    let client = HttpClient::new(config::api_client_config(api, key, ca_cert))?;
+    if let Some(notice) = client.notice() {
+        eprintln!("hashsweep: warning: {notice}");
+    }
+    Ok(client)
 }
 
 fn progress() -> Box<dyn Progress> {

@@ -32,6 +32,9 @@ pub fn run_serve(a: ServeArgs) -> Result<u8, Error> {
     let key = load_key(a.upstream.apikey_file.as_deref())?;
     let ca_cert = read_ca_cert(a.upstream.ca_cert.as_deref())?;
     let client = config::client_config(&a.upstream, key, ca_cert);
+    if let Ok((_, Some(notice))) = hashsweep::lookup::http::join_endpoint(&client.api_url) {
+        eprintln!("hashsweep serve: warning: {notice}");
+    }
     let cfg = ServeConfig {
         listen: a.listen,
         tokens,

@@ -8,6 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 /// What the service says about the key's budget, from the rate-limit headers of the last answer.
+///
+/// `remaining` is the lowest `x-ratelimit-remaining` seen in the current window (answers to
+/// requests in flight at once may arrive out of order); `resets_at` is when the window ends,
+/// from `x-ratelimit-reset-in` (the daily window, not a time to wait before the next request).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
     /// Hashes per window (`x-ratelimit-limit`; a day for the reputation API).

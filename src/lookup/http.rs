@@ -1,20 +1,31 @@
 //! The real client: MetaDefender's `POST {api-url}/v4/hash` over reqwest (blocking, rustls).
 //!
-//! It owns the run-wide lookup policy: retries with exponential backoff and jitter for 5xx,
-//! timeouts, resets and malformed answers; waiting as told on 429 (one pause shared by every
-//! request in flight, capped by `max_wait`); stopping for good after a 401/403 or a spent daily
-//! quota; splitting a batch the service refuses with 400 so the good hashes still get answers.
+//! It owns the run-wide lookup policy:
+//! - retries with exponential backoff and jitter for 5xx, timeouts, resets and malformed answers;
+//! - 429001 (throttled) and 429002 (too many connections), or a 429 without a quota code: back
+//!   off 1 s doubling to 60 s with jitter (or as told by a `Retry-After`, which the service is
+//!   not documented to send), one pause shared by every request in flight, for as long as the
+//!   batch's total wait stays within `max_wait`; and fewer requests in flight ([`Flight`]:
+//!   halved after a 429002, one fewer after a 429001, one more again after a few answers);
+//! - `x-ratelimit-reset-in` is the daily window, never a time to wait before the next try: only
+//!   429000, or `x-ratelimit-remaining: 0`, means the day's budget is spent, and then nothing
+//!   more is sent ([`LookupError::QuotaSpent`]);
+//! - stopping for good after a 401, a 403 (each sub-code its own message) or a 404 (a wrong
+//!   `--api-url`);
+//! - splitting a batch the service refuses with 400 so the good hashes still get answers.
+//!
+//! Every answer's rate-limit headers update the [`Budget`] the client reports.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::blocking::{Client, Response};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{StatusCode, Url};
 
 use super::protocol::{self, parse_answer, parse_error};
-use super::{ApiKey, ClientStats, HashOutcome, LookupError, Reason, ReputationClient};
+use super::{ApiKey, Budget, ClientStats, HashOutcome, LookupError, Reason, ReputationClient};
 use crate::digest::Digest;
 use crate::lookup::batch::LookupBatch;
 use crate::sync::lock;
@@ -25,6 +36,12 @@ pub const DEFAULT_API_URL: &str = "https://api.metadefender.com";
 /// Timeout for connecting, for every client.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The first wait after a throttle (429001/429002); it doubles with each throttle of a batch.
+pub const THROTTLE_BASE: Duration = Duration::from_secs(1);
+
+/// The longest single wait after a throttle.
+pub const THROTTLE_CAP: Duration = Duration::from_secs(60);
+
 /// How patient a client is: the defaults that differ between an endpoint (`scan`, `lookup`:
 /// [`Patience::ENDPOINT`]) and a gateway's upstream (`crate::gateway::UPSTREAM`), whose
 /// clients are waiting on it.
@@ -34,7 +51,7 @@ pub struct Patience {
     pub batch_wait: Duration,
     /// Retries after the first attempt for transient failures.
     pub retries: u32,
-    /// The longest a 429 may make us wait.
+    /// The longest a batch may wait in all because of 429 throttling.
     pub max_wait: Duration,
     /// Whole-request timeout.
     pub timeout: Duration,
@@ -59,7 +76,8 @@ pub struct ClientConfig {
     pub details: bool,
     /// Retries after the first attempt for transient failures.
     pub retries: u32,
-    /// The longest a 429 may make us wait; longer waits fail the batch.
+    /// The longest a batch may wait in all because of throttling (429001/429002); past it
+    /// the batch fails as [`LookupError::Throttled`].
     pub max_wait: Duration,
     /// Whole-request timeout.
     pub timeout: Duration,
@@ -71,6 +89,11 @@ pub struct ClientConfig {
     /// Extra trusted root certificates, PEM (`--ca-cert`): an on-premises service or a
     /// gateway with a private CA.
     pub ca_cert: Option<Vec<u8>>,
+    /// The first wait after a throttle, doubling per throttle of a batch ([`THROTTLE_BASE`];
+    /// tests make it short).
+    pub throttle_base: Duration,
+    /// The longest single wait after a throttle ([`THROTTLE_CAP`]).
+    pub throttle_cap: Duration,
 }
 
 impl ClientConfig {
@@ -86,6 +109,8 @@ impl ClientConfig {
             insecure_http: false,
             rate: None,
             ca_cert: None,
+            throttle_base: THROTTLE_BASE,
+            throttle_cap: THROTTLE_CAP,
         }
     }
 }
@@ -103,24 +128,64 @@ pub enum ClientError {
     Build(String),
 }
 
+/// The endpoint for `--api-url`: `{base}/v4/hash`. A base that already ends in `/v4` (the
+/// vendor's own URL for the endpoint, `https://api.metadefender.com/v4`) would give
+/// `/v4/v4/hash`, which the service answers 404: the `/v4` is dropped, and the second value is
+/// a notice saying so, for the caller to show.
+pub fn join_endpoint(api_url: &str) -> Result<(Url, Option<String>), ClientError> {
+    let trimmed = api_url.trim().trim_end_matches('/');
+    let (base, notice) = match trimmed.len().checked_sub(3) {
+        Some(cut)
+            if trimmed.is_char_boundary(cut)
+                && trimmed[cut..].eq_ignore_ascii_case("/v4")
+                && !trimmed[..cut].ends_with(':')
+                && !trimmed[..cut].ends_with('/') =>
+        {
+            let base = &trimmed[..cut];
+            let shown = Url::parse(base).map_or_else(|_| "?".into(), |u| shown_url(&u));
+            let notice = format!(
+                "--api-url ends in /v4; using {} as the base (--api-url is the base URL without /v4; /v4/hash is added)",
+                shown.trim_end_matches('/')
+            );
+            (base, Some(notice))
+        }
+        _ => (trimmed, None),
+    };
+    let endpoint = Url::parse(&format!("{base}/v4/hash"))
+        .map_err(|e| ClientError::BadUrl(api_url.to_string(), e.to_string()))?;
+    Ok((endpoint, notice))
+}
+
+/// A URL as it may be shown: without a user name or password.
+fn shown_url(u: &Url) -> String {
+    let mut u = u.clone();
+    let _ = u.set_password(None);
+    let _ = u.set_username("");
+    u.to_string()
+}
+
 /// The blocking HTTP client. Share it between lookup threads by reference or `Arc`.
 pub struct HttpClient {
     http: Client,
     endpoint: Url,
+    /// Said about `--api-url` when the client was built (a trailing `/v4` dropped).
+    notice: Option<String>,
     key: ApiKey,
     headers: HeaderMap,
     cfg: ClientConfig,
-    /// Nobody sends before this instant (set by 429 answers).
+    /// Nobody sends before this instant (set by throttles).
     pause_until: Mutex<Option<Instant>>,
     /// Once set, nothing more is sent; every batch gets this reason.
     stopped: Mutex<Option<LookupError>>,
     /// With `--rate`, the earliest start of the next request.
     next_slot: Mutex<Option<Instant>>,
+    /// How many requests may be in flight at once, lowered by throttles.
+    flight: Flight,
     requests: AtomicU64,
     retries: AtomicU64,
     throttled: AtomicU64,
-    /// The last `X-RateLimit-Remaining` seen (`u64::MAX` until one is).
-    quota_remaining: AtomicU64,
+    /// The key's budget from the rate-limit headers, once an answer carried them.
+    budget: Mutex<Option<Budget>>,
     /// When lookups stopped because the daily quota is spent: when it resets, if known.
     quota_reset: Mutex<Option<Option<Instant>>>,
 }
@@ -130,8 +195,18 @@ enum Attempt {
     Done(Vec<(Digest, HashOutcome)>),
     /// Worth trying again, after a backoff (a transport failure or an unusable answer).
     Retry(LookupError),
-    /// The service told us to wait this long (throttled).
-    Wait(Duration, Reason),
+    /// 429 that is not a spent budget: back off and try again, within `max_wait`.
+    Throttle {
+        /// What the answer said to wait (`Retry-After`, or the end of a window that is over
+        /// within `max_wait`), if anything.
+        told: Option<Duration>,
+        /// 429002: too many connections.
+        connections: bool,
+        /// Waiting for the daily budget to reset: if the wait cannot be had, the quota is
+        /// spent, not throttled.
+        quota: bool,
+        why: Reason,
+    },
     /// 400: the batch itself was refused.
     BadRequest(Reason),
     /// Stop the whole run's lookups.
@@ -140,9 +215,7 @@ enum Attempt {
 
 impl HttpClient {
     pub fn new(cfg: ClientConfig) -> Result<HttpClient, ClientError> {
-        let base = cfg.api_url.trim_end_matches('/');
-        let endpoint = Url::parse(&format!("{base}/v4/hash"))
-            .map_err(|e| ClientError::BadUrl(cfg.api_url.clone(), e.to_string()))?;
+        let (endpoint, notice) = join_endpoint(&cfg.api_url)?;
         match endpoint.scheme() {
             "https" => {}
             "http" if cfg.insecure_http || is_loopback(&endpoint) => {}
@@ -193,27 +266,45 @@ impl HttpClient {
         Ok(HttpClient {
             http,
             endpoint,
+            notice,
             key: cfg.key.clone(),
             headers,
             cfg,
             pause_until: Mutex::new(None),
             stopped: Mutex::new(None),
             next_slot: Mutex::new(None),
+            flight: Flight::default(),
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
-            quota_remaining: AtomicU64::new(u64::MAX),
+            budget: Mutex::new(None),
             quota_reset: Mutex::new(None),
         })
+    }
+
+    /// What to tell the user about `--api-url` (a trailing `/v4` that was dropped), if anything.
+    pub fn notice(&self) -> Option<&str> {
+        self.notice.as_deref()
+    }
+
+    /// The endpoint asked, `{base}/v4/hash`.
+    pub fn endpoint(&self) -> &str {
+        self.endpoint.as_str()
+    }
+
+    /// How many requests may be in flight now: `None` when throttling has not lowered it (or
+    /// it has been raised back to what the callers ask for).
+    pub fn in_flight_limit(&self) -> Option<usize> {
+        lock(&self.flight.state).limit
     }
 
     fn stopped_reason(&self) -> Option<LookupError> {
         lock(&self.stopped).clone()
     }
 
-    /// The last `X-RateLimit-Remaining` the service sent, if any.
+    /// The lowest `x-ratelimit-remaining` of the current window, if the service sent one.
     pub fn quota_remaining(&self) -> Option<u64> {
-        Some(self.quota_remaining.load(Ordering::Relaxed)).filter(|r| *r != u64::MAX)
+        lock(&self.budget).map(|b| b.remaining)
     }
 
     /// If lookups stopped because the daily quota is spent: `Some(when it resets)`, the inner
@@ -232,15 +323,21 @@ impl HttpClient {
         lock(&self.stopped).get_or_insert_with(|| why.clone());
     }
 
-    /// Sleep until the shared 429 pause is over.
-    fn wait_for_pause(&self) {
+    /// Sleep until the shared throttle pause is over; how long that was.
+    fn wait_for_pause(&self) -> Duration {
+        let start = Instant::now();
         let until = *lock(&self.pause_until);
-        if let Some(t) = until {
-            let now = Instant::now();
-            if t > now {
-                std::thread::sleep(t - now);
+        match until {
+            Some(t) if t > start => {
+                std::thread::sleep(t - start);
+                start.elapsed()
             }
+            _ => Duration::ZERO,
         }
+    }
+
+    fn paused(&self) -> bool {
+        lock(&self.pause_until).is_some_and(|t| t > Instant::now())
     }
 
     fn pause_for(&self, d: Duration) {
@@ -249,6 +346,18 @@ impl HttpClient {
         if g.is_none_or(|cur| cur < t) {
             *g = Some(t);
         }
+    }
+
+    /// Exponential backoff for the `n`th throttle of a batch: `throttle_base` doubling up to
+    /// `throttle_cap`, each scaled by a random factor in [0.5, 1] so that threads throttled
+    /// together do not come back together.
+    fn throttle_backoff(&self, n: u32) -> Duration {
+        let d = self
+            .cfg
+            .throttle_base
+            .saturating_mul(1u32 << n.saturating_sub(1).min(16))
+            .min(self.cfg.throttle_cap);
+        d.mul_f64(0.5 + fastrand::f64() / 2.0)
     }
 
     /// Remove the key from any text that came back from the network.
@@ -270,6 +379,13 @@ impl HttpClient {
         }
     }
 
+    /// Fold the rate-limit headers of an answer into the budget.
+    fn note_budget(&self, h: &HeaderMap) {
+        let seen = RateHeaders::read(h);
+        let mut g = lock(&self.budget);
+        *g = seen.merge(*g, SystemTime::now());
+    }
+
     fn attempt(&self, digests: &[Digest]) -> Attempt {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let sent = self
@@ -287,6 +403,9 @@ impl HttpClient {
             }
         };
         let status = resp.status();
+        self.note_budget(resp.headers());
+        let rate = RateHeaders::read(resp.headers());
+        let told = retry_after(resp.headers());
         if status.is_redirection() {
             let to = resp
                 .headers()
@@ -303,16 +422,6 @@ impl HttpClient {
                 .into(),
             ));
         }
-        let wait = wait_hint(resp.headers());
-        let remaining = resp
-            .headers()
-            .get("x-ratelimit-remaining")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if let Some(r) = remaining {
-            self.quota_remaining
-                .store(r.min(u64::MAX - 1), Ordering::Relaxed);
-        }
         let body = match read_body(resp) {
             Ok(b) => b,
             Err(e) => {
@@ -325,7 +434,7 @@ impl HttpClient {
         if status == StatusCode::OK {
             return match parse_answer(&body, digests) {
                 Ok(out) => {
-                    self.note_quota(remaining, wait);
+                    self.note_quota(rate.remaining, rate.reset_in);
                     // Error reasons quote the server's values; the key must not ride along.
                     Attempt::Done(
                         out.into_iter()
@@ -333,7 +442,10 @@ impl HttpClient {
                             .collect(),
                     )
                 }
-                Err(e) => Attempt::Retry(LookupError::BadAnswer(self.scrub(&e.0).into())),
+                Err(e) => {
+                    self.note_quota(rate.remaining, rate.reset_in);
+                    Attempt::Retry(LookupError::BadAnswer(self.scrub(&e.0).into()))
+                }
             };
         }
         let err = parse_error(&body);
@@ -348,28 +460,61 @@ impl HttpClient {
             }
         ));
         match status.as_u16() {
-            401 | 403 => Attempt::Fatal(LookupError::KeyRefused(format!(
+            401 => Attempt::Fatal(LookupError::KeyRefused(format!(
                 "the API key was refused ({what}); no further lookups were sent. Check METADEFENDER_APIKEY or --apikey-file"
             ).into())),
+            403 => Attempt::Fatal(LookupError::KeyRefused(forbidden(err.code, &what).into())),
+            404 => Attempt::Fatal(LookupError::Transport(
+                self.scrub(&format!(
+                    "{} answered {what}: there is no such endpoint, so no further lookups were sent. \
+                     --api-url is the service's base URL without /v4 (for example {DEFAULT_API_URL}); \
+                     hashsweep adds /v4/hash",
+                    shown_url(&self.endpoint)
+                ))
+                .into(),
+            )),
             429 => {
                 self.throttled.fetch_add(1, Ordering::Relaxed);
-                let wait = wait.unwrap_or(Duration::from_secs(5));
-                if err.code == Some(429000) && wait > self.cfg.max_wait {
-                    let why = LookupError::QuotaSpent(
-                        format!(
-                            "the daily lookup quota is spent ({what}); it resets in {}s",
-                            wait.as_secs()
-                        )
-                        .into(),
-                    );
-                    self.stop_for_quota(&why, Some(wait));
-                    Attempt::Fatal(why)
+                if err.code == Some(429000) || rate.remaining == Some(0) {
+                    // The day's budget is spent. Wait for the window's end only if it comes
+                    // within --max-wait; else stop asking for the rest of the run.
+                    match rate.reset_in {
+                        Some(r) if r <= self.cfg.max_wait => Attempt::Throttle {
+                            told: Some(r),
+                            connections: false,
+                            quota: true,
+                            why: what.into(),
+                        },
+                        reset => {
+                            let why = LookupError::QuotaSpent(
+                                format!(
+                                    "the daily lookup quota is spent ({what}){}",
+                                    reset
+                                        .map(|r| format!("; it resets in {}s", r.as_secs()))
+                                        .unwrap_or_default()
+                                )
+                                .into(),
+                            );
+                            self.stop_for_quota(&why, reset);
+                            Attempt::Fatal(why)
+                        }
+                    }
                 } else {
-                    Attempt::Wait(wait, what.into())
+                    // 429001, 429002, or a 429 without a code: short-term. Its
+                    // x-ratelimit-reset-in is the daily window, not a time to wait.
+                    Attempt::Throttle {
+                        told,
+                        connections: err.code == Some(429002),
+                        quota: false,
+                        why: what.into(),
+                    }
                 }
             }
             400 => Attempt::BadRequest(what.into()),
-            _ => Attempt::Retry(LookupError::Transport(what.into())),
+            _ => {
+                self.note_quota(rate.remaining, rate.reset_in);
+                Attempt::Retry(LookupError::Transport(what.into()))
+            }
         }
     }
 
@@ -379,6 +524,8 @@ impl HttpClient {
         let mut pending: Vec<Digest> = digests.to_vec();
         let mut failures = 0u32;
         let mut throttles = 0u32;
+        // Time this batch has spent paused by throttling, against --max-wait.
+        let mut waited = Duration::ZERO;
         let fail_all =
             |pending: &[Digest], done: &mut Vec<(Digest, HashOutcome)>, why: LookupError| {
                 done.extend(pending.iter().map(|d| (*d, Err(why.clone()))));
@@ -389,10 +536,20 @@ impl HttpClient {
                 fail_all(&pending, &mut done, why);
                 break;
             }
-            self.wait_for_pause();
+            waited += self.wait_for_pause();
+            let permit = self.flight.acquire();
+            // A stop, or a new pause, may have come while this waited for its turn.
+            if self.paused() || self.stopped_reason().is_some() {
+                continue;
+            }
             self.wait_for_rate_slot();
-            match self.attempt(&pending) {
+            let attempt = self.attempt(&pending);
+            if matches!(attempt, Attempt::Done(_)) {
+                self.flight.answered();
+            }
+            match attempt {
                 Attempt::Done(out) => {
+                    drop(permit);
                     // Hashes the answer left out are asked again (within the retry budget).
                     let (missing, answered): (Vec<_>, Vec<_>) = out
                         .into_iter()
@@ -414,6 +571,7 @@ impl HttpClient {
                     break;
                 }
                 Attempt::BadRequest(why) => {
+                    drop(permit);
                     if pending.len() <= 1 {
                         fail_all(
                             &pending,
@@ -430,40 +588,53 @@ impl HttpClient {
                     }
                     break;
                 }
-                Attempt::Wait(d, why) => {
+                Attempt::Throttle {
+                    told,
+                    connections,
+                    quota,
+                    why,
+                } => {
                     throttles += 1;
-                    if d > self.cfg.max_wait {
-                        fail_all(
-                            &pending,
-                            &mut done,
-                            LookupError::Throttled(
-                                format!(
-                                    "lookup failed (batch {batch_id}): throttled and told to wait {}s, more than --max-wait ({}s): {why}",
-                                    d.as_secs(),
-                                    self.cfg.max_wait.as_secs()
-                                )
-                                .into(),
-                            ),
-                        );
-                        break;
-                    }
-                    if throttles > self.cfg.retries.max(1) * 4 {
-                        fail_all(
-                            &pending,
-                            &mut done,
-                            LookupError::Throttled(
-                                format!(
-                                    "lookup failed (batch {batch_id}): still throttled after {throttles} tries: {why}"
-                                )
-                                .into(),
-                            ),
-                        );
-                        break;
-                    }
+                    self.flight.throttled(&permit, connections);
+                    drop(permit);
+                    let left = self.cfg.max_wait.saturating_sub(waited);
+                    let delay = match told {
+                        Some(d) if d > left => {
+                            let what = format!(
+                                "told to wait {}s, more than is left of --max-wait ({}s of {}s)",
+                                d.as_secs(),
+                                left.as_secs(),
+                                self.cfg.max_wait.as_secs()
+                            );
+                            fail_all(
+                                &pending,
+                                &mut done,
+                                self.gave_up(batch_id, quota, &what, &why),
+                            );
+                            break;
+                        }
+                        Some(d) => d,
+                        // Not even the shortest backoff fits in what is left: give up.
+                        None if left < self.cfg.throttle_base / 2 => {
+                            let what = format!(
+                                "still throttled after {throttles} tries and {}s of waiting (--max-wait {}s)",
+                                waited.as_secs(),
+                                self.cfg.max_wait.as_secs()
+                            );
+                            fail_all(
+                                &pending,
+                                &mut done,
+                                self.gave_up(batch_id, quota, &what, &why),
+                            );
+                            break;
+                        }
+                        None => self.throttle_backoff(throttles).min(left),
+                    };
                     self.retries.fetch_add(1, Ordering::Relaxed);
-                    self.pause_for(d);
+                    self.pause_for(delay);
                 }
                 Attempt::Retry(why) => {
+                    drop(permit);
                     failures += 1;
                     if failures > self.cfg.retries {
                         fail_all(
@@ -485,6 +656,22 @@ impl HttpClient {
         done
     }
 
+    /// The error for a batch whose throttling outlasted `--max-wait`: throttled, or, when it
+    /// was waiting for the daily budget to reset, the quota spent (and nothing more is sent).
+    fn gave_up(&self, batch_id: u64, quota: bool, what: &str, why: &Reason) -> LookupError {
+        if quota {
+            let e = LookupError::QuotaSpent(
+                format!("the daily lookup quota is spent ({why}); {what}").into(),
+            );
+            self.stop_for_quota(&e, None);
+            e
+        } else {
+            LookupError::Throttled(
+                format!("lookup failed (batch {batch_id}): throttled ({why}); {what}").into(),
+            )
+        }
+    }
+
     /// With `--rate N`, requests start at least 60/N seconds apart, across all threads.
     fn wait_for_rate_slot(&self) {
         let Some(rate) = self.cfg.rate.filter(|r| *r > 0) else {
@@ -504,8 +691,9 @@ impl HttpClient {
         }
     }
 
-    /// After a good answer: if the service says the quota is used up, pause until it resets
-    /// (when that is within `--max-wait`) or stop asking for the rest of the run.
+    /// After an answer that is not a refusal: if the service says the budget is used up
+    /// (`x-ratelimit-remaining: 0`), pause until the window ends (when that is within
+    /// `--max-wait`) or stop asking for the rest of the run, before the service refuses.
     fn note_quota(&self, remaining: Option<u64>, reset: Option<Duration>) {
         if remaining != Some(0) {
             return;
@@ -515,7 +703,7 @@ impl HttpClient {
             _ => self.stop_for_quota(
                 &LookupError::QuotaSpent(
                     format!(
-                        "the daily lookup quota is spent (X-RateLimit-Remaining: 0{})",
+                        "the daily lookup quota is spent (x-ratelimit-remaining: 0{})",
                         reset
                             .map(|r| format!(", resets in {}s", r.as_secs()))
                             .unwrap_or_default()
@@ -525,6 +713,179 @@ impl HttpClient {
                 reset,
             ),
         }
+    }
+}
+
+/// The message for a 403, by sub-code (see `shared/reference/result-codes.md`). Each is final
+/// for the run, but only some are about the key itself.
+fn forbidden(code: Option<i64>, what: &str) -> String {
+    let stop = "no further lookups were sent";
+    match code {
+        Some(403001) => format!(
+            "the API key does not match the resource ({what}); {stop}. Check that the key is the one for this service"
+        ),
+        Some(403002) => format!(
+            "this IP address is blocked by the service for abuse ({what}): repeated requests with bad keys block it \
+             for about an hour; {stop}. Wait, then try again with the right key"
+        ),
+        Some(403003) => format!(
+            "the API key lacks the privilege for the bulk hash lookup ({what}); {stop}. The key's licence must \
+             include this endpoint"
+        ),
+        Some(403004) => format!(
+            "this IP address is not on the API key's allow list ({what}); {stop}. Add it to the key's allowed \
+             addresses, or run from one of them"
+        ),
+        _ => format!(
+            "the service forbade the lookup ({what}); {stop}. Check the API key's rights to the bulk hash lookup"
+        ),
+    }
+}
+
+/// Requests in flight, and how many may be: an AIMD limit lowered by throttles (halved after
+/// 429002, one fewer after 429001) and raised by one after [`RAISE_AFTER`] answers, until it is
+/// no lower than the most requests callers have wanted at once (then it is lifted).
+#[derive(Default)]
+struct Flight {
+    state: Mutex<FlightState>,
+    freed: Condvar,
+}
+
+/// Answers without a throttle before the in-flight limit is raised by one.
+const RAISE_AFTER: u32 = 4;
+
+#[derive(Debug, Default)]
+struct FlightState {
+    in_flight: usize,
+    waiting: usize,
+    /// The most requests wanted at once (in flight and waiting).
+    peak: usize,
+    limit: Option<usize>,
+    /// Bumped whenever the limit is lowered: a throttle of a request sent before that lowers
+    /// it no further (requests in flight together are throttled together).
+    epoch: u64,
+    answered: u32,
+}
+
+/// A request's place in flight, given back when dropped.
+struct Permit<'a> {
+    flight: &'a Flight,
+    epoch: u64,
+}
+
+impl Flight {
+    fn acquire(&self) -> Permit<'_> {
+        let mut g = lock(&self.state);
+        g.waiting += 1;
+        g.peak = g.peak.max(g.in_flight + g.waiting);
+        while g.limit.is_some_and(|l| g.in_flight >= l) {
+            g = self
+                .freed
+                .wait(g)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        g.waiting -= 1;
+        g.in_flight += 1;
+        Permit {
+            flight: self,
+            epoch: g.epoch,
+        }
+    }
+
+    /// A request was answered without a throttle.
+    fn answered(&self) {
+        let mut g = lock(&self.state);
+        let Some(l) = g.limit else { return };
+        g.answered += 1;
+        if g.answered >= RAISE_AFTER {
+            g.answered = 0;
+            g.limit = (l + 1 < g.peak).then_some(l + 1);
+            self.freed.notify_all();
+        }
+    }
+
+    /// The request holding `permit` was throttled (`connections`: 429002).
+    fn throttled(&self, permit: &Permit<'_>, connections: bool) {
+        let mut g = lock(&self.state);
+        if permit.epoch != g.epoch {
+            return;
+        }
+        let now = g.limit.unwrap_or(g.in_flight).max(1);
+        let lower = if connections { now / 2 } else { now - 1 }.max(1);
+        if g.limit.is_none() || lower < now {
+            g.limit = Some(lower);
+            g.epoch += 1;
+        }
+        g.answered = 0;
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let mut g = lock(&self.flight.state);
+        g.in_flight = g.in_flight.saturating_sub(1);
+        self.flight.freed.notify_all();
+    }
+}
+
+/// The rate-limit headers of one answer (names case-insensitive, as HTTP has them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateHeaders {
+    pub limit: Option<u64>,
+    pub remaining: Option<u64>,
+    /// `x-ratelimit-reset-in`, `86400s` or `86400`: the end of the current window.
+    pub reset_in: Option<Duration>,
+}
+
+/// Two answers of one window may disagree on its end by this much (whole seconds, transit).
+const WINDOW_SLACK: Duration = Duration::from_secs(3);
+
+impl RateHeaders {
+    pub fn read(h: &HeaderMap) -> RateHeaders {
+        let int = |name: &str| {
+            h.get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| s.trim().parse::<u64>().ok())
+        };
+        RateHeaders {
+            limit: int("x-ratelimit-limit"),
+            remaining: int("x-ratelimit-remaining"),
+            reset_in: seconds(h, "x-ratelimit-reset-in"),
+        }
+    }
+
+    /// The budget after an answer with these headers at `now`: the lowest `remaining` of the
+    /// window (answers of requests in flight together come back in any order), or this
+    /// answer's once a new window has begun (the old one is over, or this one ends later).
+    pub fn merge(self, old: Option<Budget>, now: SystemTime) -> Option<Budget> {
+        let Some(remaining) = self.remaining else {
+            return old;
+        };
+        let resets_at = self.reset_in.map(|r| now + r);
+        let fresh = Budget {
+            limit: self.limit,
+            remaining,
+            resets_at,
+        };
+        let Some(old) = old else {
+            return Some(fresh);
+        };
+        let new_window = match (old.resets_at, resets_at) {
+            (Some(end), _) if now >= end => true,
+            (Some(end), Some(new_end)) => new_end > end + WINDOW_SLACK,
+            _ => false,
+        };
+        if new_window {
+            return Some(fresh);
+        }
+        Some(Budget {
+            limit: self.limit.or(old.limit),
+            remaining: remaining.min(old.remaining),
+            resets_at: match (old.resets_at, resets_at) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            },
+        })
     }
 }
 
@@ -540,20 +901,16 @@ impl ReputationClient for HttpClient {
         self.stopped_reason()
     }
 
-    fn budget(&self) -> Option<super::Budget> {
-        self.quota_remaining().map(|remaining| super::Budget {
-            limit: None,
-            remaining,
-            resets_at: None,
-        })
-    }
-
     fn stats(&self) -> ClientStats {
         ClientStats {
             requests: self.requests.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             throttled: self.throttled.load(Ordering::Relaxed),
         }
+    }
+
+    fn budget(&self) -> Option<Budget> {
+        *lock(&self.budget)
     }
 }
 
@@ -574,18 +931,20 @@ pub fn backoff(attempt: u32) -> Duration {
         .mul_f64(0.5 + fastrand::f64() / 2.0)
 }
 
-/// How long the service asked us to wait: `Retry-After` (seconds) when present, it being the
-/// instruction for this answer; else `X-RateLimit-Reset-In` (`"30"` or `"30s"`).
-pub fn wait_hint(h: &HeaderMap) -> Option<Duration> {
-    let secs = |name: &str| {
-        h.get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.trim().trim_end_matches(['s', 'S']).trim())
-            .and_then(|s| s.parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64)
-    };
-    secs("retry-after").or_else(|| secs("x-ratelimit-reset-in"))
+/// `Retry-After` in seconds, if the answer has one. The service is not documented to send it
+/// (a gateway or a proxy may); when present it is the instruction for this answer.
+pub fn retry_after(h: &HeaderMap) -> Option<Duration> {
+    seconds(h, "retry-after")
+}
+
+/// A header holding seconds, `"30"` or `"30s"`.
+fn seconds(h: &HeaderMap, name: &str) -> Option<Duration> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().trim_end_matches(['s', 'S']).trim())
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
 }
 
 fn read_body(resp: Response) -> Result<Vec<u8>, String> {
@@ -658,16 +1017,187 @@ mod tests {
     }
 
     #[test]
-    fn wait_hints_from_either_header() {
+    fn a_trailing_v4_is_dropped_with_a_notice() {
+        for url in [
+            "https://api.metadefender.com/v4",
+            "https://api.metadefender.com/v4/",
+            "https://api.metadefender.com/V4",
+        ] {
+            let (endpoint, notice) = join_endpoint(url).unwrap();
+            assert_eq!(endpoint.as_str(), "https://api.metadefender.com/v4/hash");
+            let notice = notice.expect("a notice");
+            assert!(
+                notice.contains("using https://api.metadefender.com as the base")
+                    && notice.contains("without /v4"),
+                "{notice}"
+            );
+        }
+        for (url, want) in [
+            (
+                "https://api.metadefender.com",
+                "https://api.metadefender.com/v4/hash",
+            ),
+            (
+                "http://127.0.0.1:9/metadefender/",
+                "http://127.0.0.1:9/metadefender/v4/hash",
+            ),
+            ("https://gw.example/v4x", "https://gw.example/v4x/v4/hash"),
+            ("https://v4", "https://v4/v4/hash"),
+        ] {
+            let (endpoint, notice) = join_endpoint(url).unwrap();
+            assert_eq!((endpoint.as_str(), notice), (want, None), "{url}");
+        }
+        // A password in the URL is not repeated in the notice.
+        let (_, notice) = join_endpoint("https://u:hunter2@proxy.example/v4").unwrap();
+        assert!(!notice.unwrap().contains("hunter2"));
+        let c = HttpClient::new(cfg("http://127.0.0.1:9/v4/")).unwrap();
+        assert_eq!(c.endpoint(), "http://127.0.0.1:9/v4/hash");
+        assert!(c.notice().is_some());
+    }
+
+    #[test]
+    fn rate_headers_in_either_casing_and_form() {
         let mut h = HeaderMap::new();
         h.insert("x-ratelimit-reset-in", HeaderValue::from_static("86400s"));
-        assert_eq!(wait_hint(&h), Some(Duration::from_secs(86400)));
-        h.insert("retry-after", HeaderValue::from_static("3"));
-        assert_eq!(wait_hint(&h), Some(Duration::from_secs(3)));
+        h.insert("x-ratelimit-limit", HeaderValue::from_static("4000"));
+        h.insert("x-ratelimit-remaining", HeaderValue::from_static("3999"));
+        let r = RateHeaders::read(&h);
+        assert_eq!(
+            r,
+            RateHeaders {
+                limit: Some(4000),
+                remaining: Some(3999),
+                reset_in: Some(Duration::from_secs(86400))
+            }
+        );
+        assert_eq!(retry_after(&h), None, "reset-in is not a time to wait");
         let mut h = HeaderMap::new();
+        h.insert("X-RateLimit-Reset-In", HeaderValue::from_static("3294"));
+        h.insert("X-RateLimit-Remaining", HeaderValue::from_static(" 0 "));
         h.insert("Retry-After", HeaderValue::from_static("2"));
-        assert_eq!(wait_hint(&h), Some(Duration::from_secs(2)));
-        assert_eq!(wait_hint(&HeaderMap::new()), None);
+        let r = RateHeaders::read(&h);
+        assert_eq!(
+            (r.remaining, r.reset_in),
+            (Some(0), Some(Duration::from_secs(3294)))
+        );
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        assert_eq!(RateHeaders::read(&HeaderMap::new()), RateHeaders::default());
+    }
+
+    #[test]
+    fn the_budget_keeps_the_lowest_remaining_of_a_window() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let seen = |remaining, reset_in| RateHeaders {
+            limit: Some(100),
+            remaining: Some(remaining),
+            reset_in: Some(Duration::from_secs(reset_in)),
+        };
+        let b = seen(90, 500).merge(None, t0);
+        assert_eq!(
+            b,
+            Some(Budget {
+                limit: Some(100),
+                remaining: 90,
+                resets_at: Some(t0 + Duration::from_secs(500))
+            })
+        );
+        // An answer of an earlier request, arriving late, does not raise it.
+        let t1 = t0 + Duration::from_secs(10);
+        let b = seen(95, 490).merge(b, t1);
+        assert_eq!(b.unwrap().remaining, 90);
+        let b = seen(80, 489).merge(b, t1);
+        assert_eq!(b.unwrap().remaining, 80);
+        // Headers without a remaining count change nothing.
+        assert_eq!(RateHeaders::default().merge(b, t1), b);
+        // A window that ends later than this one is a new window.
+        let b2 = seen(100, 86_400).merge(b, t1);
+        assert_eq!(b2.unwrap().remaining, 100);
+        // So is any answer after the window's end.
+        let t2 = t0 + Duration::from_secs(501);
+        let b3 = RateHeaders {
+            remaining: Some(99),
+            ..RateHeaders::default()
+        }
+        .merge(b, t2);
+        assert_eq!((b3.unwrap().remaining, b3.unwrap().resets_at), (99, None));
+    }
+
+    #[test]
+    fn fewer_requests_in_flight_after_throttles_then_more_again() {
+        let f = Flight::default();
+        let permits: Vec<Permit<'_>> = (0..8).map(|_| f.acquire()).collect();
+        assert_eq!(lock(&f.state).peak, 8);
+        // Eight in flight, all told "too many connections": halved once, not eight times.
+        for p in &permits {
+            f.throttled(p, true);
+        }
+        assert_eq!(lock(&f.state).limit, Some(4));
+        drop(permits);
+        let p = f.acquire();
+        f.throttled(&p, false);
+        assert_eq!(lock(&f.state).limit, Some(3), "429001: one fewer");
+        f.throttled(&p, true);
+        assert_eq!(
+            lock(&f.state).limit,
+            Some(3),
+            "already lowered since it was sent"
+        );
+        drop(p);
+        let p = f.acquire();
+        f.throttled(&p, true);
+        assert_eq!(lock(&f.state).limit, Some(1));
+        drop(p);
+        f.throttled(&f.acquire(), true);
+        assert_eq!(lock(&f.state).limit, Some(1), "never below one");
+        // Raised by one after RAISE_AFTER answers, and lifted once no lower than the peak.
+        let mut limits = Vec::new();
+        for _ in 0..(RAISE_AFTER * 8) {
+            f.answered();
+            limits.push(lock(&f.state).limit);
+        }
+        assert_eq!(limits[RAISE_AFTER as usize - 1], Some(2));
+        assert_eq!(limits[RAISE_AFTER as usize * 2 - 1], Some(3));
+        assert_eq!(limits.last(), Some(&None));
+    }
+
+    #[test]
+    fn a_waiting_request_goes_when_another_is_done() {
+        let f = Arc::new(Flight::default());
+        let p = f.acquire();
+        f.throttled(&p, true);
+        assert_eq!(lock(&f.state).limit, Some(1));
+        let started = Arc::new(AtomicU64::new(0));
+        let t = {
+            let (f, started) = (Arc::clone(&f), Arc::clone(&started));
+            std::thread::spawn(move || {
+                let _p = f.acquire();
+                started.store(1, Ordering::SeqCst);
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(started.load(Ordering::SeqCst), 0, "one at a time");
+        drop(p);
+        t.join().unwrap();
+        assert_eq!(started.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn forbidden_sub_codes_say_what_happened() {
+        let m = forbidden(Some(403002), "HTTP 403 (code 403002): blocked");
+        assert!(
+            m.contains("IP address is blocked") && m.contains("about an hour"),
+            "{m}"
+        );
+        assert!(!m.contains("rights"), "{m}");
+        let m = forbidden(Some(403004), "HTTP 403 (code 403004)");
+        assert!(m.contains("not on the API key's allow list"), "{m}");
+        assert!(forbidden(Some(403003), "x").contains("privilege"));
+        assert!(forbidden(Some(403001), "x").contains("does not match"));
+        assert!(forbidden(Some(403000), "x").contains("forbade"));
+        assert!(forbidden(None, "x").contains("forbade"));
+        for code in 403000..=403004 {
+            assert!(forbidden(Some(code), "x").contains("no further lookups"));
+        }
     }
 
     /// A local server that answers every request `401` and counts them.
@@ -757,5 +1287,15 @@ mod tests {
         assert!(backoff(1) <= Duration::from_millis(500));
         assert!(backoff(4) >= Duration::from_secs(2));
         assert!(backoff(30) <= Duration::from_secs(30));
+    }
+
+    #[test]
+    fn throttle_backoff_is_1s_doubling_to_60s_with_jitter() {
+        let c = HttpClient::new(cfg("http://127.0.0.1:9")).unwrap();
+        for (n, full) in [(1, 1), (2, 2), (3, 4), (6, 32), (7, 60), (40, 60)] {
+            let d = c.throttle_backoff(n);
+            let full = Duration::from_secs(full);
+            assert!(d >= full / 2 && d <= full, "throttle {n}: {d:?}");
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::{Answer, EngineResult, HashOutcome, LookupError};
+use super::{Answer, EngineResult, HashOutcome, LookupError, Verdict};
 use crate::digest::Digest;
 
 /// `{"hash":["HEX",...]}` with upper-case hex, as the vendor's examples send it.
@@ -121,7 +121,11 @@ fn parse_fields(e: &Value) -> Result<Answer, String> {
             .as_i64()
             .ok_or_else(|| format!("total_detected_avs is not an integer: {n}"))?,
         Some(other) => return Err(format!("total_detected_avs has the wrong type: {other}")),
-        None => return Err("answer entry has no total_detected_avs".into()),
+        // The vendor's own sample of a detailed answer has no total: count the engines.
+        None => match e.get("scan_details").and_then(Value::as_object) {
+            Some(engines) => detections(engines),
+            None => return Err("answer entry has no total_detected_avs".into()),
+        },
     };
     let data_id = match e.get("data_id") {
         Some(Value::String(s)) => Some(s.as_str().into()),
@@ -153,10 +157,20 @@ fn parse_fields(e: &Value) -> Result<Answer, String> {
     })
 }
 
+/// How many engines of `scan_details` report a detection, classified as the overall code is
+/// ([`Verdict::from_code`]: infected or suspicious).
+fn detections(engines: &serde_json::Map<String, Value>) -> i64 {
+    let n = engines
+        .values()
+        .filter_map(|r| r.get("scan_result_i").and_then(Value::as_i64))
+        .filter(|code| Verdict::from_code(*code, None).is_detection())
+        .count();
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lookup::verdict::Verdict;
 
     fn d(hex: &str) -> Digest {
         Digest::from_hex(hex).unwrap()
@@ -222,6 +236,46 @@ mod tests {
         assert_eq!((e.code, e.message.as_str()), (Some(429001), "slow down"));
         let e = parse_error(b"Unauthorized");
         assert_eq!((e.code, e.message.as_str()), (None, "Unauthorized"));
+    }
+
+    #[test]
+    fn a_detailed_answer_without_the_total_counts_the_engines() {
+        let a = d("00000000000000000000000000000001");
+        let b = d("00000000000000000000000000000002");
+        let c = d("00000000000000000000000000000003");
+        // As in the vendor's sample: no total_detected_avs; engines differ in their fields.
+        let body = br#"{"data":[
+            {"data_id":"x","scan_result_i":0,"hash":"00000000000000000000000000000001","scan_details":{
+                "Zoner":{"wait_time":1336,"threat_found":"","scan_time":392,"scan_result_i":0},
+                "Avira":{"scan_result_i":0,"threat_found":"","scan_result":"Clean"}}},
+            {"data_id":"y","scan_result_i":0,"hash":"00000000000000000000000000000002","scan_details":{
+                "A":{"scan_result_i":1,"threat_found":"EICAR"},
+                "B":{"scan_result_i":22,"threat_found":"PUP"},
+                "C":{"scan_result_i":8},
+                "D":{"scan_result_i":0},
+                "E":{"scan_result_i":5},
+                "F":{"threat_found":"no code"}}},
+            {"data_id":"z","scan_result_i":0,"hash":"00000000000000000000000000000003"}]}"#;
+        let out = parse_answer(body, &[a, b, c]).unwrap();
+        let clean = out[0].1.as_ref().unwrap();
+        assert_eq!(
+            (clean.total_detected_avs, clean.verdict()),
+            (0, Verdict::Clean)
+        );
+        let hit = out[1].1.as_ref().unwrap();
+        assert_eq!(
+            hit.total_detected_avs, 3,
+            "codes 1, 22 and 8 are detections"
+        );
+        assert_eq!(
+            hit.verdict(),
+            Verdict::Suspicious,
+            "a clean code with detections"
+        );
+        // Without details there is nothing to count: still an error, never clean.
+        assert!(
+            matches!(&out[2].1, Err(LookupError::BadAnswer(r)) if r.as_str().contains("no total_detected_avs"))
+        );
     }
 
     #[test]

@@ -116,7 +116,8 @@ fn code_name(code: i64) -> String {
         19 => "canceled".into(),
         20 => "sensitive_data".into(),
         23 => "unsupported_file_type".into(),
-        255 => "in_progress".into(),
+        // 254 "In Queue" and 255 "In Progress": the file is still being scanned.
+        254 | 255 => "in_progress".into(),
         n => format!("code_{n}"),
     }
 }
@@ -139,6 +140,7 @@ mod tests {
             (21, "suspicious"),
             (22, "suspicious"),
             (23, "other:unsupported_file_type"),
+            (254, "other:in_progress"),
             (255, "other:in_progress"),
             (77, "other:code_77"),
         ];

@@ -19,3 +19,4 @@ mod parsers;
 mod review;
 mod scan;
 mod secrecy;
+mod throttling;

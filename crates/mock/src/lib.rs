@@ -1,8 +1,17 @@
 //! A local stand-in for MetaDefender's `POST /v4/hash`, following the vendor contract
 //! (`shared/reference/`): upper-case echo of each hash, `scan_result_i` 5 with
 //! `total_detected_avs` -1 and `data_id` null for unknown or invalid hashes, `400062` for an
-//! empty `hash` field, `400063` over 1000 hashes, 401 (`401006`) for a wrong key, rate-limit
-//! headers on every answer. Faults can be scripted for the next requests.
+//! empty `hash` field, `400063` over 1000 hashes, 401 (`401006`) for a wrong key, 404
+//! (`404000`) for any path but `POST /v4/hash` (so `/v4/v4/hash` is not found). Faults can be
+//! scripted for the next requests.
+//!
+//! Rate limits as the vendor documents them: every answer (errors and faults included) carries
+//! the full lower-case set `x-ratelimit-for: reputation_api`, `x-ratelimit-limit`,
+//! `x-ratelimit-used`, `x-ratelimit-remaining`, `x-ratelimit-reset-in: <N>s` (counting down the
+//! daily window, also on a throttle) and `x-ratelimit-interval: 86400`, and never `Retry-After`.
+//! The daily budget is counted in hashes: every hash of an answered request counts, and a
+//! request asking for more hashes than remain (or any request with none left) gets 429 with
+//! code 429000. See [`MockServer::set_daily_budget`] and [`MockServer::reset_day`].
 //!
 //! Faults cover what the real service and the network do: error statuses, resets, truncated and
 //! malformed bodies, stalls, damaged answers, a spent quota, and a random mix of all of them.
@@ -21,7 +30,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -92,6 +101,18 @@ impl Fault {
             headers: Vec::new(),
         }
     }
+    /// The documented throttle: 429 with code 429001 (`messages` a plain string). It carries
+    /// the usual rate-limit headers, whose `x-ratelimit-reset-in` is the daily window.
+    pub fn throttled() -> Fault {
+        Fault::new(429, throttle_body(429001, "Too many requests, slow down"))
+    }
+    /// 429 with code 429002: too many concurrent connections.
+    pub fn too_many_connections() -> Fault {
+        Fault::new(
+            429,
+            throttle_body(429002, "Too many concurrent connections"),
+        )
+    }
     pub fn header(mut self, name: &str, value: &str) -> Fault {
         self.headers.push((name.into(), value.into()));
         self
@@ -118,6 +139,70 @@ pub struct SeenRequest {
     pub other_headers: Vec<String>,
     /// The fault applied, if any.
     pub fault: Option<String>,
+    /// Requests being served when this one arrived, itself included.
+    pub in_flight: usize,
+}
+
+/// What the mock starts with as the daily budget, in hashes: enough for any test that does not
+/// set its own.
+pub const DEFAULT_DAILY_BUDGET: u64 = 1_000_000;
+
+/// The length of the reputation API's budget window.
+pub const DAY: Duration = Duration::from_secs(86_400);
+
+/// The 429 body shape the vendor documents for throttling: `messages` a string.
+fn throttle_body(code: i64, message: &str) -> String {
+    json!({"error": {"name": "ClientError", "code": code, "status": 429, "messages": message}})
+        .to_string()
+}
+
+/// The daily budget in hashes and its window.
+struct Day {
+    budget: u64,
+    used: u64,
+    started: Instant,
+}
+
+impl Day {
+    /// Start a new window if the current one is over.
+    fn roll(&mut self) {
+        let over = self.started.elapsed().as_secs() / DAY.as_secs();
+        if over > 0 {
+            self.started += DAY * over as u32;
+            self.used = 0;
+        }
+    }
+
+    fn remaining(&self) -> u64 {
+        self.budget.saturating_sub(self.used)
+    }
+
+    /// The rate-limit headers of every answer, as the vendor sends them over HTTP/2.
+    fn headers(&mut self) -> Vec<(String, String)> {
+        self.roll();
+        let reset_in = DAY.saturating_sub(self.started.elapsed()).as_secs().max(1);
+        [
+            ("x-ratelimit-for", "reputation_api".to_string()),
+            ("x-ratelimit-limit", self.budget.to_string()),
+            ("x-ratelimit-used", self.used.min(self.budget).to_string()),
+            ("x-ratelimit-remaining", self.remaining().to_string()),
+            ("x-ratelimit-reset-in", format!("{reset_in}s")),
+            ("x-ratelimit-interval", DAY.as_secs().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+impl Default for Day {
+    fn default() -> Day {
+        Day {
+            budget: DEFAULT_DAILY_BUDGET,
+            used: 0,
+            started: Instant::now(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -129,8 +214,10 @@ struct State {
     seen: Vec<SeenRequest>,
     /// Random faults: (rng, probability, stall duration).
     chaos: Option<(fastrand::Rng, f64, Duration)>,
-    /// Daily quota in hashes: (limit, used).
-    quota: Option<(u64, u64)>,
+    day: Day,
+    /// Requests being served now, and the most at once so far.
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
 /// A running mock server. Stops accepting when dropped.
@@ -233,9 +320,38 @@ impl MockServer {
         self.with(|s| s.chaos = Some((fastrand::Rng::with_seed(seed), p, stall)));
     }
 
-    /// Limit the daily quota to `limit` hashes; past it every request gets 429 (429000).
+    /// Make the daily budget `hashes` (what is used of it today stays used). A request for
+    /// more hashes than remain, or any request once none remain, gets 429 with code 429000.
+    pub fn set_daily_budget(&self, hashes: u64) {
+        self.with(|s| s.day.budget = hashes);
+    }
+
+    /// Start a new day: nothing used, and `x-ratelimit-reset-in` counts down a full window.
+    pub fn reset_day(&self) {
+        self.with(|s| {
+            s.day.used = 0;
+            s.day.started = Instant::now();
+        });
+    }
+
+    /// A fresh daily budget of `limit` hashes ([`set_daily_budget`](Self::set_daily_budget)
+    /// and [`reset_day`](Self::reset_day)).
     pub fn set_quota(&self, limit: u64) {
-        self.with(|s| s.quota = Some((limit, 0)));
+        self.set_daily_budget(limit);
+        self.reset_day();
+    }
+
+    /// Hashes left of today's budget.
+    pub fn budget_remaining(&self) -> u64 {
+        self.with(|s| {
+            s.day.roll();
+            s.day.remaining()
+        })
+    }
+
+    /// The most requests served at once so far.
+    pub fn max_in_flight(&self) -> usize {
+        self.with(|s| s.max_in_flight)
     }
 
     /// Requests seen so far.
@@ -341,11 +457,7 @@ fn pick_chaos(rng: &mut fastrand::Rng, stall: Duration) -> Fault {
     match rng.u32(0..11) {
         0 => Fault::new(503, error_body(503000, "service unavailable")),
         1 => Fault::new(500, "Internal Server Error"),
-        2 => Fault::new(
-            429,
-            r#"{"error":{"name":"ClientError","code":429001,"status":429,"messages":"throttled"}}"#,
-        )
-        .header("Retry-After", "1"),
+        2 => Fault::throttled(),
         3 => Fault::of(FaultKind::Reset),
         4 => Fault::of(FaultKind::Truncate),
         5 => Fault::new(200, r#"{"data":[{"hash":"#),
@@ -357,12 +469,29 @@ fn pick_chaos(rng: &mut fastrand::Rng, stall: Duration) -> Fault {
     }
 }
 
+/// Counts a request as being served (received, not yet answered) until it is dropped.
+struct InFlight<'a>(&'a Mutex<State>);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        s.in_flight = s.in_flight.saturating_sub(1);
+    }
+}
+
 fn serve_connection(mut stream: TcpStream, state: &Mutex<State>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let Ok(req) = read_request(&mut stream) else {
         return;
     };
     let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
+    let in_flight = {
+        let mut s = lock();
+        s.in_flight += 1;
+        s.max_in_flight = s.max_in_flight.max(s.in_flight);
+        s.in_flight
+    };
+    let serving = InFlight(state);
 
     let apikey = req.header("apikey").map(str::to_string);
     let details_hdr = req.header("includescandetails").map(str::to_string);
@@ -405,6 +534,7 @@ fn serve_connection(mut stream: TcpStream, state: &Mutex<State>) {
             details: details_hdr.as_deref() == Some("1"),
             other_headers: other_headers.clone(),
             fault: label.clone(),
+            in_flight,
         });
     };
 
@@ -424,44 +554,41 @@ fn serve_connection(mut stream: TcpStream, state: &Mutex<State>) {
         }
     }
 
+    let path = req.path.split('?').next().unwrap_or_default();
     let (status, text) = if let Some(s) = scripted {
         s
-    } else if req.method != "POST" || !req.path.ends_with("/v4/hash") {
+    } else if req.method != "POST" || path != "/v4/hash" {
         (404, error_body(404000, "Endpoint not found"))
     } else if key.is_some() && apikey != key {
         (401, error_body(401006, "Invalid apikey"))
     } else {
         let mut s = lock();
-        let quota_spent = match &mut s.quota {
-            Some((limit, used)) if *used + hashes.len() as u64 > *limit => true,
-            Some((_, used)) => {
-                *used += hashes.len() as u64;
-                false
-            }
-            None => false,
-        };
-        if quota_spent {
-            extra.push(("X-RateLimit-Reset-In".into(), "86400s".into()));
-            (429, error_body(429000, "API key limit exceeded"))
+        s.day.roll();
+        let left = s.day.remaining();
+        if left == 0 || hashes.len() as u64 > left {
+            (
+                429,
+                throttle_body(
+                    429000,
+                    "API key limit exceeded: the daily limit is reached, retry after the reset",
+                ),
+            )
         } else {
             let (st, txt) = answer(&req.body, details_hdr.as_deref(), &s.entries);
+            if st == 200 {
+                // Every hash of an answered request counts against the budget.
+                s.day.used += hashes.len() as u64;
+            }
             (st, mangle.map(|m| damage(&txt, m)).unwrap_or(txt))
         }
     };
     record(status);
+    // Answered from here on: a client that has read the answer never sees itself counted.
+    drop(serving);
 
-    let remaining = {
-        let s = lock();
-        s.quota
-            .map(|(l, u)| (l, l.saturating_sub(u)))
-            .unwrap_or((4000, 3999))
-    };
-    let mut headers: Vec<(String, String)> = vec![
-        ("Content-Type".into(), "application/json".into()),
-        ("X-RateLimit-Limit".into(), remaining.0.to_string()),
-        ("X-RateLimit-Remaining".into(), remaining.1.to_string()),
-        ("X-RateLimit-Reset-In".into(), "86400s".into()),
-    ];
+    let mut headers: Vec<(String, String)> =
+        vec![("content-type".into(), "application/json".into())];
+    headers.extend(lock().day.headers());
     headers.retain(|(k, _)| !extra.iter().any(|(e, _)| e.eq_ignore_ascii_case(k)));
     headers.extend(extra);
     let body = text.into_bytes();
@@ -471,7 +598,7 @@ fn serve_connection(mut stream: TcpStream, state: &Mutex<State>) {
         body.len()
     };
     let mut head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Length: {promised}\r\nConnection: close\r\n",
+        "HTTP/1.1 {status} {}\r\ncontent-length: {promised}\r\nconnection: close\r\n",
         reason(status)
     );
     for (k, v) in headers {
@@ -578,17 +705,113 @@ mod tests {
 
     /// Send one request by hand and read what comes back, up to the close.
     fn exchange(server: &MockServer) -> std::io::Result<Vec<u8>> {
-        let body = format!(r#"{{"hash":["{EICAR_MD5}"]}}"#);
+        exchange_at(server, "/v4/hash", &[EICAR_MD5])
+    }
+
+    fn exchange_at(server: &MockServer, path: &str, hashes: &[&str]) -> std::io::Result<Vec<u8>> {
+        let body = json!({ "hash": hashes }).to_string();
         let mut s = TcpStream::connect(server.addr())?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         write!(
             s,
-            "POST /v4/hash HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )?;
         let mut got = Vec::new();
         s.read_to_end(&mut got)?;
         Ok(got)
+    }
+
+    /// The status line and the lower-case header names and values of an answer.
+    fn head(raw: &[u8]) -> (String, HashMap<String, String>) {
+        let text = String::from_utf8_lossy(raw);
+        let head = text.split("\r\n\r\n").next().unwrap_or_default();
+        let mut lines = head.split("\r\n");
+        let status = lines.next().unwrap_or_default().to_string();
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+            .collect();
+        (status, headers)
+    }
+
+    #[test]
+    fn every_answer_has_the_lower_case_rate_limit_headers_and_no_retry_after() {
+        let server = MockServer::start(None).unwrap();
+        server.push_fault(Fault::throttled());
+        server.push_fault(Fault::new(500, "oops"));
+        for want in ["429", "500", "200", "404"] {
+            let raw = if want == "404" {
+                exchange_at(&server, "/v4/v4/hash", &[EICAR_MD5]).unwrap()
+            } else {
+                exchange(&server).unwrap()
+            };
+            let (status, h) = head(&raw);
+            assert!(status.contains(want), "{status}");
+            for name in [
+                "x-ratelimit-for",
+                "x-ratelimit-limit",
+                "x-ratelimit-used",
+                "x-ratelimit-remaining",
+                "x-ratelimit-reset-in",
+                "x-ratelimit-interval",
+            ] {
+                assert!(h.contains_key(name), "{want}: no {name} in {h:?}");
+            }
+            assert!(
+                !h.keys().any(|k| k.eq_ignore_ascii_case("retry-after")),
+                "{h:?}"
+            );
+            assert!(
+                h.keys().all(|k| *k == k.to_ascii_lowercase()),
+                "lower-case names: {h:?}"
+            );
+            assert_eq!(h["x-ratelimit-for"], "reputation_api");
+            assert_eq!(h["x-ratelimit-interval"], "86400");
+            let reset: u64 = h["x-ratelimit-reset-in"]
+                .strip_suffix('s')
+                .expect("reset-in ends in s")
+                .parse()
+                .unwrap();
+            assert!(
+                reset > 86_000 && reset <= 86_400,
+                "the daily window: {reset}"
+            );
+        }
+        // The 404 says which code: a wrong path, not a missing hash.
+        let raw = exchange_at(&server, "/v4/v4/hash", &[EICAR_MD5]).unwrap();
+        assert!(String::from_utf8_lossy(&raw).contains("404000"));
+    }
+
+    #[test]
+    fn the_daily_budget_counts_hashes_and_then_refuses_with_429000() {
+        let server = MockServer::start(None).unwrap();
+        server.set_daily_budget(3);
+        let (status, h) = head(&exchange_at(&server, "/v4/hash", &["a", "b"]).unwrap());
+        assert!(status.contains("200"), "{status}");
+        assert_eq!(
+            (
+                h["x-ratelimit-used"].as_str(),
+                h["x-ratelimit-remaining"].as_str()
+            ),
+            ("2", "1")
+        );
+        // More hashes than remain: refused, and nothing is counted.
+        let raw = exchange_at(&server, "/v4/hash", &["c", "d"]).unwrap();
+        let (status, h) = head(&raw);
+        assert!(status.contains("429"), "{status}");
+        assert!(String::from_utf8_lossy(&raw).contains("429000"));
+        assert_eq!(h["x-ratelimit-remaining"], "1");
+        assert!(
+            head(&exchange_at(&server, "/v4/hash", &["c"]).unwrap())
+                .0
+                .contains("200")
+        );
+        assert_eq!(server.budget_remaining(), 0);
+        assert!(head(&exchange(&server).unwrap()).0.contains("429"));
+        server.reset_day();
+        assert!(head(&exchange(&server).unwrap()).0.contains("200"));
+        assert_eq!(server.budget_remaining(), 2);
     }
 
     #[test]

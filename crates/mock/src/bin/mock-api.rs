@@ -22,6 +22,9 @@ struct Args {
     /// Delay added to every answer
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
     latency: Duration,
+    /// The daily budget in hashes; past it requests get 429 with code 429000
+    #[arg(long, value_name = "N", default_value_t = hashsweep_mock::DEFAULT_DAILY_BUDGET)]
+    daily_budget: u64,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -32,7 +35,10 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let key = std::env::var(APIKEY_ENV).ok();
     let server = match MockServer::start_on(&args.listen, key.as_deref(), args.latency) {
-        Ok(s) => s,
+        Ok(s) => {
+            s.set_daily_budget(args.daily_budget);
+            s
+        }
         Err(e) => {
             eprintln!("mock-api: error: cannot listen on {}: {e}", args.listen);
             return ExitCode::from(2);
