@@ -16,6 +16,7 @@
 //!
 //! Every answer's rate-limit headers update the [`Budget`] the client reports.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -184,8 +185,10 @@ pub struct HttpClient {
     requests: AtomicU64,
     retries: AtomicU64,
     throttled: AtomicU64,
-    /// The key's budget from the rate-limit headers, once an answer carried them.
-    budget: Mutex<Option<Budget>>,
+    /// The key's budget from the rate-limit headers, once an answer carried them, and the
+    /// hashes in requests in flight that it must still cover (one lock: an answer's new
+    /// budget and the release of its request's share are one step).
+    budget: Mutex<(Option<Budget>, u64)>,
     /// When lookups stopped because the daily quota is spent: when it resets, if known.
     quota_reset: Mutex<Option<Option<Instant>>>,
 }
@@ -277,7 +280,7 @@ impl HttpClient {
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
-            budget: Mutex::new(None),
+            budget: Mutex::new((None, 0)),
             quota_reset: Mutex::new(None),
         })
     }
@@ -304,7 +307,7 @@ impl HttpClient {
 
     /// The lowest `x-ratelimit-remaining` of the current window, if the service sent one.
     pub fn quota_remaining(&self) -> Option<u64> {
-        lock(&self.budget).map(|b| b.remaining)
+        lock(&self.budget).0.map(|b| b.remaining)
     }
 
     /// If lookups stopped because the daily quota is spent: `Some(when it resets)`, the inner
@@ -379,14 +382,36 @@ impl HttpClient {
         }
     }
 
-    /// Fold the rate-limit headers of an answer into the budget.
-    fn note_budget(&self, h: &HeaderMap) {
+    /// Fold the rate-limit headers of an answer into the budget, and release the share of the
+    /// budget its request held.
+    fn note_budget(&self, h: &HeaderMap, share: &Cell<u64>) {
         let seen = RateHeaders::read(h);
         let mut g = lock(&self.budget);
-        *g = seen.merge(*g, SystemTime::now());
+        g.0 = seen.merge(g.0, SystemTime::now());
+        g.1 = g.1.saturating_sub(share.take());
     }
 
-    fn attempt(&self, digests: &[Digest]) -> Attempt {
+    /// Hold a share of the budget for a request of `n` hashes: as many as the budget the
+    /// service last stated still covers, less what requests in flight hold (all of them
+    /// while nothing is known). The request asks only that many, so the service never has
+    /// to refuse one for asking more than is left.
+    fn reserve(&self, n: usize) -> usize {
+        let mut g = lock(&self.budget);
+        let take = match g.0 {
+            None => n,
+            Some(b) => n.min(usize::try_from(b.remaining.saturating_sub(g.1)).unwrap_or(n)),
+        };
+        g.1 += take as u64;
+        take
+    }
+
+    /// Give back a share no answer released (the request failed before any headers).
+    fn release(&self, share: &Cell<u64>) {
+        let mut g = lock(&self.budget);
+        g.1 = g.1.saturating_sub(share.take());
+    }
+
+    fn attempt(&self, digests: &[Digest], share: &Cell<u64>) -> Attempt {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let sent = self
             .http
@@ -403,7 +428,7 @@ impl HttpClient {
             }
         };
         let status = resp.status();
-        self.note_budget(resp.headers());
+        self.note_budget(resp.headers(), share);
         let rate = RateHeaders::read(resp.headers());
         let told = retry_after(resp.headers());
         if status.is_redirection() {
@@ -543,7 +568,23 @@ impl HttpClient {
                 continue;
             }
             self.wait_for_rate_slot();
-            let attempt = self.attempt(&pending);
+            // Cut to what the budget still covers; the rest waits for a later run.
+            let take = self.reserve(pending.len());
+            if take < pending.len() {
+                let over = pending.split_off(take);
+                let why = LookupError::QuotaSpent(
+                    "not asked: the key's budget for today does not cover it (what is left \
+                     went to other hashes); a later run asks it first"
+                        .into(),
+                );
+                fail_all(&over, &mut done, why);
+                if pending.is_empty() {
+                    break;
+                }
+            }
+            let share = Cell::new(take as u64);
+            let attempt = self.attempt(&pending, &share);
+            self.release(&share);
             if matches!(attempt, Attempt::Done(_)) {
                 self.flight.answered();
             }
@@ -910,7 +951,7 @@ impl ReputationClient for HttpClient {
     }
 
     fn budget(&self) -> Option<Budget> {
-        *lock(&self.budget)
+        lock(&self.budget).0
     }
 }
 

@@ -191,18 +191,27 @@ fn a_spent_daily_budget_defers_the_rest_without_another_request() {
         .duration_since(SystemTime::now())
         .unwrap();
     assert!(resets_in > Duration::from_secs(86_000), "{resets_in:?}");
-    // Five more than the two left: 429000. Those five and every later digest are QuotaSpent.
-    for id in [2, 3] {
-        let out = c.lookup(&batch(id, 5));
-        assert_eq!(out.len(), 5);
-        for (_, o) in &out {
-            assert!(
-                matches!(o, Err(LookupError::QuotaSpent(r)) if r.as_str().contains("quota")),
-                "{o:?}"
-            );
-        }
-    }
-    assert_eq!(mock.requests().len(), 2, "nothing sent after the 429000");
+    // Five more than the two left: the day's last request asks the two it covers (the
+    // service is never made to refuse one), the other three wait for a later run.
+    let out = c.lookup(&batch(2, 5));
+    assert_eq!(out.len(), 5);
+    assert_eq!(out.iter().filter(|(_, o)| o.is_ok()).count(), 2, "{out:?}");
+    let spent =
+        |o: &&(Digest, Result<_, LookupError>)| matches!(o.1, Err(LookupError::QuotaSpent(_)));
+    assert_eq!(out.iter().filter(spent).count(), 3, "{out:?}");
+    assert_eq!(mock.requests()[1].hashes.len(), 2);
+    assert!(
+        mock.requests().iter().all(|r| r.status == 200),
+        "no refused request"
+    );
+    // Nothing left: every later digest is QuotaSpent without a request.
+    let out = c.lookup(&batch(3, 5));
+    assert!(out.iter().all(|o| spent(&o)), "{out:?}");
+    assert_eq!(
+        mock.requests().len(),
+        2,
+        "nothing sent once the budget is spent"
+    );
     assert!(matches!(c.halted(), Some(LookupError::QuotaSpent(_))));
     assert!(c.quota_spent().is_some());
 }
