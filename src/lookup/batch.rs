@@ -21,9 +21,18 @@ pub struct LookupBatch {
     pub digests: Vec<Digest>,
 }
 
+/// What the batcher is fed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    Digest(Digest),
+    /// Send the partial batch now (no more digests are coming for a while: the sender waits
+    /// for its answer).
+    Flush,
+}
+
 /// Run the batcher until `rx` closes (or `tx` hangs up). Returns the number of batches sent.
 pub fn run_batcher(
-    rx: Receiver<Digest>,
+    rx: Receiver<Feed>,
     tx: Sender<LookupBatch>,
     max: usize,
     max_wait: Duration,
@@ -51,12 +60,17 @@ pub fn run_batcher(
             rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
         };
         match got {
-            Ok(d) => {
+            Ok(Feed::Digest(d)) => {
                 if pending.is_empty() {
                     oldest = Instant::now();
                 }
                 pending.push(d);
                 if pending.len() >= max && !flush(&mut pending) {
+                    break;
+                }
+            }
+            Ok(Feed::Flush) => {
+                if !flush(&mut pending) {
                     break;
                 }
             }
@@ -89,7 +103,7 @@ mod tests {
         let (dtx, drx) = crossbeam_channel::unbounded();
         let (btx, brx) = crossbeam_channel::unbounded();
         for i in 0..2500 {
-            dtx.send(d(i)).unwrap();
+            dtx.send(Feed::Digest(d(i))).unwrap();
         }
         drop(dtx);
         assert_eq!(run_batcher(drx, btx, 1000, Duration::from_secs(60)), 3);
@@ -102,7 +116,7 @@ mod tests {
         let (dtx, drx) = crossbeam_channel::unbounded();
         let (btx, brx) = crossbeam_channel::unbounded();
         let h = std::thread::spawn(move || run_batcher(drx, btx, 1000, Duration::from_millis(50)));
-        dtx.send(d(1)).unwrap();
+        dtx.send(Feed::Digest(d(1))).unwrap();
         let first = brx
             .recv_timeout(Duration::from_secs(5))
             .expect("timer flush");
@@ -110,5 +124,19 @@ mod tests {
         drop(dtx);
         assert_eq!(h.join().unwrap(), 1);
         assert!(brx.recv().is_err(), "no empty batch is sent");
+    }
+
+    #[test]
+    fn a_flush_sends_the_partial_batch_at_once() {
+        let (dtx, drx) = crossbeam_channel::unbounded();
+        let (btx, brx) = crossbeam_channel::unbounded();
+        let h = std::thread::spawn(move || run_batcher(drx, btx, 1000, Duration::from_secs(600)));
+        dtx.send(Feed::Digest(d(1))).unwrap();
+        dtx.send(Feed::Flush).unwrap();
+        dtx.send(Feed::Flush).unwrap();
+        let first = brx.recv_timeout(Duration::from_secs(5)).expect("flushed");
+        assert_eq!(first.digests, vec![d(1)]);
+        drop(dtx);
+        assert_eq!(h.join().unwrap(), 1, "a flush of nothing sends nothing");
     }
 }

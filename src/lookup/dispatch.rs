@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 
-use super::batch::{LookupBatch, MAX_BATCH, run_batcher};
+use super::batch::{Feed, LookupBatch, MAX_BATCH, run_batcher};
 use super::{HashOutcome, ReputationClient};
 use crate::digest::{Algo, Digest};
 
@@ -46,8 +46,8 @@ pub fn spawn_lookup(
     client: Arc<dyn ReputationClient>,
     opts: &LookupOptions,
     stop: &Arc<AtomicBool>,
-) -> (Sender<Digest>, Receiver<Vec<(Digest, HashOutcome)>>) {
-    let (digest_tx, digest_rx) = unbounded::<Digest>();
+) -> (Sender<Feed>, Receiver<Vec<(Digest, HashOutcome)>>) {
+    let (digest_tx, digest_rx) = unbounded::<Feed>();
     let concurrency = opts.concurrency.max(1);
     let (batch_tx, batch_rx) = bounded::<LookupBatch>(concurrency);
     let (out_tx, out_rx) = unbounded();
@@ -81,7 +81,7 @@ pub fn lookup_digests(
     let mut seen = std::collections::HashSet::with_capacity(digests.len());
     for d in digests {
         if seen.insert(*d) {
-            let _ = tx.send(*d);
+            let _ = tx.send(Feed::Digest(*d));
         }
     }
     drop(tx);

@@ -38,6 +38,7 @@ use crate::cache::{Cache, FileKey};
 use crate::digest::{Algo, Digest, DigestHash, Digests};
 use crate::file::FileKind;
 use crate::known::LocalSets;
+use crate::lookup::batch::Feed;
 use crate::lookup::{
     Answer, HashOutcome, LookupError, LookupOptions, Plan, ReputationClient, spawn_lookup,
 };
@@ -93,7 +94,7 @@ struct Collector<'a> {
     algo: Algo,
     files: Vec<FileResult>,
     dedup: Dedup,
-    digest_tx: Option<Sender<Digest>>,
+    digest_tx: Option<Sender<Feed>>,
     cache: Option<&'a Cache>,
     /// First-seen digests waiting for one batched verdict-cache lookup, with their rank.
     pending_verdicts: Vec<(Digest, Rank)>,
@@ -204,11 +205,15 @@ impl Collector<'_> {
             Some(b) => {
                 if b.planner.offer(d, rank) {
                     b.sent += 1;
-                    let _ = tx.send(d);
+                    let _ = tx.send(Feed::Digest(d));
+                } else if b.planner.take_flush() {
+                    // The first digests went to learn the budget: send them now, not after
+                    // the batch wait.
+                    let _ = tx.send(Feed::Flush);
                 }
             }
             None => {
-                let _ = tx.send(d);
+                let _ = tx.send(Feed::Digest(d));
             }
         }
     }
@@ -220,7 +225,7 @@ impl Collector<'_> {
         };
         for d in b.planner.learn(b.client.budget()) {
             b.sent += 1;
-            let _ = tx.send(d);
+            let _ = tx.send(Feed::Digest(d));
         }
     }
 
@@ -264,11 +269,11 @@ impl Collector<'_> {
             deferred,
             plan,
             ranks,
-        } = planner.finish(b.client.budget(), &earlier, &asked_before);
+        } = planner.finish(current_budget(&*b.client), &earlier, &asked_before);
         if let Some(tx) = &self.digest_tx {
             for d in &asked {
                 b.sent += 1;
-                let _ = tx.send(*d);
+                let _ = tx.send(Feed::Digest(*d));
             }
         }
         b.ranks = ranks;
@@ -311,15 +316,25 @@ impl Collector<'_> {
                     .unwrap_or(Rank::from_code(u8::MAX))
                     .code()
             };
+            // (Before the plan, such a digest goes back into it instead; see below.)
+            let planned = self.budget.as_ref().is_none_or(|b| b.plan.is_some());
             let owed: Vec<(Digest, u8)> = batch
                 .iter()
-                .filter(|(_, o)| o.as_ref().is_err_and(LookupError::is_deferral))
+                .filter(|(_, o)| planned && o.as_ref().is_err_and(LookupError::is_deferral))
                 .map(|(d, _)| (*d, rank_of(d)))
                 .collect();
             let _ = cache.put_deferred(&owed, SystemTime::now());
             self.check_cache();
         }
         for (d, o) in batch {
+            // Refused for the day before the plan was made: it goes back into the plan.
+            if let Some(b) = self.budget.as_mut()
+                && b.plan.is_none()
+                && o.as_ref().is_err_and(LookupError::is_deferral)
+            {
+                b.planner.unasked(&d);
+                continue;
+            }
             self.dedup.answer(d, o);
         }
         self.learn_budget();
@@ -548,6 +563,19 @@ pub fn scan(
         plan: budget.and_then(|b| b.plan),
         elapsed: started.elapsed(),
     })
+}
+
+/// The budget the plan may spend: what the service last said, or nothing at all once it has
+/// stopped the client for the day (or refused the key).
+fn current_budget(client: &dyn ReputationClient) -> Option<crate::lookup::Budget> {
+    match (client.halted(), client.budget()) {
+        (Some(_), b) => Some(crate::lookup::Budget {
+            limit: b.and_then(|b| b.limit),
+            remaining: 0,
+            resets_at: b.and_then(|b| b.resets_at),
+        }),
+        (None, b) => b,
+    }
 }
 
 /// How long the end of a run may spend pruning the cache (the rest waits for the next run).

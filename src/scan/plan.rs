@@ -19,8 +19,8 @@
 //! quarter of it is asked as digests come (lookups overlap hashing, as when there is no budget
 //! at all); past that quarter, or with less left, digests are held until the walk ends, then
 //! the best ones are asked and the rest deferred. Before anything is known about the budget
-//! (no `--budget`, no answer yet), the first request's worth (`--batch-size`) goes out in walk
-//! order to learn it. A service whose answers carry no budget is taken as unlimited.
+//! (no `--budget`, no answer yet), the first [`LEARN_BATCH`] digests go out in walk order to
+//! learn it. A service whose answers carry no budget is taken as unlimited.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -34,6 +34,9 @@ use crate::lookup::{Budget, Plan};
 
 /// With at least this many hashes left, lookups start while the walk goes on.
 pub const STREAM_MIN: u64 = 20_000;
+/// The most digests sent before anything is known about the budget: small enough that a key
+/// near the end of its day is not refused a first request that asks more than it has left.
+pub const LEARN_BATCH: u64 = 100;
 /// "Changed recently" for the order of risk.
 pub const RECENT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Places where malware is dropped: user-writable, temporary, served to the web. A path under
@@ -167,6 +170,9 @@ pub struct Planner {
     held: HashMap<Digest, Held, DigestHash>,
     /// The budget when the plan was made (for the plan line).
     seen_budget: Option<Budget>,
+    /// The first digests went out to learn the budget and the next one is held: the partial
+    /// batch should leave now.
+    flush_due: bool,
 }
 
 impl Planner {
@@ -177,7 +183,7 @@ impl Planner {
             Some(c) if c >= STREAM_MIN => Mode::Streaming { limit: c / 4 },
             Some(_) => Mode::Holding,
             None => Mode::Learning {
-                first: first_batch.max(1),
+                first: first_batch.clamp(1, LEARN_BATCH),
             },
         };
         Planner {
@@ -186,6 +192,7 @@ impl Planner {
             sent: HashMap::default(),
             held: HashMap::default(),
             seen_budget: None,
+            flush_due: false,
         }
     }
 
@@ -193,11 +200,16 @@ impl Planner {
     pub fn offer(&mut self, d: Digest, rank: Rank) -> bool {
         let send = match self.mode {
             Mode::Unlimited => true,
-            Mode::Learning { first } => (self.sent.len() as u64) < first,
+            Mode::Learning { first } => {
+                let fits = (self.sent.len() as u64) < first;
+                self.flush_due |= !fits && self.held.is_empty();
+                fits
+            }
             Mode::Streaming { limit } => {
                 let fits = (self.sent.len() as u64) < limit;
                 if !fits {
                     self.mode = Mode::Holding;
+                    self.flush_due = true;
                 }
                 fits
             }
@@ -209,6 +221,20 @@ impl Planner {
             self.held.insert(d, Held { rank, paths: 1 });
         }
         send
+    }
+
+    /// Whether the digests sent to learn the budget should leave now (once, when the first one
+    /// beyond them is held).
+    pub fn take_flush(&mut self) -> bool {
+        std::mem::take(&mut self.flush_due)
+    }
+
+    /// A digest sent before the plan came back unasked (the service refused its request for
+    /// the day): it competes in the plan again, with the rank it had.
+    pub fn unasked(&mut self, d: &Digest) {
+        if let Some(rank) = self.sent.remove(d) {
+            self.held.insert(*d, Held { rank, paths: 1 });
+        }
     }
 
     /// Another path holds a digest already offered: its best rank counts, and it is not rare.
@@ -271,6 +297,7 @@ impl Planner {
     ) -> Decision {
         self.seen_budget = budget;
         let needed = self.asked() + self.held.len() as u64;
+        let asked_early = self.asked();
         // Nothing known and no cap: everything is asked.
         let room = self.allowance(budget).unwrap_or(u64::MAX);
         let mut order: Vec<(Rank, bool, i64, Digest)> = self
@@ -307,7 +334,9 @@ impl Planner {
             deferred: deferred.len() as u64,
             cap: self.cap,
             limit: budget.and_then(|b| b.limit),
-            remaining: budget.map(|b| b.remaining),
+            // What the key allowed when this run began: what it has left now and what this run
+            // has spent of it already (the first digests, sent to learn the budget).
+            remaining: budget.map(|b| b.remaining + asked_early),
             resets_at: budget
                 .and_then(|b| b.resets_at)
                 .map(crate::lookup::budget::unix_secs),
