@@ -1,9 +1,14 @@
 //! What the operating system says about a file, in the project's terms: its identity and
 //! timestamps as `fstat` gave them ([`FileMeta`], the digest cache's key and the hard-link
-//! detector's), and I/O errors described for a report line ([`describe_io`]).
+//! detector's), I/O errors described for a report line ([`describe_io`]), what a file is for
+//! the lookup budget ([`FileKind`]), and the kinds of entries that are not read
+//! ([`SpecialKind`], [`SkipRule`]), shared by the walk, the cache and the report.
 
+use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
 /// Identity and timestamps of a file as seen by `fstat` when it was opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -98,7 +103,7 @@ const MACRO_EXTENSIONS: &[&str] = &[
 
 impl FileKind {
     /// Classify a file from its first bytes (as many as the first read gave) and its name.
-    pub fn sniff(head: &[u8], path: &std::path::Path) -> FileKind {
+    pub fn sniff(head: &[u8], path: &Path) -> FileKind {
         let ext = path
             .extension()
             .and_then(|e| e.to_str())
@@ -163,6 +168,81 @@ impl FileKind {
         ]
         .into_iter()
         .find(|k| k.code() == code)
+    }
+}
+
+/// A file's identity: `(st_dev, st_ino)`.
+pub type FileId = (u64, u64);
+
+/// The identity of what `path` names (following symlinks).
+pub fn file_id(path: &Path) -> io::Result<FileId> {
+    std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
+}
+
+/// Files the walk leaves unread, reporting each as `WalkEvent::Special` (in `scan::walk`) with its kind: the
+/// files of one directory whose names match (the directory known by identity, so any spelling
+/// of it matches: symlinks, `..`, a bind mount; the files by name, since some come and go while
+/// the sweep runs, as SQLite's `-wal` and `-shm` do), and files known by identity wherever the
+/// walk reaches them (another hard link, a symlink followed with `-L`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkipRule {
+    pub dir: FileId,
+    pub names: Vec<(NamePattern, SpecialKind)>,
+    pub files: Vec<(FileId, SpecialKind)>,
+}
+
+/// Which names in a [`SkipRule`]'s directory are skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamePattern {
+    /// Exactly this name.
+    Is(OsString),
+    /// A name that starts with the first string and ends with the second (they may not overlap).
+    Around(OsString, OsString),
+}
+
+impl NamePattern {
+    pub fn matches(&self, name: &OsStr) -> bool {
+        match self {
+            NamePattern::Is(n) => name == n,
+            NamePattern::Around(start, end) => {
+                let (n, a, b) = (name.as_bytes(), start.as_bytes(), end.as_bytes());
+                n.len() >= a.len() + b.len() && n.starts_with(a) && n.ends_with(b)
+            }
+        }
+    }
+}
+
+/// Kinds of directory entries that are listed as `skipped`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecialKind {
+    Fifo,
+    Socket,
+    BlockDevice,
+    CharDevice,
+    /// A symlink while symlinks are not followed.
+    Symlink,
+    /// A symlink whose target does not exist (with `-L`).
+    DanglingSymlink,
+    /// hashsweep's own cache: the database, its journals, a copy set aside as corrupt.
+    OwnCache,
+    /// A hash-set index hashsweep keeps beside its cache.
+    OwnIndex,
+    Other,
+}
+
+impl SpecialKind {
+    pub fn reason(self) -> &'static str {
+        match self {
+            SpecialKind::Fifo => "FIFO (named pipe): not opened",
+            SpecialKind::Socket => "socket: not opened",
+            SpecialKind::BlockDevice => "block device: not opened",
+            SpecialKind::CharDevice => "character device: not opened",
+            SpecialKind::Symlink => "symlink: not followed (use -L to follow)",
+            SpecialKind::DanglingSymlink => "dangling symlink: target does not exist",
+            SpecialKind::OwnCache => "hashsweep's own cache: not read",
+            SpecialKind::OwnIndex => "hashsweep's own hash-set index (beside its cache): not read",
+            SpecialKind::Other => "not a regular file",
+        }
     }
 }
 

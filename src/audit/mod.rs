@@ -365,6 +365,7 @@ mod tests {
                 note: None,
                 change: None,
                 source: None,
+                symlink: false,
             };
             w.record(&rec).expect("write record");
         }
@@ -545,6 +546,7 @@ mod tests {
             note: None,
             change: None,
             source: None,
+            symlink: false,
         };
         assert_eq!(b.change_record(&rec), Some(Change::Unchanged));
         rec.sha256 = Some(hex_lower(&sha(2)));

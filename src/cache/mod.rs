@@ -33,9 +33,9 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 use crate::digest::{Digest, Digests};
 use crate::error::ErrorChain;
 use crate::file::{FileKind, FileMeta};
+use crate::file::{NamePattern, SkipRule, SpecialKind, file_id};
 use crate::lookup::verdict::Verdict;
-use crate::lookup::{Answer, EngineResult};
-use crate::scan::walk::{NamePattern, SkipRule, SpecialKind, file_id};
+use crate::lookup::{Answer, Budget, EngineResult};
 use crate::sync::lock;
 
 /// `PRAGMA application_id` of a hashsweep cache ("hswp"): a SQLite file without it is not ours.
@@ -678,6 +678,73 @@ impl Cache {
         }
         drop(tx);
         Ok(out)
+    }
+
+    /// Remember what the service last said about a key's budget (`scope` names the key; see
+    /// `HttpClient::budget_scope`).
+    pub fn put_budget(&self, scope: &str, b: &Budget) -> Result<(), CacheError> {
+        let r = self.try_put_budget(scope, b);
+        self.noted(r)
+    }
+
+    fn try_put_budget(&self, scope: &str, b: &Budget) -> Result<(), CacheError> {
+        let rows = [
+            ("remaining", Some(b.remaining as i64)),
+            ("limit", b.limit.map(|l| l as i64)),
+            ("resets_at", b.resets_at.map(unix_secs)),
+        ];
+        let mut conn = lock(&self.writer);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err(&self.path, "starting a write"))?;
+        for (field, value) in rows {
+            let key = format!("{scope}:{field}");
+            match value {
+                Some(v) => tx.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                    params![key, v],
+                ),
+                None => tx.execute("DELETE FROM meta WHERE key = ?1", params![key]),
+            }
+            .map_err(sql_err(&self.path, "writing the budget"))?;
+        }
+        tx.commit()
+            .map_err(sql_err(&self.path, "committing the budget"))
+    }
+
+    /// The budget a key had when a run last heard from the service; after its reset time, a
+    /// fresh day's (the limit).
+    pub fn get_budget(&self, scope: &str, now: SystemTime) -> Result<Option<Budget>, CacheError> {
+        let r = self.try_get_budget(scope, now);
+        self.noted(r)
+    }
+
+    fn try_get_budget(&self, scope: &str, now: SystemTime) -> Result<Option<Budget>, CacheError> {
+        let conn = self.reader()?;
+        let get = |field: &str| -> Result<Option<i64>, CacheError> {
+            conn.query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                params![format!("{scope}:{field}")],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql_err(&self.path, "reading the budget"))
+        };
+        let Some(remaining) = get("remaining")? else {
+            return Ok(None);
+        };
+        let limit = get("limit")?.map(|l| l.max(0) as u64);
+        let resets_at =
+            get("resets_at")?.map(|t| UNIX_EPOCH + Duration::from_secs(t.max(0) as u64));
+        let fresh_day = resets_at.is_some_and(|t| t <= now);
+        Ok(Some(Budget {
+            limit,
+            remaining: match (fresh_day, limit) {
+                (true, Some(l)) => l,
+                _ => remaining.max(0) as u64,
+            },
+            resets_at: if fresh_day { None } else { resets_at },
+        }))
     }
 
     /// How many digests earlier runs deferred and no run has asked since.

@@ -70,6 +70,7 @@ pub fn run_lookup(a: LookupArgs) -> Result<u8, Error> {
                 note,
                 change: None,
                 source: None,
+                symlink: false,
             }
         })
         .collect();

@@ -107,6 +107,7 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
         budget: BudgetOptions {
             cap: a.budget,
             priority_paths: a.priority_path.clone(),
+            scope: client.as_ref().map(|c| c.budget_scope()),
         },
     };
     let stop = Interrupt::install()?;

@@ -18,7 +18,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::hashlist;
 use crate::digest::{Algo, Digest, hex_lower};
-use crate::scan::walk::NamePattern;
+use crate::file::NamePattern;
 
 /// Why a hash set could not be loaded. Lines without a digest are not errors: they are counted
 /// (see [`HashSet::skipped_lines`]) and skipped.

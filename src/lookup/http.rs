@@ -290,6 +290,18 @@ impl HttpClient {
         self.notice.as_deref()
     }
 
+    /// Names this client's budget in the cache (the endpoint and a digest of the key, never
+    /// the key), so a later run knows it before its first answer.
+    pub fn budget_scope(&self) -> String {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(self.endpoint.as_str().as_bytes());
+        h.update([0]);
+        h.update(self.key.expose().as_bytes());
+        let d: [u8; 32] = h.finalize().into();
+        format!("budget:{}", crate::digest::hex_lower(&d[..8]))
+    }
+
     /// The endpoint asked, `{base}/v4/hash`.
     pub fn endpoint(&self) -> &str {
         self.endpoint.as_str()

@@ -17,8 +17,6 @@ use serde::{Serialize, Serializer};
 use super::fields::{EcsOwn, View};
 use super::{Columns, Record, Removed, Reporter, Summary};
 use crate::digest::Algo;
-use crate::lookup::verdict::Verdict;
-use crate::scan::walk::SpecialKind;
 
 /// The ECS version the documents follow.
 pub const ECS_VERSION: &str = "8.11.0";
@@ -155,14 +153,10 @@ impl Reporter for EcsReporter<'_> {
 /// `file` for what is (or was) a regular file, `symlink` for a symlink that was not followed,
 /// nothing when the record does not say (a FIFO, a device, a path that could not be listed).
 fn file_type(r: &Record<'_>) -> Option<&'static str> {
-    let symlink = [SpecialKind::Symlink, SpecialKind::DanglingSymlink];
     if r.sha256.is_some() || r.size.is_some() {
         // A size is only known once `fstat` saw a regular file.
         Some("file")
-    } else if r.verdict == Verdict::Skipped
-        && r.note
-            .is_some_and(|n| symlink.iter().any(|k| k.reason() == n))
-    {
+    } else if r.symlink {
         Some("symlink")
     } else {
         None
@@ -412,6 +406,7 @@ impl Serialize for Rfc3339 {
 mod tests {
     use super::*;
     use crate::lookup::Answer;
+    use crate::lookup::Verdict;
     use base64::Engine as _;
     use std::ffi::OsStr;
     use std::time::Duration;
@@ -465,6 +460,7 @@ mod tests {
             note: None,
             change: None,
             source: None,
+            symlink: false,
         }
     }
 
@@ -590,9 +586,11 @@ mod tests {
     fn skipped_special_files_and_removed_paths() {
         let mut link = rec(Path::new("l"), Verdict::Skipped, None);
         (link.size, link.sha256, link.md5, link.mtime, link.inode) = (None, None, None, None, None);
-        link.note = Some(SpecialKind::Symlink.reason());
+        link.note = Some("symlink: not followed (use -L to follow)");
+        link.symlink = true;
         let mut fifo = link.clone();
-        fifo.note = Some(SpecialKind::Fifo.reason());
+        fifo.note = Some("FIFO (named pipe): not opened");
+        fifo.symlink = false;
         let gone = Removed {
             path: Path::new("old/gone.txt"),
             size: Some(3),

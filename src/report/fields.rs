@@ -372,6 +372,7 @@ mod tests {
             note: Some("n"),
             change: Some(Change::Modified),
             source: Some("local"),
+            symlink: false,
         };
         for f in FIELDS {
             assert!(

@@ -58,6 +58,8 @@ pub struct Record<'a> {
     pub change: Option<Change>,
     /// `local` when the verdict comes from a `--known-bad` hash set.
     pub source: Option<&'static str>,
+    /// A symlink that was not followed (ECS `file.type: symlink`).
+    pub symlink: bool,
 }
 
 impl<'a> Record<'a> {
@@ -411,6 +413,7 @@ mod tests {
             note: None,
             change: None,
             source: None,
+            symlink: false,
         }
     }
 

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use super::ScanOutput;
 use super::hash::{FileResult, FileStatus, Origin};
+use crate::file::SpecialKind;
 use crate::known::Local;
 use crate::lookup::{Answer, HashOutcome, Verdict};
 use crate::report::{Record, Summary};
@@ -26,11 +27,17 @@ impl ScanOutput {
             note: None,
             change: None,
             source: None,
+            symlink: false,
         };
         match &f.status {
             FileStatus::Skipped(reason) => Record {
                 verdict: Verdict::Skipped,
                 note: Some(reason),
+                // The walk's words for a symlink it did not follow (its own vocabulary, so
+                // the report needs no knowledge of the walk).
+                symlink: [SpecialKind::Symlink, SpecialKind::DanglingSymlink]
+                    .iter()
+                    .any(|k| k.reason() == &**reason),
                 ..base
             },
             FileStatus::Error(e) => Record {

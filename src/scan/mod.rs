@@ -120,6 +120,8 @@ struct BudgetKeeper {
     /// Ranks of what was sent, filled in when the plan is made.
     ranks: HashMap<Digest, Rank, DigestHash>,
     plan: Option<Plan>,
+    /// What an earlier run heard of the budget, until this run hears for itself.
+    remembered: Option<crate::lookup::Budget>,
 }
 
 impl Collector<'_> {
@@ -223,7 +225,7 @@ impl Collector<'_> {
         let (Some(b), Some(tx)) = (self.budget.as_mut(), &self.digest_tx) else {
             return;
         };
-        for d in b.planner.learn(b.client.budget()) {
+        for d in b.planner.learn(b.client.budget().or(b.remembered)) {
             b.sent += 1;
             let _ = tx.send(Feed::Digest(d));
         }
@@ -269,7 +271,11 @@ impl Collector<'_> {
             deferred,
             plan,
             ranks,
-        } = planner.finish(current_budget(&*b.client), &earlier, &asked_before);
+        } = planner.finish(
+            current_budget(&*b.client).or(b.remembered),
+            &earlier,
+            &asked_before,
+        );
         if let Some(tx) = &self.digest_tx {
             for d in &asked {
                 b.sent += 1;
@@ -419,6 +425,14 @@ pub fn scan(
                     cfg.budget.cap,
                     cfg.lookup.as_ref().map_or(1, |l| l.batch_size as u64),
                 ),
+                // What an earlier run heard of this key's budget: no walk-order lookups to
+                // learn it.
+                remembered: match (cfg.cache.as_deref(), &cfg.budget.scope) {
+                    (Some(cache), Some(scope)) => {
+                        cache.get_budget(scope, SystemTime::now()).ok().flatten()
+                    }
+                    _ => None,
+                },
                 ranker: Ranker::new(&cfg.budget)
                     .map_err(|e| crate::Error::Usage(format!("invalid --priority-path: {e}")))?,
                 sent: 0,
@@ -429,6 +443,11 @@ pub fn scan(
             None => None,
         },
     };
+    if let Some(b) = c.budget.as_mut()
+        && let Some(known) = b.remembered
+    {
+        b.planner.remember(known);
+    }
 
     let links: Arc<LinkMap> = Arc::default();
     let roots: Arc<std::collections::HashSet<PathBuf>> =
@@ -523,6 +542,14 @@ pub fn scan(
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+        }
+        // What the service said of the budget, for the next run.
+        if let (Some(cache), Some(scope), Some(b)) = (
+            c.cache,
+            &cfg.budget.scope,
+            c.budget.as_ref().and_then(|b| b.client.budget()),
+        ) {
+            let _ = cache.put_budget(scope, &b);
         }
         if !stop.load(Ordering::Relaxed) {
             c.maintain_cache();

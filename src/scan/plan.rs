@@ -68,6 +68,9 @@ pub struct BudgetOptions {
     pub cap: Option<u64>,
     /// `--priority-path GLOB`: the user's own risky places (matched on the whole path).
     pub priority_paths: Vec<String>,
+    /// Names the key's budget in the cache, so a run knows it before its first answer (see
+    /// `HttpClient::budget_scope`).
+    pub scope: Option<String>,
 }
 
 /// A digest's place in the order of risk; lower is asked first. Five bits: the kind, then
@@ -193,6 +196,14 @@ impl Planner {
             held: HashMap::default(),
             seen_budget: None,
             flush_due: false,
+        }
+    }
+
+    /// A run before this one heard the budget (kept in the cache): no need to learn it, so no
+    /// digest goes out in walk order while the budget is small.
+    pub fn remember(&mut self, budget: Budget) {
+        if matches!(self.mode, Mode::Learning { .. }) {
+            let _ = self.learn(Some(budget));
         }
     }
 

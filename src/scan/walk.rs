@@ -7,15 +7,15 @@
 //! It never opens a file: regular files are passed on by path, anything else is passed on as
 //! [`WalkEvent::Special`] so it can be reported as skipped, and errors carry their path.
 
-use std::ffi::{OsStr, OsString};
 use std::fs::FileType;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
+
+pub use crate::file::{FileId, NamePattern, SkipRule, SpecialKind, file_id};
 use ignore::{WalkBuilder, WalkState};
 
 /// How to walk. Built once from the command line.
@@ -29,47 +29,6 @@ pub struct WalkOptions {
     pub excludes: Vec<String>,
     /// Files of hashsweep's own (its cache) that are reported as skipped and never read.
     pub skip: Vec<SkipRule>,
-}
-
-/// A file's identity: `(st_dev, st_ino)`.
-pub type FileId = (u64, u64);
-
-/// The identity of what `path` names (following symlinks).
-pub fn file_id(path: &Path) -> std::io::Result<FileId> {
-    std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
-}
-
-/// Files the walk leaves unread, reporting each as [`WalkEvent::Special`] with its kind: the
-/// files of one directory whose names match (the directory known by identity, so any spelling
-/// of it matches: symlinks, `..`, a bind mount; the files by name, since some come and go while
-/// the sweep runs, as SQLite's `-wal` and `-shm` do), and files known by identity wherever the
-/// walk reaches them (another hard link, a symlink followed with `-L`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SkipRule {
-    pub dir: FileId,
-    pub names: Vec<(NamePattern, SpecialKind)>,
-    pub files: Vec<(FileId, SpecialKind)>,
-}
-
-/// Which names in a [`SkipRule`]'s directory are skipped.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NamePattern {
-    /// Exactly this name.
-    Is(OsString),
-    /// A name that starts with the first string and ends with the second (they may not overlap).
-    Around(OsString, OsString),
-}
-
-impl NamePattern {
-    pub fn matches(&self, name: &OsStr) -> bool {
-        match self {
-            NamePattern::Is(n) => name == n,
-            NamePattern::Around(start, end) => {
-                let (n, a, b) = (name.as_bytes(), start.as_bytes(), end.as_bytes());
-                n.len() >= a.len() + b.len() && n.starts_with(a) && n.ends_with(b)
-            }
-        }
-    }
 }
 
 /// Whether a regular file the walk found is one to skip, and as what. Costs no system call
@@ -117,39 +76,7 @@ pub enum WalkEvent {
     Error { path: PathBuf, error: String },
 }
 
-/// Kinds of directory entries that are listed as `skipped`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpecialKind {
-    Fifo,
-    Socket,
-    BlockDevice,
-    CharDevice,
-    /// A symlink while symlinks are not followed.
-    Symlink,
-    /// A symlink whose target does not exist (with `-L`).
-    DanglingSymlink,
-    /// hashsweep's own cache: the database, its journals, a copy set aside as corrupt.
-    OwnCache,
-    /// A hash-set index hashsweep keeps beside its cache.
-    OwnIndex,
-    Other,
-}
-
 impl SpecialKind {
-    pub fn reason(self) -> &'static str {
-        match self {
-            SpecialKind::Fifo => "FIFO (named pipe): not opened",
-            SpecialKind::Socket => "socket: not opened",
-            SpecialKind::BlockDevice => "block device: not opened",
-            SpecialKind::CharDevice => "character device: not opened",
-            SpecialKind::Symlink => "symlink: not followed (use -L to follow)",
-            SpecialKind::DanglingSymlink => "dangling symlink: target does not exist",
-            SpecialKind::OwnCache => "hashsweep's own cache: not read",
-            SpecialKind::OwnIndex => "hashsweep's own hash-set index (beside its cache): not read",
-            SpecialKind::Other => "not a regular file",
-        }
-    }
-
     fn of(ft: FileType) -> SpecialKind {
         if ft.is_fifo() {
             SpecialKind::Fifo
@@ -329,6 +256,7 @@ fn describe(err: &ignore::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsStr;
     use std::os::unix::fs::symlink;
 
     fn collect(root: &Path, opts: &WalkOptions) -> Vec<WalkEvent> {
