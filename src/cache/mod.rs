@@ -689,8 +689,14 @@ impl Cache {
 
     fn try_put_budget(&self, scope: &str, b: &Budget) -> Result<(), CacheError> {
         let rows = [
-            ("remaining", Some(b.remaining as i64)),
-            ("limit", b.limit.map(|l| l as i64)),
+            (
+                "remaining",
+                Some(i64::try_from(b.remaining).unwrap_or(i64::MAX)),
+            ),
+            (
+                "limit",
+                b.limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX)),
+            ),
             ("resets_at", b.resets_at.map(unix_secs)),
         ];
         let mut conn = lock(&self.writer);

@@ -427,6 +427,18 @@ fn upstream_failed(st: &AppState, found: &[Option<Got>]) -> ApiError {
     if let Some(reset_in) = upstream.quota_reset_in() {
         return ApiError::QuotaSpent { reset_in };
     }
+    // Left out of an upstream batch because the key's budget did not cover it: the day is
+    // spent for these, as the service would say.
+    let cut = found
+        .iter()
+        .flatten()
+        .any(|g| matches!(g, Got::Failed(crate::lookup::LookupError::QuotaSpent(_))));
+    if cut {
+        let reset_in = upstream
+            .budget_reset_in()
+            .unwrap_or(Duration::from_secs(15 * 60));
+        return ApiError::QuotaSpent { reset_in };
+    }
     let why = found
         .iter()
         .flatten()

@@ -135,6 +135,16 @@ impl Upstream {
         Arc::clone(&g[i])
     }
 
+    /// When the budget the upstream last stated resets, from now.
+    pub fn budget_reset_in(&self) -> Option<Duration> {
+        let now = std::time::SystemTime::now();
+        self.all()
+            .iter()
+            .filter_map(|c| c.budget()?.resets_at)
+            .min()
+            .map(|t| t.duration_since(now).unwrap_or_default())
+    }
+
     /// If the daily quota is spent: how long until it resets (best known).
     pub fn quota_reset_in(&self) -> Option<Duration> {
         let now = Instant::now();
@@ -412,6 +422,9 @@ impl Coalescer {
     /// rest is not asked today, and its clients are told so (429000), as the service would.
     async fn send(self: Arc<Self>, mut batch: LookupBatch, details: bool) {
         let upstream = Arc::clone(&self.upstream);
+        // A client stopped for the day is replaced once its window has reset, before the
+        // budget it last stated decides what is asked.
+        let _ = upstream.client(details);
         let (take, over) = self.cut(&mut batch);
         metrics::counter!("hashsweep_gateway_upstream_hashes_total").increment(take);
         let digests = batch.digests.clone();

@@ -210,6 +210,9 @@ enum Attempt {
         quota: bool,
         why: Reason,
     },
+    /// 429000 for a request that asked more than the `remaining` its answer states: ask
+    /// again for what is left (the budget is not spent).
+    TooMany,
     /// 400: the batch itself was refused.
     BadRequest(Reason),
     /// Stop the whole run's lookups.
@@ -319,7 +322,7 @@ impl HttpClient {
 
     /// The lowest `x-ratelimit-remaining` of the current window, if the service sent one.
     pub fn quota_remaining(&self) -> Option<u64> {
-        lock(&self.budget).0.map(|b| b.remaining)
+        current(lock(&self.budget).0, SystemTime::now()).map(|b| b.remaining)
     }
 
     /// If lookups stopped because the daily quota is spent: `Some(when it resets)`, the inner
@@ -409,7 +412,7 @@ impl HttpClient {
     /// to refuse one for asking more than is left.
     fn reserve(&self, n: usize) -> usize {
         let mut g = lock(&self.budget);
-        let take = match g.0 {
+        let take = match current(g.0, SystemTime::now()) {
             None => n,
             Some(b) => n.min(usize::try_from(b.remaining.saturating_sub(g.1)).unwrap_or(n)),
         };
@@ -512,6 +515,10 @@ impl HttpClient {
             )),
             429 => {
                 self.throttled.fetch_add(1, Ordering::Relaxed);
+                let left = rate.remaining.and_then(|r| usize::try_from(r).ok());
+                if err.code == Some(429000) && left.is_some_and(|r| r > 0 && r < digests.len()) {
+                    return Attempt::TooMany;
+                }
                 if err.code == Some(429000) || rate.remaining == Some(0) {
                     // The day's budget is spent. Wait for the window's end only if it comes
                     // within --max-wait; else stop asking for the rest of the run.
@@ -561,6 +568,8 @@ impl HttpClient {
         let mut pending: Vec<Digest> = digests.to_vec();
         let mut failures = 0u32;
         let mut throttles = 0u32;
+        // Whether the service already refused this batch for asking more than was left.
+        let mut oversize = false;
         // Time this batch has spent paused by throttling, against --max-wait.
         let mut waited = Duration::ZERO;
         let fail_all =
@@ -620,6 +629,21 @@ impl HttpClient {
                 }
                 Attempt::Fatal(why) => {
                     self.stop(&why);
+                    fail_all(&pending, &mut done, why);
+                    break;
+                }
+                // Once: the next round asks only what the refusal said is left.
+                Attempt::TooMany if !oversize => {
+                    drop(permit);
+                    oversize = true;
+                }
+                Attempt::TooMany => {
+                    let why = LookupError::QuotaSpent(
+                        "the daily lookup quota is spent (refused twice for asking more than \
+                         is left)"
+                            .into(),
+                    );
+                    self.stop_for_quota(&why, None);
                     fail_all(&pending, &mut done, why);
                     break;
                 }
@@ -963,7 +987,21 @@ impl ReputationClient for HttpClient {
     }
 
     fn budget(&self) -> Option<Budget> {
-        lock(&self.budget).0
+        current(lock(&self.budget).0, SystemTime::now())
+    }
+}
+
+/// A budget as it stands at `now`: once its window has ended, a new day's (the whole limit),
+/// or nothing known when the service never stated the limit.
+fn current(b: Option<Budget>, now: SystemTime) -> Option<Budget> {
+    let b = b?;
+    match b.resets_at {
+        Some(t) if t <= now => b.limit.map(|limit| Budget {
+            limit: Some(limit),
+            remaining: limit,
+            resets_at: None,
+        }),
+        _ => Some(b),
     }
 }
 

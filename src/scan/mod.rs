@@ -220,12 +220,21 @@ impl Collector<'_> {
         }
     }
 
-    /// Answers came back: what they said about the budget may let held digests go.
-    fn learn_budget(&mut self) {
+    /// Answers came back: what they said about the budget may let held digests go. A round
+    /// that got no answer says nothing about the budget, and a client stopped for the run is
+    /// sent nothing more.
+    fn learn_budget(&mut self, answered: bool) {
         let (Some(b), Some(tx)) = (self.budget.as_mut(), &self.digest_tx) else {
             return;
         };
-        for d in b.planner.learn(b.client.budget().or(b.remembered)) {
+        if b.client.halted().is_some() {
+            return;
+        }
+        let budget = b.client.budget().or(b.remembered);
+        if budget.is_none() && !answered {
+            return;
+        }
+        for d in b.planner.learn(budget) {
             b.sent += 1;
             let _ = tx.send(Feed::Digest(d));
         }
@@ -287,11 +296,17 @@ impl Collector<'_> {
             self.progress.note(&plan.human());
         }
         b.plan = Some(plan);
-        let reason = LookupError::Deferred(
-            "deferred by the lookup budget: the hashes this run could ask went to files that \
-             matter more; a later run asks it first"
-                .into(),
-        );
+        let reason = match b.client.halted() {
+            // The service said the day is spent: say so, with when it resets.
+            Some(e @ LookupError::QuotaSpent(_)) => LookupError::Deferred(
+                format!("deferred: {}; a later run asks it first", e.message()).into(),
+            ),
+            _ => LookupError::Deferred(
+                "deferred by the lookup budget: the hashes this run could ask went to files \
+                 that matter more; a later run asks it first"
+                    .into(),
+            ),
+        };
         for (d, _) in &deferred {
             self.dedup.answer(*d, Err(reason.clone()));
         }
@@ -306,6 +321,7 @@ impl Collector<'_> {
         if let Some(b) = self.budget.as_mut() {
             b.returned += batch.len() as u64;
         }
+        let answered = batch.iter().any(|(_, o)| o.is_ok());
         if let Some(cache) = self.cache {
             let good: Vec<(Digest, Answer)> = batch
                 .iter()
@@ -343,7 +359,7 @@ impl Collector<'_> {
             }
             self.dedup.answer(d, o);
         }
-        self.learn_budget();
+        self.learn_budget(answered);
         self.progress
             .lookups(self.dedup.answered() as u64, self.dedup.distinct() as u64);
     }
@@ -593,15 +609,16 @@ pub fn scan(
 }
 
 /// The budget the plan may spend: what the service last said, or nothing at all once it has
-/// stopped the client for the day (or refused the key).
+/// stopped the client for the day.
 fn current_budget(client: &dyn ReputationClient) -> Option<crate::lookup::Budget> {
     match (client.halted(), client.budget()) {
-        (Some(_), b) => Some(crate::lookup::Budget {
+        // A refused key is no budget matter: what is asked gets the refusal (error).
+        (Some(LookupError::QuotaSpent(_)), b) => Some(crate::lookup::Budget {
             limit: b.and_then(|b| b.limit),
             remaining: 0,
             resets_at: b.and_then(|b| b.resets_at),
         }),
-        (None, b) => b,
+        (_, b) => b,
     }
 }
 

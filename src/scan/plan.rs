@@ -273,10 +273,10 @@ impl Planner {
         self.mode = match (self.mode, allowance) {
             (Mode::Learning { .. }, None) => Mode::Unlimited,
             (Mode::Learning { .. } | Mode::Streaming { .. }, Some(a))
-                if a + self.asked() >= STREAM_MIN =>
+                if a.saturating_add(self.asked()) >= STREAM_MIN =>
             {
                 Mode::Streaming {
-                    limit: (a + self.asked()) / 4,
+                    limit: a.saturating_add(self.asked()) / 4,
                 }
             }
             (Mode::Learning { .. } | Mode::Streaming { .. }, Some(_)) => Mode::Holding,
@@ -347,7 +347,7 @@ impl Planner {
             limit: budget.and_then(|b| b.limit),
             // What the key allowed when this run began: what it has left now and what this run
             // has spent of it already (the first digests, sent to learn the budget).
-            remaining: budget.map(|b| b.remaining + asked_early),
+            remaining: budget.map(|b| b.remaining.saturating_add(asked_early)),
             resets_at: budget
                 .and_then(|b| b.resets_at)
                 .map(crate::lookup::budget::unix_secs),

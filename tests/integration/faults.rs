@@ -141,7 +141,7 @@ fn remaining_zero_stops_before_the_service_refuses() {
     assert!(
         deferred
             .iter()
-            .all(|r| r["note"].as_str().unwrap().contains("budget") && r["error"].is_null()),
+            .all(|r| r["note"].as_str().unwrap().contains("quota is spent") && r["error"].is_null()),
         "{deferred:?}"
     );
     let err = stderr(&out);

@@ -380,3 +380,24 @@ fn in_queue_is_in_progress_and_asked_again_next_time() {
     assert_eq!(asked(&mock), 4, "{}", stderr(&out));
     let _ = std::fs::remove_file(&cache);
 }
+
+/// A spent budget whose window ends within --max-wait is waited for, and then asked: the
+/// budget the old window stated is not taken as today's.
+#[test]
+fn a_budget_that_resets_within_max_wait_is_waited_for_then_used() {
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    mock.push_fault(
+        Fault::new(
+            429,
+            r#"{"error":{"code":429000,"messages":"API key limit exceeded"}}"#,
+        )
+        .header("x-ratelimit-remaining", "0")
+        .header("x-ratelimit-reset-in", "1s"),
+    );
+    let c = client(&mock, |c| c.max_wait = Duration::from_secs(10));
+    let started = Instant::now();
+    let out = c.lookup(&batch(1, 3));
+    assert!(out.iter().all(|(_, o)| o.is_ok()), "{out:?}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert_eq!(mock.requests().len(), 2, "{:?}", mock.requests());
+}
