@@ -176,6 +176,9 @@ pub struct Planner {
     /// The first digests went out to learn the budget and the next one is held: the partial
     /// batch should leave now.
     flush_due: bool,
+    /// What the key allowed when this run first heard of its budget, with what the run had
+    /// asked by then (for the plan line: "the key allows N more").
+    start: Option<u64>,
 }
 
 impl Planner {
@@ -196,6 +199,7 @@ impl Planner {
             held: HashMap::default(),
             seen_budget: None,
             flush_due: false,
+            start: None,
         }
     }
 
@@ -269,6 +273,9 @@ impl Planner {
     /// What the service said about the budget changed: decide how to go on, and return the
     /// held digests to send now (best first).
     pub fn learn(&mut self, budget: Option<Budget>) -> Vec<Digest> {
+        if self.start.is_none() {
+            self.start = budget.map(|b| b.remaining.saturating_add(self.asked()));
+        }
         let allowance = self.allowance(budget);
         self.mode = match (self.mode, allowance) {
             (Mode::Learning { .. }, None) => Mode::Unlimited,
@@ -347,7 +354,9 @@ impl Planner {
             limit: budget.and_then(|b| b.limit),
             // What the key allowed when this run began: what it has left now and what this run
             // has spent of it already (the first digests, sent to learn the budget).
-            remaining: budget.map(|b| b.remaining.saturating_add(asked_early)),
+            remaining: self
+                .start
+                .or(budget.map(|b| b.remaining.saturating_add(asked_early))),
             resets_at: budget
                 .and_then(|b| b.resets_at)
                 .map(crate::lookup::budget::unix_secs),
