@@ -96,8 +96,9 @@ struct Collector<'a> {
     dedup: Dedup,
     digest_tx: Option<Sender<Feed>>,
     cache: Option<&'a Cache>,
-    /// First-seen digests waiting for one batched verdict-cache lookup, with their rank.
-    pending_verdicts: Vec<(Digest, Rank)>,
+    /// First-seen digests waiting for one batched verdict-cache lookup, with their best rank
+    /// and how many paths hold them so far.
+    pending_verdicts: Vec<(Digest, Rank, u32)>,
     local: Option<&'a LocalSets>,
     pending_rows: Vec<(FileKey, Digests, FileKind)>,
     last_flush: Instant,
@@ -149,18 +150,23 @@ impl Collector<'_> {
                     let rank = self.budget.as_ref().map_or(Rank::from_code(0), rank);
                     if self.cache.is_some() {
                         // Asked of the verdict cache in batches (one read transaction each).
-                        self.pending_verdicts.push((key, rank));
+                        self.pending_verdicts.push((key, rank, 1));
                         if self.pending_verdicts.len() >= VERDICT_BATCH {
                             self.resolve_pending();
                         }
                     } else {
                         self.want(key, rank);
                     }
-                } else if let Some(b) = self.budget.as_mut()
-                    && b.planner.holds_any()
-                {
+                } else if let Some(b) = self.budget.as_mut() {
+                    // Another path holds it: its best rank counts, and it is not rare. It may
+                    // still wait for the verdict cache, or be held for the plan.
                     let r = rank(b);
-                    b.planner.again(&key, r);
+                    if let Some(p) = self.pending_verdicts.iter_mut().find(|p| p.0 == key) {
+                        p.1 = p.1.min(r);
+                        p.2 = p.2.saturating_add(1);
+                    } else if b.planner.holds_any() {
+                        b.planner.again(&key, r);
+                    }
                 }
             }
             if *origin != Origin::Cache && warning.is_none() && self.cache.is_some() {
@@ -189,13 +195,20 @@ impl Collector<'_> {
             .and_then(|c| c.get_verdicts(&keys, SystemTime::now()).ok())
             .unwrap_or_default();
         self.check_cache();
-        for (k, rank) in pending {
+        for (k, rank, paths) in pending {
             match hits.remove(&k) {
                 Some(a) => {
                     self.verdicts_cached += 1;
                     self.dedup.answer(k, Ok(a));
                 }
-                None => self.want(k, rank),
+                None => {
+                    self.want(k, rank);
+                    if let Some(b) = self.budget.as_mut() {
+                        for _ in 1..paths {
+                            b.planner.again(&k, rank);
+                        }
+                    }
+                }
             }
         }
     }
