@@ -67,15 +67,21 @@ pub struct Baseline {
 impl Baseline {
     /// Read an ndjson or json report. Bad records are skipped and counted (see [`Self::bad`]).
     pub fn load(path: &Path) -> Result<Baseline, BaselineError> {
-        let mut b = Baseline {
+        let mut b = Baseline::empty(path);
+        b.bad = read_report(path, |rec| b.insert(rec))?;
+        Ok(b)
+    }
+
+    /// A baseline with no paths (the first night of a nightly audit, before any report
+    /// exists): every path of the run is `new`.
+    pub fn empty(path: &Path) -> Baseline {
+        Baseline {
             source: path.to_path_buf(),
             entries: HashMap::new(),
             verdicts: Vec::new(),
             verdict_index: HashMap::new(),
             bad: BadRecords::default(),
-        };
-        b.bad = read_report(path, |rec| b.insert(rec))?;
-        Ok(b)
+        }
     }
 
     fn insert(&mut self, rec: Rec) {

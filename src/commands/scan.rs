@@ -204,7 +204,16 @@ fn load_local_sets(a: &ScanArgs, cache: Option<&Cache>) -> Result<Option<Arc<Loc
 }
 
 /// Load a baseline report, warning about the records it had to skip.
+/// A baseline that does not exist yet is the first night of an audit, not a mistake: every
+/// path is new, and the report written tonight is tomorrow's baseline.
 fn load_baseline(path: &Path) -> Result<Baseline, Error> {
+    if std::fs::metadata(path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
+        eprintln!(
+            "hashsweep: no baseline yet at {}: every path is new",
+            path.display()
+        );
+        return Ok(Baseline::empty(path));
+    }
     let b = Baseline::load(path)?;
     warn_bad(b.bad());
     Ok(b)

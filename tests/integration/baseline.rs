@@ -130,3 +130,46 @@ fn diff_gives_all_four_kinds_and_exit_1_only_when_something_changed() {
     assert_eq!(code(&bad), 2);
     assert!(stderr(&bad).contains("notes.txt"), "{}", stderr(&bad));
 }
+
+/// The README's nightly audit, night after night: on the first night there is no baseline yet
+/// (a notice, every path new, and tonight's report), then each night compares with the last.
+#[test]
+fn the_nightly_audit_works_from_the_first_night() {
+    let t = Tree::new();
+    t.file("a.txt", b"first");
+    let logs = Tree::new();
+    let last = logs.path().join("last.ndjson");
+    let night = |n: u32| {
+        let today = logs.path().join(format!("night{n}.ndjson"));
+        let out = run(offline(t.path())
+            .arg("--baseline")
+            .arg(&last)
+            .arg("-o")
+            .arg(&today));
+        // As `ln -sf "$today" "$last"` does.
+        let _ = std::fs::remove_file(&last);
+        std::os::unix::fs::symlink(&today, &last).unwrap();
+        let recs: Vec<Value> = std::fs::read_to_string(&today)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (out, recs)
+    };
+    let (out, recs) = night(1);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("no baseline yet"), "{}", stderr(&out));
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0]["change"], "new");
+    t.file("b.txt", b"second");
+    let (out, recs) = night(2);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("no baseline yet"));
+    assert_eq!(rec(&recs, "/a.txt")["change"], "unchanged");
+    assert_eq!(rec(&recs, "/b.txt")["change"], "new");
+    std::fs::write(t.path().join("a.txt"), b"edited").unwrap();
+    let (out, recs) = night(3);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(rec(&recs, "/a.txt")["change"], "modified");
+    assert_eq!(rec(&recs, "/b.txt")["change"], "unchanged");
+}
