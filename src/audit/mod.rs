@@ -358,20 +358,9 @@ mod tests {
         let mut w = reporter(format, Box::new(file), crate::report::Columns::default());
         for r in recs {
             let rec = Record {
-                path: Some(p(r.0)),
                 size: r.2,
-                mtime: None,
-                inode: None,
                 sha256: r.1.map(|n| hex_lower(&sha(n))),
-                md5: None,
-                sha1: None,
-                verdict: r.3.clone(),
-                answer: None,
-                error: None,
-                note: None,
-                change: None,
-                source: None,
-                symlink: false,
+                ..Record::new(Some(p(r.0)), r.3.clone())
             };
             w.record(&rec).expect("write record");
         }
@@ -539,20 +528,9 @@ mod tests {
         let mut b = Baseline::load(&old).expect("load");
         let hex = hex_lower(&sha(1)).to_ascii_uppercase();
         let mut rec = Record {
-            path: Some(Path::new("a")),
             size: Some(1),
-            mtime: None,
-            inode: None,
             sha256: Some(hex),
-            md5: None,
-            sha1: None,
-            verdict: Verdict::Infected,
-            answer: None,
-            error: None,
-            note: None,
-            change: None,
-            source: None,
-            symlink: false,
+            ..Record::new(Some(Path::new("a")), Verdict::Infected)
         };
         assert_eq!(b.change_record(&rec), Some(Change::Unchanged));
         rec.sha256 = Some(hex_lower(&sha(2)));

@@ -298,6 +298,15 @@ fn bump(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
+/// What the cache knows of some digests for the lookup plan (see [`Cache::history`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    /// Deferred by an earlier run: rank and since when (unix seconds).
+    pub deferred: HashMap<Digest, (u8, i64)>,
+    /// Answered before (the answer may have expired).
+    pub answered: std::collections::HashSet<Digest>,
+}
+
 /// A file's cached digests and what it is (when the row says).
 pub type CachedFile = (Digests, Option<FileKind>);
 
@@ -605,74 +614,42 @@ impl Cache {
             .map_err(sql_err(&self.path, "committing the backlog"))
     }
 
-    /// Which of these digests an earlier run deferred: their rank and since when (unix
-    /// seconds).
-    pub fn get_deferred(
-        &self,
-        digests: &[Digest],
-    ) -> Result<HashMap<Digest, (u8, i64)>, CacheError> {
-        let r = self.try_get_deferred(digests);
+    /// What the cache knows of these digests for the lookup plan, in one read: which an
+    /// earlier run deferred (their rank and since when, unix seconds), and which have an
+    /// answer on file at all, expired or not (asking one again only refreshes what is known,
+    /// so a tight budget asks it after every digest never asked).
+    pub fn history(&self, digests: &[Digest]) -> Result<History, CacheError> {
+        let r = self.try_history(digests);
         self.noted(r)
     }
 
-    fn try_get_deferred(
-        &self,
-        digests: &[Digest],
-    ) -> Result<HashMap<Digest, (u8, i64)>, CacheError> {
+    fn try_history(&self, digests: &[Digest]) -> Result<History, CacheError> {
         let mut conn = self.reader()?;
         let tx = conn
             .transaction()
             .map_err(sql_err(&self.path, "starting a read"))?;
-        let mut out = HashMap::new();
+        let mut out = History::default();
         {
-            let mut stmt = tx
+            let mut deferred = tx
                 .prepare_cached("SELECT rank, since FROM deferred WHERE algo = ?1 AND digest = ?2")
                 .map_err(sql_err(&self.path, "preparing a backlog lookup"))?;
-            for d in digests {
-                let row = stmt
-                    .query_row(params![d.algo().name(), d.as_bytes()], |r| {
-                        Ok((r.get::<_, u8>(0)?, r.get::<_, i64>(1)?))
-                    })
-                    .optional()
-                    .map_err(sql_err(&self.path, "reading the backlog"))?;
-                if let Some(row) = row {
-                    out.insert(*d, row);
-                }
-            }
-        }
-        drop(tx);
-        Ok(out)
-    }
-
-    /// Which of these digests have an answer on file at all, expired or not: asking one again
-    /// refreshes what is known, so a tight budget asks it after every digest never asked.
-    pub fn answered_before(
-        &self,
-        digests: &[Digest],
-    ) -> Result<std::collections::HashSet<Digest>, CacheError> {
-        let r = self.try_answered_before(digests);
-        self.noted(r)
-    }
-
-    fn try_answered_before(
-        &self,
-        digests: &[Digest],
-    ) -> Result<std::collections::HashSet<Digest>, CacheError> {
-        let mut conn = self.reader()?;
-        let tx = conn
-            .transaction()
-            .map_err(sql_err(&self.path, "starting a read"))?;
-        let mut out = std::collections::HashSet::new();
-        {
-            let mut stmt = tx
+            let mut answered = tx
                 .prepare_cached("SELECT 1 FROM verdicts WHERE algo = ?1 AND digest = ?2")
                 .map_err(sql_err(&self.path, "preparing a verdict lookup"))?;
             for d in digests {
-                let found = stmt
-                    .exists(params![d.algo().name(), d.as_bytes()])
-                    .map_err(sql_err(&self.path, "looking up a verdict"))?;
-                if found {
-                    out.insert(*d);
+                let key = params![d.algo().name(), d.as_bytes()];
+                let row = deferred
+                    .query_row(key, |r| Ok((r.get::<_, u8>(0)?, r.get::<_, i64>(1)?)))
+                    .optional()
+                    .map_err(sql_err(&self.path, "reading the backlog"))?;
+                if let Some(row) = row {
+                    out.deferred.insert(*d, row);
+                }
+                if answered
+                    .exists(key)
+                    .map_err(sql_err(&self.path, "looking up a verdict"))?
+                {
+                    out.answered.insert(*d);
                 }
             }
         }
@@ -751,16 +728,6 @@ impl Cache {
             },
             resets_at: if fresh_day { None } else { resets_at },
         }))
-    }
-
-    /// How many digests earlier runs deferred and no run has asked since.
-    pub fn backlog(&self) -> Result<u64, CacheError> {
-        let r = self.reader().and_then(|conn| {
-            conn.query_row("SELECT count(*) FROM deferred", [], |r| r.get::<_, i64>(0))
-                .map(|n| n.max(0) as u64)
-                .map_err(sql_err(&self.path, "counting the backlog"))
-        });
-        self.noted(r)
     }
 
     fn count_digest_lookup(&self, hit: bool) {

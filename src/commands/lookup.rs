@@ -57,20 +57,13 @@ pub fn run_lookup(a: LookupArgs) -> Result<u8, Error> {
                 Algo::Sha1 => sha1 = hex,
             }
             Record {
-                path: h.name.as_deref(),
-                size: None,
-                mtime: None,
-                inode: None,
                 sha256,
                 md5,
                 sha1,
-                verdict,
                 answer,
                 error,
                 note,
-                change: None,
-                source: None,
-                symlink: false,
+                ..Record::new(h.name.as_deref(), verdict)
             }
         })
         .collect();

@@ -676,28 +676,24 @@ impl HttpClient {
                     drop(permit);
                     let left = self.cfg.max_wait.saturating_sub(waited);
                     let delay = match told {
-                        Some(d) if d > left => {
-                            let what = format!(
-                                "told to wait {}s, more than is left of --max-wait ({}s of {}s)",
-                                d.as_secs(),
-                                left.as_secs(),
-                                self.cfg.max_wait.as_secs()
-                            );
-                            fail_all(
-                                &pending,
-                                &mut done,
-                                self.gave_up(batch_id, quota, &what, &why),
-                            );
-                            break;
-                        }
-                        Some(d) => d,
+                        Some(d) if d > left => Err(format!(
+                            "told to wait {}s, more than is left of --max-wait ({}s of {}s)",
+                            d.as_secs(),
+                            left.as_secs(),
+                            self.cfg.max_wait.as_secs()
+                        )),
+                        Some(d) => Ok(d),
                         // Not even the shortest backoff fits in what is left: give up.
-                        None if left < self.cfg.throttle_base / 2 => {
-                            let what = format!(
-                                "still throttled after {throttles} tries and {}s of waiting (--max-wait {}s)",
-                                waited.as_secs(),
-                                self.cfg.max_wait.as_secs()
-                            );
+                        None if left < self.cfg.throttle_base / 2 => Err(format!(
+                            "still throttled after {throttles} tries and {}s of waiting (--max-wait {}s)",
+                            waited.as_secs(),
+                            self.cfg.max_wait.as_secs()
+                        )),
+                        None => Ok(self.throttle_backoff(throttles).min(left)),
+                    };
+                    let delay = match delay {
+                        Ok(d) => d,
+                        Err(what) => {
                             fail_all(
                                 &pending,
                                 &mut done,
@@ -705,7 +701,6 @@ impl HttpClient {
                             );
                             break;
                         }
-                        None => self.throttle_backoff(throttles).min(left),
                     };
                     self.retries.fetch_add(1, Ordering::Relaxed);
                     self.pause_for(delay);

@@ -447,20 +447,13 @@ mod tests {
 
     fn rec<'a>(path: &'a Path, verdict: Verdict, answer: Option<&'a Answer>) -> Record<'a> {
         Record {
-            path: Some(path),
             size: Some(68),
             mtime: Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)),
             inode: Some(4242),
             sha256: Some(SHA256.into()),
             md5: Some(MD5.into()),
-            sha1: None,
-            verdict,
             answer,
-            error: None,
-            note: None,
-            change: None,
-            source: None,
-            symlink: false,
+            ..Record::new(Some(path), verdict)
         }
     }
 

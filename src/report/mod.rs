@@ -63,6 +63,26 @@ pub struct Record<'a> {
 }
 
 impl<'a> Record<'a> {
+    /// A record with only a path and a verdict; the other fields are set by whoever knows them.
+    pub fn new(path: Option<&'a Path>, verdict: Verdict) -> Self {
+        Record {
+            path,
+            size: None,
+            mtime: None,
+            inode: None,
+            sha256: None,
+            md5: None,
+            sha1: None,
+            verdict,
+            answer: None,
+            error: None,
+            note: None,
+            change: None,
+            source: None,
+            symlink: false,
+        }
+    }
+
     /// Hex fields from computed digests.
     pub fn with_digests(mut self, d: Option<&Digests>) -> Self {
         if let Some(d) = d {
@@ -400,20 +420,9 @@ mod tests {
 
     fn rec(path: &Path) -> Record<'_> {
         Record {
-            path: Some(path),
             size: Some(3),
-            mtime: None,
-            inode: None,
             sha256: Some("ab".into()),
-            md5: None,
-            sha1: None,
-            verdict: Verdict::Clean,
-            answer: None,
-            error: None,
-            note: None,
-            change: None,
-            source: None,
-            symlink: false,
+            ..Record::new(Some(path), Verdict::Clean)
         }
     }
 

@@ -14,20 +14,8 @@ impl ScanOutput {
     /// The report record for one file: its own status joined with its digest's outcome.
     pub fn record<'a>(&'a self, f: &'a FileResult) -> Record<'a> {
         let base = Record {
-            path: Some(&f.path),
             size: f.size,
-            mtime: None,
-            inode: None,
-            sha256: None,
-            md5: None,
-            sha1: None,
-            verdict: Verdict::Error,
-            answer: None,
-            error: None,
-            note: None,
-            change: None,
-            source: None,
-            symlink: false,
+            ..Record::new(Some(&f.path), Verdict::Error)
         };
         match &f.status {
             FileStatus::Skipped(reason) => Record {

@@ -275,19 +275,16 @@ impl Collector<'_> {
         };
         let planner = std::mem::replace(&mut b.planner, Planner::new(Some(0), 1));
         let held = planner.held();
-        let asked_before = match (self.cache, held.is_empty()) {
-            (Some(c), false) => c.answered_before(&held).unwrap_or_default(),
+        let history = match (self.cache, held.is_empty()) {
+            (Some(c), false) => c.history(&held).unwrap_or_default(),
             _ => Default::default(),
         };
-        let earlier: HashMap<Digest, (Rank, i64)> = match (self.cache, held.is_empty()) {
-            (Some(c), false) => c
-                .get_deferred(&held)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(d, (r, since))| (d, (Rank::from_code(r), since)))
-                .collect(),
-            _ => HashMap::new(),
-        };
+        let asked_before = history.answered;
+        let earlier: HashMap<Digest, (Rank, i64)> = history
+            .deferred
+            .into_iter()
+            .map(|(d, (r, since))| (d, (Rank::from_code(r), since)))
+            .collect();
         let plan::Decision {
             asked,
             deferred,

@@ -171,8 +171,6 @@ pub struct Planner {
     /// service refuses them for the day after all).
     sent: HashMap<Digest, Rank, DigestHash>,
     held: HashMap<Digest, Held, DigestHash>,
-    /// The budget when the plan was made (for the plan line).
-    seen_budget: Option<Budget>,
     /// The first digests went out to learn the budget and the next one is held: the partial
     /// batch should leave now.
     flush_due: bool,
@@ -197,7 +195,6 @@ impl Planner {
             mode,
             sent: HashMap::default(),
             held: HashMap::default(),
-            seen_budget: None,
             flush_due: false,
             start: None,
         }
@@ -313,7 +310,6 @@ impl Planner {
         earlier: &HashMap<Digest, (Rank, i64)>,
         asked_before: &std::collections::HashSet<Digest>,
     ) -> Decision {
-        self.seen_budget = budget;
         let needed = self.asked() + self.held.len() as u64;
         let asked_early = self.asked();
         // Nothing known and no cap: everything is asked.
