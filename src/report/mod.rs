@@ -228,10 +228,14 @@ impl Summary {
                 "\nhashsweep: backlog: {} digests deferred to later runs",
                 p.deferred
             ));
-            match (p.backlog_days, p.cap) {
-                (Some(d), None) => s.push_str(&format!(", about {d} more days")),
-                (Some(d), Some(_)) => s.push_str(&format!(", about {d} more runs")),
-                _ => {}
+            if let Some(d) = p.backlog_days {
+                let unit = match (p.cap.is_some(), d == 1) {
+                    (false, true) => "day",
+                    (false, false) => "days",
+                    (true, true) => "run",
+                    (true, false) => "runs",
+                };
+                s.push_str(&format!(", about {d} more {unit}"));
             }
         }
         s
@@ -466,5 +470,30 @@ mod tests {
         let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
         assert_eq!(rows.len(), 1);
         assert_eq!(&rows[0][0], "we,ird \"name\"\nline2");
+    }
+
+    #[test]
+    fn the_backlog_line_counts_days_or_runs_in_the_right_number() {
+        let line = |deferred, days, cap| {
+            let s = Summary {
+                deferred,
+                budget: Some(Plan {
+                    deferred,
+                    backlog_days: Some(days),
+                    cap,
+                    ..Plan::default()
+                }),
+                ..Summary::default()
+            };
+            s.human().lines().last().unwrap_or_default().to_string()
+        };
+        assert!(
+            line(5, 1, None).ends_with("about 1 more day"),
+            "{}",
+            line(5, 1, None)
+        );
+        assert!(line(9, 2, None).ends_with("about 2 more days"));
+        assert!(line(5, 1, Some(5)).ends_with("about 1 more run"));
+        assert!(line(9, 2, Some(5)).ends_with("about 2 more runs"));
     }
 }
