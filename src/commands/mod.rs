@@ -295,20 +295,24 @@ fn refuse_ecs(o: &OutputArgs, command: &str) -> Result<(), Error> {
     let format = o
         .format
         .or_else(|| o.output.as_deref().and_then(Format::from_extension));
-    let refused = match format {
-        Some(Format::Ecs) => true,
-        Some(Format::Html) => command == "diff",
-        _ => false,
-    };
-    if refused {
-        let (name, writes) = if command == "diff" {
-            ("ecs and html are", "table, json, ndjson or csv")
-        } else {
-            ("ecs is", "table, json, ndjson, csv or html")
-        };
-        return Err(Error::Usage(format!(
-            "--format {name} only for scan; {command} writes {writes}"
-        )));
+    match format {
+        Some(Format::Ecs) => {
+            let writes = if command == "diff" {
+                "table, json, ndjson or csv"
+            } else {
+                "table, json, ndjson, csv or html"
+            };
+            return Err(Error::Usage(format!(
+                "--format ecs is only for scan; {command} writes {writes}"
+            )));
+        }
+        Some(Format::Html) if command == "diff" => {
+            return Err(Error::Usage(
+                "--format html is for scan and lookup; diff writes table, json, ndjson or csv"
+                    .into(),
+            ));
+        }
+        _ => {}
     }
     Ok(())
 }
