@@ -6,8 +6,8 @@
 //! known) an estimate of the time left.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What the pipeline reports as it goes. Implementations must be cheap: called once per file.
@@ -22,6 +22,19 @@ pub trait Progress: Sync {
     /// What the run is doing and why (the lookup plan): one line on stderr.
     fn note(&self, message: &str);
     fn finish(&self);
+}
+
+/// The live line being drawn, if any: other messages go around it (see [`eprint_line`]).
+static LIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Print one line on stderr without tearing the live progress line (it is lifted, the line
+/// printed, and it is drawn again).
+pub fn eprint_line(line: &str) {
+    let live = LIVE.lock().ok().and_then(|l| l.clone());
+    match live {
+        Some(bar) => bar.suspend(|| eprintln!("{line}")),
+        None => eprintln!("{line}"),
+    }
 }
 
 /// No live display (stderr is not a terminal): warnings only, as plain lines.
@@ -74,9 +87,13 @@ impl Counters {
             format!("{files} paths (walking)")
         };
         s.push_str(&format!(
-            ", {} hashed, lookups {done}/{asked}",
+            ", {} hashed",
             crate::report::human_bytes(self.bytes.load(Ordering::Relaxed))
         ));
+        // Offline, or nothing to ask yet: no lookup counts.
+        if asked > 0 {
+            s.push_str(&format!(", lookups {done}/{asked}"));
+        }
         let waiting = asked.saturating_sub(done);
         if waiting > 0 {
             s.push_str(&format!(", {waiting} waiting"));
@@ -142,6 +159,9 @@ impl BarProgress {
             );
         bar.set_style(style);
         bar.enable_steady_tick(Duration::from_millis(100));
+        if let Ok(mut live) = LIVE.lock() {
+            *live = Some(bar.clone());
+        }
         BarProgress { bar, counters }
     }
 
@@ -177,6 +197,9 @@ impl Progress for BarProgress {
         self.bar.suspend(|| eprintln!("hashsweep: {message}"));
     }
     fn finish(&self) {
+        if let Ok(mut live) = LIVE.lock() {
+            *live = None;
+        }
         self.bar.finish_and_clear();
     }
 }
@@ -194,6 +217,10 @@ mod tests {
         assert!(line.starts_with("1 paths (walking), 10 B hashed"), "{line}");
         assert!(line.contains("lookups 1/4, 3 waiting"), "{line}");
         assert!(!line.contains("ETA"), "no estimate while walking: {line}");
+        let offline = BarProgress::with_target(ProgressDrawTarget::hidden());
+        offline.file_done(1);
+        let line = offline.counters().line(Duration::from_secs(1));
+        assert!(!line.contains("lookups"), "{line}");
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub fn set_ui(ui: UiArgs, log_retries: bool) {
     let _ = UI.set(ui);
     if ui.verbose > 0 && !ui.quiet && log_retries {
         let _ = tracing_subscriber::fmt()
-            .with_writer(io::stderr)
+            .with_writer(|| Said(Vec::new()))
             .with_ansi(false)
             .without_time()
             .with_target(false)
@@ -104,6 +104,28 @@ pub fn set_ui(ui: UiArgs, log_retries: bool) {
                 tracing::Level::INFO
             })
             .try_init();
+    }
+}
+
+/// One `-v` message: written as a `hashsweep: ` line around the progress line when dropped.
+struct Said(Vec<u8>);
+
+impl Write for Said {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Said {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.0);
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            hashsweep::progress::eprint_line(&format!("hashsweep: {}", line.trim_start()));
+        }
     }
 }
 

@@ -228,7 +228,7 @@ fn quiet_says_nothing_and_verbose_says_each_retry_and_why() {
     let err = stderr(&out);
     let retry = err
         .lines()
-        .find(|l| l.contains("retrying batch"))
+        .find(|l| l.starts_with("hashsweep: retrying batch"))
         .unwrap_or_else(|| panic!("no retry line: {err}"));
     assert!(retry.contains("500"), "the reason: {retry}");
     assert!(!err.contains(KEY));
