@@ -368,7 +368,8 @@ dl.run{display:grid;grid-template-columns:max-content auto;gap:.1em 1em;margin:0
 .det dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em;margin:.3em 0}\
 .det{border-left:4px solid #c00;background:#fff4f4;padding:.6em .9em;margin:0 0 .8em}\
 .det.v-suspicious{border-color:#d80;background:#fffaf0}\
-.path{font-family:ui-monospace,monospace;word-break:break-all}.mono{font-family:ui-monospace,monospace}\
+.path{font-family:ui-monospace,monospace;overflow-wrap:anywhere}.mono{font-family:ui-monospace,monospace}\
+td.path{min-width:18em}td .mono{font-size:.85em}\
 table{border-collapse:collapse}td,th{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}\
 td.num{text-align:right;white-space:nowrap}\
 #chart text{font-size:12px;fill:#333}#chart rect{fill:#888}\
