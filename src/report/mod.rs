@@ -228,7 +228,7 @@ pub const SUMMARY_PATHS: usize = 10;
 /// The run's totals, printed to stderr and added to JSON reports.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
-    /// Paths in the report.
+    /// Paths swept (all of them, whatever `--only` keeps in the report).
     pub paths: u64,
     /// Paths per verdict.
     pub verdicts: VerdictCounts,
@@ -672,6 +672,62 @@ mod tests {
         assert_eq!(lines[0]["path"], "dir/caf\u{fffd}");
         assert!(lines[1].get("path_bytes").is_none());
         assert_eq!(lines[1]["verdict"], "clean");
+    }
+
+    #[test]
+    fn the_extension_names_the_format_and_an_unknown_one_none() {
+        let f = |n: &str| Format::from_extension(Path::new(n));
+        assert_eq!(f("/r/a.json"), Some(Format::Json));
+        assert_eq!(f("a.JSONL"), Some(Format::Ndjson));
+        assert_eq!(f("a.ndjson"), Some(Format::Ndjson));
+        assert_eq!(f("a.csv"), Some(Format::Csv));
+        assert_eq!(f("a.html"), Some(Format::Html));
+        assert_eq!(f("a.log"), None);
+        assert_eq!(f("json"), None);
+        assert_eq!(f("dir.json/report"), None);
+    }
+
+    #[test]
+    fn only_keeps_detections_or_problems() {
+        let p = Path::new("x");
+        let with_error = Record {
+            error: Some("lookup failed"),
+            ..Record::new(Some(p), Verdict::NotLookedUp)
+        };
+        let cases = [
+            (Record::new(Some(p), Verdict::Infected), true, true),
+            (Record::new(Some(p), Verdict::Suspicious), true, true),
+            (Record::new(Some(p), Verdict::Error), false, true),
+            (Record::new(Some(p), Verdict::Deferred), false, true),
+            (with_error, false, true),
+            (Record::new(Some(p), Verdict::Clean), false, false),
+            (Record::new(Some(p), Verdict::Unknown), false, false),
+            (Record::new(Some(p), Verdict::Skipped), false, false),
+            (Record::new(Some(p), Verdict::KnownGood), false, false),
+        ];
+        for (r, detections, problems) in cases {
+            assert_eq!(Only::Detections.keeps(&r), detections, "{}", r.verdict);
+            assert_eq!(Only::Problems.keeps(&r), problems, "{}", r.verdict);
+        }
+    }
+
+    #[test]
+    fn verdict_counts_are_in_table_order() {
+        let mut c = VerdictCounts::default();
+        for v in [
+            Verdict::Clean,
+            Verdict::Unknown,
+            Verdict::Clean,
+            Verdict::Infected,
+        ] {
+            c.add(&v);
+        }
+        assert_eq!(c.human(), "1 infected, 1 unknown, 2 clean");
+        assert_eq!(c.get(&Verdict::Clean), 2);
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"infected":1,"unknown":1,"clean":2}"#
+        );
     }
 
     #[test]
