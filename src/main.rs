@@ -9,6 +9,7 @@ use cli::Command;
 
 fn main() -> ExitCode {
     let cli = cli::parse();
+    commands::set_ui(cli.ui, !matches!(cli.command, Command::Serve(_)));
     let result = match cli.command {
         Command::Scan(a) => commands::run_scan(*a),
         Command::Hash(a) => commands::run_hash(a),

@@ -1,18 +1,40 @@
 //! Progress display: a live line on stderr when it is a terminal, nothing otherwise.
+//!
+//! The line is drawn ten times a second from counters the pipeline bumps (so it moves with
+//! time, not every so many files): paths done, bytes hashed, lookups answered of those asked,
+//! the digests still waiting for an answer, and once the walk is over (the number of paths is
+//! known) an estimate of the time left.
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What the pipeline reports as it goes. Implementations must be cheap: called once per file.
 pub trait Progress: Sync {
+    /// One path done (`bytes`: what was hashed of it, 0 for a path not hashed).
     fn file_done(&self, bytes: u64);
     fn lookups(&self, done: u64, asked: u64);
+    /// The walk is over: `paths` paths will be done in all.
+    fn walk_done(&self, _paths: u64) {}
     /// Something the user should know now, once (the run goes on): one line on stderr.
     fn warn(&self, message: &str);
     /// What the run is doing and why (the lookup plan): one line on stderr.
     fn note(&self, message: &str);
     fn finish(&self);
+}
+
+/// The live line being drawn, if any: other messages go around it (see [`eprint_line`]).
+static LIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Print one line on stderr without tearing the live progress line (it is lifted, the line
+/// printed, and it is drawn again).
+pub fn eprint_line(line: &str) {
+    let live = LIVE.lock().ok().and_then(|l| l.clone());
+    match live {
+        Some(bar) => bar.suspend(|| eprintln!("{line}")),
+        None => eprintln!("{line}"),
+    }
 }
 
 /// No live display (stderr is not a terminal): warnings only, as plain lines.
@@ -30,40 +52,122 @@ impl Progress for NoProgress {
     fn finish(&self) {}
 }
 
-/// A spinner line: files, bytes, lookups done.
+/// `--quiet`: nothing at all (errors are the caller's to print).
+pub struct Silent;
+
+impl Progress for Silent {
+    fn file_done(&self, _: u64) {}
+    fn lookups(&self, _: u64, _: u64) {}
+    fn warn(&self, _: &str) {}
+    fn note(&self, _: &str) {}
+    fn finish(&self) {}
+}
+
+/// The counters the line is drawn from.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub files: AtomicU64,
+    pub bytes: AtomicU64,
+    pub done: AtomicU64,
+    pub asked: AtomicU64,
+    /// Paths in all, once the walk is over (0 before).
+    pub total: AtomicU64,
+}
+
+impl Counters {
+    /// The line for these counts, `elapsed` after the start.
+    pub fn line(&self, elapsed: Duration) -> String {
+        let files = self.files.load(Ordering::Relaxed);
+        let done = self.done.load(Ordering::Relaxed);
+        let asked = self.asked.load(Ordering::Relaxed);
+        let total = self.total.load(Ordering::Relaxed);
+        let mut s = if total > 0 {
+            format!("{files}/{total} paths")
+        } else {
+            format!("{files} paths (walking)")
+        };
+        s.push_str(&format!(
+            ", {} hashed",
+            crate::report::human_bytes(self.bytes.load(Ordering::Relaxed))
+        ));
+        // Offline, or nothing to ask yet: no lookup counts.
+        if asked > 0 {
+            s.push_str(&format!(", lookups {done}/{asked}"));
+        }
+        let waiting = asked.saturating_sub(done);
+        if waiting > 0 {
+            s.push_str(&format!(", {waiting} waiting"));
+        }
+        if total > 0
+            && let Some(eta) = eta(files, total, done, asked, elapsed)
+        {
+            s.push_str(&format!(", ETA {}", clock(eta)));
+        }
+        s
+    }
+}
+
+/// Time left, from the rates so far: the paths not yet done at the rate paths were done, and
+/// the digests waiting at the rate answers came, whichever is later. `None` before there is
+/// any rate to go by.
+pub fn eta(files: u64, total: u64, done: u64, asked: u64, elapsed: Duration) -> Option<Duration> {
+    let secs = elapsed.as_secs_f64();
+    let left = |n: u64, of: u64| -> Option<f64> {
+        match (of.saturating_sub(n), n) {
+            (0, _) => Some(0.0),
+            (_, 0) => None,
+            (rest, n) => Some(rest as f64 * secs / n as f64),
+        }
+    };
+    let hashing = left(files, total)?;
+    let lookups = left(done, asked)?;
+    Some(Duration::from_secs_f64(hashing.max(lookups)))
+}
+
+/// `1:02:03` or `2:03`.
+fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+/// A spinner line: paths, bytes, lookups done and waiting, time left.
 pub struct BarProgress {
     bar: ProgressBar,
-    files: AtomicU64,
-    bytes: AtomicU64,
-    done: AtomicU64,
-    asked: AtomicU64,
+    counters: Arc<Counters>,
 }
 
 impl BarProgress {
     pub fn new() -> BarProgress {
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(10));
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        bar.enable_steady_tick(Duration::from_millis(100));
-        BarProgress {
-            bar,
-            files: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            done: AtomicU64::new(0),
-            asked: AtomicU64::new(0),
-        }
+        Self::with_target(ProgressDrawTarget::stderr_with_hz(10))
     }
 
-    fn refresh(&self) {
-        self.bar.set_message(format!(
-            "{} files, {} hashed, lookups {}/{}",
-            self.files.load(Ordering::Relaxed),
-            crate::report::human_bytes(self.bytes.load(Ordering::Relaxed)),
-            self.done.load(Ordering::Relaxed),
-            self.asked.load(Ordering::Relaxed),
-        ));
+    fn with_target(target: ProgressDrawTarget) -> BarProgress {
+        let counters = Arc::new(Counters::default());
+        let bar = ProgressBar::with_draw_target(None, target);
+        let c = Arc::clone(&counters);
+        let style = ProgressStyle::with_template("{spinner} {elapsed_precise} {line}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner())
+            .with_key(
+                "line",
+                move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = w.write_str(&c.line(s.elapsed()));
+                },
+            );
+        bar.set_style(style);
+        bar.enable_steady_tick(Duration::from_millis(100));
+        if let Ok(mut live) = LIVE.lock() {
+            *live = Some(bar.clone());
+        }
+        BarProgress { bar, counters }
+    }
+
+    /// The counters behind the line.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 }
 
@@ -75,16 +179,15 @@ impl Default for BarProgress {
 
 impl Progress for BarProgress {
     fn file_done(&self, bytes: u64) {
-        let n = self.files.fetch_add(1, Ordering::Relaxed);
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
-        if n.is_multiple_of(64) {
-            self.refresh();
-        }
+        self.counters.files.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
     fn lookups(&self, done: u64, asked: u64) {
-        self.done.store(done, Ordering::Relaxed);
-        self.asked.store(asked, Ordering::Relaxed);
-        self.refresh();
+        self.counters.done.store(done, Ordering::Relaxed);
+        self.counters.asked.store(asked, Ordering::Relaxed);
+    }
+    fn walk_done(&self, paths: u64) {
+        self.counters.total.store(paths.max(1), Ordering::Relaxed);
     }
     fn warn(&self, message: &str) {
         self.bar
@@ -94,6 +197,56 @@ impl Progress for BarProgress {
         self.bar.suspend(|| eprintln!("hashsweep: {message}"));
     }
     fn finish(&self) {
+        if let Ok(mut live) = LIVE.lock() {
+            *live = None;
+        }
         self.bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_file_counts_at_once_and_waiting_digests_show() {
+        let p = BarProgress::with_target(ProgressDrawTarget::hidden());
+        p.file_done(10);
+        p.lookups(1, 4);
+        let line = p.counters().line(Duration::from_secs(1));
+        assert!(line.starts_with("1 paths (walking), 10 B hashed"), "{line}");
+        assert!(line.contains("lookups 1/4, 3 waiting"), "{line}");
+        assert!(!line.contains("ETA"), "no estimate while walking: {line}");
+        let offline = BarProgress::with_target(ProgressDrawTarget::hidden());
+        offline.file_done(1);
+        let line = offline.counters().line(Duration::from_secs(1));
+        assert!(!line.contains("lookups"), "{line}");
+    }
+
+    #[test]
+    fn the_estimate_appears_once_the_walk_is_done() {
+        let p = BarProgress::with_target(ProgressDrawTarget::hidden());
+        for _ in 0..25 {
+            p.file_done(0);
+        }
+        p.lookups(10, 10);
+        p.walk_done(100);
+        // 25 paths in 10 s: 75 more take 30 s.
+        let line = p.counters().line(Duration::from_secs(10));
+        assert!(line.starts_with("25/100 paths"), "{line}");
+        assert!(line.ends_with("ETA 0:30"), "{line}");
+        // The lookups are behind: 40 waiting at 10 per 10 s.
+        p.lookups(10, 50);
+        let line = p.counters().line(Duration::from_secs(10));
+        assert!(line.ends_with("40 waiting, ETA 0:40"), "{line}");
+    }
+
+    #[test]
+    fn eta_needs_a_rate_and_is_zero_when_done() {
+        let s = Duration::from_secs(5);
+        assert_eq!(eta(0, 10, 0, 0, s), None);
+        assert_eq!(eta(10, 10, 3, 3, s), Some(Duration::ZERO));
+        assert_eq!(eta(10, 10, 0, 3, s), None);
+        assert_eq!(clock(Duration::from_secs(3723)), "1:02:03");
     }
 }

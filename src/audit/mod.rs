@@ -262,6 +262,17 @@ pub struct DiffEntry {
     pub new_verdict: Option<String>,
 }
 
+impl DiffEntry {
+    /// A path in both reports whose verdict word differs (a new signature, a digest the
+    /// service now knows): a change even when the content is the same.
+    pub fn verdict_changed(&self) -> bool {
+        matches!(self.change, DiffChange::Unchanged | DiffChange::Modified)
+            && self.old_verdict.is_some()
+            && self.new_verdict.is_some()
+            && self.old_verdict != self.new_verdict
+    }
+}
+
 /// The JSON shape of a [`DiffEntry`]: `path` (lossy) and, for non-UTF-8 names, `path_bytes`,
 /// as in reports.
 #[derive(Serialize)]

@@ -14,7 +14,15 @@ use hashsweep::gateway::{DEFAULT_LISTEN, DEFAULT_MAX_PENDING, UPSTREAM};
 use hashsweep::lookup::batch::MAX_BATCH;
 use hashsweep::lookup::http::{DEFAULT_API_URL, DEFAULT_CONNECT_TIMEOUT};
 use hashsweep::lookup::{DEFAULT_CONCURRENCY, Patience};
-use hashsweep::report::Format;
+use hashsweep::report::{Format, Only};
+
+/// `--version`: the package version, the commit and the enabled features (see `build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("HASHSWEEP_BUILD"),
+    ")"
+);
 
 const EXIT_HELP: &str = "\
 Exit status:
@@ -36,10 +44,27 @@ the gateway. Endpoint tokens: --tokens FILE, lines `NAME TOKEN` or `NAME sha256:
 GET /healthz and GET /metrics (Prometheus text) need no token.";
 
 #[derive(Debug, Parser)]
-#[command(name = "hashsweep", version, about = "Hash a tree and look every distinct digest up in MetaDefender Cloud", after_help = EXIT_HELP)]
+#[command(name = "hashsweep", version = VERSION, about = "Hash a tree and look every distinct digest up in MetaDefender Cloud", after_help = EXIT_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    #[command(flatten)]
+    pub ui: UiArgs,
+}
+
+/// What is said on stderr while a command runs (every subcommand).
+#[derive(Debug, Clone, Copy, Default, Args)]
+#[command(next_help_heading = "Messages")]
+pub struct UiArgs {
+    /// No summary and no progress: errors only (the exit status says the rest)
+    #[arg(short = 'q', long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Also say each retry of a request and why (serve: see --log)
+    #[arg(short = 'v', long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// No live progress line (the summary is still printed)
+    #[arg(long, global = true)]
+    pub no_progress: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,6 +86,7 @@ pub enum Command {
 
 /// How the tree is walked (shared by `scan` and `hash`).
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Walk")]
 pub struct WalkArgs {
     /// Follow symbolic links (loops are detected and reported)
     #[arg(short = 'L', long)]
@@ -83,6 +109,7 @@ pub struct WalkArgs {
 /// four timing flags have no default here: [`command`] sets them per subcommand from
 /// [`Patience`], since the gateway's clients are waiting on its upstream.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Service")]
 pub struct ConnectionArgs {
     /// Base URL of the service (the public service, an on-premises MetaDefender or a
     /// hashsweep gateway)
@@ -127,6 +154,7 @@ pub struct ConnectionArgs {
 
 /// How lookups are made (shared by `scan` and `lookup`).
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Service")]
 pub struct ApiArgs {
     #[command(flatten)]
     pub conn: ConnectionArgs,
@@ -141,6 +169,7 @@ pub struct ApiArgs {
 /// How long an answer is reused: by `scan` from its cache, by `serve` for the whole fleet.
 /// Defaults from [`Ttls::DEFAULT`], set by [`command`].
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Cache")]
 pub struct TtlArgs {
     /// How long a clean (or other) verdict is reused without asking again
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -155,6 +184,7 @@ pub struct TtlArgs {
 
 /// The digest and verdict cache.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Cache")]
 pub struct CacheArgs {
     /// Cache file (default: hashsweep/cache.sqlite in the user's cache directory)
     #[arg(long, value_name = "PATH", env = "HASHSWEEP_CACHE")]
@@ -166,8 +196,10 @@ pub struct CacheArgs {
     pub ttl: TtlArgs,
 }
 
-/// `serve`: the fleet gateway.
+/// `serve`: the fleet gateway. (A flattened group's heading carries on to the fields after
+/// it: those name theirs.)
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Gateway")]
 pub struct ServeArgs {
     /// Address to listen on (plain http only on loopback unless --insecure-http or TLS)
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
@@ -183,41 +215,67 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub upstream: ConnectionArgs,
     /// At most N requests per minute per endpoint token (429 code 429001 beyond)
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", help_heading = "Gateway")]
     pub client_rate: Option<std::num::NonZeroU32>,
     /// At most N digests waiting for the upstream; requests with new misses beyond get 503
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PENDING)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PENDING, help_heading = "Gateway")]
     pub max_pending: usize,
     /// PEM certificate chain: serve https (with --tls-key)
-    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "tls_key",
+        help_heading = "Gateway"
+    )]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for --tls-cert
-    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "tls_cert",
+        help_heading = "Gateway"
+    )]
     pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub ttl: TtlArgs,
     /// How long SIGTERM waits for requests in flight
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, help_heading = "Gateway")]
     pub shutdown_grace: Duration,
     /// Log level (error, warn, info, debug: one line per request with the token's name)
     #[arg(
         long,
         value_name = "LEVEL",
         env = "HASHSWEEP_LOG",
-        default_value = "info"
+        default_value = "info",
+        help_heading = "Gateway"
     )]
     pub log: String,
 }
 
 /// Where and how the report is written.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Report")]
 pub struct OutputArgs {
-    /// Report format (default: table on a terminal, ndjson otherwise; ecs: scan only)
+    /// Report format (default: from -o's extension (.json, .csv, .ndjson/.jsonl, .html),
+    /// else table on a terminal and ndjson otherwise; ecs: scan only; html: scan and lookup)
     #[arg(long, value_enum)]
     pub format: Option<Format>,
     /// Write the report to FILE (atomically) instead of stdout
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+/// Which records the report keeps and how the table shows them (`scan` and `lookup`).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Report")]
+pub struct ViewArgs {
+    /// Keep only detections (infected, suspicious) or problems (detections, errors,
+    /// deferred) in the report; the summary still counts every path
+    #[arg(long, value_enum, value_name = "WHICH")]
+    pub only: Option<Only>,
+    /// Whole digests in the table even when the terminal is narrow
+    #[arg(long)]
+    pub wide: bool,
 }
 
 #[derive(Debug, Args)]
@@ -228,45 +286,47 @@ pub struct ScanArgs {
     #[command(flatten)]
     pub walk: WalkArgs,
     /// Also compute MD5 (same read)
-    #[arg(long)]
+    #[arg(long, help_heading = "Hashing")]
     pub md5: bool,
     /// Also compute SHA-1 (same read)
-    #[arg(long)]
+    #[arg(long, help_heading = "Hashing")]
     pub sha1: bool,
     /// Hash and report without any lookup (verdict not_looked_up)
-    #[arg(long)]
+    #[arg(long, help_heading = "Service")]
     pub offline: bool,
     #[command(flatten)]
     pub cache: CacheArgs,
     /// Hash list of known-good files (plain, sha256sum/md5sum, hashdeep, NSRL RDS); their
     /// verdict is known_good and they are not sent (repeatable)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Hash lists")]
     pub known_good: Vec<PathBuf>,
     /// Hash list of known-bad files: verdict infected, source local, not sent (repeatable)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Hash lists")]
     pub known_bad: Vec<PathBuf>,
     /// Look up known-bad files as well (their verdict stays infected)
-    #[arg(long)]
+    #[arg(long, help_heading = "Hash lists")]
     pub also_lookup: bool,
     /// Ask the service about at most N hashes in this run (0: caches and local sets only);
     /// the rest are `deferred`, most important first, and asked first by the next runs
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", help_heading = "Budget")]
     pub budget: Option<u64>,
     /// Treat paths matching this glob (on the whole path, e.g. '/srv/upload/**') like
     /// temporary and download folders when the budget decides what is asked first (repeatable)
-    #[arg(long, value_name = "GLOB")]
+    #[arg(long, value_name = "GLOB", help_heading = "Budget")]
     pub priority_path: Vec<String>,
     /// A previous ndjson or json report: add `change` (new/modified/unchanged) to every record
     /// and list the paths that were removed
-    #[arg(long, value_name = "OLD_REPORT")]
+    #[arg(long, value_name = "OLD_REPORT", help_heading = "Report")]
     pub baseline: Option<PathBuf>,
     /// `host.name` in `--format ecs` documents (default: this machine's host name)
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", help_heading = "Report")]
     pub host_name: Option<String>,
     #[command(flatten)]
     pub api: ApiArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub view: ViewArgs,
 }
 
 #[derive(Debug, Args)]
@@ -277,10 +337,10 @@ pub struct HashArgs {
     #[command(flatten)]
     pub walk: WalkArgs,
     /// Print MD5 instead of SHA-256 (md5sum format)
-    #[arg(long, conflicts_with = "sha1")]
+    #[arg(long, conflicts_with = "sha1", help_heading = "Hashing")]
     pub md5: bool,
     /// Print SHA-1 instead of SHA-256 (sha1sum format)
-    #[arg(long)]
+    #[arg(long, help_heading = "Hashing")]
     pub sha1: bool,
 }
 
@@ -293,6 +353,8 @@ pub struct LookupArgs {
     pub api: ApiArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub view: ViewArgs,
 }
 
 #[derive(Debug, Args)]
@@ -377,6 +439,71 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         command().debug_assert();
+    }
+
+    /// `--help` groups options under headings: none of scan's or serve's options is left in
+    /// the catch-all list but `--help` itself.
+    #[test]
+    fn every_option_has_a_heading() {
+        let c = command();
+        for sub in ["scan", "serve", "lookup", "hash", "diff"] {
+            let s = c.find_subcommand(sub).expect(sub);
+            for a in s.get_arguments() {
+                if a.is_positional() || a.get_id() == "help" {
+                    continue;
+                }
+                assert!(
+                    a.get_help_heading().is_some(),
+                    "{sub} --{} has no heading",
+                    a.get_long().unwrap_or_default()
+                );
+            }
+        }
+        let scan = c.find_subcommand("scan").unwrap();
+        let heading = |long: &str| {
+            scan.get_arguments()
+                .find(|a| a.get_long() == Some(long))
+                .and_then(|a| a.get_help_heading())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(heading("exclude"), "Walk");
+        assert_eq!(heading("known-good"), "Hash lists");
+        assert_eq!(heading("api-url"), "Service");
+        assert_eq!(heading("only"), "Report");
+        let quiet = c.get_arguments().find(|a| a.get_long() == Some("quiet"));
+        assert_eq!(quiet.and_then(|a| a.get_help_heading()), Some("Messages"));
+        let serve = c.find_subcommand("serve").unwrap();
+        let h = serve
+            .get_arguments()
+            .find(|a| a.get_long() == Some("shutdown-grace"))
+            .and_then(|a| a.get_help_heading());
+        assert_eq!(h, Some("Gateway"));
+    }
+
+    #[test]
+    fn only_wide_and_the_message_flags_parse() {
+        let cli = try_parse_from([
+            "hashsweep",
+            "scan",
+            "-q",
+            "--only",
+            "problems",
+            "--wide",
+            ".",
+        ])
+        .unwrap();
+        assert!(cli.ui.quiet);
+        let Command::Scan(a) = cli.command else {
+            panic!("not scan")
+        };
+        assert_eq!(a.view.only, Some(Only::Problems));
+        assert!(a.view.wide);
+        let cli = try_parse_from(["hashsweep", "lookup", "-vv", "--no-progress", "x"]).unwrap();
+        assert_eq!(cli.ui.verbose, 2);
+        assert!(cli.ui.no_progress);
+        assert!(try_parse_from(["hashsweep", "scan", "-q", "-v", "."]).is_err());
+        assert!(try_parse_from(["hashsweep", "scan", "--only", "clean", "."]).is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub fn run_diff(a: DiffArgs) -> Result<u8, Error> {
             DiffChange::Modified => counts.add(Change::Modified),
             DiffChange::Unchanged => counts.add(Change::Unchanged),
         }
+        counts.verdict_changed += u64::from(e.verdict_changed());
     }
     let format = resolve_format(&a.output);
     let emit = |out: &mut dyn Write| -> io::Result<()> {
@@ -39,26 +40,45 @@ pub fn run_diff(a: DiffArgs) -> Result<u8, Error> {
                 }
                 w.flush()
             }
-            Format::Ecs => unreachable!("--format ecs is refused before the diff is made"),
-            Format::Table => d
-                .entries
-                .iter()
-                .filter(|e| e.change != DiffChange::Unchanged)
-                .try_for_each(|e| {
+            Format::Ecs | Format::Html => {
+                unreachable!("--format ecs and html are refused before the diff is made")
+            }
+            Format::Table => {
+                let mut rows = d
+                    .entries
+                    .iter()
+                    .filter(|e| e.change != DiffChange::Unchanged || e.verdict_changed())
+                    .peekable();
+                if rows.peek().is_some() {
+                    writeln!(
+                        out,
+                        "{:<10} {:<16} {:<16} {:<27} PATH",
+                        "CHANGE", "OLD_SHA256", "NEW_SHA256", "VERDICT"
+                    )?;
+                }
+                rows.try_for_each(|e| {
                     let short = |h: &Option<String>| {
                         h.as_deref()
                             .map(|h| h[..h.len().min(16)].to_string())
                             .unwrap_or("-".into())
                     };
+                    let verdict = match (&e.old_verdict, &e.new_verdict) {
+                        (Some(o), Some(n)) if o != n => format!("{o} -> {n}"),
+                        (_, Some(n)) => n.clone(),
+                        (Some(o), None) => o.clone(),
+                        (None, None) => "-".into(),
+                    };
                     writeln!(
                         out,
-                        "{:<10} {:<16} {:<16} {}",
+                        "{:<10} {:<16} {:<16} {:<27} {}",
                         e.change.as_str(),
                         short(&e.old_sha256),
                         short(&e.new_sha256),
+                        escape_for_line(verdict.as_bytes()),
                         escape_for_line(std::os::unix::ffi::OsStrExt::as_bytes(e.path.as_os_str()))
                     )
-                }),
+                })
+            }
         }?;
         out.flush()
     };
@@ -77,11 +97,13 @@ pub fn run_diff(a: DiffArgs) -> Result<u8, Error> {
             source,
         })?,
     }
-    eprintln!("hashsweep: {}", counts.human());
+    if !ui().quiet {
+        eprintln!("hashsweep: {}", counts.human());
+    }
     let bad = d.old_bad.count + d.new_bad.count > 0;
     Ok(if bad {
         2
-    } else if counts.new + counts.modified + counts.removed > 0 {
+    } else if counts.any() {
         1
     } else {
         0

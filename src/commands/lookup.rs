@@ -35,8 +35,8 @@ pub fn run_lookup(a: LookupArgs) -> Result<u8, Error> {
         ));
     }
     let client = Arc::new(build_client(&a.api)?);
+    let started = SystemTime::now();
     let digests: Vec<_> = listed.iter().map(|h| h.digest).collect();
-    let started = std::time::Instant::now();
     let stop = Interrupt::install()?;
     let outcomes = lookup_digests(
         &digests,
@@ -78,29 +78,47 @@ pub fn run_lookup(a: LookupArgs) -> Result<u8, Error> {
     summary.requests = s.requests;
     summary.retries = s.retries;
     summary.errors += bad;
-    summary.set_elapsed(started.elapsed());
+    summary.set_elapsed(started.elapsed().unwrap_or_default());
+    summary.run = Some(run_info(
+        &[],
+        started,
+        None,
+        api_options(&a.api, &a.view),
+        Some(&client),
+    ));
+    summary.report_file = a.output.output.clone();
 
     let format = resolve_format(&a.output);
     let has = |algo| listed.iter().any(|h| h.digest.algo() == algo);
+    let algos = [Algo::Sha256, Algo::Md5, Algo::Sha1].map(has);
+    // The table's digest column says what it shows.
+    let digest_header = match algos {
+        [true, false, false] => None,
+        [false, true, false] => Some("MD5"),
+        [false, false, true] => Some("SHA1"),
+        _ => Some("DIGEST"),
+    };
     tolerate_broken_pipe(write_report(
         &a.output,
+        &a.view,
         format,
         Columns {
             md5: has(Algo::Md5),
             sha1: has(Algo::Sha1),
             change: false,
-            ..Columns::default()
+            digest_header,
+            ..table_view(&a.view, &a.output, a.api.details)
         },
         &summary,
         |rep| {
             let mut order: Vec<&Record<'_>> = records.iter().collect();
-            if format == Format::Table {
+            if matches!(format, Format::Table | Format::Html) {
                 order.sort_by_key(|r| r.verdict.rank());
             }
             order.into_iter().try_for_each(|r| rep.record(r))
         },
     ))?;
-    eprintln!("{}", summary.human());
+    print_summary(&summary);
     print_halt(Some(&client));
     Ok(finish_status(&stop, summary.exit_status()))
 }

@@ -17,7 +17,8 @@ pub use serve::run_serve;
 
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
 
 use hashsweep::audit::{Baseline, diff};
 use hashsweep::cache::{Cache, DetailsUse};
@@ -26,11 +27,12 @@ use hashsweep::known::LocalSets;
 use hashsweep::known::hashlist::{ListedHash, parse_line, sum_line};
 use hashsweep::known::hashset::HashSet;
 use hashsweep::lookup::{ApiKey, HttpClient, ReputationClient, lookup_digests};
-use hashsweep::progress::{BarProgress, NoProgress, Progress};
+use hashsweep::progress::{BarProgress, NoProgress, Progress, Silent};
 use hashsweep::report::read::BadRecords;
 use hashsweep::report::{
-    Change, ChangeCounts, Columns, DiffChange, Format, Record, Removed, Reporter, Summary,
-    escape_for_line, reporter,
+    Change, ChangeCounts, Columns, DiffChange, FULL_DIGEST_WIDTH, Format, OnlyReporter,
+    RateLimitState, Record, Removed, Reporter, RunInfo, Summary, escape_for_line, reporter,
+    rfc3339,
 };
 use hashsweep::scan::hash::FileStatus;
 use hashsweep::scan::plan::BudgetOptions;
@@ -40,7 +42,8 @@ use hashsweep::{Error, ErrorChain};
 
 use crate::cli::config;
 use crate::cli::{
-    ApiArgs, CacheArgs, DiffArgs, HashArgs, LookupArgs, OutputArgs, ScanArgs, ServeArgs,
+    ApiArgs, CacheArgs, DiffArgs, HashArgs, LookupArgs, OutputArgs, ScanArgs, ServeArgs, UiArgs,
+    ViewArgs,
 };
 use interrupt::Interrupt;
 
@@ -81,22 +84,158 @@ fn build_client(api: &ApiArgs) -> Result<HttpClient, Error> {
     Ok(client)
 }
 
+/// `-q`, `-v`, `--no-progress`, set once by `main` before a command runs.
+static UI: OnceLock<UiArgs> = OnceLock::new();
+
+/// Take the message flags. With `-v` (and `log_retries`: not for `serve`, which has `--log`),
+/// each retry of a request is said on stderr with its reason.
+pub fn set_ui(ui: UiArgs, log_retries: bool) {
+    let _ = UI.set(ui);
+    if ui.verbose > 0 && !ui.quiet && log_retries {
+        let _ = tracing_subscriber::fmt()
+            .with_writer(|| Said(Vec::new()))
+            .with_ansi(false)
+            .without_time()
+            .with_target(false)
+            .with_level(false)
+            .with_max_level(if ui.verbose > 1 {
+                tracing::Level::DEBUG
+            } else {
+                tracing::Level::INFO
+            })
+            .try_init();
+    }
+}
+
+/// One `-v` message: written as a `hashsweep: ` line around the progress line when dropped.
+struct Said(Vec<u8>);
+
+impl Write for Said {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Said {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.0);
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            hashsweep::progress::eprint_line(&format!("hashsweep: {}", line.trim_start()));
+        }
+    }
+}
+
+fn ui() -> UiArgs {
+    UI.get().copied().unwrap_or_default()
+}
+
+/// The live line on a terminal; plain warning lines otherwise or with `--no-progress`;
+/// nothing with `-q`.
 fn progress() -> Box<dyn Progress> {
-    if io::stderr().is_terminal() {
+    let ui = ui();
+    if ui.quiet {
+        Box::new(Silent)
+    } else if !ui.no_progress && io::stderr().is_terminal() {
         Box::new(BarProgress::new())
     } else {
         Box::new(NoProgress)
     }
 }
 
-/// Table on a terminal, ndjson otherwise (a file named by `-o` is not a terminal).
+/// The summary on stderr, unless `-q`.
+fn print_summary(summary: &Summary) {
+    if !ui().quiet {
+        eprintln!("{}", summary.human());
+    }
+}
+
+/// `--format`, else what `-o`'s extension names, else table on a terminal and ndjson
+/// otherwise (a file named by `-o` is not a terminal).
 fn resolve_format(o: &OutputArgs) -> Format {
     o.format
+        .or_else(|| o.output.as_deref().and_then(Format::from_extension))
         .unwrap_or(if o.output.is_none() && io::stdout().is_terminal() {
             Format::Table
         } else {
             Format::Ndjson
         })
+}
+
+/// How the table looks: whole digests on a wide terminal or with `--wide`; colour when the
+/// report goes to a terminal and `NO_COLOR` is not set (anstream's rules, which also honour
+/// `CLICOLOR_FORCE`).
+fn table_view(view: &ViewArgs, o: &OutputArgs, details: bool) -> Columns {
+    let to_terminal = o.output.is_none() && io::stdout().is_terminal();
+    let width = terminal_size::terminal_size_of(io::stdout()).map(|(w, _)| usize::from(w.0));
+    Columns {
+        details,
+        wide: view.wide || (to_terminal && width.is_some_and(|w| w >= FULL_DIGEST_WIDTH)),
+        color: o.output.is_none()
+            && anstream::AutoStream::choice(&io::stdout()) != anstream::ColorChoice::Never,
+        ..Columns::default()
+    }
+}
+
+/// An API URL as the JSON summary may show it: no user, password, query or fragment.
+fn shown_api_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) => {
+            let _ = u.set_password(None);
+            let _ = u.set_username("");
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => "(not a URL)".into(),
+    }
+}
+
+/// What ran, for the JSON summary and the HTML header.
+fn run_info(
+    roots: &[PathBuf],
+    started: SystemTime,
+    host: Option<String>,
+    options: serde_json::Map<String, serde_json::Value>,
+    client: Option<&HttpClient>,
+) -> RunInfo {
+    RunInfo {
+        version: crate::cli::VERSION.to_string(),
+        host: host.or_else(hashsweep::report::ecs::host_name),
+        started_at: rfc3339(started),
+        finished_at: rfc3339(SystemTime::now()),
+        roots: roots
+            .iter()
+            .map(|r| escape_for_line(std::os::unix::ffi::OsStrExt::as_bytes(r.as_os_str())))
+            .collect(),
+        options,
+        rate_limit: client.map(|c| {
+            let b = c.budget();
+            RateLimitState {
+                limit: b.and_then(|b| b.limit),
+                remaining: b.map(|b| b.remaining),
+                resets_at: b
+                    .and_then(|b| b.resets_at)
+                    .map(hashsweep::lookup::budget::unix_secs),
+                throttled: c.stats().throttled,
+            }
+        }),
+    }
+}
+
+/// The options of `lookup` and `scan` that change what the service says.
+fn api_options(api: &ApiArgs, view: &ViewArgs) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("api-url".into(), shown_api_url(&api.conn.api_url).into());
+    m.insert("details".into(), api.details.into());
+    m.insert("lookup-hash".into(), api.lookup_hash.to_string().into());
+    if let Some(o) = view.only {
+        m.insert("only".into(), serde_json::to_value(o).unwrap_or_default());
+    }
+    m
 }
 
 /// Write a report to stdout or to `-o FILE`. A regular file (or a new one) is written to a
@@ -105,6 +244,7 @@ fn resolve_format(o: &OutputArgs) -> Format {
 /// replaced.
 fn write_report(
     o: &OutputArgs,
+    view: &ViewArgs,
     format: Format,
     cols: Columns,
     summary: &Summary,
@@ -116,6 +256,10 @@ fn write_report(
             Box::new(io::BufWriter::with_capacity(1 << 16, out)),
             cols,
         );
+        if let Some(only) = view.only {
+            rep = Box::new(OnlyReporter { inner: rep, only });
+        }
+        rep.begin(summary)?;
         body(&mut *rep)?;
         rep.finish(summary)
     };
@@ -168,11 +312,29 @@ fn finish_status(stop: &Interrupt, status: u8) -> u8 {
 }
 
 /// `--format ecs` describes files on this host as they were swept: only `scan` writes it.
+/// `diff` writes no HTML page either.
 fn refuse_ecs(o: &OutputArgs, command: &str) -> Result<(), Error> {
-    if o.format == Some(Format::Ecs) {
-        return Err(Error::Usage(format!(
-            "--format ecs is only for scan; {command} writes table, json, ndjson or csv"
-        )));
+    let format = o
+        .format
+        .or_else(|| o.output.as_deref().and_then(Format::from_extension));
+    match format {
+        Some(Format::Ecs) => {
+            let writes = if command == "diff" {
+                "table, json, ndjson or csv"
+            } else {
+                "table, json, ndjson, csv or html"
+            };
+            return Err(Error::Usage(format!(
+                "--format ecs is only for scan; {command} writes {writes}"
+            )));
+        }
+        Some(Format::Html) if command == "diff" => {
+            return Err(Error::Usage(
+                "--format html is for scan and lookup; diff writes table, json, ndjson or csv"
+                    .into(),
+            ));
+        }
+        _ => {}
     }
     Ok(())
 }

@@ -64,6 +64,7 @@ fn open_cache(c: &CacheArgs, details: bool) -> Option<(Arc<Cache>, SkipRule)> {
 
 /// `hashsweep scan`
 pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
+    let started = SystemTime::now();
     let mut baseline = match &a.baseline {
         Some(p) => Some(load_baseline(p)?),
         None => None,
@@ -120,7 +121,7 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
     )?;
     let mut summary = out.summary();
     let format = resolve_format(&a.output);
-    let order = out.order(format == Format::Table);
+    let order = out.order(matches!(format, Format::Table | Format::Html));
     // With a baseline, classify every path first (one byte each) so the summary has the counts.
     let mut removed = Vec::new();
     let changes: Vec<Option<Change>> = match &mut baseline {
@@ -147,26 +148,91 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
         change: baseline.is_some(),
         lookup_algo: out.lookup_algo,
         host_name: a.host_name.clone(),
+        ..table_view(&a.view, &a.output, a.api.details)
     };
-    tolerate_broken_pipe(write_report(&a.output, format, cols, &summary, |rep| {
-        for i in order {
-            let mut r = out.record(&out.files[i]);
-            r.change = changes.get(i).copied().flatten();
-            rep.record(&r)?;
-        }
-        for path in &removed {
-            let old = baseline.as_ref().and_then(|b| b.get(path));
-            rep.removed(&Removed {
-                path,
-                size: old.as_ref().and_then(|o| o.size),
-                sha256: old.as_ref().and_then(|o| o.sha256).map(|d| hex_lower(&d)),
-            })?;
-        }
-        Ok(())
-    }))?;
-    eprintln!("{}", summary.human());
+    summary.run = Some(run_info(
+        &a.paths,
+        started,
+        a.host_name.clone(),
+        scan_options(&a),
+        client.as_deref(),
+    ));
+    summary.report_file = a.output.output.clone();
+    tolerate_broken_pipe(write_report(
+        &a.output,
+        &a.view,
+        format,
+        cols,
+        &summary,
+        |rep| {
+            for i in order {
+                let mut r = out.record(&out.files[i]);
+                r.change = changes.get(i).copied().flatten();
+                rep.record(&r)?;
+            }
+            for path in &removed {
+                let old = baseline.as_ref().and_then(|b| b.get(path));
+                rep.removed(&Removed {
+                    path,
+                    size: old.as_ref().and_then(|o| o.size),
+                    sha256: old.as_ref().and_then(|o| o.sha256).map(|d| hex_lower(&d)),
+                })?;
+            }
+            Ok(())
+        },
+    ))?;
+    print_summary(&summary);
     print_halt(client.as_ref());
     Ok(finish_status(&stop, summary.exit_status()))
+}
+
+/// The options of a sweep that change what its report says, by their long names (the JSON
+/// summary's `run.options`).
+fn scan_options(a: &ScanArgs) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::Value;
+    let paths = |v: &[PathBuf]| -> Value {
+        v.iter()
+            .map(|p| Value::from(escape_for_line(p.as_os_str().as_encoded_bytes())))
+            .collect()
+    };
+    let mut m = if a.offline {
+        let mut m = serde_json::Map::new();
+        m.insert("offline".into(), true.into());
+        m
+    } else {
+        api_options(&a.api, &a.view)
+    };
+    if a.offline
+        && let Some(o) = a.view.only
+    {
+        m.insert("only".into(), serde_json::to_value(o).unwrap_or_default());
+    }
+    m.insert("follow-symlinks".into(), a.walk.follow_symlinks.into());
+    m.insert("one-file-system".into(), a.walk.one_file_system.into());
+    m.insert("exclude".into(), a.walk.exclude.clone().into());
+    m.insert("max-size".into(), a.walk.max_size.into());
+    m.insert("md5".into(), a.md5.into());
+    m.insert("sha1".into(), a.sha1.into());
+    m.insert("known-good".into(), paths(&a.known_good));
+    m.insert("known-bad".into(), paths(&a.known_bad));
+    m.insert("also-lookup".into(), a.also_lookup.into());
+    m.insert("budget".into(), a.budget.into());
+    m.insert("priority-path".into(), a.priority_path.clone().into());
+    m.insert(
+        "baseline".into(),
+        a.baseline
+            .as_deref()
+            .map(|p| escape_for_line(p.as_os_str().as_encoded_bytes()))
+            .into(),
+    );
+    m.insert("no-cache".into(), a.cache.no_cache.into());
+    if !a.cache.no_cache {
+        let t = |d: std::time::Duration| Value::from(humantime::format_duration(d).to_string());
+        m.insert("verdict-ttl".into(), t(a.cache.ttl.verdict_ttl));
+        m.insert("detection-ttl".into(), t(a.cache.ttl.detection_ttl));
+        m.insert("unknown-ttl".into(), t(a.cache.ttl.unknown_ttl));
+    }
+    m
 }
 
 /// Load `--known-good` / `--known-bad` lists. Their indexes live beside the cache (a sweep of a

@@ -625,6 +625,10 @@ impl HttpClient {
                             break;
                         }
                         self.retries.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(
+                            "retrying batch {batch_id} ({} hashes): the answer left them out",
+                            pending.len()
+                        );
                     }
                 }
                 Attempt::Fatal(why) => {
@@ -703,6 +707,11 @@ impl HttpClient {
                         }
                     };
                     self.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        "retrying batch {batch_id} ({} hashes) in {:.1}s: throttled: {why}",
+                        pending.len(),
+                        delay.as_secs_f64()
+                    );
                     self.pause_for(delay);
                 }
                 Attempt::Retry(why) => {
@@ -721,7 +730,15 @@ impl HttpClient {
                         break;
                     }
                     self.retries.fetch_add(1, Ordering::Relaxed);
-                    std::thread::sleep(backoff(failures));
+                    let wait = backoff(failures);
+                    tracing::info!(
+                        "retrying batch {batch_id} ({} hashes) in {:.1}s, attempt {} of {}: {why}",
+                        pending.len(),
+                        wait.as_secs_f64(),
+                        failures + 1,
+                        self.cfg.retries + 1
+                    );
+                    std::thread::sleep(wait);
                 }
             }
         }

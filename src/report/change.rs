@@ -77,6 +77,13 @@ pub struct ChangeCounts {
     pub modified: u64,
     pub unchanged: u64,
     pub removed: u64,
+    /// `diff`: paths in both reports whose verdict changed (whatever their content did).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub verdict_changed: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl ChangeCounts {
@@ -89,9 +96,21 @@ impl ChangeCounts {
     }
 
     pub fn human(&self) -> String {
-        format!(
+        let mut s = format!(
             "since the baseline: {} new, {} modified, {} removed, {} unchanged",
             self.new, self.modified, self.removed, self.unchanged
-        )
+        );
+        if self.verdict_changed > 0 {
+            s.push_str(&format!(
+                ", {} with a changed verdict",
+                self.verdict_changed
+            ));
+        }
+        s
+    }
+
+    /// Whether anything changed (`diff`'s exit status 1).
+    pub fn any(&self) -> bool {
+        self.new + self.modified + self.removed + self.verdict_changed > 0
     }
 }

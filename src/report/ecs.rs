@@ -79,7 +79,9 @@ impl EcsReporter<'_> {
 impl Reporter for EcsReporter<'_> {
     fn record(&mut self, r: &Record<'_>) -> io::Result<()> {
         let alert = r.verdict.is_detection();
-        let threat = r.answer.and_then(|a| {
+        // `threat.enrichments` describes an indicator match: only a detection is one. A clean
+        // or unknown answer stays under `hashsweep.*`.
+        let threat = r.answer.filter(|_| alert).and_then(|a| {
             let atomic = match self.lookup {
                 Algo::Sha256 => r.sha256.as_deref(),
                 Algo::Md5 => r.md5.as_deref(),
@@ -330,7 +332,7 @@ impl<T: fmt::Display> Serialize for AsString<T> {
 /// A UTC instant written as RFC 3339 with milliseconds (`2024-05-01T12:34:56.789Z`), any
 /// time from year 0 to 9999, before the epoch included (an mtime can be set to anything).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Rfc3339 {
+pub(crate) struct Rfc3339 {
     /// Seconds since the epoch, negative before it.
     secs: i64,
     millis: u32,
@@ -341,11 +343,11 @@ impl Rfc3339 {
     const MIN_SECS: i64 = -62_167_219_200;
     const MAX_SECS: i64 = 253_402_300_799;
 
-    fn now() -> Option<Rfc3339> {
+    pub(crate) fn now() -> Option<Rfc3339> {
         Rfc3339::from_system_time(SystemTime::now())
     }
 
-    fn from_system_time(t: SystemTime) -> Option<Rfc3339> {
+    pub(crate) fn from_system_time(t: SystemTime) -> Option<Rfc3339> {
         let (secs, nanos) = match t.duration_since(UNIX_EPOCH) {
             Ok(d) => (i64::try_from(d.as_secs()).ok()?, d.subsec_nanos()),
             Err(e) => {
@@ -517,19 +519,18 @@ mod tests {
 
     #[test]
     fn lookup_by_md5_matches_the_md5_field() {
-        let a = answer(0, 0);
+        let a = answer(1, 4);
         let c = Columns {
             lookup_algo: Some(Algo::Md5),
             ..cols()
         };
-        let docs = render(c, &[rec(Path::new("a"), Verdict::Clean, Some(&a))], &[]);
+        let docs = render(c, &[rec(Path::new("a"), Verdict::Infected, Some(&a))], &[]);
         let e = &docs[0]["threat"]["enrichments"][0];
         assert_eq!(e["matched"]["atomic"], MD5);
         assert_eq!(e["matched"]["field"], "file.hash.md5");
         assert_eq!(e["indicator"]["file"]["hash"]["md5"], MD5);
         assert!(e["indicator"]["file"]["hash"].get("sha256").is_none());
-        assert_eq!(docs[0]["event"]["kind"], "event");
-        assert_eq!(docs[0]["event"]["category"], serde_json::json!(["file"]));
+        assert_eq!(docs[0]["event"]["kind"], "alert");
         assert!(
             docs[0]["file"].get("directory").is_none(),
             "no parent: {}",
@@ -538,20 +539,29 @@ mod tests {
     }
 
     #[test]
-    fn unknown_answer_has_no_scanner_stats_and_unlooked_record_no_threat() {
-        let a = answer(5, -1);
+    fn only_detections_are_indicator_matches() {
+        let (unknown, clean, odd) = (answer(5, -1), answer(0, 0), answer(1, -1));
         let docs = render(
             cols(),
             &[
-                rec(Path::new("u"), Verdict::Unknown, Some(&a)),
+                rec(Path::new("u"), Verdict::Unknown, Some(&unknown)),
                 rec(Path::new("n"), Verdict::NotLookedUp, None),
+                rec(Path::new("c"), Verdict::Clean, Some(&clean)),
+                rec(Path::new("i"), Verdict::Infected, Some(&odd)),
             ],
             &[],
         );
-        let ind = &docs[0]["threat"]["enrichments"][0]["indicator"];
-        assert!(ind.get("scanner_stats").is_none(), "{ind}");
+        // Clean and unknown answers: the service's words under hashsweep.* only.
+        for d in [&docs[0], &docs[2]] {
+            assert!(d.get("threat").is_none(), "{d}");
+            assert_eq!(d["event"]["kind"], "event");
+            assert!(d["hashsweep"]["scan_result_i"].is_number(), "{d}");
+        }
         assert_eq!(docs[0]["hashsweep"]["total_detected_avs"], -1);
-        assert_eq!(docs[0]["event"]["kind"], "event");
+        assert_eq!(docs[2]["hashsweep"]["verdict"], "clean");
+        // A detection without a count has no scanner_stats (-1 is no count).
+        let ind = &docs[3]["threat"]["enrichments"][0]["indicator"];
+        assert!(ind.get("scanner_stats").is_none(), "{ind}");
         assert!(docs[1].get("threat").is_none(), "{}", docs[1]);
         assert_eq!(docs[1]["hashsweep"]["verdict"], "not_looked_up");
         assert!(docs[1]["hashsweep"].get("scan_result_i").is_none());

@@ -8,6 +8,7 @@
 mod change;
 pub mod ecs;
 pub mod fields;
+mod html;
 pub mod read;
 mod table;
 
@@ -24,7 +25,7 @@ use crate::lookup::{Answer, Plan};
 
 pub use change::{Change, ChangeCounts, DiffChange};
 use fields::{JsonRecord, Optional, View};
-pub use table::escape_for_line;
+pub use table::{FULL_DIGEST_WIDTH, escape_for_line};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -35,6 +36,48 @@ pub enum Format {
     Csv,
     /// Elastic Common Schema, one document per line (`scan` only)
     Ecs,
+    /// One self-contained page: detections first, then a table to filter and search
+    Html,
+}
+
+impl Format {
+    /// The format a report file's name asks for (`-o report.html`), `None` for an extension
+    /// hashsweep does not know (ndjson is then written, as before).
+    pub fn from_extension(path: &Path) -> Option<Format> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        Some(match ext.as_str() {
+            "json" => Format::Json,
+            "csv" => Format::Csv,
+            "ndjson" | "jsonl" => Format::Ndjson,
+            "html" | "htm" => Format::Html,
+            _ => return None,
+        })
+    }
+}
+
+/// `--only`: which records a report keeps (the summary still counts every path), like
+/// `clamscan -i`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Only {
+    /// Verdict infected or suspicious
+    Detections,
+    /// Detections, errors (a record with an error: unreadable, lookup failed) and deferred
+    Problems,
+}
+
+impl Only {
+    /// Whether a record belongs in the report.
+    pub fn keeps(self, r: &Record<'_>) -> bool {
+        match self {
+            Only::Detections => r.verdict.is_detection(),
+            Only::Problems => {
+                r.verdict.is_detection()
+                    || matches!(r.verdict, Verdict::Error | Verdict::Deferred)
+                    || r.error.is_some()
+            }
+        }
+    }
 }
 
 /// One path's joined result, borrowed from the pipeline's state.
@@ -94,11 +137,101 @@ impl<'a> Record<'a> {
     }
 }
 
+/// Paths per verdict word, in the table's order (detections first). JSON: an object
+/// `{"infected": 1, "clean": 40, ...}` with the verdicts that occurred.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerdictCounts(Vec<(Verdict, u64)>);
+
+impl VerdictCounts {
+    pub fn add(&mut self, v: &Verdict) {
+        match self.0.iter_mut().find(|(w, _)| w == v) {
+            Some((_, n)) => *n += 1,
+            None => {
+                self.0.push((v.clone(), 1));
+                self.0.sort_by(|a, b| {
+                    (a.0.rank(), a.0.to_string()).cmp(&(b.0.rank(), b.0.to_string()))
+                });
+            }
+        }
+    }
+
+    /// The count of one verdict (0 when none).
+    pub fn get(&self, v: &Verdict) -> u64 {
+        self.0.iter().find(|(w, _)| w == v).map_or(0, |(_, n)| *n)
+    }
+
+    /// Verdicts and counts, detections first.
+    pub fn iter(&self) -> impl Iterator<Item = (&Verdict, u64)> {
+        self.0.iter().map(|(v, n)| (v, *n))
+    }
+
+    /// `40 clean, 1 infected, 2 unknown` in rank order; `no paths` when empty.
+    pub fn human(&self) -> String {
+        if self.0.is_empty() {
+            return "no paths".into();
+        }
+        let parts: Vec<String> = self.iter().map(|(v, n)| format!("{n} {v}")).collect();
+        parts.join(", ")
+    }
+}
+
+impl Serialize for VerdictCounts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (v, n) in &self.0 {
+            m.serialize_entry(&v.to_string(), n)?;
+        }
+        m.end()
+    }
+}
+
+/// What ran, for the JSON summary and the HTML header: enough to tell two reports' runs apart
+/// and to know what a verdict depended on. Never holds the key or a token.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunInfo {
+    /// hashsweep's version (with the commit when the build knew it).
+    pub version: String,
+    pub host: Option<String>,
+    /// RFC 3339, UTC.
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// The paths given on the command line.
+    pub roots: Vec<String>,
+    /// The options that change what the report says (walk rules, lists, lookups, budget,
+    /// cache and its lifetimes, `--only`), by their long flag names.
+    pub options: serde_json::Map<String, serde_json::Value>,
+    /// What the service last said of the key's budget, `None` when it said nothing (offline,
+    /// or every answer came from a cache).
+    pub rate_limit: Option<RateLimitState>,
+}
+
+/// The service's rate-limit headers as last seen, and how often it throttled this run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RateLimitState {
+    pub limit: Option<u64>,
+    pub remaining: Option<u64>,
+    /// Unix seconds.
+    pub resets_at: Option<u64>,
+    /// Answers 429 during this run.
+    pub throttled: u64,
+}
+
+/// An instant as RFC 3339 UTC with milliseconds (`2026-12-01T22:18:54.123Z`).
+pub fn rfc3339(t: SystemTime) -> Option<String> {
+    ecs::Rfc3339::from_system_time(t).map(|t| t.to_string())
+}
+
+/// The most paths of detections the summary names.
+pub const SUMMARY_PATHS: usize = 10;
+
 /// The run's totals, printed to stderr and added to JSON reports.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
-    /// Paths in the report.
+    /// Paths swept (all of them, whatever `--only` keeps in the report).
     pub paths: u64,
+    /// Paths per verdict.
+    pub verdicts: VerdictCounts,
     /// Regular files read to the end.
     pub files: u64,
     pub bytes: u64,
@@ -132,6 +265,15 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub changes: Option<ChangeCounts>,
     pub elapsed_secs: f64,
+    /// What ran (scan and lookup reports).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunInfo>,
+    /// The first [`SUMMARY_PATHS`] detected paths, escaped for one line (for the summary).
+    #[serde(skip)]
+    pub detected_paths: Vec<String>,
+    /// Where the report was written (`-o`), named by the summary.
+    #[serde(skip)]
+    pub report_file: Option<std::path::PathBuf>,
 }
 
 impl Summary {
@@ -142,6 +284,17 @@ impl Summary {
     /// Add one record to the per-verdict counts.
     pub fn count(&mut self, r: &Record<'_>) {
         self.paths += 1;
+        self.verdicts.add(&r.verdict);
+        if r.verdict.is_detection() && self.detected_paths.len() < SUMMARY_PATHS {
+            self.detected_paths
+                .push(match (r.path, &r.sha256, &r.md5, &r.sha1) {
+                    (Some(p), ..) => escape_for_line(p.as_os_str().as_bytes()),
+                    (None, Some(h), ..)
+                    | (None, None, Some(h), _)
+                    | (None, None, None, Some(h)) => h.clone(),
+                    _ => "-".into(),
+                });
+        }
         if r.sha256.is_some() && r.path.is_some() {
             self.files += 1;
             self.bytes += r.size.unwrap_or(0);
@@ -220,6 +373,25 @@ impl Summary {
             s.push_str(&format!(", {} cache errors", self.cache_errors));
         }
         s.push_str(&format!("; {:.2} s, {:.1} MB/s", self.elapsed_secs, mbps));
+        s.push_str(&format!("\nhashsweep: verdicts: {}", self.verdicts.human()));
+        if self.detections > 0 {
+            s.push_str(&format!(
+                "\nhashsweep: detected: {}",
+                self.detected_paths.join(", ")
+            ));
+            let more = self
+                .detections
+                .saturating_sub(self.detected_paths.len() as u64);
+            if more > 0 {
+                s.push_str(&format!(" and {more} more"));
+            }
+        }
+        if let Some(f) = &self.report_file {
+            s.push_str(&format!(
+                "\nhashsweep: report: {}",
+                escape_for_line(f.as_os_str().as_bytes())
+            ));
+        }
         if let Some(c) = &self.changes {
             s.push_str(&format!("\nhashsweep: {}", c.human()));
         }
@@ -240,6 +412,18 @@ impl Summary {
         }
         s
     }
+}
+
+/// The distinct threat names the engines reported for an answer (`--details`), in engine order.
+pub fn threat_names(a: &Answer) -> Vec<&str> {
+    let mut names: Vec<&str> = Vec::new();
+    for e in a.details.iter().flatten() {
+        let t = e.threat_found.trim();
+        if !t.is_empty() && !names.contains(&t) {
+            names.push(t);
+        }
+    }
+    names
 }
 
 /// Bytes in binary units, one decimal.
@@ -284,10 +468,23 @@ pub struct Columns {
     pub lookup_algo: Option<Algo>,
     /// ECS `host.name` (default: this machine's host name).
     pub host_name: Option<String>,
+    /// `--details` was asked: the table has a threat column.
+    pub details: bool,
+    /// The table's digest column header when it is not SHA256 (`lookup` of MD5 or SHA-1
+    /// hashes, or `DIGEST` for a mix).
+    pub digest_header: Option<&'static str>,
+    /// Full digests in the table (a wide terminal or `--wide`).
+    pub wide: bool,
+    /// Colour in the table (a terminal, and no `NO_COLOR`).
+    pub color: bool,
 }
 
 /// Writes records in one format.
 pub trait Reporter {
+    /// Before the first record, with the run's totals (the HTML page's header).
+    fn begin(&mut self, _summary: &Summary) -> io::Result<()> {
+        Ok(())
+    }
     fn record(&mut self, r: &Record<'_>) -> io::Result<()>;
     /// With `--baseline`: a path of the old report that this run did not find.
     fn removed(&mut self, r: &Removed<'_>) -> io::Result<()>;
@@ -304,8 +501,34 @@ pub fn reporter<'w>(
         Format::Json => Box::new(JsonReporter { out, first: true }),
         Format::Ndjson => Box::new(NdjsonReporter { out }),
         Format::Csv => Box::new(CsvReporter::new(out, cols)),
-        Format::Table => Box::new(table::TableReporter::new(out)),
+        Format::Table => Box::new(table::TableReporter::new(out, cols)),
         Format::Ecs => Box::new(ecs::EcsReporter::new(out, cols)),
+        Format::Html => Box::new(html::HtmlReporter::new(out, cols)),
+    }
+}
+
+/// Keeps only the records `--only` asks for.
+pub struct OnlyReporter<'r> {
+    pub inner: Box<dyn Reporter + 'r>,
+    pub only: Only,
+}
+
+impl Reporter for OnlyReporter<'_> {
+    fn begin(&mut self, summary: &Summary) -> io::Result<()> {
+        self.inner.begin(summary)
+    }
+    fn record(&mut self, r: &Record<'_>) -> io::Result<()> {
+        if self.only.keeps(r) {
+            self.inner.record(r)?;
+        }
+        Ok(())
+    }
+    /// A removed path is a change, not a detection or a problem.
+    fn removed(&mut self, _: &Removed<'_>) -> io::Result<()> {
+        Ok(())
+    }
+    fn finish(&mut self, summary: &Summary) -> io::Result<()> {
+        self.inner.finish(summary)
     }
 }
 
@@ -449,6 +672,62 @@ mod tests {
         assert_eq!(lines[0]["path"], "dir/caf\u{fffd}");
         assert!(lines[1].get("path_bytes").is_none());
         assert_eq!(lines[1]["verdict"], "clean");
+    }
+
+    #[test]
+    fn the_extension_names_the_format_and_an_unknown_one_none() {
+        let f = |n: &str| Format::from_extension(Path::new(n));
+        assert_eq!(f("/r/a.json"), Some(Format::Json));
+        assert_eq!(f("a.JSONL"), Some(Format::Ndjson));
+        assert_eq!(f("a.ndjson"), Some(Format::Ndjson));
+        assert_eq!(f("a.csv"), Some(Format::Csv));
+        assert_eq!(f("a.html"), Some(Format::Html));
+        assert_eq!(f("a.log"), None);
+        assert_eq!(f("json"), None);
+        assert_eq!(f("dir.json/report"), None);
+    }
+
+    #[test]
+    fn only_keeps_detections_or_problems() {
+        let p = Path::new("x");
+        let with_error = Record {
+            error: Some("lookup failed"),
+            ..Record::new(Some(p), Verdict::NotLookedUp)
+        };
+        let cases = [
+            (Record::new(Some(p), Verdict::Infected), true, true),
+            (Record::new(Some(p), Verdict::Suspicious), true, true),
+            (Record::new(Some(p), Verdict::Error), false, true),
+            (Record::new(Some(p), Verdict::Deferred), false, true),
+            (with_error, false, true),
+            (Record::new(Some(p), Verdict::Clean), false, false),
+            (Record::new(Some(p), Verdict::Unknown), false, false),
+            (Record::new(Some(p), Verdict::Skipped), false, false),
+            (Record::new(Some(p), Verdict::KnownGood), false, false),
+        ];
+        for (r, detections, problems) in cases {
+            assert_eq!(Only::Detections.keeps(&r), detections, "{}", r.verdict);
+            assert_eq!(Only::Problems.keeps(&r), problems, "{}", r.verdict);
+        }
+    }
+
+    #[test]
+    fn verdict_counts_are_in_table_order() {
+        let mut c = VerdictCounts::default();
+        for v in [
+            Verdict::Clean,
+            Verdict::Unknown,
+            Verdict::Clean,
+            Verdict::Infected,
+        ] {
+            c.add(&v);
+        }
+        assert_eq!(c.human(), "1 infected, 1 unknown, 2 clean");
+        assert_eq!(c.get(&Verdict::Clean), 2);
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"infected":1,"unknown":1,"clean":2}"#
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ mod worker;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, select};
@@ -177,8 +177,11 @@ impl Collector<'_> {
                 ));
                 self.flush_digests(false);
             }
-            self.progress.file_done(res.size.unwrap_or(0));
         }
+        // Every path counts, hashed or not, so the count meets the walk's total.
+        let hashed = matches!(res.status, FileStatus::Hashed { .. });
+        self.progress
+            .file_done(if hashed { res.size.unwrap_or(0) } else { 0 });
         self.files.push(res);
     }
 
@@ -494,7 +497,9 @@ pub fn scan(
     std::thread::scope(|s| {
         let (res_tx, res_rx) = bounded::<Vec<FileResult>>(256);
         let walk_handle = s.spawn(move || {
+            let found = AtomicU64::new(0);
             let sink = |ev| {
+                found.fetch_add(1, Ordering::Relaxed);
                 // Soft back-pressure: a walk far ahead of hashing only holds memory.
                 while queue.injector.len() > MAX_QUEUED && !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_micros(200));
@@ -509,7 +514,9 @@ pub fn scan(
                 }
             }
             let _done = Done(queue.walk_done);
-            walk(&cfg.roots, &cfg.walk, &sink, stop)
+            let r = walk(&cfg.roots, &cfg.walk, &sink, stop);
+            progress.walk_done(found.load(Ordering::Relaxed));
+            r
         });
         for local in locals {
             let res_tx = res_tx.clone();

@@ -16,6 +16,7 @@ mod interrupt;
 mod lookup_cmd;
 mod lookups;
 mod parsers;
+mod report;
 mod review;
 mod scan;
 mod secrecy;
