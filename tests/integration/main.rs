@@ -9,6 +9,7 @@ mod cache;
 mod ecs;
 mod faults;
 mod filesystem;
+mod firstday;
 mod gateway;
 mod hash_cmd;
 mod hashsets;
