@@ -91,3 +91,151 @@ fn the_report_inside_the_swept_tree_is_not_read() {
         "{own}"
     );
 }
+
+/// A scan with two files against `url` (the right key), timed.
+fn scan_at(url: &str) -> (std::process::Output, std::time::Duration, Tree) {
+    let t = Tree::new();
+    t.file("a.txt", b"a");
+    t.file("b.txt", b"b");
+    let started = std::time::Instant::now();
+    let out = run(cmd()
+        .env("METADEFENDER_APIKEY", KEY)
+        .args(["scan", "--api-url", url])
+        .arg(t.path()));
+    (out, started.elapsed(), t)
+}
+
+/// The first failure of a wrong `--api-url` stops the run at once: the reason once on stderr,
+/// naming the URL and what to check; a short error on each record; exit 2.
+fn stopped_at_once(
+    out: &std::process::Output,
+    took: std::time::Duration,
+    url: &str,
+    says: &[&str],
+    brief: &str,
+) {
+    let err = stderr(out);
+    assert_eq!(code(out), 2, "{err}");
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "took {took:?}: {err}"
+    );
+    let why: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("lookups stopped"))
+        .collect();
+    assert_eq!(why.len(), 1, "the reason once: {err}");
+    assert!(
+        why[0].contains(&format!("{url}/v4/hash")),
+        "names the URL: {err}"
+    );
+    for s in says {
+        assert!(why[0].contains(s), "{s:?} in {err}");
+    }
+    let recs = ndjson(out);
+    assert_eq!(recs.len(), 2);
+    for r in &recs {
+        assert_eq!(r["verdict"], "error", "{r}");
+        assert_eq!(r["error"], brief, "{r}");
+    }
+}
+
+#[test]
+fn a_refused_connection_stops_at_once_and_is_no_request_sent() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let (out, took, _t) = scan_at(&url);
+    stopped_at_once(
+        &out,
+        took,
+        &url,
+        &["Connection refused", "Is the service running there"],
+        "could not connect to the --api-url",
+    );
+    let err = stderr(&out);
+    assert!(err.contains("0 requests sent"), "{err}");
+    assert!(!err.contains("retries"), "{err}");
+}
+
+#[test]
+fn tls_to_a_plain_http_port_says_to_use_http() {
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let url = mock.url().replace("http://", "https://");
+    let (out, took, _t) = scan_at(&url);
+    stopped_at_once(
+        &out,
+        took,
+        &url,
+        &["does not speak TLS", "use http://"],
+        "could not make a TLS connection to the --api-url",
+    );
+    assert!(stderr(&out).contains("0 requests sent"), "{}", stderr(&out));
+}
+
+#[test]
+fn an_html_page_instead_of_the_api_stops_at_once() {
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    mock.push_fault(Fault::new(
+        200,
+        "<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head></html>",
+    ));
+    let (out, took, _t) = scan_at(&mock.url());
+    stopped_at_once(
+        &out,
+        took,
+        &mock.url(),
+        &["HTML page", "base URL without /v4"],
+        "the --api-url answered with an HTML page, not the API",
+    );
+    assert_eq!(mock.requests().len(), 1, "not retried");
+    assert!(stderr(&out).contains("1 requests sent"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_trailing_v4_is_dropped_with_a_notice_and_the_scan_works() {
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let t = Tree::new();
+    t.file("eicar.com", EICAR);
+    let out = run(cmd()
+        .env("METADEFENDER_APIKEY", KEY)
+        .args(["scan", "--api-url", &format!("{}/v4/", mock.url())])
+        .arg(t.path()));
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(err.contains("--api-url ends in /v4"), "{err}");
+    assert_eq!(rec(&ndjson(&out), "eicar.com")["verdict"], "infected");
+}
+
+/// A wrong key: the whole reason once on stderr, "API key refused" on each record (the later
+/// batches' records say they were not looked up for that reason).
+#[test]
+fn a_wrong_key_is_explained_once_and_each_record_says_it_briefly() {
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let t = Tree::new();
+    for i in 0..6 {
+        t.file(format!("f{i}"), format!("file {i}").as_bytes());
+    }
+    let out = run(cmd()
+        .env("METADEFENDER_APIKEY", "a-wrong-key")
+        .args(["scan", "--api-url", &mock.url(), "--batch-size", "2"])
+        .args(["--concurrency", "1", "--batch-wait", "60s"])
+        .arg(t.path()));
+    let err = stderr(&out);
+    assert_eq!(code(&out), 2, "{err}");
+    assert_eq!(err.matches("API key was refused").count(), 1, "{err}");
+    assert!(err.contains("Check METADEFENDER_APIKEY"), "{err}");
+    let recs = ndjson(&out);
+    assert_eq!(recs.len(), 6);
+    for r in &recs {
+        let e = r["error"].as_str().unwrap();
+        assert!(
+            e == "API key refused" || e == "not looked up: API key refused",
+            "{r}"
+        );
+    }
+    assert!(recs.iter().any(|r| r["error"] == "API key refused"));
+}
