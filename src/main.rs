@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         Command::Lookup(a) => commands::run_lookup(a),
         Command::Diff(a) => commands::run_diff(a),
         Command::Serve(a) => commands::run_serve(*a),
+        Command::Check(a) => commands::run_check(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

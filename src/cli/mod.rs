@@ -57,6 +57,16 @@ pub enum Command {
     /// Run a lookup gateway for a fleet: holds the API key, shares verdicts, speaks /v4/hash
     #[command(after_help = SERVE_HELP)]
     Serve(Box<ServeArgs>),
+    /// Check that --api-url and the API key work, and show the key's budget (one small
+    /// request; exit 0 when lookups can be made, 2 otherwise)
+    Check(CheckArgs),
+}
+
+/// `check`: how the service is reached, nothing else.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
 }
 
 /// How the tree is walked (shared by `scan` and `hash`).
@@ -327,6 +337,7 @@ pub fn command() -> clap::Command {
         .mut_subcommand("scan", |c| ttls(patience(c, Patience::ENDPOINT)))
         .mut_subcommand("lookup", |c| patience(c, Patience::ENDPOINT))
         .mut_subcommand("serve", |c| ttls(patience(c, UPSTREAM)))
+        .mut_subcommand("check", |c| patience(c, Patience::CHECK))
 }
 
 /// Parse the process's arguments (exits with clap's message and status 2 on a mistake).

@@ -2,6 +2,7 @@
 //! writes the report, and returns the process exit status (0, 1 or 2; see `cli`). What they
 //! share (the key, the client, the report file, the exit status after a signal) is here.
 
+mod check;
 mod diff;
 mod hash;
 mod interrupt;
@@ -9,6 +10,7 @@ mod lookup;
 mod scan;
 mod serve;
 
+pub use check::run_check;
 pub use diff::run_diff;
 pub use hash::run_hash;
 pub use lookup::run_lookup;

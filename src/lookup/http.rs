@@ -66,6 +66,14 @@ impl Patience {
         max_wait: Duration::from_secs(600),
         timeout: Duration::from_secs(60),
     };
+
+    /// `check`: one small request, and a person waiting for its answer.
+    pub const CHECK: Patience = Patience {
+        batch_wait: Duration::ZERO,
+        retries: 1,
+        max_wait: Duration::from_secs(10),
+        timeout: Duration::from_secs(30),
+    };
 }
 
 /// Everything the client needs to know.

@@ -239,3 +239,60 @@ fn a_wrong_key_is_explained_once_and_each_record_says_it_briefly() {
     }
     assert!(recs.iter().any(|r| r["error"] == "API key refused"));
 }
+
+fn check(url: &str, key: &str) -> std::process::Output {
+    run(cmd()
+        .env("METADEFENDER_APIKEY", key)
+        .args(["check", "--api-url", url]))
+}
+
+/// `hashsweep check`: one request of one hash; exit 0 with the budget when usable, 2 with
+/// the reason otherwise.
+#[test]
+fn check_says_whether_the_url_and_key_work_and_what_the_budget_is() {
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    mock.set_quota(4000);
+    let out = check(&mock.url(), KEY);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(code(&out), 0, "{text}{}", stderr(&out));
+    assert!(text.contains("the URL and the API key work"), "{text}");
+    assert!(
+        text.contains("budget: limit 4 000 a day, 3 999 remaining, resets "),
+        "{text}"
+    );
+    assert!(
+        text.contains("(in 23h 59m)") || text.contains("(in 1day)"),
+        "{text}"
+    );
+    let seen = mock.requests();
+    assert_eq!(seen.len(), 1, "one request");
+    assert_eq!(seen[0].hashes.len(), 1, "of one hash");
+
+    let out = check(&mock.url(), "a-wrong-key");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(code(&out), 2, "{text}");
+    assert!(
+        text.contains("not usable: the API key was refused"),
+        "{text}"
+    );
+    assert!(!text.contains("a-wrong-key"), "{text}");
+
+    mock.set_quota(0);
+    let out = check(&mock.url(), KEY);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(code(&out), 2, "{text}");
+    assert!(text.contains("quota is spent"), "{text}");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = check(&format!("http://127.0.0.1:{port}"), KEY);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(code(&out), 2, "{text}");
+    assert!(
+        text.contains("not usable: could not connect to http://127.0.0.1:"),
+        "{text}"
+    );
+}
