@@ -296,3 +296,64 @@ fn check_says_whether_the_url_and_key_work_and_what_the_budget_is() {
         "{text}"
     );
 }
+
+/// A report where a hash list belongs is refused (it says what was found, not what to trust),
+/// and an ECS report where a baseline belongs says it is one: before the sweep, exit 2.
+#[test]
+fn reports_given_as_hash_lists_or_ecs_as_a_baseline_are_refused_with_the_reason() {
+    let t = Tree::new();
+    t.file("tree/a.txt", b"a");
+    let tree = t.path().join("tree");
+    let report = |format: &str, name: &str| {
+        let p = t.path().join(name);
+        let out = run(cmd()
+            .args(["scan", "--offline", "--format", format, "-o"])
+            .arg(&p)
+            .arg(&tree));
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        p
+    };
+    let ndjson_report = report("ndjson", "r.ndjson");
+    let json_report = report("json", "r.json");
+    let ecs_report = report("ecs", "r.ecs.ndjson");
+    for (flag, file) in [
+        ("--known-good", &ndjson_report),
+        ("--known-good", &json_report),
+        ("--known-bad", &ndjson_report),
+    ] {
+        let out = run(cmd().args(["scan", "--offline", flag]).arg(file).arg(&tree));
+        let err = stderr(&out);
+        assert_eq!(code(&out), 2, "{flag} {}: {err}", file.display());
+        assert!(
+            err.contains("is a hashsweep report, not a hash list"),
+            "{err}"
+        );
+        assert!(!err.contains("files,"), "refused before the sweep: {err}");
+        assert!(out.stdout.is_empty());
+    }
+    let out = run(cmd()
+        .args(["scan", "--offline", "--known-good"])
+        .arg(&ecs_report)
+        .arg(&tree));
+    assert!(
+        stderr(&out).contains("is an ECS report"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run(cmd()
+        .args(["scan", "--offline", "--baseline"])
+        .arg(&ecs_report)
+        .arg(&tree));
+    let err = stderr(&out);
+    assert_eq!(code(&out), 2, "{err}");
+    assert!(err.contains("is an ECS report (--format ecs)"), "{err}");
+    assert!(err.contains("use an ndjson or json report"), "{err}");
+    let out = run(cmd().arg("diff").arg(&ecs_report).arg(&ndjson_report));
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("is an ECS report"),
+        "{}",
+        stderr(&out)
+    );
+}
