@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::Diff(a) => commands::run_diff(a),
         Command::Serve(a) => commands::run_serve(*a),
         Command::Check(a) => commands::run_check(a),
+        Command::Config(a) => commands::run_config(a, cli.config.as_deref()),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod config;
+pub mod settings;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -40,6 +41,10 @@ GET /healthz and GET /metrics (Prometheus text) need no token.";
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Read settings from this TOML file instead of /etc/hashsweep/config.toml and the user's
+    /// config directory (keys: the long flags' names; flags win)
+    #[arg(long, global = true, value_name = "PATH", env = "HASHSWEEP_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +65,17 @@ pub enum Command {
     /// Check that --api-url and the API key work, and show the key's budget (one small
     /// request; exit 0 when lookups can be made, 2 otherwise)
     Check(CheckArgs),
+    /// Print the settings in force for a subcommand (from config files, the environment and
+    /// defaults) and where each comes from; never the API key
+    Config(ConfigArgs),
+}
+
+/// `config`: which subcommand's settings to show.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The subcommand whose settings are shown
+    #[arg(value_name = "COMMAND", default_value = "scan")]
+    pub command: String,
 }
 
 /// `check`: how the service is reached, nothing else.
@@ -341,8 +357,16 @@ pub fn command() -> clap::Command {
 }
 
 /// Parse the process's arguments (exits with clap's message and status 2 on a mistake).
+/// Settings from config files become the flags they name (see [`settings`]); a bad config
+/// file is a usage error (status 2).
 pub fn parse() -> Cli {
-    Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit())
+    let cmd = command();
+    let args =
+        settings::with_config_files(&cmd, std::env::args_os().collect()).unwrap_or_else(|e| {
+            eprintln!("hashsweep: error: {e}");
+            std::process::exit(2)
+        });
+    Cli::from_arg_matches(&cmd.get_matches_from(args)).unwrap_or_else(|e| e.exit())
 }
 
 /// Parse `args` (for tests).

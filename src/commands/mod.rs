@@ -3,6 +3,7 @@
 //! share (the key, the client, the report file, the exit status after a signal) is here.
 
 mod check;
+mod config_cmd;
 mod diff;
 mod hash;
 mod interrupt;
@@ -11,6 +12,7 @@ mod scan;
 mod serve;
 
 pub use check::run_check;
+pub use config_cmd::run_config;
 pub use diff::run_diff;
 pub use hash::run_hash;
 pub use lookup::run_lookup;

@@ -357,3 +357,95 @@ fn reports_given_as_hash_lists_or_ecs_as_a_baseline_are_refused_with_the_reason(
         stderr(&out)
     );
 }
+
+/// A config file for scheduled sweeps: its settings are the long flags, flags win, and
+/// `hashsweep config` shows what is in force and where it comes from, never the key or a
+/// password.
+#[test]
+fn a_config_file_sets_flags_the_command_line_overrides_and_config_shows_them() {
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let t = Tree::new();
+    t.file("tree/eicar.com", EICAR);
+    t.file("tree/skip.iso", b"image");
+    let key = t.file("key", KEY.as_bytes());
+    let config = t.file(
+        "config.toml",
+        format!(
+            "api-url = \"{}\"\napikey-file = \"{}\"\nexclude = [\"*.iso\"]\n\
+             [scan]\nformat = \"ndjson\"\n[serve]\nstore = \"redis://:hunter2@10.0.0.5:6379/0\"\n",
+            mock.url(),
+            key.display()
+        )
+        .as_bytes(),
+    );
+    let tree = t.path().join("tree");
+    let out = run(cmd()
+        .env("HASHSWEEP_CONFIG", &config)
+        .arg("scan")
+        .arg(&tree));
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let recs = ndjson(&out);
+    assert_eq!(recs.len(), 1, "*.iso excluded by the file: {recs:?}");
+    assert_eq!(rec(&recs, "eicar.com")["verdict"], "infected");
+
+    // Flags win: --exclude replaces the file's list, --api-url its URL.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = run(cmd()
+        .arg("--config")
+        .arg(&config)
+        .args(["scan", "--exclude", "*.com", "--api-url"])
+        .arg(format!("http://127.0.0.1:{port}"))
+        .arg(&tree));
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let recs = ndjson(&out);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert!(
+        rec(&recs, "skip.iso")["error"]
+            .as_str()
+            .unwrap()
+            .contains("could not connect")
+    );
+
+    let out = run(cmd()
+        .env("HASHSWEEP_CONFIG", &config)
+        .env("METADEFENDER_APIKEY", KEY)
+        .env("HASHSWEEP_LOG", "debug")
+        .arg("config")
+        .arg("serve"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(code(&out), 0, "{text}{}", stderr(&out));
+    let cfg = config.display().to_string();
+    assert!(text.contains(&format!("# read {cfg}")), "{text}");
+    assert!(
+        text.contains(&format!("api-url = \"{}\"  # {cfg}", mock.url())),
+        "{text}"
+    );
+    assert!(
+        text.contains("store = \"redis://:REDACTED@10.0.0.5:6379/0\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("log = \"debug\"  # environment HASHSWEEP_LOG"),
+        "{text}"
+    );
+    assert!(
+        text.contains("listen = \"127.0.0.1:8737\"  # default"),
+        "{text}"
+    );
+    assert!(
+        text.contains("METADEFENDER_APIKEY is set (not shown)"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2") && !text.contains(KEY), "{text}");
+
+    let bad = t.file("bad.toml", b"apikey = \"oops\"\n");
+    let out = run(cmd().arg("--config").arg(&bad).arg("scan").arg(&tree));
+    let err = stderr(&out);
+    assert_eq!(code(&out), 2, "{err}");
+    assert!(err.contains("unknown setting `apikey`"), "{err}");
+    assert!(!err.contains("oops"), "{err}");
+}
