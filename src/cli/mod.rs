@@ -31,7 +31,7 @@ The API key is read from the environment variable METADEFENDER_APIKEY or from
 
 const SERVE_HELP: &str = "\
 Endpoints use it like the service itself, with their own token as the key:
-  METADEFENDER_APIKEY=<endpoint token> hashsweep scan --api-url http://gateway:8737 /
+  METADEFENDER_APIKEY=<endpoint token> hashsweep scan --api-url https://gateway.example.org:8737 /
 The upstream API key is read from METADEFENDER_APIKEY or --apikey-file and never leaves
 the gateway. Endpoint tokens: --tokens FILE, lines `NAME TOKEN` or `NAME sha256:HEX`.
 GET /healthz and GET /metrics (Prometheus text) need no token.";

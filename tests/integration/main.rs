@@ -18,6 +18,7 @@ mod lookup_cmd;
 mod lookups;
 mod msrv;
 mod parsers;
+mod readme;
 mod review;
 mod scan;
 mod secrecy;
