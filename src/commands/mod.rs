@@ -151,7 +151,7 @@ fn write_report(
 /// Refuse an `-o FILE` that cannot be written, before anything is read or asked: its folder
 /// must exist and take a new file (the report is written beside it and renamed), and the path
 /// must not be a folder. Something else that exists there (`/dev/null`, a FIFO) is written to
-/// directly and only needs to open for writing. One line each, the OS's reason once.
+/// directly, and opened only then. One line each, the OS's reason once.
 fn check_output(o: &OutputArgs) -> Result<(), Error> {
     let Some(path) = &o.output else {
         return Ok(());
@@ -164,16 +164,9 @@ fn check_output(o: &OutputArgs) -> Result<(), Error> {
                 path.join("report.ndjson").display()
             )));
         }
-        Ok(m) if !m.is_file() => {
-            return std::fs::OpenOptions::new()
-                .write(true)
-                .open(path)
-                .map(drop)
-                .map_err(|source| Error::Output {
-                    path: path.clone(),
-                    source: bare_os_error(source),
-                });
-        }
+        // Opened only when the report is written: opening a FIFO now would wait for its
+        // reader.
+        Ok(m) if !m.is_file() => return Ok(()),
         _ => {}
     }
     let dir = report_dir(path);

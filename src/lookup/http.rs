@@ -657,18 +657,25 @@ impl HttpClient {
         .iter()
         .any(|w| why.contains(w));
         let (whole, brief) = if tls {
-            let fix = if why.contains("InvalidContentType") || why.contains("corrupt message") {
-                "The server there does not speak TLS: if it is a plain-http service (a stand-in \
-                 or a gateway on loopback), use http:// in --api-url"
-            } else {
-                "Check the server's certificate (--ca-cert PEM for a private CA) and the host \
-                 name in --api-url"
-            };
+            let (fix, brief) =
+                if why.contains("InvalidContentType") || why.contains("corrupt message") {
+                    (
+                        "The server there does not speak TLS: if it is a plain-http service (a \
+                     stand-in or a gateway on loopback), use http:// in --api-url",
+                        "the --api-url does not speak TLS (use http://)",
+                    )
+                } else {
+                    (
+                        "Check the server's certificate (--ca-cert PEM for a private CA) and the \
+                     host name in --api-url",
+                        "TLS: the --api-url's certificate is not trusted (see --ca-cert)",
+                    )
+                };
             (
                 format!(
                     "could not make a TLS connection to {url} ({why}); no lookups were sent. {fix}"
                 ),
-                "could not make a TLS connection to the --api-url",
+                brief,
             )
         } else {
             (

@@ -171,7 +171,7 @@ fn tls_to_a_plain_http_port_says_to_use_http() {
         took,
         &url,
         &["does not speak TLS", "use http://"],
-        "could not make a TLS connection to the --api-url",
+        "the --api-url does not speak TLS (use http://)",
     );
     assert!(stderr(&out).contains("0 requests sent"), "{}", stderr(&out));
 }
