@@ -103,6 +103,11 @@ pub struct ClientConfig {
     pub throttle_base: Duration,
     /// The longest single wait after a throttle ([`THROTTLE_CAP`]).
     pub throttle_cap: Duration,
+    /// Stop at the first request when it shows the endpoint is wrong (nothing listening, no
+    /// TLS there, a web page), before the service has answered anything: right for a run
+    /// someone waits on; a long-running gateway retries instead, as its upstream may come up
+    /// later.
+    pub stop_on_wrong_endpoint: bool,
 }
 
 impl ClientConfig {
@@ -120,6 +125,7 @@ impl ClientConfig {
             ca_cert: None,
             throttle_base: THROTTLE_BASE,
             throttle_cap: THROTTLE_CAP,
+            stop_on_wrong_endpoint: true,
         }
     }
 }
@@ -505,7 +511,8 @@ impl HttpClient {
             }
         };
         // A 5xx page may be a proxy's passing trouble in front of the right service: retried.
-        if !self.reached.load(Ordering::Relaxed)
+        if self.cfg.stop_on_wrong_endpoint
+            && !self.reached.load(Ordering::Relaxed)
             && !status.is_server_error()
             && looks_like_html(&body)
         {
@@ -629,7 +636,10 @@ impl HttpClient {
     /// `--connect-timeout`) stops the run at once with what to check, instead of five retries
     /// behind a spinner. Once the service has answered, the same failures are retried.
     fn wrong_endpoint(&self, e: &reqwest::Error, why: &str) -> Option<Attempt> {
-        if self.reached.load(Ordering::Relaxed) || !e.is_connect() {
+        if !self.cfg.stop_on_wrong_endpoint
+            || self.reached.load(Ordering::Relaxed)
+            || !e.is_connect()
+        {
             return None;
         }
         let url = shown_url(&self.endpoint);
@@ -1451,6 +1461,31 @@ mod tests {
         assert!(forbidden(None, "x").contains("forbade"));
         for code in 403000..=403004 {
             assert!(forbidden(Some(code), "x").contains("no further lookups"));
+        }
+    }
+
+    /// Nothing listening: a run stops at the first request and says so once; a gateway's
+    /// upstream (`stop_on_wrong_endpoint: false`) only fails that batch and tries again.
+    #[test]
+    fn a_refused_connection_halts_a_run_but_not_a_gateway_upstream() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let batch = LookupBatch {
+            id: 1,
+            digests: vec![Digest::Sha256([7; 32])],
+        };
+        for stop in [true, false] {
+            let mut c = cfg(&format!("http://127.0.0.1:{port}"));
+            c.retries = 0;
+            c.stop_on_wrong_endpoint = stop;
+            let client = HttpClient::new(c).unwrap();
+            let out = client.lookup(&batch);
+            assert!(matches!(&out[0].1, Err(LookupError::Transport(_))), "{out:?}");
+            assert_eq!(client.halted().is_some(), stop, "{:?}", client.halted());
+            assert_eq!(client.stats().requests, 0, "nothing was sent");
         }
     }
 
