@@ -1483,7 +1483,10 @@ mod tests {
             c.stop_on_wrong_endpoint = stop;
             let client = HttpClient::new(c).unwrap();
             let out = client.lookup(&batch);
-            assert!(matches!(&out[0].1, Err(LookupError::Transport(_))), "{out:?}");
+            assert!(
+                matches!(&out[0].1, Err(LookupError::Transport(_))),
+                "{out:?}"
+            );
             assert_eq!(client.halted().is_some(), stop, "{:?}", client.halted());
             assert_eq!(client.stats().requests, 0, "nothing was sent");
         }

@@ -345,3 +345,33 @@ fn help_lists_the_exit_statuses_and_serve_help_uses_https() {
         .expect("an endpoint example");
     assert!(example.contains("--api-url https://"), "{example}");
 }
+
+/// The README's example config file is accepted as written, and `hashsweep config` shows its
+/// settings coming from it.
+#[test]
+fn the_example_config_file_is_valid() {
+    let text = readme();
+    let start = text
+        .find("```toml\n# /etc/hashsweep/config.toml")
+        .expect("the example config file")
+        + 8;
+    let body = &text[start..start + text[start..].find("\n```").expect("closed")];
+    let t = Tree::new();
+    let file = t.file("config.toml", body.as_bytes());
+    let out = run(cmd().arg("--config").arg(&file).arg("config"));
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(code(&out), 0, "{shown}{}", stderr(&out));
+    let from = format!("  # {}", file.display());
+    assert!(
+        shown.contains(&format!("one-file-system = true{from}")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("max-size = \"2G\"{from}")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("apikey-file = \"/etc/hashsweep/key\"{from}")),
+        "{shown}"
+    );
+}
