@@ -43,7 +43,8 @@ pub struct Setting {
 }
 
 /// The config files to read: `--config`'s alone when given, else those of the default
-/// places that exist.
+/// places that exist. A default file this user may not read (root's, mode 600) is a warning,
+/// not a reason to refuse every command.
 pub fn config_paths(given: Option<&Path>) -> Vec<PathBuf> {
     if let Some(p) = given {
         return vec![p.to_path_buf()];
@@ -52,7 +53,17 @@ pub fn config_paths(given: Option<&Path>) -> Vec<PathBuf> {
         .map(|d| d.config_dir().join("config.toml"));
     std::iter::once(PathBuf::from(SYSTEM_CONFIG))
         .chain(user)
-        .filter(|p| p.exists())
+        .filter(|p| match std::fs::File::open(p) {
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => {
+                eprintln!(
+                    "hashsweep: warning: not reading the config file {}: {e}",
+                    p.display()
+                );
+                false
+            }
+        })
         .collect()
 }
 
