@@ -227,6 +227,8 @@ pub enum SpecialKind {
     OwnCache,
     /// A hash-set index hashsweep keeps beside its cache.
     OwnIndex,
+    /// The report this run writes (`-o`), or a temp file of one being written.
+    OwnReport,
     Other,
 }
 
@@ -241,6 +243,7 @@ impl SpecialKind {
             SpecialKind::DanglingSymlink => "dangling symlink: target does not exist",
             SpecialKind::OwnCache => "hashsweep's own cache: not read",
             SpecialKind::OwnIndex => "hashsweep's own hash-set index (beside its cache): not read",
+            SpecialKind::OwnReport => "hashsweep's own report (-o): not read",
             SpecialKind::Other => "not a regular file",
         }
     }

@@ -16,6 +16,8 @@ fn main() -> ExitCode {
         Command::Lookup(a) => commands::run_lookup(a),
         Command::Diff(a) => commands::run_diff(a),
         Command::Serve(a) => commands::run_serve(*a),
+        Command::Check(a) => commands::run_check(a),
+        Command::Config(a) => commands::run_config(a, cli.config.as_deref()),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod config;
+pub mod settings;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -38,7 +39,7 @@ The API key is read from the environment variable METADEFENDER_APIKEY or from
 
 const SERVE_HELP: &str = "\
 Endpoints use it like the service itself, with their own token as the key:
-  METADEFENDER_APIKEY=<endpoint token> hashsweep scan --api-url http://gateway:8737 /
+  METADEFENDER_APIKEY=<endpoint token> hashsweep scan --api-url https://gateway.example.org:8737 /
 The upstream API key is read from METADEFENDER_APIKEY or --apikey-file and never leaves
 the gateway. Endpoint tokens: --tokens FILE, lines `NAME TOKEN` or `NAME sha256:HEX`.
 GET /healthz and GET /metrics (Prometheus text) need no token.";
@@ -50,6 +51,10 @@ pub struct Cli {
     pub command: Command,
     #[command(flatten)]
     pub ui: UiArgs,
+    /// Read settings from this TOML file instead of /etc/hashsweep/config.toml and the user's
+    /// config directory (keys: the long flags' names; flags win)
+    #[arg(long, global = true, value_name = "PATH", env = "HASHSWEEP_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 /// What is said on stderr while a command runs (every subcommand).
@@ -82,6 +87,27 @@ pub enum Command {
     /// Run a lookup gateway for a fleet: holds the API key, shares verdicts, speaks /v4/hash
     #[command(after_help = SERVE_HELP)]
     Serve(Box<ServeArgs>),
+    /// Check that --api-url and the API key work, and show the key's budget (one small
+    /// request; exit 0 when lookups can be made, 2 otherwise)
+    Check(CheckArgs),
+    /// Print the settings in force for a subcommand (from config files, the environment and
+    /// defaults) and where each comes from; never the API key
+    Config(ConfigArgs),
+}
+
+/// `config`: which subcommand's settings to show.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The subcommand whose settings are shown
+    #[arg(value_name = "COMMAND", default_value = "scan")]
+    pub command: String,
+}
+
+/// `check`: how the service is reached, nothing else.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
 }
 
 /// How the tree is walked (shared by `scan` and `hash`).
@@ -389,11 +415,20 @@ pub fn command() -> clap::Command {
         .mut_subcommand("scan", |c| ttls(patience(c, Patience::ENDPOINT)))
         .mut_subcommand("lookup", |c| patience(c, Patience::ENDPOINT))
         .mut_subcommand("serve", |c| ttls(patience(c, UPSTREAM)))
+        .mut_subcommand("check", |c| patience(c, Patience::CHECK))
 }
 
 /// Parse the process's arguments (exits with clap's message and status 2 on a mistake).
+/// Settings from config files become the flags they name (see [`settings`]); a bad config
+/// file is a usage error (status 2).
 pub fn parse() -> Cli {
-    Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit())
+    let cmd = command();
+    let args =
+        settings::with_config_files(&cmd, std::env::args_os().collect()).unwrap_or_else(|e| {
+            eprintln!("hashsweep: error: {e}");
+            std::process::exit(2)
+        });
+    Cli::from_arg_matches(&cmd.get_matches_from(args)).unwrap_or_else(|e| e.exit())
 }
 
 /// Parse `args` (for tests).

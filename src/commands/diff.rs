@@ -5,6 +5,7 @@ use super::*;
 /// `hashsweep diff OLD NEW`: exit 0 when nothing changed, 1 when something did, 2 on trouble.
 pub fn run_diff(a: DiffArgs) -> Result<u8, Error> {
     refuse_ecs(&a.output, "diff")?;
+    check_output(&a.output)?;
     let d = diff(&a.old, &a.new)?;
     warn_bad(&d.old_bad);
     warn_bad(&d.new_bad);

@@ -1,12 +1,22 @@
 //! Ctrl-C and SIGTERM. The first signal sets the run's stop flag: the walk stops, reads are
 //! abandoned between blocks, no new request is sent, and the report is written for what is
-//! known. A second signal exits at once.
+//! known. A second signal says it is stopping now and exits at once.
 
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
+
+/// What a second signal says as it ends the process (written from the signal handler, so a
+/// static text).
+fn stopping_now(sig: i32) -> &'static [u8] {
+    if sig == SIGTERM {
+        b"\nhashsweep: second SIGTERM: stopping now, without finishing the report\n"
+    } else {
+        b"\nhashsweep: second SIGINT (Ctrl-C): stopping now, without finishing the report\n"
+    }
+}
 
 /// The stop flag, and which signal set it.
 pub struct Interrupt {
@@ -20,9 +30,21 @@ impl Interrupt {
         let flag = Arc::new(AtomicBool::new(false));
         let signal = Arc::new(AtomicUsize::new(0));
         for sig in [SIGINT, SIGTERM] {
+            let first = Arc::clone(&flag);
+            let said = stopping_now(sig);
             // Registered first, so it sees the flag as it was before this signal: a second
-            // signal finds it set and exits with 128 + signal number.
-            signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&flag))?;
+            // signal finds it set, says so and exits with 128 + signal number.
+            let second = move || {
+                if first.load(Ordering::SeqCst) {
+                    // SAFETY: write(2) on fd 2 from a static buffer is async-signal-safe; a
+                    // failed write is ignored.
+                    let _ = unsafe { libc::write(2, said.as_ptr().cast(), said.len()) };
+                    signal_hook::low_level::exit(128 + sig);
+                }
+            };
+            // SAFETY: the action is async-signal-safe: it loads an atomic, calls write(2)
+            // and _exit(2), and neither allocates nor takes a lock.
+            unsafe { signal_hook::low_level::register(sig, second) }?;
             signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize)?;
             signal_hook::flag::register(sig, Arc::clone(&flag))?;
         }

@@ -5,6 +5,7 @@ use super::*;
 /// `hashsweep lookup`
 pub fn run_lookup(a: LookupArgs) -> Result<u8, Error> {
     refuse_ecs(&a.output, "lookup")?;
+    check_output(&a.output)?;
     let mut listed: Vec<ListedHash> = Vec::new();
     let mut bad = 0u64;
     let mut take = |line: &[u8], where_: String| match parse_line(line) {

@@ -2,6 +2,8 @@
 //! writes the report, and returns the process exit status (0, 1 or 2; see `cli`). What they
 //! share (the key, the client, the report file, the exit status after a signal) is here.
 
+mod check;
+mod config_cmd;
 mod diff;
 mod hash;
 mod interrupt;
@@ -9,6 +11,8 @@ mod lookup;
 mod scan;
 mod serve;
 
+pub use check::run_check;
+pub use config_cmd::run_config;
 pub use diff::run_diff;
 pub use hash::run_hash;
 pub use lookup::run_lookup;
@@ -277,18 +281,110 @@ fn write_report(
             .map_err(fail)?;
         return emit(&mut f).map_err(fail);
     }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
-        .prefix(".hashsweep-report.")
-        .tempfile_in(dir)
-        .map_err(fail)?;
+        .prefix(REPORT_TEMP_PREFIX)
+        .tempfile_in(report_dir(path))
+        .map_err(|e| fail(bare_os_error(e)))?;
     emit(tmp.as_file_mut()).map_err(fail)?;
     tmp.as_file().sync_all().map_err(fail)?;
-    tmp.persist(path).map_err(|e| fail(e.error))?;
+    tmp.persist(path)
+        .map_err(|e| fail(bare_os_error(e.error)))?;
     Ok(())
+}
+
+/// Refuse an `-o FILE` that cannot be written, before anything is read or asked: its folder
+/// must exist and take a new file (the report is written beside it and renamed), and the path
+/// must not be a folder. Something else that exists there (`/dev/null`, a FIFO) is written to
+/// directly, and opened only then. One line each, the OS's reason once.
+fn check_output(o: &OutputArgs) -> Result<(), Error> {
+    let Some(path) = &o.output else {
+        return Ok(());
+    };
+    let shown = path.display();
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => {
+            return Err(Error::Usage(format!(
+                "-o {shown} is a folder; name a file in it, e.g. -o {}",
+                path.join("report.ndjson").display()
+            )));
+        }
+        // Opened only when the report is written: opening a FIFO now would wait for its
+        // reader.
+        Ok(m) if !m.is_file() => return Ok(()),
+        _ => {}
+    }
+    let dir = report_dir(path);
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(Error::Usage(format!(
+                "-o {shown}: the folder {} does not exist (create it first)",
+                dir.display()
+            )));
+        }
+        Ok(m) if !m.is_dir() => {
+            return Err(Error::Usage(format!(
+                "-o {shown}: {} is not a folder",
+                dir.display()
+            )));
+        }
+        _ => {}
+    }
+    // A file of the temp file's kind, made and removed now (not through tempfile, whose
+    // error text repeats the path).
+    let probe = dir.join(format!("{REPORT_TEMP_PREFIX}probe-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(|source| Error::Output {
+            path: path.clone(),
+            source,
+        })?;
+    std::fs::remove_file(&probe).map_err(|source| Error::Output {
+        path: path.clone(),
+        source,
+    })
+}
+
+/// The temp file a report is written to before it is renamed into place.
+const REPORT_TEMP_PREFIX: &str = ".hashsweep-report.";
+
+/// The folder `-o FILE` is written in.
+fn report_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// An OS error without the path tempfile adds to its text (`... at path "/x/.tmpAbC"`): the
+/// caller names the report's path, and the reason is said once.
+fn bare_os_error(e: io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None if e.get_ref().is_some() => io::Error::from(e.kind()),
+        None => e,
+    }
+}
+
+/// What the walk must leave unread so that a report written inside the swept tree (`-o`) is
+/// not read as one of its files: the report and the temp files it is written through, listed
+/// as skipped. `None` without `-o` or when its folder cannot be identified.
+fn own_report_rule(o: &OutputArgs) -> Option<SkipRule> {
+    use hashsweep::file::NamePattern;
+    let path = o.output.as_ref()?;
+    let name = path.file_name()?;
+    let dir = hashsweep::file::file_id(report_dir(path)).ok()?;
+    Some(SkipRule {
+        dir,
+        names: vec![
+            (NamePattern::Is(name.to_os_string()), SpecialKind::OwnReport),
+            (
+                NamePattern::Around(REPORT_TEMP_PREFIX.into(), "".into()),
+                SpecialKind::OwnReport,
+            ),
+        ],
+        files: Vec::new(),
+    })
 }
 
 fn print_halt(client: Option<&Arc<HttpClient>>) {

@@ -65,6 +65,7 @@ fn open_cache(c: &CacheArgs, details: bool) -> Option<(Arc<Cache>, SkipRule)> {
 /// `hashsweep scan`
 pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
     let started = SystemTime::now();
+    check_output(&a.output)?;
     let mut baseline = match &a.baseline {
         Some(p) => Some(load_baseline(p)?),
         None => None,
@@ -93,6 +94,7 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
     };
     let mut walk = config::walk_options(&a.walk);
     walk.skip.extend(own_files);
+    walk.skip.extend(own_report_rule(&a.output));
     let cfg = ScanConfig {
         roots,
         walk,

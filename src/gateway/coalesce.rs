@@ -78,6 +78,11 @@ pub const HALT_RETRY: Duration = Duration::from_secs(10 * 60);
 
 impl Upstream {
     pub fn new(cfg: ClientConfig) -> Result<Upstream, crate::lookup::http::ClientError> {
+        // An upstream that is not up yet when the gateway starts is retried, not halted.
+        let cfg = ClientConfig {
+            stop_on_wrong_endpoint: false,
+            ..cfg
+        };
         let plain = HttpClient::new(ClientConfig {
             details: false,
             ..cfg.clone()

@@ -43,6 +43,14 @@ pub enum HashSetError {
         line: u64,
         reason: String,
     },
+    /// A JSON file (a hashsweep report, most likely): no hash list is JSON, and a report says
+    /// what was found, not what to trust, so it is refused rather than read for its digests.
+    #[error(
+        "{path} is {what}, not a hash list: a report lists what was found, not what to trust. \
+         To use the digests of its clean files: jq -r 'select(.verdict == \"clean\") | .sha256' \
+         REPORT.ndjson > good.sha256"
+    )]
+    Report { path: PathBuf, what: &'static str },
 }
 
 /// The layout a hash list was recognised as.
@@ -593,6 +601,30 @@ impl Stamp {
     }
 }
 
+/// What a JSON file given as a hash list is (`None`: not JSON), from its first 4 KiB (read at
+/// offset 0, leaving the file's position alone): a hashsweep report, an ECS report, or JSON.
+fn json_kind(file: &File) -> Option<&'static str> {
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; 4096];
+    let n = file.read_at(&mut head, 0).ok()?;
+    let head = &head[..n];
+    let head = head
+        .strip_prefix(b"\xEF\xBB\xBF")
+        .unwrap_or(head)
+        .trim_ascii_start();
+    if !matches!(head.first(), Some(b'{' | b'[')) {
+        return None;
+    }
+    let has = |key: &[u8]| head.windows(key.len()).any(|w| w == key);
+    Some(if has(br#""ecs":"#) {
+        "an ECS report (hashsweep scan --format ecs)"
+    } else if has(br#""verdict":"#) || has(br#""records":"#) {
+        "a hashsweep report"
+    } else {
+        "a JSON file"
+    })
+}
+
 fn load_source(path: &Path, index_dir: Option<&Path>) -> Result<(Table, SourceInfo), HashSetError> {
     let open_err = |source| HashSetError::Open {
         path: path.to_path_buf(),
@@ -600,6 +632,14 @@ fn load_source(path: &Path, index_dir: Option<&Path>) -> Result<(Table, SourceIn
     };
     let file = File::open(path).map_err(open_err)?;
     let meta = file.metadata().map_err(open_err)?;
+    if meta.is_file()
+        && let Some(what) = json_kind(&file)
+    {
+        return Err(HashSetError::Report {
+            path: path.to_path_buf(),
+            what,
+        });
+    }
     let slot = match index_dir {
         // Only regular files have a size and mtime that say whether the content changed.
         Some(dir) if meta.is_file() => {

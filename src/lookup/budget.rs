@@ -22,6 +22,28 @@ pub struct Budget {
     pub resets_at: Option<SystemTime>,
 }
 
+impl Budget {
+    /// For a person, e.g. `limit 4 000 a day, 3 999 remaining, resets 2026-12-02 14:02 UTC
+    /// (in 15h 40m)` (`hashsweep check`).
+    pub fn human(&self, now: SystemTime) -> String {
+        let mut s = match self.limit {
+            Some(l) => format!("limit {} a day, ", group(l)),
+            None => "limit not stated, ".to_string(),
+        };
+        s.push_str(&format!("{} remaining", group(self.remaining)));
+        if let Some(t) = self.resets_at {
+            let left = t.duration_since(now).unwrap_or_default();
+            let left = Duration::from_secs(left.as_secs() / 60 * 60);
+            s.push_str(&format!(
+                ", resets {} (in {})",
+                utc_minute(unix_secs(t)),
+                humantime::format_duration(left.max(Duration::from_secs(60)))
+            ));
+        }
+        s
+    }
+}
+
 /// What a run did with its budget; printed as the plan line and kept in the JSON summary.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Plan {

@@ -66,6 +66,14 @@ impl Patience {
         max_wait: Duration::from_secs(600),
         timeout: Duration::from_secs(60),
     };
+
+    /// `check`: one small request, and a person waiting for its answer.
+    pub const CHECK: Patience = Patience {
+        batch_wait: Duration::ZERO,
+        retries: 1,
+        max_wait: Duration::from_secs(10),
+        timeout: Duration::from_secs(30),
+    };
 }
 
 /// Everything the client needs to know.
@@ -95,6 +103,11 @@ pub struct ClientConfig {
     pub throttle_base: Duration,
     /// The longest single wait after a throttle ([`THROTTLE_CAP`]).
     pub throttle_cap: Duration,
+    /// Stop at the first request when it shows the endpoint is wrong (nothing listening, no
+    /// TLS there, a web page), before the service has answered anything: right for a run
+    /// someone waits on; a long-running gateway retries instead, as its upstream may come up
+    /// later.
+    pub stop_on_wrong_endpoint: bool,
 }
 
 impl ClientConfig {
@@ -112,6 +125,7 @@ impl ClientConfig {
             ca_cert: None,
             throttle_base: THROTTLE_BASE,
             throttle_cap: THROTTLE_CAP,
+            stop_on_wrong_endpoint: true,
         }
     }
 }
@@ -176,8 +190,13 @@ pub struct HttpClient {
     cfg: ClientConfig,
     /// Nobody sends before this instant (set by throttles).
     pause_until: Mutex<Option<Instant>>,
-    /// Once set, nothing more is sent; every batch gets this reason.
-    stopped: Mutex<Option<LookupError>>,
+    /// Once set, nothing more is sent: why (whole), and what every later batch's records
+    /// say (short).
+    stopped: Mutex<Option<(LookupError, LookupError)>>,
+    /// Whether the service has answered any request in its API's terms: until then a
+    /// failure that shows the endpoint is wrong (nothing listening, no TLS, a web page)
+    /// stops the run at once instead of being retried.
+    reached: std::sync::atomic::AtomicBool,
     /// With `--rate`, the earliest start of the next request.
     next_slot: Mutex<Option<Instant>>,
     /// How many requests may be in flight at once, lowered by throttles.
@@ -215,8 +234,10 @@ enum Attempt {
     TooMany,
     /// 400: the batch itself was refused.
     BadRequest(Reason),
-    /// Stop the whole run's lookups.
-    Fatal(LookupError),
+    /// Stop the whole run's lookups: the whole reason (said once, by the caller that shows
+    /// [`ReputationClient::halted`]) and, if it is long, the few words each digest's record
+    /// gets instead.
+    Fatal(LookupError, Option<&'static str>),
 }
 
 impl HttpClient {
@@ -278,6 +299,7 @@ impl HttpClient {
             cfg,
             pause_until: Mutex::new(None),
             stopped: Mutex::new(None),
+            reached: std::sync::atomic::AtomicBool::new(false),
             next_slot: Mutex::new(None),
             flight: Flight::default(),
             requests: AtomicU64::new(0),
@@ -317,7 +339,12 @@ impl HttpClient {
     }
 
     fn stopped_reason(&self) -> Option<LookupError> {
-        lock(&self.stopped).clone()
+        lock(&self.stopped).as_ref().map(|(whole, _)| whole.clone())
+    }
+
+    /// What the records of digests not asked after a stop say.
+    fn stopped_brief(&self) -> Option<LookupError> {
+        lock(&self.stopped).as_ref().map(|(_, brief)| brief.clone())
     }
 
     /// The lowest `x-ratelimit-remaining` of the current window, if the service sent one.
@@ -338,7 +365,11 @@ impl HttpClient {
     }
 
     fn stop(&self, why: &LookupError) {
-        lock(&self.stopped).get_or_insert_with(|| why.clone());
+        self.stop_briefly(why, why);
+    }
+
+    fn stop_briefly(&self, why: &LookupError, brief: &LookupError) {
+        lock(&self.stopped).get_or_insert_with(|| (why.clone(), brief.clone()));
     }
 
     /// Sleep until the shared throttle pause is over; how long that was.
@@ -427,19 +458,24 @@ impl HttpClient {
     }
 
     fn attempt(&self, digests: &[Digest], share: &Cell<u64>) -> Attempt {
-        self.requests.fetch_add(1, Ordering::Relaxed);
         let sent = self
             .http
             .post(self.endpoint.clone())
             .headers(self.headers.clone())
             .body(protocol::request_body(digests))
             .send();
+        // A request that never got a connection was not sent.
+        if !sent.as_ref().is_err_and(|e| e.is_connect()) {
+            self.requests.fetch_add(1, Ordering::Relaxed);
+        }
         let resp = match sent {
             Ok(r) => r,
             Err(e) => {
-                return Attempt::Retry(LookupError::Transport(
-                    self.scrub(&describe_reqwest(&e)).into(),
-                ));
+                let why = self.scrub(&describe_reqwest(&e));
+                if let Some(fatal) = self.wrong_endpoint(&e, &why) {
+                    return fatal;
+                }
+                return Attempt::Retry(LookupError::Transport(why.into()));
             }
         };
         let status = resp.status();
@@ -453,14 +489,17 @@ impl HttpClient {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("?")
                 .to_string();
-            return Attempt::Fatal(LookupError::Transport(
-                self.scrub(&format!(
-                    "the service answered HTTP {} (redirect to {to}); redirects are not followed, since the API key \
-                     would go with them. Use the final URL as --api-url",
-                    status.as_u16()
-                ))
-                .into(),
-            ));
+            return Attempt::Fatal(
+                LookupError::Transport(
+                    self.scrub(&format!(
+                        "the service answered HTTP {} (redirect to {to}); redirects are not followed, since the API key \
+                         would go with them. Use the final URL as --api-url",
+                        status.as_u16()
+                    ))
+                    .into(),
+                ),
+                Some("redirected by the service (not followed)"),
+            );
         }
         let body = match read_body(resp) {
             Ok(b) => b,
@@ -471,9 +510,30 @@ impl HttpClient {
                 ));
             }
         };
+        // A 5xx page may be a proxy's passing trouble in front of the right service: retried.
+        if self.cfg.stop_on_wrong_endpoint
+            && !self.reached.load(Ordering::Relaxed)
+            && !status.is_server_error()
+            && looks_like_html(&body)
+        {
+            return Attempt::Fatal(
+                LookupError::Transport(
+                    self.scrub(&format!(
+                        "{} answered HTTP {} with an HTML page, not the MetaDefender API, so no further \
+                         lookups were sent. --api-url names a web server or a proxy, not the service: it \
+                         is the service's base URL without /v4 (for example {DEFAULT_API_URL})",
+                        shown_url(&self.endpoint),
+                        status.as_u16()
+                    ))
+                    .into(),
+                ),
+                Some("the --api-url answered with an HTML page, not the API"),
+            );
+        }
         if status == StatusCode::OK {
             return match parse_answer(&body, digests) {
                 Ok(out) => {
+                    self.reached.store(true, Ordering::Relaxed);
                     self.note_quota(rate.remaining, rate.reset_in);
                     // Error reasons quote the server's values; the key must not ride along.
                     Attempt::Done(
@@ -489,6 +549,9 @@ impl HttpClient {
             };
         }
         let err = parse_error(&body);
+        if err.code.is_some() {
+            self.reached.store(true, Ordering::Relaxed);
+        }
         let what = self.scrub(&format!(
             "HTTP {}{}{}",
             status.as_u16(),
@@ -502,17 +565,23 @@ impl HttpClient {
         match status.as_u16() {
             401 => Attempt::Fatal(LookupError::KeyRefused(format!(
                 "the API key was refused ({what}); no further lookups were sent. Check METADEFENDER_APIKEY or --apikey-file"
-            ).into())),
-            403 => Attempt::Fatal(LookupError::KeyRefused(forbidden(err.code, &what).into())),
-            404 => Attempt::Fatal(LookupError::Transport(
-                self.scrub(&format!(
-                    "{} answered {what}: there is no such endpoint, so no further lookups were sent. \
-                     --api-url is the service's base URL without /v4 (for example {DEFAULT_API_URL}); \
-                     hashsweep adds /v4/hash",
-                    shown_url(&self.endpoint)
-                ))
-                .into(),
-            )),
+            ).into()), Some(KEY_REFUSED)),
+            403 => Attempt::Fatal(
+                LookupError::KeyRefused(forbidden(err.code, &what).into()),
+                Some(forbidden_brief(err.code)),
+            ),
+            404 => Attempt::Fatal(
+                LookupError::Transport(
+                    self.scrub(&format!(
+                        "{} answered {what}: there is no such endpoint, so no further lookups were sent. \
+                         --api-url is the service's base URL without /v4 (for example {DEFAULT_API_URL}); \
+                         hashsweep adds /v4/hash",
+                        shown_url(&self.endpoint)
+                    ))
+                    .into(),
+                ),
+                Some("no such endpoint at --api-url (HTTP 404)"),
+            ),
             429 => {
                 self.throttled.fetch_add(1, Ordering::Relaxed);
                 let left = rate.remaining.and_then(|r| usize::try_from(r).ok());
@@ -540,7 +609,7 @@ impl HttpClient {
                                 .into(),
                             );
                             self.stop_for_quota(&why, reset);
-                            Attempt::Fatal(why)
+                            Attempt::Fatal(why, None)
                         }
                     }
                 } else {
@@ -562,6 +631,78 @@ impl HttpClient {
         }
     }
 
+    /// Before the service has answered anything, a failure to connect that shows the endpoint
+    /// is wrong (nothing listening, no such host, no TLS there, nothing answering within
+    /// `--connect-timeout`) stops the run at once with what to check, instead of five retries
+    /// behind a spinner. Once the service has answered, the same failures are retried.
+    fn wrong_endpoint(&self, e: &reqwest::Error, why: &str) -> Option<Attempt> {
+        if !self.cfg.stop_on_wrong_endpoint
+            || self.reached.load(Ordering::Relaxed)
+            || !e.is_connect()
+        {
+            return None;
+        }
+        let url = shown_url(&self.endpoint);
+        if e.is_timeout() {
+            return Some(Attempt::Fatal(
+                LookupError::Transport(
+                    format!(
+                        "could not connect to {url} within --connect-timeout {}s ({why}); no \
+                         lookups were sent. Check the host and port of --api-url, and that a \
+                         firewall or proxy lets the connection through",
+                        self.cfg.connect_timeout.as_secs()
+                    )
+                    .into(),
+                ),
+                Some("could not connect to the --api-url (timed out)"),
+            ));
+        }
+        let tls = [
+            "InvalidContentType",
+            "corrupt message",
+            "tls",
+            "TLS",
+            "certificate",
+        ]
+        .iter()
+        .any(|w| why.contains(w));
+        let (whole, brief) = if tls {
+            let (fix, brief) =
+                if why.contains("InvalidContentType") || why.contains("corrupt message") {
+                    (
+                        "The server there does not speak TLS: if it is a plain-http service (a \
+                     stand-in or a gateway on loopback), use http:// in --api-url",
+                        "the --api-url does not speak TLS (use http://)",
+                    )
+                } else {
+                    (
+                        "Check the server's certificate (--ca-cert PEM for a private CA) and the \
+                     host name in --api-url",
+                        "TLS: the --api-url's certificate is not trusted (see --ca-cert)",
+                    )
+                };
+            (
+                format!(
+                    "could not make a TLS connection to {url} ({why}); no lookups were sent. {fix}"
+                ),
+                brief,
+            )
+        } else {
+            (
+                format!(
+                    "could not connect to {url} ({why}); no lookups were sent. Is the service \
+                     running there, and are the host and port of --api-url right? (--api-url is \
+                     the service's base URL, for example {DEFAULT_API_URL})"
+                ),
+                "could not connect to the --api-url",
+            )
+        };
+        Some(Attempt::Fatal(
+            LookupError::Transport(whole.into()),
+            Some(brief),
+        ))
+    }
+
     /// Look up `digests`, retrying and splitting as needed. Always one outcome per digest.
     fn lookup_digests(&self, batch_id: u64, digests: &[Digest]) -> Vec<(Digest, HashOutcome)> {
         let mut done: Vec<(Digest, HashOutcome)> = Vec::with_capacity(digests.len());
@@ -577,7 +718,7 @@ impl HttpClient {
                 done.extend(pending.iter().map(|d| (*d, Err(why.clone()))));
             };
         while !pending.is_empty() {
-            if let Some(why) = self.stopped_reason() {
+            if let Some(why) = self.stopped_brief() {
                 let why = why.map_message(|m| format!("not looked up: {m}"));
                 fail_all(&pending, &mut done, why);
                 break;
@@ -631,9 +772,13 @@ impl HttpClient {
                         );
                     }
                 }
-                Attempt::Fatal(why) => {
-                    self.stop(&why);
-                    fail_all(&pending, &mut done, why);
+                Attempt::Fatal(why, brief) => {
+                    let brief = brief.map_or_else(
+                        || why.clone(),
+                        |b| why.clone().map_message(|_| b.to_string()),
+                    );
+                    self.stop_briefly(&why, &brief);
+                    fail_all(&pending, &mut done, brief);
                     break;
                 }
                 // Once: the next round asks only what the refusal said is left.
@@ -802,6 +947,20 @@ impl HttpClient {
                 reset,
             ),
         }
+    }
+}
+
+/// What each record says after a 401 (the whole reason is said once, in the summary).
+pub const KEY_REFUSED: &str = "API key refused";
+
+/// What each record says after a 403, by sub-code: the few words of [`forbidden`].
+fn forbidden_brief(code: Option<i64>) -> &'static str {
+    match code {
+        Some(403001) => "API key refused: it does not match the resource",
+        Some(403002) => "this IP address is blocked by the service for abuse",
+        Some(403003) => "API key refused: no privilege for the bulk hash lookup",
+        Some(403004) => "this IP address is not on the API key's allow list",
+        _ => "lookup forbidden by the service (HTTP 403)",
     }
 }
 
@@ -1077,6 +1236,25 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
     msg
 }
 
+/// An HTML page (a web server's index, a proxy's or a portal's error page) where the API's
+/// JSON was expected.
+fn looks_like_html(body: &[u8]) -> bool {
+    let head = body.trim_ascii_start();
+    let head = &head[..head.len().min(64)];
+    head.first() == Some(&b'<')
+        && [
+            &b"<!doctype html"[..],
+            b"<html",
+            b"<head",
+            b"<body",
+            b"<title",
+            b"<h1",
+            b"<?xml",
+        ]
+        .iter()
+        .any(|tag| head.len() >= tag.len() && head[..tag.len()].eq_ignore_ascii_case(tag))
+}
+
 fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
@@ -1303,6 +1481,34 @@ mod tests {
         }
     }
 
+    /// Nothing listening: a run stops at the first request and says so once; a gateway's
+    /// upstream (`stop_on_wrong_endpoint: false`) only fails that batch and tries again.
+    #[test]
+    fn a_refused_connection_halts_a_run_but_not_a_gateway_upstream() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let batch = LookupBatch {
+            id: 1,
+            digests: vec![Digest::Sha256([7; 32])],
+        };
+        for stop in [true, false] {
+            let mut c = cfg(&format!("http://127.0.0.1:{port}"));
+            c.retries = 0;
+            c.stop_on_wrong_endpoint = stop;
+            let client = HttpClient::new(c).unwrap();
+            let out = client.lookup(&batch);
+            assert!(
+                matches!(&out[0].1, Err(LookupError::Transport(_))),
+                "{out:?}"
+            );
+            assert_eq!(client.halted().is_some(), stop, "{:?}", client.halted());
+            assert_eq!(client.stats().requests, 0, "nothing was sent");
+        }
+    }
+
     /// A local server that answers every request `401` and counts them.
     fn refusing_server() -> (String, Arc<AtomicU64>) {
         use std::io::{BufRead, BufReader, Read, Write};
@@ -1367,15 +1573,20 @@ mod tests {
         };
 
         let first = client.lookup(&batch(1));
+        // The record says it briefly; the halt (said once) has the whole reason.
         assert!(
-            matches!(&first[0].1, Err(LookupError::KeyRefused(r)) if r.as_str().contains("401")),
+            matches!(&first[0].1, Err(LookupError::KeyRefused(r)) if r.as_str() == KEY_REFUSED),
             "{first:?}"
         );
-        assert!(matches!(client.halted(), Some(LookupError::KeyRefused(_))));
+        assert!(
+            matches!(client.halted(), Some(LookupError::KeyRefused(r)) if r.as_str().contains("401")),
+            "{:?}",
+            client.halted()
+        );
         // Nothing more is sent: the next batch is failed from the halt, not asked.
         let second = client.lookup(&batch(2));
         assert!(
-            matches!(&second[0].1, Err(LookupError::KeyRefused(r)) if r.as_str().starts_with("not looked up: the API key was refused")),
+            matches!(&second[0].1, Err(LookupError::KeyRefused(r)) if r.as_str() == "not looked up: API key refused"),
             "{second:?}"
         );
         assert_eq!(

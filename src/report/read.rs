@@ -53,6 +53,14 @@ pub enum ReadError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    /// Its records are ECS documents (`--format ecs`), which describe files for a SIEM and
+    /// cannot be read back.
+    #[error(
+        "{} is an ECS report (--format ecs), which cannot be read back as a baseline or compared; \
+         use an ndjson or json report (e.g. -o FILE.ndjson)",
+        path.display()
+    )]
+    Ecs { path: PathBuf },
     #[error(
         "{} is not a usable report: {bad} of {total} records are unreadable (first at {first})",
         path.display()
@@ -123,7 +131,12 @@ struct RawRecord {
     size: Option<Value>,
     sha256: Option<Value>,
     verdict: Option<Value>,
+    /// It has an `ecs` object: an ECS document.
+    ecs: bool,
 }
+
+/// Why a record that is an ECS document is unreadable.
+const ECS_RECORD: &str = "an ECS document (--format ecs), not a hashsweep record";
 
 #[derive(Deserialize)]
 #[serde(field_identifier, rename_all = "snake_case")]
@@ -133,6 +146,7 @@ enum Field {
     Size,
     Sha256,
     Verdict,
+    Ecs,
     #[serde(other)]
     Other,
 }
@@ -170,6 +184,11 @@ impl<'de> Visitor<'de> for RawVisitor<'_> {
                 Field::Size => (&mut r.size, "size"),
                 Field::Sha256 => (&mut r.sha256, "sha256"),
                 Field::Verdict => (&mut r.verdict, "verdict"),
+                Field::Ecs => {
+                    r.ecs = true;
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
                 Field::Other => {
                     map.next_value::<IgnoredAny>()?;
                     continue;
@@ -329,6 +348,9 @@ fn validate(raw: RawRecord) -> Result<Rec, String> {
             .decode(b64.as_bytes())
             .map_err(|e| format!("`path_bytes` is not valid base64: {e}"))?,
         (Some(Value::Null) | None, Some(Value::String(p))) => p.into_bytes(),
+        (Some(Value::Null) | None, Some(Value::Null) | None) if raw.ecs => {
+            return Err(ECS_RECORD.into());
+        }
         (Some(Value::Null) | None, Some(Value::Null) | None) => {
             return Err("no path (a record of `hashsweep lookup`?)".into());
         }
@@ -531,6 +553,11 @@ pub fn read_report(path: &Path, mut on_record: impl FnMut(Rec)) -> Result<BadRec
         }
     }
     if bad.count > good {
+        if bad.first.first().is_some_and(|b| b.reason == ECS_RECORD) {
+            return Err(ReadError::Ecs {
+                path: path.to_path_buf(),
+            });
+        }
         let first = bad.first.first().cloned().unwrap_or_else(|| BadRecord {
             file: path.to_path_buf(),
             line: 0,

@@ -117,6 +117,10 @@ fn a_second_signal_during_the_report_exits_at_once() {
             !err.contains("interrupted"),
             "exited at once, not after finishing the report: {err}"
         );
+        assert!(
+            err.contains(": stopping now, without finishing the report"),
+            "says why it stopped: {err}"
+        );
         let mut all = head.to_vec();
         report.read_to_end(&mut all).unwrap();
         let lines = String::from_utf8_lossy(&all).lines().count();

@@ -58,6 +58,8 @@ pub fn cmd() -> Command {
         .env_remove("HASHSWEEP_API_URL")
         .env_remove("HASHSWEEP_CACHE")
         .env("HASHSWEEP_NO_CACHE", "1")
+        // Nor the machine's config files (/etc/hashsweep, the user's): an empty one.
+        .env("HASHSWEEP_CONFIG", "/dev/null")
         .stdin(Stdio::null());
     c
 }

@@ -16,7 +16,8 @@
 //! Faults cover what the real service and the network do: error statuses, resets, truncated and
 //! malformed bodies, stalls, damaged answers, a spent quota, and a random mix of all of them.
 //! It is a small HTTP/1.1 server on raw sockets (one request per connection) so that resets
-//! and truncation can be produced on purpose.
+//! and truncation can be produced on purpose. Like a real server it answers what is not HTTP
+//! (a TLS handshake sent to its plain port) with 400 at once.
 //!
 //! Requests are checked by [`request`], written from the vendor's page and not shared with
 //! hashsweep's gateway. This crate does not depend on `hashsweep`; it is used by hashsweep's
@@ -411,6 +412,13 @@ fn read_request(stream: &mut TcpStream) -> std::io::Result<HttpRequest> {
             return Err(bad("connection closed before the headers ended"));
         }
         buf.extend_from_slice(&chunk[..n]);
+        // Not HTTP (a TLS ClientHello, say): a real server answers 400 at once.
+        if !buf[0].is_ascii_uppercase() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "not an HTTP request",
+            ));
+        }
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     let mut lines = head.split("\r\n");
@@ -481,8 +489,15 @@ impl Drop for InFlight<'_> {
 
 fn serve_connection(mut stream: TcpStream, state: &Mutex<State>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let Ok(req) = read_request(&mut stream) else {
-        return;
+    let req = match read_request(&mut stream) {
+        Ok(req) => req,
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+            let _ = stream.write_all(
+                b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+            return;
+        }
+        Err(_) => return,
     };
     let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
     let in_flight = {
