@@ -1492,11 +1492,14 @@ fn with_a_store_key_a_forged_verdict_is_a_miss_asked_again_and_counted() {
     assert_eq!(mock.requests().len(), 2);
     // A key file that is too short is refused at start.
     std::fs::write(&key_file, "short").unwrap();
-    let out = run(cmd()
-        .env("METADEFENDER_APIKEY", KEY)
-        .args(["serve", "--listen", "127.0.0.1:0", "--store", &redis.url(), "--store-key-file", key_arg])
-        .arg("--tokens")
-        .arg(&tokens));
+    let out = run_with_timeout(
+        cmd()
+            .env("METADEFENDER_APIKEY", KEY)
+            .args(["serve", "--listen", "127.0.0.1:0", "--store", &redis.url(), "--store-key-file", key_arg])
+            .arg("--tokens")
+            .arg(&tokens),
+        Duration::from_secs(15),
+    );
     assert_ne!(code(&out), 0);
     assert!(stderr(&out).contains("at least 32 bytes"), "{}", stderr(&out));
 }
@@ -1673,13 +1676,16 @@ fn a_token_file_with_the_empty_strings_digest_is_refused_and_an_empty_apikey_get
         format!("# fleet\nweb01 web01-token-abcdef123456\nghost sha256:{}\n", sha256_hex(b"")),
     )
     .unwrap();
-    let out = run(cmd()
-        .env("METADEFENDER_APIKEY", KEY)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .arg("--store")
-        .arg(sqlite_store(dir.path()))
-        .arg("--tokens")
-        .arg(&tokens));
+    let out = run_with_timeout(
+        cmd()
+            .env("METADEFENDER_APIKEY", KEY)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("--store")
+            .arg(sqlite_store(dir.path()))
+            .arg("--tokens")
+            .arg(&tokens),
+        Duration::from_secs(15),
+    );
     assert_ne!(code(&out), 0);
     let e = stderr(&out);
     assert!(e.contains("tokens:3:") && e.contains("empty string"), "{e}");
