@@ -90,7 +90,12 @@ fn utc_day(now: std::time::SystemTime) -> (u64, Duration) {
 impl ClientBudget {
     /// Take up to `n` hashes of `token`'s budget for today: how many were granted, and when
     /// the budget resets.
-    async fn take(&self, store: &Store, token: &Arc<str>, n: u64) -> Result<(u64, Duration), ApiError> {
+    async fn take(
+        &self,
+        store: &Store,
+        token: &Arc<str>,
+        n: u64,
+    ) -> Result<(u64, Duration), ApiError> {
         let (day, reset_in) = utc_day(std::time::SystemTime::now());
         let granted = if store.is_shared() {
             store

@@ -231,7 +231,8 @@ impl Store {
             }
             Store::Sqlite(c) => Err(StoreError::Spec(
                 format!("sqlite:{}", c.path().display()),
-                "--store-key-file signs values kept in Redis; a SQLite store is a local file".into(),
+                "--store-key-file signs values kept in Redis; a SQLite store is a local file"
+                    .into(),
             )),
         }
     }
@@ -560,7 +561,10 @@ impl RedisStore {
                     *crate::sync::lock(&self.link.current) = c;
                     self.link.suspect.store(false, Ordering::Release);
                     metrics::counter!("hashsweep_gateway_store_reconnects_total").increment(1);
-                    tracing::info!("the verdict store {} answers again: connection rebuilt", self.shown);
+                    tracing::info!(
+                        "the verdict store {} answers again: connection rebuilt",
+                        self.shown
+                    );
                 }
                 Err(why) => {
                     tracing::debug!("the verdict store {} is not healthy yet: {why}", self.shown);
@@ -588,7 +592,9 @@ impl RedisStore {
                 Some(v) => v,
                 None => {
                     metrics::counter!("hashsweep_gateway_store_forged_total").increment(1);
-                    tracing::warn!("a stored verdict's signature does not match: asked upstream again");
+                    tracing::warn!(
+                        "a stored verdict's signature does not match: asked upstream again"
+                    );
                     return None;
                 }
             },
@@ -652,10 +658,7 @@ impl RedisStore {
             .await
             .map_err(|e| self.err("claim", &e))?;
         if raw.len() != 2 * digests.len() {
-            return Err(self.broken(format!(
-                "claim pipeline answered {} replies",
-                raw.len()
-            )));
+            return Err(self.broken(format!("claim pipeline answered {} replies", raw.len())));
         }
         let mut needless = Vec::new();
         let claims = raw

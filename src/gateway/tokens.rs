@@ -163,6 +163,14 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_token_names_nobody_even_if_its_digest_were_known() {
+        let mut t = Tokens::default();
+        t.by_digest
+            .insert(Sha256::digest(b"").into(), Arc::from("ghost"));
+        assert_eq!(t.name_of(b""), None);
+    }
+
+    #[test]
     fn the_digest_of_the_empty_string_is_refused_with_its_line() {
         let empty = crate::digest::hex_lower(&Sha256::digest(b""));
         for hex in [empty.clone(), empty.to_ascii_uppercase()] {

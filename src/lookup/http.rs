@@ -1137,7 +1137,10 @@ mod tests {
             clean(&format!("bad key {}!", key.to_ascii_lowercase())),
             "bad key [redacted]!"
         );
-        assert_eq!(clean("key starts 01234567, ends"), "key starts [redacted], ends");
+        assert_eq!(
+            clean("key starts 01234567, ends"),
+            "key starts [redacted], ends"
+        );
         assert_eq!(clean("EF012345x"), "[redacted]x");
         // Shorter pieces are not the key; other text passes unchanged.
         assert_eq!(clean("0123456 is fine, é too"), "0123456 is fine, é too");

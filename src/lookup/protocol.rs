@@ -256,9 +256,16 @@ mod tests {
             parse_error(br#"{"error":{"code":400062,"messages":["The `hash` field is empty"]}}"#);
         assert_eq!(e.code, Some(400062));
         assert!(e.message.contains("empty"));
-        let long = format!(r#"{{"error":{{"code":401006,"messages":["{}"]}}}}"#, "é".repeat(1 << 19));
+        let long = format!(
+            r#"{{"error":{{"code":401006,"messages":["{}"]}}}}"#,
+            "é".repeat(1 << 19)
+        );
         let e = parse_error(long.as_bytes());
-        assert!(e.message.len() <= MAX_ERROR_TEXT + "…".len(), "{}", e.message.len());
+        assert!(
+            e.message.len() <= MAX_ERROR_TEXT + "…".len(),
+            "{}",
+            e.message.len()
+        );
         assert!(e.message.starts_with('é'));
         let e = parse_error(br#"{"error":{"name":"ClientError","code":429001,"status":429,"messages":"slow down"}}"#);
         assert_eq!((e.code, e.message.as_str()), (Some(429001), "slow down"));

@@ -227,7 +227,8 @@ impl Gateway {
         std::thread::spawn(move || {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
                 let started = line.split("listening on ").nth(1).map(|rest| {
-                    let first = |s: &str| s.split_whitespace().next().unwrap_or_default().to_string();
+                    let first =
+                        |s: &str| s.split_whitespace().next().unwrap_or_default().to_string();
                     (first(rest), rest.split("; admin on ").nth(1).map(first))
                 });
                 // Logged before the start is told, so `log()` has the line once started.
@@ -1206,7 +1207,12 @@ fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
         match s.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => continue,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 return false;
             }
             Err(_) => return true,
@@ -1215,7 +1221,13 @@ fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
 }
 
 /// A `hashsweep serve` started with its open-file limit at `nofile` (soft and hard).
-fn gateway_with_nofile(mock: &MockServer, store: &str, tokens: &Path, extra: &[&str], nofile: u64) -> Gateway {
+fn gateway_with_nofile(
+    mock: &MockServer,
+    store: &str,
+    tokens: &Path,
+    extra: &[&str],
+    nofile: u64,
+) -> Gateway {
     use std::os::unix::process::CommandExt as _;
     Gateway::spawn(mock, store, tokens, extra, true, |c| {
         // SAFETY: between fork and exec the closure only makes the setrlimit system call
@@ -1235,11 +1247,21 @@ fn under_a_1024_file_limit_950_silent_connections_are_closed_and_an_endpoint_is_
     // This test holds some 950 sockets itself.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
-    assert!(soft >= 2048, "the test needs 2048 open files, it may have {soft}");
+    assert!(
+        soft >= 2048,
+        "the test needs 2048 open files, it may have {soft}"
+    );
     let mock = MockServer::start(Some(KEY)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let tokens = tokens_file(dir.path());
-    let extra = ["--first-request-timeout", "3s", "--header-timeout", "2s", "--idle-timeout", "3s"];
+    let extra = [
+        "--first-request-timeout",
+        "3s",
+        "--header-timeout",
+        "2s",
+        "--idle-timeout",
+        "3s",
+    ];
     let gw = gateway_with_nofile(&mock, &sqlite_store(dir.path()), &tokens, &extra, 1024);
     let started = gw.log();
     assert!(started.contains("at most 896 connections"), "{started}");
@@ -1255,7 +1277,11 @@ fn under_a_1024_file_limit_950_silent_connections_are_closed_and_an_endpoint_is_
     let r = post_hashes(&gw, TOKENS[1].1, &[EICAR_SHA256.to_string()]);
     assert_eq!(r.status, 200, "{}", r.raw);
     assert_eq!(r.json()["data"][0]["scan_result_i"], 1);
-    assert!(t0.elapsed() < Duration::from_secs(40), "served after {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(40),
+        "served after {:?}",
+        t0.elapsed()
+    );
     // Every silent connection was closed by the gateway (not by us).
     let mut open = 0;
     for s in &mut silent {
@@ -1271,14 +1297,22 @@ fn under_a_1024_file_limit_950_silent_connections_are_closed_and_an_endpoint_is_
 
 #[test]
 fn slow_headers_and_idle_keep_alive_connections_are_closed_on_their_deadlines() {
-    let extra = ["--first-request-timeout", "5s", "--header-timeout", "1s", "--idle-timeout", "2s"];
+    let extra = [
+        "--first-request-timeout",
+        "5s",
+        "--header-timeout",
+        "1s",
+        "--idle-timeout",
+        "2s",
+    ];
     let f = sqlite_fixture(MockServer::start(Some(KEY)).unwrap(), &extra);
     let addr: SocketAddr = f.gw.url.trim_start_matches("http://").parse().unwrap();
     // Slowloris: a header line, then a byte now and then; the header deadline (1 s from the
     // first byte) closes it, although bytes keep coming.
     let mut slow = TcpStream::connect(addr).unwrap();
     let t0 = Instant::now();
-    slow.write_all(b"POST /v4/hash HTTP/1.1\r\nHost: x\r\n").unwrap();
+    slow.write_all(b"POST /v4/hash HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
     let mut closed = false;
     while t0.elapsed() < Duration::from_secs(6) {
         if slow.write_all(b"X").is_err() || closed_within(&mut slow, Duration::from_millis(300)) {
@@ -1287,22 +1321,36 @@ fn slow_headers_and_idle_keep_alive_connections_are_closed_on_their_deadlines() 
         }
     }
     assert!(closed, "a slowloris connection stayed open");
-    assert!(t0.elapsed() < Duration::from_secs(4), "closed after {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "closed after {:?}",
+        t0.elapsed()
+    );
     // Keep-alive: one request answered, then the connection idles and is closed after 2 s.
     let mut ka = TcpStream::connect(addr).unwrap();
-    ka.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    ka.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut buf = [0u8; 1024];
     let n = ka.read(&mut buf).unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     let t1 = Instant::now();
-    assert!(closed_within(&mut ka, Duration::from_secs(6)), "an idle connection stayed open");
+    assert!(
+        closed_within(&mut ka, Duration::from_secs(6)),
+        "an idle connection stayed open"
+    );
     let idle = t1.elapsed();
-    assert!(idle >= Duration::from_millis(1500) && idle < Duration::from_secs(5), "{idle:?}");
+    assert!(
+        idle >= Duration::from_millis(1500) && idle < Duration::from_secs(5),
+        "{idle:?}"
+    );
 }
 
 #[test]
 fn a_declared_body_over_1_mib_is_refused_at_once_and_a_stalled_body_times_out() {
-    let f = sqlite_fixture(MockServer::start(Some(KEY)).unwrap(), &["--body-timeout", "2s"]);
+    let f = sqlite_fixture(
+        MockServer::start(Some(KEY)).unwrap(),
+        &["--body-timeout", "2s"],
+    );
     let addr: SocketAddr = f.gw.url.trim_start_matches("http://").parse().unwrap();
     let exchange = |head: String, body: &[u8]| {
         let mut s = TcpStream::connect(addr).unwrap();
@@ -1312,7 +1360,10 @@ fn a_declared_body_over_1_mib_is_refused_at_once_and_a_stalled_body_times_out() 
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut buf = vec![0u8; 4096];
         let n = s.read(&mut buf).unwrap_or(0);
-        (String::from_utf8_lossy(&buf[..n]).into_owned(), t0.elapsed())
+        (
+            String::from_utf8_lossy(&buf[..n]).into_owned(),
+            t0.elapsed(),
+        )
     };
     let head = |len: u64| {
         format!(
@@ -1327,7 +1378,10 @@ fn a_declared_body_over_1_mib_is_refused_at_once_and_a_stalled_body_times_out() 
     let (reply, took) = exchange(head(1000), br#"{"hash":["#);
     assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
     assert!(reply.contains("408000"), "{reply}");
-    assert!(took >= Duration::from_millis(1500) && took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
     assert!(f.mock.requests().is_empty());
 }
 
@@ -1414,14 +1468,22 @@ fn after_garbage_answers_or_a_refused_auth_the_store_is_used_again_within_second
     drop(garbage);
     redis.resume();
     let (r, took) = post_until_ok(&gw, &hashes, Duration::from_secs(30));
-    assert_eq!(r.status, 200, "still {} after {took:?}: {}", r.status, r.raw);
+    assert_eq!(
+        r.status, 200,
+        "still {} after {took:?}: {}",
+        r.status, r.raw
+    );
     assert!(took < Duration::from_secs(10), "recovered after {took:?}");
     assert_eq!(r.json()["data"][0]["scan_result_i"], 1);
     drop(gw);
 
     // AUTH refused (wrong password), then the password is set right.
     let (right, wrong) = ("store-pass-0123456789", "some-other-pass-987654");
-    assert!(redis.command(&format!("CONFIG SET requirepass {wrong}")).is_some());
+    assert!(
+        redis
+            .command(&format!("CONFIG SET requirepass {wrong}"))
+            .is_some()
+    );
     let url = format!("redis://:{right}@127.0.0.1:{port}/0");
     let gw = Gateway::start(&mock, &url, &tokens, &[]);
     for _ in 0..3 {
@@ -1434,7 +1496,11 @@ fn after_garbage_answers_or_a_refused_auth_the_store_is_used_again_within_second
     let mut buf = [0u8; 64];
     let _ = s.read(&mut buf);
     let (r, took) = post_until_ok(&gw, &hashes, Duration::from_secs(30));
-    assert_eq!(r.status, 200, "still {} after {took:?}: {}", r.status, r.raw);
+    assert_eq!(
+        r.status, 200,
+        "still {} after {took:?}: {}",
+        r.status, r.raw
+    );
     assert!(took < Duration::from_secs(10), "recovered after {took:?}");
     let (_, log) = gw.stop();
     assert!(!log.contains(right), "the store password is in the log");
@@ -1476,32 +1542,59 @@ fn with_a_store_key_a_forged_verdict_is_a_miss_asked_again_and_counted() {
     assert_eq!(r.json()["data"][0]["scan_result_i"], 1, "{}", r.raw);
     let key = format!("hashsweep:v1:sha256:{}", EICAR_SHA256.to_ascii_lowercase());
     let stored = redis_resp(redis.port, &[b"GET", key.as_bytes()]);
-    assert!(stored.starts_with(b"$"), "{}", String::from_utf8_lossy(&stored));
+    assert!(
+        stored.starts_with(b"$"),
+        "{}",
+        String::from_utf8_lossy(&stored)
+    );
     // Whatever answers on the Redis address writes a clean verdict.
     let forged = redis_resp(redis.port, &[b"SET", key.as_bytes(), br#"{"c":0,"t":0}"#]);
     assert!(forged.starts_with(b"+OK"));
     let r = post_hashes(&gw, TOKENS[1].1, &hashes);
     assert_eq!(r.status, 200, "{}", r.raw);
-    assert_eq!(r.json()["data"][0]["scan_result_i"], 1, "a forged verdict was served");
-    assert_eq!(mock.requests().len(), 2, "the forged value was not asked again");
+    assert_eq!(
+        r.json()["data"][0]["scan_result_i"],
+        1,
+        "a forged verdict was served"
+    );
+    assert_eq!(
+        mock.requests().len(),
+        2,
+        "the forged value was not asked again"
+    );
     let m = http(gw.admin(), "GET", "/metrics", &[], "").body;
     assert!(m.contains("hashsweep_gateway_store_forged_total"), "{m}");
     // A second instance with the same key file reads the re-signed answer without asking.
     let gw2 = Gateway::start(&mock, &redis.url(), &tokens, &["--store-key-file", key_arg]);
-    assert_eq!(post_hashes(&gw2, TOKENS[2].1, &hashes).json()["data"][0]["scan_result_i"], 1);
+    assert_eq!(
+        post_hashes(&gw2, TOKENS[2].1, &hashes).json()["data"][0]["scan_result_i"],
+        1
+    );
     assert_eq!(mock.requests().len(), 2);
     // A key file that is too short is refused at start.
     std::fs::write(&key_file, "short").unwrap();
     let out = run_with_timeout(
         cmd()
             .env("METADEFENDER_APIKEY", KEY)
-            .args(["serve", "--listen", "127.0.0.1:0", "--store", &redis.url(), "--store-key-file", key_arg])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--store",
+                &redis.url(),
+                "--store-key-file",
+                key_arg,
+            ])
             .arg("--tokens")
             .arg(&tokens),
         Duration::from_secs(15),
     );
     assert_ne!(code(&out), 0);
-    assert!(stderr(&out).contains("at least 32 bytes"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("at least 32 bytes"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -1528,7 +1621,10 @@ fn client_budget_caps_each_token_across_instances_and_cached_answers_still_come(
     let r = post_hashes(&gw1, TOKENS[1].1, &[h("e")]);
     assert_eq!(r.status, 429, "{}", r.raw);
     assert_eq!(r.json()["error"]["code"], 429000);
-    let reset: u64 = r.headers["x-ratelimit-reset-in"].trim_end_matches('s').parse().unwrap();
+    let reset: u64 = r.headers["x-ratelimit-reset-in"]
+        .trim_end_matches('s')
+        .parse()
+        .unwrap();
     assert!((1..=86_400).contains(&reset), "{reset}");
     // Cached answers are still served to that token; other tokens have their own budget.
     let r = post_hashes(&gw2, TOKENS[1].1, &[h("a"), h("c")]);
@@ -1565,22 +1661,44 @@ fn metrics_and_health_details_are_only_on_the_admin_listener() {
     assert!(m.body.contains("token=\"endpoint3\""), "{}", m.body);
     let h = http(gw.admin(), "GET", "/healthz", &[], "");
     assert_eq!(h.json()["store"], "ok", "{}", h.raw);
-    assert_eq!(http(gw.admin(), "POST", "/v4/hash", &[("apikey", TOKENS[3].1)], "{}").status, 404);
+    assert_eq!(
+        http(
+            gw.admin(),
+            "POST",
+            "/v4/hash",
+            &[("apikey", TOKENS[3].1)],
+            "{}"
+        )
+        .status,
+        404
+    );
 }
 
 #[test]
 fn upstream_error_text_is_capped_and_no_piece_of_the_key_in_any_case_passes() {
     let f = sqlite_fixture(MockServer::start(Some(KEY)).unwrap(), &[]);
     let lower = KEY.to_ascii_lowercase();
-    let msg = format!("refused {lower} and {} {}", &KEY[3..13], "y".repeat(1 << 20));
+    let msg = format!(
+        "refused {lower} and {} {}",
+        &KEY[3..13],
+        "y".repeat(1 << 20)
+    );
     let body = serde_json::json!({"error": {"code": 401006, "messages": [msg]}}).to_string();
     f.mock.push_fault(Fault::new(401, body));
     let r = post_hashes(&f.gw, TOKENS[1].1, &["ef".repeat(32)]);
     assert_eq!(r.status, 503, "{}", r.raw);
     let h = http(f.gw.admin(), "GET", "/healthz", &[], "");
     assert!(h.body.contains("refused"), "{}", h.body);
-    for (what, text) in [("503 answer", &r.raw), ("/healthz", &h.raw), ("log", &f.gw.log())] {
-        assert!(text.len() < 64 << 10 || what == "log", "{what}: {} bytes", text.len());
+    for (what, text) in [
+        ("503 answer", &r.raw),
+        ("/healthz", &h.raw),
+        ("log", &f.gw.log()),
+    ] {
+        assert!(
+            text.len() < 64 << 10 || what == "log",
+            "{what}: {} bytes",
+            text.len()
+        );
         let low = text.to_ascii_lowercase();
         for p in key_pieces(KEY) {
             assert!(!low.contains(&p), "{what} holds '{p}' of the key");
@@ -1611,7 +1729,11 @@ fn padded_upstream(size: usize) -> (String, std::thread::JoinHandle<()>) {
                 if let Some((head, body)) = text.split_once("\r\n\r\n") {
                     let len: usize = head
                         .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
                         .unwrap_or(0);
                     if body.len() >= len {
                         let v: Value = serde_json::from_str(body).unwrap();
@@ -1619,9 +1741,14 @@ fn padded_upstream(size: usize) -> (String, std::thread::JoinHandle<()>) {
                     }
                 }
             };
-            let entry = format!(r#"{{"data":[{{"hash":"{hash}","scan_result_i":0,"total_detected_avs":0,"data_id":"x"}}],"pad":""#);
+            let entry = format!(
+                r#"{{"data":[{{"hash":"{hash}","scan_result_i":0,"total_detected_avs":0,"data_id":"x"}}],"pad":""#
+            );
             let pad = size.saturating_sub(entry.len() + 2);
-            let _ = write!(s, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{entry}");
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{entry}"
+            );
             let chunk = vec![b'p'; 1 << 16];
             let mut left = pad;
             while left > 0 {
@@ -1644,7 +1771,15 @@ fn an_upstream_answer_over_the_size_cap_is_a_failed_lookup() {
     let (url, _t) = padded_upstream(20 << 20);
     let mut child = cmd()
         .env("METADEFENDER_APIKEY", KEY)
-        .args(["serve", "--listen", "127.0.0.1:0", "--api-url", &url, "--retries", "0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--api-url",
+            &url,
+            "--retries",
+            "0",
+        ])
         .args(["--store", &sqlite_store(dir.path()), "--batch-wait", "10ms"])
         .arg("--tokens")
         .arg(&tokens)
@@ -1655,7 +1790,14 @@ fn an_upstream_answer_over_the_size_cap_is_a_failed_lookup() {
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     err.read_line(&mut line).unwrap();
-    let gw_url = line.split("listening on ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let gw_url = line
+        .split("listening on ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
     let gw = Gateway {
         child,
         url: gw_url,
@@ -1673,7 +1815,10 @@ fn a_token_file_with_the_empty_strings_digest_is_refused_and_an_empty_apikey_get
     let tokens = dir.path().join("tokens");
     std::fs::write(
         &tokens,
-        format!("# fleet\nweb01 web01-token-abcdef123456\nghost sha256:{}\n", sha256_hex(b"")),
+        format!(
+            "# fleet\nweb01 web01-token-abcdef123456\nghost sha256:{}\n",
+            sha256_hex(b"")
+        ),
     )
     .unwrap();
     let out = run_with_timeout(
@@ -1690,7 +1835,13 @@ fn a_token_file_with_the_empty_strings_digest_is_refused_and_an_empty_apikey_get
     let e = stderr(&out);
     assert!(e.contains("tokens:3:") && e.contains("empty string"), "{e}");
     let f = sqlite_fixture(MockServer::start(Some(KEY)).unwrap(), &[]);
-    let r = http(&f.gw.url, "POST", "/v4/hash", &[("apikey", "")], r#"{"hash":["ab"]}"#);
+    let r = http(
+        &f.gw.url,
+        "POST",
+        "/v4/hash",
+        &[("apikey", "")],
+        r#"{"hash":["ab"]}"#,
+    );
     assert_eq!(r.status, 401, "{}", r.raw);
     assert_eq!(r.json()["error"]["code"], 401006);
 }
