@@ -1220,33 +1220,62 @@ fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
     }
 }
 
-/// A `hashsweep serve` started with its open-file limit at `nofile` (soft and hard).
+/// A `hashsweep serve` started with its open-file limit at `soft` and `hard`.
 fn gateway_with_nofile(
     mock: &MockServer,
     store: &str,
     tokens: &Path,
     extra: &[&str],
-    nofile: u64,
+    (soft, hard): (u64, u64),
 ) -> Gateway {
     use std::os::unix::process::CommandExt as _;
     Gateway::spawn(mock, store, tokens, extra, true, |c| {
         // SAFETY: between fork and exec the closure only makes the setrlimit system call
         // (async-signal-safe; no allocation, no locks).
         unsafe {
-            c.pre_exec(move || hashsweep_setrlimit(nofile));
+            c.pre_exec(move || rlimit::setrlimit(rlimit::Resource::NOFILE, soft, hard));
         }
     })
 }
 
-fn hashsweep_setrlimit(nofile: u64) -> std::io::Result<()> {
-    rlimit::setrlimit(rlimit::Resource::NOFILE, nofile, nofile)
+/// Raise this test process's open-file limit to at least 4096 (the hard one too, when it is
+/// low and we may: root on a CI machine); the soft limit then.
+fn raise_own_nofile() -> u64 {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+    if soft < 4096 {
+        let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, 4096, hard.max(4096));
+    }
+    rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap().0
+}
+
+#[test]
+fn the_soft_open_file_limit_is_raised_to_the_hard_one_and_caps_connections() {
+    let own = raise_own_nofile();
+    assert!(
+        own >= 4096,
+        "the test needs 4096 open files, it may have {own}"
+    );
+    let f = sqlite_fixture(MockServer::start(Some(KEY)).unwrap(), &[]);
+    let gw = gateway_with_nofile(
+        &f.mock,
+        &sqlite_store(f.dir.path()),
+        &f.tokens,
+        &[],
+        (1024, 4096),
+    );
+    // 4096 less an eighth: the soft limit of 1024 was raised.
+    assert!(
+        gw.log().contains("at most 3584 connections"),
+        "{}",
+        gw.log()
+    );
 }
 
 #[test]
 fn under_a_1024_file_limit_950_silent_connections_are_closed_and_an_endpoint_is_served() {
     // This test holds some 950 sockets itself.
-    let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+    let soft = raise_own_nofile();
     assert!(
         soft >= 2048,
         "the test needs 2048 open files, it may have {soft}"
@@ -1262,7 +1291,13 @@ fn under_a_1024_file_limit_950_silent_connections_are_closed_and_an_endpoint_is_
         "--idle-timeout",
         "3s",
     ];
-    let gw = gateway_with_nofile(&mock, &sqlite_store(dir.path()), &tokens, &extra, 1024);
+    let gw = gateway_with_nofile(
+        &mock,
+        &sqlite_store(dir.path()),
+        &tokens,
+        &extra,
+        (1024, 1024),
+    );
     let started = gw.log();
     assert!(started.contains("at most 896 connections"), "{started}");
     let addr: SocketAddr = gw.url.trim_start_matches("http://").parse().unwrap();
