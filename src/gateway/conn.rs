@@ -51,11 +51,15 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
     rlimit::increase_nofile_limit(u64::MAX)
 }
 
+/// The default `--max-connections` never exceeds this (memory: each connection holds buffers).
+pub const MAX_CONNECTIONS_CAP: u64 = 16_384;
+
 /// The default `--max-connections` under an open-file limit of `nofile`: an eighth of it (at
-/// least 64) is kept for everything else.
+/// least 64) is kept for everything else, and at most [`MAX_CONNECTIONS_CAP`].
 pub fn default_max_connections(nofile: u64) -> usize {
     let reserve = (nofile / 8).max(FD_RESERVE_MIN);
-    usize::try_from(nofile.saturating_sub(reserve).max(1)).unwrap_or(usize::MAX)
+    let n = nofile.saturating_sub(reserve).clamp(1, MAX_CONNECTIONS_CAP);
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 /// What a connection's stream and its requests share.
@@ -408,7 +412,8 @@ mod tests {
     fn the_default_connection_cap_stays_below_the_open_file_limit() {
         assert_eq!(default_max_connections(1024), 896);
         assert_eq!(default_max_connections(256), 192);
-        assert_eq!(default_max_connections(65536), 57344);
+        assert_eq!(default_max_connections(4096), 3584);
+        assert_eq!(default_max_connections(65536), 16384);
         assert_eq!(default_max_connections(10), 1);
     }
 }
