@@ -199,12 +199,14 @@ MOCK_URL=$(wait_for "$TMP/mock.out" \
     's/^mock MetaDefender API listening on \(http:\/\/127\.0\.0\.1:[0-9]*\).*/\1/p' "$MOCK_PID" mock)
 
 echo "bench $TOKEN" >"$TMP/tokens"
-GW_CMD=("$BIN" serve --listen 127.0.0.1:0 --tokens "$TMP/tokens"
+GW_CMD=("$BIN" serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --tokens "$TMP/tokens"
     --store "redis://127.0.0.1:$REDIS_PORT/0" --api-url "$MOCK_URL" --log warn)
 METADEFENDER_APIKEY=$UPSTREAM_KEY "${GW_CMD[@]}" >"$TMP/gw.out" 2>"$TMP/gw.err" &
 GW_PID=$!
 GW_URL=$(wait_for "$TMP/gw.err" \
     's/^hashsweep serve: listening on \(http:\/\/127\.0\.0\.1:[0-9]*\).*/\1/p' "$GW_PID" gw)
+# /metrics is served on the admin listener only.
+GW_ADMIN=$(wait_for "$TMP/gw.err" 's/.*; admin on \(http:\/\/127\.0\.0\.1:[0-9]*\).*/\1/p' "$GW_PID" gw)
 echo "   redis $REDIS_VERSION on 127.0.0.1:$REDIS_PORT (pid $REDIS_PID), mock $MOCK_URL" \
     "(pid $MOCK_PID), gateway $GW_URL (pid $GW_PID)" >&2
 
@@ -271,9 +273,9 @@ if bad:
     sys.exit(f"gateway.sh: {bad} of {len(files)} warm-up answers were wrong")
 PY
 WARM_S=$(python3 -c "import time; print(f'{time.time() - $WARM_START:.1f}')")
-W_MISSES=$(metric "$GW_URL" hashsweep_gateway_cache_misses_total)
-W_HITS=$(metric "$GW_URL" hashsweep_gateway_cache_hits_total)
-W_UPSTREAM=$(metric "$GW_URL" hashsweep_gateway_upstream_requests_total)
+W_MISSES=$(metric "$GW_ADMIN" hashsweep_gateway_cache_misses_total)
+W_HITS=$(metric "$GW_ADMIN" hashsweep_gateway_cache_hits_total)
+W_UPSTREAM=$(metric "$GW_ADMIN" hashsweep_gateway_upstream_requests_total)
 DBSIZE=$(rcli dbsize)
 MEM_AFTER=$(rcli info memory | tr -d '\r' | sed -n 's/^used_memory://p')
 BYTES_PER_ENTRY=$(((MEM_AFTER - MEM_BEFORE) / N))
@@ -338,9 +340,9 @@ run_wrk() {
     local pid=$GW_PID
     [[ $label == python ]] && pid=$PY_PID
     local up0 miss0 hit0 pymiss0
-    up0=$(metric "$GW_URL" hashsweep_gateway_upstream_requests_total)
-    miss0=$(metric "$GW_URL" hashsweep_gateway_cache_misses_total)
-    hit0=$(metric "$GW_URL" hashsweep_gateway_cache_hits_total)
+    up0=$(metric "$GW_ADMIN" hashsweep_gateway_upstream_requests_total)
+    miss0=$(metric "$GW_ADMIN" hashsweep_gateway_cache_misses_total)
+    hit0=$(metric "$GW_ADMIN" hashsweep_gateway_cache_hits_total)
     pymiss0=$(metric "$PY_URL" pygw_cache_misses_total)
     local t_srv0 t_redis0 t_all0 t0 t1
     t_srv0=$(cpu_ticks "$pid")
@@ -365,9 +367,9 @@ run_wrk() {
     # shellcheck disable=SC2086 # word splitting of key=value pairs is intended
     for kv in ${result#RESULT }; do r[${kv%%=*}]=${kv#*=}; done
     local up1 miss1 hit1 pymiss1
-    up1=$(metric "$GW_URL" hashsweep_gateway_upstream_requests_total)
-    miss1=$(metric "$GW_URL" hashsweep_gateway_cache_misses_total)
-    hit1=$(metric "$GW_URL" hashsweep_gateway_cache_hits_total)
+    up1=$(metric "$GW_ADMIN" hashsweep_gateway_upstream_requests_total)
+    miss1=$(metric "$GW_ADMIN" hashsweep_gateway_cache_misses_total)
+    hit1=$(metric "$GW_ADMIN" hashsweep_gateway_cache_hits_total)
     pymiss1=$(metric "$PY_URL" pygw_cache_misses_total)
     local wall cpu_srv cpu_redis cpu_wrk cpu_other
     wall=$(python3 -c "print($t1 - $t0)")
@@ -424,12 +426,14 @@ if [[ $COLD == 1 ]]; then
     MOCK2_PID=$!
     MOCK2_URL=$(wait_for "$TMP/mock2.out" \
         's/^mock MetaDefender API listening on \(http:\/\/127\.0\.0\.1:[0-9]*\).*/\1/p' "$MOCK2_PID" mock2)
-    GW2_CMD=("$BIN" serve --listen 127.0.0.1:0 --tokens "$TMP/tokens"
+    GW2_CMD=("$BIN" serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --tokens "$TMP/tokens"
         --store "redis://127.0.0.1:$REDIS_PORT/0" --api-url "$MOCK2_URL" --log warn)
     METADEFENDER_APIKEY=$UPSTREAM_KEY "${GW2_CMD[@]}" >"$TMP/gw2.out" 2>"$TMP/gw2.err" &
     GW2_PID=$!
     GW2_URL=$(wait_for "$TMP/gw2.err" \
         's/^hashsweep serve: listening on \(http:\/\/127\.0\.0\.1:[0-9]*\).*/\1/p' "$GW2_PID" gw2)
+    GW2_ADMIN=$(wait_for "$TMP/gw2.err" \
+        's/.*; admin on \(http:\/\/127\.0\.0\.1:[0-9]*\).*/\1/p' "$GW2_PID" gw2)
     echo "   mock $MOCK2_URL (pid $MOCK2_PID), gateway $GW2_URL (pid $GW2_PID)" >&2
     python3 -c '
 import os, sys
@@ -443,12 +447,12 @@ open(path, "w").write("\n".join(seen) + "\n")' "$COLD_M" "$TMP/cold_digests.txt"
     declare -A c0=() c1=()
     cold_metrics() { # cold_metrics ARRAY-NAME: the second gateway's counters
         local -n into=$1
-        into[up]=$(metric "$GW2_URL" hashsweep_gateway_upstream_requests_total)
-        into[uph]=$(metric "$GW2_URL" hashsweep_gateway_upstream_hashes_total)
-        into[coal]=$(metric "$GW2_URL" hashsweep_gateway_coalesced_total)
-        into[hit]=$(metric "$GW2_URL" hashsweep_gateway_cache_hits_total)
-        into[miss]=$(metric "$GW2_URL" hashsweep_gateway_cache_misses_total)
-        into[uperr]=$(metric "$GW2_URL" hashsweep_gateway_upstream_errors_total)
+        into[up]=$(metric "$GW2_ADMIN" hashsweep_gateway_upstream_requests_total)
+        into[uph]=$(metric "$GW2_ADMIN" hashsweep_gateway_upstream_hashes_total)
+        into[coal]=$(metric "$GW2_ADMIN" hashsweep_gateway_coalesced_total)
+        into[hit]=$(metric "$GW2_ADMIN" hashsweep_gateway_cache_hits_total)
+        into[miss]=$(metric "$GW2_ADMIN" hashsweep_gateway_cache_misses_total)
+        into[uperr]=$(metric "$GW2_ADMIN" hashsweep_gateway_upstream_errors_total)
     }
     cold_metrics c0
     t_srv0=$(cpu_ticks "$GW2_PID")

@@ -267,6 +267,35 @@ pub struct ServeArgs {
     /// How long SIGTERM waits for requests in flight
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, help_heading = "Gateway")]
     pub shutdown_grace: Duration,
+    /// At most N client connections at once; beyond, new ones wait to be accepted (default:
+    /// the open-file limit less an eighth of it, at most 16384)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+    /// Close a connection that sends no complete first request headers in this long [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub first_request_timeout: Option<Duration>,
+    /// Close a connection whose request headers take longer than this from their first byte
+    /// [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub header_timeout: Option<Duration>,
+    /// Close a kept-alive connection idle between requests for this long [default: 60s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// Answer 408 (code 408000) to a request whose body takes longer than this [default: 30s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub body_timeout: Option<Duration>,
+    /// Serve /metrics and a detailed /healthz on ADDR (not served at all without it); the
+    /// public listener keeps POST /v4/hash and a bare /healthz
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<std::net::SocketAddr>,
+    /// Sign every verdict stored in Redis with HMAC-SHA-256 and this key (at least 32 bytes,
+    /// the same file on every instance); a value whose signature does not match is a miss
+    #[arg(long, value_name = "PATH")]
+    pub store_key_file: Option<PathBuf>,
+    /// At most N hashes a day (UTC) asked upstream for one endpoint token, shared by the
+    /// instances on one Redis; beyond, that token's misses get 429 (code 429000)
+    #[arg(long, value_name = "N")]
+    pub client_budget: Option<std::num::NonZeroU64>,
     /// Log level (error, warn, info, debug: one line per request with the token's name)
     #[arg(
         long,

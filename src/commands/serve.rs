@@ -4,7 +4,7 @@ use super::*;
 
 /// `hashsweep serve`: run the fleet gateway until SIGTERM/SIGINT.
 pub fn run_serve(a: ServeArgs) -> Result<u8, Error> {
-    use hashsweep::gateway::{ServeConfig, Tokens};
+    use hashsweep::gateway::{ServeConfig, Tokens, conn};
     let filter = tracing_subscriber::EnvFilter::try_new(&a.log)
         .map_err(|e| Error::Usage(format!("invalid --log '{}': {e}", a.log)))?;
     // Log lines go to stderr (the journal under systemd); never the keys or tokens.
@@ -29,6 +29,12 @@ pub fn run_serve(a: ServeArgs) -> Result<u8, Error> {
             format!("sqlite:{}", path.display())
         }
     };
+    let store_key = a
+        .store_key_file
+        .as_deref()
+        .map(hashsweep::gateway::store::StoreKey::load)
+        .transpose()
+        .map_err(hashsweep::gateway::GatewayError::from)?;
     let key = load_key(a.upstream.apikey_file.as_deref())?;
     let ca_cert = read_ca_cert(a.upstream.ca_cert.as_deref())?;
     let client = config::client_config(&a.upstream, key, ca_cert);
@@ -45,6 +51,18 @@ pub fn run_serve(a: ServeArgs) -> Result<u8, Error> {
         insecure_http: a.upstream.insecure_http,
         tls: a.tls_cert.clone().zip(a.tls_key.clone()),
         shutdown_grace: a.shutdown_grace,
+        max_connections: a.max_connections.map(|n| n as usize),
+        deadlines: conn::Deadlines {
+            first_request: a
+                .first_request_timeout
+                .unwrap_or(conn::DEADLINES.first_request),
+            header: a.header_timeout.unwrap_or(conn::DEADLINES.header),
+            idle: a.idle_timeout.unwrap_or(conn::DEADLINES.idle),
+        },
+        body_timeout: a.body_timeout.unwrap_or(hashsweep::gateway::BODY_TIMEOUT),
+        admin_listen: a.admin_listen,
+        store_key,
+        client_budget: a.client_budget,
     };
     hashsweep::gateway::serve(cfg, |_, what| {
         eprintln!("hashsweep serve: listening on {what}");

@@ -1,10 +1,14 @@
-//! The gateway's HTTP face: `POST /v4/hash` with the vendor's contract, `GET /healthz`,
-//! `GET /metrics`.
+//! The gateway's HTTP face: `POST /v4/hash` with the vendor's contract and a bare `GET /healthz`
+//! (status code only) on the public listener; `GET /metrics` and a detailed `GET /healthz` on
+//! the admin listener ([`admin_router`]).
 //!
 //! A request is checked in the vendor's order and with its codes: the endpoint token (401006,
-//! before the body is read; the upstream is never asked), the per-token rate (429001), the body
-//! (at most 1 MiB and 1000 hashes; 400060-400065). Its distinct digests are read from the store
-//! in one round trip; misses go to the [`Coalescer`]. The answer has the vendor's shape, one
+//! before the body is read; the upstream is never asked; an empty `apikey` is always refused),
+//! the per-token rate (429001), the body (a declared length over 1 MiB is refused before any of
+//! it is read, 400063; it must arrive within `body_timeout`, else 408000; at most 1000 hashes;
+//! 400060-400065). Its distinct digests are read from the store in one round trip; misses are
+//! counted against the token's daily `--client-budget` (beyond it: 429000 for them, cached
+//! answers still served) and go to the [`Coalescer`]. The answer has the vendor's shape, one
 //! entry per hash asked, in order, upper-case, with `scan_result_i` 5 for strings that are not a
 //! hash. A hash whose upstream lookup failed is left out (the client asks again, as it would of
 //! the service); if none could be answered the request gets 503 (503000), or 429 (429000 with
@@ -15,7 +19,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,13 +44,76 @@ use crate::lookup::batch::MAX_BATCH;
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 1 << 20;
 
+/// The most of an upstream error text passed on to clients and `/healthz`.
+pub const MAX_PASSED_ON: usize = 300;
+
+/// Who may ask, and how much.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub tokens: Tokens,
+    /// Requests per minute per endpoint token.
+    pub client_rate: Option<NonZeroU32>,
+    /// Hashes asked upstream per endpoint token and UTC day.
+    pub client_budget: Option<NonZeroU64>,
+    /// The longest a request body may take to arrive.
+    pub body_timeout: Duration,
+}
+
 /// Everything a handler needs.
 pub struct AppState {
     pub tokens: Tokens,
     pub store: Store,
     pub coalescer: Arc<Coalescer>,
     pub limiter: Option<ClientRate>,
+    pub budget: Option<ClientBudget>,
+    pub body_timeout: Duration,
     pub metrics: PrometheusHandle,
+}
+
+/// `--client-budget`: hashes asked upstream per token and UTC day, counted in the store when it
+/// is shared (every instance draws on one count), else in memory.
+pub struct ClientBudget {
+    per_day: u64,
+    /// token → (day, hashes taken that day); a single instance only.
+    local: std::sync::Mutex<HashMap<Arc<str>, (u64, u64)>>,
+}
+
+/// The UTC day number of `now` and the time left until the next one.
+fn utc_day(now: std::time::SystemTime) -> (u64, Duration) {
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    (secs / 86_400, Duration::from_secs(86_400 - secs % 86_400))
+}
+
+impl ClientBudget {
+    /// Take up to `n` hashes of `token`'s budget for today: how many were granted, and when
+    /// the budget resets.
+    async fn take(
+        &self,
+        store: &Store,
+        token: &Arc<str>,
+        n: u64,
+    ) -> Result<(u64, Duration), ApiError> {
+        let (day, reset_in) = utc_day(std::time::SystemTime::now());
+        let granted = if store.is_shared() {
+            store
+                .take_budget(token, day, n, self.per_day, reset_in)
+                .await
+                .map_err(|e| store_down(&e))?
+        } else {
+            let mut g = crate::sync::lock(&self.local);
+            let e = g.entry(Arc::clone(token)).or_insert((day, 0));
+            if e.0 != day {
+                *e = (day, 0);
+            }
+            let take = n.min(self.per_day.saturating_sub(e.1));
+            e.1 += take;
+            take
+        };
+        Ok((granted, reset_in))
+    }
 }
 
 /// `--client-rate`: per token and minute, shared through Redis by every instance, or kept in
@@ -58,16 +125,20 @@ pub enum ClientRate {
 
 impl AppState {
     pub fn new(
-        tokens: Tokens,
+        policy: Policy,
         store: Store,
         coalescer: Arc<Coalescer>,
-        client_rate: Option<NonZeroU32>,
         metrics: PrometheusHandle,
     ) -> AppState {
         AppState {
-            tokens,
+            tokens: policy.tokens,
             coalescer,
-            limiter: client_rate.map(|n| {
+            budget: policy.client_budget.map(|n| ClientBudget {
+                per_day: n.get(),
+                local: std::sync::Mutex::new(HashMap::new()),
+            }),
+            body_timeout: policy.body_timeout,
+            limiter: policy.client_rate.map(|n| {
                 if store.is_shared() {
                     ClientRate::Shared(n.get())
                 } else {
@@ -80,9 +151,18 @@ impl AppState {
     }
 }
 
+/// The public listener: lookups and a bare health check.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v4/hash", post(hash_lookup))
+        .route("/healthz", get(bare_healthz))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// The admin listener (`--admin-listen`): metrics and the detailed health answer.
+pub fn admin_router(state: Arc<AppState>) -> Router {
+    Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(render_metrics))
         .fallback(not_found)
@@ -109,6 +189,12 @@ pub enum ApiError {
     /// `Retry-After`) say when it resets.
     #[error("API key limit exceeded (the gateway's daily lookup quota is spent)")]
     QuotaSpent { reset_in: Duration },
+    /// 429000: this token's daily `--client-budget` is spent; the headers as for `QuotaSpent`.
+    #[error("API key limit exceeded (this endpoint token's daily lookup budget is spent)")]
+    ClientBudget { reset_in: Duration },
+    /// 408000: the request body did not arrive within `--body-timeout`.
+    #[error("Request timed out (the body did not arrive in time)")]
+    BodyTimeout,
     /// 503000: the verdict store cannot be used (never a made-up verdict instead).
     #[error("The gateway's verdict store is unreachable; retry later")]
     StoreDown,
@@ -126,9 +212,10 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::InvalidToken => StatusCode::UNAUTHORIZED,
-            ApiError::ClientRate { .. } | ApiError::QuotaSpent { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::ClientRate { .. }
+            | ApiError::QuotaSpent { .. }
+            | ApiError::ClientBudget { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::StoreDown | ApiError::Busy | ApiError::Upstream(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -142,7 +229,8 @@ impl ApiError {
             ApiError::BadRequest(b) => b.code,
             ApiError::InvalidToken => 401006,
             ApiError::ClientRate { .. } => 429001,
-            ApiError::QuotaSpent { .. } => 429000,
+            ApiError::QuotaSpent { .. } | ApiError::ClientBudget { .. } => 429000,
+            ApiError::BodyTimeout => 408000,
             ApiError::StoreDown | ApiError::Busy | ApiError::Upstream(_) => 503000,
         }
     }
@@ -171,7 +259,7 @@ impl IntoResponse for ApiError {
                     HeaderValue::from(retry_after.as_secs().max(1)),
                 );
             }
-            ApiError::QuotaSpent { reset_in } => {
+            ApiError::QuotaSpent { reset_in } | ApiError::ClientBudget { reset_in } => {
                 let secs = reset_in.as_secs().max(1);
                 if let Ok(v) = HeaderValue::from_str(&format!("{secs}s")) {
                     h.insert("x-ratelimit-reset-in", v);
@@ -184,7 +272,10 @@ impl IntoResponse for ApiError {
             ApiError::Busy | ApiError::Upstream(_) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
-            ApiError::NotFound | ApiError::BadRequest(_) | ApiError::InvalidToken => {}
+            ApiError::NotFound
+            | ApiError::BadRequest(_)
+            | ApiError::InvalidToken
+            | ApiError::BodyTimeout => {}
         }
         r
     }
@@ -276,6 +367,7 @@ async fn hash_lookup(
     let Some(name) = req
         .headers()
         .get("apikey")
+        .filter(|t| !t.is_empty())
         .and_then(|t| st.tokens.name_of(t.as_bytes()))
     else {
         metrics::counter!("hashsweep_gateway_client_refused_total", "reason" => "token")
@@ -315,12 +407,35 @@ async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Result<Resp
         return Err(ApiError::ClientRate { retry_after });
     }
     let details = details_wanted(req.headers())?;
-    let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
-        .await
-        .map_err(|_| BadRequest {
-            code: 400063,
-            message: "Request body larger than 1 MiB (at most 1000 hashes per request)",
-        })?;
+    let too_large = BadRequest {
+        code: 400063,
+        message: "Request body larger than 1 MiB (at most 1000 hashes per request)",
+    };
+    // Refused before any of it is read (the connection is closed after the answer).
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        metrics::counter!("hashsweep_gateway_client_refused_total", "reason" => "body_size")
+            .increment(1);
+        return Err(too_large.into());
+    }
+    let body = match tokio::time::timeout(
+        st.body_timeout,
+        axum::body::to_bytes(req.into_body(), MAX_BODY),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => return Err(too_large.into()),
+        Err(_) => {
+            metrics::counter!("hashsweep_gateway_client_refused_total", "reason" => "body_timeout")
+                .increment(1);
+            return Err(ApiError::BodyTimeout);
+        }
+    };
     let hashes = parse_request(&body)?;
     metrics::counter!("hashsweep_gateway_client_hashes_total", "token" => name.to_string())
         .increment(hashes.len() as u64);
@@ -344,6 +459,7 @@ async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Result<Resp
 
     // One outcome per distinct digest, in `distinct`'s order.
     let mut found: Vec<Option<Got>> = Vec::with_capacity(distinct.len());
+    let mut over_budget = None;
     match st.store.get(&distinct).await {
         Ok(cached) => {
             let mut misses = Vec::new();
@@ -362,6 +478,21 @@ async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Result<Resp
                 .increment((distinct.len() - misses.len()) as u64);
             metrics::counter!("hashsweep_gateway_cache_misses_total")
                 .increment(misses.len() as u64);
+            if let Some(b) = &st.budget
+                && !misses.is_empty()
+            {
+                let (granted, reset_in) = b.take(&st.store, name, misses.len() as u64).await?;
+                let granted = usize::try_from(granted).unwrap_or(usize::MAX);
+                if granted < misses.len() {
+                    // Beyond the token's budget: not asked, left out of the answer.
+                    let over = misses.len() - granted;
+                    misses.truncate(granted);
+                    miss_at.truncate(granted);
+                    over_budget = Some(reset_in);
+                    metrics::counter!("hashsweep_gateway_client_over_budget_total", "token" => name.to_string())
+                        .increment(over as u64);
+                }
+            }
             if !misses.is_empty() {
                 let got = st.coalescer.ask(&misses, details).await;
                 for (i, g) in miss_at.into_iter().zip(got) {
@@ -380,6 +511,11 @@ async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Result<Resp
         return Err(store_down(why));
     }
     let any_answer = found.iter().flatten().any(|g| matches!(g, Got::Answer(_)));
+    if let Some(reset_in) = over_budget
+        && !any_answer
+    {
+        return Err(ApiError::ClientBudget { reset_in });
+    }
     if !any_answer && !distinct.is_empty() {
         return Err(upstream_failed(st, &found));
     }
@@ -447,8 +583,15 @@ fn upstream_failed(st: &AppState, found: &[Option<Got>]) -> ApiError {
             _ => None,
         })
         .unwrap_or("no answer");
+    let why = passed_on(why);
     tracing::warn!("answering 503: upstream lookups failed: {why}");
-    ApiError::Upstream(why.to_string())
+    ApiError::Upstream(why)
+}
+
+/// Text from the upstream as it may be passed on: at most [`MAX_PASSED_ON`] bytes (cut on a
+/// character boundary). The key was scrubbed by the client already.
+pub fn passed_on(text: &str) -> String {
+    crate::lookup::protocol::cap_text(text, MAX_PASSED_ON)
 }
 
 /// `s` upper-cased (as the service echoes hashes) as a JSON string.
@@ -529,6 +672,17 @@ fn write_entry(out: &mut Vec<u8>, hash: &str, a: Option<&Answer>, details: bool)
     out.push(b'}');
 }
 
+/// The public health check: 200 or 503, no body.
+async fn bare_healthz(State(st): State<Arc<AppState>>) -> StatusCode {
+    let store = tokio::time::timeout(Duration::from_secs(2), st.store.ping()).await;
+    if matches!(store, Ok(Ok(()))) {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+/// The admin health answer: the store, the upstream and its quota, in words.
 async fn healthz(State(st): State<Arc<AppState>>) -> Response {
     let store = tokio::time::timeout(Duration::from_secs(2), st.store.ping()).await;
     let store_ok = matches!(store, Ok(Ok(())));
@@ -538,7 +692,7 @@ async fn healthz(State(st): State<Arc<AppState>>) -> Response {
         "store": if store_ok { "ok".to_string() } else {
             match store { Ok(Err(e)) => e.to_string(), _ => "timed out".into() }
         },
-        "upstream": upstream.halted().map_or_else(|| "ok".into(), |e| e.to_string()),
+        "upstream": upstream.halted().map_or_else(|| "ok".into(), |e| passed_on(&e.to_string())),
         "upstream_quota_remaining": upstream.quota_remaining(),
     });
     let status = if store_ok {

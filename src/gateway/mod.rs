@@ -7,12 +7,15 @@
 //! 1000 hashes, each digest asked once however many endpoints hold it. [`api`] is the HTTP
 //! face, [`tokens`] the endpoint tokens.
 //!
-//! Built on tokio + axum (served by axum-server, for rustls). Shutdown on SIGTERM/SIGINT is
+//! Built on tokio + axum (served by axum-server, for rustls), HTTP/1.1 only (HTTP/2 is not
+//! served, with or without TLS). [`conn`] bounds connections and their deadlines. Metrics and
+//! the detailed health answer are served only on `--admin-listen`. Shutdown on SIGTERM/SIGINT is
 //! graceful: no new connections, in-flight requests (and their upstream lookups, whose answers
 //! are stored first) finish within `shutdown_grace`.
 
 pub mod api;
 pub mod coalesce;
+pub mod conn;
 pub mod store;
 pub mod tokens;
 
@@ -60,7 +63,25 @@ pub struct ServeConfig {
     /// PEM certificate chain and private key: serve https.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub shutdown_grace: Duration,
+    /// At most this many client connections at once (`None`: derived from the open-file
+    /// limit, see [`conn::default_max_connections`]).
+    pub max_connections: Option<usize>,
+    pub deadlines: conn::Deadlines,
+    /// The longest a request body may take to arrive.
+    pub body_timeout: Duration,
+    /// Where `/metrics` and the detailed `/healthz` are served (nowhere without it).
+    pub admin_listen: Option<SocketAddr>,
+    /// Sign stored values with this key (`--store-key-file`).
+    pub store_key: Option<store::StoreKey>,
+    /// At most N hashes a day asked upstream for one endpoint token.
+    pub client_budget: Option<std::num::NonZeroU64>,
 }
+
+/// The default `--body-timeout`.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connections at once on `--admin-listen`.
+const ADMIN_CONNECTIONS: usize = 32;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -111,16 +132,23 @@ pub fn serve(cfg: ServeConfig, ready: impl FnOnce(&SocketAddr, &str)) -> Result<
     if cfg.tls.is_none() && !cfg.listen.ip().is_loopback() && !cfg.insecure_http {
         return Err(GatewayError::PlainHttp(cfg.listen));
     }
-    let listener = TcpListener::bind(cfg.listen).map_err(|source| GatewayError::Listen {
-        addr: cfg.listen,
-        source,
-    })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| GatewayError::Listen {
-            addr: cfg.listen,
-            source,
-        })?;
+    if let Some(admin) = cfg.admin_listen
+        && cfg.tls.is_none()
+        && !admin.ip().is_loopback()
+        && !cfg.insecure_http
+    {
+        return Err(GatewayError::PlainHttp(admin));
+    }
+    // Every connection is a file descriptor: use all the process may have.
+    let nofile = match conn::raise_nofile_limit() {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!("cannot read or raise the open-file limit: {e}");
+            1024
+        }
+    };
+    let (listener, local) = bind(cfg.listen)?;
+    let admin = cfg.admin_listen.map(bind).transpose()?;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -131,26 +159,106 @@ pub fn serve(cfg: ServeConfig, ready: impl FnOnce(&SocketAddr, &str)) -> Result<
         .enable_all()
         .build()
         .map_err(GatewayError::Runtime)?;
-    rt.block_on(run(cfg, upstream, listener, local, ready))
+    let max_connections = cfg
+        .max_connections
+        .unwrap_or_else(|| conn::default_max_connections(nofile));
+    if max_connections as u64 + 32 > nofile {
+        tracing::warn!(
+            "--max-connections {max_connections} is close to the open-file limit {nofile}: \
+             the gateway may run out of file descriptors (raise LimitNOFILE=)"
+        );
+    }
+    rt.block_on(run(
+        cfg,
+        upstream,
+        (listener, local),
+        admin,
+        max_connections,
+        ready,
+    ))
+}
+
+fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), GatewayError> {
+    let listen_error = |source| GatewayError::Listen { addr, source };
+    let listener = TcpListener::bind(addr).map_err(listen_error)?;
+    let local = listener.local_addr().map_err(listen_error)?;
+    listener.set_nonblocking(true).map_err(listen_error)?;
+    Ok((listener, local))
+}
+
+/// Serve `app` on `listener` until `handle` stops it: HTTP/1.1 only, at most `max` connections,
+/// each under `deadlines`, over TLS when `tls` is set.
+async fn serve_on(
+    listener: TcpListener,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    app: axum::Router,
+    handle: axum_server::Handle<SocketAddr>,
+    max: usize,
+    deadlines: conn::Deadlines,
+) -> std::io::Result<()> {
+    let make = conn::Permits::new(app.into_make_service_with_connect_info::<SocketAddr>(), max);
+    let limits = conn::Limits { deadlines };
+    match tls {
+        Some(tls) => {
+            axum_server::from_tcp_rustls(listener, tls)?
+                .handle(handle)
+                .http1_only()
+                .map(|a| a.acceptor(limits))
+                .serve(make)
+                .await
+        }
+        None => {
+            axum_server::from_tcp(listener)?
+                .handle(handle)
+                .http1_only()
+                .acceptor(limits)
+                .serve(make)
+                .await
+        }
+    }
+}
+
+/// The TLS configuration from PEM files, offering only HTTP/1.1 in ALPN.
+async fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<axum_server::tls_rustls::RustlsConfig, GatewayError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+        .await
+        .map_err(GatewayError::Tls)?;
+    let mut inner = (*tls.get_inner()).clone();
+    inner.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(axum_server::tls_rustls::RustlsConfig::from_config(
+        Arc::new(inner),
+    ))
 }
 
 async fn run(
     cfg: ServeConfig,
     upstream: Arc<coalesce::Upstream>,
-    listener: TcpListener,
-    local: SocketAddr,
+    (listener, local): (TcpListener, SocketAddr),
+    admin: Option<(TcpListener, SocketAddr)>,
+    max_connections: usize,
     ready: impl FnOnce(&SocketAddr, &str),
 ) -> Result<(), GatewayError> {
     let store = Store::open(&cfg.store, cfg.ttls, cfg.upstream.claim_ttl)?;
+    let store = match &cfg.store_key {
+        Some(k) => store.signed(k.clone())?,
+        None => store,
+    };
     let coalescer = coalesce::Coalescer::start(store.clone(), upstream, &cfg.upstream);
     let state = Arc::new(api::AppState::new(
-        cfg.tokens.clone(),
+        api::Policy {
+            tokens: cfg.tokens.clone(),
+            client_rate: cfg.client_rate,
+            client_budget: cfg.client_budget,
+            body_timeout: cfg.body_timeout,
+        },
         store.clone(),
         Arc::clone(&coalescer),
-        cfg.client_rate,
         metrics_handle(),
     ));
-    let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
     tokio::spawn(shutdown_on_signal(handle.clone(), cfg.shutdown_grace));
     tokio::spawn(store.clone().maintain_forever());
@@ -160,35 +268,47 @@ async fn run(
         );
     }
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    let admin_shown = admin.as_ref().map_or_else(
+        || "; no admin listener (--admin-listen)".to_string(),
+        |(_, a)| format!("; admin on {scheme}://{a}"),
+    );
     let description = format!(
-        "{scheme}://{local} (store {}, upstream {}, {} endpoint tokens)",
+        "{scheme}://{local} (store {}, upstream {}, {} endpoint tokens, at most {max_connections} connections){admin_shown}",
         store.describe(),
         cfg.upstream.client.api_url,
         cfg.tokens.len()
     );
-    listener
-        .set_nonblocking(true)
-        .map_err(GatewayError::Runtime)?;
-    let served = match &cfg.tls {
-        Some((cert, key)) => {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+    let tls = match &cfg.tls {
+        Some((cert, key)) => Some(tls_config(cert, key).await?),
+        None => None,
+    };
+    let public = serve_on(
+        listener,
+        tls.clone(),
+        api::router(Arc::clone(&state)),
+        handle.clone(),
+        max_connections,
+        cfg.deadlines,
+    );
+    let admin_served = async {
+        match admin {
+            Some((l, _)) => {
+                serve_on(
+                    l,
+                    tls,
+                    api::admin_router(Arc::clone(&state)),
+                    handle.clone(),
+                    ADMIN_CONNECTIONS,
+                    cfg.deadlines,
+                )
                 .await
-                .map_err(GatewayError::Tls)?;
-            let server = axum_server::from_tcp_rustls(listener, tls)
-                .map_err(GatewayError::Runtime)?
-                .handle(handle);
-            ready(&local, &description);
-            server.serve(app).await
-        }
-        None => {
-            let server = axum_server::from_tcp(listener)
-                .map_err(GatewayError::Runtime)?
-                .handle(handle);
-            ready(&local, &description);
-            server.serve(app).await
+            }
+            None => Ok(()),
         }
     };
+    ready(&local, &description);
+    let (served, admin_served) = tokio::join!(public, admin_served);
+    let served = served.and(admin_served);
     // Connections are closed; lookups whose clients went away may still be running: their
     // answers are paid for, so store them before exiting.
     if !coalescer.drain(cfg.shutdown_grace).await {

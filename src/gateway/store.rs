@@ -7,10 +7,22 @@
 //! its own: a whole request's keys in one `MGET`, answers written back in one pipeline of
 //! `SET … EX ttl`, and a short `SET NX EX` claim per digest so that two instances never ask the
 //! upstream for the same digest at once. TTLs come from [`Ttls`]; errors are never stored.
+//!
+//! The connection manager reconnects only after network errors, so any failed Redis call also
+//! marks the connection suspect: a repair task ([`Store::maintain_forever`]) builds a fresh
+//! connection, probes it with `PING`, and swaps it in once that answers (garbage answers, an
+//! `AUTH` refused, a desynchronised reply stream: all recover within a second or two of Redis
+//! being healthy).
+//!
+//! With a [`StoreKey`] (`--store-key-file`) every stored verdict carries an HMAC-SHA-256 over
+//! its key and value; one whose tag does not match is a miss (asked upstream again), counted in
+//! `hashsweep_gateway_store_forged_total`, never served.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use hmac::{KeyInit as _, Mac as _};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +47,76 @@ pub enum StoreError {
         #[source]
         source: Box<crate::cache::CacheError>,
     },
+    #[error("cannot read the store key file {path}")]
+    KeyFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the store key file {0}: {1}")]
+    BadKey(std::path::PathBuf, &'static str),
 }
+
+/// The key that signs stored values (`--store-key-file`), shared by the gateway instances.
+#[derive(Clone)]
+pub struct StoreKey(Arc<[u8]>);
+
+impl std::fmt::Debug for StoreKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreKey([hidden])")
+    }
+}
+
+/// The shortest store key accepted, in bytes.
+pub const MIN_STORE_KEY: usize = 32;
+
+impl StoreKey {
+    /// The file's contents without surrounding whitespace: at least [`MIN_STORE_KEY`] bytes.
+    pub fn load(path: &std::path::Path) -> Result<StoreKey, StoreError> {
+        let raw = std::fs::read(path).map_err(|source| StoreError::KeyFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        StoreKey::new(raw.trim_ascii()).ok_or(StoreError::BadKey(
+            path.to_path_buf(),
+            "the key must be at least 32 bytes (for example: openssl rand -hex 32)",
+        ))
+    }
+
+    pub fn new(key: &[u8]) -> Option<StoreKey> {
+        (key.len() >= MIN_STORE_KEY).then(|| StoreKey(Arc::from(key)))
+    }
+
+    fn tag(&self, key: &str, value: &[u8]) -> [u8; TAG] {
+        let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        m.update(&(key.len() as u64).to_be_bytes());
+        m.update(key.as_bytes());
+        m.update(value);
+        m.finalize().into_bytes().into()
+    }
+
+    /// `value` signed for `key`: the tag, then the value.
+    fn seal(&self, key: &str, value: Vec<u8>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(TAG + value.len());
+        out.extend_from_slice(&self.tag(key, &value));
+        out.extend_from_slice(&value);
+        out
+    }
+
+    /// The value of a sealed `stored`, if its tag is right for `key` (checked in constant time).
+    fn open<'a>(&self, key: &str, stored: &'a [u8]) -> Option<&'a [u8]> {
+        let (tag, value) = stored.split_at_checked(TAG)?;
+        let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0).ok()?;
+        m.update(&(key.len() as u64).to_be_bytes());
+        m.update(key.as_bytes());
+        m.update(value);
+        m.verify_slice(tag).ok().map(|()| value)
+    }
+}
+
+/// Bytes of an HMAC-SHA-256 tag.
+const TAG: usize = 32;
 
 /// How a claim on a digest came out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,13 +139,25 @@ pub enum Store {
 /// A Redis-backed store (cheap to clone: the connection manager multiplexes one connection).
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    link: Arc<Link>,
+    /// Signs and checks stored verdicts.
+    key: Option<StoreKey>,
     /// The URL without any password, for messages.
     shown: Arc<str>,
     ttls: Ttls,
     claim_ttl: Duration,
     /// Written as the claim's value, to tell instances apart when debugging.
     instance: Arc<str>,
+}
+
+/// The connection in use and what is needed to build a new one.
+struct Link {
+    current: std::sync::Mutex<ConnectionManager>,
+    client: redis::Client,
+    cfg: ConnectionManagerConfig,
+    /// A call failed since the connection was last known good: rebuild it.
+    suspect: AtomicBool,
+    wake: tokio::sync::Notify,
 }
 
 /// The stored form of an answer. Short names: a gateway holds millions of these.
@@ -129,10 +222,29 @@ fn redacted(spec: &str) -> String {
 }
 
 impl Store {
-    /// Keep a SQLite store bounded: prune it once in a while (see [`Cache::maintain`]). Redis
-    /// expires its keys by itself. Runs until the process ends.
+    /// Sign stored verdicts with `key` (Redis only: a SQLite store is a local file).
+    pub fn signed(self, key: StoreKey) -> Result<Store, StoreError> {
+        match self {
+            Store::Redis(mut r) => {
+                r.key = Some(key);
+                Ok(Store::Redis(r))
+            }
+            Store::Sqlite(c) => Err(StoreError::Spec(
+                format!("sqlite:{}", c.path().display()),
+                "--store-key-file signs values kept in Redis; a SQLite store is a local file"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Keep the store usable: rebuild a Redis connection that failed (see the module doc);
+    /// prune a SQLite store once in a while (see [`Cache::maintain`]; Redis expires its keys
+    /// by itself). Runs until the process ends.
     pub async fn maintain_forever(self) {
-        let Store::Sqlite(cache) = self else { return };
+        let cache = match self {
+            Store::Redis(r) => return r.repair_forever().await,
+            Store::Sqlite(cache) => cache,
+        };
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tick.tick().await;
@@ -177,12 +289,19 @@ impl Store {
                 .set_number_of_retries(2)
                 .set_min_delay(Duration::from_millis(50))
                 .set_max_delay(Duration::from_millis(500));
-            let conn = ConnectionManager::new_lazy_with_config(client, cfg)
+            let conn = ConnectionManager::new_lazy_with_config(client.clone(), cfg.clone())
                 .map_err(|e| StoreError::Spec(shown.to_string(), e.to_string()))?;
             let host = crate::report::ecs::host_name().unwrap_or_else(|| "localhost".into());
             let instance = format!("{host}:{}", std::process::id());
             return Ok(Store::Redis(RedisStore {
-                conn,
+                link: Arc::new(Link {
+                    current: std::sync::Mutex::new(conn),
+                    client,
+                    cfg,
+                    suspect: AtomicBool::new(false),
+                    wake: tokio::sync::Notify::new(),
+                }),
+                key: None,
                 shown,
                 ttls,
                 claim_ttl,
@@ -296,7 +415,7 @@ impl Store {
             .unwrap_or_default()
             .as_secs();
         let key = format!("{KEY_PREFIX}rate:{}:{}", token_name, now / 60);
-        let mut c = r.conn.clone();
+        let mut c = r.conn();
         let (count,): (u64,) = redis::pipe()
             .cmd("INCR")
             .arg(&key)
@@ -310,19 +429,62 @@ impl Store {
         Ok((count > u64::from(per_minute)).then(|| Duration::from_secs(60 - now % 60)))
     }
 
+    /// Take up to `n` of `token_name`'s `per_day` hashes for UTC day `day`, shared by every
+    /// instance using this Redis: how many were granted. The count expires after the day.
+    /// Only for a shared store: a single instance counts in memory.
+    pub async fn take_budget(
+        &self,
+        token_name: &str,
+        day: u64,
+        n: u64,
+        per_day: u64,
+        day_left: Duration,
+    ) -> Result<u64, StoreError> {
+        let Store::Redis(r) = self else {
+            return Ok(n);
+        };
+        static TAKE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                "local used = tonumber(redis.call('GET', KEYS[1]) or '0') \
+                 local take = math.min(tonumber(ARGV[1]), math.max(0, tonumber(ARGV[2]) - used)) \
+                 if take > 0 then redis.call('INCRBY', KEYS[1], take) end \
+                 redis.call('EXPIRE', KEYS[1], ARGV[3]) \
+                 return take",
+            )
+        });
+        let key = format!("{KEY_PREFIX}budget:{token_name}:{day}");
+        let mut c = r.conn();
+        TAKE.key(key)
+            .arg(n)
+            .arg(per_day)
+            .arg(day_left.as_secs() + 3600)
+            .invoke_async::<u64>(&mut c)
+            .await
+            .map_err(|e| r.err("counting a client's budget", &e))
+    }
+
     /// Is the store reachable?
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(_) => Ok(()),
             Store::Redis(r) => {
-                let mut c = r.conn.clone();
-                redis::cmd("PING")
-                    .query_async::<String>(&mut c)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| r.err("PING", &e))
+                let mut c = r.conn();
+                ping(&mut c).await.map_err(|e| r.err("PING", &e))
             }
         }
+    }
+}
+
+/// `PING`, and the answer must be `PONG` (anything else is not a Redis we can use).
+async fn ping(c: &mut ConnectionManager) -> Result<(), redis::RedisError> {
+    let pong: String = redis::cmd("PING").query_async(c).await?;
+    if pong == "PONG" {
+        Ok(())
+    } else {
+        Err(redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "PING was not answered PONG",
+        )))
     }
 }
 
@@ -349,11 +511,95 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl RedisStore {
+    /// The connection in use (a cheap handle).
+    fn conn(&self) -> ConnectionManager {
+        crate::sync::lock(&self.link.current).clone()
+    }
+
+    /// A call failed: say why, and have the connection rebuilt.
     fn err(&self, what: &str, e: &redis::RedisError) -> StoreError {
+        self.broken(format!("{what}: {e}"))
+    }
+
+    fn broken(&self, what: String) -> StoreError {
+        if !self.link.suspect.swap(true, Ordering::AcqRel) {
+            self.link.wake.notify_one();
+        }
         StoreError::Unavailable {
             store: self.shown.to_string(),
-            what: format!("{what}: {e}"),
+            what,
         }
+    }
+
+    /// Rebuild a suspect connection until a fresh one answers `PING`, then use that one.
+    async fn repair_forever(self) {
+        /// Between two attempts while the store is unhealthy.
+        const PAUSE: Duration = Duration::from_millis(500);
+        loop {
+            if !self.link.suspect.load(Ordering::Acquire) {
+                self.link.wake.notified().await;
+                continue;
+            }
+            let fresh = tokio::time::timeout(
+                Duration::from_secs(3),
+                ConnectionManager::new_with_config(self.link.client.clone(), self.link.cfg.clone()),
+            )
+            .await;
+            let probed = match fresh {
+                Ok(Ok(mut c)) => {
+                    match tokio::time::timeout(Duration::from_secs(2), ping(&mut c)).await {
+                        Ok(Ok(())) => Ok(c),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err("PING timed out".into()),
+                    }
+                }
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("connecting timed out".into()),
+            };
+            match probed {
+                Ok(c) => {
+                    *crate::sync::lock(&self.link.current) = c;
+                    self.link.suspect.store(false, Ordering::Release);
+                    metrics::counter!("hashsweep_gateway_store_reconnects_total").increment(1);
+                    tracing::info!(
+                        "the verdict store {} answers again: connection rebuilt",
+                        self.shown
+                    );
+                }
+                Err(why) => {
+                    tracing::debug!("the verdict store {} is not healthy yet: {why}", self.shown);
+                    tokio::time::sleep(PAUSE).await;
+                }
+            }
+        }
+    }
+
+    /// The stored form of `a` under `key` (signed with a store key).
+    fn seal(&self, key: &str, a: &Answer) -> Vec<u8> {
+        let plain = Stored::encode(a);
+        match &self.key {
+            Some(k) => k.seal(key, plain),
+            None => plain,
+        }
+    }
+
+    /// The answer stored under `key`; `None` if it does not decode or its signature is wrong
+    /// (counted: someone else wrote to our keys).
+    fn unseal(&self, key: &str, stored: &[u8]) -> Option<Answer> {
+        let plain = match &self.key {
+            None => stored,
+            Some(k) => match k.open(key, stored) {
+                Some(v) => v,
+                None => {
+                    metrics::counter!("hashsweep_gateway_store_forged_total").increment(1);
+                    tracing::warn!(
+                        "a stored verdict's signature does not match: asked upstream again"
+                    );
+                    return None;
+                }
+            },
+        };
+        Stored::decode(plain)
     }
 
     fn ttl_secs(&self, a: &Answer) -> Option<u64> {
@@ -367,22 +613,25 @@ impl RedisStore {
             return Ok(Vec::new());
         }
         let keys: Vec<String> = digests.iter().map(verdict_key).collect();
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let raw: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
             .arg(&keys)
             .query_async(&mut c)
             .await
             .map_err(|e| self.err("MGET", &e))?;
         if raw.len() != digests.len() {
-            return Err(StoreError::Unavailable {
-                store: self.shown.to_string(),
-                what: format!("MGET answered {} values for {} keys", raw.len(), keys.len()),
-            });
+            return Err(self.broken(format!(
+                "MGET answered {} values for {} keys",
+                raw.len(),
+                keys.len()
+            )));
         }
-        // A value that does not decode is treated as absent (it will be overwritten).
+        // A value that does not decode (or is not signed right) is treated as absent (it will
+        // be overwritten).
         Ok(raw
             .into_iter()
-            .map(|v| v.and_then(|b| Stored::decode(&b)))
+            .zip(&keys)
+            .map(|(v, k)| v.and_then(|b| self.unseal(k, &b)))
             .collect())
     }
 
@@ -403,16 +652,13 @@ impl RedisStore {
                 .cmd("GET")
                 .arg(verdict_key(d));
         }
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         let raw: Vec<redis::Value> = pipe
             .query_async(&mut c)
             .await
             .map_err(|e| self.err("claim", &e))?;
         if raw.len() != 2 * digests.len() {
-            return Err(StoreError::Unavailable {
-                store: self.shown.to_string(),
-                what: format!("claim pipeline answered {} replies", raw.len()),
-            });
+            return Err(self.broken(format!("claim pipeline answered {} replies", raw.len())));
         }
         let mut needless = Vec::new();
         let claims = raw
@@ -420,7 +666,7 @@ impl RedisStore {
             .zip(digests)
             .map(|(pair, d)| {
                 let answer = match &pair[1] {
-                    redis::Value::BulkString(b) => Stored::decode(b),
+                    redis::Value::BulkString(b) => self.unseal(&verdict_key(d), b),
                     _ => None,
                 };
                 let won = matches!(pair[0], redis::Value::Okay);
@@ -461,7 +707,7 @@ impl RedisStore {
             inv.key(claim_key(d));
         }
         inv.arg(&*self.instance);
-        let mut c = self.conn.clone();
+        let mut c = self.conn();
         inv.invoke_async::<i64>(&mut c)
             .await
             .map(|_| ())
@@ -477,9 +723,11 @@ impl RedisStore {
         let mut n = 0usize;
         for (d, a) in answers {
             if let Some(ttl) = self.ttl_secs(a) {
+                let key = verdict_key(d);
+                let value = self.seal(&key, a);
                 pipe.cmd("SET")
-                    .arg(verdict_key(d))
-                    .arg(Stored::encode(a))
+                    .arg(key)
+                    .arg(value)
                     .arg("EX")
                     .arg(ttl)
                     .ignore();
@@ -487,7 +735,7 @@ impl RedisStore {
             }
         }
         if n > 0 {
-            let mut c = self.conn.clone();
+            let mut c = self.conn();
             pipe.query_async::<()>(&mut c)
                 .await
                 .map_err(|e| self.err("writing answers", &e))?;
@@ -528,6 +776,23 @@ mod tests {
         assert!(bytes.len() < 20, "{}", String::from_utf8_lossy(&bytes));
         assert_eq!(Stored::decode(&bytes), Some(unknown));
         assert_eq!(Stored::decode(b"not json"), None);
+    }
+
+    #[test]
+    fn a_signed_value_opens_only_under_its_key_and_with_its_tag() {
+        let k = StoreKey::new(&[7u8; 32]).unwrap();
+        let other = StoreKey::new(&[8u8; 32]).unwrap();
+        let a = Stored::encode(&answer(1, 30, Some("x")));
+        let sealed = k.seal("hashsweep:v1:sha256:ab", a.clone());
+        assert_eq!(k.open("hashsweep:v1:sha256:ab", &sealed), Some(&a[..]));
+        assert_eq!(k.open("hashsweep:v1:sha256:cd", &sealed), None);
+        assert_eq!(other.open("hashsweep:v1:sha256:ab", &sealed), None);
+        assert_eq!(k.open("hashsweep:v1:sha256:ab", &a), None);
+        let mut tampered = sealed.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert_eq!(k.open("hashsweep:v1:sha256:ab", &tampered), None);
+        assert!(StoreKey::new(&[1u8; 31]).is_none());
+        assert_eq!(format!("{k:?}"), "StoreKey([hidden])");
     }
 
     #[test]

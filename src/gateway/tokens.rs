@@ -3,7 +3,8 @@
 //! The tokens file has one `NAME TOKEN` or `NAME sha256:HEX` per line (`#` comments and blank
 //! lines are ignored), so the file need not hold the secrets themselves. Tokens are kept only as
 //! SHA-256 digests; a presented token is hashed and looked up, and only its NAME ever reaches a
-//! log line or a metric label.
+//! log line or a metric label. The digest of the empty string is refused (it would let an empty
+//! `apikey` in), and an empty token never names anyone.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -79,6 +80,12 @@ impl Tokens {
                 }
                 None => Sha256::digest(secret.as_bytes()).into(),
             };
+            if digest == <[u8; 32]>::from(Sha256::digest(b"")) {
+                return Err((
+                    n,
+                    format!("the token for '{name}' is the SHA-256 of the empty string"),
+                ));
+            }
             if !names.insert(name.to_string()) {
                 return Err((n, format!("the name '{name}' is used twice")));
             }
@@ -94,6 +101,9 @@ impl Tokens {
 
     /// The name of the holder of `token`, if it is known.
     pub fn name_of(&self, token: &[u8]) -> Option<Arc<str>> {
+        if token.is_empty() {
+            return None;
+        }
         let d: [u8; 32] = Sha256::digest(token).into();
         self.by_digest.get(&d).cloned()
     }
@@ -150,5 +160,24 @@ mod tests {
         );
         let e = Tokens::parse("a tok-aaaaaaaaaaaaaaaa\nb tok-aaaaaaaaaaaaaaaa").unwrap_err();
         assert!(e.1.contains("another name"), "{}", e.1);
+    }
+
+    #[test]
+    fn an_empty_token_names_nobody_even_if_its_digest_were_known() {
+        let mut t = Tokens::default();
+        t.by_digest
+            .insert(Sha256::digest(b"").into(), Arc::from("ghost"));
+        assert_eq!(t.name_of(b""), None);
+    }
+
+    #[test]
+    fn the_digest_of_the_empty_string_is_refused_with_its_line() {
+        let empty = crate::digest::hex_lower(&Sha256::digest(b""));
+        for hex in [empty.clone(), empty.to_ascii_uppercase()] {
+            let text = format!("# fleet\nweb01 web01-token-abcdef123456\nghost sha256:{hex}\n");
+            let e = Tokens::parse(&text).unwrap_err();
+            assert_eq!(e.0, 3, "{}", e.1);
+            assert!(e.1.contains("empty string"), "{}", e.1);
+        }
     }
 }

@@ -409,14 +409,10 @@ impl HttpClient {
         d.mul_f64(0.5 + fastrand::f64() / 2.0)
     }
 
-    /// Remove the key from any text that came back from the network.
+    /// Remove the key from any text that came back from the network: in any letter case,
+    /// and any piece of it of [`SCRUB_PIECE`] characters or more.
     fn scrub(&self, s: &str) -> String {
-        let k = self.key.expose();
-        if k.len() >= 4 {
-            s.replace(k, "[redacted]")
-        } else {
-            s.to_string()
-        }
+        scrub_key(s, self.key.expose())
     }
 
     /// The same error with the key removed from its text; a missing entry stays one (its
@@ -1209,10 +1205,61 @@ fn seconds(h: &HeaderMap, name: &str) -> Option<Duration> {
         .map(Duration::from_secs_f64)
 }
 
+/// The answer's body, at most [`protocol::MAX_ANSWER`] bytes of it (more is an error).
 fn read_body(resp: Response) -> Result<Vec<u8>, String> {
-    resp.bytes()
-        .map(|b| b.to_vec())
-        .map_err(|e| describe_reqwest(&e))
+    use std::io::Read as _;
+    let max = protocol::MAX_ANSWER as u64;
+    let too_long = || format!("the answer is longer than {} MiB", max >> 20);
+    if resp.content_length().is_some_and(|n| n > max) {
+        return Err(too_long());
+    }
+    let mut out = Vec::new();
+    resp.take(max + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| e.to_string())?;
+    if out.len() as u64 > max {
+        return Err(too_long());
+    }
+    Ok(out)
+}
+
+/// Pieces of the key this long (and longer) are scrubbed from texts.
+pub const SCRUB_PIECE: usize = 8;
+
+/// `s` with `key` removed, case-insensitively, and with every run of [`SCRUB_PIECE`] or more
+/// characters that also occurs in the key (in any case) replaced by `[redacted]`.
+pub fn scrub_key(s: &str, key: &str) -> String {
+    let k = key.as_bytes().to_ascii_lowercase();
+    if k.len() < 4 {
+        return s.to_string();
+    }
+    let piece = SCRUB_PIECE.min(k.len());
+    let pieces: std::collections::HashSet<&[u8]> = k.windows(piece).collect();
+    let low = s.as_bytes().to_ascii_lowercase();
+    // Mark every byte covered by a window that is a piece of the key.
+    let mut hidden = vec![false; low.len()];
+    for (i, w) in low.windows(piece).enumerate() {
+        if pieces.contains(w) {
+            hidden[i..i + piece].iter_mut().for_each(|h| *h = true);
+        }
+    }
+    if !hidden.contains(&true) {
+        return s.to_string();
+    }
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < low.len() {
+        if hidden[i] {
+            out.extend_from_slice(b"[redacted]");
+            while i < low.len() && hidden[i] {
+                i += 1;
+            }
+        } else {
+            out.push(s.as_bytes()[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A reqwest error without the URL noise, with its cause chain.
@@ -1267,6 +1314,32 @@ fn is_loopback(url: &Url) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_key_is_scrubbed_in_any_case_and_in_pieces() {
+        let key = "0123456789abcdefABCDEF0123456789";
+        let clean = |s: &str| {
+            let out = scrub_key(s, key);
+            let low = out.to_ascii_lowercase();
+            let k = key.to_ascii_lowercase();
+            for w in k.as_bytes().windows(SCRUB_PIECE) {
+                assert!(!low.contains(std::str::from_utf8(w).unwrap()), "{out}");
+            }
+            out
+        };
+        assert_eq!(clean(&format!("bad key {key}!")), "bad key [redacted]!");
+        assert_eq!(
+            clean(&format!("bad key {}!", key.to_ascii_lowercase())),
+            "bad key [redacted]!"
+        );
+        assert_eq!(
+            clean("key starts 01234567, ends"),
+            "key starts [redacted], ends"
+        );
+        assert_eq!(clean("EF012345x"), "[redacted]x");
+        // Shorter pieces are not the key; other text passes unchanged.
+        assert_eq!(clean("0123456 is fine, é too"), "0123456 is fine, é too");
+    }
     use std::sync::Arc;
 
     fn cfg(url: &str) -> ClientConfig {

@@ -25,7 +25,28 @@ pub struct ServiceError {
     pub message: String,
 }
 
-/// Read an error body; never fails (a plain-text body becomes the message).
+/// The most of a service's error text kept (it is passed on: logs, a gateway's answers).
+pub const MAX_ERROR_TEXT: usize = 300;
+
+/// The largest answer read: 1000 entries with per-engine details. An entry with details is
+/// about 10 KB (some 40 engines of up to ~250 bytes each), so 1000 need about 10 MB; an
+/// answer longer than 16 MiB is refused (a failed lookup) before it fills memory.
+pub const MAX_ANSWER: usize = 16 << 20;
+
+/// `s` cut to at most `max` bytes, on a character boundary (with `…` when cut).
+pub fn cap_text(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Read an error body; never fails (a plain-text body becomes the message, at most
+/// [`MAX_ERROR_TEXT`] bytes of it either way).
 pub fn parse_error(body: &[u8]) -> ServiceError {
     let text = || {
         String::from_utf8_lossy(body)
@@ -56,7 +77,10 @@ pub fn parse_error(body: &[u8]) -> ServiceError {
             .map(str::to_string)
             .unwrap_or_else(text),
     };
-    ServiceError { code, message }
+    ServiceError {
+        code,
+        message: cap_text(&message, MAX_ERROR_TEXT),
+    }
 }
 
 /// Why a whole answer could not be used (the batch may be retried).
@@ -232,6 +256,17 @@ mod tests {
             parse_error(br#"{"error":{"code":400062,"messages":["The `hash` field is empty"]}}"#);
         assert_eq!(e.code, Some(400062));
         assert!(e.message.contains("empty"));
+        let long = format!(
+            r#"{{"error":{{"code":401006,"messages":["{}"]}}}}"#,
+            "é".repeat(1 << 19)
+        );
+        let e = parse_error(long.as_bytes());
+        assert!(
+            e.message.len() <= MAX_ERROR_TEXT + "…".len(),
+            "{}",
+            e.message.len()
+        );
+        assert!(e.message.starts_with('é'));
         let e = parse_error(br#"{"error":{"name":"ClientError","code":429001,"status":429,"messages":"slow down"}}"#);
         assert_eq!((e.code, e.message.as_str()), (Some(429001), "slow down"));
         let e = parse_error(b"Unauthorized");

@@ -176,14 +176,34 @@ fn tokens_file(dir: &Path) -> PathBuf {
 struct Gateway {
     child: Child,
     url: String,
+    /// The admin listener (`/metrics`, detailed `/healthz`), when it has one.
+    admin: Option<String>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Gateway {
+    /// With an admin listener on a free loopback port.
     fn start(mock: &MockServer, store: &str, tokens: &Path, extra: &[&str]) -> Gateway {
-        let mut child = cmd()
+        Gateway::spawn(mock, store, tokens, extra, true, |_| {})
+    }
+
+    /// `admin`: also `--admin-listen 127.0.0.1:0`; `configure` may change the command (limits).
+    fn spawn(
+        mock: &MockServer,
+        store: &str,
+        tokens: &Path,
+        extra: &[&str],
+        admin: bool,
+        configure: impl FnOnce(&mut Command),
+    ) -> Gateway {
+        let mut command = cmd();
+        configure(&mut command);
+        command.args(["serve", "--listen", "127.0.0.1:0", "--log", "debug"]);
+        if admin {
+            command.args(["--admin-listen", "127.0.0.1:0"]);
+        }
+        let mut child = command
             .env("METADEFENDER_APIKEY", KEY)
-            .args(["serve", "--listen", "127.0.0.1:0", "--log", "debug"])
             .arg("--tokens")
             .arg(tokens)
             .args([
@@ -206,21 +226,32 @@ impl Gateway {
         let sink = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let url = rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string();
-                    let _ = tx.send(url);
-                }
+                let started = line.split("listening on ").nth(1).map(|rest| {
+                    let first =
+                        |s: &str| s.split_whitespace().next().unwrap_or_default().to_string();
+                    (first(rest), rest.split("; admin on ").nth(1).map(first))
+                });
+                // Logged before the start is told, so `log()` has the line once started.
                 sink.lock().unwrap().push(line);
+                if let Some(urls) = started {
+                    let _ = tx.send(urls);
+                }
             }
         });
-        let url = rx
+        let (url, admin) = rx
             .recv_timeout(Duration::from_secs(20))
             .unwrap_or_else(|_| panic!("gateway did not start: {:?}", log.lock().unwrap()));
-        Gateway { child, url, log }
+        Gateway {
+            child,
+            url,
+            admin,
+            log,
+        }
+    }
+
+    /// The admin listener's URL.
+    fn admin(&self) -> &str {
+        self.admin.as_deref().expect("started with --admin-listen")
     }
 
     fn log(&self) -> String {
@@ -429,7 +460,7 @@ fn eight_scans_through_two_gateways_ask_the_upstream_once_per_digest() {
     // Both instances served, and both stored into the one Redis.
     assert!(redis.dbsize() >= 881, "dbsize {}", redis.dbsize());
     for (name, gw) in [("a", &a), ("b", &b)] {
-        let m = http(&gw.url, "GET", "/metrics", &[], "").body;
+        let m = http(gw.admin(), "GET", "/metrics", &[], "").body;
         assert!(
             m.contains("hashsweep_gateway_client_requests_total"),
             "{name}: {m}"
@@ -474,7 +505,7 @@ fn a_restarted_gateway_answers_from_redis_without_asking_upstream() {
     assert_eq!(rec(&recs, "/eicar")["verdict"], "infected");
     assert_eq!(rec(&recs, "/f0")["verdict"], "clean");
     assert_eq!(rec(&recs, "/f1")["verdict"], "unknown");
-    let m = http(&gw.url, "GET", "/metrics", &[], "").body;
+    let m = http(gw.admin(), "GET", "/metrics", &[], "").body;
     assert!(m.contains("hashsweep_gateway_cache_hits_total 151"), "{m}");
 
     // Per-engine details: asked upstream once (the stored answer has none), then shared too.
@@ -699,7 +730,7 @@ fn the_gateway_keeps_the_vendors_contract() {
 
     let r = http(&gw.url, "GET", "/v4/nothing", &[("apikey", tok)], "");
     assert_eq!(r.status, 404);
-    let h = http(&gw.url, "GET", "/healthz", &[], "");
+    let h = http(gw.admin(), "GET", "/healthz", &[], "");
     assert_eq!(h.status, 200);
     assert_eq!(h.json()["status"], "ok");
 }
@@ -730,7 +761,7 @@ fn the_gateway_cuts_upstream_batches_to_the_budget_left() {
     assert_eq!(r.status, 429, "{}", r.raw);
     assert_eq!(r.json()["error"]["code"], 429000);
     assert!(mock.requests().iter().all(|q| q.status == 200));
-    let metrics = http(&gw.url, "GET", "/metrics", &[], "").body;
+    let metrics = http(gw.admin(), "GET", "/metrics", &[], "").body;
     // Two left out of the second request, two more of the third.
     assert!(
         metrics.contains("hashsweep_gateway_upstream_deferred_total 4"),
@@ -821,6 +852,7 @@ fn the_upstream_key_reaches_no_client_and_no_log_line() {
     seen += &r.raw;
     for (m, p) in [("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/x")] {
         seen += &http(&gw.url, m, p, &[], "").raw;
+        seen += &http(gw.admin(), m, p, &[], "").raw;
     }
     seen += &post_hashes(&gw, "bad-token-xxxxxxxxxxxxx", &["ab".repeat(32)]).raw;
     let (_, log) = gw.stop();
@@ -877,6 +909,7 @@ fn sigterm_lets_an_upstream_lookup_in_flight_finish_and_stores_its_answers() {
         let fake = Gateway {
             child: Command::new("true").spawn().unwrap(),
             url,
+            admin: None,
             log: Arc::default(),
         };
         post_hashes(&fake, TOKENS[0].1, &[EICAR_SHA256.to_string()])
@@ -1105,7 +1138,7 @@ fn beyond_max_pending_new_misses_get_503_and_joining_ones_still_wait() {
     let r = post_hashes(gw, TOKENS[1].1, &[format!("{:064x}", 99)]);
     assert_eq!(r.status, 200, "{}", r.raw);
     assert_eq!(upstream_hashes(mock).len(), 6);
-    let m = http(&gw.url, "GET", "/metrics", &[], "").body;
+    let m = http(gw.admin(), "GET", "/metrics", &[], "").body;
     assert!(m.contains("hashsweep_gateway_refused_busy_total 1"), "{m}");
 }
 
@@ -1147,5 +1180,722 @@ fn client_rate_is_shared_by_the_instances_on_one_redis() {
         post_hashes(&b, TOKENS[7].1, &h).status,
         200,
         "another token is not limited"
+    );
+}
+
+// ---- Hardening (issue 18): slow clients, a stuck store, forged verdicts, budgets, internals.
+
+/// Every piece of `key` of 8 characters, lower-cased: none may appear in what clients see.
+fn key_pieces(key: &str) -> Vec<String> {
+    let k = key.to_ascii_lowercase();
+    k.as_bytes()
+        .windows(8)
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect()
+}
+
+/// Read until the peer closes (`true`) or `limit` passes (`false`).
+fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// A `hashsweep serve` started with its open-file limit at `soft` and `hard`.
+fn gateway_with_nofile(
+    mock: &MockServer,
+    store: &str,
+    tokens: &Path,
+    extra: &[&str],
+    (soft, hard): (u64, u64),
+) -> Gateway {
+    use std::os::unix::process::CommandExt as _;
+    Gateway::spawn(mock, store, tokens, extra, true, |c| {
+        // SAFETY: between fork and exec the closure only makes the setrlimit system call
+        // (async-signal-safe; no allocation, no locks).
+        unsafe {
+            c.pre_exec(move || rlimit::setrlimit(rlimit::Resource::NOFILE, soft, hard));
+        }
+    })
+}
+
+/// Raise this test process's open-file limit to at least 4096 (the hard one too, when it is
+/// low and we may: root on a CI machine); the soft limit then.
+fn raise_own_nofile() -> u64 {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+    if soft < 4096 {
+        let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, 4096, hard.max(4096));
+    }
+    rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap().0
+}
+
+#[test]
+fn the_soft_open_file_limit_is_raised_to_the_hard_one_and_caps_connections() {
+    let own = raise_own_nofile();
+    assert!(
+        own >= 4096,
+        "the test needs 4096 open files, it may have {own}"
+    );
+    let f = sqlite_fixture(MockServer::start(Some(KEY)).unwrap(), &[]);
+    let gw = gateway_with_nofile(
+        &f.mock,
+        &sqlite_store(f.dir.path()),
+        &f.tokens,
+        &[],
+        (1024, 4096),
+    );
+    // 4096 less an eighth: the soft limit of 1024 was raised.
+    assert!(
+        gw.log().contains("at most 3584 connections"),
+        "{}",
+        gw.log()
+    );
+}
+
+#[test]
+fn under_a_1024_file_limit_950_silent_connections_are_closed_and_an_endpoint_is_served() {
+    // This test holds some 950 sockets itself.
+    let soft = raise_own_nofile();
+    assert!(
+        soft >= 2048,
+        "the test needs 2048 open files, it may have {soft}"
+    );
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens_file(dir.path());
+    let extra = [
+        "--first-request-timeout",
+        "3s",
+        "--header-timeout",
+        "2s",
+        "--idle-timeout",
+        "3s",
+    ];
+    let gw = gateway_with_nofile(
+        &mock,
+        &sqlite_store(dir.path()),
+        &tokens,
+        &extra,
+        (1024, 1024),
+    );
+    let started = gw.log();
+    assert!(started.contains("at most 896 connections"), "{started}");
+    let addr: SocketAddr = gw.url.trim_start_matches("http://").parse().unwrap();
+    let mut silent: Vec<TcpStream> = (0..950)
+        .map(|i| {
+            TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("silent connection {i}: {e}"))
+        })
+        .collect();
+    let t0 = Instant::now();
+    mock.set(EICAR_SHA256, 1, 30);
+    let r = post_hashes(&gw, TOKENS[1].1, &[EICAR_SHA256.to_string()]);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(r.json()["data"][0]["scan_result_i"], 1);
+    assert!(
+        t0.elapsed() < Duration::from_secs(40),
+        "served after {:?}",
+        t0.elapsed()
+    );
+    // Every silent connection was closed by the gateway (not by us).
+    let mut open = 0;
+    for s in &mut silent {
+        open += usize::from(!closed_within(s, Duration::from_secs(15)));
+    }
+    assert_eq!(open, 0, "silent connections still open");
+    let m = http(gw.admin(), "GET", "/metrics", &[], "").body;
+    assert!(
+        m.contains("hashsweep_gateway_connections_timed_out_total{phase=\"first_request\"}"),
+        "{m}"
+    );
+}
+
+#[test]
+fn slow_headers_and_idle_keep_alive_connections_are_closed_on_their_deadlines() {
+    let extra = [
+        "--first-request-timeout",
+        "5s",
+        "--header-timeout",
+        "1s",
+        "--idle-timeout",
+        "2s",
+    ];
+    let f = sqlite_fixture(MockServer::start(Some(KEY)).unwrap(), &extra);
+    let addr: SocketAddr = f.gw.url.trim_start_matches("http://").parse().unwrap();
+    // Slowloris: a header line, then a byte now and then; the header deadline (1 s from the
+    // first byte) closes it, although bytes keep coming.
+    let mut slow = TcpStream::connect(addr).unwrap();
+    let t0 = Instant::now();
+    slow.write_all(b"POST /v4/hash HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut closed = false;
+    while t0.elapsed() < Duration::from_secs(6) {
+        if slow.write_all(b"X").is_err() || closed_within(&mut slow, Duration::from_millis(300)) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "a slowloris connection stayed open");
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "closed after {:?}",
+        t0.elapsed()
+    );
+    // Keep-alive: one request answered, then the connection idles and is closed after 2 s.
+    let mut ka = TcpStream::connect(addr).unwrap();
+    ka.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = ka.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let t1 = Instant::now();
+    assert!(
+        closed_within(&mut ka, Duration::from_secs(6)),
+        "an idle connection stayed open"
+    );
+    let idle = t1.elapsed();
+    assert!(
+        idle >= Duration::from_millis(1500) && idle < Duration::from_secs(5),
+        "{idle:?}"
+    );
+}
+
+#[test]
+fn a_declared_body_over_1_mib_is_refused_at_once_and_a_stalled_body_times_out() {
+    let f = sqlite_fixture(
+        MockServer::start(Some(KEY)).unwrap(),
+        &["--body-timeout", "2s"],
+    );
+    let addr: SocketAddr = f.gw.url.trim_start_matches("http://").parse().unwrap();
+    let exchange = |head: String, body: &[u8]| {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let t0 = Instant::now();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).unwrap_or(0);
+        (
+            String::from_utf8_lossy(&buf[..n]).into_owned(),
+            t0.elapsed(),
+        )
+    };
+    let head = |len: u64| {
+        format!(
+            "POST /v4/hash HTTP/1.1\r\nHost: x\r\napikey: {}\r\ncontent-type: application/json\r\nContent-Length: {len}\r\n\r\n",
+            TOKENS[1].1
+        )
+    };
+    let (reply, took) = exchange(head(2 << 30), b"");
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(reply.contains("400063"), "{reply}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    let (reply, took) = exchange(head(1000), br#"{"hash":["#);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(reply.contains("408000"), "{reply}");
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    assert!(f.mock.requests().is_empty());
+}
+
+/// A TCP server that answers every read with bytes that are not RESP, until dropped.
+struct GarbageServer {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl GarbageServer {
+    fn start(port: u16) -> GarbageServer {
+        let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        l.set_nonblocking(true).unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut conns: Vec<TcpStream> = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok((s, _)) = l.accept() {
+                    s.set_nonblocking(true).unwrap();
+                    conns.push(s);
+                }
+                let mut buf = [0u8; 4096];
+                for c in &mut conns {
+                    if matches!(c.read(&mut buf), Ok(n) if n > 0) {
+                        let _ = c.write_all(b"%%garbage \x01\x02\r\n");
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        GarbageServer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for GarbageServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Post until a 200 (or `limit`): the reply and how long it took.
+fn post_until_ok(gw: &Gateway, hashes: &[String], limit: Duration) -> (Reply, Duration) {
+    let t0 = Instant::now();
+    loop {
+        let r = post_hashes(gw, TOKENS[1].1, hashes);
+        if r.status == 200 || t0.elapsed() > limit {
+            return (r, t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn after_garbage_answers_or_a_refused_auth_the_store_is_used_again_within_seconds() {
+    if !redis_available() {
+        return;
+    }
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    mock.set(EICAR_SHA256, 1, 30);
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens_file(dir.path());
+    let hashes = vec![EICAR_SHA256.to_string()];
+
+    // Garbage, then a healthy Redis on the same address.
+    let port = free_port();
+    let garbage = GarbageServer::start(port);
+    let mut redis = Redis {
+        port,
+        dir: tempfile::tempdir().unwrap(),
+        child: None,
+    };
+    let gw = Gateway::start(&mock, &redis.url(), &tokens, &[]);
+    for _ in 0..3 {
+        let r = post_hashes(&gw, TOKENS[1].1, &hashes);
+        assert_eq!(r.status, 503, "{}", r.raw);
+    }
+    drop(garbage);
+    redis.resume();
+    let (r, took) = post_until_ok(&gw, &hashes, Duration::from_secs(30));
+    assert_eq!(
+        r.status, 200,
+        "still {} after {took:?}: {}",
+        r.status, r.raw
+    );
+    assert!(took < Duration::from_secs(10), "recovered after {took:?}");
+    assert_eq!(r.json()["data"][0]["scan_result_i"], 1);
+    drop(gw);
+
+    // AUTH refused (wrong password), then the password is set right.
+    let (right, wrong) = ("store-pass-0123456789", "some-other-pass-987654");
+    assert!(
+        redis
+            .command(&format!("CONFIG SET requirepass {wrong}"))
+            .is_some()
+    );
+    let url = format!("redis://:{right}@127.0.0.1:{port}/0");
+    let gw = Gateway::start(&mock, &url, &tokens, &[]);
+    for _ in 0..3 {
+        let r = post_hashes(&gw, TOKENS[1].1, &hashes);
+        assert_eq!(r.status, 503, "{}", r.raw);
+    }
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(format!("AUTH {wrong}\r\nCONFIG SET requirepass {right}\r\n").as_bytes())
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let _ = s.read(&mut buf);
+    let (r, took) = post_until_ok(&gw, &hashes, Duration::from_secs(30));
+    assert_eq!(
+        r.status, 200,
+        "still {} after {took:?}: {}",
+        r.status, r.raw
+    );
+    assert!(took < Duration::from_secs(10), "recovered after {took:?}");
+    let (_, log) = gw.stop();
+    assert!(!log.contains(right), "the store password is in the log");
+}
+
+/// One command to Redis in RESP (binary-safe arguments); the raw reply.
+fn redis_resp(port: u16, args: &[&[u8]]) -> Vec<u8> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut req = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        req.extend_from_slice(a);
+        req.extend_from_slice(b"\r\n");
+    }
+    s.write_all(&req).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = s.read(&mut buf).unwrap_or(0);
+    buf.truncate(n);
+    buf
+}
+
+#[test]
+fn with_a_store_key_a_forged_verdict_is_a_miss_asked_again_and_counted() {
+    if !redis_available() {
+        return;
+    }
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    mock.set(EICAR_SHA256, 1, 30);
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens_file(dir.path());
+    let key_file = dir.path().join("store.key");
+    std::fs::write(&key_file, format!("{}\n", "5a".repeat(32))).unwrap();
+    let key_arg = key_file.to_str().unwrap();
+    let gw = Gateway::start(&mock, &redis.url(), &tokens, &["--store-key-file", key_arg]);
+    let hashes = vec![EICAR_SHA256.to_string()];
+    let r = post_hashes(&gw, TOKENS[1].1, &hashes);
+    assert_eq!(r.json()["data"][0]["scan_result_i"], 1, "{}", r.raw);
+    let key = format!("hashsweep:v1:sha256:{}", EICAR_SHA256.to_ascii_lowercase());
+    let stored = redis_resp(redis.port, &[b"GET", key.as_bytes()]);
+    assert!(
+        stored.starts_with(b"$"),
+        "{}",
+        String::from_utf8_lossy(&stored)
+    );
+    // Whatever answers on the Redis address writes a clean verdict.
+    let forged = redis_resp(redis.port, &[b"SET", key.as_bytes(), br#"{"c":0,"t":0}"#]);
+    assert!(forged.starts_with(b"+OK"));
+    let r = post_hashes(&gw, TOKENS[1].1, &hashes);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(
+        r.json()["data"][0]["scan_result_i"],
+        1,
+        "a forged verdict was served"
+    );
+    assert_eq!(
+        mock.requests().len(),
+        2,
+        "the forged value was not asked again"
+    );
+    let m = http(gw.admin(), "GET", "/metrics", &[], "").body;
+    assert!(m.contains("hashsweep_gateway_store_forged_total"), "{m}");
+    // A second instance with the same key file reads the re-signed answer without asking.
+    let gw2 = Gateway::start(&mock, &redis.url(), &tokens, &["--store-key-file", key_arg]);
+    assert_eq!(
+        post_hashes(&gw2, TOKENS[2].1, &hashes).json()["data"][0]["scan_result_i"],
+        1
+    );
+    assert_eq!(mock.requests().len(), 2);
+    // A key file that is too short is refused at start.
+    std::fs::write(&key_file, "short").unwrap();
+    let out = run_with_timeout(
+        cmd()
+            .env("METADEFENDER_APIKEY", KEY)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--store",
+                &redis.url(),
+                "--store-key-file",
+                key_arg,
+            ])
+            .arg("--tokens")
+            .arg(&tokens),
+        Duration::from_secs(15),
+    );
+    assert_ne!(code(&out), 0);
+    assert!(
+        stderr(&out).contains("at least 32 bytes"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn client_budget_caps_each_token_across_instances_and_cached_answers_still_come() {
+    if !redis_available() {
+        return;
+    }
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens_file(dir.path());
+    let extra = ["--client-budget", "3"];
+    let gw1 = Gateway::start(&mock, &redis.url(), &tokens, &extra);
+    let gw2 = Gateway::start(&mock, &redis.url(), &tokens, &extra);
+    let h = |c: &str| c.repeat(64);
+    let r = post_hashes(&gw1, TOKENS[1].1, &[h("a"), h("b")]);
+    assert_eq!(r.json()["data"].as_array().unwrap().len(), 2, "{}", r.raw);
+    // One left of three: the first miss is asked, the other left out.
+    let r = post_hashes(&gw2, TOKENS[1].1, &[h("c"), h("d")]);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let data = r.json()["data"].as_array().unwrap().clone();
+    assert_eq!(data.len(), 1, "{}", r.raw);
+    assert_eq!(data[0]["hash"], h("C"));
+    let r = post_hashes(&gw1, TOKENS[1].1, &[h("e")]);
+    assert_eq!(r.status, 429, "{}", r.raw);
+    assert_eq!(r.json()["error"]["code"], 429000);
+    let reset: u64 = r.headers["x-ratelimit-reset-in"]
+        .trim_end_matches('s')
+        .parse()
+        .unwrap();
+    assert!((1..=86_400).contains(&reset), "{reset}");
+    // Cached answers are still served to that token; other tokens have their own budget.
+    let r = post_hashes(&gw2, TOKENS[1].1, &[h("a"), h("c")]);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(r.json()["data"].as_array().unwrap().len(), 2);
+    let r = post_hashes(&gw1, TOKENS[2].1, &[h("e"), h("d")]);
+    assert_eq!(r.json()["data"].as_array().unwrap().len(), 2, "{}", r.raw);
+    let mut asked = upstream_hashes(&mock);
+    asked.sort();
+    assert_eq!(asked, vec![h("A"), h("B"), h("C"), h("D"), h("E")]);
+}
+
+#[test]
+fn metrics_and_health_details_are_only_on_the_admin_listener() {
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens_file(dir.path());
+    let store = sqlite_store(dir.path());
+    let public_only = Gateway::spawn(&mock, &store, &tokens, &[], false, |_| {});
+    assert!(public_only.admin.is_none());
+    let _ = post_hashes(&public_only, TOKENS[3].1, &["ab".repeat(32)]);
+    let m = http(&public_only.url, "GET", "/metrics", &[], "");
+    assert_eq!(m.status, 404, "{}", m.raw);
+    assert!(!m.raw.contains("endpoint3"));
+    let h = http(&public_only.url, "GET", "/healthz", &[], "");
+    assert_eq!(h.status, 200);
+    assert_eq!(h.body, "", "the public /healthz has details: {}", h.raw);
+    drop(public_only);
+    let gw = Gateway::start(&mock, &store, &tokens, &[]);
+    let _ = post_hashes(&gw, TOKENS[3].1, &["ab".repeat(32)]);
+    assert_eq!(http(&gw.url, "GET", "/metrics", &[], "").status, 404);
+    let m = http(gw.admin(), "GET", "/metrics", &[], "");
+    assert_eq!(m.status, 200);
+    assert!(m.body.contains("token=\"endpoint3\""), "{}", m.body);
+    let h = http(gw.admin(), "GET", "/healthz", &[], "");
+    assert_eq!(h.json()["store"], "ok", "{}", h.raw);
+    assert_eq!(
+        http(
+            gw.admin(),
+            "POST",
+            "/v4/hash",
+            &[("apikey", TOKENS[3].1)],
+            "{}"
+        )
+        .status,
+        404
+    );
+}
+
+#[test]
+fn upstream_error_text_is_capped_and_no_piece_of_the_key_in_any_case_passes() {
+    let f = sqlite_fixture(MockServer::start(Some(KEY)).unwrap(), &[]);
+    let lower = KEY.to_ascii_lowercase();
+    let msg = format!(
+        "refused {lower} and {} {}",
+        &KEY[3..13],
+        "y".repeat(1 << 20)
+    );
+    let body = serde_json::json!({"error": {"code": 401006, "messages": [msg]}}).to_string();
+    f.mock.push_fault(Fault::new(401, body));
+    let r = post_hashes(&f.gw, TOKENS[1].1, &["ef".repeat(32)]);
+    assert_eq!(r.status, 503, "{}", r.raw);
+    let h = http(f.gw.admin(), "GET", "/healthz", &[], "");
+    assert!(h.body.contains("refused"), "{}", h.body);
+    for (what, text) in [
+        ("503 answer", &r.raw),
+        ("/healthz", &h.raw),
+        ("log", &f.gw.log()),
+    ] {
+        assert!(
+            text.len() < 64 << 10 || what == "log",
+            "{what}: {} bytes",
+            text.len()
+        );
+        let low = text.to_ascii_lowercase();
+        for p in key_pieces(KEY) {
+            assert!(!low.contains(&p), "{what} holds '{p}' of the key");
+        }
+    }
+    assert!(r.body.len() < 1024, "{} bytes", r.body.len());
+    assert!(h.body.len() < 1024, "{} bytes", h.body.len());
+}
+
+/// An upstream stand-in that answers every request with a valid answer for the hash asked,
+/// padded by an ignored field to `size` bytes.
+fn padded_upstream(size: usize) -> (String, std::thread::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let t = std::thread::spawn(move || {
+        for s in l.incoming().take(4) {
+            let Ok(mut s) = s else { return };
+            let mut req = Vec::new();
+            let mut buf = [0u8; 65536];
+            // Read the head and the body (its Content-Length).
+            let hash = loop {
+                let Ok(n) = s.read(&mut buf) else { return };
+                if n == 0 {
+                    return;
+                }
+                req.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&req).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        let v: Value = serde_json::from_str(body).unwrap();
+                        break v["hash"][0].as_str().unwrap().to_ascii_uppercase();
+                    }
+                }
+            };
+            let entry = format!(
+                r#"{{"data":[{{"hash":"{hash}","scan_result_i":0,"total_detected_avs":0,"data_id":"x"}}],"pad":""#
+            );
+            let pad = size.saturating_sub(entry.len() + 2);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{entry}"
+            );
+            let chunk = vec![b'p'; 1 << 16];
+            let mut left = pad;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                if s.write_all(&chunk[..n]).is_err() {
+                    break;
+                }
+                left -= n;
+            }
+            let _ = s.write_all(b"\"}");
+        }
+    });
+    (url, t)
+}
+
+#[test]
+fn an_upstream_answer_over_the_size_cap_is_a_failed_lookup() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens_file(dir.path());
+    let (url, _t) = padded_upstream(20 << 20);
+    let mut child = cmd()
+        .env("METADEFENDER_APIKEY", KEY)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--api-url",
+            &url,
+            "--retries",
+            "0",
+        ])
+        .args(["--store", &sqlite_store(dir.path()), "--batch-wait", "10ms"])
+        .arg("--tokens")
+        .arg(&tokens)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let gw_url = line
+        .split("listening on ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let gw = Gateway {
+        child,
+        url: gw_url,
+        admin: None,
+        log: Arc::new(Mutex::new(Vec::new())),
+    };
+    let r = post_hashes(&gw, TOKENS[1].1, &["ab".repeat(32)]);
+    assert_eq!(r.status, 503, "an oversized answer was used: {}", r.raw);
+    assert!(r.body.contains("longer than 16 MiB"), "{}", r.body);
+}
+
+#[test]
+fn a_token_file_with_the_empty_strings_digest_is_refused_and_an_empty_apikey_gets_401() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(
+        &tokens,
+        format!(
+            "# fleet\nweb01 web01-token-abcdef123456\nghost sha256:{}\n",
+            sha256_hex(b"")
+        ),
+    )
+    .unwrap();
+    let out = run_with_timeout(
+        cmd()
+            .env("METADEFENDER_APIKEY", KEY)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("--store")
+            .arg(sqlite_store(dir.path()))
+            .arg("--tokens")
+            .arg(&tokens),
+        Duration::from_secs(15),
+    );
+    assert_ne!(code(&out), 0);
+    let e = stderr(&out);
+    assert!(e.contains("tokens:3:") && e.contains("empty string"), "{e}");
+    let f = sqlite_fixture(MockServer::start(Some(KEY)).unwrap(), &[]);
+    let r = http(
+        &f.gw.url,
+        "POST",
+        "/v4/hash",
+        &[("apikey", "")],
+        r#"{"hash":["ab"]}"#,
+    );
+    assert_eq!(r.status, 401, "{}", r.raw);
+    assert_eq!(r.json()["error"]["code"], 401006);
+}
+
+#[test]
+fn http2_without_tls_is_not_served() {
+    let f = sqlite_fixture(MockServer::start(Some(KEY)).unwrap(), &[]);
+    let addr: SocketAddr = f.gw.url.trim_start_matches("http://").parse().unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
+    // The HTTP/2 connection preface with prior knowledge, then an empty SETTINGS frame.
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    // An HTTP/2 server answers with its own SETTINGS frame (type 4 in the fourth byte).
+    assert!(
+        got.is_empty() || got.starts_with(b"HTTP/1.1 "),
+        "answered HTTP/2: {:?}",
+        &got[..got.len().min(32)]
     );
 }
