@@ -202,9 +202,18 @@ fn load_local_sets(a: &ScanArgs, cache: Option<&Cache>) -> Result<Option<Arc<Loc
         }
         Ok(set)
     };
+    let bad = load(&a.known_bad)?;
+    // The RDS says "known", not "bad": as --known-bad it would mark Windows as infected.
+    if let Some(s) = bad.sources().iter().find(|s| s.rds.is_some()) {
+        return Err(Error::Usage(format!(
+            "{} is an NSRL RDS database: it lists known software, not known-bad files; give it \
+             as --known-good",
+            s.path.display()
+        )));
+    }
     Ok(Some(Arc::new(LocalSets {
         good: load(&a.known_good)?,
-        bad: load(&a.known_bad)?,
+        bad,
         also_lookup: a.also_lookup,
     })))
 }

@@ -385,6 +385,12 @@ fn read_only_media_nothing_written_beside_the_database() {
     let media = Tree::new();
     let db = media.path().join("RDS_2025.03.1_modern_minimal.db");
     build(Layout::Minimal, &db, VERSION, PKGS, &rows(&f));
+    // In WAL mode a reader that is not immutable needs -shm and -wal files beside the database
+    // and fails where it cannot create them: the case `immutable=1` is there for.
+    Connection::open(&db)
+        .unwrap()
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+        .unwrap();
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o444)).unwrap();
     std::fs::set_permissions(media.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
     let before = listing(media.path());
@@ -551,6 +557,20 @@ fn damaged_or_foreign_sqlite_is_a_clear_error_naming_it() {
         assert!(err.contains(words), "{err}");
         assert!(out.stdout.is_empty(), "no report");
     }
+    // An RDS database is not a list of bad files.
+    let rds = t.path().join("lists/rds.db");
+    build(Layout::Minimal, &rds, VERSION, PKGS, &[]);
+    let out = run(cmd()
+        .args(["scan", "--offline", "--known-bad"])
+        .arg(&rds)
+        .arg(t.path().join("scan")));
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("give it as --known-good"),
+        "{}",
+        stderr(&out)
+    );
+
     let err = HashSet::load(std::slice::from_ref(&damaged), None).unwrap_err();
     assert!(matches!(err, HashSetError::Rds { .. }), "{err:?}");
     assert!(
