@@ -351,10 +351,15 @@ pub struct ScanArgs {
     pub offline: bool,
     #[command(flatten)]
     pub cache: CacheArgs,
-    /// Hash list of known-good files (plain, sha256sum/md5sum, hashdeep, NSRL RDS); their
-    /// verdict is known_good and they are not sent (repeatable)
+    /// Hash list of known-good files (plain, sha256sum/md5sum, hashdeep, NSRL RDS CSV, or an
+    /// NSRL RDSv3 SQLite database); their verdict is known_good and they are not sent
+    /// (repeatable)
     #[arg(long, value_name = "FILE", help_heading = "Hash lists")]
     pub known_good: Vec<PathBuf>,
+    /// An NSRL RDS application type whose packages are not known good (looked up as usual),
+    /// added to the default list (repeatable)
+    #[arg(long, value_name = "TYPE", long_help = nsrl_exclude_help(), help_heading = "Hash lists")]
+    pub nsrl_exclude_type: Vec<String>,
     /// Hash list of known-bad files: verdict infected, source local, not sent (repeatable)
     #[arg(long, value_name = "FILE", help_heading = "Hash lists")]
     pub known_bad: Vec<PathBuf>,
@@ -494,6 +499,16 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn parse_algo(s: &str) -> Result<Algo, String> {
     s.parse()
+}
+
+/// `--nsrl-exclude-type`'s long help: the default list comes from the library.
+fn nsrl_exclude_help() -> String {
+    format!(
+        "An NSRL RDS application type whose packages are not known good: their files are looked \
+         up as usual (repeatable; compared case-insensitively with PKG.application_type). Added \
+         to the default list: {}",
+        hashsweep::known::rds::DEFAULT_EXCLUDED_TYPES.join(", ")
+    )
 }
 
 #[cfg(test)]

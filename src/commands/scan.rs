@@ -148,6 +148,11 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
         md5: cfg.hash.md5,
         sha1: cfg.hash.sha1,
         change: baseline.is_some(),
+        application_type: cfg.local.as_ref().is_some_and(|l| {
+            [&l.good, &l.bad]
+                .iter()
+                .any(|s| s.sources().iter().any(|src| src.rds.is_some()))
+        }),
         lookup_algo: out.lookup_algo,
         host_name: a.host_name.clone(),
         ..table_view(&a.view, &a.output, a.api.details)
@@ -245,8 +250,9 @@ fn load_local_sets(a: &ScanArgs, cache: Option<&Cache>) -> Result<Option<Arc<Loc
         return Ok(None);
     }
     let index_dir = cache.and_then(|c| c.path().parent()).map(Path::to_path_buf);
+    let rds = RdsOptions::with_extra(&a.nsrl_exclude_type);
     let load = |paths: &[PathBuf]| -> Result<HashSet, Error> {
-        let set = HashSet::load(paths, index_dir.as_deref())?;
+        let set = HashSet::load_with(paths, index_dir.as_deref(), &rds)?;
         for s in set.sources() {
             if s.skipped_lines > 0 {
                 eprintln!(
@@ -264,9 +270,18 @@ fn load_local_sets(a: &ScanArgs, cache: Option<&Cache>) -> Result<Option<Arc<Loc
         }
         Ok(set)
     };
+    let bad = load(&a.known_bad)?;
+    // The RDS says "known", not "bad": as --known-bad it would mark Windows as infected.
+    if let Some(s) = bad.sources().iter().find(|s| s.rds.is_some()) {
+        return Err(Error::Usage(format!(
+            "{} is an NSRL RDS database: it lists known software, not known-bad files; give it \
+             as --known-good",
+            s.path.display()
+        )));
+    }
     Ok(Some(Arc::new(LocalSets {
         good: load(&a.known_good)?,
-        bad: load(&a.known_bad)?,
+        bad,
         also_lookup: a.also_lookup,
     })))
 }

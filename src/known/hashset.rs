@@ -3,7 +3,8 @@
 //! by their first meaningful line, never by file name), holding them as sorted binary digests per
 //! algorithm (never as strings), and the optional on-disk index: one file per source list, kept
 //! in a directory the caller names, memory-mapped on later runs and rebuilt when the source's
-//! size, mtime, ctime or inode change.
+//! size, mtime, ctime or inode change. NSRL RDSv3 databases (SQLite) are recognised by their
+//! header and read by [`super::rds`] into the same kind of table.
 
 use std::fmt;
 use std::fs::{self, File};
@@ -17,7 +18,8 @@ use memmap2::Mmap;
 use sha2::{Digest as _, Sha256};
 
 use super::hashlist;
-use crate::digest::{Algo, Digest, hex_lower};
+use super::rds::{self, RdsInfo, RdsOptions, RdsTable};
+use crate::digest::{Algo, Digest, Digests, hex_lower};
 use crate::file::NamePattern;
 
 /// Why a hash set could not be loaded. Lines without a digest are not errors: they are counted
@@ -26,6 +28,16 @@ use crate::file::NamePattern;
 pub enum HashSetError {
     #[error("cannot open hash list {path}")]
     Open { path: PathBuf, source: io::Error },
+    /// An SQLite file that SQLite cannot read (damaged, truncated, not really SQLite).
+    #[error("{what} NSRL RDS database {path}")]
+    Rds {
+        path: PathBuf,
+        what: &'static str,
+        source: rusqlite::Error,
+    },
+    /// An SQLite database that is not an RDSv3 one (another program's database).
+    #[error("{path} is {reason}")]
+    NotRds { path: PathBuf, reason: String },
     #[error("cannot read hash list {path} at line {line}")]
     Read {
         path: PathBuf,
@@ -65,6 +77,8 @@ pub enum ListFormat {
     /// CSV whose first line names its columns, at least one of them a hash (`"SHA-1"`, `"MD5"`,
     /// `"SHA-256"`): the NSRL RDS `NSRLFile.txt` layout. Every hash column is taken.
     Csv,
+    /// An NSRL RDSv3 SQLite database (minimal or full layout, see [`SourceInfo::rds`]).
+    Rds,
 }
 
 impl ListFormat {
@@ -73,6 +87,7 @@ impl ListFormat {
             ListFormat::Sums => 1,
             ListFormat::Hashdeep => 2,
             ListFormat::Csv => 3,
+            ListFormat::Rds => 4,
         }
     }
 
@@ -99,6 +114,8 @@ pub struct SourceInfo {
     /// Why the index could not be written, when it could not: the list was still loaded (into
     /// memory), so this is a warning to show, not a failure.
     pub index_error: Option<String>,
+    /// For an RDS database: its layout, `VERSION` row and row counts.
+    pub rds: Option<RdsInfo>,
 }
 
 /// A set of digests from one or more hash lists: sorted binary digests per algorithm, one table
@@ -128,9 +145,19 @@ impl HashSet {
     /// [`SourceInfo::index_error`] and the list is held in memory instead. The directory must not
     /// be inside a tree being scanned.
     pub fn load(paths: &[PathBuf], index_dir: Option<&Path>) -> Result<HashSet, HashSetError> {
+        HashSet::load_with(paths, index_dir, &RdsOptions::default())
+    }
+
+    /// [`HashSet::load`], with `rds` saying which application types of an NSRL RDS database
+    /// are not known good.
+    pub fn load_with(
+        paths: &[PathBuf],
+        index_dir: Option<&Path>,
+        rds: &RdsOptions,
+    ) -> Result<HashSet, HashSetError> {
         let mut set = HashSet::default();
         for path in paths {
-            let (table, info) = load_source(path, index_dir)?;
+            let (table, info) = load_source(path, index_dir, rds)?;
             set.skipped += info.skipped_lines;
             set.sources.push(info);
             set.tables.push(table);
@@ -143,12 +170,22 @@ impl HashSet {
         Ok(set)
     }
 
+    /// Whether any list holds `d`. An RDS database answers for SHA-256 only (every RDSv3 row
+    /// has one), and not for digests of excluded application types.
     pub fn contains(&self, d: &Digest) -> bool {
-        self.tables.iter().any(|t| match d {
-            Digest::Md5(b) => t.md5().binary_search(b).is_ok(),
-            Digest::Sha1(b) => t.sha1().binary_search(b).is_ok(),
-            Digest::Sha256(b) => t.sha256().binary_search(b).is_ok(),
-        })
+        self.tables.iter().any(|t| t.find(d).is_some())
+    }
+
+    /// The first list that holds any digest of `d`, and how: see [`Match`].
+    pub fn find(&self, d: &Digests) -> Option<Match<'_>> {
+        let all = [
+            Some(Digest::Sha256(d.sha256)),
+            d.md5.map(Digest::Md5),
+            d.sha1.map(Digest::Sha1),
+        ];
+        self.tables
+            .iter()
+            .find_map(|t| all.iter().flatten().find_map(|x| t.find(x)))
     }
 
     /// Distinct digests over all lists and algorithms.
@@ -176,10 +213,21 @@ impl HashSet {
     }
 }
 
+/// How a list holds a digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Match<'a> {
+    /// A hash list names it.
+    Listed,
+    /// An NSRL RDS database lists it in a package that is not excluded; the packages'
+    /// application types (`", "`-joined, empty when they name none).
+    Nsrl { application_type: &'a str },
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tables
 
 enum Table {
+    Rds(RdsTable),
     Owned {
         md5: Vec<[u8; 16]>,
         sha1: Vec<[u8; 20]>,
@@ -194,8 +242,22 @@ enum Table {
 }
 
 impl Table {
+    fn find(&self, d: &Digest) -> Option<Match<'_>> {
+        let listed = |hit: bool| hit.then_some(Match::Listed);
+        match (self, d) {
+            (Table::Rds(t), Digest::Sha256(b)) => t
+                .lookup(b)
+                .map(|application_type| Match::Nsrl { application_type }),
+            (Table::Rds(_), _) => None,
+            (_, Digest::Md5(b)) => listed(self.md5().binary_search(b).is_ok()),
+            (_, Digest::Sha1(b)) => listed(self.sha1().binary_search(b).is_ok()),
+            (_, Digest::Sha256(b)) => listed(self.sha256().binary_search(b).is_ok()),
+        }
+    }
+
     fn md5(&self) -> &[[u8; 16]] {
         match self {
+            Table::Rds(_) => &[],
             Table::Owned { md5, .. } => md5,
             Table::Mapped { map, md5, .. } => map[md5.clone()].as_chunks().0,
         }
@@ -203,6 +265,7 @@ impl Table {
 
     fn sha1(&self) -> &[[u8; 20]] {
         match self {
+            Table::Rds(_) => &[],
             Table::Owned { sha1, .. } => sha1,
             Table::Mapped { map, sha1, .. } => map[sha1.clone()].as_chunks().0,
         }
@@ -210,6 +273,7 @@ impl Table {
 
     fn sha256(&self) -> &[[u8; 32]] {
         match self {
+            Table::Rds(t) => t.sha256(),
             Table::Owned { sha256, .. } => sha256,
             Table::Mapped { map, sha256, .. } => map[sha256.clone()].as_chunks().0,
         }
@@ -586,10 +650,10 @@ fn skip_past_newline(r: &mut impl BufRead) -> io::Result<()> {
 
 /// What identifies one version of a source file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp([u64; 6]);
+pub(super) struct Stamp(pub(super) [u64; 6]);
 
 impl Stamp {
-    fn of(m: &fs::Metadata) -> Stamp {
+    pub(super) fn of(m: &fs::Metadata) -> Stamp {
         Stamp([
             m.size(),
             m.mtime() as u64,
@@ -625,13 +689,36 @@ fn json_kind(file: &File) -> Option<&'static str> {
     })
 }
 
-fn load_source(path: &Path, index_dir: Option<&Path>) -> Result<(Table, SourceInfo), HashSetError> {
+fn load_source(
+    path: &Path,
+    index_dir: Option<&Path>,
+    rds_opts: &RdsOptions,
+) -> Result<(Table, SourceInfo), HashSetError> {
     let open_err = |source| HashSetError::Open {
         path: path.to_path_buf(),
         source,
     };
     let file = File::open(path).map_err(open_err)?;
     let meta = file.metadata().map_err(open_err)?;
+    if meta.is_file()
+        && rds::is_sqlite(&file).map_err(|source| HashSetError::Read {
+            path: path.to_path_buf(),
+            line: 1,
+            source,
+        })?
+    {
+        let (table, index_error) = rds::load(path, &file, index_dir, rds_opts)?;
+        let info = SourceInfo {
+            path: path.to_path_buf(),
+            format: ListFormat::Rds,
+            counts: (0, 0, table.sha256().len()),
+            skipped_lines: 0,
+            from_index: table.from_index,
+            index_error,
+            rds: Some(table.info.clone()),
+        };
+        return Ok((Table::Rds(table), info));
+    }
     if meta.is_file()
         && let Some(what) = json_kind(&file)
     {
@@ -663,6 +750,7 @@ fn load_source(path: &Path, index_dir: Option<&Path>) -> Result<(Table, SourceIn
             skipped_lines: skipped,
             from_index: true,
             index_error: None,
+            rds: None,
         };
         return Ok((table, info));
     }
@@ -685,6 +773,7 @@ fn load_source(path: &Path, index_dir: Option<&Path>) -> Result<(Table, SourceIn
         skipped_lines: b.skipped,
         from_index: false,
         index_error: None,
+        rds: None,
     };
     if let Some(slot) = slot {
         // Cache only what was read from one unchanged version of the file.
@@ -728,8 +817,8 @@ const WORDS: usize = 12;
 const FIXED: usize = MAGIC.len() + 8 * WORDS;
 
 /// Index files are `hashset-<16 hex>.idx`, written as `.hashset-<random>.tmp` first.
-const INDEX_NAME: (&str, &str) = ("hashset-", ".idx");
-const INDEX_TMP: (&str, &str) = (".hashset-", ".tmp");
+pub(super) const INDEX_NAME: (&str, &str) = ("hashset-", ".idx");
+pub(super) const INDEX_TMP: (&str, &str) = (".hashset-", ".tmp");
 
 fn index_path(dir: &Path, canonical: &Path) -> PathBuf {
     let h = Sha256::digest(canonical.as_os_str().as_bytes());

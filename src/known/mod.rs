@@ -2,14 +2,16 @@
 //! they say about a file before anything is asked of the service.
 //!
 //! [`hashlist`] reads single lines (sha256sum, md5sum, bare hashes); [`hashset`] loads whole
-//! lists into compact sorted tables, indexed once beside the cache; [`LocalSets`] classifies a
-//! file's digests against the good and bad sets.
+//! lists into compact sorted tables, indexed once beside the cache; [`rds`] reads NSRL RDSv3
+//! databases into such tables; [`LocalSets`] classifies a file's digests against the good and
+//! bad sets.
 
 pub mod hashlist;
 pub mod hashset;
+pub mod rds;
 
-use crate::digest::{Digest, Digests};
-pub use hashset::HashSet;
+use crate::digest::Digests;
+pub use hashset::{HashSet, Match};
 
 /// Local hash sets: a digest in `good` is `known_good` and not sent; one in `bad` is
 /// `infected` with source `local`, sent only with `--also-lookup`.
@@ -21,34 +23,27 @@ pub struct LocalSets {
 
 /// What the local sets say about one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Local {
-    Good,
+pub enum Local<'a> {
+    /// In a `--known-good` set: how (a list, or an NSRL RDS package and its application type).
+    Good(Match<'a>),
     Bad,
 }
 
 impl LocalSets {
     /// Bad wins over good; any computed digest of the file may match.
-    pub fn classify(&self, d: &Digests) -> Option<Local> {
-        let all = [
-            Some(Digest::Sha256(d.sha256)),
-            d.md5.map(Digest::Md5),
-            d.sha1.map(Digest::Sha1),
-        ];
-        let hit = |set: &HashSet| all.iter().flatten().any(|x| set.contains(x));
-        if hit(&self.bad) {
+    pub fn classify(&self, d: &Digests) -> Option<Local<'_>> {
+        if self.bad.find(d).is_some() {
             Some(Local::Bad)
-        } else if hit(&self.good) {
-            Some(Local::Good)
         } else {
-            None
+            self.good.find(d).map(Local::Good)
         }
     }
 
     /// Whether a file with this classification is sent to the service.
-    pub fn wants_lookup(&self, l: Option<Local>) -> bool {
+    pub fn wants_lookup(&self, l: Option<Local<'_>>) -> bool {
         match l {
             None => true,
-            Some(Local::Good) => false,
+            Some(Local::Good(_)) => false,
             Some(Local::Bad) => self.also_lookup,
         }
     }

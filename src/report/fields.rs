@@ -30,6 +30,7 @@ pub enum Field {
     Note,
     Change,
     Source,
+    ApplicationType,
     ScanDetails,
 }
 
@@ -60,6 +61,8 @@ pub enum Optional {
     Md5,
     Sha1,
     Change,
+    /// When an NSRL RDS database is among the known sets.
+    ApplicationType,
 }
 
 /// Where an ECS document carries a field.
@@ -142,6 +145,13 @@ pub const FIELDS: &[Spec] = {
             Own,
         ),
         spec(Field::Source, "source", WhenSet, Col, Own),
+        spec(
+            Field::ApplicationType,
+            "application_type",
+            WhenSet,
+            When(Optional::ApplicationType),
+            Own,
+        ),
         spec(Field::ScanDetails, "scan_details", WhenSet, Never, Own),
     ]
 };
@@ -224,6 +234,7 @@ impl<'a> View<'a> {
             Field::Note => r.note.map(|n| Value::Str(n.into())),
             Field::Change => r.change.map(|c| Value::Str(Change::as_str(c).into())),
             Field::Source => r.source.map(|v| Value::Str(v.into())),
+            Field::ApplicationType => r.application_type.map(|v| Value::Str(v.into())),
             Field::ScanDetails => r
                 .answer
                 .and_then(|a| a.details.as_deref())
@@ -327,6 +338,7 @@ mod tests {
                 md5: true,
                 sha1: true,
                 change: true,
+                application_type: true,
                 host_name: Some("h".into()),
                 ..Columns::default()
             };
@@ -372,6 +384,7 @@ mod tests {
             note: Some("n"),
             change: Some(Change::Modified),
             source: Some("local"),
+            application_type: Some("Operating System"),
             symlink: false,
         };
         for f in FIELDS {
@@ -423,7 +436,7 @@ mod tests {
         );
         let csv = render(Format::Csv, |w| w.removed(&gone).unwrap());
         let second = csv.lines().nth(1).unwrap();
-        assert_eq!(second, "/d/gone,,,aa,,,,,,,,,removed,");
+        assert_eq!(second, "/d/gone,,,aa,,,,,,,,,removed,,");
         let ecs: serde_json::Value =
             serde_json::from_str(&render(Format::Ecs, |w| w.removed(&gone).unwrap())).unwrap();
         assert_eq!(ecs["hashsweep"], serde_json::json!({"change": "removed"}));

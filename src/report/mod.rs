@@ -20,6 +20,8 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::digest::{Algo, Digests, hex_lower};
+use crate::known::hashset::{ListFormat, SourceInfo};
+use crate::known::rds::RdsInfo;
 use crate::lookup::verdict::Verdict;
 use crate::lookup::{Answer, Plan};
 
@@ -99,8 +101,11 @@ pub struct Record<'a> {
     pub note: Option<&'a str>,
     /// With `--baseline`: new, modified or unchanged since that report.
     pub change: Option<Change>,
-    /// `local` when the verdict comes from a `--known-bad` hash set.
+    /// `local` when the verdict comes from a `--known-bad` hash set, `nsrl` when an NSRL RDS
+    /// database given as `--known-good` lists the file.
     pub source: Option<&'static str>,
+    /// With `source: nsrl`: the application type(s) of the RDS packages that list the file.
+    pub application_type: Option<&'a str>,
     /// A symlink that was not followed (ECS `file.type: symlink`).
     pub symlink: bool,
 }
@@ -122,6 +127,7 @@ impl<'a> Record<'a> {
             note: None,
             change: None,
             source: None,
+            application_type: None,
             symlink: false,
         }
     }
@@ -264,6 +270,9 @@ pub struct Summary {
     /// With `--baseline`: how many paths are new, modified, unchanged, removed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub changes: Option<ChangeCounts>,
+    /// The `--known-good` / `--known-bad` sets the run used, with an RDS database's release.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub known_sets: Vec<KnownSet>,
     pub elapsed_secs: f64,
     /// What ran (scan and lookup reports).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -274,6 +283,65 @@ pub struct Summary {
     /// Where the report was written (`-o`), named by the summary.
     #[serde(skip)]
     pub report_file: Option<std::path::PathBuf>,
+}
+
+/// One known-file set a run used, as the summary names it.
+#[derive(Debug, Clone, Serialize)]
+pub struct KnownSet {
+    /// `known_good` or `known_bad`.
+    pub role: &'static str,
+    pub path: String,
+    /// `list`, `hashdeep`, `csv` or `nsrl_rds`.
+    pub format: &'static str,
+    /// Distinct digests it holds (all algorithms).
+    pub digests: u64,
+    /// For an NSRL RDS database: its layout and `VERSION` row (version, build set, release
+    /// date).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rds: Option<RdsInfo>,
+}
+
+impl KnownSet {
+    pub fn new(role: &'static str, s: &SourceInfo) -> KnownSet {
+        KnownSet {
+            role,
+            path: s.path.display().to_string(),
+            format: match s.format {
+                ListFormat::Sums => "list",
+                ListFormat::Hashdeep => "hashdeep",
+                ListFormat::Csv => "csv",
+                ListFormat::Rds => "nsrl_rds",
+            },
+            digests: (s.counts.0 + s.counts.1 + s.counts.2) as u64,
+            rds: s.rds.clone(),
+        }
+    }
+
+    /// One line for the human summary.
+    pub fn human(&self) -> String {
+        let role = self.role.replace('_', "-");
+        match &self.rds {
+            Some(r) => {
+                let release = match &r.version {
+                    Some(v) => format!(
+                        "NSRL RDS {} {}, released {}",
+                        v.version, v.build_set, v.release_date
+                    ),
+                    None => "NSRL RDS without a VERSION row".to_string(),
+                };
+                format!(
+                    "{role}: {} ({release}, {} layout, {} SHA-256)",
+                    self.path,
+                    r.layout.as_str(),
+                    self.digests
+                )
+            }
+            None => format!(
+                "{role}: {} ({}, {} digests)",
+                self.path, self.format, self.digests
+            ),
+        }
+    }
 }
 
 impl Summary {
@@ -395,6 +463,9 @@ impl Summary {
         if let Some(c) = &self.changes {
             s.push_str(&format!("\nhashsweep: {}", c.human()));
         }
+        for k in &self.known_sets {
+            s.push_str(&format!("\nhashsweep: {}", k.human()));
+        }
         if let Some(p) = self.budget.as_ref().filter(|p| p.deferred > 0) {
             s.push_str(&format!(
                 "\nhashsweep: backlog: {} digests deferred to later runs",
@@ -464,6 +535,8 @@ pub struct Columns {
     pub md5: bool,
     pub sha1: bool,
     pub change: bool,
+    /// An NSRL RDS database is among the known sets: the `application_type` column.
+    pub application_type: bool,
     /// Which digest was sent to the service (ECS: the field an answer matched).
     pub lookup_algo: Option<Algo>,
     /// ECS `host.name` (default: this machine's host name).
@@ -600,6 +673,7 @@ impl<'w> CsvReporter<'w> {
                 Optional::Md5 => cols.md5,
                 Optional::Sha1 => cols.sha1,
                 Optional::Change => cols.change,
+                Optional::ApplicationType => cols.application_type,
             }),
             header_done: false,
         }

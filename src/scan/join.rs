@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime};
 use super::ScanOutput;
 use super::hash::{FileResult, FileStatus, Origin};
 use crate::file::SpecialKind;
-use crate::known::Local;
+use crate::known::{Local, Match};
 use crate::lookup::{Answer, HashOutcome, Verdict};
-use crate::report::{Record, Summary};
+use crate::report::{KnownSet, Record, Summary};
 
 impl ScanOutput {
     /// The report record for one file: its own status joined with its digest's outcome.
@@ -57,8 +57,16 @@ impl ScanOutput {
                     .and_then(|a| digests.get(a))
                     .and_then(|d| self.dedup.outcome(&d));
                 match (local, self.lookup_algo) {
-                    (Some(Local::Good), _) => Record {
+                    (Some(Local::Good(Match::Listed)), _) => Record {
                         verdict: Verdict::KnownGood,
+                        ..base
+                    },
+                    // Listed by the NSRL RDS in a package whose type is not excluded.
+                    (Some(Local::Good(Match::Nsrl { application_type })), _) => Record {
+                        verdict: Verdict::KnownGood,
+                        source: Some("nsrl"),
+                        application_type: (!application_type.is_empty())
+                            .then_some(application_type),
                         ..base
                     },
                     // Known bad: infected whatever the service says; its answer is kept when
@@ -112,6 +120,13 @@ impl ScanOutput {
         s.verdicts_cached = self.verdicts_cached;
         s.cache_errors = self.cache_errors;
         s.budget = self.plan.clone();
+        if let Some(l) = &self.local {
+            let sets = [("known_good", &l.good), ("known_bad", &l.bad)];
+            s.known_sets = sets
+                .iter()
+                .flat_map(|(role, set)| set.sources().iter().map(|src| KnownSet::new(role, src)))
+                .collect();
+        }
         for f in &self.files {
             s.count(&self.record(f));
             if let FileStatus::Hashed {

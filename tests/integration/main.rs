@@ -17,6 +17,7 @@ mod interrupt;
 mod lookup_cmd;
 mod lookups;
 mod msrv;
+mod nsrl;
 mod parsers;
 mod readme;
 mod report;
