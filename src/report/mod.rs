@@ -420,13 +420,18 @@ impl Summary {
                 self.verdicts_cached
             ));
         }
-        s.push_str(&format!(", {} requests sent", self.requests));
+        s.push_str(&format!(
+            ", {} sent",
+            counted(self.requests, "request", "requests")
+        ));
         if self.retries > 0 {
-            s.push_str(&format!(" ({} retries)", self.retries));
+            s.push_str(&format!(" ({})", counted(self.retries, "retry", "retries")));
         }
         s.push_str(&format!(
-            "\nhashsweep: {} detections, {} errors, {} skipped",
-            self.detections, self.errors, self.skipped
+            "\nhashsweep: {}, {}, {} skipped",
+            counted(self.detections, "detection", "detections"),
+            counted(self.errors, "error", "errors"),
+            self.skipped
         ));
         if self.deferred > 0 {
             s.push_str(&format!(", {} deferred", self.deferred));
@@ -495,6 +500,11 @@ pub fn threat_names(a: &Answer) -> Vec<&str> {
         }
     }
     names
+}
+
+/// `1 request`, `2 requests`: a count with its noun agreeing.
+fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Bytes in binary units, one decimal.
@@ -848,5 +858,25 @@ mod tests {
         assert!(line(9, 2, None).ends_with("about 2 more days"));
         assert!(line(5, 1, Some(5)).ends_with("about 1 more run"));
         assert!(line(9, 2, Some(5)).ends_with("about 2 more runs"));
+    }
+
+    #[test]
+    fn the_summary_counts_agree_with_their_nouns() {
+        let human = |n| {
+            Summary {
+                requests: n,
+                retries: n,
+                detections: n,
+                errors: n,
+                ..Summary::default()
+            }
+            .human()
+        };
+        let one = human(1);
+        assert!(one.contains("1 request sent (1 retry)"), "{one}");
+        assert!(one.contains("1 detection, 1 error,"), "{one}");
+        let two = human(2);
+        assert!(two.contains("2 requests sent (2 retries)"), "{two}");
+        assert!(two.contains("2 detections, 2 errors,"), "{two}");
     }
 }

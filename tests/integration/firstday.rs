@@ -192,7 +192,7 @@ fn an_html_page_instead_of_the_api_stops_at_once() {
         "the --api-url answered with an HTML page, not the API",
     );
     assert_eq!(mock.requests().len(), 1, "not retried");
-    assert!(stderr(&out).contains("1 requests sent"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("1 request sent"), "{}", stderr(&out));
 }
 
 #[test]

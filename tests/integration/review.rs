@@ -40,7 +40,7 @@ fn a_reader_that_goes_away_does_not_turn_a_detection_into_success() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("1 detections"),
+        stderr(&out).contains("1 detection,"),
         "the summary is still printed: {}",
         stderr(&out)
     );

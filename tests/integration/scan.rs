@@ -73,7 +73,7 @@ fn eicar_is_infected_and_exit_status_is_1() {
     assert!(e["total_detected_avs"].as_i64().unwrap() > 0);
     assert!(e["data_id"].is_string());
     assert_eq!(rec(&recs, "readme.txt")["verdict"], "clean");
-    assert!(stderr(&out).contains("1 detections"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("1 detection,"), "{}", stderr(&out));
 }
 
 #[test]
