@@ -84,7 +84,7 @@ fn build_client(api: &ApiArgs) -> Result<HttpClient, Error> {
     let ca_cert = read_ca_cert(api.conn.ca_cert.as_deref())?;
     let client = HttpClient::new(config::api_client_config(api, key, ca_cert))?;
     if let Some(notice) = client.notice() {
-        eprintln!("hashsweep: warning: {notice}");
+        warn(notice);
     }
     Ok(client)
 }
@@ -136,6 +136,21 @@ impl Drop for Said {
 
 fn ui() -> UiArgs {
     UI.get().copied().unwrap_or_default()
+}
+
+/// A warning from the command code (before or after the pipeline, which has its own
+/// [`Progress`](hashsweep::progress::Progress) for these): not said under `-q`.
+pub(crate) fn warn(message: impl std::fmt::Display) {
+    if !ui().quiet {
+        eprintln!("hashsweep: warning: {message}");
+    }
+}
+
+/// A notice from the command code: not said under `-q`.
+pub(crate) fn note(message: impl std::fmt::Display) {
+    if !ui().quiet {
+        eprintln!("hashsweep: {message}");
+    }
 }
 
 /// The live line on a terminal; plain warning lines otherwise or with `--no-progress`;

@@ -13,22 +13,20 @@ fn open_cache(c: &CacheArgs, details: bool) -> Option<(Arc<Cache>, SkipRule)> {
         return None;
     }
     let Some(path) = c.cache.clone().or_else(Cache::default_path) else {
-        eprintln!(
-            "hashsweep: warning: no cache directory found; running without the cache (use --cache PATH)"
-        );
+        warn("no cache directory found; running without the cache (use --cache PATH)");
         return None;
     };
     let unusable = |why: String| {
-        eprintln!(
-            "hashsweep: warning: running without the cache: {why}; everything is read and asked \
+        warn(format_args!(
+            "running without the cache: {why}; everything is read and asked \
              again (use --cache PATH on a writable disk, or --no-cache to say so)"
-        );
+        ));
         None
     };
     let cache = match Cache::open(&path) {
         Ok((cache, warning)) => {
             if let Some(w) = warning {
-                eprintln!("hashsweep: warning: {w}");
+                warn(w);
             }
             cache
         }
@@ -255,17 +253,14 @@ fn load_local_sets(a: &ScanArgs, cache: Option<&Cache>) -> Result<Option<Arc<Loc
         let set = HashSet::load_with(paths, index_dir.as_deref(), &rds)?;
         for s in set.sources() {
             if s.skipped_lines > 0 {
-                eprintln!(
-                    "hashsweep: warning: {}: skipped {} line(s) with no digest",
+                warn(format_args!(
+                    "{}: skipped {} line(s) with no digest",
                     s.path.display(),
                     s.skipped_lines
-                );
+                ));
             }
             if let Some(e) = &s.index_error {
-                eprintln!(
-                    "hashsweep: warning: {}: index not written: {e}",
-                    s.path.display()
-                );
+                warn(format_args!("{}: index not written: {e}", s.path.display()));
             }
         }
         Ok(set)
@@ -291,10 +286,10 @@ fn load_local_sets(a: &ScanArgs, cache: Option<&Cache>) -> Result<Option<Arc<Loc
 /// path is new, and the report written tonight is tomorrow's baseline.
 fn load_baseline(path: &Path) -> Result<Baseline, Error> {
     if std::fs::metadata(path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
-        eprintln!(
-            "hashsweep: no baseline yet at {}: every path is new",
+        note(format_args!(
+            "no baseline yet at {}: every path is new",
             path.display()
-        );
+        ));
         return Ok(Baseline::empty(path));
     }
     let b = Baseline::load(path)?;

@@ -238,12 +238,35 @@ fn quiet_says_nothing_and_verbose_says_each_retry_and_why() {
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert_eq!(stderr(&out), "", "quiet");
     assert_eq!(ndjson(&out).len(), 1, "the report is still written");
+    // The command's own start-up warnings and notices are quiet too: a hash list with a line
+    // that holds no digest, a baseline that does not exist yet.
+    let list = t.file(
+        "list.txt",
+        format!("{}\nnot a digest\n", "0".repeat(64)).as_bytes(),
+    );
+    let missing = t.path().join("no-such-baseline.ndjson");
+    let mut c = scan_cmd(&mock, t.path());
+    c.arg("-q")
+        .arg("--known-good")
+        .arg(&list)
+        .arg("--baseline")
+        .arg(&missing);
+    let out = run(&mut c);
+    assert_eq!(stderr(&out), "", "quiet, even for the start-up warnings");
+    let mut c = scan_cmd(&mock, t.path());
+    c.arg("--known-good")
+        .arg(&list)
+        .arg("--baseline")
+        .arg(&missing);
+    let err = stderr(&run(&mut c));
+    assert!(err.contains("skipped 1 line(s)"), "{err}");
+    assert!(err.contains("no baseline yet"), "{err}");
     // Without -v the retry is counted, not told.
     mock.push_fault(Fault::new(500, "upstream on fire"));
     let out = run(&mut scan_cmd(&mock, t.path()));
     let err = stderr(&out);
     assert!(!err.contains("retrying"), "{err}");
-    assert!(err.contains("(1 retries)"), "{err}");
+    assert!(err.contains("(1 retry)"), "{err}");
 }
 
 #[test]
