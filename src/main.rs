@@ -15,6 +15,8 @@ fn main() -> ExitCode {
         Command::Lookup(a) => commands::run_lookup(a),
         Command::Diff(a) => commands::run_diff(a),
         Command::Serve(a) => commands::run_serve(*a),
+        Command::Completions(a) => commands::run_completions(a),
+        Command::Man(a) => commands::run_man(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

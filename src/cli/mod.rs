@@ -57,6 +57,10 @@ pub enum Command {
     /// Run a lookup gateway for a fleet: holds the API key, shares verdicts, speaks /v4/hash
     #[command(after_help = SERVE_HELP)]
     Serve(Box<ServeArgs>),
+    /// Print a shell completion script (generated from these flags, so it matches --help)
+    Completions(CompletionsArgs),
+    /// Print the man page (roff): hashsweep(1), or hashsweep-SUBCOMMAND(1) for one subcommand
+    Man(ManArgs),
 }
 
 /// How the tree is walked (shared by `scan` and `hash`).
@@ -303,6 +307,20 @@ pub struct DiffArgs {
     pub new: PathBuf,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Print this subcommand's page instead of the main one
+    #[arg(value_name = "SUBCOMMAND")]
+    pub subcommand: Option<String>,
 }
 
 /// The command line with each subcommand's defaults filled in from the library's constants

@@ -8,12 +8,14 @@ mod interrupt;
 mod lookup;
 mod scan;
 mod serve;
+mod shell;
 
 pub use diff::run_diff;
 pub use hash::run_hash;
 pub use lookup::run_lookup;
 pub use scan::run_scan;
 pub use serve::run_serve;
+pub use shell::{run_completions, run_man};
 
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};

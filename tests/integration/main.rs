@@ -19,4 +19,5 @@ mod parsers;
 mod review;
 mod scan;
 mod secrecy;
+mod shell;
 mod throttling;
