@@ -46,12 +46,39 @@ pub fn render_man(sub: Option<&str>) -> Result<Vec<u8>, Error> {
                 ))
             })?,
     };
+    // The after-help text (exit status, how the key is read) is laid out in columns: it goes
+    // in unfilled, as NOTES, where clap_mangen's own EXTRA section would reflow it.
+    let notes = page.get_after_help().map(|h| h.to_string());
+    let page = page.after_help(None::<&str>).after_long_help(None::<&str>);
     let mut out = Vec::new();
     clap_mangen::Man::new(page)
         .source(format!("{BIN} {}", env!("CARGO_PKG_VERSION")))
         .render(&mut out)
         .map_err(Error::Write)?;
-    Ok(out)
+    let Some(notes) = notes else { return Ok(out) };
+    let mut section = String::from(".SH NOTES\n.nf\n");
+    for line in notes.lines() {
+        section.push_str(&roff_line(line));
+        section.push('\n');
+    }
+    section.push_str(".fi\n");
+    // Before VERSION (the last section), like the EXTRA section it replaces.
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let at = text.rfind("\n.SH VERSION").map_or(text.len(), |i| i + 1);
+    let mut text = text;
+    text.insert_str(at, &section);
+    Ok(text.into_bytes())
+}
+
+/// One line of text as roff shows it literally: backslashes and hyphens escaped, and a leading
+/// `.` or `'` (a request) defused.
+fn roff_line(line: &str) -> String {
+    let escaped = line.replace('\\', "\\e").replace('-', "\\-");
+    if escaped.starts_with(['.', '\'']) {
+        format!("\\&{escaped}")
+    } else {
+        escaped
+    }
 }
 
 fn write_stdout(bytes: &[u8]) -> Result<(), Error> {

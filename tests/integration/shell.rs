@@ -75,6 +75,20 @@ fn bash_completion_is_valid_bash() {
 fn man_pages_match_help() {
     let main = stdout_of(&["man"]);
     assert!(main.contains(".TH hashsweep 1"), "{main}");
+    // The exit status table keeps its columns: unfilled (.nf ... .fi), hyphens escaped.
+    let notes = main
+        .split_once(".SH NOTES\n.nf\n")
+        .expect("a NOTES section, unfilled")
+        .1;
+    let notes = notes.split_once("\n.fi\n").expect("NOTES ends with .fi").0;
+    assert!(
+        notes.contains("\n  1  at least one detection (verdict infected or suspicious)\n"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("\n\\-\\-apikey\\-file; it is never taken"),
+        "{notes}"
+    );
     for sub in ["scan", "hash", "lookup", "diff", "serve"] {
         assert!(
             main.contains(&format!("hashsweep\\-{sub}(1)")),
