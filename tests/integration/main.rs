@@ -15,6 +15,7 @@ mod hashsets;
 mod interrupt;
 mod lookup_cmd;
 mod lookups;
+mod packaging;
 mod parsers;
 mod review;
 mod scan;
