@@ -23,6 +23,9 @@
 #   QUICK=1          4 x 64 MiB, 20 000 small files (10 000 for lookups), 2 runs
 #   RUNS=N WARMUP=N  hyperfine runs per command (default 3 and 1)
 #   HASHSWEEP=PATH   use this binary instead of building with `cargo build --release`
+#   VERSUS=PATH      a second hashsweep binary (e.g. the static musl build) timed beside the
+#                    first in the same hyperfine runs of the big, small and lookup cases; a
+#                    closing table gives each of its times as a ratio to the first binary's
 #   MOCK_API=PATH    use this mock-api (crates/mock) instead of building it with
 #                    `cargo build --release -p hashsweep-mock --bin mock-api`
 #   KEEP=1           keep the temp directory (printed) instead of removing it
@@ -189,6 +192,14 @@ for r in json.load(open(sys.argv[1]))["results"]:
 
 HS="$BIN scan --offline --format ndjson"
 CASE_PREPARE=()
+# VERSUS: the second binary's commands, labelled "versus: <the first binary's label>".
+V_BIG=() V_SMALL=() V_LOOKUP=()
+if [[ -n ${VERSUS:-} ]]; then
+    [[ -x $VERSUS ]] || { echo "compare.sh: no binary at VERSUS=$VERSUS" >&2; exit 2; }
+    VHS="$VERSUS scan --offline --format ndjson"
+    V_BIG=("versus: hashsweep scan --offline" "$VHS $BIG >/dev/null")
+    V_SMALL=("versus: hashsweep scan --offline" "$VHS $SMALL >/dev/null")
+fi
 BIG0=$BIG/big0.bin
 BIG0_BYTES=$(stat -c %s "$BIG0")
 
@@ -209,7 +220,8 @@ run_case big 0 "$BIG_BYTES" "$BIG_COUNT" \
     "hashsweep hash" "$BIN hash $BIG >/dev/null" \
     "rhash -r --sha256" "rhash -r --sha256 $BIG >/dev/null" \
     "xargs -P$CORES -n1 sha256sum" "find $BIG -type f -print0 | xargs -0 -P$CORES -n1 sha256sum >/dev/null" \
-    "hashdeep -r -c sha256" "hashdeep -r -c sha256 $BIG >/dev/null"
+    "hashdeep -r -c sha256" "hashdeep -r -c sha256 $BIG >/dev/null" \
+    "${V_BIG[@]}"
 
 run_case multi 0 "$BIG_BYTES" "$BIG_COUNT" \
     "hashsweep --md5 --sha1 (one read)" "$HS --md5 --sha1 $BIG >/dev/null" \
@@ -225,7 +237,8 @@ run_case small "$WARMUP" "$SMALL_BYTES" "$SMALL_COUNT" \
     "hashsweep hash" "$BIN hash $SMALL >/dev/null" \
     "rhash -r --sha256" "rhash -r --sha256 $SMALL >/dev/null" \
     "xargs -P$CORES -n500 sha256sum" "find $SMALL -type f -print0 | xargs -0 -P$CORES -n500 sha256sum >/dev/null" \
-    "hashdeep -r -c sha256" "hashdeep -r -c sha256 $SMALL >/dev/null"
+    "hashdeep -r -c sha256" "hashdeep -r -c sha256 $SMALL >/dev/null" \
+    "${V_SMALL[@]}"
 
 # --- the digest cache (if this binary has one) -------------------------------------------------
 if "$BIN" scan --help 2>/dev/null | grep -q -- '--no-cache'; then
@@ -265,11 +278,15 @@ DISTINCT=$(cut -d' ' -f1 "$TMP/lookup.sha256" | sort -u | wc -l)
     "$LOOKUP_TREE" >/dev/null 2>"$TMP/lookup.summary" || true
 cat "$TMP/lookup.summary" >&2
 REQUESTS=$(( (DISTINCT + BATCH - 1) / BATCH ))
+if [[ -n ${VERSUS:-} ]]; then
+    V_LOOKUP=("versus: hashsweep scan with lookups" "$VERSUS scan --api-url $URL --concurrency $CONCURRENCY --batch-size $BATCH --format ndjson $LOOKUP_TREE >/dev/null")
+fi
 
 run_case lookup "$WARMUP" "$LOOKUP_BYTES" "$LOOKUP_COUNT" \
     "hashsweep scan --offline" "$HS $LOOKUP_TREE >/dev/null" \
     "hashsweep scan with lookups" "$BIN scan --api-url $URL --concurrency $CONCURRENCY --batch-size $BATCH --format ndjson $LOOKUP_TREE >/dev/null" \
-    "hashsweep lookup only (digests on stdin)" "$BIN lookup --api-url $URL --concurrency $CONCURRENCY --batch-size $BATCH --format ndjson <$TMP/lookup.sha256 >/dev/null"
+    "hashsweep lookup only (digests on stdin)" "$BIN lookup --api-url $URL --concurrency $CONCURRENCY --batch-size $BATCH --format ndjson <$TMP/lookup.sha256 >/dev/null" \
+    "${V_LOOKUP[@]}"
 
 kill "$MOCK_PID" 2>/dev/null || true
 wait "$MOCK_PID" 2>/dev/null || true
@@ -389,6 +406,18 @@ print(f"| lookup | ratio wall(with lookups) / max(hash, measured lookup-only {lo
       f"| | | {with_l / max(hash_t, lookup_only):.2f} |")
 print(f"| lookup | ratio wall(with lookups) / (hash + lookup-only), 1.0 = no overlap at all | "
       f"| | | {with_l / (hash_t + lookup_only):.2f} |")
+
+versus = [(c, l) for c, l in order if l.startswith("versus: ")]
+if versus:
+    print()
+    print("## VERSUS (the second binary) against the first, same hyperfine runs")
+    print()
+    print("| case | command | first (s) | VERSUS (s) | ratio VERSUS / first |")
+    print("|---|---|---|---|---|")
+    for case, label in versus:
+        first, second = t(case, label[len("versus: "):]), t(case, label)
+        print(f"| {case} | {label[len('versus: '):]} | {fmt_t(first)} | {fmt_t(second)} | "
+              f"{second / first:.3f} |")
 
 print()
 if skipped.strip():

@@ -93,6 +93,10 @@ pub enum Command {
     /// Print the settings in force for a subcommand (from config files, the environment and
     /// defaults) and where each comes from; never the API key
     Config(ConfigArgs),
+    /// Print a shell completion script (generated from these flags, so it matches --help)
+    Completions(CompletionsArgs),
+    /// Print the man page (roff): hashsweep(1), or hashsweep-SUBCOMMAND(1) for one subcommand
+    Man(ManArgs),
 }
 
 /// `config`: which subcommand's settings to show.
@@ -425,6 +429,20 @@ pub struct DiffArgs {
     pub new: PathBuf,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Print this subcommand's page instead of the main one
+    #[arg(value_name = "SUBCOMMAND")]
+    pub subcommand: Option<String>,
 }
 
 /// The command line with each subcommand's defaults filled in from the library's constants

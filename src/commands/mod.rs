@@ -10,6 +10,7 @@ mod interrupt;
 mod lookup;
 mod scan;
 mod serve;
+mod shell;
 
 pub use check::run_check;
 pub use config_cmd::run_config;
@@ -18,6 +19,7 @@ pub use hash::run_hash;
 pub use lookup::run_lookup;
 pub use scan::run_scan;
 pub use serve::run_serve;
+pub use shell::{run_completions, run_man};
 
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};

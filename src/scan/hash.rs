@@ -348,11 +348,15 @@ fn open_for_hashing(path: &Path, follow: bool) -> io::Result<File> {
             .custom_flags(flags | extra)
             .open(path)
     };
+    // O_NOATIME is Linux's; macOS and the BSDs have no such flag (noatime is a mount option).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     match open(libc::O_NOATIME) {
         // O_NOATIME is refused for files the caller does not own (unless privileged).
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(0),
         other => other,
     }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    open(0)
 }
 
 fn change_warning(

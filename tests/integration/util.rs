@@ -50,9 +50,17 @@ impl Tree {
     }
 }
 
+/// The binary under test: cargo's build of this crate, or `HASHSWEEP_TEST_BIN` (CI runs these
+/// tests against the static musl build that way).
+pub fn binary() -> PathBuf {
+    std::env::var_os("HASHSWEEP_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_hashsweep")))
+}
+
 /// A `hashsweep` command with a clean environment (no key, no API URL from the outside).
 pub fn cmd() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hashsweep"));
+    let mut c = Command::new(binary());
     // No test touches the user's cache; the cache tests name their own with --cache.
     c.env_remove("METADEFENDER_APIKEY")
         .env_remove("HASHSWEEP_API_URL")
@@ -250,17 +258,7 @@ impl AtimeTree {
                 mounted: false,
             });
         }
-        let dir = std::ffi::CString::new(tree.path().as_os_str().as_bytes()).unwrap();
-        // SAFETY: both strings are NUL-terminated and outlive the call.
-        let mounted = unsafe {
-            libc::mount(
-                c"tmpfs".as_ptr(),
-                dir.as_ptr(),
-                c"tmpfs".as_ptr(),
-                libc::MS_STRICTATIME | libc::MS_NOSUID | libc::MS_NODEV,
-                c"size=16m,mode=0700".as_ptr().cast(),
-            )
-        } == 0;
+        let mounted = mount_strictatime_tmpfs(tree.path());
         if !mounted {
             skip(&format!(
                 "reads do not update access times in {} (noatime?) and a strictatime tmpfs \
@@ -290,14 +288,45 @@ impl std::ops::Deref for AtimeTree {
 impl Drop for AtimeTree {
     fn drop(&mut self) {
         if self.mounted {
-            let dir = std::ffi::CString::new(self.tree.path().as_os_str().as_bytes()).unwrap();
-            // Detached, so a file still open somewhere cannot leave the mount behind; the
-            // temp dir under it is removed when `tree` drops next.
-            // SAFETY: `dir` is a NUL-terminated path that outlives the call.
-            unsafe { libc::umount2(dir.as_ptr(), libc::MNT_DETACH) };
+            unmount(self.tree.path());
         }
     }
 }
+
+/// Mount a `strictatime` tmpfs on `dir` (Linux, as root); false if that failed.
+#[cfg(target_os = "linux")]
+fn mount_strictatime_tmpfs(dir: &Path) -> bool {
+    let dir = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+    // SAFETY: both strings are NUL-terminated and outlive the call.
+    let rc = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            dir.as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_STRICTATIME | libc::MS_NOSUID | libc::MS_NODEV,
+            c"size=16m,mode=0700".as_ptr().cast(),
+        )
+    };
+    rc == 0
+}
+
+/// No tmpfs to mount outside Linux: the atime tests skip there unless TMPDIR updates atimes.
+#[cfg(not(target_os = "linux"))]
+fn mount_strictatime_tmpfs(_dir: &Path) -> bool {
+    false
+}
+
+#[cfg(target_os = "linux")]
+fn unmount(dir: &Path) {
+    let dir = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+    // Detached, so a file still open somewhere cannot leave the mount behind; the temp dir
+    // under it is removed when `tree` drops next.
+    // SAFETY: `dir` is a NUL-terminated path that outlives the call.
+    unsafe { libc::umount2(dir.as_ptr(), libc::MNT_DETACH) };
+}
+
+#[cfg(not(target_os = "linux"))]
+fn unmount(_dir: &Path) {}
 
 /// Wait until `sig` is no longer pending for process `pid` (neither for a thread nor for the
 /// process, per `/proc/PID/status`), i.e. it has been taken, or the process has exited. Two
