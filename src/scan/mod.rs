@@ -11,10 +11,12 @@
 //!                              └──────────────▶ collector
 //! ```
 //! Lookups overlap hashing: the collector hands each new digest to the batcher as soon as it is
-//! hashed, and batches leave while the walk goes on.
+//! hashed, and batches leave while the walk goes on. There are more hash workers than CPUs when
+//! reads wait for a device: only `-j` hash at once, and how many read is set by [`io`].
 
 pub mod dedup;
 pub mod hash;
+pub mod io;
 mod join;
 pub mod plan;
 pub mod walk;
@@ -31,9 +33,10 @@ use crossbeam_deque::{Injector, Stealer, Worker};
 
 use self::dedup::Dedup;
 use self::hash::{FileResult, FileStatus, HashOptions, Hasher, LinkMap, Origin};
+use self::io::{IoGate, IoOptions};
 use self::plan::{BudgetOptions, Planner, Rank, Ranker};
 use self::walk::{WalkOptions, walk};
-use self::worker::{DigestCache, Task, WorkQueue, hash_worker};
+use self::worker::{DigestCache, Doorbell, Task, Turn, WorkQueue, hash_worker};
 use crate::cache::{Cache, FileKey};
 use crate::digest::{Algo, Digest, DigestHash, Digests};
 use crate::file::FileKind;
@@ -55,8 +58,10 @@ pub struct ScanConfig {
     pub roots: Vec<PathBuf>,
     pub walk: WalkOptions,
     pub hash: HashOptions,
-    /// Hash worker threads.
+    /// Hash worker threads (at most this many hash at once; see `io` for reads in flight).
     pub threads: usize,
+    /// `--io-depth`, `--max-io-rate`.
+    pub io: IoOptions,
     /// `None`: offline, no lookups.
     pub lookup: Option<LookupOptions>,
     /// Digest and verdict cache (`None`: `--no-cache`).
@@ -483,12 +488,15 @@ pub fn scan(
     // spread over all workers and many small ones cost no wake-ups.
     let injector = Injector::<Task>::new();
     let walk_done = AtomicBool::new(false);
-    let locals: Vec<Worker<Task>> = (0..threads).map(|_| Worker::new_fifo()).collect();
+    let bell = Doorbell::default();
+    let gate = Arc::new(IoGate::new(threads, cfg.io));
+    let locals: Vec<Worker<Task>> = (0..gate.readers()).map(|_| Worker::new_fifo()).collect();
     let stealers: Vec<Stealer<Task>> = locals.iter().map(Worker::stealer).collect();
     let queue = WorkQueue {
         injector: &injector,
         stealers: &stealers,
         walk_done: &walk_done,
+        bell: &bell,
     };
 
     std::thread::scope(|s| {
@@ -499,29 +507,37 @@ pub fn scan(
                 while queue.injector.len() > MAX_QUEUED && !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_micros(200));
                 }
-                queue.injector.push(Task { ev, checked: false });
+                queue.push(Task { ev, checked: false });
             };
             // Set even if the walk panics, so the hash workers never wait for it forever.
-            struct Done<'a>(&'a AtomicBool);
+            struct Done<'a>(&'a AtomicBool, &'a Doorbell);
             impl Drop for Done<'_> {
                 fn drop(&mut self) {
                     self.0.store(true, Ordering::Release);
+                    self.1.ring_all();
                 }
             }
-            let _done = Done(queue.walk_done);
+            let _done = Done(queue.walk_done, queue.bell);
             walk(&cfg.roots, &cfg.walk, &sink, stop)
         });
-        for local in locals {
+        for (index, local) in locals.into_iter().enumerate() {
             let res_tx = res_tx.clone();
             let mut hasher = Hasher::new(cfg.hash)
                 .with_roots(Arc::clone(&roots))
                 .with_links(Arc::clone(&links))
-                .with_stop(Arc::clone(stop));
+                .with_stop(Arc::clone(stop))
+                .with_gate(Arc::clone(&gate));
             let cache = cfg.cache.as_deref().map(|cache| DigestCache {
                 cache,
                 opts: cfg.hash,
             });
-            s.spawn(move || hash_worker(&mut hasher, cache.as_ref(), &local, queue, &res_tx));
+            let turn = Turn {
+                index,
+                gate: &gate,
+            };
+            s.spawn(move || {
+                hash_worker(&mut hasher, cache.as_ref(), &local, queue, turn, &res_tx)
+            });
         }
         drop(res_tx);
 
@@ -685,6 +701,7 @@ mod tests {
             walk: WalkOptions::default(),
             hash: HashOptions::default(),
             threads: 2,
+            io: IoOptions::default(),
             lookup: None,
             cache: Some(Arc::new(cache)),
             local: None,
