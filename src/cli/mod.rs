@@ -68,7 +68,7 @@ pub struct WalkArgs {
     /// Do not cross into other file systems
     #[arg(short = 'x', long)]
     pub one_file_system: bool,
-    /// Worker threads (default: number of CPUs)
+    /// Threads hashing at once (default: number of CPUs); reads in flight: --io-depth
     #[arg(short = 'j', long, value_name = "N")]
     pub threads: Option<usize>,
     /// Skip paths matching this gitignore-style glob, relative to the root (repeatable)

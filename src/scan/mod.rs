@@ -520,26 +520,41 @@ pub fn scan(
             let _done = Done(queue.walk_done, queue.bell);
             walk(&cfg.roots, &cfg.walk, &sink, stop)
         });
-        for (index, local) in locals.into_iter().enumerate() {
-            let res_tx = res_tx.clone();
+        // Starts reader `index`; a copy goes to the grower below.
+        let (gate_ref, roots_ref, links_ref) = (&gate, &roots, &links);
+        let start = move |index: usize, local: Worker<Task>, res_tx: Sender<Vec<FileResult>>| {
             let mut hasher = Hasher::new(cfg.hash)
-                .with_roots(Arc::clone(&roots))
-                .with_links(Arc::clone(&links))
+                .with_roots(Arc::clone(roots_ref))
+                .with_links(Arc::clone(links_ref))
                 .with_stop(Arc::clone(stop))
-                .with_gate(Arc::clone(&gate));
+                .with_gate(Arc::clone(gate_ref));
             let cache = cfg.cache.as_deref().map(|cache| DigestCache {
                 cache,
                 opts: cfg.hash,
             });
             let turn = Turn {
                 index,
-                gate: &gate,
+                gate: gate_ref,
             };
             s.spawn(move || {
                 hash_worker(&mut hasher, cache.as_ref(), &local, queue, turn, &res_tx)
             });
+        };
+        let mut locals = locals.into_iter().enumerate();
+        for (index, local) in locals.by_ref().take(gate.depth()) {
+            start(index, local, res_tx.clone());
         }
-        drop(res_tx);
+        // The other readers start only when the depth first reaches them (a warm sweep never
+        // starts them); the grower waits for that, or for the end of the work.
+        s.spawn(move || {
+            for (index, local) in locals {
+                if !gate_ref.park(index, || queue.drained()) {
+                    break;
+                }
+                start(index, local, res_tx.clone());
+            }
+            drop(res_tx);
+        });
 
         let out_rx = lookup.as_ref().map(|(opts, client)| {
             let (tx, rx) = spawn_lookup(Arc::clone(client), opts, stop);

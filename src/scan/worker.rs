@@ -177,7 +177,7 @@ impl WorkQueue<'_> {
     }
 
     /// The walk is over and nothing is left anywhere to take.
-    fn drained(&self) -> bool {
+    pub(super) fn drained(&self) -> bool {
         self.walk_done.load(Ordering::Acquire)
             && self.injector.is_empty()
             && self.stealers.iter().all(Stealer::is_empty)
