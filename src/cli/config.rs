@@ -213,7 +213,11 @@ mod tests {
         );
         assert!(api_client_config(&scan.api, key(), None).details);
         assert_eq!(walk_options(&scan.walk).threads, 3);
-        assert_eq!(io_options(&scan.walk), IoOptions::default(), "adaptive by default");
+        assert_eq!(
+            io_options(&scan.walk),
+            IoOptions::default(),
+            "adaptive by default"
+        );
         assert_eq!(hash_options(&scan.walk, false, true).max_size, Some(1024));
     }
 
@@ -223,7 +227,15 @@ mod tests {
     #[test]
     fn io_flags_reach_the_io_options() {
         for sub in ["scan", "hash"] {
-            let args = ["hashsweep", sub, "--io-depth", "16", "--max-io-rate", "50M", "."];
+            let args = [
+                "hashsweep",
+                sub,
+                "--io-depth",
+                "16",
+                "--max-io-rate",
+                "50M",
+                ".",
+            ];
             let walk = match parse(&args) {
                 Command::Scan(a) => a.walk,
                 Command::Hash(a) => a.walk,

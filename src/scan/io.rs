@@ -254,7 +254,9 @@ impl IoGate {
         let Some((limiter, clock)) = &self.rate else {
             return;
         };
-        let cells = bytes.div_ceil(RATE_CELL).clamp(1, BLOCK_SIZE as u64 / RATE_CELL) as u32;
+        let cells = bytes
+            .div_ceil(RATE_CELL)
+            .clamp(1, BLOCK_SIZE as u64 / RATE_CELL) as u32;
         let n = NonZeroU32::new(cells).unwrap_or(NonZeroU32::MIN);
         // `n` never exceeds the burst, so only the wait is an error here.
         while let Ok(Err(not_until)) = limiter.check_n(n) {

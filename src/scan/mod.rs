@@ -536,9 +536,7 @@ pub fn scan(
                 index,
                 gate: gate_ref,
             };
-            s.spawn(move || {
-                hash_worker(&mut hasher, cache.as_ref(), &local, queue, turn, &res_tx)
-            });
+            s.spawn(move || hash_worker(&mut hasher, cache.as_ref(), &local, queue, turn, &res_tx));
         };
         let mut locals = locals.into_iter().enumerate();
         for (index, local) in locals.by_ref().take(gate.depth()) {
