@@ -134,6 +134,11 @@ impl IoGate {
         self.readers
     }
 
+    /// Threads that may hash at once (`-j`).
+    pub fn cpus(&self) -> usize {
+        self.cpus
+    }
+
     /// Readers running now.
     pub fn depth(&self) -> usize {
         self.depth.load(Ordering::Relaxed)

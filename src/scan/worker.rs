@@ -282,7 +282,10 @@ pub(super) fn hash_worker(
         if queue.drained() {
             return;
         }
-        if backoff.is_completed() {
+        // The first -j workers spin a little (on a warm cache the walker is a moment away);
+        // the readers beyond them, there because reads wait, sleep at once: dozens of them
+        // spinning would take the CPU the hashing needs.
+        if backoff.is_completed() || turn.index >= turn.gate.cpus() {
             queue.bell.wait(|| queue.ready());
         } else {
             backoff.snooze();
