@@ -34,6 +34,7 @@
 #   SLOWFS=PATH      the FUSE passthrough (default ../shared/tools/slowfs.py beside the repo)
 #   TMPDIR           where the share and rate trees and the fio file go (same device as TREE
 #                    for the fio figures to mean anything)
+#   CASES="disk share rate"   the cases to run (default all three; the summary shows those run)
 #   KEEP=1           keep the temp directory
 # Needs: root, hyperfine, rhash, fio, fusermount (apt-get install hyperfine rhash fio fuse
 # libfuse2), python3 with fusepy (pip install fusepy), openssl.
@@ -54,6 +55,8 @@ else
     SHARE_2MS_FILES=2000 SHARE_10MS_FILES=500 SHARE_JS="4 16 64" SHARE_DEPTHS="8 32 64 128"
     RATE_FILES=3000 FIO_SIZE=2G FIO_TIME=8
 fi
+CASES=${CASES:-disk share rate}
+has_case() { [[ " $CASES " == *" $1 "* ]]; }
 RATE=20M
 RATE_BPS=$((20 << 20))
 CORES=$(nproc)
@@ -158,6 +161,8 @@ echo "   sequential 1 MiB QD16: $SEQ_BPS B/s; random 16 KiB QD32: $RAND_IOPS IOP
 OSSL_SHA256=$(openssl speed -seconds 2 -bytes 1048576 sha256 2>/dev/null | awk '$1 == "sha256" { sub(/k$/, "", $2); print $2 * 1000 }')
 
 # --- cold disk ----------------------------------------------------------------------------------
+DISK_FILES=0 DISK_BYTES=0 DISK_RSS=nan
+if has_case disk; then
 read -r DISK_FILES DISK_BYTES < <(tree_stats "$TREE")
 echo "== disk tree $TREE: $DISK_FILES files, $DISK_BYTES bytes" >&2
 sweep_args "$TREE" "$JS" "$DEPTHS"
@@ -171,6 +176,7 @@ run_case disk "$DROP" "${SWEEP[@]}" \
 sync && echo 3 >/proc/sys/vm/drop_caches
 /usr/bin/time -f '%M' -o "$TMP/rss" $HS "$TREE" >/dev/null 2>&1 || true
 DISK_RSS=$(tail -1 "$TMP/rss")
+fi
 
 # --- shares ------------------------------------------------------------------------------------
 share_case() { # LATENCY_MS FILES
@@ -191,17 +197,21 @@ share_case() { # LATENCY_MS FILES
     unmount
 }
 : >"$TMP/shares.tsv"
-share_case 2 "$SHARE_2MS_FILES"
-share_case 10 "$SHARE_10MS_FILES"
+if has_case share; then
+    share_case 2 "$SHARE_2MS_FILES"
+    share_case 10 "$SHARE_10MS_FILES"
+fi
 
 # --- --max-io-rate ---------------------------------------------------------------------------------
-RATE_TREE=$TMP/rate
+RATE_TREE=$TMP/rate RATE_N=0 RATE_BYTES=0
+if has_case rate; then
 python3 "$HERE/make_tree.py" "$RATE_TREE" "$RATE_FILES" $((256 << 10))
 sync
 read -r RATE_N RATE_BYTES < <(tree_stats "$RATE_TREE")
 echo "== rate tree: $RATE_N files, $RATE_BYTES bytes" >&2
 run_case rate "$DROP" "--max-io-rate $RATE" "$HS --max-io-rate $RATE $RATE_TREE >/dev/null" \
     "default (no cap)" "$HS $RATE_TREE >/dev/null"
+fi
 
 # ---------------------------------------------------------------------------------------------------
 PRESSURE_AFTER="$(cpu_pressure), load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -248,22 +258,25 @@ print(f"\n## Cold sweeps ({'QUICK' if quick == '1' else 'full'} run; whole proce
       f"mean of the runs; hyperfine)\n")
 device = dfiles / iops + dbytes / seq
 cpu = dbytes / (ossl * cores)
-print(f"### Cold disk: `{tree}`, {dfiles:,} files, {dbytes / 2**30:.2f} GiB, page cache dropped "
-      f"before every run\n")
-print(f"Device (fio, same file system): sequential 1 MiB QD16 {seq / 1e6:,.0f} MB/s, random "
-      f"16 KiB QD32 {iops:,.0f} IOPS. Device time for this tree = {dfiles:,} / {iops:,.0f} + "
-      f"{dbytes / 1e6:,.0f} MB / {seq / 1e6:,.0f} MB/s = {device:.2f} s. CPU bound (openssl "
-      f"sha256 {ossl / 1e6:,.0f} MB/s x {cores} cores) = {cpu:.2f} s.\n")
-best_label, best = table("disk", dbytes, dfiles,
-                         [("of device", lambda m: f"{device / m:.0%}"),
-                          ("of max(device, CPU)", lambda m: f"{max(device, cpu) / m:.0%}")])
-d = rows["disk"]["default"][0]
-rh = rows["disk"]["rhash -r --sha256"][0]
-print(f"Default / best setting (`{best_label}`): **{d / best:.2f}** (target <= 1.1); default "
-      f"reaches **{device / d:.0%}** of the device time (target >= 85%; "
-      f"{max(device, cpu) / d:.0%} of max(device, CPU)); rhash -r / default = {rh / d:.1f}. "
-      f"Peak RSS of a default cold run: {rss} KiB.\n")
+if "disk" in rows:
+    print(f"### Cold disk: `{tree}`, {dfiles:,} files, {dbytes / 2**30:.2f} GiB, page cache dropped "
+          f"before every run\n")
+    print(f"Device (fio, same file system): sequential 1 MiB QD16 {seq / 1e6:,.0f} MB/s, random "
+          f"16 KiB QD32 {iops:,.0f} IOPS. Device time for this tree = {dfiles:,} / {iops:,.0f} + "
+          f"{dbytes / 1e6:,.0f} MB / {seq / 1e6:,.0f} MB/s = {device:.2f} s. CPU bound (openssl "
+          f"sha256 {ossl / 1e6:,.0f} MB/s x {cores} cores) = {cpu:.2f} s.\n")
+    best_label, best = table("disk", dbytes, dfiles,
+                             [("of device", lambda m: f"{device / m:.0%}"),
+                              ("of max(device, CPU)", lambda m: f"{max(device, cpu) / m:.0%}")])
+    d = rows["disk"]["default"][0]
+    rh = rows["disk"]["rhash -r --sha256"][0]
+    print(f"Default / best setting (`{best_label}`): **{d / best:.2f}** (target <= 1.1); default "
+          f"reaches **{device / d:.0%}** of the device time (target >= 85%; "
+          f"{max(device, cpu) / d:.0%} of max(device, CPU)); rhash -r / default = {rh / d:.1f}. "
+          f"Peak RSS of a default cold run: {rss} KiB.\n")
 for case in ("share-2ms", "share-10ms"):
+    if case not in rows:
+        continue
     n, b = share_sizes[case]
     ms = case.split("-")[1]
     print(f"### Share: FUSE passthrough sleeping {ms} per operation (slowfs.py), {n:,} files, "
@@ -273,15 +286,16 @@ for case in ("share-2ms", "share-10ms"):
     d = rows[case]["default"][0]
     print(f"Default / best setting (`{best_label}`): **{d / best:.2f}** (target <= 1.2); "
           f"rhash -r / default: **{rh / d:.1f}x** (target >= 15x).\n")
-m = rows["rate"][f"--max-io-rate {rate}"][0]
-free = rows["rate"]["default (no cap)"][0]
-got = rb / m
-print(f"### `--max-io-rate {rate}`: cold tree of {rn:,} files, {rb / 2**20:,.0f} MiB\n")
-print("| command | seconds | MiB/s |\n|---|---|---|")
-print(f"| `--max-io-rate {rate}` | {m:.2f} | {got / 2**20:.2f} |")
-print(f"| default (no cap) | {free:.2f} | {rb / free / 2**20:.2f} |\n")
-print(f"Read rate under the cap: {got / 2**20:.2f} MiB/s against {rbps / 2**20:.0f} MiB/s: "
-      f"**{got / rbps - 1:+.1%}** (target within 10%).\n")
+if "rate" in rows:
+    m = rows["rate"][f"--max-io-rate {rate}"][0]
+    free = rows["rate"]["default (no cap)"][0]
+    got = rb / m
+    print(f"### `--max-io-rate {rate}`: cold tree of {rn:,} files, {rb / 2**20:,.0f} MiB\n")
+    print("| command | seconds | MiB/s |\n|---|---|---|")
+    print(f"| `--max-io-rate {rate}` | {m:.2f} | {got / 2**20:.2f} |")
+    print(f"| default (no cap) | {free:.2f} | {rb / free / 2**20:.2f} |\n")
+    print(f"Read rate under the cap: {got / 2**20:.2f} MiB/s against {rbps / 2**20:.0f} MiB/s: "
+          f"**{got / rbps - 1:+.1%}** (target within 10%).\n")
 print(f"CPU pressure (some avg10 avg60) before: {p_before}; after: {p_after}.")
 PY
 echo "(total $(($(date +%s) - STARTED)) s)"
