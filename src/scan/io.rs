@@ -167,7 +167,7 @@ impl IoGate {
             }
             // The timeout only guards against a wake-up missed by a bug: `wake_all` is called
             // whenever the depth grows and when a reader finds the work drained.
-            g = match self.unpark.wait_timeout(g, Duration::from_millis(200)) {
+            g = match self.unpark.wait_timeout(g, Duration::from_secs(1)) {
                 Ok((g, _)) => g,
                 Err(p) => p.into_inner().0,
             };
@@ -444,11 +444,15 @@ mod tests {
         assert!(!gate.may_run(5));
         assert!(!gate.park(5, || true), "done: leaves");
         let g = Arc::clone(&gate);
-        let waiter = std::thread::spawn(move || g.park(1, || false));
+        let waiter = std::thread::spawn(move || (g.park(1, || false), Instant::now()));
         std::thread::sleep(Duration::from_millis(20));
         gate.depth.store(2, Ordering::Relaxed);
+        let woken = Instant::now();
         gate.wake_all();
-        assert!(waiter.join().unwrap());
+        let (may_run, out) = waiter.join().unwrap();
+        assert!(may_run);
+        // Woken, not left to the one-second guard.
+        assert!(out - woken < Duration::from_millis(500), "{:?}", out - woken);
     }
 
     /// A file just written is in the page cache: `RWF_NOWAIT` reads it without waiting.
