@@ -452,7 +452,11 @@ mod tests {
         let (may_run, out) = waiter.join().unwrap();
         assert!(may_run);
         // Woken, not left to the one-second guard.
-        assert!(out - woken < Duration::from_millis(500), "{:?}", out - woken);
+        assert!(
+            out - woken < Duration::from_millis(500),
+            "{:?}",
+            out - woken
+        );
     }
 
     /// A file just written is in the page cache: `RWF_NOWAIT` reads it without waiting.
