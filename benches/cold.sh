@@ -140,7 +140,8 @@ sweep_args() {
 }
 
 tree_stats() { # FILES BYTES of the regular files under $1 (symlinks not followed)
-    find "$1" -type f -printf '%s\n' | awk '{ n++; b += $1 } END { printf "%d %d\n", n, b }'
+    # %.0f: awk's %d stops at 2^31 - 1 (mawk), which a tree of several GB passes.
+    find "$1" -type f -printf '%s\n' | awk '{ n++; b += $1 } END { printf "%d %.0f\n", n, b }'
 }
 
 # --- device figures: fio on the file system that holds TMPDIR ---------------------------------
