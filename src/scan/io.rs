@@ -57,7 +57,7 @@ pub struct IoGate {
     depth: AtomicUsize,
     /// The highest depth reached (for the summary and tests).
     peak: AtomicUsize,
-    permits: Mutex<usize>,
+    permits: Mutex<Permits>,
     permit_free: Condvar,
     parked: Mutex<()>,
     unpark: Condvar,
@@ -68,6 +68,12 @@ pub struct IoGate {
     cpu_ns: AtomicU64,
     blocked_ns: AtomicU64,
     rate: Option<(DefaultDirectRateLimiter, DefaultClock)>,
+}
+
+/// The `-j` CPU permits: how many are free, and how many readers wait for one.
+struct Permits {
+    free: usize,
+    waiting: usize,
 }
 
 /// A read's outcome for the depth: served by the page cache, or waited for.
@@ -97,7 +103,10 @@ impl IoGate {
             fixed,
             depth: AtomicUsize::new(start),
             peak: AtomicUsize::new(start),
-            permits: Mutex::new(cpus),
+            permits: Mutex::new(Permits {
+                free: cpus,
+                waiting: 0,
+            }),
             permit_free: Condvar::new(),
             parked: Mutex::new(()),
             unpark: Condvar::new(),
@@ -180,30 +189,35 @@ impl IoGate {
         self.unpark.notify_all();
     }
 
-    /// Run `f` (hashing) holding one of the `-j` CPU permits. With no more readers than
-    /// permits nobody can wait, and no permit is taken.
+    /// Run `f` (hashing) holding one of the `-j` CPU permits. While no more readers run than
+    /// there are permits nobody can wait, and none is taken (a warm sweep pays nothing).
     pub fn hash<R>(&self, f: impl FnOnce() -> R) -> R {
-        if self.readers <= self.cpus {
+        if self.readers <= self.cpus || self.depth() <= self.cpus {
             let t = Instant::now();
             let r = f();
             self.cpu_ns.fetch_add(nanos(t.elapsed()), Ordering::Relaxed);
             return r;
         }
         {
-            let mut free = lock(&self.permits);
-            while *free == 0 {
-                free = match self.permit_free.wait(free) {
+            let mut p = lock(&self.permits);
+            while p.free == 0 {
+                p.waiting += 1;
+                p = match self.permit_free.wait(p) {
                     Ok(g) => g,
-                    Err(p) => p.into_inner(),
+                    Err(e) => e.into_inner(),
                 };
+                p.waiting -= 1;
             }
-            *free -= 1;
+            p.free -= 1;
         }
         struct Release<'a>(&'a IoGate);
         impl Drop for Release<'_> {
             fn drop(&mut self) {
-                *lock(&self.0.permits) += 1;
-                self.0.permit_free.notify_one();
+                let mut p = lock(&self.0.permits);
+                p.free += 1;
+                if p.waiting > 0 {
+                    self.0.permit_free.notify_one();
+                }
             }
         }
         let _release = Release(self);
