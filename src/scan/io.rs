@@ -18,6 +18,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::num::NonZeroU32;
+#[cfg(target_os = "linux")]
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -354,6 +355,7 @@ fn nanos(d: Duration) -> u64 {
 
 /// `preadv2(RWF_NOWAIT)` at the file's position: data only if the page cache has it, `EAGAIN`
 /// if it would have to wait for the device.
+#[cfg(target_os = "linux")]
 fn read_nowait(file: &File, buf: &mut [u8]) -> io::Result<usize> {
     let iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
@@ -368,6 +370,12 @@ fn read_nowait(file: &File, buf: &mut [u8]) -> io::Result<usize> {
     } else {
         Ok(n as usize)
     }
+}
+
+/// Elsewhere there is no such read: every read is timed instead (see [`ReadPath::Unknown`]).
+#[cfg(not(target_os = "linux"))]
+fn read_nowait(_: &File, _: &mut [u8]) -> io::Result<usize> {
+    Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
 }
 
 #[cfg(test)]
