@@ -80,6 +80,7 @@ fn scan_config(root: &Path, threads: usize) -> ScanConfig {
         },
         hash: HashOptions::default(),
         threads,
+        io: Default::default(),
         lookup: None,
         cache: None,
         local: None,

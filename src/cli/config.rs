@@ -7,6 +7,7 @@ use hashsweep::cache::Ttls;
 use hashsweep::gateway::UpstreamConfig;
 use hashsweep::lookup::{ApiKey, ClientConfig, LookupOptions};
 use hashsweep::scan::hash::HashOptions;
+use hashsweep::scan::io::IoOptions;
 use hashsweep::scan::walk::WalkOptions;
 
 use super::{ApiArgs, ConnectionArgs, ServeArgs, TtlArgs, WalkArgs};
@@ -36,6 +37,14 @@ pub fn hash_options(w: &WalkArgs, md5: bool, sha1: bool) -> HashOptions {
         sha1,
         max_size: w.max_size,
         follow_symlinks: w.follow_symlinks,
+    }
+}
+
+/// How reads are issued: `--io-depth` (none: adaptive) and `--max-io-rate`.
+pub fn io_options(w: &WalkArgs) -> IoOptions {
+    IoOptions {
+        depth: w.io_depth.map(usize::from),
+        max_rate: w.max_io_rate,
     }
 }
 
@@ -204,7 +213,52 @@ mod tests {
         );
         assert!(api_client_config(&scan.api, key(), None).details);
         assert_eq!(walk_options(&scan.walk).threads, 3);
+        assert_eq!(
+            io_options(&scan.walk),
+            IoOptions::default(),
+            "adaptive by default"
+        );
         assert_eq!(hash_options(&scan.walk, false, true).max_size, Some(1024));
+    }
+
+    /// `--io-depth` fixes the reads in flight and `--max-io-rate` caps bytes per second, for
+    /// `scan` and `hash` alike; a depth of 0 and a rate of 0 are usage errors; `--help` states
+    /// what the reads cost in memory.
+    #[test]
+    fn io_flags_reach_the_io_options() {
+        for sub in ["scan", "hash"] {
+            let args = [
+                "hashsweep",
+                sub,
+                "--io-depth",
+                "16",
+                "--max-io-rate",
+                "50M",
+                ".",
+            ];
+            let walk = match parse(&args) {
+                Command::Scan(a) => a.walk,
+                Command::Hash(a) => a.walk,
+                _ => panic!("{sub}"),
+            };
+            assert_eq!(
+                io_options(&walk),
+                IoOptions {
+                    depth: Some(16),
+                    max_rate: Some(50 << 20)
+                }
+            );
+        }
+        let bad = |args: &[&str]| try_parse_from(args.iter().copied()).is_err();
+        assert!(bad(&["hashsweep", "scan", "--io-depth", "0", "."]));
+        assert!(bad(&["hashsweep", "scan", "--max-io-rate", "0", "."]));
+        let mut c = crate::cli::command();
+        let help = c
+            .find_subcommand_mut("scan")
+            .expect("scan")
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("at most N MiB of memory"), "{help}");
     }
 
     /// `--help` shows the default in force for that subcommand.

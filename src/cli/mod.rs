@@ -124,7 +124,7 @@ pub struct WalkArgs {
     /// Do not cross into other file systems
     #[arg(short = 'x', long)]
     pub one_file_system: bool,
-    /// Worker threads (default: number of CPUs)
+    /// Threads hashing at once (default: number of CPUs); reads in flight: --io-depth
     #[arg(short = 'j', long, value_name = "N")]
     pub threads: Option<usize>,
     /// Skip paths matching this gitignore-style glob, relative to the root (repeatable)
@@ -133,6 +133,14 @@ pub struct WalkArgs {
     /// Skip (and report as skipped) files larger than SIZE, e.g. 10M, 2G
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_size: Option<u64>,
+    /// Reads in flight at once [default: adapts to the latency reads meet, from -j (a warm
+    /// page cache) up to 64 (a cold disk, a share)]. At most -j threads hash whatever this is;
+    /// each read holds a 1 MiB buffer, so reads take at most N MiB of memory
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub io_depth: Option<u16>,
+    /// Read at most RATE bytes per second across all threads, e.g. 50M (MiB/s), 500K
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub max_io_rate: Option<u64>,
 }
 
 /// How the service is reached: shared by `scan`, `lookup` and `serve` (its upstream). The
@@ -511,6 +519,15 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .map_err(|e| format!("{e} (try 10M, 2G, 512K)"))
 }
 
+/// A rate in bytes per second: a size (`50M`, `500K`), optionally followed by `/s`.
+fn parse_rate(s: &str) -> Result<u64, String> {
+    let size = s.strip_suffix("/s").unwrap_or(s);
+    match parse_size(size)? {
+        0 => Err("a rate of 0 would read nothing (try 50M)".into()),
+        n => Ok(n),
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (try 500ms, 30s, 10m)"))
 }
@@ -609,6 +626,10 @@ mod tests {
         assert_eq!(parse_size("2G").unwrap(), 2 << 30);
         assert_eq!(parse_size("123").unwrap(), 123);
         assert!(parse_size("ten").is_err());
+        assert_eq!(parse_rate("50M").unwrap(), 50 << 20);
+        assert_eq!(parse_rate("20M/s").unwrap(), 20 << 20);
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("fast").is_err());
         assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
     }
 

@@ -16,6 +16,7 @@ pub fn run_hash(a: HashArgs) -> Result<u8, Error> {
         walk: config::walk_options(&a.walk),
         hash: config::hash_options(&a.walk, a.md5, a.sha1),
         threads: a.walk.threads.unwrap_or_else(config::default_threads),
+        io: config::io_options(&a.walk),
         lookup: None,
         cache: None,
         local: None,

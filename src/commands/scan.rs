@@ -102,6 +102,7 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
             a.sha1 || local_sha1 || a.api.lookup_hash == Algo::Sha1,
         ),
         threads: a.walk.threads.unwrap_or_else(config::default_threads),
+        io: config::io_options(&a.walk),
         lookup: (!a.offline).then(|| config::lookup_options(&a.api)),
         cache,
         local,

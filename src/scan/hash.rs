@@ -4,7 +4,7 @@
 //! that changes while it is read is flagged. Every outcome, including errors, is a [`FileResult`].
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use md5::Md5;
 use sha1::Sha1;
 use sha2::{Digest as _, Sha256};
 
+use super::io::IoGate;
 use super::walk::WalkEvent;
 use crate::digest::Digests;
 use crate::file::{FileKind, FileMeta, describe_io, nanos};
@@ -95,6 +96,8 @@ pub struct Hasher {
     roots: Arc<std::collections::HashSet<PathBuf>>,
     /// Digests of multiply-linked files read in this run, by (dev, ino), shared by workers.
     links: Arc<LinkMap>,
+    /// The run's reads in flight, CPU permits and rate cap, shared by workers.
+    gate: Arc<IoGate>,
 }
 
 /// Files with more than one hard link, already read: (dev, ino) → (size, mtime, ctime, digests).
@@ -109,7 +112,14 @@ impl Hasher {
             stop: Arc::new(AtomicBool::new(false)),
             roots: Arc::default(),
             links: Arc::default(),
+            gate: Arc::new(IoGate::single()),
         }
+    }
+
+    /// Share the run's I/O gate (hashing permits, adaptive depth, rate cap) with the others.
+    pub fn with_gate(mut self, gate: Arc<IoGate>) -> Hasher {
+        self.gate = gate;
+        self
     }
 
     /// Share hard-link digests with the other workers of a run.
@@ -156,6 +166,7 @@ impl Hasher {
     pub fn hash_path(&mut self, path: PathBuf) -> FileResult {
         // A symlink named on the command line is followed, as the walker does for a
         // directory root (like `find -H`); anywhere else a symlink is not.
+        let opening = std::time::Instant::now();
         let opened = match open_for_hashing(&path, self.opts.follow_symlinks) {
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) && self.roots.contains(&*path) => {
                 open_for_hashing(&path, true)
@@ -182,6 +193,7 @@ impl Hasher {
                 };
             }
         };
+        self.gate.opened(opening.elapsed());
         if !before.file_type().is_file() {
             return FileResult {
                 path: path.into(),
@@ -290,6 +302,8 @@ impl Hasher {
         let mut total = 0u64;
         let mut reads = 0u32;
         let mut kind = None;
+        // Ask the page cache alone first (see `IoGate::read`), while the file system allows it.
+        let mut nowait = true;
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return Err((
@@ -297,7 +311,9 @@ impl Hasher {
                     total,
                 ));
             }
-            let n = match file.read(&mut self.buf) {
+            let expected = stat_size.saturating_sub(total).clamp(1, BLOCK_SIZE as u64);
+            self.gate.throttle(expected);
+            let n = match self.gate.read(file, &mut self.buf, &mut nowait) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -307,20 +323,24 @@ impl Hasher {
             reads += 1;
             let at_end = n < self.buf.len() && total == stat_size;
             let data = &self.buf[..n];
-            kind.get_or_insert_with(|| FileKind::sniff(data, path));
-            if multi {
-                for chunk in data.chunks(SUB_BLOCK) {
-                    sha256.update(chunk);
-                    if let Some(h) = md5.as_mut() {
-                        h.update(chunk);
+            // Hashing holds one of the run's `-j` CPU permits, however many reads are waiting.
+            self.gate.hash(|| {
+                kind.get_or_insert_with(|| FileKind::sniff(data, path));
+                if multi {
+                    for chunk in data.chunks(SUB_BLOCK) {
+                        sha256.update(chunk);
+                        if let Some(h) = md5.as_mut() {
+                            h.update(chunk);
+                        }
+                        if let Some(h) = sha1.as_mut() {
+                            h.update(chunk);
+                        }
                     }
-                    if let Some(h) = sha1.as_mut() {
-                        h.update(chunk);
-                    }
+                } else {
+                    sha256.update(data);
                 }
-            } else {
-                sha256.update(data);
-            }
+            });
+            self.gate.tick();
             if at_end {
                 break;
             }

@@ -11,10 +11,12 @@
 //!                              └──────────────▶ collector
 //! ```
 //! Lookups overlap hashing: the collector hands each new digest to the batcher as soon as it is
-//! hashed, and batches leave while the walk goes on.
+//! hashed, and batches leave while the walk goes on. There are more hash workers than CPUs when
+//! reads wait for a device: only `-j` hash at once, and how many read is set by [`io`].
 
 pub mod dedup;
 pub mod hash;
+pub mod io;
 mod join;
 pub mod plan;
 pub mod walk;
@@ -31,9 +33,10 @@ use crossbeam_deque::{Injector, Stealer, Worker};
 
 use self::dedup::Dedup;
 use self::hash::{FileResult, FileStatus, HashOptions, Hasher, LinkMap, Origin};
+use self::io::{IoGate, IoOptions};
 use self::plan::{BudgetOptions, Planner, Rank, Ranker};
 use self::walk::{WalkOptions, walk};
-use self::worker::{DigestCache, Task, WorkQueue, hash_worker};
+use self::worker::{DigestCache, Doorbell, Task, Turn, WorkQueue, hash_worker};
 use crate::cache::{Cache, FileKey};
 use crate::digest::{Algo, Digest, DigestHash, Digests};
 use crate::file::FileKind;
@@ -55,8 +58,10 @@ pub struct ScanConfig {
     pub roots: Vec<PathBuf>,
     pub walk: WalkOptions,
     pub hash: HashOptions,
-    /// Hash worker threads.
+    /// Hash worker threads (at most this many hash at once; see `io` for reads in flight).
     pub threads: usize,
+    /// `--io-depth`, `--max-io-rate`.
+    pub io: IoOptions,
     /// `None`: offline, no lookups.
     pub lookup: Option<LookupOptions>,
     /// Digest and verdict cache (`None`: `--no-cache`).
@@ -486,12 +491,15 @@ pub fn scan(
     // spread over all workers and many small ones cost no wake-ups.
     let injector = Injector::<Task>::new();
     let walk_done = AtomicBool::new(false);
-    let locals: Vec<Worker<Task>> = (0..threads).map(|_| Worker::new_fifo()).collect();
+    let bell = Doorbell::default();
+    let gate = Arc::new(IoGate::new(threads, cfg.io));
+    let locals: Vec<Worker<Task>> = (0..gate.readers()).map(|_| Worker::new_fifo()).collect();
     let stealers: Vec<Stealer<Task>> = locals.iter().map(Worker::stealer).collect();
     let queue = WorkQueue {
         injector: &injector,
         stealers: &stealers,
         walk_done: &walk_done,
+        bell: &bell,
     };
 
     std::thread::scope(|s| {
@@ -504,33 +512,54 @@ pub fn scan(
                 while queue.injector.len() > MAX_QUEUED && !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_micros(200));
                 }
-                queue.injector.push(Task { ev, checked: false });
+                queue.push(Task { ev, checked: false });
             };
             // Set even if the walk panics, so the hash workers never wait for it forever.
-            struct Done<'a>(&'a AtomicBool);
+            struct Done<'a>(&'a AtomicBool, &'a Doorbell);
             impl Drop for Done<'_> {
                 fn drop(&mut self) {
                     self.0.store(true, Ordering::Release);
+                    self.1.ring_all();
                 }
             }
-            let _done = Done(queue.walk_done);
+            let _done = Done(queue.walk_done, queue.bell);
             let r = walk(&cfg.roots, &cfg.walk, &sink, stop);
             progress.walk_done(found.load(Ordering::Relaxed));
             r
         });
-        for local in locals {
-            let res_tx = res_tx.clone();
+        // Starts reader `index`; a copy goes to the grower below.
+        let (gate_ref, roots_ref, links_ref) = (&gate, &roots, &links);
+        let start = move |index: usize, local: Worker<Task>, res_tx: Sender<Vec<FileResult>>| {
             let mut hasher = Hasher::new(cfg.hash)
-                .with_roots(Arc::clone(&roots))
-                .with_links(Arc::clone(&links))
-                .with_stop(Arc::clone(stop));
+                .with_roots(Arc::clone(roots_ref))
+                .with_links(Arc::clone(links_ref))
+                .with_stop(Arc::clone(stop))
+                .with_gate(Arc::clone(gate_ref));
             let cache = cfg.cache.as_deref().map(|cache| DigestCache {
                 cache,
                 opts: cfg.hash,
             });
-            s.spawn(move || hash_worker(&mut hasher, cache.as_ref(), &local, queue, &res_tx));
+            let turn = Turn {
+                index,
+                gate: gate_ref,
+            };
+            s.spawn(move || hash_worker(&mut hasher, cache.as_ref(), &local, queue, turn, &res_tx));
+        };
+        let mut locals = locals.into_iter().enumerate();
+        for (index, local) in locals.by_ref().take(gate.depth()) {
+            start(index, local, res_tx.clone());
         }
-        drop(res_tx);
+        // The other readers start only when the depth first reaches them (a warm sweep never
+        // starts them); the grower waits for that, or for the end of the work.
+        s.spawn(move || {
+            for (index, local) in locals {
+                if !gate_ref.park(index, || queue.drained()) {
+                    break;
+                }
+                start(index, local, res_tx.clone());
+            }
+            drop(res_tx);
+        });
 
         let out_rx = lookup.as_ref().map(|(opts, client)| {
             let (tx, rx) = spawn_lookup(Arc::clone(client), opts, stop);
@@ -692,6 +721,7 @@ mod tests {
             walk: WalkOptions::default(),
             hash: HashOptions::default(),
             threads: 2,
+            io: IoOptions::default(),
             lookup: None,
             cache: Some(Arc::new(cache)),
             local: None,

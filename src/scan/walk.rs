@@ -4,7 +4,9 @@
 //! its ignore-file filters off), symlinks (not followed unless asked; loops detected when they
 //! are), one-file-system, `--exclude` globs matched on the path relative to each root, and
 //! hashsweep's own files in the tree ([`SkipRule`]: its cache, reported as skipped, never read).
-//! It never opens a file: regular files are passed on by path, anything else is passed on as
+//! A root on a slow file system (a share, a cold disk: its first `lstat` and listing take longer
+//! than cached ones can) is walked by [`SLOW_WALK_THREADS`] directory readers, so listings and
+//! `stat`s that wait for the device overlap. It never opens a file: regular files are passed on by path, anything else is passed on as
 //! [`WalkEvent::Special`] so it can be reported as skipped, and errors carry their path.
 
 use std::fs::FileType;
@@ -12,6 +14,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
@@ -105,6 +108,28 @@ pub fn exclude_matcher(root: &Path, globs: &[String]) -> Result<Gitignore, crate
         .map_err(|e| crate::Error::Usage(format!("bad --exclude globs: {e}")))
 }
 
+/// Directory readers for a root on a slow file system: its listings and `stat`s wait for the
+/// device (on a share, the walk is a large part of the sweep), so many are under way at once.
+pub const SLOW_WALK_THREADS: usize = 32;
+/// A root whose `lstat` and first listing took longer than this together is on a slow file
+/// system: from the page cache the pair takes microseconds.
+const SLOW_PROBE: Duration = Duration::from_micros(300);
+
+/// Walker threads for `root`: `threads` (0: the walker's choice), or [`SLOW_WALK_THREADS`] if
+/// the root answers slowly.
+fn walk_threads(root: &Path, threads: usize) -> usize {
+    let t = Instant::now();
+    let _ = std::fs::symlink_metadata(root);
+    if let Ok(mut listing) = std::fs::read_dir(root) {
+        let _ = listing.next();
+    }
+    if t.elapsed() > SLOW_PROBE {
+        threads.max(SLOW_WALK_THREADS)
+    } else {
+        threads
+    }
+}
+
 /// Walk every root, handing one event per non-directory entry to `sink` (from several walker
 /// threads at once). Blocks until done or `stop` is set.
 pub fn walk(
@@ -123,7 +148,7 @@ pub fn walk(
             .standard_filters(false)
             .follow_links(opts.follow_symlinks)
             .same_file_system(opts.one_file_system)
-            .threads(opts.threads);
+            .threads(walk_threads(root, opts.threads));
         if !excludes.is_empty() {
             let ex = Arc::clone(&excludes);
             builder.filter_entry(move |ent| {

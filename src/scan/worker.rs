@@ -1,9 +1,12 @@
 //! The hash workers: each takes walk events from a shared work-stealing queue, asks the digest
 //! cache about unchanged files in batches, has the [`Hasher`] read the rest, and sends results to
 //! the collector in batches. The hasher only reads and hashes; this is where the cache is asked.
+//! There are more workers than CPUs (see [`super::io`]): only the first `depth` take work, the
+//! rest wait parked until the reads' latency calls for them.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -11,9 +14,11 @@ use crossbeam_deque::{Injector, Stealer, Worker};
 use crossbeam_utils::Backoff;
 
 use super::hash::{FileResult, FileStatus, HashOptions, Hasher, Origin};
+use super::io::IoGate;
 use super::walk::WalkEvent;
 use crate::cache::{Cache, FileKey};
 use crate::file::{FileKind, FileMeta};
+use crate::sync::lock;
 
 /// The digest cache as the workers ask it: files whose (dev, ino, size, mtime, ctime) are
 /// unchanged since they were last hashed are answered without being opened.
@@ -92,34 +97,98 @@ pub(super) struct Task {
     pub(super) checked: bool,
 }
 
+/// Where idle workers sleep until there is work: with many readers waiting on a slow walk
+/// (a share), polling would burn the CPU the hashing needs.
+#[derive(Default)]
+pub(super) struct Doorbell {
+    sleepers: AtomicUsize,
+    lock: Mutex<()>,
+    rung: Condvar,
+}
+
+impl Doorbell {
+    /// Work was queued: wake one sleeper, if any (no lock taken when none sleeps).
+    pub(super) fn ring(&self) {
+        fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            let _g = lock(&self.lock);
+            self.rung.notify_one();
+        }
+    }
+
+    /// The walk ended: wake every sleeper to see it.
+    pub(super) fn ring_all(&self) {
+        let _g = lock(&self.lock);
+        self.rung.notify_all();
+    }
+
+    /// Sleep until rung (or briefly, as a guard against a missed ring), unless `ready()`.
+    fn wait(&self, ready: impl Fn() -> bool) {
+        let g = lock(&self.lock);
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if !ready() {
+            let _ = self.rung.wait_timeout(g, Duration::from_millis(10));
+        }
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Where hash workers find work: the walker's queue and each other's local deques.
 #[derive(Clone, Copy)]
 pub(super) struct WorkQueue<'a> {
     pub(super) injector: &'a Injector<Task>,
     pub(super) stealers: &'a [Stealer<Task>],
     pub(super) walk_done: &'a AtomicBool,
+    pub(super) bell: &'a Doorbell,
 }
 
 impl WorkQueue<'_> {
+    /// Queue a walk event and wake an idle worker for it.
+    pub(super) fn push(&self, task: Task) {
+        self.injector.push(task);
+        self.bell.ring();
+    }
+
     /// The next event for the worker owning `local` (crossbeam-deque's documented pattern).
+    /// A batch taken from the walker's queue leaves the rest on this worker's deque: another
+    /// worker is woken to steal from it.
     fn find(&self, local: &Worker<Task>) -> Option<Task> {
         local.pop().or_else(|| {
-            std::iter::repeat_with(|| {
+            let found = std::iter::repeat_with(|| {
                 self.injector
                     .steal_batch_and_pop(local)
                     .or_else(|| self.stealers.iter().map(Stealer::steal).collect())
             })
             .find(|s| !s.is_retry())
-            .and_then(|s| s.success())
+            .and_then(|s| s.success());
+            if !local.is_empty() {
+                self.bell.ring();
+            }
+            found
         })
     }
 
+    /// Something may be there to take, or nothing ever will be.
+    fn ready(&self) -> bool {
+        self.walk_done.load(Ordering::Acquire)
+            || !self.injector.is_empty()
+            || self.stealers.iter().any(|s| !s.is_empty())
+    }
+
     /// The walk is over and nothing is left anywhere to take.
-    fn drained(&self) -> bool {
+    pub(super) fn drained(&self) -> bool {
         self.walk_done.load(Ordering::Acquire)
             && self.injector.is_empty()
             && self.stealers.iter().all(Stealer::is_empty)
     }
+}
+
+/// The worker's place among the readers, and the gate that says whether it may run.
+#[derive(Clone, Copy)]
+pub(super) struct Turn<'a> {
+    pub(super) index: usize,
+    pub(super) gate: &'a IoGate,
 }
 
 /// One hash worker. Results go to the collector in batches, flushed whenever the worker runs
@@ -129,13 +198,32 @@ pub(super) fn hash_worker(
     cache: Option<&DigestCache<'_>>,
     local: &Worker<Task>,
     queue: WorkQueue<'_>,
+    turn: Turn<'_>,
     tx: &Sender<Vec<FileResult>>,
 ) {
+    // Parked workers leave once the work is drained: wake them to see it.
+    struct WakeOnExit<'a>(&'a IoGate);
+    impl Drop for WakeOnExit<'_> {
+        fn drop(&mut self) {
+            self.0.wake_all();
+        }
+    }
+    let _wake = WakeOnExit(turn.gate);
     const RESULT_BATCH: usize = 64;
     const CACHE_BATCH: usize = 32;
     let mut out: Vec<FileResult> = Vec::with_capacity(RESULT_BATCH);
     let backoff = Backoff::new();
     loop {
+        if !turn.gate.may_run(turn.index) {
+            // Beyond the depth: hand over what is done, and wait (what this worker's deque
+            // holds is stolen by the running ones).
+            if !out.is_empty() && tx.send(std::mem::take(&mut out)).is_err() {
+                return;
+            }
+            if !turn.gate.park(turn.index, || queue.drained()) {
+                return;
+            }
+        }
         if let Some(task) = queue.find(local) {
             backoff.reset();
             if let Some(cache) = cache
@@ -162,7 +250,11 @@ pub(super) fn hash_worker(
                         next = local.pop();
                     }
                 }
+                // One `stat` a path: on a share they wait like reads, and count as latency.
+                let asked = Instant::now();
+                let calls = u32::try_from(paths.len()).unwrap_or(u32::MAX);
                 let (hits, misses) = cache.split(paths);
+                turn.gate.waited(asked.elapsed(), calls);
                 out.extend(hits);
                 for p in misses {
                     local.push(Task {
@@ -190,8 +282,11 @@ pub(super) fn hash_worker(
         if queue.drained() {
             return;
         }
-        if backoff.is_completed() {
-            std::thread::sleep(Duration::from_micros(100));
+        // The first -j workers spin a little (on a warm cache the walker is a moment away);
+        // the readers beyond them, there because reads wait, sleep at once: dozens of them
+        // spinning would take the CPU the hashing needs.
+        if backoff.is_completed() || turn.index >= turn.gate.cpus() {
+            queue.bell.wait(|| queue.ready());
         } else {
             backoff.snooze();
         }
