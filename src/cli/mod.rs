@@ -120,6 +120,10 @@ pub struct WalkArgs {
     /// Do not cross into other file systems
     #[arg(short = 'x', long)]
     pub one_file_system: bool,
+    /// Enter kernel pseudo file systems (proc, sysfs, cgroup, ...) too, each file read with a
+    /// deadline and a cap at the size stat gave (by default their mount points are skipped)
+    #[arg(long)]
+    pub pseudo_fs: bool,
     /// Worker threads (default: number of CPUs)
     #[arg(short = 'j', long, value_name = "N")]
     pub threads: Option<usize>,

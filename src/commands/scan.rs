@@ -214,6 +214,7 @@ fn scan_options(a: &ScanArgs) -> serde_json::Map<String, serde_json::Value> {
     }
     m.insert("follow-symlinks".into(), a.walk.follow_symlinks.into());
     m.insert("one-file-system".into(), a.walk.one_file_system.into());
+    m.insert("pseudo-fs".into(), a.walk.pseudo_fs.into());
     m.insert("exclude".into(), a.walk.exclude.clone().into());
     m.insert("max-size".into(), a.walk.max_size.into());
     m.insert("md5".into(), a.md5.into());

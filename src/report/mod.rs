@@ -263,6 +263,9 @@ pub struct Summary {
     /// Cache reads and writes that failed: the sweep went on, the next run reads and asks
     /// again what was not stored.
     pub cache_errors: u64,
+    /// Network mounts the walk crossed, as `PATH (TYPE)`: `-x` keeps a sweep off them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub network_mounts: Vec<String>,
     /// With lookups: what the run did with the lookup budget (needed, asked, deferred, what
     /// the key has left and when it resets, the backlog's estimate).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -470,6 +473,12 @@ impl Summary {
         }
         for k in &self.known_sets {
             s.push_str(&format!("\nhashsweep: {}", k.human()));
+        }
+        if !self.network_mounts.is_empty() {
+            s.push_str(&format!(
+                "\nhashsweep: crossed network mounts: {} (-x keeps a sweep on its roots' file systems)",
+                self.network_mounts.join(", ")
+            ));
         }
         if let Some(p) = self.budget.as_ref().filter(|p| p.deferred > 0) {
             s.push_str(&format!(

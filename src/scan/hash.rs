@@ -23,6 +23,10 @@ use crate::sync::lock;
 pub const BLOCK_SIZE: usize = 1 << 20;
 /// With several digests, each is fed this much at a time so the bytes stay in cache.
 const SUB_BLOCK: usize = 64 << 10;
+/// A file on a pseudo file system (`--pseudo-fs`) is read for this long at most...
+pub const GUARD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+/// ...and no further than the size `stat` gave, or this far when it gave 0 (proc's files).
+pub const GUARD_ZERO_SIZE_CAP: u64 = 1 << 20;
 
 /// What to compute and what to leave alone.
 #[derive(Debug, Clone, Copy, Default)]
@@ -95,6 +99,8 @@ pub struct Hasher {
     roots: Arc<std::collections::HashSet<PathBuf>>,
     /// Digests of multiply-linked files read in this run, by (dev, ino), shared by workers.
     links: Arc<LinkMap>,
+    /// How long a guarded read may take ([`GUARD_DEADLINE`]; shorter in tests).
+    guard_deadline: std::time::Duration,
 }
 
 /// Files with more than one hard link, already read: (dev, ino) → (size, mtime, ctime, digests).
@@ -109,6 +115,7 @@ impl Hasher {
             stop: Arc::new(AtomicBool::new(false)),
             roots: Arc::default(),
             links: Arc::default(),
+            guard_deadline: GUARD_DEADLINE,
         }
     }
 
@@ -133,12 +140,17 @@ impl Hasher {
     /// Turn a walk event into a result, reading the file when it is a regular file.
     pub fn process(&mut self, ev: WalkEvent) -> FileResult {
         match ev {
-            WalkEvent::File(path) if self.stop.load(Ordering::Relaxed) => FileResult {
-                path: path.into(),
-                size: None,
-                status: FileStatus::Interrupted,
-            },
+            WalkEvent::File(path) | WalkEvent::Guarded(path)
+                if self.stop.load(Ordering::Relaxed) =>
+            {
+                FileResult {
+                    path: path.into(),
+                    size: None,
+                    status: FileStatus::Interrupted,
+                }
+            }
             WalkEvent::File(path) => self.hash_path(path),
+            WalkEvent::Guarded(path) => self.hash_guarded(path),
             WalkEvent::Special { path, kind } => FileResult {
                 path: path.into(),
                 size: None,
@@ -154,6 +166,17 @@ impl Hasher {
 
     /// Read and hash one path.
     pub fn hash_path(&mut self, path: PathBuf) -> FileResult {
+        self.hash_path_with(path, false)
+    }
+
+    /// Read and hash a file whose size cannot be trusted (on a pseudo file system): the read
+    /// stops at [`GUARD_DEADLINE`] or at the size `stat` gave ([`GUARD_ZERO_SIZE_CAP`] when it
+    /// gave 0), and a file cut short, or one that would block, is skipped, not hashed.
+    pub fn hash_guarded(&mut self, path: PathBuf) -> FileResult {
+        self.hash_path_with(path, true)
+    }
+
+    fn hash_path_with(&mut self, path: PathBuf, guarded: bool) -> FileResult {
         // A symlink named on the command line is followed, as the walker does for a
         // directory root (like `find -H`); anywhere else a symlink is not.
         let opened = match open_for_hashing(&path, self.opts.follow_symlinks) {
@@ -223,8 +246,37 @@ impl Hasher {
             };
         }
         let mut file = file;
-        let (digests, read, reads, kind) = match self.read_digests(&mut file, &path, stat_size) {
+        let guard = guarded.then(|| {
+            let cap = if stat_size == 0 {
+                GUARD_ZERO_SIZE_CAP
+            } else {
+                stat_size
+            };
+            (cap, std::time::Instant::now() + self.guard_deadline)
+        });
+        let (digests, read, reads, kind) = match self
+            .read_digests(&mut file, &path, stat_size, guard)
+        {
             Ok(v) => v,
+            Err((e, read)) if guarded && e.kind() == io::ErrorKind::WouldBlock => {
+                return FileResult {
+                    path: path.into(),
+                    size: Some(read),
+                    status: FileStatus::Skipped(
+                        "pseudo file system: the read would block (a stream, not a file): not hashed"
+                            .into(),
+                    ),
+                };
+            }
+            Err((e, read)) if guarded && e.kind() == io::ErrorKind::TimedOut => {
+                return FileResult {
+                    path: path.into(),
+                    size: Some(read),
+                    status: FileStatus::Skipped(format!(
+                        "pseudo file system: {e} after {read} bytes: not hashed"
+                    )),
+                };
+            }
             Err((e, _)) if e.kind() == io::ErrorKind::Interrupted => {
                 return FileResult {
                     path: path.into(),
@@ -282,6 +334,7 @@ impl Hasher {
         file: &mut File,
         path: &Path,
         stat_size: u64,
+        guard: Option<(u64, std::time::Instant)>,
     ) -> Result<(Digests, u64, u32, FileKind), (io::Error, u64)> {
         let mut sha256 = Sha256::new();
         let mut md5 = self.opts.md5.then(Md5::new);
@@ -297,7 +350,23 @@ impl Hasher {
                     total,
                 ));
             }
-            let n = match file.read(&mut self.buf) {
+            let mut want = self.buf.len();
+            if let Some((cap, deadline)) = guard {
+                if std::time::Instant::now() >= deadline {
+                    let msg = format!("read stopped at the {:?} deadline", self.guard_deadline);
+                    return Err((io::Error::new(io::ErrorKind::TimedOut, msg), total));
+                }
+                if total >= cap {
+                    if stat_size > 0 {
+                        // As far as `stat` said: what lies beyond is not trusted.
+                        break;
+                    }
+                    let msg = format!("read stopped at the {cap}-byte cap");
+                    return Err((io::Error::new(io::ErrorKind::TimedOut, msg), total));
+                }
+                want = want.min(usize::try_from(cap - total).unwrap_or(usize::MAX));
+            }
+            let n = match file.read(&mut self.buf[..want]) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -444,6 +513,29 @@ mod tests {
             matches!(r.status, FileStatus::Error(ref s) if s.contains("No such file")),
             "{r:?}"
         );
+    }
+
+    /// A guarded read stops at the size stat gave, and at its deadline (then the file is
+    /// skipped, not hashed); unguarded, the same file is read to its end.
+    #[test]
+    fn guarded_reads_stop_at_the_stat_size_and_the_deadline() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, vec![7u8; 3 * BLOCK_SIZE]).unwrap();
+        let mut h = Hasher::new(HashOptions::default());
+        let r = h.hash_guarded(p.clone());
+        assert_eq!(r.size, Some(3 * BLOCK_SIZE as u64), "{r:?}");
+        assert_eq!(
+            r.digests().map(|d| d.sha256),
+            h.hash_path(p.clone()).digests().map(|d| d.sha256)
+        );
+        h.guard_deadline = std::time::Duration::ZERO;
+        let r = h.hash_guarded(p.clone());
+        assert!(
+            matches!(&r.status, FileStatus::Skipped(s) if s.contains("deadline")),
+            "{r:?}"
+        );
+        assert!(h.hash_path(p).digests().is_some());
     }
 
     #[test]

@@ -119,6 +119,7 @@ impl ScanOutput {
         };
         s.verdicts_cached = self.verdicts_cached;
         s.cache_errors = self.cache_errors;
+        s.network_mounts = self.network_mounts.clone();
         s.budget = self.plan.clone();
         if let Some(l) = &self.local {
             let sets = [("known_good", &l.good), ("known_bad", &l.bad)];

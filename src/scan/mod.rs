@@ -14,6 +14,7 @@
 //! hashed, and batches leave while the walk goes on.
 
 pub mod dedup;
+pub mod fstype;
 pub mod hash;
 mod join;
 pub mod plan;
@@ -85,6 +86,8 @@ pub struct ScanOutput {
     /// What the run did with the lookup budget (`None`: offline).
     pub plan: Option<Plan>,
     pub elapsed: Duration,
+    /// Network mounts the walk crossed, as `PATH (TYPE)` (for the summary).
+    pub network_mounts: Vec<String>,
 }
 
 /// The collector: runs on the calling thread, takes every result, hands each new digest to the
@@ -428,11 +431,20 @@ pub fn scan(
     // Check globs before starting threads, so a typo is a clean usage error.
     for root in &cfg.roots {
         walk::exclude_matcher(root, &cfg.walk.excludes)?;
+        if !cfg.walk.pseudo_fs
+            && let Some(reason) = walk::pseudo_root(root)
+        {
+            progress.warn(&format!(
+                "{} is on a {reason}: not entered (its files are the kernel's, not files; \
+                 --pseudo-fs reads them anyway, with a deadline and a size cap)",
+                root.display()
+            ));
+        }
     }
     let threads = cfg.threads.max(1);
     let lookup = cfg.lookup.as_ref().zip(client.clone());
 
-    let mut walk_result = Ok(());
+    let mut walk_result = Ok(walk::WalkStats::default());
     let algo = lookup.as_ref().map(|(o, _)| o.algo).unwrap_or(Algo::Sha256);
     let mut c = Collector {
         algo,
@@ -591,7 +603,7 @@ pub fn scan(
             .join()
             .unwrap_or_else(|_| Err(crate::Error::Internal("the walker thread panicked".into())));
     });
-    walk_result?;
+    let walk_stats = walk_result?;
     progress.finish();
 
     let Collector {
@@ -622,6 +634,7 @@ pub fn scan(
         cache_errors: cfg.cache.as_ref().map_or(0, |c| c.stats().errors),
         plan: budget.and_then(|b| b.plan),
         elapsed: started.elapsed(),
+        network_mounts: walk_stats.network_mounts,
     })
 }
 
