@@ -84,6 +84,7 @@ fn scan_config(root: &Path, threads: usize) -> ScanConfig {
         cache: None,
         local: None,
         budget: Default::default(),
+        processes: None,
     }
 }
 

@@ -108,6 +108,8 @@ pub struct Record<'a> {
     pub application_type: Option<&'a str>,
     /// A symlink that was not followed (ECS `file.type: symlink`).
     pub symlink: bool,
+    /// A running program's image (`--processes`): the process it belongs to.
+    pub process: Option<&'a crate::scan::process::ProcessInfo>,
 }
 
 impl<'a> Record<'a> {
@@ -129,6 +131,7 @@ impl<'a> Record<'a> {
             source: None,
             application_type: None,
             symlink: false,
+            process: None,
         }
     }
 
@@ -266,6 +269,12 @@ pub struct Summary {
     /// Network mounts the walk crossed, as `PATH (TYPE)`: `-x` keeps a sweep off them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub network_mounts: Vec<String>,
+    /// With `--processes`: the processes listed, and those that could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processes: Option<crate::scan::process::ProcessCounts>,
+    /// Running programs whose executable is gone from disk, as `PID NAME (PATH)`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deleted_processes: Vec<String>,
     /// With lookups: what the run did with the lookup budget (needed, asked, deferred, what
     /// the key has left and when it resets, the backlog's estimate).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -474,6 +483,22 @@ impl Summary {
         for k in &self.known_sets {
             s.push_str(&format!("\nhashsweep: {}", k.human()));
         }
+        if let Some(p) = &self.processes {
+            s.push_str(&format!(
+                "\nhashsweep: processes: {} checked ({} images), {} kernel threads, {} exited \
+                 before read",
+                p.processes, p.images, p.kernel_threads, p.vanished
+            ));
+            if p.denied > 0 {
+                s.push_str(&format!(", {} could not be inspected", p.denied));
+            }
+        }
+        if !self.deleted_processes.is_empty() {
+            s.push_str(&format!(
+                "\nhashsweep: running, deleted from disk: {}",
+                self.deleted_processes.join(", ")
+            ));
+        }
         if !self.network_mounts.is_empty() {
             s.push_str(&format!(
                 "\nhashsweep: crossed network mounts: {} (-x keeps a sweep on its roots' file systems)",
@@ -556,6 +581,8 @@ pub struct Columns {
     pub change: bool,
     /// An NSRL RDS database is among the known sets: the `application_type` column.
     pub application_type: bool,
+    /// `--processes`: the `pid`, `process_name`, `cmdline`, `deleted`, `uid` columns.
+    pub process: bool,
     /// Which digest was sent to the service (ECS: the field an answer matched).
     pub lookup_algo: Option<Algo>,
     /// ECS `host.name` (default: this machine's host name).
@@ -693,6 +720,7 @@ impl<'w> CsvReporter<'w> {
                 Optional::Sha1 => cols.sha1,
                 Optional::Change => cols.change,
                 Optional::ApplicationType => cols.application_type,
+                Optional::Process => cols.process,
             }),
             header_done: false,
         }

@@ -90,6 +90,16 @@ impl FileResult {
     }
 }
 
+/// How a path is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadAs {
+    Plain,
+    /// With the guards of a pseudo file system.
+    Guarded,
+    /// A running program's image, through /proc.
+    Image,
+}
+
 /// Reusable per-thread state: the read buffer, the run's stop flag, the hard links seen.
 pub struct Hasher {
     opts: HashOptions,
@@ -140,7 +150,7 @@ impl Hasher {
     /// Turn a walk event into a result, reading the file when it is a regular file.
     pub fn process(&mut self, ev: WalkEvent) -> FileResult {
         match ev {
-            WalkEvent::File(path) | WalkEvent::Guarded(path)
+            WalkEvent::File(path) | WalkEvent::Guarded(path) | WalkEvent::Process(path)
                 if self.stop.load(Ordering::Relaxed) =>
             {
                 FileResult {
@@ -151,6 +161,7 @@ impl Hasher {
             }
             WalkEvent::File(path) => self.hash_path(path),
             WalkEvent::Guarded(path) => self.hash_guarded(path),
+            WalkEvent::Process(path) => self.hash_path_with(path, ReadAs::Image),
             WalkEvent::Special { path, kind } => FileResult {
                 path: path.into(),
                 size: None,
@@ -166,20 +177,23 @@ impl Hasher {
 
     /// Read and hash one path.
     pub fn hash_path(&mut self, path: PathBuf) -> FileResult {
-        self.hash_path_with(path, false)
+        self.hash_path_with(path, ReadAs::Plain)
     }
 
     /// Read and hash a file whose size cannot be trusted (on a pseudo file system): the read
     /// stops at [`GUARD_DEADLINE`] or at the size `stat` gave ([`GUARD_ZERO_SIZE_CAP`] when it
     /// gave 0), and a file cut short, or one that would block, is skipped, not hashed.
     pub fn hash_guarded(&mut self, path: PathBuf) -> FileResult {
-        self.hash_path_with(path, true)
+        self.hash_path_with(path, ReadAs::Guarded)
     }
 
-    fn hash_path_with(&mut self, path: PathBuf, guarded: bool) -> FileResult {
+    fn hash_path_with(&mut self, path: PathBuf, how: ReadAs) -> FileResult {
+        let guarded = how == ReadAs::Guarded;
         // A symlink named on the command line is followed, as the walker does for a
-        // directory root (like `find -H`); anywhere else a symlink is not.
-        let opened = match open_for_hashing(&path, self.opts.follow_symlinks) {
+        // directory root (like `find -H`); anywhere else a symlink is not. A running
+        // program's image is reached through /proc's links, always followed.
+        let follow = self.opts.follow_symlinks || how == ReadAs::Image;
+        let opened = match open_for_hashing(&path, follow) {
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) && self.roots.contains(&*path) => {
                 open_for_hashing(&path, true)
             }
@@ -228,7 +242,8 @@ impl Hasher {
         }
         // Another link to an inode already read (and unchanged since) is not read again.
         let meta = FileMeta::of(&before);
-        let link_key = (before.nlink() > 1).then_some((meta.dev, meta.ino));
+        // Running programs share images: each is read once too.
+        let link_key = (before.nlink() > 1 || how == ReadAs::Image).then_some((meta.dev, meta.ino));
         if let Some(k) = link_key
             && let Some(&(size, mtime, ctime, digests, kind)) = lock(&self.links).get(&k)
             && (size, mtime, ctime) == (stat_size, meta.mtime_ns, meta.ctime_ns)

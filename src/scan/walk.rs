@@ -96,6 +96,9 @@ pub enum WalkEvent {
     /// A file on a pseudo file system (`--pseudo-fs`): its size cannot be trusted, so it is
     /// read with a deadline and a cap, never served from or written to the digest cache.
     Guarded(PathBuf),
+    /// A running program's image, read through its `/proc` link (`--processes`; see
+    /// [`super::process`]). Not produced by the walk.
+    Process(PathBuf),
     /// Something that is not hashed and never opened, with the reason.
     Special { path: PathBuf, kind: SpecialKind },
     /// The walk could not list or inspect this path.

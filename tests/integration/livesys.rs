@@ -143,3 +143,68 @@ fn pseudo_fs_reads_proc_files_with_guards() {
         "{note}"
     );
 }
+
+/// A program started from a copy of a system binary that was then deleted is found under
+/// `--processes` with `deleted: true`, the digest of the copy, its process fields, and the
+/// verdict the service gives that digest (infected here: exit 1); the summary lists it.
+#[test]
+fn a_deleted_running_executable_is_found_with_its_digest_and_verdict() {
+    let t = Tree::new();
+    let bin = t.file("bin/hs-test-sleeper", &std::fs::read("/bin/sleep").unwrap());
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let sha = coreutils("sha256sum", &bin);
+    let mut child = Command::new(&bin).arg("120").spawn().unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let pid = child.id();
+    // Wait until the kernel shows the new image (exec done), then delete it.
+    let link = PathBuf::from(format!("/proc/{pid}/exe"));
+    let started = Instant::now();
+    while std::fs::read_link(&link).ok().as_deref() != Some(bin.as_path()) {
+        assert!(started.elapsed() < Duration::from_secs(10), "no exec");
+        if let Ok(Some(s)) = child.try_wait() {
+            panic!("sleeper exited: {s}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _child = Kill(child);
+    std::fs::remove_file(&bin).unwrap();
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    mock.set(&sha, 1, 5);
+    let empty = t.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = run_with_timeout(
+        scan_cmd(&mock, &empty).arg("--processes=exe"),
+        Duration::from_secs(300),
+    );
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let recs = ndjson(&out);
+    let r = recs
+        .iter()
+        .find(|r| r["pid"] == pid)
+        .unwrap_or_else(|| panic!("no record of pid {pid}: {recs:#?}"));
+    assert_eq!(r["path"], bin.to_str().unwrap(), "{r}");
+    assert_eq!(r["deleted"], true, "{r}");
+    assert_eq!(r["sha256"], sha.as_str(), "{r}");
+    assert_eq!(r["verdict"], "infected", "{r}");
+    assert_eq!(r["process_name"], "hs-test-sleeper", "{r}");
+    assert_eq!(r["cmdline"], format!("{} 120", bin.display()), "{r}");
+    // SAFETY: getuid has no preconditions.
+    assert_eq!(r["uid"], unsafe { libc::getuid() }, "{r}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("running, deleted from disk: ")
+            && err.contains(&format!("{pid} hs-test-sleeper ({})", bin.display())),
+        "{err}"
+    );
+    // The run's other processes are there too, and none of them is an error.
+    assert!(
+        recs.iter().filter(|r| r["pid"].is_u64()).count() > 1,
+        "{recs:#?}"
+    );
+}
