@@ -494,10 +494,15 @@ impl Summary {
             }
         }
         if !self.deleted_processes.is_empty() {
+            let shown = &self.deleted_processes[..self.deleted_processes.len().min(SUMMARY_PATHS)];
             s.push_str(&format!(
                 "\nhashsweep: running, deleted from disk: {}",
-                self.deleted_processes.join(", ")
+                shown.join(", ")
             ));
+            let more = self.deleted_processes.len() - shown.len();
+            if more > 0 {
+                s.push_str(&format!(" and {more} more"));
+            }
         }
         if !self.network_mounts.is_empty() {
             s.push_str(&format!(
