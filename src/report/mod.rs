@@ -771,6 +771,48 @@ mod tests {
         String::from_utf8(buf).unwrap()
     }
 
+    /// A live system's summary names the network mounts crossed (so `-x` is an informed
+    /// choice), the processes counted, and the first deleted running programs.
+    #[test]
+    fn summary_names_network_mounts_processes_and_deleted_programs() {
+        let s = Summary {
+            network_mounts: vec!["/mnt/share (nfs)".into(), "/mnt/ssh (sshfs)".into()],
+            processes: Some(crate::scan::process::ProcessCounts {
+                images: 40,
+                processes: 30,
+                kernel_threads: 60,
+                vanished: 2,
+                denied: 3,
+            }),
+            deleted_processes: (1..=12).map(|i| format!("{i} x (/tmp/x)")).collect(),
+            ..Summary::default()
+        };
+        let h = s.human();
+        assert!(
+            h.contains(
+                "crossed network mounts: /mnt/share (nfs), /mnt/ssh (sshfs) (-x keeps a sweep"
+            ),
+            "{h}"
+        );
+        assert!(
+            h.contains(
+                "processes: 30 checked (40 images), 60 kernel threads, 2 exited before read, \
+                 3 could not be inspected"
+            ),
+            "{h}"
+        );
+        assert!(
+            h.contains("running, deleted from disk: 1 x (/tmp/x), ") && h.contains(" and 2 more"),
+            "{h}"
+        );
+        assert!(!h.contains("11 x"), "{h}");
+        let quiet = Summary::default().human();
+        assert!(
+            !quiet.contains("network") && !quiet.contains("processes"),
+            "{quiet}"
+        );
+    }
+
     fn rec(path: &Path) -> Record<'_> {
         Record {
             size: Some(3),
