@@ -88,7 +88,8 @@ fn by_magic(magic: u32) -> FsClass {
         .map_or(FsClass::Ordinary, |(_, c)| *c)
 }
 
-/// `f_type` of the file system holding `path`.
+/// `f_type` of the file system holding `path` (Linux's magic numbers).
+#[cfg(target_os = "linux")]
 pub fn statfs_type(path: &Path) -> io::Result<u32> {
     let c = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
@@ -107,6 +108,7 @@ pub fn statfs_type(path: &Path) -> io::Result<u32> {
 }
 
 /// The mount type `/proc/self/mountinfo` gives for device `dev` (`devtmpfs`, `fuse.sshfs`).
+#[cfg(target_os = "linux")]
 fn mount_type(dev: u64) -> Option<String> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let want = format!("{}:{}", libc::major(dev), libc::minor(dev));
@@ -116,7 +118,14 @@ fn mount_type(dev: u64) -> Option<String> {
     })
 }
 
+/// Elsewhere the magic numbers mean other things: every file system is walked.
+#[cfg(not(target_os = "linux"))]
+fn classify(_: &Path, _: u64) -> FsClass {
+    FsClass::Ordinary
+}
+
 /// The class of the file system holding `path` (on device `dev`).
+#[cfg(target_os = "linux")]
 fn classify(path: &Path, dev: u64) -> FsClass {
     let Ok(magic) = statfs_type(path) else {
         return FsClass::Ordinary;
