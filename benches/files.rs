@@ -85,6 +85,7 @@ fn scan_config(root: &Path, threads: usize) -> ScanConfig {
         cache: None,
         local: None,
         budget: Default::default(),
+        processes: None,
     }
 }
 

@@ -229,6 +229,8 @@ pub enum SpecialKind {
     OwnIndex,
     /// The report this run writes (`-o`), or a temp file of one being written.
     OwnReport,
+    /// A directory on a kernel pseudo file system, not entered (the reason names it).
+    PseudoFs(&'static str),
     Other,
 }
 
@@ -244,6 +246,7 @@ impl SpecialKind {
             SpecialKind::OwnCache => "hashsweep's own cache: not read",
             SpecialKind::OwnIndex => "hashsweep's own hash-set index (beside its cache): not read",
             SpecialKind::OwnReport => "hashsweep's own report (-o): not read",
+            SpecialKind::PseudoFs(reason) => reason,
             SpecialKind::Other => "not a regular file",
         }
     }

@@ -27,6 +27,7 @@ pub fn walk_options(w: &WalkArgs) -> WalkOptions {
         threads: w.threads.unwrap_or_else(default_threads),
         excludes: w.exclude.clone(),
         skip: Vec::new(),
+        pseudo_fs: w.pseudo_fs,
     }
 }
 

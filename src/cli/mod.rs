@@ -124,6 +124,10 @@ pub struct WalkArgs {
     /// Do not cross into other file systems
     #[arg(short = 'x', long)]
     pub one_file_system: bool,
+    /// Enter kernel pseudo file systems (proc, sysfs, cgroup, ...) too, each file read with a
+    /// deadline and a cap at the size stat gave (by default their mount points are skipped)
+    #[arg(long)]
+    pub pseudo_fs: bool,
     /// Threads hashing at once (default: number of CPUs); reads in flight: --io-depth
     #[arg(short = 'j', long, value_name = "N")]
     pub threads: Option<usize>,
@@ -345,6 +349,15 @@ pub struct ViewArgs {
     pub wide: bool,
 }
 
+/// What `--processes` hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProcessesArg {
+    /// Executables and the libraries they map
+    All,
+    /// Executables only
+    Exe,
+}
+
 #[derive(Debug, Args)]
 pub struct ScanArgs {
     /// Files and directories to scan
@@ -352,6 +365,18 @@ pub struct ScanArgs {
     pub paths: Vec<PathBuf>,
     #[command(flatten)]
     pub walk: WalkArgs,
+    /// Also hash every running program's executable through /proc/PID/exe (deleted ones
+    /// too) and, unless =exe, the libraries they map (Linux)
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHAT",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "all",
+        help_heading = "Walk"
+    )]
+    pub processes: Option<ProcessesArg>,
     /// Also compute MD5 (same read)
     #[arg(long, help_heading = "Hashing")]
     pub md5: bool,

@@ -21,6 +21,7 @@ pub fn run_hash(a: HashArgs) -> Result<u8, Error> {
         cache: None,
         local: None,
         budget: BudgetOptions::default(),
+        processes: None,
     };
     let stop = Interrupt::install()?;
     let out = scan(&cfg, None, &NoProgress, &stop.flag)?;

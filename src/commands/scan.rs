@@ -111,6 +111,10 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
             priority_paths: a.priority_path.clone(),
             scope: client.as_ref().map(|c| c.budget_scope()),
         },
+        processes: a.processes.map(|p| match p {
+            crate::cli::ProcessesArg::All => hashsweep::scan::process::ProcessScope::All,
+            crate::cli::ProcessesArg::Exe => hashsweep::scan::process::ProcessScope::Exe,
+        }),
     };
     let stop = Interrupt::install()?;
     let progress = progress();
@@ -152,6 +156,7 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
                 .iter()
                 .any(|s| s.sources().iter().any(|src| src.rds.is_some()))
         }),
+        process: cfg.processes.is_some(),
         lookup_algo: out.lookup_algo,
         host_name: a.host_name.clone(),
         ..table_view(&a.view, &a.output, a.api.details)
@@ -215,6 +220,15 @@ fn scan_options(a: &ScanArgs) -> serde_json::Map<String, serde_json::Value> {
     }
     m.insert("follow-symlinks".into(), a.walk.follow_symlinks.into());
     m.insert("one-file-system".into(), a.walk.one_file_system.into());
+    m.insert("pseudo-fs".into(), a.walk.pseudo_fs.into());
+    m.insert(
+        "processes".into(),
+        match a.processes {
+            Some(crate::cli::ProcessesArg::All) => "all".into(),
+            Some(crate::cli::ProcessesArg::Exe) => "exe".into(),
+            None => Value::Null,
+        },
+    );
     m.insert("exclude".into(), a.walk.exclude.clone().into());
     m.insert("max-size".into(), a.walk.max_size.into());
     m.insert("md5".into(), a.md5.into());

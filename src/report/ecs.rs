@@ -59,8 +59,10 @@ impl EcsReporter<'_> {
         file: FileFields<'_>,
         threat: Option<Threat<'_>>,
         hashsweep: EcsOwn<'_>,
+        process: Option<ProcessFields<'_>>,
     ) -> io::Result<()> {
         let doc = Doc {
+            process,
             timestamp: Rfc3339::now(),
             ecs: Ecs {
                 version: ECS_VERSION,
@@ -121,6 +123,15 @@ impl Reporter for EcsReporter<'_> {
         } else {
             Event::new("event", &["file"], &["info"])
         };
+        let process = r.process.map(|p| ProcessFields {
+            pid: p.pid,
+            name: &p.name,
+            args: &p.args,
+            executable: r
+                .path
+                .map(|e| String::from_utf8_lossy(e.as_os_str().as_bytes())),
+            hash: Hashes::of(r.sha256.as_deref(), None, None),
+        });
         self.write(
             event,
             file,
@@ -128,6 +139,7 @@ impl Reporter for EcsReporter<'_> {
             EcsOwn {
                 view: View::Record(r),
             },
+            process,
         )
     }
 
@@ -143,6 +155,7 @@ impl Reporter for EcsReporter<'_> {
             EcsOwn {
                 view: View::Removed(r),
             },
+            None,
         )
     }
 
@@ -176,7 +189,22 @@ struct Doc<'a> {
     file: FileFields<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     threat: Option<Threat<'a>>,
+    /// A running program's image (`--processes`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    process: Option<ProcessFields<'a>>,
     hashsweep: EcsOwn<'a>,
+}
+
+/// ECS `process.*`: the process a running program's image belongs to.
+#[derive(Serialize)]
+struct ProcessFields<'a> {
+    pid: u32,
+    name: &'a str,
+    args: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    executable: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hash: Option<Hashes<'a>>,
 }
 
 #[derive(Serialize)]

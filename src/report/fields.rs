@@ -32,6 +32,11 @@ pub enum Field {
     Source,
     ApplicationType,
     ScanDetails,
+    Pid,
+    ProcessName,
+    Cmdline,
+    Deleted,
+    Uid,
 }
 
 /// When a field is written in JSON and NDJSON.
@@ -63,6 +68,8 @@ pub enum Optional {
     Change,
     /// When an NSRL RDS database is among the known sets.
     ApplicationType,
+    /// With `--processes`.
+    Process,
 }
 
 /// Where an ECS document carries a field.
@@ -153,6 +160,36 @@ pub const FIELDS: &[Spec] = {
             Own,
         ),
         spec(Field::ScanDetails, "scan_details", WhenSet, Never, Own),
+        // A running program's image (`--processes`).
+        spec(
+            Field::Pid,
+            "pid",
+            WhenSet,
+            When(Optional::Process),
+            Ecs::Ecs("process.pid"),
+        ),
+        spec(
+            Field::ProcessName,
+            "process_name",
+            WhenSet,
+            When(Optional::Process),
+            Ecs::Ecs("process.name"),
+        ),
+        spec(
+            Field::Cmdline,
+            "cmdline",
+            WhenSet,
+            When(Optional::Process),
+            Ecs::Ecs("process.args"),
+        ),
+        spec(
+            Field::Deleted,
+            "deleted",
+            WhenSet,
+            When(Optional::Process),
+            Own,
+        ),
+        spec(Field::Uid, "uid", WhenSet, When(Optional::Process), Own),
     ]
 };
 
@@ -162,6 +199,7 @@ pub enum Value<'a> {
     Str(Cow<'a, str>),
     U64(u64),
     I64(i64),
+    Bool(bool),
     Verdict(&'a Verdict),
     Details(&'a [EngineResult]),
 }
@@ -172,6 +210,7 @@ impl serde::Serialize for Value<'_> {
             Value::Str(v) => s.serialize_str(v),
             Value::U64(v) => s.serialize_u64(*v),
             Value::I64(v) => s.serialize_i64(*v),
+            Value::Bool(v) => s.serialize_bool(*v),
             Value::Verdict(v) => v.serialize(s),
             Value::Details(v) => v.serialize(s),
         }
@@ -185,6 +224,7 @@ impl Value<'_> {
             Value::Str(v) => v.to_string(),
             Value::U64(v) => v.to_string(),
             Value::I64(v) => v.to_string(),
+            Value::Bool(v) => v.to_string(),
             Value::Verdict(v) => v.to_string(),
             Value::Details(_) => String::new(),
         }
@@ -239,6 +279,12 @@ impl<'a> View<'a> {
                 .answer
                 .and_then(|a| a.details.as_deref())
                 .map(Value::Details),
+            Field::Pid => r.process.map(|p| Value::U64(p.pid.into())),
+            Field::ProcessName => r.process.map(|p| Value::Str(p.name.as_str().into())),
+            Field::Cmdline => r.process.map(|p| Value::Str(p.cmdline().into())),
+            // Written only when true: a file on disk is not "not deleted" news.
+            Field::Deleted => r.process.filter(|p| p.deleted).map(|_| Value::Bool(true)),
+            Field::Uid => r.process.and_then(|p| p.uid).map(|u| Value::U64(u.into())),
         }
     }
 
@@ -339,6 +385,7 @@ mod tests {
                 sha1: true,
                 change: true,
                 application_type: true,
+                process: true,
                 host_name: Some("h".into()),
                 ..Columns::default()
             };
@@ -370,6 +417,15 @@ mod tests {
             }])),
         };
         let path = Path::new(OsStr::from_bytes(b"/d/caf\xe9"));
+        let process = crate::scan::process::ProcessInfo {
+            pid: 42,
+            name: "caf".into(),
+            args: vec!["caf".into(), "-x".into()],
+            uid: Some(0),
+            path: path.to_path_buf(),
+            deleted: true,
+            library: false,
+        };
         let r = Record {
             path: Some(path),
             size: Some(3),
@@ -386,6 +442,7 @@ mod tests {
             source: Some("local"),
             application_type: Some("Operating System"),
             symlink: false,
+            process: Some(&process),
         };
         for f in FIELDS {
             assert!(
@@ -436,7 +493,7 @@ mod tests {
         );
         let csv = render(Format::Csv, |w| w.removed(&gone).unwrap());
         let second = csv.lines().nth(1).unwrap();
-        assert_eq!(second, "/d/gone,,,aa,,,,,,,,,removed,,");
+        assert_eq!(second, "/d/gone,,,aa,,,,,,,,,removed,,,,,,,");
         let ecs: serde_json::Value =
             serde_json::from_str(&render(Format::Ecs, |w| w.removed(&gone).unwrap())).unwrap();
         assert_eq!(ecs["hashsweep"], serde_json::json!({"change": "removed"}));

@@ -108,6 +108,8 @@ pub struct Record<'a> {
     pub application_type: Option<&'a str>,
     /// A symlink that was not followed (ECS `file.type: symlink`).
     pub symlink: bool,
+    /// A running program's image (`--processes`): the process it belongs to.
+    pub process: Option<&'a crate::scan::process::ProcessInfo>,
 }
 
 impl<'a> Record<'a> {
@@ -129,6 +131,7 @@ impl<'a> Record<'a> {
             source: None,
             application_type: None,
             symlink: false,
+            process: None,
         }
     }
 
@@ -263,6 +266,15 @@ pub struct Summary {
     /// Cache reads and writes that failed: the sweep went on, the next run reads and asks
     /// again what was not stored.
     pub cache_errors: u64,
+    /// Network mounts the walk crossed, as `PATH (TYPE)`: `-x` keeps a sweep off them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub network_mounts: Vec<String>,
+    /// With `--processes`: the processes listed, and those that could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processes: Option<crate::scan::process::ProcessCounts>,
+    /// Running programs whose executable is gone from disk, as `PID NAME (PATH)`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deleted_processes: Vec<String>,
     /// With lookups: what the run did with the lookup budget (needed, asked, deferred, what
     /// the key has left and when it resets, the backlog's estimate).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -471,6 +483,33 @@ impl Summary {
         for k in &self.known_sets {
             s.push_str(&format!("\nhashsweep: {}", k.human()));
         }
+        if let Some(p) = &self.processes {
+            s.push_str(&format!(
+                "\nhashsweep: processes: {} checked ({} images), {} kernel threads, {} exited \
+                 before read",
+                p.processes, p.images, p.kernel_threads, p.vanished
+            ));
+            if p.denied > 0 {
+                s.push_str(&format!(", {} could not be inspected", p.denied));
+            }
+        }
+        if !self.deleted_processes.is_empty() {
+            let shown = &self.deleted_processes[..self.deleted_processes.len().min(SUMMARY_PATHS)];
+            s.push_str(&format!(
+                "\nhashsweep: running, deleted from disk: {}",
+                shown.join(", ")
+            ));
+            let more = self.deleted_processes.len() - shown.len();
+            if more > 0 {
+                s.push_str(&format!(" and {more} more"));
+            }
+        }
+        if !self.network_mounts.is_empty() {
+            s.push_str(&format!(
+                "\nhashsweep: crossed network mounts: {} (-x keeps a sweep on its roots' file systems)",
+                self.network_mounts.join(", ")
+            ));
+        }
         if let Some(p) = self.budget.as_ref().filter(|p| p.deferred > 0) {
             s.push_str(&format!(
                 "\nhashsweep: backlog: {} digests deferred to later runs",
@@ -547,6 +586,8 @@ pub struct Columns {
     pub change: bool,
     /// An NSRL RDS database is among the known sets: the `application_type` column.
     pub application_type: bool,
+    /// `--processes`: the `pid`, `process_name`, `cmdline`, `deleted`, `uid` columns.
+    pub process: bool,
     /// Which digest was sent to the service (ECS: the field an answer matched).
     pub lookup_algo: Option<Algo>,
     /// ECS `host.name` (default: this machine's host name).
@@ -684,6 +725,7 @@ impl<'w> CsvReporter<'w> {
                 Optional::Sha1 => cols.sha1,
                 Optional::Change => cols.change,
                 Optional::ApplicationType => cols.application_type,
+                Optional::Process => cols.process,
             }),
             header_done: false,
         }
@@ -727,6 +769,48 @@ mod tests {
             r.finish(&Summary::default()).unwrap();
         }
         String::from_utf8(buf).unwrap()
+    }
+
+    /// A live system's summary names the network mounts crossed (so `-x` is an informed
+    /// choice), the processes counted, and the first deleted running programs.
+    #[test]
+    fn summary_names_network_mounts_processes_and_deleted_programs() {
+        let s = Summary {
+            network_mounts: vec!["/mnt/share (nfs)".into(), "/mnt/ssh (sshfs)".into()],
+            processes: Some(crate::scan::process::ProcessCounts {
+                images: 40,
+                processes: 30,
+                kernel_threads: 60,
+                vanished: 2,
+                denied: 3,
+            }),
+            deleted_processes: (1..=12).map(|i| format!("{i} x (/tmp/x)")).collect(),
+            ..Summary::default()
+        };
+        let h = s.human();
+        assert!(
+            h.contains(
+                "crossed network mounts: /mnt/share (nfs), /mnt/ssh (sshfs) (-x keeps a sweep"
+            ),
+            "{h}"
+        );
+        assert!(
+            h.contains(
+                "processes: 30 checked (40 images), 60 kernel threads, 2 exited before read, \
+                 3 could not be inspected"
+            ),
+            "{h}"
+        );
+        assert!(
+            h.contains("running, deleted from disk: 1 x (/tmp/x), ") && h.contains(" and 2 more"),
+            "{h}"
+        );
+        assert!(!h.contains("11 x"), "{h}");
+        let quiet = Summary::default().human();
+        assert!(
+            !quiet.contains("network") && !quiet.contains("processes"),
+            "{quiet}"
+        );
     }
 
     fn rec(path: &Path) -> Record<'_> {

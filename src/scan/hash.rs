@@ -24,6 +24,10 @@ use crate::sync::lock;
 pub const BLOCK_SIZE: usize = 1 << 20;
 /// With several digests, each is fed this much at a time so the bytes stay in cache.
 const SUB_BLOCK: usize = 64 << 10;
+/// A file on a pseudo file system (`--pseudo-fs`) is read for this long at most...
+pub const GUARD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+/// ...and no further than the size `stat` gave, or this far when it gave 0 (proc's files).
+pub const GUARD_ZERO_SIZE_CAP: u64 = 1 << 20;
 
 /// What to compute and what to leave alone.
 #[derive(Debug, Clone, Copy, Default)]
@@ -87,6 +91,16 @@ impl FileResult {
     }
 }
 
+/// How a path is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadAs {
+    Plain,
+    /// With the guards of a pseudo file system.
+    Guarded,
+    /// A running program's image, through /proc.
+    Image,
+}
+
 /// Reusable per-thread state: the read buffer, the run's stop flag, the hard links seen.
 pub struct Hasher {
     opts: HashOptions,
@@ -98,6 +112,8 @@ pub struct Hasher {
     links: Arc<LinkMap>,
     /// The run's reads in flight, CPU permits and rate cap, shared by workers.
     gate: Arc<IoGate>,
+    /// How long a guarded read may take ([`GUARD_DEADLINE`]; shorter in tests).
+    guard_deadline: std::time::Duration,
 }
 
 /// Files with more than one hard link, already read: (dev, ino) → (size, mtime, ctime, digests).
@@ -113,6 +129,7 @@ impl Hasher {
             roots: Arc::default(),
             links: Arc::default(),
             gate: Arc::new(IoGate::single()),
+            guard_deadline: GUARD_DEADLINE,
         }
     }
 
@@ -143,12 +160,18 @@ impl Hasher {
     /// Turn a walk event into a result, reading the file when it is a regular file.
     pub fn process(&mut self, ev: WalkEvent) -> FileResult {
         match ev {
-            WalkEvent::File(path) if self.stop.load(Ordering::Relaxed) => FileResult {
-                path: path.into(),
-                size: None,
-                status: FileStatus::Interrupted,
-            },
+            WalkEvent::File(path) | WalkEvent::Guarded(path) | WalkEvent::Process(path)
+                if self.stop.load(Ordering::Relaxed) =>
+            {
+                FileResult {
+                    path: path.into(),
+                    size: None,
+                    status: FileStatus::Interrupted,
+                }
+            }
             WalkEvent::File(path) => self.hash_path(path),
+            WalkEvent::Guarded(path) => self.hash_guarded(path),
+            WalkEvent::Process(path) => self.hash_path_with(path, ReadAs::Image),
             WalkEvent::Special { path, kind } => FileResult {
                 path: path.into(),
                 size: None,
@@ -164,10 +187,24 @@ impl Hasher {
 
     /// Read and hash one path.
     pub fn hash_path(&mut self, path: PathBuf) -> FileResult {
+        self.hash_path_with(path, ReadAs::Plain)
+    }
+
+    /// Read and hash a file whose size cannot be trusted (on a pseudo file system): the read
+    /// stops at [`GUARD_DEADLINE`] or at the size `stat` gave ([`GUARD_ZERO_SIZE_CAP`] when it
+    /// gave 0), and a file cut short, or one that would block, is skipped, not hashed.
+    pub fn hash_guarded(&mut self, path: PathBuf) -> FileResult {
+        self.hash_path_with(path, ReadAs::Guarded)
+    }
+
+    fn hash_path_with(&mut self, path: PathBuf, how: ReadAs) -> FileResult {
+        let guarded = how == ReadAs::Guarded;
         // A symlink named on the command line is followed, as the walker does for a
-        // directory root (like `find -H`); anywhere else a symlink is not.
+        // directory root (like `find -H`); anywhere else a symlink is not. A running
+        // program's image is reached through /proc's links, always followed.
         let opening = std::time::Instant::now();
-        let opened = match open_for_hashing(&path, self.opts.follow_symlinks) {
+        let follow = self.opts.follow_symlinks || how == ReadAs::Image;
+        let opened = match open_for_hashing(&path, follow) {
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) && self.roots.contains(&*path) => {
                 open_for_hashing(&path, true)
             }
@@ -217,7 +254,8 @@ impl Hasher {
         }
         // Another link to an inode already read (and unchanged since) is not read again.
         let meta = FileMeta::of(&before);
-        let link_key = (before.nlink() > 1).then_some((meta.dev, meta.ino));
+        // Running programs share images: each is read once too.
+        let link_key = (before.nlink() > 1 || how == ReadAs::Image).then_some((meta.dev, meta.ino));
         if let Some(k) = link_key
             && let Some(&(size, mtime, ctime, digests, kind)) = lock(&self.links).get(&k)
             && (size, mtime, ctime) == (stat_size, meta.mtime_ns, meta.ctime_ns)
@@ -235,8 +273,37 @@ impl Hasher {
             };
         }
         let mut file = file;
-        let (digests, read, reads, kind) = match self.read_digests(&mut file, &path, stat_size) {
+        let guard = guarded.then(|| {
+            let cap = if stat_size == 0 {
+                GUARD_ZERO_SIZE_CAP
+            } else {
+                stat_size
+            };
+            (cap, std::time::Instant::now() + self.guard_deadline)
+        });
+        let (digests, read, reads, kind) = match self
+            .read_digests(&mut file, &path, stat_size, guard)
+        {
             Ok(v) => v,
+            Err((e, read)) if guarded && e.kind() == io::ErrorKind::WouldBlock => {
+                return FileResult {
+                    path: path.into(),
+                    size: Some(read),
+                    status: FileStatus::Skipped(
+                        "pseudo file system: the read would block (a stream, not a file): not hashed"
+                            .into(),
+                    ),
+                };
+            }
+            Err((e, read)) if guarded && e.kind() == io::ErrorKind::TimedOut => {
+                return FileResult {
+                    path: path.into(),
+                    size: Some(read),
+                    status: FileStatus::Skipped(format!(
+                        "pseudo file system: {e} after {read} bytes: not hashed"
+                    )),
+                };
+            }
             Err((e, _)) if e.kind() == io::ErrorKind::Interrupted => {
                 return FileResult {
                     path: path.into(),
@@ -294,6 +361,7 @@ impl Hasher {
         file: &mut File,
         path: &Path,
         stat_size: u64,
+        guard: Option<(u64, std::time::Instant)>,
     ) -> Result<(Digests, u64, u32, FileKind), (io::Error, u64)> {
         let mut sha256 = Sha256::new();
         let mut md5 = self.opts.md5.then(Md5::new);
@@ -311,9 +379,25 @@ impl Hasher {
                     total,
                 ));
             }
-            let expected = stat_size.saturating_sub(total).clamp(1, BLOCK_SIZE as u64);
+            let mut want = self.buf.len();
+            if let Some((cap, deadline)) = guard {
+                if std::time::Instant::now() >= deadline {
+                    let msg = format!("read stopped at the {:?} deadline", self.guard_deadline);
+                    return Err((io::Error::new(io::ErrorKind::TimedOut, msg), total));
+                }
+                if total >= cap {
+                    if stat_size > 0 {
+                        // As far as `stat` said: what lies beyond is not trusted.
+                        break;
+                    }
+                    let msg = format!("read stopped at the {cap}-byte cap");
+                    return Err((io::Error::new(io::ErrorKind::TimedOut, msg), total));
+                }
+                want = want.min(usize::try_from(cap - total).unwrap_or(usize::MAX));
+            }
+            let expected = stat_size.saturating_sub(total).clamp(1, want as u64);
             self.gate.throttle(expected);
-            let n = match self.gate.read(file, &mut self.buf, &mut nowait) {
+            let n = match self.gate.read(file, &mut self.buf[..want], &mut nowait) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -468,6 +552,29 @@ mod tests {
             matches!(r.status, FileStatus::Error(ref s) if s.contains("No such file")),
             "{r:?}"
         );
+    }
+
+    /// A guarded read stops at the size stat gave, and at its deadline (then the file is
+    /// skipped, not hashed); unguarded, the same file is read to its end.
+    #[test]
+    fn guarded_reads_stop_at_the_stat_size_and_the_deadline() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, vec![7u8; 3 * BLOCK_SIZE]).unwrap();
+        let mut h = Hasher::new(HashOptions::default());
+        let r = h.hash_guarded(p.clone());
+        assert_eq!(r.size, Some(3 * BLOCK_SIZE as u64), "{r:?}");
+        assert_eq!(
+            r.digests().map(|d| d.sha256),
+            h.hash_path(p.clone()).digests().map(|d| d.sha256)
+        );
+        h.guard_deadline = std::time::Duration::ZERO;
+        let r = h.hash_guarded(p.clone());
+        assert!(
+            matches!(&r.status, FileStatus::Skipped(s) if s.contains("deadline")),
+            "{r:?}"
+        );
+        assert!(h.hash_path(p).digests().is_some());
     }
 
     #[test]

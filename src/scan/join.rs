@@ -13,9 +13,12 @@ use crate::report::{KnownSet, Record, Summary};
 impl ScanOutput {
     /// The report record for one file: its own status joined with its digest's outcome.
     pub fn record<'a>(&'a self, f: &'a FileResult) -> Record<'a> {
+        let process = self.processes.get(&f.path);
         let base = Record {
             size: f.size,
-            ..Record::new(Some(&f.path), Verdict::Error)
+            process,
+            // A running program's image is shown at its path as the kernel shows it.
+            ..Record::new(Some(process.map_or(&*f.path, |p| &p.path)), Verdict::Error)
         };
         match &f.status {
             FileStatus::Skipped(reason) => Record {
@@ -119,6 +122,15 @@ impl ScanOutput {
         };
         s.verdicts_cached = self.verdicts_cached;
         s.cache_errors = self.cache_errors;
+        s.network_mounts = self.network_mounts.clone();
+        s.processes = self.process_counts;
+        s.deleted_processes = self
+            .files
+            .iter()
+            .filter_map(|f| self.processes.get(&f.path))
+            .filter(|p| p.deleted && !p.library)
+            .map(|p| format!("{} {} ({})", p.pid, p.name, p.path.display()))
+            .collect();
         s.budget = self.plan.clone();
         if let Some(l) = &self.local {
             let sets = [("known_good", &l.good), ("known_bad", &l.bad)];

@@ -15,15 +15,17 @@
 //! reads wait for a device: only `-j` hash at once, and how many read is set by [`io`].
 
 pub mod dedup;
+pub mod fstype;
 pub mod hash;
 pub mod io;
 mod join;
 pub mod plan;
+pub mod process;
 pub mod walk;
 mod worker;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -35,6 +37,7 @@ use self::dedup::Dedup;
 use self::hash::{FileResult, FileStatus, HashOptions, Hasher, LinkMap, Origin};
 use self::io::{IoGate, IoOptions};
 use self::plan::{BudgetOptions, Planner, Rank, Ranker};
+use self::process::{ProcessCounts, ProcessInfo, ProcessScope};
 use self::walk::{WalkOptions, walk};
 use self::worker::{DigestCache, Doorbell, Task, Turn, WorkQueue, hash_worker};
 use crate::cache::{Cache, FileKey};
@@ -70,6 +73,8 @@ pub struct ScanConfig {
     pub local: Option<Arc<LocalSets>>,
     /// `--budget`, `--priority-path`: how the lookup budget is spent.
     pub budget: BudgetOptions,
+    /// `--processes`: also hash the running programs' images.
+    pub processes: Option<ProcessScope>,
 }
 
 /// What a scan learned: one result per path, and one outcome per distinct digest looked up.
@@ -90,6 +95,12 @@ pub struct ScanOutput {
     /// What the run did with the lookup budget (`None`: offline).
     pub plan: Option<Plan>,
     pub elapsed: Duration,
+    /// Network mounts the walk crossed, as `PATH (TYPE)` (for the summary).
+    pub network_mounts: Vec<String>,
+    /// With `--processes`: the running programs' images, by the `/proc` path each was read
+    /// through (the path of its [`FileResult`]), and what the listing could not read.
+    pub processes: HashMap<Box<Path>, ProcessInfo>,
+    pub process_counts: Option<ProcessCounts>,
 }
 
 /// The collector: runs on the calling thread, takes every result, hands each new digest to the
@@ -113,6 +124,8 @@ struct Collector<'a> {
     progress: &'a dyn Progress,
     /// The lookup budget's keeper and the order of risk (with lookups only).
     budget: Option<BudgetKeeper>,
+    /// Running programs' images by the path they are read through (`--processes`).
+    processes: &'a HashMap<Box<Path>, ProcessInfo>,
 }
 
 /// The lookup stage's side of the budget: who asks the service, and what is decided so far.
@@ -147,7 +160,14 @@ impl Collector<'_> {
                 && wanted
                 && self.digest_tx.is_some()
             {
+                let running_deleted = self
+                    .processes
+                    .get(&res.path)
+                    .is_some_and(|p| p.deleted && !p.library);
                 let rank = |b: &BudgetKeeper| {
+                    if running_deleted {
+                        return Rank::RUNNING_DELETED;
+                    }
                     b.ranker
                         .rank(&res.path, *kind, meta.mtime_ns, meta.ctime_ns)
                 };
@@ -433,11 +453,52 @@ pub fn scan(
     // Check globs before starting threads, so a typo is a clean usage error.
     for root in &cfg.roots {
         walk::exclude_matcher(root, &cfg.walk.excludes)?;
+        if !cfg.walk.pseudo_fs
+            && let Some(reason) = walk::pseudo_root(root)
+        {
+            progress.warn(&format!(
+                "{} is on a {reason}: not entered (its files are the kernel's, not files; \
+                 --pseudo-fs reads them anyway, with a deadline and a size cap)",
+                root.display()
+            ));
+        }
     }
     let threads = cfg.threads.max(1);
     let lookup = cfg.lookup.as_ref().zip(client.clone());
 
-    let mut walk_result = Ok(());
+    let mut walk_result = Ok(walk::WalkStats::default());
+    let (images, mut process_counts) = match cfg.processes {
+        Some(scope) => match process::list(Path::new("/proc"), scope) {
+            Ok(found) => (found.images, Some(found.counts)),
+            Err(e) => {
+                progress.warn(&format!(
+                    "--processes: cannot list /proc: {}; no running programs checked",
+                    crate::file::describe_io(&e)
+                ));
+                (Vec::new(), Some(ProcessCounts::default()))
+            }
+        },
+        None => (Vec::new(), None),
+    };
+    if let Some(c) = process_counts
+        && c.denied > 0
+    {
+        // SAFETY: geteuid has no preconditions.
+        let hint = if unsafe { libc::geteuid() } == 0 {
+            "refused even to root (another namespace, or a protected process)"
+        } else {
+            "not this user's to inspect: run as root to check every running program"
+        };
+        progress.warn(&format!(
+            "--processes: {} processes could not be inspected: {hint}",
+            c.denied
+        ));
+    }
+    let image_paths: Vec<PathBuf> = images.iter().map(|(p, _)| p.clone()).collect();
+    let processes: HashMap<Box<Path>, ProcessInfo> = images
+        .into_iter()
+        .map(|(p, i)| (p.into_boxed_path(), i))
+        .collect();
     let algo = lookup.as_ref().map(|(o, _)| o.algo).unwrap_or(Algo::Sha256);
     let mut c = Collector {
         algo,
@@ -452,6 +513,7 @@ pub fn scan(
         verdicts_cached: 0,
         cache_warned: false,
         progress,
+        processes: &processes,
         budget: match &lookup {
             Some((_, client)) => Some(BudgetKeeper {
                 client: Arc::clone(client),
@@ -501,6 +563,14 @@ pub fn scan(
         walk_done: &walk_done,
         bell: &bell,
     };
+    // Running programs first: what they are matters most on a live system.
+    let image_count = image_paths.len() as u64;
+    for p in image_paths {
+        injector.push(Task {
+            ev: walk::WalkEvent::Process(p),
+            checked: true,
+        });
+    }
 
     std::thread::scope(|s| {
         let (res_tx, res_rx) = bounded::<Vec<FileResult>>(256);
@@ -524,7 +594,7 @@ pub fn scan(
             }
             let _done = Done(queue.walk_done, queue.bell);
             let r = walk(&cfg.roots, &cfg.walk, &sink, stop);
-            progress.walk_done(found.load(Ordering::Relaxed));
+            progress.walk_done(found.load(Ordering::Relaxed) + image_count);
             r
         });
         // Starts reader `index`; a copy goes to the grower below.
@@ -620,7 +690,7 @@ pub fn scan(
             .join()
             .unwrap_or_else(|_| Err(crate::Error::Internal("the walker thread panicked".into())));
     });
-    walk_result?;
+    let walk_stats = walk_result?;
     progress.finish();
 
     let Collector {
@@ -639,6 +709,9 @@ pub fn scan(
     });
     // A root given twice, or one inside another, walks the same paths twice: one record each.
     files.dedup_by(|a, b| a.path == b.path);
+    if let Some(c) = process_counts.as_mut() {
+        process::settle(&mut files, &processes, c);
+    }
     let stats = client.map(|c| c.stats()).unwrap_or_default();
     Ok(ScanOutput {
         local: cfg.local.clone(),
@@ -651,6 +724,9 @@ pub fn scan(
         cache_errors: cfg.cache.as_ref().map_or(0, |c| c.stats().errors),
         plan: budget.and_then(|b| b.plan),
         elapsed: started.elapsed(),
+        network_mounts: walk_stats.network_mounts,
+        processes,
+        process_counts,
     })
 }
 
@@ -726,6 +802,7 @@ mod tests {
             cache: Some(Arc::new(cache)),
             local: None,
             budget: BudgetOptions::default(),
+            processes: None,
         };
         let progress = Recorder::default();
         let out = scan(&cfg, None, &progress, &Arc::new(AtomicBool::new(false))).unwrap();

@@ -74,7 +74,8 @@ pub struct BudgetOptions {
 }
 
 /// A digest's place in the order of risk; lower is asked first. Five bits: the kind, then
-/// "not in a risky place", "not recent", "not rare".
+/// "not in a risky place", "not recent", "not rare"; above them bit 6, set for all but
+/// [`Rank::RUNNING_DELETED`], which goes before everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Rank(u8);
 
@@ -82,8 +83,17 @@ impl Rank {
     /// The rank of one file, rarity not yet known (counted as rare until a second path holds
     /// the same digest).
     pub fn of(kind: FileKind, risky_place: bool, recent: bool) -> Rank {
-        Rank((kind.code() << 3) | (u8::from(!risky_place) << 2) | (u8::from(!recent) << 1))
+        Rank(
+            ORDINARY
+                | (kind.code() << 3)
+                | (u8::from(!risky_place) << 2)
+                | (u8::from(!recent) << 1),
+        )
     }
+
+    /// The executable of a running program that is gone from disk: a strong signal on its
+    /// own, asked before anything else.
+    pub const RUNNING_DELETED: Rank = Rank(0);
 
     fn common(self) -> Rank {
         Rank(self.0 | 1)
@@ -95,9 +105,16 @@ impl Rank {
     }
 
     pub fn from_code(code: u8) -> Rank {
-        Rank(code)
+        // Codes stored before bit 6 existed are ordinary ranks.
+        match code {
+            0 => Rank::RUNNING_DELETED,
+            c => Rank(c | ORDINARY),
+        }
     }
 }
+
+/// Bit 6 of every rank but [`Rank::RUNNING_DELETED`].
+const ORDINARY: u8 = 1 << 6;
 
 /// Ranks files: holds the compiled places and the sweep's "now".
 pub struct Ranker {
@@ -398,6 +415,22 @@ impl Planner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A running program deleted from disk goes before the riskiest ordinary file, and ranks
+    /// stored by older versions (without bit 6) read back as ordinary ones.
+    #[test]
+    fn a_running_deleted_executable_ranks_first() {
+        let best = Rank::of(FileKind::Executable, true, true);
+        assert!(Rank::RUNNING_DELETED < best);
+        assert!(Rank::RUNNING_DELETED < best.common());
+        assert_eq!(
+            Rank::from_code(Rank::RUNNING_DELETED.code()),
+            Rank::RUNNING_DELETED
+        );
+        assert_eq!(Rank::from_code(best.code()), best);
+        let old = (FileKind::Script.code() << 3) | 0b110;
+        assert!(Rank::from_code(old) > best);
+    }
 
     fn d(n: u8) -> Digest {
         Digest::Sha256([n; 32])

@@ -6,7 +6,12 @@
 //! hashsweep's own files in the tree ([`SkipRule`]: its cache, reported as skipped, never read).
 //! A root on a slow file system (a share, a cold disk: its first `lstat` and listing take longer
 //! than cached ones can) is walked by [`SLOW_WALK_THREADS`] directory readers, so listings and
-//! `stat`s that wait for the device overlap. It never opens a file: regular files are passed on by path, anything else is passed on as
+//! `stat`s that wait for the device overlap.
+//! Kernel pseudo file systems (proc, sysfs, ...; see [`super::fstype`]) are not entered: the
+//! mount point is one skipped entry, unless `--pseudo-fs`, which passes their files on as
+//! [`WalkEvent::Guarded`] (read with a deadline and a size cap). Network mounts crossed are
+//! kept for the summary ([`WalkStats`]).
+//! It never opens a file: regular files are passed on by path, anything else is passed on as
 //! [`WalkEvent::Special`] so it can be reported as skipped, and errors carry their path.
 
 use std::fs::FileType;
@@ -18,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
+use super::fstype::{FsClass, FsTypes};
 pub use crate::file::{FileId, NamePattern, SkipRule, SpecialKind, file_id};
 use ignore::{WalkBuilder, WalkState};
 
@@ -32,6 +38,24 @@ pub struct WalkOptions {
     pub excludes: Vec<String>,
     /// Files of hashsweep's own (its cache) that are reported as skipped and never read.
     pub skip: Vec<SkipRule>,
+    /// Enter kernel pseudo file systems (`--pseudo-fs`), their files read with guards.
+    pub pseudo_fs: bool,
+}
+
+/// What the walk learned besides its events.
+#[derive(Debug, Clone, Default)]
+pub struct WalkStats {
+    /// Network mounts crossed, as `PATH (TYPE)`.
+    pub network_mounts: Vec<String>,
+}
+
+/// The pseudo file system `root` is on, if any: the reason a root is not entered.
+pub fn pseudo_root(root: &Path) -> Option<&'static str> {
+    let dev = std::fs::metadata(root).ok()?.dev();
+    match FsTypes::default().class(root, dev) {
+        FsClass::Pseudo { reason, .. } => Some(reason),
+        _ => None,
+    }
 }
 
 /// Whether a regular file the walk found is one to skip, and as what. Costs no system call
@@ -73,6 +97,12 @@ fn skipped(rules: &[SkipRule], ent: &ignore::DirEntry) -> Option<SpecialKind> {
 pub enum WalkEvent {
     /// A regular file (or, with `-L`, a symlink to one), to be hashed.
     File(PathBuf),
+    /// A file on a pseudo file system (`--pseudo-fs`): its size cannot be trusted, so it is
+    /// read with a deadline and a cap, never served from or written to the digest cache.
+    Guarded(PathBuf),
+    /// A running program's image, read through its `/proc` link (`--processes`; see
+    /// [`super::process`]). Not produced by the walk.
+    Process(PathBuf),
     /// Something that is not hashed and never opened, with the reason.
     Special { path: PathBuf, kind: SpecialKind },
     /// The walk could not list or inspect this path.
@@ -137,10 +167,20 @@ pub fn walk(
     opts: &WalkOptions,
     sink: &(dyn Fn(WalkEvent) + Sync),
     stop: &Arc<AtomicBool>,
-) -> Result<(), crate::Error> {
+) -> Result<WalkStats, crate::Error> {
+    let fs = Arc::new(FsTypes::default());
     for root in roots {
         if stop.load(Ordering::Relaxed) {
             break;
+        }
+        if !opts.pseudo_fs
+            && let Some(reason) = pseudo_root(root)
+        {
+            sink(WalkEvent::Special {
+                path: root.clone(),
+                kind: SpecialKind::PseudoFs(reason),
+            });
+            continue;
         }
         let excludes = Arc::new(exclude_matcher(root, &opts.excludes)?);
         let mut builder = WalkBuilder::new(root);
@@ -149,13 +189,32 @@ pub fn walk(
             .follow_links(opts.follow_symlinks)
             .same_file_system(opts.one_file_system)
             .threads(walk_threads(root, opts.threads));
-        if !excludes.is_empty() {
+        // Pruned before their listing is read: excluded paths, and pseudo file systems (kept
+        // to be reported once the walk of this root is done).
+        let pruned: Arc<std::sync::Mutex<Vec<(PathBuf, &'static str)>>> = Arc::default();
+        {
             let ex = Arc::clone(&excludes);
+            let fs = Arc::clone(&fs);
+            let pruned = Arc::clone(&pruned);
+            let pseudo_fs = opts.pseudo_fs;
             builder.filter_entry(move |ent| {
-                ent.depth() == 0
-                    || !ex
-                        .matched(ent.path(), ent.file_type().is_some_and(|t| t.is_dir()))
-                        .is_ignore()
+                if ent.depth() == 0 {
+                    return true;
+                }
+                let dir = ent.file_type().is_some_and(|t| t.is_dir());
+                if !ex.is_empty() && ex.matched(ent.path(), dir).is_ignore() {
+                    return false;
+                }
+                // One `lstat` per directory; `statfs` once per device.
+                if dir
+                    && let Ok(md) = ent.metadata()
+                    && let FsClass::Pseudo { reason, .. } = fs.class(ent.path(), md.dev())
+                    && !pseudo_fs
+                {
+                    crate::sync::lock(&pruned).push((ent.path().to_path_buf(), reason));
+                    return false;
+                }
+                true
             });
         }
         builder.build_parallel().visit(&mut VisitorBuilder {
@@ -163,9 +222,19 @@ pub fn walk(
             skip: &opts.skip,
             sink,
             stop,
+            fs: &fs,
+            pseudo_fs: opts.pseudo_fs,
         });
+        for (path, reason) in std::mem::take(&mut *crate::sync::lock(&pruned)) {
+            sink(WalkEvent::Special {
+                path,
+                kind: SpecialKind::PseudoFs(reason),
+            });
+        }
     }
-    Ok(())
+    Ok(WalkStats {
+        network_mounts: fs.network_mounts(),
+    })
 }
 
 struct VisitorBuilder<'a> {
@@ -173,6 +242,8 @@ struct VisitorBuilder<'a> {
     skip: &'a [SkipRule],
     sink: &'a (dyn Fn(WalkEvent) + Sync),
     stop: &'a Arc<AtomicBool>,
+    fs: &'a FsTypes,
+    pseudo_fs: bool,
 }
 
 impl<'s> ignore::ParallelVisitorBuilder<'s> for VisitorBuilder<'s> {
@@ -182,6 +253,8 @@ impl<'s> ignore::ParallelVisitorBuilder<'s> for VisitorBuilder<'s> {
             skip: self.skip,
             sink: self.sink,
             stop: Arc::clone(self.stop),
+            fs: self.fs,
+            pseudo_fs: self.pseudo_fs,
         })
     }
 }
@@ -192,6 +265,18 @@ struct Visitor<'a> {
     skip: &'a [SkipRule],
     sink: &'a (dyn Fn(WalkEvent) + Sync),
     stop: Arc<AtomicBool>,
+    fs: &'a FsTypes,
+    pseudo_fs: bool,
+}
+
+impl Visitor<'_> {
+    /// The class of the file system `ent` is on (one `lstat`; `statfs` once per device).
+    fn class(&self, ent: &ignore::DirEntry) -> FsClass {
+        match ent.metadata() {
+            Ok(md) => self.fs.class(ent.path(), md.dev()),
+            Err(_) => FsClass::Ordinary,
+        }
+    }
 }
 
 impl ignore::ParallelVisitor for Visitor<'_> {
@@ -207,6 +292,11 @@ impl ignore::ParallelVisitor for Visitor<'_> {
                         path: ent.into_path(),
                         kind,
                     },
+                    None if self.pseudo_fs
+                        && matches!(self.class(&ent), FsClass::Pseudo { .. }) =>
+                    {
+                        WalkEvent::Guarded(ent.into_path())
+                    }
                     None => WalkEvent::File(ent.into_path()),
                 },
                 Some(ft) => WalkEvent::Special {

@@ -14,6 +14,7 @@ mod gateway;
 mod hash_cmd;
 mod hashsets;
 mod interrupt;
+mod livesys;
 mod lookup_cmd;
 mod lookups;
 mod msrv;

@@ -1,0 +1,322 @@
+//! Running programs (`--processes`, Linux): the executable image of every process, read
+//! through `/proc/<pid>/exe` (which works when the file was deleted or replaced after the
+//! program started), and with [`ProcessScope::All`] the file-backed libraries it maps
+//! (`/proc/<pid>/maps`), each distinct library once. Each image becomes a hash task whose path
+//! is the `/proc` spelling it is read through (unique per process), and a [`ProcessInfo`] the
+//! report shows instead: the path as the kernel shows it, pid, name, command line, uid, and
+//! whether the file is gone from disk.
+//!
+//! Processes that vanish while listed, kernel threads (no executable) and processes this user
+//! may not inspect are counted ([`ProcessCounts`]), not errors.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::hash::{FileResult, FileStatus};
+
+/// The most characters of a command line a record keeps.
+pub const CMDLINE_MAX: usize = 256;
+
+/// What `--processes` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProcessScope {
+    /// Executables only (`--processes=exe`).
+    Exe,
+    /// Executables and the libraries they map (`--processes`).
+    #[default]
+    All,
+}
+
+/// A running program's image, as the report shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    /// `comm`: the kernel's short name of the process.
+    pub name: String,
+    /// The arguments, cut to [`CMDLINE_MAX`] characters in all.
+    pub args: Vec<String>,
+    /// Real user id.
+    pub uid: Option<u32>,
+    /// The image's path as the kernel shows it, without its ` (deleted)` mark.
+    pub path: PathBuf,
+    /// The file is gone from disk (the kernel marks the link ` (deleted)`).
+    pub deleted: bool,
+    /// A mapped library, not the process's executable.
+    pub library: bool,
+}
+
+impl ProcessInfo {
+    /// The command line as one string (arguments joined by spaces).
+    pub fn cmdline(&self) -> String {
+        self.args.join(" ")
+    }
+}
+
+/// What the listing of processes could not read, counted for the summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ProcessCounts {
+    /// Executables (and libraries) to be hashed.
+    pub images: u64,
+    /// Processes listed.
+    pub processes: u64,
+    /// Kernel threads: no executable.
+    pub kernel_threads: u64,
+    /// Gone between the listing and the look.
+    pub vanished: u64,
+    /// Not ours to inspect (run as root to see every process).
+    pub denied: u64,
+}
+
+/// The images to hash: the `/proc` path each is read through, and what it is.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub images: Vec<(PathBuf, ProcessInfo)>,
+    pub counts: ProcessCounts,
+}
+
+const DELETED: &[u8] = b" (deleted)";
+
+/// Strip the kernel's ` (deleted)` mark: the path, and whether it was there.
+fn undeleted(raw: &[u8]) -> (PathBuf, bool) {
+    match raw.strip_suffix(DELETED) {
+        Some(p) => (PathBuf::from(std::ffi::OsStr::from_bytes(p)), true),
+        None => (PathBuf::from(std::ffi::OsStr::from_bytes(raw)), false),
+    }
+}
+
+/// Arguments from `/proc/<pid>/cmdline` (NUL-separated), cut to [`CMDLINE_MAX`] characters.
+fn args_of(raw: &[u8]) -> Vec<String> {
+    let mut left = CMDLINE_MAX;
+    let mut out = Vec::new();
+    for a in raw.split(|b| *b == 0).filter(|a| !a.is_empty()) {
+        if left == 0 {
+            break;
+        }
+        let a = String::from_utf8_lossy(a);
+        let cut: String = a.chars().take(left).collect();
+        left -= cut.chars().count();
+        out.push(cut);
+    }
+    out
+}
+
+/// The real uid from `/proc/<pid>/status`.
+fn uid_of(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// One mapping of `/proc/<pid>/maps` that is a file: its address range, device, inode, path.
+fn file_mapping(line: &str) -> Option<(&str, &str, u64, &str)> {
+    let mut f = line.splitn(6, ' ');
+    let range = f.next()?;
+    let _perms = f.next()?;
+    let _offset = f.next()?;
+    let dev = f.next()?;
+    let inode: u64 = f.next()?.parse().ok()?;
+    let path = f.next()?.trim_start();
+    (inode != 0 && path.starts_with('/')).then_some((range, dev, inode, path))
+}
+
+/// Every running program's image (and with `All`, the libraries), from `proc` (normally
+/// `/proc`).
+pub fn list(proc_root: &Path, scope: ProcessScope) -> io::Result<Found> {
+    let mut found = Found::default();
+    let mut libraries: HashSet<(String, u64)> = HashSet::new();
+    let mut pids: Vec<u32> = std::fs::read_dir(proc_root)?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    for pid in pids {
+        let dir = proc_root.join(pid.to_string());
+        let link = match std::fs::read_link(dir.join("exe")) {
+            Ok(l) => l,
+            Err(e) => {
+                let c = &mut found.counts;
+                match e.kind() {
+                    _ if !dir.exists() => c.vanished += 1,
+                    io::ErrorKind::PermissionDenied => c.denied += 1,
+                    // A kernel thread's exe links nowhere.
+                    io::ErrorKind::NotFound => c.kernel_threads += 1,
+                    _ => c.denied += 1,
+                }
+                continue;
+            }
+        };
+        found.counts.processes += 1;
+        let name = std::fs::read_to_string(dir.join("comm"))
+            .map(|s| s.trim_end().to_string())
+            .unwrap_or_default();
+        let args = std::fs::read(dir.join("cmdline"))
+            .map(|r| args_of(&r))
+            .unwrap_or_default();
+        let uid = std::fs::read_to_string(dir.join("status"))
+            .ok()
+            .and_then(|s| uid_of(&s));
+        let (path, deleted) = undeleted(link.as_os_str().as_bytes());
+        let info = ProcessInfo {
+            pid,
+            name,
+            args,
+            uid,
+            path,
+            deleted,
+            library: false,
+        };
+        if scope == ProcessScope::All
+            && let Ok(maps) = std::fs::read_to_string(dir.join("maps"))
+        {
+            for (range, dev, inode, shown) in maps.lines().filter_map(file_mapping) {
+                if shown.as_bytes() == link.as_os_str().as_bytes()
+                    || !libraries.insert((dev.to_string(), inode))
+                {
+                    continue;
+                }
+                let (path, deleted) = undeleted(shown.as_bytes());
+                // Read as the process sees it (its root, its mount namespace); a deleted one
+                // only through its mapping.
+                let read = if deleted {
+                    dir.join("map_files").join(range)
+                } else {
+                    dir.join("root")
+                        .join(path.strip_prefix("/").unwrap_or(&path))
+                };
+                found.images.push((
+                    read,
+                    ProcessInfo {
+                        path,
+                        deleted,
+                        library: true,
+                        ..info.clone()
+                    },
+                ));
+            }
+        }
+        found.images.push((dir.join("exe"), info));
+    }
+    found.counts.images = found.images.len() as u64;
+    Ok(found)
+}
+
+/// A program that exited before its image was read is counted, not an error; so is one whose
+/// image this user may not read. Drops those results from `files`.
+pub(super) fn settle(
+    files: &mut Vec<FileResult>,
+    images: &HashMap<Box<Path>, ProcessInfo>,
+    counts: &mut ProcessCounts,
+) {
+    files.retain(|f| match (&f.status, images.get(&f.path)) {
+        (FileStatus::Error(e), Some(p)) => {
+            if !Path::new("/proc").join(p.pid.to_string()).exists() {
+                counts.vanished += 1;
+                false
+            } else if e.contains("Permission denied") {
+                counts.denied += 1;
+                false
+            } else {
+                true
+            }
+        }
+        _ => true,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::hash::{HashOptions, Hasher};
+    use crate::scan::walk::WalkEvent;
+
+    /// A process that exits between the listing and the read is counted as gone, not
+    /// reported as an error; a live one's image is hashed as usual.
+    #[test]
+    fn a_process_that_exits_before_its_image_is_read_is_counted_not_an_error() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let mut alive = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let found = list(Path::new("/proc"), ProcessScope::Exe).unwrap();
+        let images: HashMap<Box<Path>, ProcessInfo> = found
+            .images
+            .into_iter()
+            .filter(|(_, i)| i.pid == child.id() || i.pid == alive.id())
+            .map(|(p, i)| (p.into_boxed_path(), i))
+            .collect();
+        assert_eq!(images.len(), 2, "{images:?}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let mut hasher = Hasher::new(HashOptions::default());
+        let mut files: Vec<FileResult> = images
+            .keys()
+            .map(|p| hasher.process(WalkEvent::Process(p.to_path_buf())))
+            .collect();
+        assert!(
+            files
+                .iter()
+                .any(|f| matches!(f.status, FileStatus::Error(_))),
+            "{files:?}"
+        );
+        let mut counts = ProcessCounts::default();
+        settle(&mut files, &images, &mut counts);
+        assert_eq!(counts.vanished, 1, "{counts:?}");
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert!(files[0].digests().is_some(), "{files:?}");
+        assert_eq!(images[&files[0].path].pid, alive.id());
+        let _ = alive.kill();
+        let _ = alive.wait();
+    }
+
+    #[test]
+    fn proc_texts_are_parsed() {
+        assert_eq!(
+            undeleted(b"/tmp/x/sleep (deleted)"),
+            (PathBuf::from("/tmp/x/sleep"), true)
+        );
+        assert_eq!(undeleted(b"/bin/sh"), (PathBuf::from("/bin/sh"), false));
+        assert_eq!(args_of(b"sleep\x0030\x00"), vec!["sleep", "30"]);
+        let long = vec![b'a'; 1000];
+        assert_eq!(args_of(&long)[0].len(), CMDLINE_MAX);
+        assert_eq!(
+            uid_of("Name:\tx\nUid:\t1000\t1000\t1000\t1000\n"),
+            Some(1000)
+        );
+        assert_eq!(
+            file_mapping(
+                "7f0c-7f0d r-xp 00001000 08:01 1234                       /usr/lib/libc.so.6"
+            ),
+            Some(("7f0c-7f0d", "08:01", 1234, "/usr/lib/libc.so.6"))
+        );
+        assert_eq!(
+            file_mapping("7f0c-7f0d rw-p 00000000 00:00 0      [heap]"),
+            None
+        );
+        assert_eq!(
+            file_mapping("7f0c-7f0d r-xp 0 08:01 99  /tmp/lib.so (deleted)").map(|m| m.3),
+            Some("/tmp/lib.so (deleted)")
+        );
+    }
+
+    /// This test's own process is listed, with its executable and (with `All`) its libraries.
+    #[test]
+    fn the_running_test_is_listed() {
+        let found = list(Path::new("/proc"), ProcessScope::All).unwrap();
+        let me = std::process::id();
+        let exe = std::env::current_exe().unwrap();
+        let mine: Vec<_> = found.images.iter().filter(|(_, i)| i.pid == me).collect();
+        assert!(
+            mine.iter()
+                .any(|(p, i)| !i.library && i.path == exe && p.ends_with("exe")),
+            "{mine:?}"
+        );
+        assert!(found.counts.processes >= 1);
+    }
+}

@@ -1,0 +1,210 @@
+//! A live system: kernel pseudo file systems in the tree are left alone (one `skipped` record
+//! per mount point), or read with guards under `--pseudo-fs`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+/// Kernel file systems mounted inside a temp tree, unmounted (lazily) when dropped.
+struct Mounts {
+    points: Vec<PathBuf>,
+}
+
+impl Mounts {
+    /// Mount each `(type, dir)`; `None` (after a visible SKIPPED) when mounting is refused.
+    fn new(what: &[(&str, &Path)]) -> Option<Mounts> {
+        let mut m = Mounts { points: Vec::new() };
+        for (fstype, dir) in what {
+            std::fs::create_dir_all(dir).unwrap();
+            let ok = Command::new("mount")
+                .args(["-t", fstype, fstype])
+                .arg(dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                skip(&format!("cannot mount {fstype} (needs root): not tested"));
+                return None;
+            }
+            m.points.push(dir.to_path_buf());
+        }
+        Some(m)
+    }
+}
+
+impl Drop for Mounts {
+    fn drop(&mut self) {
+        for p in self.points.iter().rev() {
+            let _ = Command::new("umount").arg("-l").arg(p).status();
+        }
+    }
+}
+
+/// A tree holding a mounted proc and sysfs sweeps in seconds: each mount point is one skipped
+/// record naming its file system, nothing under them is listed, the ordinary files are hashed.
+#[test]
+fn pseudo_file_systems_in_the_tree_are_one_skipped_record_each() {
+    let t = Tree::new();
+    t.file("etc/hosts", b"127.0.0.1 localhost\n");
+    t.file("bin/tool", b"\x7fELF tool");
+    let Some(_m) = Mounts::new(&[
+        ("proc", &t.path().join("proc")),
+        ("sysfs", &t.path().join("sys")),
+    ]) else {
+        return;
+    };
+    let started = Instant::now();
+    let out = run_with_timeout(
+        cmd().args(["scan", "--offline"]).arg(t.path()),
+        Duration::from_secs(30),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = ndjson(&out);
+    assert_eq!(recs.len(), 4, "{recs:#?}");
+    let proc_ = rec(&recs, "/proc");
+    assert_eq!(proc_["verdict"], "skipped");
+    assert_eq!(proc_["note"], "pseudo file system (proc)");
+    let sys = rec(&recs, "/sys");
+    assert_eq!(sys["verdict"], "skipped");
+    assert_eq!(sys["note"], "pseudo file system (sysfs)");
+    for f in ["etc/hosts", "bin/tool"] {
+        assert_eq!(rec(&recs, f)["verdict"], "not_looked_up", "{f}");
+        assert!(rec(&recs, f)["sha256"].is_string(), "{f}");
+    }
+}
+
+/// A root on a pseudo file system is the same one record, with a message that says why and
+/// how to read it anyway.
+#[test]
+fn a_pseudo_root_is_one_skipped_record_and_a_message() {
+    let out = run(cmd().args(["scan", "--offline", "/proc"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = ndjson(&out);
+    assert_eq!(recs.len(), 1, "{recs:#?}");
+    assert_eq!(recs[0]["path"], "/proc");
+    assert_eq!(recs[0]["verdict"], "skipped");
+    assert_eq!(recs[0]["note"], "pseudo file system (proc)");
+    let err = stderr(&out);
+    assert!(
+        err.contains("/proc is on a pseudo file system (proc)"),
+        "{err}"
+    );
+    assert!(err.contains("--pseudo-fs"), "{err}");
+}
+
+/// `--pseudo-fs` reads a proc file (size 0 for stat, content when read) to its end under the
+/// guards, and a sysfs directory is walked, within the deadline.
+#[test]
+fn pseudo_fs_reads_proc_files_with_guards() {
+    let t = Tree::new();
+    let Some(_m) = Mounts::new(&[("proc", &t.path().join("proc"))]) else {
+        return;
+    };
+    let version = t.path().join("proc/version");
+    let want = coreutils("sha256sum", &version);
+    let out = run_with_timeout(
+        cmd()
+            .args(["scan", "--offline", "--pseudo-fs"])
+            .arg(&version),
+        Duration::from_secs(30),
+    );
+    let recs = ndjson(&out);
+    assert_eq!(recs.len(), 1, "{recs:#?}");
+    assert_eq!(recs[0]["sha256"], want.as_str(), "{recs:#?}");
+    assert!(recs[0]["size"].as_u64().unwrap() > 0, "{recs:#?}");
+    // pagemap says 0 bytes and streams 8 bytes per page of the address space (hundreds of
+    // GiB): the cap stops it, it is skipped with the reason, and the sweep goes on.
+    let pagemap = t.path().join("proc/self/pagemap");
+    let started = Instant::now();
+    let out = run_with_timeout(
+        cmd()
+            .args(["scan", "--offline", "--pseudo-fs"])
+            .arg(&pagemap),
+        Duration::from_secs(30),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = ndjson(&out);
+    assert_eq!(recs.len(), 1, "{recs:#?}");
+    assert_eq!(recs[0]["verdict"], "skipped", "{recs:#?}");
+    let note = recs[0]["note"].as_str().unwrap_or_default();
+    assert!(
+        note.starts_with("pseudo file system: read stopped at the 1048576-byte cap"),
+        "{note}"
+    );
+}
+
+/// A program started from a copy of a system binary that was then deleted is found under
+/// `--processes` with `deleted: true`, the digest of the copy, its process fields, and the
+/// verdict the service gives that digest (infected here: exit 1); the summary lists it.
+#[test]
+fn a_deleted_running_executable_is_found_with_its_digest_and_verdict() {
+    let t = Tree::new();
+    let bin = t.file("bin/hs-test-sleeper", &std::fs::read("/bin/sleep").unwrap());
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let sha = coreutils("sha256sum", &bin);
+    let mut child = Command::new(&bin).arg("120").spawn().unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let pid = child.id();
+    // Wait until the kernel shows the new image (exec done), then delete it.
+    let link = PathBuf::from(format!("/proc/{pid}/exe"));
+    let started = Instant::now();
+    while std::fs::read_link(&link).ok().as_deref() != Some(bin.as_path()) {
+        assert!(started.elapsed() < Duration::from_secs(10), "no exec");
+        if let Ok(Some(s)) = child.try_wait() {
+            panic!("sleeper exited: {s}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _child = Kill(child);
+    std::fs::remove_file(&bin).unwrap();
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    mock.set(&sha, 1, 5);
+    let empty = t.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = run_with_timeout(
+        scan_cmd(&mock, &empty).arg("--processes=exe"),
+        Duration::from_secs(300),
+    );
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let recs = ndjson(&out);
+    let r = recs
+        .iter()
+        .find(|r| r["pid"] == pid)
+        .unwrap_or_else(|| panic!("no record of pid {pid}: {recs:#?}"));
+    assert_eq!(r["path"], bin.to_str().unwrap(), "{r}");
+    assert_eq!(r["deleted"], true, "{r}");
+    assert_eq!(r["sha256"], sha.as_str(), "{r}");
+    assert_eq!(r["verdict"], "infected", "{r}");
+    assert_eq!(r["process_name"], "hs-test-sleeper", "{r}");
+    assert_eq!(r["cmdline"], format!("{} 120", bin.display()), "{r}");
+    // SAFETY: getuid has no preconditions.
+    assert_eq!(r["uid"], unsafe { libc::getuid() }, "{r}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("running, deleted from disk: ")
+            && err.contains(&format!("{pid} hs-test-sleeper ({})", bin.display())),
+        "{err}"
+    );
+    // The run's other processes are there too, and none of them is an error.
+    assert!(
+        recs.iter().filter(|r| r["pid"].is_u64()).count() > 1,
+        "{recs:#?}"
+    );
+}
