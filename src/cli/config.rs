@@ -6,10 +6,11 @@ use std::time::Duration;
 use hashsweep::cache::Ttls;
 use hashsweep::gateway::UpstreamConfig;
 use hashsweep::lookup::{ApiKey, ClientConfig, LookupOptions};
+use hashsweep::scan::archive::ArchiveOptions;
 use hashsweep::scan::hash::HashOptions;
 use hashsweep::scan::walk::WalkOptions;
 
-use super::{ApiArgs, ConnectionArgs, ServeArgs, TtlArgs, WalkArgs};
+use super::{ApiArgs, ArchiveArgs, ConnectionArgs, ServeArgs, TtlArgs, WalkArgs};
 
 /// Hash worker threads when `-j` is not given: one per CPU.
 pub fn default_threads() -> usize {
@@ -36,7 +37,21 @@ pub fn hash_options(w: &WalkArgs, md5: bool, sha1: bool) -> HashOptions {
         sha1,
         max_size: w.max_size,
         follow_symlinks: w.follow_symlinks,
+        archives: archive_options(&w.archive),
     }
+}
+
+/// `--archives` and its limits (`None`: archives are hashed as files only).
+pub fn archive_options(a: &ArchiveArgs) -> Option<ArchiveOptions> {
+    Some(ArchiveOptions {
+        formats: a.archives?,
+        depth: a.archive_depth,
+        max_bytes: a.archive_max_bytes,
+        max_member: a.archive_max_member,
+        max_members: a.archive_max_members,
+        timeout: a.archive_timeout,
+        max_ratio: a.archive_max_ratio,
+    })
 }
 
 /// The HTTP client's configuration.

@@ -152,6 +152,7 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
                 .any(|s| s.sources().iter().any(|src| src.rds.is_some()))
         }),
         lookup_algo: out.lookup_algo,
+        archives: cfg.hash.archives.is_some(),
         host_name: a.host_name.clone(),
         ..table_view(&a.view, &a.output, a.api.details)
     };

@@ -32,6 +32,8 @@ pub enum Field {
     Source,
     ApplicationType,
     ScanDetails,
+    Container,
+    Member,
 }
 
 /// When a field is written in JSON and NDJSON.
@@ -63,6 +65,8 @@ pub enum Optional {
     Change,
     /// When an NSRL RDS database is among the known sets.
     ApplicationType,
+    /// With `--archives`: `container` and `member`.
+    Archives,
 }
 
 /// Where an ECS document carries a field.
@@ -153,6 +157,21 @@ pub const FIELDS: &[Spec] = {
             Own,
         ),
         spec(Field::ScanDetails, "scan_details", WhenSet, Never, Own),
+        // A member of an archive: the file on disk, and the path inside (`path` joins them).
+        spec(
+            Field::Container,
+            "container",
+            WhenSet,
+            When(Optional::Archives),
+            Own,
+        ),
+        spec(
+            Field::Member,
+            "member",
+            WhenSet,
+            When(Optional::Archives),
+            Own,
+        ),
     ]
 };
 
@@ -239,6 +258,8 @@ impl<'a> View<'a> {
                 .answer
                 .and_then(|a| a.details.as_deref())
                 .map(Value::Details),
+            Field::Container => r.container.map(|p| Value::Str(lossy(p))),
+            Field::Member => r.member.map(|p| Value::Str(lossy(p))),
         }
     }
 
@@ -339,6 +360,7 @@ mod tests {
                 sha1: true,
                 change: true,
                 application_type: true,
+                archives: true,
                 host_name: Some("h".into()),
                 ..Columns::default()
             };
@@ -386,6 +408,8 @@ mod tests {
             source: Some("local"),
             application_type: Some("Operating System"),
             symlink: false,
+            container: Some(Path::new("/d/a.zip")),
+            member: Some(Path::new("x.exe")),
         };
         for f in FIELDS {
             assert!(

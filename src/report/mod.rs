@@ -108,6 +108,9 @@ pub struct Record<'a> {
     pub application_type: Option<&'a str>,
     /// A symlink that was not followed (ECS `file.type: symlink`).
     pub symlink: bool,
+    /// A member of an archive (`--archives`): the file on disk, and the path inside it.
+    pub container: Option<&'a Path>,
+    pub member: Option<&'a Path>,
 }
 
 impl<'a> Record<'a> {
@@ -129,6 +132,8 @@ impl<'a> Record<'a> {
             source: None,
             application_type: None,
             symlink: false,
+            container: None,
+            member: None,
         }
     }
 
@@ -231,6 +236,10 @@ pub fn rfc3339(t: SystemTime) -> Option<String> {
 /// The most paths of detections the summary names.
 pub const SUMMARY_PATHS: usize = 10;
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// The run's totals, printed to stderr and added to JSON reports.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
@@ -260,6 +269,14 @@ pub struct Summary {
     pub files_linked: u64,
     /// Distinct digests answered from the verdict cache, without a request.
     pub verdicts_cached: u64,
+    /// With `--archives`: archives opened, those not read to the end (a limit, damage, an
+    /// encrypted member), and the members hashed from inside them.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub archives: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub archives_incomplete: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub archive_members: u64,
     /// Cache reads and writes that failed: the sweep went on, the next run reads and asks
     /// again what was not stored.
     pub cache_errors: u64,
@@ -413,6 +430,14 @@ impl Summary {
             }
             s.push(')');
         }
+        if self.archives > 0 {
+            s.push_str(&format!(
+                ", {} inside {} ({} not read to the end)",
+                counted(self.archive_members, "member", "members"),
+                counted(self.archives, "archive", "archives"),
+                self.archives_incomplete
+            ));
+        }
         s.push_str(&format!(", {} distinct digests", self.distinct_digests));
         if self.verdicts_cached > 0 {
             s.push_str(&format!(
@@ -547,6 +572,8 @@ pub struct Columns {
     pub change: bool,
     /// An NSRL RDS database is among the known sets: the `application_type` column.
     pub application_type: bool,
+    /// `--archives`: the `container` and `member` columns.
+    pub archives: bool,
     /// Which digest was sent to the service (ECS: the field an answer matched).
     pub lookup_algo: Option<Algo>,
     /// ECS `host.name` (default: this machine's host name).
@@ -684,6 +711,7 @@ impl<'w> CsvReporter<'w> {
                 Optional::Sha1 => cols.sha1,
                 Optional::Change => cols.change,
                 Optional::ApplicationType => cols.application_type,
+                Optional::Archives => cols.archives,
             }),
             header_done: false,
         }

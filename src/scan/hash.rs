@@ -14,6 +14,7 @@ use md5::Md5;
 use sha1::Sha1;
 use sha2::{Digest as _, Sha256};
 
+use super::archive::{ArchiveOptions, Inside};
 use super::walk::WalkEvent;
 use crate::digest::Digests;
 use crate::file::{FileKind, FileMeta, describe_io, nanos};
@@ -33,6 +34,8 @@ pub struct HashOptions {
     pub max_size: Option<u64>,
     /// Follow a symlink at the final path component when opening (`-L`).
     pub follow_symlinks: bool,
+    /// `--archives`: read the members of archives too.
+    pub archives: Option<ArchiveOptions>,
 }
 
 /// Where a hashed file's digests came from.
@@ -44,6 +47,8 @@ pub enum Origin {
     Cache,
     /// Another hard link to the same inode, already read in this run.
     Link,
+    /// Decompressed from inside an archive (`--archives`).
+    Archive,
 }
 
 /// What happened to one path.
@@ -75,6 +80,9 @@ pub struct FileResult {
     /// Bytes read (for hashed files) or the size `fstat` gave (for skipped ones), when known.
     pub size: Option<u64>,
     pub status: FileStatus,
+    /// A member of an archive, or an archive that was opened (`--archives`); boxed, since
+    /// most results are neither.
+    pub archive: Option<Box<Inside>>,
 }
 
 impl FileResult {
@@ -130,21 +138,40 @@ impl Hasher {
         self
     }
 
+    /// `res`, then, for an archive with `--archives`, one result per member: all into `out`.
+    pub fn push_with_members(&mut self, mut res: FileResult, out: &mut Vec<FileResult>) {
+        if let (Some(opts), FileStatus::Hashed { meta, kind, .. }) =
+            (self.opts.archives.as_ref(), &res.status)
+            && *kind == FileKind::Archive
+            && let Some((inside, members)) =
+                super::archive::expand(&res.path, meta, &self.opts, opts, &self.stop, &mut self.buf)
+        {
+            res.archive = Some(Box::new(inside));
+            out.push(res);
+            out.extend(members);
+            return;
+        }
+        out.push(res);
+    }
+
     /// Turn a walk event into a result, reading the file when it is a regular file.
     pub fn process(&mut self, ev: WalkEvent) -> FileResult {
         match ev {
             WalkEvent::File(path) if self.stop.load(Ordering::Relaxed) => FileResult {
+                archive: None,
                 path: path.into(),
                 size: None,
                 status: FileStatus::Interrupted,
             },
             WalkEvent::File(path) => self.hash_path(path),
             WalkEvent::Special { path, kind } => FileResult {
+                archive: None,
                 path: path.into(),
                 size: None,
                 status: FileStatus::Skipped(kind.reason().to_string()),
             },
             WalkEvent::Error { path, error } => FileResult {
+                archive: None,
                 path: path.into(),
                 size: None,
                 status: FileStatus::Error(error),
@@ -166,6 +193,7 @@ impl Hasher {
             Ok(f) => f,
             Err(e) => {
                 return FileResult {
+                    archive: None,
                     path: path.into(),
                     size: None,
                     status: FileStatus::Error(format!("cannot open: {}", describe_io(&e))),
@@ -176,6 +204,7 @@ impl Hasher {
             Ok(m) => m,
             Err(e) => {
                 return FileResult {
+                    archive: None,
                     path: path.into(),
                     size: None,
                     status: FileStatus::Error(format!("cannot stat: {}", describe_io(&e))),
@@ -184,6 +213,7 @@ impl Hasher {
         };
         if !before.file_type().is_file() {
             return FileResult {
+                archive: None,
                 path: path.into(),
                 size: None,
                 status: FileStatus::Skipped(
@@ -196,6 +226,7 @@ impl Hasher {
             && stat_size > max
         {
             return FileResult {
+                archive: None,
                 path: path.into(),
                 size: Some(stat_size),
                 status: FileStatus::Skipped(format!(
@@ -211,6 +242,7 @@ impl Hasher {
             && (size, mtime, ctime) == (stat_size, meta.mtime_ns, meta.ctime_ns)
         {
             return FileResult {
+                archive: None,
                 path: path.into(),
                 size: Some(stat_size),
                 status: FileStatus::Hashed {
@@ -227,6 +259,7 @@ impl Hasher {
             Ok(v) => v,
             Err((e, _)) if e.kind() == io::ErrorKind::Interrupted => {
                 return FileResult {
+                    archive: None,
                     path: path.into(),
                     size: Some(stat_size),
                     status: FileStatus::Interrupted,
@@ -234,6 +267,7 @@ impl Hasher {
             }
             Err((e, read)) => {
                 return FileResult {
+                    archive: None,
                     path: path.into(),
                     size: Some(stat_size),
                     status: FileStatus::Error(format!(
@@ -258,6 +292,7 @@ impl Hasher {
             lock(&self.links).insert(k, (read, meta.mtime_ns, meta.ctime_ns, digests, kind));
         }
         FileResult {
+            archive: None,
             path: path.into(),
             size: Some(read),
             status: FileStatus::Hashed {
@@ -335,9 +370,46 @@ impl Hasher {
     }
 }
 
+/// SHA-256 and, when asked, MD5 and SHA-1 of one byte stream, fed in pieces.
+pub(super) struct Sum {
+    sha256: Sha256,
+    md5: Option<Md5>,
+    sha1: Option<Sha1>,
+}
+
+impl Sum {
+    pub(super) fn new(opts: &HashOptions) -> Sum {
+        Sum {
+            sha256: Sha256::new(),
+            md5: opts.md5.then(Md5::new),
+            sha1: opts.sha1.then(Sha1::new),
+        }
+    }
+
+    pub(super) fn update(&mut self, data: &[u8]) {
+        for chunk in data.chunks(SUB_BLOCK) {
+            self.sha256.update(chunk);
+            if let Some(h) = self.md5.as_mut() {
+                h.update(chunk);
+            }
+            if let Some(h) = self.sha1.as_mut() {
+                h.update(chunk);
+            }
+        }
+    }
+
+    pub(super) fn finish(self) -> Digests {
+        Digests {
+            sha256: self.sha256.finalize().into(),
+            md5: self.md5.map(|h| h.finalize().into()),
+            sha1: self.sha1.map(|h| h.finalize().into()),
+        }
+    }
+}
+
 /// Open read-only without following a final symlink (unless asked), without blocking on a FIFO
 /// that replaced the file, and without updating the access time where the OS allows it.
-fn open_for_hashing(path: &Path, follow: bool) -> io::Result<File> {
+pub(super) fn open_for_hashing(path: &Path, follow: bool) -> io::Result<File> {
     let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
     if !follow {
         flags |= libc::O_NOFOLLOW;

@@ -13,6 +13,7 @@
 //! Lookups overlap hashing: the collector hands each new digest to the batcher as soon as it is
 //! hashed, and batches leave while the walk goes on.
 
+pub mod archive;
 pub mod dedup;
 pub mod hash;
 mod join;
@@ -169,7 +170,11 @@ impl Collector<'_> {
                     }
                 }
             }
-            if *origin != Origin::Cache && warning.is_none() && self.cache.is_some() {
+            // A member's digests are not the file's on disk: never a digest-cache row.
+            if !matches!(origin, Origin::Cache | Origin::Archive)
+                && warning.is_none()
+                && self.cache.is_some()
+            {
                 self.pending_rows.push((
                     FileKey::new(meta, res.size.unwrap_or(0)),
                     *digests,
