@@ -37,6 +37,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 /// `--archive-max-ratio`: decompressed bytes per compressed byte before a stream is taken for
 /// a bomb (deflate of zeros is about 1030:1; ordinary data rarely passes 50:1).
 pub const DEFAULT_MAX_RATIO: u64 = 250;
+/// The most an xz decoder may allocate (its dictionary: `xz -9` needs 65 MiB); zstd's own
+/// default cap is a 128 MiB window. A stream that needs more is an error, not read.
+const DECODER_MEMORY: u64 = 128 << 20;
 /// The ratio guard leaves the first MiB of any stream alone (tiny files compress absurdly).
 const RATIO_FLOOR: u64 = 1 << 20;
 
@@ -566,7 +569,14 @@ impl Walker<'_, '_> {
         };
         let decoder: Box<dyn Read + '_> = match format {
             Format::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
-            Format::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(input)),
+            Format::Xz => {
+                let stream = liblzma::stream::Stream::new_stream_decoder(
+                    DECODER_MEMORY,
+                    liblzma::stream::CONCATENATED,
+                )
+                .map_err(|e| Stop::Damaged(e.to_string()))?;
+                Box::new(liblzma::read::XzDecoder::new_stream(input, stream))
+            }
             Format::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(input)),
             Format::Zstd => Box::new(
                 zstd::stream::read::Decoder::new(input)

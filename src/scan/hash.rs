@@ -142,7 +142,8 @@ impl Hasher {
     pub fn push_with_members(&mut self, mut res: FileResult, out: &mut Vec<FileResult>) {
         if let (Some(opts), FileStatus::Hashed { meta, kind, .. }) =
             (self.opts.archives.as_ref(), &res.status)
-            && *kind == FileKind::Archive
+            // Macro-enabled Office files are zips too (and what is inside them matters).
+            && matches!(kind, FileKind::Archive | FileKind::Document)
             && let Some((inside, members)) =
                 super::archive::expand(&res.path, meta, &self.opts, opts, &self.stop, &mut self.buf)
         {

@@ -481,3 +481,118 @@ with zipfile.ZipFile(sys.argv[1] + "/pack.zip", "w") as z:
     assert_eq!(sent.len(), 2, "the zip and the tool, once each: {sent:?}");
     let _ = std::io::stdout().flush();
 }
+
+/// Members take part in the rest: a `--known-bad` list names one, a baseline sees another
+/// change (`modified`), and a macro-enabled document (a zip) is opened too.
+#[test]
+fn members_meet_known_sets_and_baselines() {
+    let t = Tree::new();
+    let write = |second: &[u8]| {
+        let script = format!(
+            r#"
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1] + "/tree/kit.zip", "w") as z:
+    z.writestr("ioc.exe", b"MZ our own IOC")
+    z.writestr("notes.txt", {second:?}.encode())
+with zipfile.ZipFile(sys.argv[1] + "/tree/report.docm", "w") as z:
+    z.writestr("word/vbaProject.bin", b"macro bytes")
+"#,
+            second = std::str::from_utf8(second).unwrap()
+        );
+        py(t.path(), &script);
+    };
+    std::fs::create_dir_all(t.path().join("tree")).unwrap();
+    write(b"first");
+    let list = t.file(
+        "bad.sha256",
+        format!("{}  ioc.exe\n", sha256_hex(b"MZ our own IOC")).as_bytes(),
+    );
+    let old = t.path().join("old.ndjson");
+    let root = t.path().join("tree");
+    let out = run(cmd()
+        .args([
+            "scan",
+            "--offline",
+            "--archives",
+            "--format",
+            "ndjson",
+            "--known-bad",
+        ])
+        .arg(&list)
+        .arg("-o")
+        .arg(&old)
+        .arg(&root));
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let recs: Vec<serde_json::Value> = std::fs::read_to_string(&old)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ioc = rec(&recs, "kit.zip!ioc.exe");
+    assert_eq!(ioc["verdict"], "infected");
+    assert_eq!(ioc["source"], "local");
+    assert_eq!(
+        rec(&recs, "report.docm!word/vbaProject.bin")["sha256"],
+        sha256_hex(b"macro bytes")
+    );
+
+    write(b"second");
+    let out = run(cmd()
+        .args([
+            "scan",
+            "--offline",
+            "--archives",
+            "--format",
+            "ndjson",
+            "--baseline",
+        ])
+        .arg(&old)
+        .arg(&root));
+    let recs = ndjson(&out);
+    assert_eq!(rec(&recs, "kit.zip!notes.txt")["change"], "modified");
+    assert_eq!(rec(&recs, "kit.zip!ioc.exe")["change"], "unchanged");
+}
+
+/// With the digest cache, the archive's own digest may come from the cache on the next sweep,
+/// but its members are read again (they are not cached), and no member's digest is ever
+/// stored as the archive's.
+#[test]
+fn a_cached_archive_still_has_its_members_and_its_own_digest() {
+    let t = Tree::new();
+    py(
+        t.path(),
+        r#"
+import os, sys, zipfile
+p = sys.argv[1] + "/tree/a.zip"
+os.makedirs(os.path.dirname(p))
+with zipfile.ZipFile(p, "w") as z:
+    z.writestr("x.exe", b"MZ inside")
+os.utime(p, (1_600_000_000, 1_600_000_000))
+"#,
+    );
+    let cache = t.path().join("cache.sqlite");
+    let sweep = || {
+        let out = run(cmd()
+            .env_remove("HASHSWEEP_NO_CACHE")
+            .args([
+                "scan",
+                "--offline",
+                "--archives",
+                "--format",
+                "ndjson",
+                "--cache",
+            ])
+            .arg(&cache)
+            .arg(t.path().join("tree")));
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        ndjson(&out)
+    };
+    let first = sweep();
+    let second = sweep();
+    let zip = std::fs::read(t.path().join("tree/a.zip")).unwrap();
+    for recs in [&first, &second] {
+        assert_eq!(rec(recs, "/a.zip")["sha256"], sha256_hex(&zip));
+        assert_eq!(rec(recs, "a.zip!x.exe")["sha256"], sha256_hex(b"MZ inside"));
+        assert_eq!(recs.len(), 2, "{recs:#?}");
+    }
+}
