@@ -91,6 +91,20 @@ with zipfile.ZipFile(sys.argv[1] + "/mail.zip", "w", zipfile.ZIP_DEFLATED) as z:
         stderr(&out)
     );
 
+    // ECS: the joined path is file.path, the file on disk hashsweep.container.
+    let out = run(scan_cmd(&mock, t.path()).args(["--archives", "--format", "ecs"]));
+    let docs: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let d = docs
+        .iter()
+        .find(|d| d["file"]["path"] == format!("{}!dir/eicar.com", zip.display()))
+        .unwrap_or_else(|| panic!("{docs:#?}"));
+    assert_eq!(d["hashsweep"]["container"], zip.to_str().unwrap());
+    assert_eq!(d["hashsweep"]["member"], "dir/eicar.com");
+
     // Off by default: the archive is one file.
     let out = run(&mut scan_cmd(&mock, t.path()));
     let recs = ndjson(&out);
