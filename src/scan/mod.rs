@@ -183,10 +183,14 @@ impl Collector<'_> {
                 self.flush_digests(false);
             }
         }
-        // Every path counts, hashed or not, so the count meets the walk's total.
+        // Every path counts, hashed or not, so the count meets the walk's total (which has
+        // no members of archives: they are not walked).
         let hashed = matches!(res.status, FileStatus::Hashed { .. });
-        self.progress
-            .file_done(if hashed { res.size.unwrap_or(0) } else { 0 });
+        let member = matches!(res.archive.as_deref(), Some(archive::Inside::Member { .. }));
+        if !member {
+            self.progress
+                .file_done(if hashed { res.size.unwrap_or(0) } else { 0 });
+        }
         self.files.push(res);
     }
 

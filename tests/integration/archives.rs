@@ -369,6 +369,18 @@ with zipfile.ZipFile(sys.argv[1] + "/many.zip", "w") as z:
         .count();
     assert_eq!(hashed, 2, "{recs:#?}");
 
+    let out = offline_scan(t.path(), &["--archive-timeout", "0s"]);
+    let recs = ndjson(&out);
+    let rest = rec(&recs, "many.zip!*");
+    assert!(
+        rest["note"].as_str().unwrap().contains("--archive-timeout"),
+        "{rest}"
+    );
+    assert!(
+        !recs.iter().any(|r| r["member"].is_string() && r["sha256"].is_string()),
+        "{recs:#?}"
+    );
+
     let out = offline_scan(t.path(), &["--archive-max-member", "9000"]);
     let recs = ndjson(&out);
     assert!(rec(&recs, "many.zip!m0.txt")["sha256"].is_string());
