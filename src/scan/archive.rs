@@ -241,30 +241,36 @@ pub fn expand(
     stop: &AtomicBool,
     buf: &mut [u8],
 ) -> Option<(Inside, Vec<FileResult>)> {
-    let mut file = open_for_hashing(path, hash.follow_symlinks).ok()?;
+    if opts.depth == 0 {
+        return None;
+    }
+    let container = path.as_os_str().as_bytes();
+    // Its members cannot be read: say so on the archive and in an `archive!*` record.
+    let unreadable = |why: String| {
+        Some((
+            Inside::Container {
+                complete: false,
+                note: Some(format!("its members were not read: {why}").into()),
+            },
+            vec![unread(container, container, &why)],
+        ))
+    };
+    let mut file = match open_for_hashing(path, hash.follow_symlinks) {
+        Ok(f) => f,
+        Err(e) => return unreadable(format!("cannot open it again: {}", describe_io(&e))),
+    };
     let same = file
         .metadata()
         .is_ok_and(|m| FileMeta::of(&m).ino == meta.ino && FileMeta::of(&m).dev == meta.dev);
     let mut head = [0u8; 512];
-    let n = read_up_to(&mut file, &mut head).ok()?;
+    let n = match read_up_to(&mut file, &mut head).and_then(|n| file.rewind().map(|()| n)) {
+        Ok(n) => n,
+        Err(e) => return unreadable(format!("cannot read it again: {}", describe_io(&e))),
+    };
     let format = Format::sniff(&head[..n]).filter(|f| opts.formats.contains(*f))?;
-    let container = path.as_os_str().as_bytes();
     if !same {
         // Replaced between the hash and this open: its members would not be of that digest.
-        return Some((
-            Inside::Container {
-                complete: false,
-                note: Some("replaced while it was read: its members were not read".into()),
-            },
-            vec![unread(
-                container,
-                container,
-                "the archive was replaced while it was read",
-            )],
-        ));
-    }
-    if file.rewind().is_err() {
-        return None;
+        return unreadable("the archive was replaced while it was read".into());
     }
     let budget = Budget {
         opts,
@@ -703,11 +709,17 @@ impl Walker<'_, '_> {
     }
 
     fn sevenz(&mut self, src: &mut dyn ReadSeek, prefix: &[u8], depth: u32) -> Result<(), Stop> {
-        let mut reader = sevenz_rust2::ArchiveReader::new(src, sevenz_rust2::Password::empty())
-            .map_err(|e| match e {
-                sevenz_rust2::Error::PasswordRequired => Stop::Damaged("encrypted".into()),
-                e => Stop::Damaged(format!("not a readable 7z: {e}")),
-            })?;
+        let mut reader =
+            match sevenz_rust2::ArchiveReader::new(src, sevenz_rust2::Password::empty()) {
+                Ok(r) => r,
+                // Encrypted headers: not even the names can be read.
+                Err(sevenz_rust2::Error::PasswordRequired) => {
+                    self.incomplete = true;
+                    self.out.push(unread(self.container, prefix, "encrypted"));
+                    return Ok(());
+                }
+                Err(e) => return Err(Stop::Damaged(format!("not a readable 7z: {e}"))),
+            };
         let mut stopped: Option<Stop> = None;
         let r = reader.for_each_entries(|entry, data| {
             if entry.is_directory() || !entry.has_stream() {
@@ -725,10 +737,15 @@ impl Walker<'_, '_> {
         if let Some(s) = stopped {
             return Err(s);
         }
-        r.map_err(|e| match e {
-            sevenz_rust2::Error::PasswordRequired => Stop::Damaged("encrypted".into()),
-            e => Stop::Damaged(e.to_string()),
-        })
+        match r {
+            Ok(()) => Ok(()),
+            Err(sevenz_rust2::Error::PasswordRequired) => {
+                self.incomplete = true;
+                self.out.push(unread(self.container, prefix, "encrypted"));
+                Ok(())
+            }
+            Err(e) => Err(Stop::Damaged(e.to_string())),
+        }
     }
 
     /// One more member; past `--archive-max-members` the rest of the archive is left.

@@ -377,7 +377,9 @@ with zipfile.ZipFile(sys.argv[1] + "/many.zip", "w") as z:
         "{rest}"
     );
     assert!(
-        !recs.iter().any(|r| r["member"].is_string() && r["sha256"].is_string()),
+        !recs
+            .iter()
+            .any(|r| r["member"].is_string() && r["sha256"].is_string()),
         "{recs:#?}"
     );
 
