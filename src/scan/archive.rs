@@ -142,6 +142,15 @@ impl Formats {
     pub fn contains(self, f: Format) -> bool {
         self.0 & f.bit() != 0
     }
+
+    /// The names of the formats, in [`Format::ALL`] order.
+    pub fn names(self) -> Vec<&'static str> {
+        Format::ALL
+            .iter()
+            .filter(|f| self.contains(**f))
+            .map(|f| f.name())
+            .collect()
+    }
 }
 
 /// What `--archives` and its limits say.
@@ -1004,6 +1013,7 @@ mod tests {
         assert!(f.contains(Format::Zip) && f.contains(Format::Tar));
         assert!(!f.contains(Format::Gzip));
         assert_eq!(Formats::parse("all").unwrap(), Formats::ALL);
+        assert_eq!(f.names(), ["zip", "tar"]);
         assert!(Formats::parse("rar").is_err());
         assert_eq!(Format::sniff(b"PK\x03\x04.."), Some(Format::Zip));
         assert_eq!(Format::sniff(b"BZh9"), Some(Format::Bzip2));
