@@ -114,6 +114,7 @@ fn hash_path(c: &mut Criterion) {
             sha1,
             max_size: None,
             follow_symlinks: false,
+            archives: None,
         });
         g.bench_function(name, |b| {
             b.iter(|| {

@@ -6,11 +6,12 @@ use std::time::Duration;
 use hashsweep::cache::Ttls;
 use hashsweep::gateway::UpstreamConfig;
 use hashsweep::lookup::{ApiKey, ClientConfig, LookupOptions};
+use hashsweep::scan::archive::ArchiveOptions;
 use hashsweep::scan::hash::HashOptions;
 use hashsweep::scan::io::IoOptions;
 use hashsweep::scan::walk::WalkOptions;
 
-use super::{ApiArgs, ConnectionArgs, ServeArgs, TtlArgs, WalkArgs};
+use super::{ApiArgs, ArchiveArgs, ConnectionArgs, ServeArgs, TtlArgs, WalkArgs};
 
 /// Hash worker threads when `-j` is not given: one per CPU.
 pub fn default_threads() -> usize {
@@ -38,6 +39,7 @@ pub fn hash_options(w: &WalkArgs, md5: bool, sha1: bool) -> HashOptions {
         sha1,
         max_size: w.max_size,
         follow_symlinks: w.follow_symlinks,
+        archives: archive_options(&w.archive),
     }
 }
 
@@ -47,6 +49,19 @@ pub fn io_options(w: &WalkArgs) -> IoOptions {
         depth: w.io_depth.map(usize::from),
         max_rate: w.max_io_rate,
     }
+}
+
+/// `--archives` and its limits (`None`: archives are hashed as files only).
+pub fn archive_options(a: &ArchiveArgs) -> Option<ArchiveOptions> {
+    Some(ArchiveOptions {
+        formats: a.archives?,
+        depth: a.archive_depth,
+        max_bytes: a.archive_max_bytes,
+        max_member: a.archive_max_member,
+        max_members: a.archive_max_members,
+        timeout: a.archive_timeout,
+        max_ratio: a.archive_max_ratio,
+    })
 }
 
 /// The HTTP client's configuration.

@@ -16,6 +16,7 @@ use hashsweep::lookup::batch::MAX_BATCH;
 use hashsweep::lookup::http::{DEFAULT_API_URL, DEFAULT_CONNECT_TIMEOUT};
 use hashsweep::lookup::{DEFAULT_CONCURRENCY, Patience};
 use hashsweep::report::{Format, Only};
+use hashsweep::scan::archive::{self, Formats};
 
 /// `--version`: the package version, the commit and the enabled features (see `build.rs`).
 pub const VERSION: &str = concat!(
@@ -145,6 +146,39 @@ pub struct WalkArgs {
     /// Read at most RATE bytes per second across all threads, e.g. 50M (MiB/s), 500K
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub max_io_rate: Option<u64>,
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
+}
+
+/// Inside archives (shared by `scan` and `hash`, through [`WalkArgs`]). Defaults from
+/// ClamAV's limits, defined in `hashsweep::scan::archive`.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Archives")]
+pub struct ArchiveArgs {
+    /// Also hash the members of archives found by their content, as `outer.zip!dir/inner`
+    /// (each member costs a lookup). Formats: zip, tar, gzip, xz, zstd, bzip2, 7z (default:
+    /// all); e.g. --archives=zip,tar
+    #[arg(long, value_name = "FORMATS", num_args = 0..=1, require_equals = true, default_missing_value = "all", value_parser = Formats::parse)]
+    pub archives: Option<Formats>,
+    /// Archive levels opened: the file on disk is 1, an archive inside it 2, ...
+    #[arg(long, value_name = "N", default_value_t = archive::DEFAULT_DEPTH)]
+    pub archive_depth: u32,
+    /// Bytes decompressed from one archive, all levels counted; the rest is reported skipped
+    #[arg(long, value_name = "SIZE", default_value_t = archive::DEFAULT_MAX_BYTES, value_parser = parse_size)]
+    pub archive_max_bytes: u64,
+    /// Bytes of one member; a bigger member is reported skipped
+    #[arg(long, value_name = "SIZE", default_value_t = archive::DEFAULT_MAX_MEMBER, value_parser = parse_size)]
+    pub archive_max_member: u64,
+    /// Members of one archive, all levels counted; the rest is reported skipped
+    #[arg(long, value_name = "N", default_value_t = archive::DEFAULT_MAX_MEMBERS)]
+    pub archive_max_members: u64,
+    /// Time for one archive; the rest is reported skipped
+    #[arg(long, value_name = "DURATION", default_value = duration_text(archive::DEFAULT_TIMEOUT), value_parser = parse_duration)]
+    pub archive_timeout: Duration,
+    /// Decompressed bytes per compressed byte (after the first MiB) before a stream is taken
+    /// for a decompression bomb and reported skipped
+    #[arg(long, value_name = "N", default_value_t = archive::DEFAULT_MAX_RATIO)]
+    pub archive_max_ratio: u64,
 }
 
 /// How the service is reached: shared by `scan`, `lookup` and `serve` (its upstream). The

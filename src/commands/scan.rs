@@ -158,6 +158,7 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
         }),
         process: cfg.processes.is_some(),
         lookup_algo: out.lookup_algo,
+        archives: cfg.hash.archives.is_some(),
         host_name: a.host_name.clone(),
         ..table_view(&a.view, &a.output, a.api.details)
     };
@@ -231,6 +232,19 @@ fn scan_options(a: &ScanArgs) -> serde_json::Map<String, serde_json::Value> {
     );
     m.insert("exclude".into(), a.walk.exclude.clone().into());
     m.insert("max-size".into(), a.walk.max_size.into());
+    // Only with --archives (a report without it has no members to explain).
+    if let Some(o) = config::archive_options(&a.walk.archive) {
+        m.insert("archives".into(), o.formats.names().into());
+        m.insert("archive-depth".into(), o.depth.into());
+        m.insert("archive-max-bytes".into(), o.max_bytes.into());
+        m.insert("archive-max-member".into(), o.max_member.into());
+        m.insert("archive-max-members".into(), o.max_members.into());
+        m.insert(
+            "archive-timeout".into(),
+            humantime::format_duration(o.timeout).to_string().into(),
+        );
+        m.insert("archive-max-ratio".into(), o.max_ratio.into());
+    }
     m.insert("md5".into(), a.md5.into());
     m.insert("sha1".into(), a.sha1.into());
     m.insert("known-good".into(), paths(&a.known_good));

@@ -37,6 +37,8 @@ pub enum Field {
     Cmdline,
     Deleted,
     Uid,
+    Container,
+    Member,
 }
 
 /// When a field is written in JSON and NDJSON.
@@ -70,6 +72,8 @@ pub enum Optional {
     ApplicationType,
     /// With `--processes`.
     Process,
+    /// With `--archives`: `container` and `member`.
+    Archives,
 }
 
 /// Where an ECS document carries a field.
@@ -190,6 +194,21 @@ pub const FIELDS: &[Spec] = {
             Own,
         ),
         spec(Field::Uid, "uid", WhenSet, When(Optional::Process), Own),
+        // A member of an archive: the file on disk, and the path inside (`path` joins them).
+        spec(
+            Field::Container,
+            "container",
+            WhenSet,
+            When(Optional::Archives),
+            Own,
+        ),
+        spec(
+            Field::Member,
+            "member",
+            WhenSet,
+            When(Optional::Archives),
+            Own,
+        ),
     ]
 };
 
@@ -285,6 +304,8 @@ impl<'a> View<'a> {
             // Written only when true: a file on disk is not "not deleted" news.
             Field::Deleted => r.process.filter(|p| p.deleted).map(|_| Value::Bool(true)),
             Field::Uid => r.process.and_then(|p| p.uid).map(|u| Value::U64(u.into())),
+            Field::Container => r.container.map(|p| Value::Str(lossy(p))),
+            Field::Member => r.member.map(|p| Value::Str(lossy(p))),
         }
     }
 
@@ -386,6 +407,7 @@ mod tests {
                 change: true,
                 application_type: true,
                 process: true,
+                archives: true,
                 host_name: Some("h".into()),
                 ..Columns::default()
             };
@@ -443,6 +465,8 @@ mod tests {
             application_type: Some("Operating System"),
             symlink: false,
             process: Some(&process),
+            container: Some(Path::new("/d/a.zip")),
+            member: Some(Path::new("x.exe")),
         };
         for f in FIELDS {
             assert!(
@@ -493,7 +517,7 @@ mod tests {
         );
         let csv = render(Format::Csv, |w| w.removed(&gone).unwrap());
         let second = csv.lines().nth(1).unwrap();
-        assert_eq!(second, "/d/gone,,,aa,,,,,,,,,removed,,,,,,,");
+        assert_eq!(second, "/d/gone,,,aa,,,,,,,,,removed,,,,,,,,,");
         let ecs: serde_json::Value =
             serde_json::from_str(&render(Format::Ecs, |w| w.removed(&gone).unwrap())).unwrap();
         assert_eq!(ecs["hashsweep"], serde_json::json!({"change": "removed"}));

@@ -110,6 +110,9 @@ pub struct Record<'a> {
     pub symlink: bool,
     /// A running program's image (`--processes`): the process it belongs to.
     pub process: Option<&'a crate::scan::process::ProcessInfo>,
+    /// A member of an archive (`--archives`): the file on disk, and the path inside it.
+    pub container: Option<&'a Path>,
+    pub member: Option<&'a Path>,
 }
 
 impl<'a> Record<'a> {
@@ -132,6 +135,8 @@ impl<'a> Record<'a> {
             application_type: None,
             symlink: false,
             process: None,
+            container: None,
+            member: None,
         }
     }
 
@@ -234,6 +239,10 @@ pub fn rfc3339(t: SystemTime) -> Option<String> {
 /// The most paths of detections the summary names.
 pub const SUMMARY_PATHS: usize = 10;
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// The run's totals, printed to stderr and added to JSON reports.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
@@ -263,6 +272,14 @@ pub struct Summary {
     pub files_linked: u64,
     /// Distinct digests answered from the verdict cache, without a request.
     pub verdicts_cached: u64,
+    /// With `--archives`: archives opened, those not read to the end (a limit, damage, an
+    /// encrypted member), and the members hashed from inside them.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub archives: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub archives_incomplete: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub archive_members: u64,
     /// Cache reads and writes that failed: the sweep went on, the next run reads and asks
     /// again what was not stored.
     pub cache_errors: u64,
@@ -424,6 +441,14 @@ impl Summary {
                 s.push_str(&format!(", {} hard links read once", self.files_linked));
             }
             s.push(')');
+        }
+        if self.archives > 0 {
+            s.push_str(&format!(
+                ", {} inside {} ({} not read to the end)",
+                counted(self.archive_members, "member", "members"),
+                counted(self.archives, "archive", "archives"),
+                self.archives_incomplete
+            ));
         }
         s.push_str(&format!(", {} distinct digests", self.distinct_digests));
         if self.verdicts_cached > 0 {
@@ -588,6 +613,8 @@ pub struct Columns {
     pub application_type: bool,
     /// `--processes`: the `pid`, `process_name`, `cmdline`, `deleted`, `uid` columns.
     pub process: bool,
+    /// `--archives`: the `container` and `member` columns.
+    pub archives: bool,
     /// Which digest was sent to the service (ECS: the field an answer matched).
     pub lookup_algo: Option<Algo>,
     /// ECS `host.name` (default: this machine's host name).
@@ -726,6 +753,7 @@ impl<'w> CsvReporter<'w> {
                 Optional::Change => cols.change,
                 Optional::ApplicationType => cols.application_type,
                 Optional::Process => cols.process,
+                Optional::Archives => cols.archives,
             }),
             header_done: false,
         }

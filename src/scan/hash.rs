@@ -14,6 +14,7 @@ use md5::Md5;
 use sha1::Sha1;
 use sha2::{Digest as _, Sha256};
 
+use super::archive::{ArchiveOptions, Inside};
 use super::io::IoGate;
 use super::walk::WalkEvent;
 use crate::digest::Digests;
@@ -38,6 +39,8 @@ pub struct HashOptions {
     pub max_size: Option<u64>,
     /// Follow a symlink at the final path component when opening (`-L`).
     pub follow_symlinks: bool,
+    /// `--archives`: read the members of archives too.
+    pub archives: Option<ArchiveOptions>,
 }
 
 /// Where a hashed file's digests came from.
@@ -49,6 +52,8 @@ pub enum Origin {
     Cache,
     /// Another hard link to the same inode, already read in this run.
     Link,
+    /// Decompressed from inside an archive (`--archives`).
+    Archive,
 }
 
 /// What happened to one path.
@@ -80,6 +85,9 @@ pub struct FileResult {
     /// Bytes read (for hashed files) or the size `fstat` gave (for skipped ones), when known.
     pub size: Option<u64>,
     pub status: FileStatus,
+    /// A member of an archive, or an archive that was opened (`--archives`); boxed, since
+    /// most results are neither.
+    pub archive: Option<Box<Inside>>,
 }
 
 impl FileResult {
@@ -157,6 +165,23 @@ impl Hasher {
         self
     }
 
+    /// `res`, then, for an archive with `--archives`, one result per member: all into `out`.
+    pub fn push_with_members(&mut self, mut res: FileResult, out: &mut Vec<FileResult>) {
+        if let (Some(opts), FileStatus::Hashed { meta, kind, .. }) =
+            (self.opts.archives.as_ref(), &res.status)
+            // Macro-enabled Office files are zips too (and what is inside them matters).
+            && matches!(kind, FileKind::Archive | FileKind::Document)
+            && let Some((inside, members)) =
+                super::archive::expand(&res.path, meta, &self.opts, opts, &self.stop, &mut self.buf)
+        {
+            res.archive = Some(Box::new(inside));
+            out.push(res);
+            out.extend(members);
+            return;
+        }
+        out.push(res);
+    }
+
     /// Turn a walk event into a result, reading the file when it is a regular file.
     pub fn process(&mut self, ev: WalkEvent) -> FileResult {
         match ev {
@@ -164,6 +189,7 @@ impl Hasher {
                 if self.stop.load(Ordering::Relaxed) =>
             {
                 FileResult {
+                    archive: None,
                     path: path.into(),
                     size: None,
                     status: FileStatus::Interrupted,
@@ -173,11 +199,13 @@ impl Hasher {
             WalkEvent::Guarded(path) => self.hash_guarded(path),
             WalkEvent::Process(path) => self.hash_path_with(path, ReadAs::Image),
             WalkEvent::Special { path, kind } => FileResult {
+                archive: None,
                 path: path.into(),
                 size: None,
                 status: FileStatus::Skipped(kind.reason().to_string()),
             },
             WalkEvent::Error { path, error } => FileResult {
+                archive: None,
                 path: path.into(),
                 size: None,
                 status: FileStatus::Error(error),
@@ -214,6 +242,7 @@ impl Hasher {
             Ok(f) => f,
             Err(e) => {
                 return FileResult {
+                    archive: None,
                     path: path.into(),
                     size: None,
                     status: FileStatus::Error(format!("cannot open: {}", describe_io(&e))),
@@ -224,6 +253,7 @@ impl Hasher {
             Ok(m) => m,
             Err(e) => {
                 return FileResult {
+                    archive: None,
                     path: path.into(),
                     size: None,
                     status: FileStatus::Error(format!("cannot stat: {}", describe_io(&e))),
@@ -233,6 +263,7 @@ impl Hasher {
         self.gate.opened(opening.elapsed());
         if !before.file_type().is_file() {
             return FileResult {
+                archive: None,
                 path: path.into(),
                 size: None,
                 status: FileStatus::Skipped(
@@ -245,6 +276,7 @@ impl Hasher {
             && stat_size > max
         {
             return FileResult {
+                archive: None,
                 path: path.into(),
                 size: Some(stat_size),
                 status: FileStatus::Skipped(format!(
@@ -261,6 +293,7 @@ impl Hasher {
             && (size, mtime, ctime) == (stat_size, meta.mtime_ns, meta.ctime_ns)
         {
             return FileResult {
+                archive: None,
                 path: path.into(),
                 size: Some(stat_size),
                 status: FileStatus::Hashed {
@@ -287,6 +320,7 @@ impl Hasher {
             Ok(v) => v,
             Err((e, read)) if guarded && e.kind() == io::ErrorKind::WouldBlock => {
                 return FileResult {
+                    archive: None,
                     path: path.into(),
                     size: Some(read),
                     status: FileStatus::Skipped(
@@ -297,6 +331,7 @@ impl Hasher {
             }
             Err((e, read)) if guarded && e.kind() == io::ErrorKind::TimedOut => {
                 return FileResult {
+                    archive: None,
                     path: path.into(),
                     size: Some(read),
                     status: FileStatus::Skipped(format!(
@@ -306,6 +341,7 @@ impl Hasher {
             }
             Err((e, _)) if e.kind() == io::ErrorKind::Interrupted => {
                 return FileResult {
+                    archive: None,
                     path: path.into(),
                     size: Some(stat_size),
                     status: FileStatus::Interrupted,
@@ -313,6 +349,7 @@ impl Hasher {
             }
             Err((e, read)) => {
                 return FileResult {
+                    archive: None,
                     path: path.into(),
                     size: Some(stat_size),
                     status: FileStatus::Error(format!(
@@ -337,6 +374,7 @@ impl Hasher {
             lock(&self.links).insert(k, (read, meta.mtime_ns, meta.ctime_ns, digests, kind));
         }
         FileResult {
+            archive: None,
             path: path.into(),
             size: Some(read),
             status: FileStatus::Hashed {
@@ -439,9 +477,46 @@ impl Hasher {
     }
 }
 
+/// SHA-256 and, when asked, MD5 and SHA-1 of one byte stream, fed in pieces.
+pub(super) struct Sum {
+    sha256: Sha256,
+    md5: Option<Md5>,
+    sha1: Option<Sha1>,
+}
+
+impl Sum {
+    pub(super) fn new(opts: &HashOptions) -> Sum {
+        Sum {
+            sha256: Sha256::new(),
+            md5: opts.md5.then(Md5::new),
+            sha1: opts.sha1.then(Sha1::new),
+        }
+    }
+
+    pub(super) fn update(&mut self, data: &[u8]) {
+        for chunk in data.chunks(SUB_BLOCK) {
+            self.sha256.update(chunk);
+            if let Some(h) = self.md5.as_mut() {
+                h.update(chunk);
+            }
+            if let Some(h) = self.sha1.as_mut() {
+                h.update(chunk);
+            }
+        }
+    }
+
+    pub(super) fn finish(self) -> Digests {
+        Digests {
+            sha256: self.sha256.finalize().into(),
+            md5: self.md5.map(|h| h.finalize().into()),
+            sha1: self.sha1.map(|h| h.finalize().into()),
+        }
+    }
+}
+
 /// Open read-only without following a final symlink (unless asked), without blocking on a FIFO
 /// that replaced the file, and without updating the access time where the OS allows it.
-fn open_for_hashing(path: &Path, follow: bool) -> io::Result<File> {
+pub(super) fn open_for_hashing(path: &Path, follow: bool) -> io::Result<File> {
     let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
     if !follow {
         flags |= libc::O_NOFOLLOW;

@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::ScanOutput;
+use super::archive::Inside;
 use super::hash::{FileResult, FileStatus, Origin};
 use crate::file::SpecialKind;
 use crate::known::{Local, Match};
@@ -14,9 +15,12 @@ impl ScanOutput {
     /// The report record for one file: its own status joined with its digest's outcome.
     pub fn record<'a>(&'a self, f: &'a FileResult) -> Record<'a> {
         let process = self.processes.get(&f.path);
+        let (container, member) = f.container_member().unzip();
         let base = Record {
             size: f.size,
             process,
+            container,
+            member,
             // A running program's image is shown at its path as the kernel shows it.
             ..Record::new(Some(process.map_or(&*f.path, |p| &p.path)), Verdict::Error)
         };
@@ -48,9 +52,10 @@ impl ScanOutput {
                 ..
             } => {
                 let base = Record {
-                    note: warning.as_deref(),
+                    note: warning.as_deref().or(f.archive_note()),
                     mtime: Some(system_time(meta.mtime_ns)),
-                    inode: Some(meta.ino),
+                    // A member has the container's times but no inode of its own.
+                    inode: member.is_none().then_some(meta.ino),
                     ..base
                 }
                 .with_digests(Some(digests));
@@ -141,6 +146,10 @@ impl ScanOutput {
         }
         for f in &self.files {
             s.count(&self.record(f));
+            if let Some(Inside::Container { complete, .. }) = f.archive.as_deref() {
+                s.archives += 1;
+                s.archives_incomplete += u64::from(!complete);
+            }
             if let FileStatus::Hashed {
                 warning, origin, ..
             } = &f.status
@@ -150,6 +159,7 @@ impl ScanOutput {
                     Origin::Read => s.bytes_read += f.size.unwrap_or(0),
                     Origin::Cache => s.files_cached += 1,
                     Origin::Link => s.files_linked += 1,
+                    Origin::Archive => s.archive_members += 1,
                 }
             }
         }

@@ -14,6 +14,7 @@
 //! hashed, and batches leave while the walk goes on. There are more hash workers than CPUs when
 //! reads wait for a device: only `-j` hash at once, and how many read is set by [`io`].
 
+pub mod archive;
 pub mod dedup;
 pub mod fstype;
 pub mod hash;
@@ -194,7 +195,11 @@ impl Collector<'_> {
                     }
                 }
             }
-            if *origin != Origin::Cache && warning.is_none() && self.cache.is_some() {
+            // A member's digests are not the file's on disk: never a digest-cache row.
+            if !matches!(origin, Origin::Cache | Origin::Archive)
+                && warning.is_none()
+                && self.cache.is_some()
+            {
                 self.pending_rows.push((
                     FileKey::new(meta, res.size.unwrap_or(0)),
                     *digests,
@@ -203,10 +208,14 @@ impl Collector<'_> {
                 self.flush_digests(false);
             }
         }
-        // Every path counts, hashed or not, so the count meets the walk's total.
+        // Every path counts, hashed or not, so the count meets the walk's total (which has
+        // no members of archives: they are not walked).
         let hashed = matches!(res.status, FileStatus::Hashed { .. });
-        self.progress
-            .file_done(if hashed { res.size.unwrap_or(0) } else { 0 });
+        let member = matches!(res.archive.as_deref(), Some(archive::Inside::Member { .. }));
+        if !member {
+            self.progress
+                .file_done(if hashed { res.size.unwrap_or(0) } else { 0 });
+        }
         self.files.push(res);
     }
 

@@ -75,6 +75,7 @@ impl DigestCache<'_> {
                 let (meta, size) = m?;
                 let (digests, kind) = found.next().flatten()?;
                 Some(FileResult {
+                    archive: None,
                     path: p.as_path().into(),
                     size: Some(size),
                     status: FileStatus::Hashed {
@@ -255,7 +256,9 @@ pub(super) fn hash_worker(
                 let calls = u32::try_from(paths.len()).unwrap_or(u32::MAX);
                 let (hits, misses) = cache.split(paths);
                 turn.gate.waited(asked.elapsed(), calls);
-                out.extend(hits);
+                for h in hits {
+                    hasher.push_with_members(h, &mut out);
+                }
                 for p in misses {
                     local.push(Task {
                         ev: WalkEvent::File(p),
@@ -264,7 +267,8 @@ pub(super) fn hash_worker(
                 }
             } else {
                 let started = Instant::now();
-                out.push(hasher.process(task.ev));
+                let res = hasher.process(task.ev);
+                hasher.push_with_members(res, &mut out);
                 if started.elapsed() > Duration::from_millis(20)
                     && tx.send(std::mem::take(&mut out)).is_err()
                 {

@@ -310,7 +310,9 @@ fn http(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &s
     }
     req.push_str("\r\n");
     req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap();
+    // The gateway may answer and close before the whole body is sent (a declared length over
+    // the limit is refused at once): the write then fails, and the answer is what counts.
+    let _ = s.write_all(req.as_bytes());
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     let raw = String::from_utf8_lossy(&raw).into_owned();

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod archives;
 mod baseline;
 mod budget;
 mod cache;

@@ -1,0 +1,1025 @@
+//! Inside archives (`--archives`): the members of zip, tar, gzip, xz, zstd, bzip2 and 7z files,
+//! found by their magic bytes, hashed from the decompressed stream and returned as results of
+//! their own (`outer.zip!dir/inner.exe`, nesting `a.tar.gz!b.zip!c.exe`).
+//!
+//! Nothing is written to disk and no member name is ever used to touch the file system. Memory
+//! is bounded: streams go through fixed buffers; only a zip or 7z *nested inside another
+//! archive* is held in memory (it needs seeking), at most `--archive-max-member` bytes each, so
+//! one worker holds at most `depth × max_member` (500 MiB with the defaults, in practice the
+//! size of the nested archives).
+//!
+//! Limits (ClamAV's defaults): bytes decompressed from one archive (every level counted), bytes
+//! of one member, members of one archive, time for one archive, and a compression-ratio guard.
+//! What a limit leaves unread is reported `skipped` with the reason, never clean: the member
+//! itself, or `outer.zip!*` for the rest of an archive.
+
+use std::cell::{Cell, RefCell};
+use std::ffi::OsStr;
+use std::io::{self, Read, Seek};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::hash::{FileResult, FileStatus, HashOptions, Origin, Sum, open_for_hashing};
+use crate::file::{FileKind, FileMeta, describe_io};
+
+/// `--archive-depth`: archive levels opened (the file on disk is level 1).
+pub const DEFAULT_DEPTH: u32 = 5;
+/// `--archive-max-bytes`: bytes decompressed from one archive, all levels (ClamAV MaxScanSize).
+pub const DEFAULT_MAX_BYTES: u64 = 400 << 20;
+/// `--archive-max-member`: bytes of one member (ClamAV MaxFileSize).
+pub const DEFAULT_MAX_MEMBER: u64 = 100 << 20;
+/// `--archive-max-members`: members of one archive, all levels (ClamAV MaxFiles).
+pub const DEFAULT_MAX_MEMBERS: u64 = 10_000;
+/// `--archive-timeout`: time for one archive (ClamAV MaxScanTime).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+/// `--archive-max-ratio`: decompressed bytes per compressed byte before a stream is taken for
+/// a bomb (deflate of zeros is about 1030:1; ordinary data rarely passes 50:1).
+pub const DEFAULT_MAX_RATIO: u64 = 250;
+/// The most an xz decoder may allocate (its dictionary: `xz -9` needs 65 MiB); zstd's own
+/// default cap is a 128 MiB window. A stream that needs more is an error, not read.
+const DECODER_MEMORY: u64 = 128 << 20;
+/// The ratio guard leaves the first MiB of any stream alone (tiny files compress absurdly).
+const RATIO_FLOOR: u64 = 1 << 20;
+
+/// The archive formats read, by their magic bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Zip,
+    Tar,
+    Gzip,
+    Xz,
+    Zstd,
+    Bzip2,
+    SevenZ,
+}
+
+impl Format {
+    pub const ALL: [Format; 7] = [
+        Format::Zip,
+        Format::Tar,
+        Format::Gzip,
+        Format::Xz,
+        Format::Zstd,
+        Format::Bzip2,
+        Format::SevenZ,
+    ];
+
+    /// The name `--archives=` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Zip => "zip",
+            Format::Tar => "tar",
+            Format::Gzip => "gzip",
+            Format::Xz => "xz",
+            Format::Zstd => "zstd",
+            Format::Bzip2 => "bzip2",
+            Format::SevenZ => "7z",
+        }
+    }
+
+    /// The format the first bytes (up to 512) say, if it is one of ours.
+    pub fn sniff(head: &[u8]) -> Option<Format> {
+        let starts = |m: &[u8]| head.starts_with(m);
+        if starts(b"PK\x03\x04") || starts(b"PK\x05\x06") {
+            Some(Format::Zip)
+        } else if starts(&[0x1f, 0x8b]) {
+            Some(Format::Gzip)
+        } else if starts(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+            Some(Format::Xz)
+        } else if starts(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Some(Format::Zstd)
+        } else if starts(b"BZh") && head.get(3).is_some_and(|c| (b'1'..=b'9').contains(c)) {
+            Some(Format::Bzip2)
+        } else if starts(&[b'7', b'z', 0xbc, 0xaf, 0x27, 0x1c]) {
+            Some(Format::SevenZ)
+        } else if head.get(257..262) == Some(b"ustar") {
+            Some(Format::Tar)
+        } else {
+            None
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// The formats `--archives` opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Formats(u8);
+
+impl Formats {
+    pub const ALL: Formats = Formats(0x7f);
+
+    /// `zip,tar,...` or `all`.
+    pub fn parse(s: &str) -> Result<Formats, String> {
+        let mut f = Formats(0);
+        for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if name == "all" {
+                f = Formats::ALL;
+                continue;
+            }
+            let format = Format::ALL
+                .iter()
+                .find(|x| x.name() == name)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = Format::ALL.iter().map(|x| x.name()).collect();
+                    format!(
+                        "unknown archive format {name:?} (known: {}, all)",
+                        names.join(", ")
+                    )
+                })?;
+            f.0 |= format.bit();
+        }
+        if f.0 == 0 {
+            return Err("no archive format named".into());
+        }
+        Ok(f)
+    }
+
+    pub fn contains(self, f: Format) -> bool {
+        self.0 & f.bit() != 0
+    }
+
+    /// The names of the formats, in [`Format::ALL`] order.
+    pub fn names(self) -> Vec<&'static str> {
+        Format::ALL
+            .iter()
+            .filter(|f| self.contains(**f))
+            .map(|f| f.name())
+            .collect()
+    }
+}
+
+/// What `--archives` and its limits say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchiveOptions {
+    pub formats: Formats,
+    pub depth: u32,
+    pub max_bytes: u64,
+    pub max_member: u64,
+    pub max_members: u64,
+    pub timeout: Duration,
+    pub max_ratio: u64,
+}
+
+impl Default for ArchiveOptions {
+    fn default() -> Self {
+        ArchiveOptions {
+            formats: Formats::ALL,
+            depth: DEFAULT_DEPTH,
+            max_bytes: DEFAULT_MAX_BYTES,
+            max_member: DEFAULT_MAX_MEMBER,
+            max_members: DEFAULT_MAX_MEMBERS,
+            timeout: DEFAULT_TIMEOUT,
+            max_ratio: DEFAULT_MAX_RATIO,
+        }
+    }
+}
+
+/// What a result says about archives, besides its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inside {
+    /// A member: the first `container_len` bytes of the path are the file on disk; after the
+    /// `!` that follows comes the member's path inside (escaped, see [`escape`]).
+    Member {
+        container_len: usize,
+        note: Option<Box<str>>,
+    },
+    /// A file on disk that was opened as an archive: whether all of it was read, and why not.
+    Container {
+        complete: bool,
+        note: Option<Box<str>>,
+    },
+}
+
+impl FileResult {
+    /// The file on disk and the path inside it, for a member of an archive.
+    pub fn container_member(&self) -> Option<(&Path, &Path)> {
+        match self.archive.as_deref() {
+            Some(Inside::Member { container_len, .. }) => {
+                let raw = self.path.as_os_str().as_bytes();
+                let (c, m) = raw.split_at((*container_len).min(raw.len()));
+                let m = m.strip_prefix(b"!").unwrap_or(m);
+                Some((
+                    Path::new(OsStr::from_bytes(c)),
+                    Path::new(OsStr::from_bytes(m)),
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// The note an archive or a member carries (damage, a nested archive not read whole).
+    pub fn archive_note(&self) -> Option<&str> {
+        match self.archive.as_deref() {
+            Some(Inside::Member { note, .. } | Inside::Container { note, .. }) => note.as_deref(),
+            None => None,
+        }
+    }
+}
+
+/// A member name as it appears after a `!`: `%` becomes `%25` and `!` becomes `%21`, so the
+/// separators stay unambiguous; a name that is exactly `*` becomes `%2A` (the `*` record says
+/// "the rest of this archive"). Every other byte is kept as it was, non-UTF-8 too.
+pub fn escape(name: &[u8]) -> Vec<u8> {
+    if name == b"*" {
+        return b"%2A".to_vec();
+    }
+    let mut out = Vec::with_capacity(name.len());
+    for &b in name {
+        match b {
+            b'%' => out.extend_from_slice(b"%25"),
+            b'!' => out.extend_from_slice(b"%21"),
+            _ => out.push(b),
+        }
+    }
+    out
+}
+
+/// Open `path` (already hashed as a whole, with `meta`) and read its members, if it is an
+/// archive in a chosen format. `None`: not one (nothing to add). Otherwise the container's
+/// [`Inside`] and one result per member (and per part left unread).
+pub fn expand(
+    path: &Path,
+    meta: &FileMeta,
+    hash: &HashOptions,
+    opts: &ArchiveOptions,
+    stop: &AtomicBool,
+    buf: &mut [u8],
+) -> Option<(Inside, Vec<FileResult>)> {
+    if opts.depth == 0 {
+        return None;
+    }
+    let container = path.as_os_str().as_bytes();
+    // Its members cannot be read: say so on the archive and in an `archive!*` record.
+    let unreadable = |why: String| {
+        Some((
+            Inside::Container {
+                complete: false,
+                note: Some(format!("its members were not read: {why}").into()),
+            },
+            vec![unread(container, container, &why)],
+        ))
+    };
+    let mut file = match open_for_hashing(path, hash.follow_symlinks) {
+        Ok(f) => f,
+        Err(e) => return unreadable(format!("cannot open it again: {}", describe_io(&e))),
+    };
+    let same = file
+        .metadata()
+        .is_ok_and(|m| FileMeta::of(&m).ino == meta.ino && FileMeta::of(&m).dev == meta.dev);
+    let mut head = [0u8; 512];
+    let n = match read_up_to(&mut file, &mut head).and_then(|n| file.rewind().map(|()| n)) {
+        Ok(n) => n,
+        Err(e) => return unreadable(format!("cannot read it again: {}", describe_io(&e))),
+    };
+    let format = Format::sniff(&head[..n]).filter(|f| opts.formats.contains(*f))?;
+    if !same {
+        // Replaced between the hash and this open: its members would not be of that digest.
+        return unreadable("the archive was replaced while it was read".into());
+    }
+    let budget = Budget {
+        opts,
+        stop,
+        deadline: Instant::now() + opts.timeout,
+        bytes: Cell::new(0),
+        members: Cell::new(0),
+        hit: RefCell::new(None),
+    };
+    let mut w = Walker {
+        container,
+        meta: *meta,
+        hash: *hash,
+        budget: &budget,
+        out: Vec::new(),
+        incomplete: false,
+        buf,
+    };
+    let r = w.walk(format, Source::Seek(&mut file), container, 1);
+    let note = match r {
+        Ok(()) => None,
+        Err(Stop::Damaged(why)) => {
+            w.incomplete = true;
+            Some(format!(
+                "damaged archive ({why}): the members read before the damage are reported, the \
+                 rest could not be read"
+            ))
+        }
+        Err(Stop::Limit(l)) => {
+            w.incomplete = true;
+            if l.scope != Scope::Interrupted {
+                w.out.push(unread(container, container, &l.why));
+            }
+            Some(format!("not read to the end: {}", l.why))
+        }
+    };
+    let Walker {
+        out, incomplete, ..
+    } = w;
+    Some((
+        Inside::Container {
+            complete: !incomplete,
+            note: note.map(String::into_boxed_str),
+        },
+        out,
+    ))
+}
+
+/// Which reader a limit belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// One member, at this archive level: the member is skipped, the archive goes on.
+    Member(u32),
+    /// The decompressed stream of the archive at this level: the rest of it is skipped.
+    Stream(u32),
+    /// The whole archive on disk.
+    Archive,
+    Interrupted,
+}
+
+#[derive(Debug, Clone)]
+struct Limit {
+    scope: Scope,
+    why: String,
+}
+
+/// Why the reading of an archive level stopped early.
+#[derive(Debug)]
+enum Stop {
+    Limit(Limit),
+    /// Corrupt or truncated data (the message).
+    Damaged(String),
+}
+
+/// The limits of one archive on disk, shared by every reader of it.
+struct Budget<'a> {
+    opts: &'a ArchiveOptions,
+    stop: &'a AtomicBool,
+    deadline: Instant,
+    bytes: Cell<u64>,
+    members: Cell<u64>,
+    /// The limit that failed a read (the error itself may come back wrapped by a decoder).
+    hit: RefCell<Option<Limit>>,
+}
+
+impl Budget<'_> {
+    fn fail(&self, scope: Scope, why: String) -> io::Error {
+        let mut hit = self.hit.borrow_mut();
+        if hit.is_none() {
+            *hit = Some(Limit {
+                scope,
+                why: why.clone(),
+            });
+        }
+        io::Error::other(why)
+    }
+
+    /// What stopped the read that just failed with `e`: a limit, or damage.
+    fn take(&self, e: &io::Error) -> Stop {
+        match self.hit.borrow_mut().take() {
+            Some(l) => Stop::Limit(l),
+            None => Stop::Damaged(describe_io(e)),
+        }
+    }
+}
+
+/// How many compressed bytes the decompressed ones came from, for the ratio guard.
+#[derive(Clone, Copy)]
+enum Packed<'c> {
+    /// What a decoder has taken from its input so far.
+    Counter(&'c Cell<u64>),
+    /// What has been read from the archive since the member began (its compressed bytes,
+    /// as they are read: a member's declared size would let a bomb run to 250 times it).
+    Since(&'c Cell<u64>, u64),
+    Unknown,
+}
+
+/// A reader under the limits: counts what it hands out and fails once a limit is passed.
+struct Limited<'b, R> {
+    inner: R,
+    budget: &'b Budget<'b>,
+    scope: Scope,
+    read: u64,
+    /// Bytes this reader may hand out (`--archive-max-member` for a member).
+    max: u64,
+    packed: Packed<'b>,
+    /// Counted against `--archive-max-bytes` (members are; the stream under them is not).
+    counted: bool,
+    failed: Option<String>,
+}
+
+impl<R: Read> Read for Limited<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(why) = &self.failed {
+            return Err(io::Error::other(why.clone()));
+        }
+        let b = self.budget;
+        let (scope, why) = if b.stop.load(Ordering::Relaxed) {
+            (Scope::Interrupted, "interrupted".to_string())
+        } else if Instant::now() >= b.deadline {
+            (
+                Scope::Archive,
+                format!(
+                    "took longer than --archive-timeout ({}): the rest was not read",
+                    humantime::format_duration(b.opts.timeout)
+                ),
+            )
+        } else {
+            let n = self.inner.read(buf)?;
+            self.read += n as u64;
+            if self.counted {
+                b.bytes.set(b.bytes.get() + n as u64);
+            }
+            let packed = match self.packed {
+                Packed::Counter(c) => Some(c.get()),
+                Packed::Since(c, start) => Some(c.get().saturating_sub(start)),
+                Packed::Unknown => None,
+            };
+            if self.counted && b.bytes.get() > b.opts.max_bytes {
+                (
+                    Scope::Archive,
+                    format!(
+                        "more than --archive-max-bytes ({} bytes) decompressed from this archive: \
+                         the rest was not read",
+                        b.opts.max_bytes
+                    ),
+                )
+            } else if self.read > self.max {
+                (
+                    self.scope,
+                    format!(
+                        "member larger than --archive-max-member ({} bytes): not read to the end",
+                        self.max
+                    ),
+                )
+            } else if let Some(p) = packed
+                && self.read > RATIO_FLOOR
+                && self.read / p.max(1) > b.opts.max_ratio
+            {
+                (
+                    self.scope,
+                    format!(
+                        "compression ratio over --archive-max-ratio ({}:1; {} bytes from {p}): a \
+                         possible decompression bomb, not read to the end",
+                        b.opts.max_ratio, self.read
+                    ),
+                )
+            } else {
+                return Ok(n);
+            }
+        };
+        self.failed = Some(why.clone());
+        Err(b.fail(scope, why))
+    }
+}
+
+/// Counts the bytes a decoder takes from its input.
+struct Counting<'c, R> {
+    inner: R,
+    n: &'c Cell<u64>,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n.set(self.n.get() + n as u64);
+        Ok(n)
+    }
+}
+
+impl<R: Seek> Seek for Counting<'_, R> {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        self.inner.seek(pos)
+    }
+}
+
+/// Hashes what passes through it (a member read by the walker of the archive inside it).
+struct Tee<'s, R> {
+    inner: R,
+    sum: &'s mut Sum,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sum.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+trait ReadSeek: Read + Seek {}
+impl<T: Read + Seek> ReadSeek for T {}
+
+/// An archive's bytes: seekable (the file on disk, a nested zip held in memory) or a stream.
+enum Source<'s> {
+    Seek(&'s mut dyn ReadSeek),
+    Stream(&'s mut dyn Read),
+}
+
+impl Read for Source<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Source::Seek(r) => r.read(buf),
+            Source::Stream(r) => r.read(buf),
+        }
+    }
+}
+
+/// Reads one archive on disk, level by level.
+struct Walker<'a, 'b> {
+    container: &'a [u8],
+    meta: FileMeta,
+    hash: HashOptions,
+    budget: &'b Budget<'b>,
+    out: Vec<FileResult>,
+    /// Something was left unread (a limit, damage, an encrypted member).
+    incomplete: bool,
+    buf: &'a mut [u8],
+}
+
+impl Walker<'_, '_> {
+    /// Read the archive at `prefix` (its joined path) at archive level `depth`.
+    fn walk(
+        &mut self,
+        format: Format,
+        src: Source<'_>,
+        prefix: &[u8],
+        depth: u32,
+    ) -> Result<(), Stop> {
+        match format {
+            Format::Zip => match src {
+                Source::Seek(r) => self.zip(r, prefix, depth),
+                Source::Stream(_) => Err(Stop::Damaged("a zip needs seeking".into())),
+            },
+            Format::SevenZ => match src {
+                Source::Seek(r) => self.sevenz(r, prefix, depth),
+                Source::Stream(_) => Err(Stop::Damaged("a 7z needs seeking".into())),
+            },
+            Format::Tar => {
+                let mut src = src;
+                self.tar(&mut src, prefix, depth)
+            }
+            Format::Gzip | Format::Xz | Format::Zstd | Format::Bzip2 => {
+                self.compressed(format, src, prefix, depth)
+            }
+        }
+    }
+
+    /// A compressed stream: a tar inside is read at this same level (`a.tar.gz!member`);
+    /// anything else is the one member (`a.exe.gz!a.exe`).
+    fn compressed(
+        &mut self,
+        format: Format,
+        mut src: Source<'_>,
+        prefix: &[u8],
+        depth: u32,
+    ) -> Result<(), Stop> {
+        let packed = Cell::new(0u64);
+        let input = Counting {
+            inner: &mut src,
+            n: &packed,
+        };
+        let decoder: Box<dyn Read + '_> = match format {
+            Format::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+            Format::Xz => {
+                let stream = liblzma::stream::Stream::new_stream_decoder(
+                    DECODER_MEMORY,
+                    liblzma::stream::CONCATENATED,
+                )
+                .map_err(|e| Stop::Damaged(e.to_string()))?;
+                Box::new(liblzma::read::XzDecoder::new_stream(input, stream))
+            }
+            Format::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(input)),
+            Format::Zstd => Box::new(
+                zstd::stream::read::Decoder::new(input)
+                    .map_err(|e| Stop::Damaged(describe_io(&e)))?,
+            ),
+            _ => return Err(Stop::Damaged("not a compressed stream".into())),
+        };
+        let mut stream = Limited {
+            inner: decoder,
+            budget: self.budget,
+            scope: Scope::Stream(depth),
+            read: 0,
+            max: u64::MAX,
+            packed: Packed::Counter(&packed),
+            counted: false,
+            failed: None,
+        };
+        let mut head = [0u8; 512];
+        let r = match read_up_to(&mut stream, &mut head) {
+            Err(e) => Err(self.budget.take(&e)),
+            Ok(n) => {
+                let mut whole = io::Cursor::new(&head[..n]).chain(&mut stream);
+                if Format::sniff(&head[..n]) == Some(Format::Tar)
+                    && self.budget.opts.formats.contains(Format::Tar)
+                {
+                    self.tar(&mut whole, prefix, depth)
+                } else {
+                    let name = inner_name(prefix);
+                    self.member(&join(prefix, &name), &mut whole, Packed::Unknown, depth)
+                }
+            }
+        };
+        self.stream_end(r, prefix, depth)
+    }
+
+    /// A limit of this level's own stream ends this level: the rest is one `prefix!*` record.
+    fn stream_end(&mut self, r: Result<(), Stop>, prefix: &[u8], depth: u32) -> Result<(), Stop> {
+        match r {
+            Err(Stop::Limit(l)) if l.scope == Scope::Stream(depth) => {
+                self.incomplete = true;
+                self.out.push(unread(self.container, prefix, &l.why));
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    fn tar(&mut self, src: &mut dyn Read, prefix: &[u8], depth: u32) -> Result<(), Stop> {
+        let mut archive = tar::Archive::new(src);
+        let entries = archive
+            .entries()
+            .map_err(|e| Stop::Damaged(describe_io(&e)))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| self.budget.take(&e))?;
+            let t = entry.header().entry_type();
+            // Directories and links have no content of their own.
+            if !(t.is_file() || t.is_contiguous() || t.is_gnu_sparse()) {
+                continue;
+            }
+            let name = entry.path_bytes().into_owned();
+            self.member(
+                &join(prefix, &escape(&name)),
+                &mut entry,
+                Packed::Unknown,
+                depth,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn zip(&mut self, src: &mut dyn ReadSeek, prefix: &[u8], depth: u32) -> Result<(), Stop> {
+        let consumed = Cell::new(0u64);
+        let src = Counting {
+            inner: src,
+            n: &consumed,
+        };
+        let mut archive = zip::ZipArchive::new(src)
+            .map_err(|e| Stop::Damaged(format!("not a readable zip: {e}")))?;
+        let mut damage = None;
+        for i in 0..archive.len() {
+            let (name, encrypted, dir) = match archive.by_index_raw(i) {
+                Ok(f) => (f.name_raw().to_vec(), f.encrypted(), f.is_dir()),
+                Err(e) => {
+                    damage = Some(format!("member {i}: {e}"));
+                    continue;
+                }
+            };
+            if dir {
+                continue;
+            }
+            let path = join(prefix, &escape(&name));
+            if encrypted {
+                self.count()?;
+                self.incomplete = true;
+                self.out
+                    .push(self.result(&path, None, skipped("encrypted")));
+                continue;
+            }
+            let mut file = match archive.by_index(i) {
+                Ok(f) => f,
+                Err(e) => {
+                    self.count()?;
+                    self.incomplete = true;
+                    let why = format!("cannot read this member: {e}");
+                    self.out
+                        .push(self.result(&path, None, FileStatus::Error(why.clone())));
+                    damage.get_or_insert(why);
+                    continue;
+                }
+            };
+            let packed = Packed::Since(&consumed, consumed.get());
+            match self.member(&path, &mut file, packed, depth) {
+                // One damaged member (a bad CRC) does not stop the others in a zip.
+                Err(Stop::Damaged(why)) => {
+                    damage.get_or_insert(why);
+                }
+                other => other?,
+            }
+        }
+        match damage {
+            Some(why) => Err(Stop::Damaged(why)),
+            None => Ok(()),
+        }
+    }
+
+    fn sevenz(&mut self, src: &mut dyn ReadSeek, prefix: &[u8], depth: u32) -> Result<(), Stop> {
+        let mut reader =
+            match sevenz_rust2::ArchiveReader::new(src, sevenz_rust2::Password::empty()) {
+                Ok(r) => r,
+                // Encrypted headers: not even the names can be read.
+                Err(sevenz_rust2::Error::PasswordRequired) => {
+                    self.incomplete = true;
+                    self.out.push(unread(self.container, prefix, "encrypted"));
+                    return Ok(());
+                }
+                Err(e) => return Err(Stop::Damaged(format!("not a readable 7z: {e}"))),
+            };
+        let mut stopped: Option<Stop> = None;
+        let r = reader.for_each_entries(|entry, data| {
+            if entry.is_directory() || !entry.has_stream() {
+                return Ok(true);
+            }
+            let path = join(prefix, &escape(entry.name().as_bytes()));
+            match self.member(&path, data, Packed::Unknown, depth) {
+                Ok(()) => Ok(true),
+                Err(s) => {
+                    stopped = Some(s);
+                    Ok(false)
+                }
+            }
+        });
+        if let Some(s) = stopped {
+            return Err(s);
+        }
+        match r {
+            Ok(()) => Ok(()),
+            Err(sevenz_rust2::Error::PasswordRequired) => {
+                self.incomplete = true;
+                self.out.push(unread(self.container, prefix, "encrypted"));
+                Ok(())
+            }
+            Err(e) => Err(Stop::Damaged(e.to_string())),
+        }
+    }
+
+    /// One more member; past `--archive-max-members` the rest of the archive is left.
+    fn count(&mut self) -> Result<(), Stop> {
+        let b = self.budget;
+        b.members.set(b.members.get() + 1);
+        if b.members.get() > b.opts.max_members {
+            return Err(Stop::Limit(Limit {
+                scope: Scope::Archive,
+                why: format!(
+                    "more than --archive-max-members ({}) members: the rest were not read",
+                    b.opts.max_members
+                ),
+            }));
+        }
+        Ok(())
+    }
+
+    /// Hash one member from `data`; open it as an archive when it is one and depth allows.
+    fn member(
+        &mut self,
+        path: &[u8],
+        data: &mut dyn Read,
+        packed: Packed<'_>,
+        depth: u32,
+    ) -> Result<(), Stop> {
+        self.count()?;
+        let budget = self.budget;
+        let mut lim = Limited {
+            inner: data,
+            budget,
+            scope: Scope::Member(depth),
+            read: 0,
+            max: budget.opts.max_member,
+            packed,
+            counted: true,
+            failed: None,
+        };
+        let mut head = [0u8; 512];
+        let n = match read_up_to(&mut lim, &mut head) {
+            Ok(n) => n,
+            Err(e) => return self.failed(path, &e, depth),
+        };
+        let head = &head[..n];
+        let name = path.rsplit(|&b| b == b'!').next().unwrap_or(path);
+        let kind = FileKind::sniff(head, Path::new(OsStr::from_bytes(name)));
+        let nested = Format::sniff(head)
+            .filter(|f| depth < budget.opts.depth && budget.opts.formats.contains(*f));
+        let mut sum = Sum::new(&self.hash);
+        let mut note = None;
+        {
+            let mut tee = Tee {
+                inner: io::Cursor::new(head).chain(&mut lim),
+                sum: &mut sum,
+            };
+            let drained = match nested {
+                Some(f @ (Format::Zip | Format::SevenZ)) => {
+                    // Needs seeking: held in memory (at most --archive-max-member bytes).
+                    let mut held = Vec::new();
+                    match tee.read_to_end(&mut held) {
+                        Ok(_) => {
+                            let mut cur = io::Cursor::new(held);
+                            note = self.nested(f, Source::Seek(&mut cur), path, depth + 1)?;
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                Some(f) => {
+                    note = self.nested(f, Source::Stream(&mut tee), path, depth + 1)?;
+                    drain(&mut tee, self.buf)
+                }
+                None => drain(&mut tee, self.buf),
+            };
+            if let Err(e) = drained {
+                return self.failed(path, &e, depth);
+            }
+        }
+        let size = lim.read;
+        let status = FileStatus::Hashed {
+            digests: sum.finish(),
+            meta: self.meta,
+            warning: None,
+            origin: Origin::Archive,
+            kind,
+        };
+        let mut r = self.result(path, Some(size), status);
+        if let Some(Inside::Member { note: n, .. }) = r.archive.as_deref_mut() {
+            *n = note.map(String::into_boxed_str);
+        }
+        self.out.push(r);
+        Ok(())
+    }
+
+    /// An archive inside a member: what went wrong inside is the member's note (the member's
+    /// own digest is still right); limits of outer levels go on up.
+    fn nested(
+        &mut self,
+        format: Format,
+        src: Source<'_>,
+        path: &[u8],
+        depth: u32,
+    ) -> Result<Option<String>, Stop> {
+        match self.walk(format, src, path, depth) {
+            Ok(()) => Ok(None),
+            Err(Stop::Damaged(why)) => {
+                self.incomplete = true;
+                Ok(Some(format!(
+                    "damaged archive inside ({why}): the members read before the damage are \
+                     reported"
+                )))
+            }
+            Err(Stop::Limit(l)) if l.scope == Scope::Stream(depth) => {
+                self.incomplete = true;
+                self.out.push(unread(self.container, path, &l.why));
+                Ok(Some(format!("not read to the end: {}", l.why)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A member's read failed: a limit of its own skips it; anything else goes up.
+    fn failed(&mut self, path: &[u8], e: &io::Error, depth: u32) -> Result<(), Stop> {
+        self.incomplete = true;
+        match self.budget.take(e) {
+            Stop::Limit(l) if l.scope == Scope::Member(depth) => {
+                self.out.push(self.result(path, None, skipped(&l.why)));
+                Ok(())
+            }
+            Stop::Limit(l) => {
+                let status = match l.scope {
+                    Scope::Interrupted => FileStatus::Interrupted,
+                    _ => skipped(&l.why),
+                };
+                self.out.push(self.result(path, None, status));
+                Err(Stop::Limit(l))
+            }
+            Stop::Damaged(why) => {
+                self.out.push(self.result(
+                    path,
+                    None,
+                    FileStatus::Error(format!("read failed inside the archive: {why}")),
+                ));
+                Err(Stop::Damaged(why))
+            }
+        }
+    }
+
+    fn result(&self, path: &[u8], size: Option<u64>, status: FileStatus) -> FileResult {
+        member_result(self.container, path, size, status)
+    }
+}
+
+fn member_result(
+    container: &[u8],
+    path: &[u8],
+    size: Option<u64>,
+    status: FileStatus,
+) -> FileResult {
+    FileResult {
+        path: Path::new(OsStr::from_bytes(path)).into(),
+        size,
+        status,
+        archive: Some(Box::new(Inside::Member {
+            container_len: container.len(),
+            note: None,
+        })),
+    }
+}
+
+/// `prefix!*`, skipped: the rest of the archive at `prefix`, with why.
+fn unread(container: &[u8], prefix: &[u8], why: &str) -> FileResult {
+    member_result(container, &join(prefix, b"*"), None, skipped(why))
+}
+
+fn skipped(why: &str) -> FileStatus {
+    FileStatus::Skipped(why.to_string())
+}
+
+/// `prefix!name` (the name already escaped).
+fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(prefix.len() + 1 + name.len());
+    p.extend_from_slice(prefix);
+    p.push(b'!');
+    p.extend_from_slice(name);
+    p
+}
+
+/// The one member of a compressed stream: the archive's name without its compression
+/// extension (`a.exe.gz` → `a.exe`, `a.tgz` → `a.tar`).
+fn inner_name(prefix: &[u8]) -> Vec<u8> {
+    let last = prefix
+        .rsplit(|&b| b == b'!' || b == b'/')
+        .next()
+        .unwrap_or(prefix);
+    for (ext, instead) in [
+        (&b".tgz"[..], &b".tar"[..]),
+        (b".gz", b""),
+        (b".xz", b""),
+        (b".zst", b""),
+        (b".bz2", b""),
+    ] {
+        if let Some(stem) = last.strip_suffix(ext)
+            && !stem.is_empty()
+        {
+            return [stem, instead].concat();
+        }
+    }
+    // Already escaped: it came from the prefix.
+    let mut v = last.to_vec();
+    v.extend_from_slice(b".out");
+    v
+}
+
+/// Read until `buf` is full or the end.
+fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Read to the end (what is read is hashed by the reader itself).
+fn drain(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<()> {
+    loop {
+        match r.read(buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_escaped_so_the_separators_stay_unambiguous() {
+        assert_eq!(escape(b"a!b%c"), b"a%21b%25c".to_vec());
+        assert_eq!(escape(b"*"), b"%2A".to_vec());
+        assert_eq!(escape(b"x*"), b"x*".to_vec());
+        assert_eq!(escape(b"../../x\xff"), b"../../x\xff".to_vec());
+    }
+
+    #[test]
+    fn formats_parse_and_sniff() {
+        let f = Formats::parse("zip,tar").unwrap();
+        assert!(f.contains(Format::Zip) && f.contains(Format::Tar));
+        assert!(!f.contains(Format::Gzip));
+        assert_eq!(Formats::parse("all").unwrap(), Formats::ALL);
+        assert_eq!(f.names(), ["zip", "tar"]);
+        assert!(Formats::parse("rar").is_err());
+        assert_eq!(Format::sniff(b"PK\x03\x04.."), Some(Format::Zip));
+        assert_eq!(Format::sniff(b"BZh9"), Some(Format::Bzip2));
+        assert_eq!(Format::sniff(b"BZhx"), None);
+        assert_eq!(Format::sniff(b"MZ"), None);
+        assert_eq!(inner_name(b"/d/a.exe.gz"), b"a.exe".to_vec());
+        assert_eq!(inner_name(b"/d/x.zip!b.tgz"), b"b.tar".to_vec());
+    }
+}
