@@ -13,7 +13,9 @@
 //! node's pipeline fails, the map is marked stale and that node's units are run again one
 //! command at a time, each routed by its own key, where the crate follows `MOVED` (refreshing
 //! its own slot map) and `ASK` (with `ASKING`) exactly. Every command a unit holds is safe to
-//! send twice (see [`Unit::resent`]): a failover costs retries, never a wrong answer.
+//! send twice (the crate also resends a whole pipeline after a redirect): writes and releases
+//! are idempotent, and a claim is taken with `SET … NX GET`, so one that finds this instance's
+//! own name was won by an earlier sending. A failover costs retries, never a wrong answer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,9 @@ use redis::{Cmd, RedisError, Value};
 
 /// Number of hash slots in a Redis Cluster.
 const SLOTS: u16 = 16384;
+
+/// The longest one call to the cluster may take, retries included.
+const CALL_LIMIT: Duration = Duration::from_secs(5);
 
 /// How long a slot map is trusted before it is read again.
 const MAP_AGE: Duration = Duration::from_secs(5);
@@ -46,13 +51,8 @@ pub struct Unit {
     pub cmds: Vec<Cmd>,
 }
 
-/// What a unit's commands answered.
-pub struct Replies {
-    pub values: Vec<Value>,
-    /// The unit was sent again on its own after its node's pipeline failed: some of its
-    /// commands may have run twice (a claim may find its own value).
-    pub resent: bool,
-}
+/// What a unit's commands answered, in order.
+pub type Replies = Vec<Value>;
 
 /// Which master serves which slots, as last read.
 struct SlotMap {
@@ -122,6 +122,7 @@ impl ClusterLink {
             .retries(3)
             .min_retry_wait(20)
             .max_retry_wait(400)
+            .overall_response_timeout(Some(CALL_LIMIT))
             .build()
             .map_err(|e| e.to_string())?;
         Ok(ClusterLink {
@@ -210,7 +211,26 @@ impl ClusterLink {
 
     /// Run `units`: one pipeline per node, all nodes at once; the units of a node whose
     /// pipeline failed one command at a time. Replies in the order of `units`.
+    ///
+    /// Bounded in time: a call that takes longer (the crate's connection wedged, which a
+    /// reshard under load has been seen to do) drops the connection; the next call makes a
+    /// fresh one.
     pub async fn run(&self, units: Vec<Unit>) -> Result<Vec<Replies>, RedisError> {
+        match tokio::time::timeout(CALL_LIMIT * 2, self.run_unbounded(units)).await {
+            Ok(out) => out,
+            Err(_) => {
+                tracing::warn!("the cluster did not answer in time: reconnecting");
+                *crate::sync::lock(&self.conn) = None;
+                self.mark_stale();
+                Err(RedisError::from((
+                    redis::ErrorKind::Io,
+                    "the cluster did not answer in time",
+                )))
+            }
+        }
+    }
+
+    async fn run_unbounded(&self, units: Vec<Unit>) -> Result<Vec<Replies>, RedisError> {
         if units.is_empty() {
             return Ok(Vec::new());
         }
@@ -268,10 +288,7 @@ impl ClusterLink {
                 let (i, got) = done.map_err(|e| {
                     RedisError::from((redis::ErrorKind::Io, "a store task stopped", e.to_string()))
                 })?;
-                out[i] = Some(Replies {
-                    values: got?,
-                    resent: true,
-                });
+                out[i] = Some(got?);
             }
         }
         out.into_iter()
@@ -314,10 +331,7 @@ async fn node_pipeline(
     let mut values = values.into_iter();
     Ok(members
         .iter()
-        .map(|&i| Replies {
-            values: values.by_ref().take(units[i].1.cmds.len()).collect(),
-            resent: false,
-        })
+        .map(|&i| values.by_ref().take(units[i].1.cmds.len()).collect())
         .collect())
 }
 

@@ -739,7 +739,7 @@ impl RedisStore {
                 self.cluster_run(c, "GET", units)
                     .await?
                     .into_iter()
-                    .map(|r| bulk(r.values.into_iter().next()))
+                    .map(|r| bulk(r.into_iter().next()))
                     .collect()
             }
         };
@@ -796,8 +796,9 @@ impl RedisStore {
                 .collect()
             }
             Backend::Cluster(c) => {
-                // `SET … NX GET` tells who holds the claim: if this unit was sent twice (a
-                // reshard), a claim holding our own name was won by the first sending.
+                // `SET … NX GET` tells who holds the claim: a unit may be sent twice (see
+                // `cluster`), and a claim holding our own name was won by the first sending
+                // (this instance's in-flight table lets only one lookup of a digest claim it).
                 let units = digests
                     .iter()
                     .map(|d| {
@@ -819,11 +820,11 @@ impl RedisStore {
                     .await?
                     .into_iter()
                     .map(|r| {
-                        let mut v = r.values.into_iter();
+                        let mut v = r.into_iter();
                         let won = match v.next() {
                             Some(redis::Value::Nil) => true,
                             Some(redis::Value::BulkString(holder)) => {
-                                r.resent && holder == self.instance.as_bytes()
+                                holder == self.instance.as_bytes()
                             }
                             _ => false,
                         };

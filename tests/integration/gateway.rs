@@ -1899,3 +1899,5 @@ fn http2_without_tls_is_not_served() {
         &got[..got.len().min(32)]
     );
 }
+
+mod cluster;
