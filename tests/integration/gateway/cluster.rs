@@ -156,6 +156,13 @@ impl Cluster {
     }
 }
 
+/// The longest a scan may take with the cluster steady.
+const NORMAL: Duration = Duration::from_secs(60);
+
+/// The longest a scan may take while slots move: a gateway whose store call fails after it
+/// asked upstream leaves its claims to lapse, and the other waits for that (bounded).
+const RESHARDING: Duration = Duration::from_secs(180);
+
 fn cluster_key(hex: &str) -> String {
     format!("hashsweep:v1:sha256:{{{hex}}}")
 }
@@ -195,15 +202,25 @@ fn fleet(mock: &MockServer, seed: u64) -> (Vec<Tree>, HashMap<String, &'static s
     (trees, expected)
 }
 
-/// Scan the fleet through `gws` (alternating); check every verdict and exit status.
-fn scan_fleet(gws: &[&Gateway], trees: &[Tree], expected: &HashMap<String, &str>) {
+/// Scan the fleet through `gws` (alternating), each scan within `limit`; check every verdict
+/// and exit status.
+fn scan_fleet(gws: &[&Gateway], trees: &[Tree], expected: &HashMap<String, &str>, limit: Duration) {
     let outs: Vec<std::process::Output> = std::thread::scope(|s| {
         let handles: Vec<_> = trees
             .iter()
             .enumerate()
             .map(|(i, tree)| {
                 let url = gws[i % gws.len()].url.clone();
-                s.spawn(move || scan_via(&url, TOKENS[i].1, tree.path()))
+                s.spawn(move || {
+                    run_with_timeout(
+                        cmd()
+                            .env("METADEFENDER_APIKEY", TOKENS[i].1)
+                            .args(["scan", "--api-url", &url, "--batch-size", "100"])
+                            .args(["--retries", "8"])
+                            .arg(tree.path()),
+                        limit,
+                    )
+                })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -255,7 +272,7 @@ fn on_a_cluster_eight_scans_through_two_gateways_ask_once_and_keys_land_on_every
     let a = Gateway::start(&mock, &cluster.url(), &tokens, &[]);
     let b = Gateway::start(&mock, &cluster.url(), &tokens, &[]);
     let (trees, expected) = fleet(&mock, 0);
-    scan_fleet(&[&a, &b], &trees, &expected);
+    scan_fleet(&[&a, &b], &trees, &expected, NORMAL);
     // 300 shared + 8 × 40 own + EICAR.
     assert_asked_once(&mock, 300 + 320 + 1);
     let sizes: Vec<u64> = cluster.nodes.iter().map(Node::dbsize).collect();
@@ -284,7 +301,7 @@ fn slots_moved_by_a_reshard_while_scans_run_give_no_wrong_verdict_and_no_failed_
     let seed = cluster.nodes[0].port;
     // The gateways read the slot map and the store holds the first round's answers.
     let (trees, expected) = fleet(&mock, 100_000);
-    scan_fleet(&[&a, &b], &trees, &expected);
+    scan_fleet(&[&a, &b], &trees, &expected, NORMAL);
     let third = cluster.nodes[2].id();
     let started = Instant::now();
     std::thread::scope(|s| {
@@ -309,16 +326,16 @@ fn slots_moved_by_a_reshard_while_scans_run_give_no_wrong_verdict_and_no_failed_
         let mut round = 0u64;
         while round < 2 || !reshard.is_finished() {
             let (trees, expected) = fleet(&mock, 100_000 * (round % 3 + 1));
-            scan_fleet(&[&a, &b], &trees, &expected);
+            scan_fleet(&[&a, &b], &trees, &expected, RESHARDING);
             round += 1;
             assert!(
-                started.elapsed() < Duration::from_secs(90),
+                started.elapsed() < Duration::from_secs(400),
                 "{round} rounds"
             );
         }
         reshard.join().unwrap();
     });
-    assert!(started.elapsed() < Duration::from_secs(120));
+    assert!(started.elapsed() < Duration::from_secs(600));
     // The slots did move: the first master serves fewer keys than the second.
     cluster.wait_ok(Duration::from_secs(10));
     let info = cluster.nodes[1].command("CLUSTER NODES").unwrap();
@@ -326,7 +343,7 @@ fn slots_moved_by_a_reshard_while_scans_run_give_no_wrong_verdict_and_no_failed_
     // After the reshard, everything is still answered from the store.
     let before = upstream_hashes(&mock).len();
     let (trees, expected) = fleet(&mock, 100_000);
-    scan_fleet(&[&a, &b], &trees, &expected);
+    scan_fleet(&[&a, &b], &trees, &expected, NORMAL);
     assert_eq!(
         upstream_hashes(&mock).len(),
         before,
@@ -392,4 +409,50 @@ fn a_stopped_master_gives_503_for_its_slots_only_and_they_recover_when_it_is_bac
     let (r, took) = post_until_ok(&gw, &on_victim, Duration::from_secs(30));
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(took < Duration::from_secs(30));
+}
+
+#[test]
+fn on_a_cluster_budgets_are_shared_by_the_instances_and_a_forged_value_is_asked_again() {
+    if !redis_available() {
+        return;
+    }
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens_file(dir.path());
+    let key_file = dir.path().join("store.key");
+    std::fs::write(&key_file, "k".repeat(40)).unwrap();
+    let key_file = key_file.to_str().unwrap();
+    let extra = [
+        "--client-budget",
+        "3",
+        "--client-rate",
+        "100",
+        "--store-key-file",
+        key_file,
+    ];
+    let gw1 = Gateway::start(&mock, &cluster.url(), &tokens, &extra);
+    let gw2 = Gateway::start(&mock, &cluster.url(), &tokens, &extra);
+    let h = |c: &str| c.repeat(64);
+    let r = post_hashes(&gw1, TOKENS[1].1, &[h("a"), h("b")]);
+    assert_eq!(r.json()["data"].as_array().unwrap().len(), 2, "{}", r.raw);
+    // One left of three, counted across both instances.
+    let r = post_hashes(&gw2, TOKENS[1].1, &[h("c"), h("d")]);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(r.json()["data"].as_array().unwrap().len(), 1, "{}", r.raw);
+    let r = post_hashes(&gw1, TOKENS[1].1, &[h("e")]);
+    assert_eq!(r.status, 429, "{}", r.raw);
+    // A value written by someone without the store key is a miss, asked again.
+    let out = Command::new("redis-cli")
+        .args(["-c", "-p", &cluster.nodes[0].port.to_string()])
+        .args(["SET", &cluster_key(&h("a")), "{\"c\":0,\"t\":0}"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let r = post_hashes(&gw2, TOKENS[2].1, &[h("a"), h("b")]);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let mut asked = upstream_hashes(&mock);
+    asked.sort();
+    assert_eq!(asked, vec![h("A"), h("A"), h("B"), h("C")]);
+    assert!(metric_sum(&gw2, "hashsweep_gateway_store_forged_total") >= 1.0);
 }
