@@ -283,7 +283,8 @@ pub struct ServeArgs {
     /// Endpoint tokens: lines `NAME TOKEN` or `NAME sha256:HEX`
     #[arg(long, value_name = "FILE")]
     pub tokens: PathBuf,
-    /// Verdict store: sqlite:PATH (default: the scan cache) or redis://HOST:PORT/DB, rediss://…
+    /// Verdict store: sqlite:PATH (default: the scan cache) or redis://HOST:PORT/DB, rediss://…,
+    /// or a Redis Cluster: redis-cluster://HOST:PORT[,HOST:PORT...], rediss-cluster://…
     #[arg(long, value_name = "STORE", env = "HASHSWEEP_STORE")]
     pub store: Option<String>,
     /// The upstream service (the public service, an on-premises MetaDefender, or another

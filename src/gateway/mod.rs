@@ -3,7 +3,7 @@
 //! It answers `POST /v4/hash` exactly as the service does, so endpoints run the ordinary
 //! `hashsweep scan --api-url http://gateway:8737` with their own token as the API key. The real
 //! key stays here. Verdicts are shared in a [`store`] (SQLite for one instance, Redis for
-//! several); cache misses from every client are [`coalesce`]d into upstream requests of up to
+//! several, a Redis Cluster through [`cluster`] past one machine's memory); cache misses from every client are [`coalesce`]d into upstream requests of up to
 //! 1000 hashes, each digest asked once however many endpoints hold it. [`api`] is the HTTP
 //! face, [`tokens`] the endpoint tokens.
 //!
@@ -14,6 +14,7 @@
 //! are stored first) finish within `shutdown_grace`.
 
 pub mod api;
+pub mod cluster;
 pub mod coalesce;
 pub mod conn;
 pub mod store;
@@ -52,7 +53,7 @@ pub const DEFAULT_MAX_PENDING: usize = 200_000;
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub tokens: Tokens,
-    /// `sqlite:PATH`, `redis://…` or `rediss://…`.
+    /// `sqlite:PATH`, `redis://…`, `rediss://…`, `redis-cluster://…` or `rediss-cluster://…`.
     pub store: String,
     pub ttls: Ttls,
     pub upstream: UpstreamConfig,

@@ -1,9 +1,11 @@
 //! The gateway's verdict store: where answers are shared between requests, endpoints and
 //! gateway instances.
 //!
-//! Two kinds, chosen by `--store`: `sqlite:PATH` (the same verdict cache `scan` uses; one
-//! instance) and `redis://HOST:PORT/DB` / `rediss://…` (shared by every instance behind a load
-//! balancer). Redis is used through the `redis` crate's connection manager, which reconnects on
+//! Three kinds, chosen by `--store`: `sqlite:PATH` (the same verdict cache `scan` uses; one
+//! instance), `redis://HOST:PORT/DB` / `rediss://…` (shared by every instance behind a load
+//! balancer) and `redis-cluster://HOST:PORT[,HOST:PORT...]` / `rediss-cluster://…` (the same
+//! over a Redis Cluster: see [`super::cluster`] for how work is cut per node; the rules below
+//! hold unchanged, keys carry a hash tag so that a digest's claim and verdict share a slot). Redis is used through the `redis` crate's connection manager, which reconnects on
 //! its own: a whole request's keys in one `MGET`, answers written back in one pipeline of
 //! `SET … EX ttl`, and a short `SET NX EX` claim per digest so that two instances never ask the
 //! upstream for the same digest at once. TTLs come from [`Ttls`]; errors are never stored.
@@ -26,6 +28,7 @@ use hmac::{KeyInit as _, Mac as _};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 
+use super::cluster::{ClusterLink, Unit};
 use crate::cache::{Cache, Ttls};
 use crate::digest::{Digest, push_hex_lower};
 use crate::lookup::{Answer, EngineResult};
@@ -139,7 +142,7 @@ pub enum Store {
 /// A Redis-backed store (cheap to clone: the connection manager multiplexes one connection).
 #[derive(Clone)]
 pub struct RedisStore {
-    link: Arc<Link>,
+    backend: Backend,
     /// Signs and checks stored verdicts.
     key: Option<StoreKey>,
     /// The URL without any password, for messages.
@@ -148,6 +151,13 @@ pub struct RedisStore {
     claim_ttl: Duration,
     /// Written as the claim's value, to tell instances apart when debugging.
     instance: Arc<str>,
+}
+
+/// One Redis, or a Redis Cluster.
+#[derive(Clone)]
+enum Backend {
+    Single(Arc<Link>),
+    Cluster(Arc<ClusterLink>),
 }
 
 /// The connection in use and what is needed to build a new one.
@@ -194,18 +204,43 @@ impl Stored {
 }
 
 fn verdict_key(d: &Digest) -> String {
-    let mut k = String::with_capacity(KEY_PREFIX.len() + 8 + 64);
-    k.push_str(KEY_PREFIX);
-    k.push_str(d.algo().name());
-    k.push(':');
-    push_hex_lower(&mut k, d.as_bytes());
-    k
+    digest_key(d, "", false)
 }
 
 fn claim_key(d: &Digest) -> String {
-    let mut k = verdict_key(d);
-    k.insert_str(KEY_PREFIX.len(), "claim:");
+    digest_key(d, "claim:", false)
+}
+
+/// `hashsweep:v1:{kind}{algo}:{hex}`; `tagged` (in a cluster) puts the hex in a hash tag,
+/// `{hex}`, so that a digest's claim and verdict share a slot (and a node, and a pipeline).
+fn digest_key(d: &Digest, kind: &str, tagged: bool) -> String {
+    let mut k = String::with_capacity(KEY_PREFIX.len() + kind.len() + 10 + 64);
+    k.push_str(KEY_PREFIX);
+    k.push_str(kind);
+    k.push_str(d.algo().name());
+    k.push(':');
+    if tagged {
+        k.push('{');
+    }
+    push_hex_lower(&mut k, d.as_bytes());
+    if tagged {
+        k.push('}');
+    }
     k
+}
+
+/// A `redis-cluster://` spec with any password hidden (it names several hosts: not a URL).
+fn redacted_cluster(spec: &str) -> String {
+    let Some((scheme, rest)) = spec.split_once("://") else {
+        return "redis-cluster://[unparsable]".into();
+    };
+    match rest.rsplit_once('@') {
+        Some((auth, hosts)) => {
+            let user = auth.split_once(':').map_or(auth, |(u, _)| u);
+            format!("{scheme}://{user}:REDACTED@{hosts}")
+        }
+        None => spec.to_string(),
+    }
 }
 
 /// A store URL with any password hidden.
@@ -279,6 +314,19 @@ impl Store {
             })?;
             return Ok(Store::Sqlite(Arc::new(cache.with_ttls(ttls))));
         }
+        if spec.starts_with("redis-cluster://") || spec.starts_with("rediss-cluster://") {
+            let shown: Arc<str> = Arc::from(redacted_cluster(spec));
+            let link =
+                ClusterLink::open(spec).map_err(|e| StoreError::Spec(shown.to_string(), e))?;
+            return Ok(Store::Redis(RedisStore {
+                backend: Backend::Cluster(Arc::new(link)),
+                key: None,
+                shown,
+                ttls,
+                claim_ttl,
+                instance: Arc::from(instance_name()),
+            }));
+        }
         if spec.starts_with("redis://") || spec.starts_with("rediss://") {
             let shown: Arc<str> = Arc::from(redacted(spec));
             let client = redis::Client::open(spec)
@@ -291,26 +339,24 @@ impl Store {
                 .set_max_delay(Duration::from_millis(500));
             let conn = ConnectionManager::new_lazy_with_config(client.clone(), cfg.clone())
                 .map_err(|e| StoreError::Spec(shown.to_string(), e.to_string()))?;
-            let host = crate::report::ecs::host_name().unwrap_or_else(|| "localhost".into());
-            let instance = format!("{host}:{}", std::process::id());
             return Ok(Store::Redis(RedisStore {
-                link: Arc::new(Link {
+                backend: Backend::Single(Arc::new(Link {
                     current: std::sync::Mutex::new(conn),
                     client,
                     cfg,
                     suspect: AtomicBool::new(false),
                     wake: tokio::sync::Notify::new(),
-                }),
+                })),
                 key: None,
                 shown,
                 ttls,
                 claim_ttl,
-                instance: Arc::from(instance),
+                instance: Arc::from(instance_name()),
             }));
         }
         Err(StoreError::Spec(
             redacted(spec),
-            "use sqlite:PATH, redis://HOST:PORT/DB or rediss://HOST:PORT/DB".into(),
+            "use sqlite:PATH, redis://HOST:PORT/DB, rediss://HOST:PORT/DB or redis-cluster://HOST:PORT[,HOST:PORT...]".into(),
         ))
     }
 
@@ -415,17 +461,21 @@ impl Store {
             .unwrap_or_default()
             .as_secs();
         let key = format!("{KEY_PREFIX}rate:{}:{}", token_name, now / 60);
-        let mut c = r.conn();
-        let (count,): (u64,) = redis::pipe()
-            .cmd("INCR")
+        let mut pipe = redis::pipe();
+        pipe.cmd("INCR")
             .arg(&key)
             .cmd("EXPIRE")
             .arg(&key)
             .arg(120)
-            .ignore()
-            .query_async(&mut c)
-            .await
-            .map_err(|e| r.err("counting a client request", &e))?;
+            .ignore();
+        let counted: Result<(u64,), _> = match &r.backend {
+            Backend::Single(link) => pipe.query_async(&mut link.conn()).await,
+            Backend::Cluster(c) => match c.single().await {
+                Ok(mut c) => pipe.query_async(&mut c).await,
+                Err(e) => Err(e),
+            },
+        };
+        let (count,) = counted.map_err(|e| r.err("counting a client request", &e))?;
         Ok((count > u64::from(per_minute)).then(|| Duration::from_secs(60 - now % 60)))
     }
 
@@ -453,24 +503,27 @@ impl Store {
             )
         });
         let key = format!("{KEY_PREFIX}budget:{token_name}:{day}");
-        let mut c = r.conn();
-        TAKE.key(key)
-            .arg(n)
-            .arg(per_day)
-            .arg(day_left.as_secs() + 3600)
-            .invoke_async::<u64>(&mut c)
-            .await
-            .map_err(|e| r.err("counting a client's budget", &e))
+        let mut inv = TAKE.key(key);
+        inv.arg(n).arg(per_day).arg(day_left.as_secs() + 3600);
+        let taken = match &r.backend {
+            Backend::Single(link) => inv.invoke_async::<u64>(&mut link.conn()).await,
+            Backend::Cluster(c) => match c.single().await {
+                Ok(mut c) => inv.invoke_async::<u64>(&mut c).await,
+                Err(e) => Err(e),
+            },
+        };
+        taken.map_err(|e| r.err("counting a client's budget", &e))
     }
 
     /// Is the store reachable?
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(_) => Ok(()),
-            Store::Redis(r) => {
-                let mut c = r.conn();
-                ping(&mut c).await.map_err(|e| r.err("PING", &e))
+            Store::Redis(r) => match &r.backend {
+                Backend::Single(link) => ping(&mut link.conn()).await,
+                Backend::Cluster(c) => c.ping().await,
             }
+            .map_err(|e| r.err("PING", &e)),
         }
     }
 }
@@ -510,10 +563,44 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| unavailable(crate::ErrorChain(&e).to_string()))
 }
 
-impl RedisStore {
+/// This instance's name in the claims it writes: host and process.
+fn instance_name() -> String {
+    let host = crate::report::ecs::host_name().unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}
+
+impl Link {
     /// The connection in use (a cheap handle).
     fn conn(&self) -> ConnectionManager {
-        crate::sync::lock(&self.link.current).clone()
+        crate::sync::lock(&self.current).clone()
+    }
+}
+
+/// The value of a `GET` reply (nil, or not a string: absent).
+fn bulk(v: Option<redis::Value>) -> Option<Vec<u8>> {
+    match v {
+        Some(redis::Value::BulkString(b)) => Some(b),
+        _ => None,
+    }
+}
+
+/// Drops one claim if this instance holds it (one key: for a cluster, where a script's keys
+/// must share a slot).
+static RELEASE_ONE: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+impl RedisStore {
+    /// `true` on a Redis Cluster (keys carry hash tags; work goes one pipeline per node).
+    fn tagged(&self) -> bool {
+        matches!(self.backend, Backend::Cluster(_))
+    }
+
+    fn verdict_key(&self, d: &Digest) -> String {
+        digest_key(d, "", self.tagged())
+    }
+
+    fn claim_key(&self, d: &Digest) -> String {
+        digest_key(d, "claim:", self.tagged())
     }
 
     /// A call failed: say why, and have the connection rebuilt.
@@ -522,8 +609,12 @@ impl RedisStore {
     }
 
     fn broken(&self, what: String) -> StoreError {
-        if !self.link.suspect.swap(true, Ordering::AcqRel) {
-            self.link.wake.notify_one();
+        // A cluster connection heals itself (the crate reconnects nodes and reads the slots
+        // again); a single node's is rebuilt by `repair_forever`.
+        if let Backend::Single(link) = &self.backend
+            && !link.suspect.swap(true, Ordering::AcqRel)
+        {
+            link.wake.notify_one();
         }
         StoreError::Unavailable {
             store: self.shown.to_string(),
@@ -531,18 +622,36 @@ impl RedisStore {
         }
     }
 
+    /// Run `units` on the cluster (see [`ClusterLink::run`]).
+    async fn cluster_run(
+        &self,
+        c: &ClusterLink,
+        what: &str,
+        units: Vec<Unit>,
+    ) -> Result<Vec<super::cluster::Replies>, StoreError> {
+        let n = units.len();
+        let out = c.run(units).await.map_err(|e| self.err(what, &e))?;
+        if out.len() != n {
+            return Err(self.broken(format!("{what}: {} replies for {n} keys", out.len())));
+        }
+        Ok(out)
+    }
+
     /// Rebuild a suspect connection until a fresh one answers `PING`, then use that one.
     async fn repair_forever(self) {
         /// Between two attempts while the store is unhealthy.
         const PAUSE: Duration = Duration::from_millis(500);
+        let Backend::Single(link) = &self.backend else {
+            return;
+        };
         loop {
-            if !self.link.suspect.load(Ordering::Acquire) {
-                self.link.wake.notified().await;
+            if !link.suspect.load(Ordering::Acquire) {
+                link.wake.notified().await;
                 continue;
             }
             let fresh = tokio::time::timeout(
                 Duration::from_secs(3),
-                ConnectionManager::new_with_config(self.link.client.clone(), self.link.cfg.clone()),
+                ConnectionManager::new_with_config(link.client.clone(), link.cfg.clone()),
             )
             .await;
             let probed = match fresh {
@@ -558,8 +667,8 @@ impl RedisStore {
             };
             match probed {
                 Ok(c) => {
-                    *crate::sync::lock(&self.link.current) = c;
-                    self.link.suspect.store(false, Ordering::Release);
+                    *crate::sync::lock(&link.current) = c;
+                    link.suspect.store(false, Ordering::Release);
                     metrics::counter!("hashsweep_gateway_store_reconnects_total").increment(1);
                     tracing::info!(
                         "the verdict store {} answers again: connection rebuilt",
@@ -612,13 +721,28 @@ impl RedisStore {
         if digests.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<String> = digests.iter().map(verdict_key).collect();
-        let mut c = self.conn();
-        let raw: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut c)
-            .await
-            .map_err(|e| self.err("MGET", &e))?;
+        let keys: Vec<String> = digests.iter().map(|d| self.verdict_key(d)).collect();
+        let raw: Vec<Option<Vec<u8>>> = match &self.backend {
+            Backend::Single(link) => redis::cmd("MGET")
+                .arg(&keys)
+                .query_async(&mut link.conn())
+                .await
+                .map_err(|e| self.err("MGET", &e))?,
+            Backend::Cluster(c) => {
+                let units = keys
+                    .iter()
+                    .map(|k| Unit {
+                        key: k.clone(),
+                        cmds: vec![redis::cmd("GET").arg(k).clone()],
+                    })
+                    .collect();
+                self.cluster_run(c, "GET", units)
+                    .await?
+                    .into_iter()
+                    .map(|r| bulk(r.into_iter().next()))
+                    .collect()
+            }
+        };
         if raw.len() != digests.len() {
             return Err(self.broken(format!(
                 "MGET answered {} values for {} keys",
@@ -639,37 +763,85 @@ impl RedisStore {
         if digests.is_empty() {
             return Ok(Vec::new());
         }
+        let claim_secs = self.claim_ttl.as_secs().max(1);
         // Claim first, then read: an owner writes the answer before it drops its claim, so
-        // whoever wins a claim after that also sees the answer.
-        let mut pipe = redis::pipe();
-        for d in digests {
-            pipe.cmd("SET")
-                .arg(claim_key(d))
-                .arg(&*self.instance)
-                .arg("NX")
-                .arg("EX")
-                .arg(self.claim_ttl.as_secs().max(1))
-                .cmd("GET")
-                .arg(verdict_key(d));
-        }
-        let mut c = self.conn();
-        let raw: Vec<redis::Value> = pipe
-            .query_async(&mut c)
-            .await
-            .map_err(|e| self.err("claim", &e))?;
-        if raw.len() != 2 * digests.len() {
-            return Err(self.broken(format!("claim pipeline answered {} replies", raw.len())));
+        // whoever wins a claim after that also sees the answer. Per digest: (won, stored).
+        let raw: Vec<(bool, Option<Vec<u8>>)> = match &self.backend {
+            Backend::Single(link) => {
+                let mut pipe = redis::pipe();
+                for d in digests {
+                    pipe.cmd("SET")
+                        .arg(claim_key(d))
+                        .arg(&*self.instance)
+                        .arg("NX")
+                        .arg("EX")
+                        .arg(claim_secs)
+                        .cmd("GET")
+                        .arg(verdict_key(d));
+                }
+                let raw: Vec<redis::Value> = pipe
+                    .query_async(&mut link.conn())
+                    .await
+                    .map_err(|e| self.err("claim", &e))?;
+                if raw.len() != 2 * digests.len() {
+                    return Err(
+                        self.broken(format!("claim pipeline answered {} replies", raw.len()))
+                    );
+                }
+                let mut raw = raw.into_iter();
+                std::iter::from_fn(|| {
+                    let won = matches!(raw.next()?, redis::Value::Okay);
+                    Some((won, bulk(raw.next())))
+                })
+                .collect()
+            }
+            Backend::Cluster(c) => {
+                // `SET … NX GET` tells who holds the claim: a unit may be sent twice (see
+                // `cluster`), and a claim holding our own name was won by the first sending
+                // (this instance's in-flight table lets only one lookup of a digest claim it).
+                let units = digests
+                    .iter()
+                    .map(|d| {
+                        let v = self.verdict_key(d);
+                        let mut set = redis::cmd("SET");
+                        set.arg(self.claim_key(d))
+                            .arg(&*self.instance)
+                            .arg("NX")
+                            .arg("GET")
+                            .arg("EX")
+                            .arg(claim_secs);
+                        Unit {
+                            cmds: vec![set, redis::cmd("GET").arg(&v).clone()],
+                            key: v,
+                        }
+                    })
+                    .collect();
+                self.cluster_run(c, "claim", units)
+                    .await?
+                    .into_iter()
+                    .map(|r| {
+                        let mut v = r.into_iter();
+                        let won = match v.next() {
+                            Some(redis::Value::Nil) => true,
+                            Some(redis::Value::BulkString(holder)) => {
+                                holder == self.instance.as_bytes()
+                            }
+                            _ => false,
+                        };
+                        (won, bulk(v.next()))
+                    })
+                    .collect()
+            }
+        };
+        if raw.len() != digests.len() {
+            return Err(self.broken(format!("claims answered for {} digests", raw.len())));
         }
         let mut needless = Vec::new();
         let claims = raw
-            .chunks_exact(2)
+            .into_iter()
             .zip(digests)
-            .map(|(pair, d)| {
-                let answer = match &pair[1] {
-                    redis::Value::BulkString(b) => self.unseal(&verdict_key(d), b),
-                    _ => None,
-                };
-                let won = matches!(pair[0], redis::Value::Okay);
+            .map(|((won, stored), d)| {
+                let answer = stored.and_then(|b| self.unseal(&self.verdict_key(d), &b));
                 match answer {
                     Some(a) => {
                         if won {
@@ -687,12 +859,38 @@ impl RedisStore {
         Ok(claims)
     }
 
+    /// `EVAL` of [`RELEASE_ONE`] for `d`'s claim (cluster: one key a command).
+    fn release_one(&self, d: &Digest) -> redis::Cmd {
+        let mut c = redis::cmd("EVAL");
+        c.arg(RELEASE_ONE)
+            .arg(1)
+            .arg(self.claim_key(d))
+            .arg(&*self.instance);
+        c
+    }
+
     /// Drop this instance's claims on `digests` (only those it still holds: a claim that
     /// lapsed and was taken by another instance is left alone).
     async fn release(&self, digests: &[Digest]) -> Result<(), StoreError> {
         if digests.is_empty() {
             return Ok(());
         }
+        let link = match &self.backend {
+            Backend::Single(link) => link,
+            Backend::Cluster(c) => {
+                let units = digests
+                    .iter()
+                    .map(|d| Unit {
+                        key: self.verdict_key(d),
+                        cmds: vec![self.release_one(d)],
+                    })
+                    .collect();
+                return self
+                    .cluster_run(c, "releasing claims", units)
+                    .await
+                    .map(|_| ());
+            }
+        };
         static RELEASE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
             redis::Script::new(
                 "local n = 0 \
@@ -707,11 +905,20 @@ impl RedisStore {
             inv.key(claim_key(d));
         }
         inv.arg(&*self.instance);
-        let mut c = self.conn();
-        inv.invoke_async::<i64>(&mut c)
+        inv.invoke_async::<i64>(&mut link.conn())
             .await
             .map(|_| ())
             .map_err(|e| self.err("releasing claims", &e))
+    }
+
+    /// `SET key value EX ttl` for `a`, if its verdict is kept at all.
+    fn write(&self, d: &Digest, a: &Answer) -> Option<redis::Cmd> {
+        let ttl = self.ttl_secs(a)?;
+        let key = self.verdict_key(d);
+        let value = self.seal(&key, a);
+        let mut c = redis::cmd("SET");
+        c.arg(key).arg(value).arg("EX").arg(ttl);
+        Some(c)
     }
 
     async fn put(
@@ -719,24 +926,40 @@ impl RedisStore {
         answers: &[(Digest, Answer)],
         released: &[Digest],
     ) -> Result<(), StoreError> {
+        if let Backend::Cluster(c) = &self.backend {
+            // Per digest, on its node in one pipeline: the answer, then the claim dropped.
+            let units: Vec<Unit> = answers
+                .iter()
+                .map(|(d, a)| {
+                    let mut cmds: Vec<redis::Cmd> = self.write(d, a).into_iter().collect();
+                    cmds.push(self.release_one(d));
+                    Unit {
+                        key: self.verdict_key(d),
+                        cmds,
+                    }
+                })
+                .chain(released.iter().map(|d| Unit {
+                    key: self.verdict_key(d),
+                    cmds: vec![self.release_one(d)],
+                }))
+                .collect();
+            return self
+                .cluster_run(c, "writing answers", units)
+                .await
+                .map(|_| ());
+        }
         let mut pipe = redis::pipe();
         let mut n = 0usize;
         for (d, a) in answers {
-            if let Some(ttl) = self.ttl_secs(a) {
-                let key = verdict_key(d);
-                let value = self.seal(&key, a);
-                pipe.cmd("SET")
-                    .arg(key)
-                    .arg(value)
-                    .arg("EX")
-                    .arg(ttl)
-                    .ignore();
+            if let Some(set) = self.write(d, a) {
+                pipe.add_command(set).ignore();
                 n += 1;
             }
         }
-        if n > 0 {
-            let mut c = self.conn();
-            pipe.query_async::<()>(&mut c)
+        if n > 0
+            && let Backend::Single(link) = &self.backend
+        {
+            pipe.query_async::<()>(&mut link.conn())
                 .await
                 .map_err(|e| self.err("writing answers", &e))?;
         }
@@ -806,6 +1029,30 @@ mod tests {
             claim_key(&d),
             format!("hashsweep:v1:claim:sha256:{}", "ab".repeat(32))
         );
+    }
+
+    #[test]
+    fn cluster_keys_tag_the_digest_so_claim_and_verdict_share_a_slot() {
+        let d = Digest::from_hex(&"cd".repeat(32)).unwrap();
+        let v = digest_key(&d, "", true);
+        let c = digest_key(&d, "claim:", true);
+        assert_eq!(v, format!("hashsweep:v1:sha256:{{{}}}", "cd".repeat(32)));
+        assert_eq!(
+            super::super::cluster::slot(v.as_bytes()),
+            super::super::cluster::slot(c.as_bytes())
+        );
+        assert_eq!(
+            redacted_cluster("redis-cluster://:hunter2secret@h1:7000,h2:7000"),
+            "redis-cluster://:REDACTED@h1:7000,h2:7000"
+        );
+        let s = Store::open(
+            "redis-cluster://app:hunter2secret@127.0.0.1:1,127.0.0.1:2",
+            Ttls::default(),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        assert!(s.is_shared());
+        assert!(!s.describe().contains("hunter2"), "{}", s.describe());
     }
 
     #[test]

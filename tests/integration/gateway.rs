@@ -1901,3 +1901,5 @@ fn http2_without_tls_is_not_served() {
         &got[..got.len().min(32)]
     );
 }
+
+mod cluster;
