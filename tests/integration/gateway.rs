@@ -74,6 +74,42 @@ fn sqlite_store(dir: &Path) -> String {
     format!("sqlite:{}", dir.join("verdicts.sqlite").display())
 }
 
+/// Start `redis-server` on `port` (no persistence, loopback only) in `dir`, with `extra`
+/// arguments, and wait until it answers PING. Shared by the single-node and cluster tests.
+fn spawn_redis(port: u16, dir: &Path, extra: &[&str]) -> Child {
+    let mut child = Command::new("redis-server")
+        .args(["--port", &port.to_string()])
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(extra)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect(
+            "redis-server must be on PATH for the gateway tests (apt-get install redis-server)",
+        );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if redis_command(port, "PING").is_some_and(|r| r.starts_with("+PONG")) {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("redis-server did not start on port {port}");
+}
+
+/// One inline command to the Redis on `port`; the raw reply (one read, up to 64 KiB).
+fn redis_command(port: u16, line: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(format!("{line}\r\n").as_bytes()).ok()?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = s.read(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
 impl Redis {
     fn start() -> Redis {
         let mut r = Redis {
@@ -90,25 +126,7 @@ impl Redis {
     }
 
     fn resume(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .current_dir(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "redis-server must be on PATH for the gateway tests (apt-get install redis-server)",
-            );
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.command("PING").is_some_and(|r| r.starts_with("+PONG")) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server did not start on port {}", self.port);
+        self.child = Some(spawn_redis(self.port, self.dir.path(), &[]));
     }
 
     fn stop(&mut self) {
@@ -120,12 +138,7 @@ impl Redis {
 
     /// One inline command; the raw reply.
     fn command(&self, line: &str) -> Option<String> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        s.write_all(format!("{line}\r\n").as_bytes()).ok()?;
-        let mut buf = [0u8; 4096];
-        let n = s.read(&mut buf).ok()?;
-        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+        redis_command(self.port, line)
     }
 
     fn dbsize(&self) -> u64 {

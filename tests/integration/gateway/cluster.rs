@@ -15,29 +15,21 @@ struct Node {
 
 impl Node {
     fn start(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--cluster-port", &self.bus.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--cluster-enabled", "yes"])
-            .args(["--cluster-config-file", "nodes.conf"])
-            .args(["--cluster-node-timeout", "2000"])
+        let bus = self.bus.to_string();
+        let extra = [
+            "--cluster-port",
+            &bus,
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "2000",
             // The other masters keep serving their slots while one is down.
-            .args(["--cluster-require-full-coverage", "no"])
-            .current_dir(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.command("PING").is_some_and(|r| r.starts_with("+PONG")) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server did not start on port {}", self.port);
+            "--cluster-require-full-coverage",
+            "no",
+        ];
+        self.child = Some(spawn_redis(self.port, &self.dir, &extra));
     }
 
     fn stop(&mut self) {
@@ -49,12 +41,7 @@ impl Node {
 
     /// One inline command; the raw reply.
     fn command(&self, line: &str) -> Option<String> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        s.write_all(format!("{line}\r\n").as_bytes()).ok()?;
-        let mut buf = vec![0u8; 64 * 1024];
-        let n = s.read(&mut buf).ok()?;
-        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+        redis_command(self.port, line)
     }
 
     fn dbsize(&self) -> u64 {
