@@ -34,6 +34,10 @@ const CALL_LIMIT: Duration = Duration::from_secs(5);
 /// How long a slot map is trusted before it is read again.
 const MAP_AGE: Duration = Duration::from_secs(5);
 
+/// A failed call drops a connection at least this old (a younger one is kept, so that a burst
+/// of failures from before the rebuild does not rebuild it again and again).
+const MIN_CONN_AGE: Duration = Duration::from_secs(1);
+
 /// The hash slot of `key` (the part inside the first non-empty `{...}`, if any, as Redis does).
 pub fn slot(key: &[u8]) -> u16 {
     let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
@@ -73,8 +77,9 @@ impl SlotMap {
 /// A cluster connection and the slot map used to group keys by node.
 pub struct ClusterLink {
     client: redis::cluster::ClusterClient,
-    /// `None` until the cluster first answers (the gateway starts without it).
-    conn: Mutex<Option<ClusterConnection>>,
+    /// `None` until the cluster first answers (the gateway starts without it) and after a
+    /// failed call; with when it was made.
+    conn: Mutex<Option<(ClusterConnection, Instant)>>,
     /// Held while the first connection is made.
     connecting: tokio::sync::Mutex<()>,
     map: Mutex<Option<Arc<SlotMap>>>,
@@ -136,7 +141,7 @@ impl ClusterLink {
     /// The connection, made on first use (bounded in time; while one request makes it, the
     /// others fail at once rather than queue behind it).
     async fn conn(&self) -> Result<ClusterConnection, RedisError> {
-        if let Some(c) = crate::sync::lock(&self.conn).clone() {
+        if let Some((c, _)) = crate::sync::lock(&self.conn).clone() {
             return Ok(c);
         }
         let Ok(_making) = self.connecting.try_lock() else {
@@ -145,7 +150,7 @@ impl ClusterLink {
                 "connecting to the cluster",
             )));
         };
-        if let Some(c) = crate::sync::lock(&self.conn).clone() {
+        if let Some((c, _)) = crate::sync::lock(&self.conn).clone() {
             return Ok(c);
         }
         let c = tokio::time::timeout(Duration::from_secs(3), self.client.get_async_connection())
@@ -153,8 +158,24 @@ impl ClusterLink {
             .map_err(|_| {
                 RedisError::from((redis::ErrorKind::Io, "connecting to the cluster timed out"))
             })??;
-        *crate::sync::lock(&self.conn) = Some(c.clone());
+        *crate::sync::lock(&self.conn) = Some((c.clone(), Instant::now()));
         Ok(c)
+    }
+
+    /// A call failed: drop the connection (unless it was just made) so that the next call
+    /// makes a fresh one, and read the slot map again. The crate's connection does not always
+    /// heal itself: after a reshard under load one was seen to time out every command for
+    /// minutes while every node was healthy.
+    pub fn reset(&self) {
+        let mut held = crate::sync::lock(&self.conn);
+        if held
+            .as_ref()
+            .is_some_and(|(_, made)| made.elapsed() >= MIN_CONN_AGE)
+        {
+            *held = None;
+        }
+        drop(held);
+        self.mark_stale();
     }
 
     /// `PING` one node (any).
@@ -220,8 +241,7 @@ impl ClusterLink {
             Ok(out) => out,
             Err(_) => {
                 tracing::warn!("the cluster did not answer in time: reconnecting");
-                *crate::sync::lock(&self.conn) = None;
-                self.mark_stale();
+                self.reset();
                 Err(RedisError::from((
                     redis::ErrorKind::Io,
                     "the cluster did not answer in time",

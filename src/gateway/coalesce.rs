@@ -24,6 +24,9 @@ use crate::lookup::batch::{LookupBatch, MAX_BATCH};
 use crate::lookup::{Answer, ClientConfig, HashOutcome, HttpClient, LookupError, ReputationClient};
 use crate::sync::lock;
 
+/// Pauses between the tries of storing a batch's answers (the first write and two more).
+const PUT_RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(300), Duration::from_millis(1200)];
+
 /// What a waiter learns about one digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Got {
@@ -473,11 +476,24 @@ impl Coalescer {
             metrics::counter!("hashsweep_gateway_upstream_errors_total")
                 .increment(failed.len() as u64);
         }
-        if let Err(e) = self.store.put(&answers, &failed).await {
+        // Before the waiters are told: once they are, this instance's own claims would let it
+        // ask the same digests again. A failed write is tried again on a fresh connection
+        // (the store drops a broken one), since another instance waits on these claims until
+        // they lapse.
+        let mut put = self.store.put(&answers, &failed).await;
+        for pause in PUT_RETRY_PAUSES {
+            if put.is_ok() {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            put = self.store.put(&answers, &failed).await;
+        }
+        if let Err(e) = put {
             // The answers are real: the waiters get them; only sharing them is lost.
             eprintln!(
-                "hashsweep serve: could not store {} answers: {e}",
-                answers.len()
+                "hashsweep serve: could not store {} answers ({} tries): {e}",
+                answers.len(),
+                PUT_RETRY_PAUSES.len() + 1
             );
         }
         // One lock for the whole batch.

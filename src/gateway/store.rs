@@ -609,12 +609,15 @@ impl RedisStore {
     }
 
     fn broken(&self, what: String) -> StoreError {
-        // A cluster connection heals itself (the crate reconnects nodes and reads the slots
-        // again); a single node's is rebuilt by `repair_forever`.
-        if let Backend::Single(link) = &self.backend
-            && !link.suspect.swap(true, Ordering::AcqRel)
-        {
-            link.wake.notify_one();
+        // A single node's connection is rebuilt by `repair_forever`; a cluster's is dropped
+        // and made again by the next call.
+        match &self.backend {
+            Backend::Single(link) => {
+                if !link.suspect.swap(true, Ordering::AcqRel) {
+                    link.wake.notify_one();
+                }
+            }
+            Backend::Cluster(c) => c.reset(),
         }
         StoreError::Unavailable {
             store: self.shown.to_string(),

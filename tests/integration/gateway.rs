@@ -290,6 +290,19 @@ impl Gateway {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
+        // A failed test shows the gateway's side (its last lines) next to the test's.
+        if std::thread::panicking() {
+            let log = self.log.lock().map(|l| l.clone()).unwrap_or_default();
+            let tail = &log[log.len().saturating_sub(80)..];
+            eprintln!(
+                "--- gateway {} log, last {} lines ---",
+                self.url,
+                tail.len()
+            );
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

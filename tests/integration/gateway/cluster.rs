@@ -146,9 +146,11 @@ impl Cluster {
 /// The longest a scan may take with the cluster steady.
 const NORMAL: Duration = Duration::from_secs(60);
 
-/// The longest a scan may take while slots move: a gateway whose store call fails after it
-/// asked upstream leaves its claims to lapse, and the other waits for that (bounded).
-const RESHARDING: Duration = Duration::from_secs(180);
+/// The longest a scan may take while slots move (a few seconds when healthy). Longer means a
+/// gateway stalled: its cluster connection wedged and was never rebuilt (every call timed out
+/// for minutes), or it could not store answers it had asked for, so the other gateway waited
+/// for those claims to lapse (about 110 s here).
+const RESHARDING: Duration = Duration::from_secs(45);
 
 fn cluster_key(hex: &str) -> String {
     format!("hashsweep:v1:sha256:{{{hex}}}")
