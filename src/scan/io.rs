@@ -310,6 +310,13 @@ impl IoGate {
         let current = self.depth();
         let next = next_depth(current, self.cpus, self.readers, cpu, blocked);
         if next != current {
+            tracing::debug!(
+                "read depth {current} -> {next} (last {} ms: hashing {} ms, waiting for the \
+                 device {} ms, summed over readers)",
+                WINDOW.as_millis(),
+                cpu / 1_000_000,
+                blocked / 1_000_000
+            );
             self.depth.store(next, Ordering::Relaxed);
             self.peak.fetch_max(next, Ordering::Relaxed);
             if next > current {
