@@ -1402,6 +1402,8 @@ mod tests {
         assert!(got.values().all(|a| a.details.is_none()), "{got:?}");
     }
 
+    // Unix only: the test makes a symlink (Windows needs a privilege for one).
+    #[cfg(unix)]
     /// The walk's rule names the files SQLite really uses: through a symlinked cache path,
     /// the database it leads to and the journals beside that.
     #[test]

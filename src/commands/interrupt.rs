@@ -38,7 +38,7 @@ impl Interrupt {
                 if first.load(Ordering::SeqCst) {
                     // SAFETY: write(2) on fd 2 from a static buffer is async-signal-safe; a
                     // failed write is ignored.
-                    let _ = unsafe { libc::write(2, said.as_ptr().cast(), said.len()) };
+                    let _ = unsafe { libc::write(2, said.as_ptr().cast(), said.len() as _) };
                     signal_hook::low_level::exit(128 + sig);
                 }
             };

@@ -231,7 +231,7 @@ fn run_info(
         finished_at: rfc3339(SystemTime::now()),
         roots: roots
             .iter()
-            .map(|r| escape_for_line(std::os::unix::ffi::OsStrExt::as_bytes(r.as_os_str())))
+            .map(|r| escape_for_line(r.as_os_str().as_encoded_bytes()))
             .collect(),
         options,
         rate_limit: client.map(|c| {

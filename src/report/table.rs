@@ -4,7 +4,6 @@
 //! `--details` a threat column names what the engines found.
 
 use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
 
 use anstyle::{AnsiColor, Style};
 
@@ -103,7 +102,7 @@ impl Reporter for TableReporter<'_> {
                 .or(r.md5.as_deref()),
         );
         let path = match r.path {
-            Some(p) => escape_for_line(p.as_os_str().as_bytes()),
+            Some(p) => escape_for_line(p.as_os_str().as_encoded_bytes()),
             None => "-".into(),
         };
         let word = format!("{:<22}", r.verdict.to_string());
@@ -144,7 +143,7 @@ impl Reporter for TableReporter<'_> {
         self.header()?;
         let size = r.size.map(human_bytes).unwrap_or_else(|| "-".into());
         let hash = self.digest(r.sha256.as_deref());
-        let path = escape_for_line(r.path.as_os_str().as_bytes());
+        let path = escape_for_line(r.path.as_os_str().as_encoded_bytes());
         write!(
             self.out,
             "{:<22} {:>5} {:>10}  {:<w$}  ",

@@ -492,8 +492,7 @@ pub fn scan(
     if let Some(c) = process_counts
         && c.denied > 0
     {
-        // SAFETY: geteuid has no preconditions.
-        let hint = if unsafe { libc::geteuid() } == 0 {
+        let hint = if crate::platform::is_superuser() {
             "refused even to root (another namespace, or a protected process)"
         } else {
             "not this user's to inspect: run as root to check every running program"
