@@ -7,14 +7,24 @@ mod archives;
 mod baseline;
 mod budget;
 mod cache;
+// Unix only: checked against coreutils (sha256sum, md5sum, sha1sum), gethostname(3) and inodes.
+#[cfg(unix)]
 mod ecs;
 mod faults;
+// Unix only: Unix file modes, openat and unreadable directories.
+#[cfg(unix)]
 mod filesystem;
 mod firstday;
+// Unix only: redis-server and signals to the gateway process.
+#[cfg(unix)]
 mod gateway;
 mod hash_cmd;
 mod hashsets;
+// Unix only: SIGINT/SIGTERM sent with kill(2); Windows Ctrl-C is not sent by a test.
+#[cfg(unix)]
 mod interrupt;
+// Unix only: /proc, mount(8) and running processes.
+#[cfg(unix)]
 mod livesys;
 mod lookup_cmd;
 mod lookups;
@@ -22,10 +32,14 @@ mod msrv;
 mod nsrl;
 mod packaging;
 mod parsers;
+// Unix only: the README's shell scripts (sh, jq).
+#[cfg(unix)]
 mod readme;
 mod report;
 mod review;
 mod scan;
 mod secrecy;
+// Unix only: the completion scripts are checked with bash.
+#[cfg(unix)]
 mod shell;
 mod throttling;

@@ -141,6 +141,8 @@ fn a_root_given_twice_or_nested_gives_one_record_per_path() {
     assert_eq!(ndjson(&out).len(), 2);
 }
 
+// Unix only.
+#[cfg(unix)]
 #[test]
 fn a_symlink_named_on_the_command_line_is_followed_like_a_directory_root() {
     let t = Tree::new();

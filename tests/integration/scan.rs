@@ -1,9 +1,12 @@
 //! `hashsweep scan`: the walk, the hashing and the report, end to end.
 
 use std::collections::BTreeSet;
+#[cfg(unix)]
 use std::os::unix::fs::symlink;
+#[cfg(unix)]
 use std::time::Duration;
 
+#[cfg(unix)]
 use base64::Engine as _;
 
 use crate::util::*;
@@ -154,6 +157,8 @@ fn batch_size_flag_is_honoured() {
     assert_eq!(sizes, vec![5, 10, 10]);
 }
 
+// Unix only: the test makes a symlink (a privilege on Windows).
+#[cfg(unix)]
 #[test]
 fn fifo_and_dangling_symlink_neither_hang_nor_crash() {
     let t = Tree::new();
@@ -181,6 +186,8 @@ fn fifo_and_dangling_symlink_neither_hang_nor_crash() {
     }
 }
 
+// Unix only: the test makes a symlink (a privilege on Windows).
+#[cfg(unix)]
 #[test]
 fn symlink_loop_with_follow_is_reported_and_run_finishes() {
     let t = Tree::new();
@@ -200,6 +207,8 @@ fn symlink_loop_with_follow_is_reported_and_run_finishes() {
     assert_eq!(code(&out), 2, "a loop makes the sweep incomplete");
 }
 
+// Unix only.
+#[cfg(unix)]
 #[test]
 fn non_utf8_name_round_trips_through_path_bytes() {
     let t = Tree::new();
@@ -460,6 +469,8 @@ fn walkdir_list(root: &std::path::Path) -> Vec<(std::path::PathBuf, u64, std::ti
     out
 }
 
+// Unix only: FIFOs.
+#[cfg(unix)]
 #[test]
 fn output_to_an_existing_fifo_or_device_writes_into_it_and_never_replaces_it() {
     use std::os::unix::fs::FileTypeExt;

@@ -2,6 +2,7 @@
 
 use std::ffi::OsStr;
 use std::io::Read;
+#[cfg(unix)]
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -37,10 +38,14 @@ impl Tree {
         p
     }
 
+    // Unix only: a name of raw non-UTF-8 bytes exists only there.
+    #[cfg(unix)]
     pub fn file_bytes(&self, rel: &[u8], data: &[u8]) -> PathBuf {
         self.file(OsStr::from_bytes(rel), data)
     }
 
+    // Unix only: FIFOs.
+    #[cfg(unix)]
     pub fn fifo(&self, rel: &str) -> PathBuf {
         let p = self.path().join(rel);
         let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
@@ -202,6 +207,8 @@ pub fn skip(why: &str) {
     let _ = writeln!(std::io::stderr().lock(), "\nSKIPPED {name}: {why}");
 }
 
+// Unix only: file modes and users.
+#[cfg(unix)]
 /// A `hashsweep` command (as `cmd`) that runs without root's power to read everything: as
 /// `nobody` (uid and gid 65534, no supplementary groups) when we are root, set by the spawn
 /// itself so no `setpriv` is needed; as ourselves otherwise.
@@ -328,6 +335,8 @@ fn unmount(dir: &Path) {
 #[cfg(not(target_os = "linux"))]
 fn unmount(_dir: &Path) {}
 
+// Unix only.
+#[cfg(unix)]
 /// Wait until `sig` is no longer pending for process `pid` (neither for a thread nor for the
 /// process, per `/proc/PID/status`), i.e. it has been taken, or the process has exited. Two
 /// signals sent closer together could merge into one delivery.
