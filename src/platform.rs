@@ -58,10 +58,10 @@ pub fn device(m: &Metadata) -> u64 {
     imp::device(m)
 }
 
-/// What identifies one version of a file from its metadata alone (size, times, inode): the
-/// stamp of an on-disk hash-set index.
-pub fn stamp(m: &Metadata) -> [u64; 6] {
-    imp::stamp(m)
+/// What identifies one version of an open file (size, modification and change times, inode):
+/// the stamp of an on-disk hash-set index.
+pub fn stamp(file: &File, m: &Metadata) -> [u64; 6] {
+    imp::stamp(file, m)
 }
 
 /// Open read-only for hashing: without following a final symlink (or reparse point) unless
@@ -160,7 +160,7 @@ mod imp {
         m.dev()
     }
 
-    pub fn stamp(m: &Metadata) -> [u64; 6] {
+    pub fn stamp(_: &File, m: &Metadata) -> [u64; 6] {
         [
             m.size(),
             m.mtime() as u64,
@@ -383,14 +383,21 @@ mod imp {
         0
     }
 
-    pub fn stamp(m: &Metadata) -> [u64; 6] {
+    pub fn stamp(file: &File, m: &Metadata) -> [u64; 6] {
+        // Without the handle's answer (it does not fail on an open file) the times alone.
+        let fm = meta_of_file(file, m).unwrap_or(FileMeta {
+            dev: 0,
+            ino: 0,
+            mtime_ns: mtime_ns(m),
+            ctime_ns: 0,
+        });
         [
             m.file_size(),
-            m.last_write_time(),
+            fm.mtime_ns as u64,
             0,
-            m.creation_time(),
+            fm.ctime_ns as u64,
             0,
-            u64::from(m.file_attributes()),
+            fm.ino,
         ]
     }
 

@@ -799,6 +799,8 @@ mod tests {
         assert_eq!((d.old_bad.count, d.new_bad.count), (0, 0));
     }
 
+    // Unix only: a name of raw non-UTF-8 bytes exists only there.
+    #[cfg(unix)]
     #[test]
     fn diff_entry_serializes_with_path_bytes_and_change_word() {
         let e = DiffEntry {

@@ -1732,7 +1732,13 @@ mod tests {
     #[test]
     fn default_path_is_cache_sqlite() {
         if let Some(p) = Cache::default_path() {
-            assert!(p.ends_with("hashsweep/cache.sqlite"), "{}", p.display());
+            // Linux: ~/.cache/hashsweep/; Windows: %LOCALAPPDATA%\hashsweep\cache\.
+            assert!(p.ends_with("cache.sqlite"), "{}", p.display());
+            assert!(
+                p.components().any(|c| c.as_os_str() == "hashsweep"),
+                "{}",
+                p.display()
+            );
         }
     }
 

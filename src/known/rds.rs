@@ -234,7 +234,7 @@ pub(super) fn load(
         },
     })?;
     let version = read_version(&conn).map_err(rds_err("cannot read the VERSION table of"))?;
-    let stamp = Stamp::of(&meta);
+    let stamp = Stamp::of(file, &meta);
     let slot = index_dir.map(|dir| {
         let key = match &version {
             Some(v) => format!("rds\0{}\0{}", v.build_set, layout.as_str()),
@@ -269,7 +269,7 @@ pub(super) fn load(
     };
     let index_error = match &slot {
         // Cache only what was read from one unchanged version of the file.
-        Some((dir, index)) if file.metadata().is_ok_and(|m| Stamp::of(&m) == stamp) => {
+        Some((dir, index)) if file.metadata().is_ok_and(|m| Stamp::of(file, &m) == stamp) => {
             let m = Meta {
                 path: canonical.as_os_str().as_encoded_bytes().to_vec(),
                 stamp: stamp.0,

@@ -316,7 +316,7 @@ fn chart(out: &mut dyn Write, s: &Summary) -> io::Result<()> {
 /// The record's path (escaped for one line), or its digest for a bare `lookup` hash.
 fn path_text(r: &Record<'_>) -> String {
     match r.path {
-        Some(p) => super::escape_for_line(p.as_os_str().as_encoded_bytes()),
+        Some(p) => super::escape_path(p),
         None => "-".into(),
     }
 }

@@ -26,7 +26,7 @@ use crate::lookup::{Answer, Plan};
 
 pub use change::{Change, ChangeCounts, DiffChange};
 use fields::{JsonRecord, Optional, View};
-pub use table::{FULL_DIGEST_WIDTH, escape_for_line};
+pub use table::{FULL_DIGEST_WIDTH, escape_for_line, escape_path};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -384,7 +384,7 @@ impl Summary {
         if r.verdict.is_detection() && self.detected_paths.len() < SUMMARY_PATHS {
             self.detected_paths
                 .push(match (r.path, &r.sha256, &r.md5, &r.sha1) {
-                    (Some(p), ..) => escape_for_line(p.as_os_str().as_encoded_bytes()),
+                    (Some(p), ..) => escape_path(p),
                     (None, Some(h), ..)
                     | (None, None, Some(h), _)
                     | (None, None, None, Some(h)) => h.clone(),
@@ -496,10 +496,7 @@ impl Summary {
             }
         }
         if let Some(f) = &self.report_file {
-            s.push_str(&format!(
-                "\nhashsweep: report: {}",
-                escape_for_line(f.as_os_str().as_encoded_bytes())
-            ));
+            s.push_str(&format!("\nhashsweep: report: {}", escape_path(f)));
         }
         if let Some(c) = &self.changes {
             s.push_str(&format!("\nhashsweep: {}", c.human()));

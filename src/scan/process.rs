@@ -225,7 +225,8 @@ pub(super) fn settle(
     });
 }
 
-#[cfg(test)]
+// Linux only: /proc.
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
     use crate::scan::hash::{HashOptions, Hasher};

@@ -319,7 +319,7 @@ fn details_answers_keep_their_engine_results_in_the_cache() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|x| x["path"].as_str().unwrap().ends_with("/eicar"))
+            .find(|x| x["path"].as_str().unwrap().ends_with("eicar"))
             .cloned()
             .unwrap()
     };

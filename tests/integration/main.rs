@@ -3,6 +3,8 @@
 
 mod util;
 
+// Unix only: the archives are built with python3.
+#[cfg(unix)]
 mod archives;
 mod baseline;
 mod budget;
@@ -28,6 +30,8 @@ mod interrupt;
 mod livesys;
 mod lookup_cmd;
 mod lookups;
+// Unix only: runs cargo metadata.
+#[cfg(unix)]
 mod msrv;
 mod nsrl;
 mod packaging;
