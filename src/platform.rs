@@ -259,11 +259,12 @@ mod imp {
     use std::os::windows::io::AsRawHandle;
     use std::path::{Path, PathBuf};
 
+    use windows_sys::Win32::Foundation::{FILETIME, GENERIC_READ};
     use windows_sys::Win32::Storage::FileSystem::{
         FILE_BASIC_INFO, FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT, FILE_ID_INFO,
         FILE_INFO_BY_HANDLE_CLASS, FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE,
-        FILE_STANDARD_INFO, FileBasicInfo, FileIdInfo, FileStandardInfo,
-        GetFileInformationByHandleEx,
+        FILE_STANDARD_INFO, FILE_WRITE_ATTRIBUTES, FileBasicInfo, FileIdInfo, FileStandardInfo,
+        GetFileInformationByHandleEx, SetFileTime,
     };
 
     use crate::file::{FileMeta, SpecialKind};
@@ -406,11 +407,32 @@ mod imp {
         if !follow {
             flags |= FILE_FLAG_OPEN_REPARSE_POINT;
         }
-        std::fs::OpenOptions::new()
-            .read(true)
-            .share_mode(FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE)
-            .custom_flags(flags)
-            .open(path)
+        let open = |access: u32| {
+            std::fs::OpenOptions::new()
+                .access_mode(access)
+                .share_mode(FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE)
+                .custom_flags(flags)
+                .open(path)
+        };
+        // Windows' O_NOATIME: a handle that may write attributes can tell the system to leave
+        // the access time alone. Where that right is refused, the file is read anyway.
+        match open(GENERIC_READ | FILE_WRITE_ATTRIBUTES) {
+            Ok(f) => {
+                let keep = FILETIME {
+                    dwLowDateTime: u32::MAX,
+                    dwHighDateTime: u32::MAX,
+                };
+                // SAFETY: the handle is open for the life of `f`; `keep` outlives the call and
+                // the other times are null (left alone). A failure only means the access time
+                // may be updated.
+                let _ = unsafe {
+                    SetFileTime(f.as_raw_handle(), std::ptr::null(), &keep, std::ptr::null())
+                };
+                Ok(f)
+            }
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => open(GENERIC_READ),
+            Err(e) => Err(e),
+        }
     }
 
     pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {

@@ -3,8 +3,11 @@
 #[cfg(unix)]
 use serde_json::Value;
 
+#[cfg(unix)]
 use crate::util::*;
 
+// Unix only.
+#[cfg(unix)]
 fn offline(root: &std::path::Path) -> std::process::Command {
     let mut c = cmd();
     c.args(["scan", "--offline"]).arg(root);
@@ -83,6 +86,8 @@ fn baseline_marks_new_modified_unchanged_and_lists_removed() {
     );
 }
 
+// Unix only: compares /-separated relative paths.
+#[cfg(unix)]
 #[test]
 fn diff_gives_all_four_kinds_and_exit_1_only_when_something_changed() {
     let t = Tree::new();

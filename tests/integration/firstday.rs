@@ -363,6 +363,8 @@ fn reports_given_as_hash_lists_or_ecs_as_a_baseline_are_refused_with_the_reason(
     );
 }
 
+// Unix only: writes paths into TOML basic strings, where Windows' \\ is an escape.
+#[cfg(unix)]
 /// A config file for scheduled sweeps: its settings are the long flags, flags win, and
 /// `hashsweep config` shows what is in force and where it comes from, never the key or a
 /// password.

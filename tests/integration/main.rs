@@ -20,6 +20,8 @@ mod firstday;
 // Unix only: redis-server and signals to the gateway process.
 #[cfg(unix)]
 mod gateway;
+// Unix only: the lists are checked with coreutils' `sha256sum -c` (and md5sum, sha1sum).
+#[cfg(unix)]
 mod hash_cmd;
 mod hashsets;
 // Unix only: SIGINT/SIGTERM sent with kill(2); Windows Ctrl-C is not sent by a test.

@@ -62,6 +62,8 @@ fn a_timestamp_past_2262_does_not_crash_the_sweep() {
     assert_eq!(ndjson(&out)[0]["verdict"], "not_looked_up");
 }
 
+// Unix only: compares /-separated paths.
+#[cfg(unix)]
 /// Sweeping `$HOME` with the default cache location (`~/.cache/hashsweep`): the cache is
 /// used, its files are listed as skipped and never read, and nothing but the cache is written
 /// into the tree.

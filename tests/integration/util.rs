@@ -1,4 +1,6 @@
 //! Test helpers: a temp tree, the binary runner, report parsing.
+// On Windows the helpers of the Unix-only tests go unused.
+#![cfg_attr(windows, allow(dead_code))]
 
 use std::ffi::OsStr;
 use std::io::Read;
@@ -152,8 +154,9 @@ pub fn ndjson(out: &Output) -> Vec<Value> {
 
 /// The record whose path ends with `suffix` (`/` matching Windows' `\` too).
 pub fn rec<'a>(recs: &'a [Value], suffix: &str) -> &'a Value {
+    let slash = |s: &str| s.replace('\\', "/");
     let ends =
-        |p: &str| p.ends_with(suffix) || (cfg!(windows) && p.replace('\\', "/").ends_with(suffix));
+        |p: &str| p.ends_with(suffix) || (cfg!(windows) && slash(p).ends_with(&slash(suffix)));
     recs.iter()
         .find(|r| r["path"].as_str().is_some_and(ends))
         .unwrap_or_else(|| panic!("no record for {suffix} in {recs:#?}"))
@@ -353,8 +356,6 @@ fn unmount(dir: &Path) {
 #[cfg(not(target_os = "linux"))]
 fn unmount(_dir: &Path) {}
 
-// Unix only.
-#[cfg(unix)]
 /// Wait until `sig` is no longer pending for process `pid` (neither for a thread nor for the
 /// process, per `/proc/PID/status`), i.e. it has been taken, or the process has exited. Two
 /// signals sent closer together could merge into one delivery.
