@@ -25,8 +25,15 @@ pub fn nanos(secs: i64, nsec: i64) -> i64 {
     secs.saturating_mul(1_000_000_000).saturating_add(nsec)
 }
 
+/// What a file another process holds open without sharing (or has locked a range of) is, in a
+/// report: Windows' sharing and lock violations.
+pub const LOCKED: &str = "locked by another process";
+
 /// A short human description of an I/O error, without Rust's "(os error N)" noise.
 pub fn describe_io(e: &io::Error) -> String {
+    if crate::platform::is_locked(e) {
+        return LOCKED.to_string();
+    }
     match e.raw_os_error() {
         Some(code) => {
             let s = e.to_string();

@@ -72,6 +72,13 @@ pub fn open_for_hashing(path: &Path, follow: bool) -> io::Result<File> {
     imp::open_for_hashing(path, follow)
 }
 
+/// Whether an open or a read failed because another process holds the file without sharing
+/// it or has locked the range (Windows' `ERROR_SHARING_VIOLATION`, `ERROR_LOCK_VIOLATION`);
+/// never on Unix, where locks are advisory.
+pub fn is_locked(e: &io::Error) -> bool {
+    imp::is_locked(e)
+}
+
 /// Read at `offset` without moving the file's cursor.
 pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     imp::read_at(file, buf, offset)
@@ -196,6 +203,10 @@ mod imp {
 
     pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         file.read_at(buf, offset)
+    }
+
+    pub fn is_locked(_: &io::Error) -> bool {
+        false
     }
 
     pub fn entry_ino(ent: &ignore::DirEntry) -> Option<u64> {
@@ -450,6 +461,11 @@ mod imp {
 
     pub fn device_kind(_: FileType) -> Option<SpecialKind> {
         None
+    }
+
+    pub fn is_locked(e: &io::Error) -> bool {
+        use windows_sys::Win32::Foundation::{ERROR_LOCK_VIOLATION, ERROR_SHARING_VIOLATION};
+        matches!(e.raw_os_error(), Some(c) if c == ERROR_SHARING_VIOLATION as i32 || c == ERROR_LOCK_VIOLATION as i32)
     }
 
     pub fn is_superuser() -> bool {

@@ -241,7 +241,11 @@ impl Hasher {
                     archive: None,
                     path: path.into(),
                     size: None,
-                    status: FileStatus::Error(format!("cannot open: {}", describe_io(&e))),
+                    status: FileStatus::Error(if crate::platform::is_locked(&e) {
+                        crate::file::LOCKED.to_string()
+                    } else {
+                        format!("cannot open: {}", describe_io(&e))
+                    }),
                 };
             }
         };

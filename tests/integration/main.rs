@@ -49,3 +49,6 @@ mod secrecy;
 #[cfg(unix)]
 mod shell;
 mod throttling;
+// Windows only: locked files, junctions, long paths, case-insensitive names.
+#[cfg(windows)]
+mod windows;
