@@ -477,6 +477,11 @@ pub fn scan(
 
     let mut walk_result = Ok(walk::WalkStats::default());
     let (images, mut process_counts) = match cfg.processes {
+        Some(_) if !cfg!(target_os = "linux") => {
+            progress
+                .warn("--processes is Linux only (it reads /proc): no running programs checked");
+            (Vec::new(), Some(ProcessCounts::default()))
+        }
         Some(scope) => match process::list(Path::new("/proc"), scope) {
             Ok(found) => (found.images, Some(found.counts)),
             Err(e) => {
