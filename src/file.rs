@@ -14,7 +14,10 @@ use std::path::Path;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FileMeta {
     pub dev: u64,
+    /// The inode number; on Windows the low 64 bits of the 128-bit file id.
     pub ino: u64,
+    /// The high 64 bits of a Windows file id (non-zero on ReFS); 0 on Unix.
+    pub ino_hi: u64,
     pub mtime_ns: i64,
     pub ctime_ns: i64,
 }

@@ -39,7 +39,8 @@ pub fn meta_of_file(file: &File, m: &Metadata) -> io::Result<FileMeta> {
 
 /// The identity of what `path` names (following symlinks).
 pub fn file_id(path: &Path) -> io::Result<FileId> {
-    stat_path(path, true).map(|(_, m)| (m.dev, m.ino))
+    // The high half of a 128-bit id folded in: a skip rule's identity, compared, not stored.
+    stat_path(path, true).map(|(_, m)| (m.dev, m.ino ^ m.ino_hi))
 }
 
 /// How many names the open file has (hard links).
@@ -136,6 +137,7 @@ mod imp {
         FileMeta {
             dev: m.dev(),
             ino: m.ino(),
+            ino_hi: 0,
             mtime_ns: nanos(m.mtime(), m.mtime_nsec()),
             ctime_ns: nanos(m.ctime(), m.ctime_nsec()),
         }
@@ -352,11 +354,11 @@ mod imp {
         let id: FILE_ID_INFO = query(file, FileIdInfo)?;
         let basic: FILE_BASIC_INFO = query(file, FileBasicInfo)?;
         let raw = u128::from_le_bytes(id.FileId.Identifier);
-        // NTFS ids fit 64 bits (the high half is 0); ReFS's 128-bit ids are folded.
-        let ino = (raw as u64) ^ ((raw >> 64) as u64);
+        // NTFS ids fit 64 bits (the high half is 0); ReFS's use all 128.
         Ok(FileMeta {
             dev: id.VolumeSerialNumber,
-            ino,
+            ino: raw as u64,
+            ino_hi: (raw >> 64) as u64,
             mtime_ns: filetime_ns(basic.LastWriteTime),
             ctime_ns: filetime_ns(basic.ChangeTime),
         })
@@ -398,10 +400,8 @@ mod imp {
     pub fn stamp(file: &File, m: &Metadata) -> [u64; 6] {
         // Without the handle's answer (it does not fail on an open file) the times alone.
         let fm = meta_of_file(file, m).unwrap_or(FileMeta {
-            dev: 0,
-            ino: 0,
             mtime_ns: mtime_ns(m),
-            ctime_ns: 0,
+            ..FileMeta::default()
         });
         [
             m.file_size(),
@@ -409,7 +409,7 @@ mod imp {
             0,
             fm.ctime_ns as u64,
             0,
-            fm.ino,
+            fm.ino ^ fm.ino_hi,
         ]
     }
 

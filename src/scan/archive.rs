@@ -281,7 +281,7 @@ pub fn expand(
     let same = file
         .metadata()
         .and_then(|m| crate::platform::meta_of_file(&file, &m))
-        .is_ok_and(|m| (m.dev, m.ino) == (meta.dev, meta.ino));
+        .is_ok_and(|m| (m.dev, m.ino, m.ino_hi) == (meta.dev, meta.ino, meta.ino_hi));
     let mut head = [0u8; 512];
     let n = match read_up_to(&mut file, &mut head).and_then(|n| file.rewind().map(|()| n)) {
         Ok(n) => n,

@@ -125,8 +125,9 @@ pub struct Hasher {
 }
 
 /// Files with more than one hard link, already read: (dev, ino) → (size, mtime, ctime, digests).
-pub type LinkMap =
-    std::sync::Mutex<std::collections::HashMap<(u64, u64), (u64, i64, i64, Digests, FileKind)>>;
+pub type LinkMap = std::sync::Mutex<
+    std::collections::HashMap<(u64, u64, u64), (u64, i64, i64, Digests, FileKind)>,
+>;
 
 impl Hasher {
     pub fn new(opts: HashOptions) -> Hasher {
@@ -299,7 +300,8 @@ impl Hasher {
             }
         };
         // Running programs share images: each is read once too.
-        let link_key = (links > 1 || how == ReadAs::Image).then_some((meta.dev, meta.ino));
+        let link_key =
+            (links > 1 || how == ReadAs::Image).then_some((meta.dev, meta.ino, meta.ino_hi));
         if let Some(k) = link_key
             && let Some(&(size, mtime, ctime, digests, kind)) = lock(&self.links).get(&k)
             && (size, mtime, ctime) == (stat_size, meta.mtime_ns, meta.ctime_ns)

@@ -87,7 +87,7 @@ fn skipped(rules: &[SkipRule], ent: &ignore::DirEntry) -> Option<SpecialKind> {
     known.peek()?;
     let (_, m) = crate::platform::stat_path(ent.path(), ent.path_is_symlink()).ok()?;
     known
-        .find(|(id, _)| *id == (m.dev, m.ino))
+        .find(|(id, _)| *id == (m.dev, m.ino ^ m.ino_hi))
         .map(|(_, kind)| *kind)
 }
 
