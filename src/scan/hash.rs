@@ -124,7 +124,8 @@ pub struct Hasher {
     guard_deadline: std::time::Duration,
 }
 
-/// Files with more than one hard link, already read: (dev, ino) → (size, mtime, ctime, digests).
+/// Files with more than one hard link, already read: (dev, ino, ino_hi) → (size, mtime, ctime,
+/// digests).
 pub type LinkMap = std::sync::Mutex<
     std::collections::HashMap<(u64, u64, u64), (u64, i64, i64, Digests, FileKind)>,
 >;
