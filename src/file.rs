@@ -6,28 +6,20 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-/// Identity and timestamps of a file as seen by `fstat` when it was opened.
+/// Identity and timestamps of a file as seen by `fstat` when it was opened (on Windows: the
+/// volume serial number, the file id and the last-write and change times of its handle; see
+/// [`crate::platform::meta_of_file`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FileMeta {
     pub dev: u64,
+    /// The inode number; on Windows the low 64 bits of the 128-bit file id.
     pub ino: u64,
+    /// The high 64 bits of a Windows file id (non-zero on ReFS); 0 on Unix.
+    pub ino_hi: u64,
     pub mtime_ns: i64,
     pub ctime_ns: i64,
-}
-
-impl FileMeta {
-    pub fn of(m: &std::fs::Metadata) -> FileMeta {
-        FileMeta {
-            dev: m.dev(),
-            ino: m.ino(),
-            mtime_ns: nanos(m.mtime(), m.mtime_nsec()),
-            ctime_ns: nanos(m.ctime(), m.ctime_nsec()),
-        }
-    }
 }
 
 /// Seconds and nanoseconds as one i64 of nanoseconds, saturating: a timestamp past 2262 (any
@@ -36,8 +28,15 @@ pub fn nanos(secs: i64, nsec: i64) -> i64 {
     secs.saturating_mul(1_000_000_000).saturating_add(nsec)
 }
 
+/// What a file another process holds open without sharing (or has locked a range of) is, in a
+/// report: Windows' sharing and lock violations.
+pub const LOCKED: &str = "locked by another process";
+
 /// A short human description of an I/O error, without Rust's "(os error N)" noise.
 pub fn describe_io(e: &io::Error) -> String {
+    if crate::platform::is_locked(e) {
+        return LOCKED.to_string();
+    }
     match e.raw_os_error() {
         Some(code) => {
             let s = e.to_string();
@@ -171,13 +170,10 @@ impl FileKind {
     }
 }
 
-/// A file's identity: `(st_dev, st_ino)`.
+/// A file's identity: `(st_dev, st_ino)` (Windows: volume serial number, file id).
 pub type FileId = (u64, u64);
 
-/// The identity of what `path` names (following symlinks).
-pub fn file_id(path: &Path) -> io::Result<FileId> {
-    std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
-}
+pub use crate::platform::file_id;
 
 /// Files the walk leaves unread, reporting each as `WalkEvent::Special` (in `scan::walk`) with its kind: the
 /// files of one directory whose names match (the directory known by identity, so any spelling
@@ -205,7 +201,11 @@ impl NamePattern {
         match self {
             NamePattern::Is(n) => name == n,
             NamePattern::Around(start, end) => {
-                let (n, a, b) = (name.as_bytes(), start.as_bytes(), end.as_bytes());
+                let (n, a, b) = (
+                    name.as_encoded_bytes(),
+                    start.as_encoded_bytes(),
+                    end.as_encoded_bytes(),
+                );
                 n.len() >= a.len() + b.len() && n.starts_with(a) && n.ends_with(b)
             }
         }

@@ -23,6 +23,7 @@ pub mod file;
 pub mod gateway;
 pub mod known;
 pub mod lookup;
+pub mod platform;
 pub mod progress;
 pub mod report;
 pub mod scan;

@@ -20,8 +20,6 @@
 //! * If a path appears twice in the old report, the later record wins.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -129,7 +127,7 @@ impl Baseline {
 
     /// What the old report said about `path`, if it had it.
     pub fn get(&self, path: &Path) -> Option<OldRecord<'_>> {
-        let e = self.entries.get(path.as_os_str().as_bytes())?;
+        let e = self.entries.get(path.as_os_str().as_encoded_bytes())?;
         Some(OldRecord {
             sha256: e.sha256,
             size: e.size,
@@ -146,8 +144,13 @@ impl Baseline {
         verdict: &Verdict,
     ) -> Change {
         let word = verdict.to_string();
-        self.mark(path.as_os_str().as_bytes(), sha256, size, Some(&word))
-            .0
+        self.mark(
+            path.as_os_str().as_encoded_bytes(),
+            sha256,
+            size,
+            Some(&word),
+        )
+        .0
     }
 
     /// [`Self::change`] for a report record; `None` for a record without a path (`lookup`).
@@ -333,13 +336,16 @@ pub fn diff(old: &Path, new: &Path) -> Result<Diff, BaselineError> {
 }
 
 fn path_from_bytes(bytes: Vec<u8>) -> PathBuf {
-    PathBuf::from(OsString::from_vec(bytes))
+    crate::platform::path_from_vec(bytes)
 }
 
 /// `Path` order, then raw bytes (paths equal as `Path` but spelled differently).
 fn path_order(a: &Path, b: &Path) -> std::cmp::Ordering {
-    a.cmp(b)
-        .then_with(|| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()))
+    a.cmp(b).then_with(|| {
+        a.as_os_str()
+            .as_encoded_bytes()
+            .cmp(b.as_os_str().as_encoded_bytes())
+    })
 }
 
 #[cfg(test)]
@@ -347,7 +353,6 @@ mod tests {
     use super::*;
     use crate::report::read::MAX_LINE;
     use crate::report::{Format, Summary, reporter};
-    use std::ffi::OsStr;
     use std::fs::File;
     use std::io::Write;
 
@@ -358,8 +363,8 @@ mod tests {
         [n; 32]
     }
 
-    fn p(bytes: &[u8]) -> &Path {
-        Path::new(OsStr::from_bytes(bytes))
+    fn p(bytes: &[u8]) -> &'static Path {
+        Box::leak(crate::platform::path_from_vec(bytes.to_vec()).into_boxed_path())
     }
 
     /// Write a report with the real reporter.
@@ -455,6 +460,8 @@ mod tests {
         );
     }
 
+    // Unix only: a name of raw non-UTF-8 bytes exists only there (Windows: platform::tests).
+    #[cfg(unix)]
     #[test]
     fn non_utf8_path_is_matched_through_path_bytes() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -792,6 +799,8 @@ mod tests {
         assert_eq!((d.old_bad.count, d.new_bad.count), (0, 0));
     }
 
+    // Unix only: a name of raw non-UTF-8 bytes exists only there.
+    #[cfg(unix)]
     #[test]
     fn diff_entry_serializes_with_path_bytes_and_change_word() {
         let e = DiffEntry {

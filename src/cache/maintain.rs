@@ -126,6 +126,7 @@ mod tests {
             &FileMeta {
                 dev: 1,
                 ino,
+                ino_hi: 0,
                 mtime_ns: old,
                 ctime_ns: old,
             },

@@ -41,7 +41,7 @@ use crate::sync::lock;
 /// `PRAGMA application_id` of a hashsweep cache ("hswp"): a SQLite file without it is not ours.
 pub const APPLICATION_ID: i32 = 0x6873_7770;
 /// `PRAGMA user_version` this code writes. Older versions are migrated on open.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 /// How long a connection waits for another process's lock before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// A file whose mtime or ctime is this recent when its digests are stored is not cached: a
@@ -96,21 +96,33 @@ CREATE TABLE IF NOT EXISTS deferred (
 ) WITHOUT ROWID;
 ";
 
+/// Schema version 3: the high 64 bits of a Windows file id (ReFS ids are 128-bit; NTFS's and
+/// every Unix inode number fit `ino`, so old rows and Unix rows hold 0). The key stays
+/// `(dev, ino)`: two files that share the low half replace each other's row, and a lookup
+/// checks the high half too, so neither is ever served the other's digests.
+const MIGRATE_V3_FILE_ID_HIGH: &str = "
+ALTER TABLE file_digests ADD COLUMN ino_hi INTEGER NOT NULL DEFAULT 0;
+";
+
 const SELECT_DIGESTS: &str = "SELECT sha256, md5, sha1, seen_at, kind FROM file_digests
-     WHERE dev = ?1 AND ino = ?2 AND size = ?3 AND mtime_ns = ?4 AND ctime_ns = ?5";
+     WHERE dev = ?1 AND ino = ?2 AND size = ?3 AND mtime_ns = ?4 AND ctime_ns = ?5
+       AND ino_hi = ?6";
 
 /// One row per inode: a changed file replaces its old row. When the key is unchanged and the
 /// sha256 agrees, digests the new row lacks are kept from the old one.
 const UPSERT_DIGESTS: &str = "INSERT INTO file_digests
-     (dev, ino, size, mtime_ns, ctime_ns, sha256, md5, sha1, seen_at, kind)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+     (dev, ino, size, mtime_ns, ctime_ns, sha256, md5, sha1, seen_at, kind, ino_hi)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
      ON CONFLICT (dev, ino) DO UPDATE SET
        md5 = CASE WHEN size = excluded.size AND mtime_ns = excluded.mtime_ns
                    AND ctime_ns = excluded.ctime_ns AND sha256 = excluded.sha256
+                   AND ino_hi = excluded.ino_hi
                   THEN coalesce(excluded.md5, md5) ELSE excluded.md5 END,
        sha1 = CASE WHEN size = excluded.size AND mtime_ns = excluded.mtime_ns
                    AND ctime_ns = excluded.ctime_ns AND sha256 = excluded.sha256
+                   AND ino_hi = excluded.ino_hi
                   THEN coalesce(excluded.sha1, sha1) ELSE excluded.sha1 END,
+       ino_hi = excluded.ino_hi,
        size = excluded.size,
        mtime_ns = excluded.mtime_ns,
        ctime_ns = excluded.ctime_ns,
@@ -182,6 +194,8 @@ fn sql_err(path: &Path, what: &'static str) -> impl FnOnce(rusqlite::Error) -> C
 pub struct FileKey {
     pub dev: u64,
     pub ino: u64,
+    /// The high half of a 128-bit Windows file id; 0 on Unix.
+    pub ino_hi: u64,
     pub size: u64,
     pub mtime_ns: i64,
     pub ctime_ns: i64,
@@ -192,6 +206,7 @@ impl FileKey {
         FileKey {
             dev: meta.dev,
             ino: meta.ino,
+            ino_hi: meta.ino_hi,
             size,
             mtime_ns: meta.mtime_ns,
             ctime_ns: meta.ctime_ns,
@@ -800,7 +815,8 @@ impl Cache {
                     d.md5,
                     d.sha1,
                     unix_secs(now),
-                    kind.map(FileKind::code)
+                    kind.map(FileKind::code),
+                    key.ino_hi as i64
                 ])
                 .map_err(sql_err(&self.path, "writing digests"))?;
                 written += 1;
@@ -981,7 +997,8 @@ fn select_digests(
                 key.ino as i64,
                 key.size as i64,
                 key.mtime_ns,
-                key.ctime_ns
+                key.ctime_ns,
+                key.ino_hi as i64
             ],
             |r| {
                 // A blob of the wrong length (a damaged row) reads as a miss.
@@ -1079,7 +1096,10 @@ fn open_writer(path: &Path) -> Result<Connection, CacheError> {
         )
         .map_err(sql_err(path, "dating the old rows (schema 2)"))?;
     }
-    // A future schema adds `if version < 3 { ... }` here.
+    if version < 3 {
+        tx.execute_batch(MIGRATE_V3_FILE_ID_HIGH)
+            .map_err(sql_err(path, "adding the file id's high half (schema 3)"))?;
+    }
     if version != SCHEMA_VERSION {
         tx.pragma_update(None, "application_id", APPLICATION_ID)
             .map_err(sql_err(path, "writing the application id"))?;
@@ -1153,6 +1173,7 @@ mod tests {
         FileKey {
             dev: 2049,
             ino: 1000 + i,
+            ino_hi: 0,
             size: 4096 + i,
             mtime_ns: T0 * 1_000_000_000 + 123,
             ctime_ns: T0 * 1_000_000_000 + 456,
@@ -1246,6 +1267,37 @@ mod tests {
     #[test]
     fn digest_miss_when_ino_changes() {
         assert_miss_after(|k| k.ino += 1, "ino");
+    }
+
+    /// A schema-2 cache (no `ino_hi`) opens as schema 3 and still serves its rows.
+    #[test]
+    fn a_schema_2_cache_is_migrated_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("c.sqlite");
+        let (cache, _) = Cache::open(&path).expect("open");
+        cache
+            .put_digests(&[(key(1), digests(1, true, true))])
+            .unwrap();
+        drop(cache);
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("ALTER TABLE file_digests DROP COLUMN ino_hi")
+            .unwrap();
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        drop(conn);
+        let (cache, warning) = Cache::open(&path).expect("open the old cache");
+        assert_eq!(warning, None);
+        let version: i32 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 3);
+        assert!(cache.get_digests(&key(1), true, true).unwrap().is_some());
+    }
+
+    /// Two ReFS files whose 128-bit ids share the low half are not each other's.
+    #[test]
+    fn digest_miss_when_the_high_half_of_the_file_id_changes() {
+        assert_miss_after(|k| k.ino_hi += 1, "ino_hi");
     }
 
     #[test]
@@ -1402,6 +1454,8 @@ mod tests {
         assert!(got.values().all(|a| a.details.is_none()), "{got:?}");
     }
 
+    // Unix only: the test makes a symlink (Windows needs a privilege for one).
+    #[cfg(unix)]
     /// The walk's rule names the files SQLite really uses: through a symlinked cache path,
     /// the database it leads to and the journals beside that.
     #[test]
@@ -1717,20 +1771,27 @@ mod tests {
         let meta = FileMeta {
             dev: 1,
             ino: 2,
+            ino_hi: 6,
             mtime_ns: 3,
             ctime_ns: 4,
         };
         let k = FileKey::new(&meta, 5);
         assert_eq!(
-            (k.dev, k.ino, k.size, k.mtime_ns, k.ctime_ns),
-            (1, 2, 5, 3, 4)
+            (k.dev, k.ino, k.size, k.mtime_ns, k.ctime_ns, k.ino_hi),
+            (1, 2, 5, 3, 4, 6)
         );
     }
 
     #[test]
     fn default_path_is_cache_sqlite() {
         if let Some(p) = Cache::default_path() {
-            assert!(p.ends_with("hashsweep/cache.sqlite"), "{}", p.display());
+            // Linux: ~/.cache/hashsweep/; Windows: %LOCALAPPDATA%\hashsweep\cache\.
+            assert!(p.ends_with("cache.sqlite"), "{}", p.display());
+            assert!(
+                p.components().any(|c| c.as_os_str() == "hashsweep"),
+                "{}",
+                p.display()
+            );
         }
     }
 

@@ -126,7 +126,8 @@ pub struct WalkArgs {
     #[arg(short = 'x', long)]
     pub one_file_system: bool,
     /// Enter kernel pseudo file systems (proc, sysfs, cgroup, ...) too, each file read with a
-    /// deadline and a cap at the size stat gave (by default their mount points are skipped)
+    /// deadline and a cap at the size stat gave (by default their mount points are skipped;
+    /// Linux only: elsewhere no file system is told apart)
     #[arg(long)]
     pub pseudo_fs: bool,
     /// Threads hashing at once (default: number of CPUs); reads in flight: --io-depth

@@ -76,7 +76,7 @@ pub fn run_diff(a: DiffArgs) -> Result<u8, Error> {
                         short(&e.old_sha256),
                         short(&e.new_sha256),
                         escape_for_line(verdict.as_bytes()),
-                        escape_for_line(std::os::unix::ffi::OsStrExt::as_bytes(e.path.as_os_str()))
+                        escape_path(&e.path)
                     )
                 })
             }

@@ -30,7 +30,7 @@ pub fn run_hash(a: HashArgs) -> Result<u8, Error> {
     // A reader that went away (`| head`) stops the output, not the status.
     let mut reader_gone = false;
     for f in &out.files {
-        let shown = || escape_for_line(std::os::unix::ffi::OsStrExt::as_bytes(f.path.as_os_str()));
+        let shown = || escape_path(&f.path);
         match &f.status {
             FileStatus::Hashed {
                 digests, warning, ..

@@ -1,6 +1,8 @@
 //! Ctrl-C and SIGTERM. The first signal sets the run's stop flag: the walk stops, reads are
 //! abandoned between blocks, no new request is sent, and the report is written for what is
-//! known. A second signal says it is stopping now and exits at once.
+//! known. A second signal says it is stopping now and exits at once. On Windows, Ctrl-C and
+//! Ctrl-Break count as SIGINT and closing the console as SIGTERM, through
+//! `SetConsoleCtrlHandler` (the C runtime's `signal()` is not used there).
 
 use std::io;
 use std::sync::Arc;
@@ -26,6 +28,49 @@ pub struct Interrupt {
 
 impl Interrupt {
     /// Install the handlers.
+    #[cfg(windows)]
+    pub fn install() -> io::Result<Interrupt> {
+        use windows_sys::Win32::System::Console::{
+            CTRL_CLOSE_EVENT, CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT, SetConsoleCtrlHandler,
+        };
+        static STATE: std::sync::OnceLock<(Arc<AtomicBool>, Arc<AtomicUsize>)> =
+            std::sync::OnceLock::new();
+        unsafe extern "system" fn on_ctrl(event: u32) -> i32 {
+            let Some((flag, signal)) = STATE.get() else {
+                return 0;
+            };
+            let sig = match event {
+                CTRL_CLOSE_EVENT | CTRL_LOGOFF_EVENT | CTRL_SHUTDOWN_EVENT => SIGTERM,
+                _ => SIGINT,
+            };
+            if flag.load(Ordering::SeqCst) {
+                use std::io::Write as _;
+                let _ = io::stderr().write_all(stopping_now(sig));
+                std::process::exit(128 + sig);
+            }
+            signal.store(sig as usize, Ordering::SeqCst);
+            flag.store(true, Ordering::SeqCst);
+            1
+        }
+        let (flag, signal) = STATE.get_or_init(|| {
+            (
+                Arc::new(AtomicBool::new(false)),
+                Arc::new(AtomicUsize::new(0)),
+            )
+        });
+        // SAFETY: `on_ctrl` is a valid handler for the life of the process; it runs on a
+        // thread of its own (Windows calls console handlers that way), where it may take locks.
+        if unsafe { SetConsoleCtrlHandler(Some(on_ctrl), 1) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Interrupt {
+            flag: Arc::clone(flag),
+            signal: Arc::clone(signal),
+        })
+    }
+
+    /// Install the handlers.
+    #[cfg(unix)]
     pub fn install() -> io::Result<Interrupt> {
         let flag = Arc::new(AtomicBool::new(false));
         let signal = Arc::new(AtomicUsize::new(0));
@@ -38,7 +83,7 @@ impl Interrupt {
                 if first.load(Ordering::SeqCst) {
                     // SAFETY: write(2) on fd 2 from a static buffer is async-signal-safe; a
                     // failed write is ignored.
-                    let _ = unsafe { libc::write(2, said.as_ptr().cast(), said.len()) };
+                    let _ = unsafe { libc::write(2, said.as_ptr().cast(), said.len() as _) };
                     signal_hook::low_level::exit(128 + sig);
                 }
             };

@@ -38,8 +38,8 @@ use hashsweep::progress::{BarProgress, NoProgress, Progress, Silent};
 use hashsweep::report::read::BadRecords;
 use hashsweep::report::{
     Change, ChangeCounts, Columns, DiffChange, FULL_DIGEST_WIDTH, Format, OnlyReporter,
-    RateLimitState, Record, Removed, Reporter, RunInfo, Summary, escape_for_line, reporter,
-    rfc3339,
+    RateLimitState, Record, Removed, Reporter, RunInfo, Summary, escape_for_line, escape_path,
+    reporter, rfc3339,
 };
 use hashsweep::scan::hash::FileStatus;
 use hashsweep::scan::plan::BudgetOptions;
@@ -229,10 +229,7 @@ fn run_info(
         host: host.or_else(hashsweep::report::ecs::host_name),
         started_at: rfc3339(started),
         finished_at: rfc3339(SystemTime::now()),
-        roots: roots
-            .iter()
-            .map(|r| escape_for_line(std::os::unix::ffi::OsStrExt::as_bytes(r.as_os_str())))
-            .collect(),
+        roots: roots.iter().map(|r| escape_path(r)).collect(),
         options,
         rate_limit: client.map(|c| {
             let b = c.budget();

@@ -202,11 +202,8 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
 /// summary's `run.options`).
 fn scan_options(a: &ScanArgs) -> serde_json::Map<String, serde_json::Value> {
     use serde_json::Value;
-    let paths = |v: &[PathBuf]| -> Value {
-        v.iter()
-            .map(|p| Value::from(escape_for_line(p.as_os_str().as_encoded_bytes())))
-            .collect()
-    };
+    let paths =
+        |v: &[PathBuf]| -> Value { v.iter().map(|p| Value::from(escape_path(p))).collect() };
     let mut m = if a.offline {
         let mut m = serde_json::Map::new();
         m.insert("offline".into(), true.into());
@@ -254,10 +251,7 @@ fn scan_options(a: &ScanArgs) -> serde_json::Map<String, serde_json::Value> {
     m.insert("priority-path".into(), a.priority_path.clone().into());
     m.insert(
         "baseline".into(),
-        a.baseline
-            .as_deref()
-            .map(|p| escape_for_line(p.as_os_str().as_encoded_bytes()))
-            .into(),
+        a.baseline.as_deref().map(escape_path).into(),
     );
     m.insert("no-cache".into(), a.cache.no_cache.into());
     if !a.cache.no_cache {

@@ -319,17 +319,7 @@ async fn run(
 }
 
 async fn shutdown_on_signal(handle: axum_server::Handle<SocketAddr>, grace: Duration) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    crate::platform::stop_requested().await;
     tracing::info!(
         "shutting down: finishing requests in flight (up to {}s)",
         grace.as_secs()

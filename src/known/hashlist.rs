@@ -2,8 +2,6 @@
 //! (text or binary mode, GNU-escaped names), and BSD `SHA256 (name) = hex` lines. Also writes
 //! the `sha256sum` line format for `hashsweep hash`.
 
-use std::ffi::OsString;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
@@ -39,7 +37,7 @@ pub fn parse_line(line: &[u8]) -> Result<Option<ListedHash>, String> {
                 hex.trim()
             )
         })?;
-        let name = PathBuf::from(OsString::from_vec(trimmed[open + 1..eq].to_vec()));
+        let name = crate::platform::path_from_vec(trimmed[open + 1..eq].to_vec());
         return Ok(Some(ListedHash {
             digest,
             name: Some(name),
@@ -72,7 +70,7 @@ pub fn parse_line(line: &[u8]) -> Result<Option<ListedHash>, String> {
         } else {
             name.to_vec()
         };
-        PathBuf::from(OsString::from_vec(raw))
+        crate::platform::path_from_vec(raw)
     });
     Ok(Some(ListedHash { digest, name }))
 }
@@ -99,7 +97,7 @@ fn unescape(s: &[u8]) -> Vec<u8> {
 /// One `sha256sum`-format line (with its newline), escaped as GNU coreutils does when the name
 /// holds a backslash, newline or carriage return.
 pub fn sum_line(hex: &str, path: &Path) -> Vec<u8> {
-    let name = path.as_os_str().as_bytes();
+    let name = path.as_os_str().as_encoded_bytes();
     let needs = name.iter().any(|b| matches!(b, b'\\' | b'\n' | b'\r'));
     let mut out = Vec::with_capacity(hex.len() + name.len() + 4);
     if needs {

@@ -10,8 +10,6 @@ use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::ops::Range;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -653,24 +651,16 @@ fn skip_past_newline(r: &mut impl BufRead) -> io::Result<()> {
 pub(super) struct Stamp(pub(super) [u64; 6]);
 
 impl Stamp {
-    pub(super) fn of(m: &fs::Metadata) -> Stamp {
-        Stamp([
-            m.size(),
-            m.mtime() as u64,
-            m.mtime_nsec() as u64,
-            m.ctime() as u64,
-            m.ctime_nsec() as u64,
-            m.ino(),
-        ])
+    pub(super) fn of(file: &File, m: &fs::Metadata) -> Stamp {
+        Stamp(crate::platform::stamp(file, m))
     }
 }
 
 /// What a JSON file given as a hash list is (`None`: not JSON), from its first 4 KiB (read at
 /// offset 0, leaving the file's position alone): a hashsweep report, an ECS report, or JSON.
 fn json_kind(file: &File) -> Option<&'static str> {
-    use std::os::unix::fs::FileExt;
     let mut head = [0u8; 4096];
-    let n = file.read_at(&mut head, 0).ok()?;
+    let n = crate::platform::read_at(file, &mut head, 0).ok()?;
     let head = &head[..n];
     let head = head
         .strip_prefix(b"\xEF\xBB\xBF")
@@ -735,7 +725,7 @@ fn load_source(
                 file: index_path(dir, &canonical),
                 dir: dir.to_path_buf(),
                 canonical,
-                stamp: Stamp::of(&meta),
+                stamp: Stamp::of(&file, &meta),
             })
         }
         _ => None,
@@ -777,7 +767,9 @@ fn load_source(
     };
     if let Some(slot) = slot {
         // Cache only what was read from one unchanged version of the file.
-        let unchanged = file.metadata().is_ok_and(|m| Stamp::of(&m) == slot.stamp);
+        let unchanged = file
+            .metadata()
+            .is_ok_and(|m| Stamp::of(&file, &m) == slot.stamp);
         if unchanged {
             match write_index(&slot, format, &b) {
                 Ok(()) => {
@@ -821,7 +813,7 @@ pub(super) const INDEX_NAME: (&str, &str) = ("hashset-", ".idx");
 pub(super) const INDEX_TMP: (&str, &str) = (".hashset-", ".tmp");
 
 fn index_path(dir: &Path, canonical: &Path) -> PathBuf {
-    let h = Sha256::digest(canonical.as_os_str().as_bytes());
+    let h = Sha256::digest(canonical.as_os_str().as_encoded_bytes());
     let (start, end) = INDEX_NAME;
     dir.join(format!("{start}{}{end}", &hex_lower(&h)[..16]))
 }
@@ -837,7 +829,7 @@ pub fn index_names() -> Vec<NamePattern> {
 
 fn write_index(slot: &IndexSlot, format: ListFormat, b: &Builder) -> io::Result<()> {
     fs::create_dir_all(&slot.dir)?;
-    let path = slot.canonical.as_os_str().as_bytes();
+    let path = slot.canonical.as_os_str().as_encoded_bytes();
     let mut words = [0u64; WORDS];
     words[0] = format.code();
     words[1..7].copy_from_slice(&slot.stamp.0);
@@ -894,7 +886,7 @@ fn open_index(slot: &IndexSlot) -> Option<(Table, ListFormat, u64)> {
     let n = |i| usize::try_from(word(i)?).ok();
     let (n_md5, n_sha1, n_sha256, path_len) = (n(8)?, n(9)?, n(10)?, n(11)?);
     let path_end = FIXED.checked_add(path_len)?;
-    if map.get(FIXED..path_end)? != slot.canonical.as_os_str().as_bytes() {
+    if map.get(FIXED..path_end)? != slot.canonical.as_os_str().as_encoded_bytes() {
         return None;
     }
     let md5 = path_end..path_end.checked_add(n_md5.checked_mul(16)?)?;
@@ -1222,6 +1214,8 @@ mod tests {
         assert!(matches!(&err, HashSetError::Open { path, .. } if *path == p));
     }
 
+    // Unix only: a directory opens as a file (Windows refuses the open).
+    #[cfg(unix)]
     #[test]
     fn unreadable_file_error_has_path_and_line() {
         // A directory opens but fails on the first read.

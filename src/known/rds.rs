@@ -21,8 +21,6 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::ops::Range;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use memmap2::Mmap;
@@ -52,7 +50,7 @@ pub fn is_sqlite(file: &File) -> io::Result<bool> {
     let mut head = [0u8; 16];
     let mut got = 0;
     while got < head.len() {
-        match file.read_at(&mut head[got..], got as u64) {
+        match crate::platform::read_at(file, &mut head[got..], got as u64) {
             Ok(0) => return Ok(false),
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -236,7 +234,7 @@ pub(super) fn load(
         },
     })?;
     let version = read_version(&conn).map_err(rds_err("cannot read the VERSION table of"))?;
-    let stamp = Stamp::of(&meta);
+    let stamp = Stamp::of(file, &meta);
     let slot = index_dir.map(|dir| {
         let key = match &version {
             Some(v) => format!("rds\0{}\0{}", v.build_set, layout.as_str()),
@@ -251,7 +249,7 @@ pub(super) fn load(
     });
     let want = |info: &RdsInfo| info.layout == layout && info.version == version;
     if let Some((_, file)) = &slot
-        && let Some(mut t) = open_index(file, canonical.as_os_str().as_bytes(), stamp, opts)
+        && let Some(mut t) = open_index(file, canonical.as_os_str().as_encoded_bytes(), stamp, opts)
         && want(&t.info)
     {
         t.from_index = true;
@@ -271,9 +269,9 @@ pub(super) fn load(
     };
     let index_error = match &slot {
         // Cache only what was read from one unchanged version of the file.
-        Some((dir, index)) if file.metadata().is_ok_and(|m| Stamp::of(&m) == stamp) => {
+        Some((dir, index)) if file.metadata().is_ok_and(|m| Stamp::of(file, &m) == stamp) => {
             let m = Meta {
-                path: canonical.as_os_str().as_bytes().to_vec(),
+                path: canonical.as_os_str().as_encoded_bytes().to_vec(),
                 stamp: stamp.0,
                 info: built.info.clone(),
                 digests: built.sha256.len() as u64,

@@ -8,7 +8,6 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,18 +20,9 @@ use crate::digest::Algo;
 /// The ECS version the documents follow.
 pub const ECS_VERSION: &str = "8.11.0";
 
-/// This machine's host name (`gethostname`), lossy UTF-8; `None` if it cannot be read.
-pub fn host_name() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is writable for its whole length; gethostname writes at most that.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return None;
-    }
-    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let name = String::from_utf8_lossy(&buf[..len]).into_owned();
-    (!name.is_empty()).then_some(name)
-}
+/// This machine's host name (`gethostname`; Windows: `GetComputerNameExW`), lossy UTF-8; `None`
+/// if it cannot be read.
+pub use crate::platform::host_name;
 
 pub(super) struct EcsReporter<'w> {
     out: Box<dyn Write + 'w>,
@@ -129,7 +119,7 @@ impl Reporter for EcsReporter<'_> {
             args: &p.args,
             executable: r
                 .path
-                .map(|e| String::from_utf8_lossy(e.as_os_str().as_bytes())),
+                .map(|e| String::from_utf8_lossy(e.as_os_str().as_encoded_bytes())),
             hash: Hashes::of(r.sha256.as_deref(), None, None),
         });
         self.write(
@@ -272,11 +262,11 @@ impl<'a> FileFields<'a> {
         let lossy = |b: &'a [u8]| String::from_utf8_lossy(b);
         // `hashsweep.path_bytes` carries the raw bytes of a name that is not valid UTF-8.
         FileFields {
-            path: Some(lossy(p.as_os_str().as_bytes())),
-            name: p.file_name().map(|n| lossy(n.as_bytes())),
+            path: Some(lossy(p.as_os_str().as_encoded_bytes())),
+            name: p.file_name().map(|n| lossy(n.as_encoded_bytes())),
             directory: p
                 .parent()
-                .map(|d| d.as_os_str().as_bytes())
+                .map(|d| d.as_os_str().as_encoded_bytes())
                 .filter(|d| !d.is_empty())
                 .map(lossy),
             ..FileFields::default()
@@ -437,7 +427,9 @@ mod tests {
     use super::*;
     use crate::lookup::Answer;
     use crate::lookup::Verdict;
+    #[cfg(unix)]
     use base64::Engine as _;
+    #[cfg(unix)]
     use std::ffi::OsStr;
     use std::time::Duration;
 
@@ -595,9 +587,13 @@ mod tests {
         assert!(docs[1]["hashsweep"].get("scan_result_i").is_none());
     }
 
+    // Unix only: a name of raw non-UTF-8 bytes exists only there (Windows: platform::tests).
+    #[cfg(unix)]
     #[test]
     fn non_utf8_path_keeps_raw_bytes_under_hashsweep() {
-        let p = Path::new(OsStr::from_bytes(b"dir/caf\xe9"));
+        let p = Path::new(<OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(
+            b"dir/caf\xe9",
+        ));
         let docs = render(cols(), &[rec(p, Verdict::NotLookedUp, None)], &[]);
         let d = &docs[0];
         assert_eq!(d["file"]["path"], "dir/caf\u{fffd}");
@@ -655,6 +651,8 @@ mod tests {
         assert_eq!(docs[0]["host"]["name"], expected.as_str());
     }
 
+    // Unix only: Windows' SystemTime holds no time before 1601.
+    #[cfg(unix)]
     #[test]
     fn rfc3339_matches_humantime_and_handles_times_before_the_epoch() {
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;

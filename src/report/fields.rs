@@ -4,7 +4,6 @@
 //! cannot drift apart (a field added here appears in every format or fails a test).
 
 use std::borrow::Cow;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use base64::Engine as _;
@@ -324,12 +323,12 @@ impl<'a> View<'a> {
 
 /// `path` as lossy UTF-8 (borrowed when the name is valid UTF-8).
 fn lossy(p: &Path) -> Cow<'_, str> {
-    String::from_utf8_lossy(p.as_os_str().as_bytes())
+    String::from_utf8_lossy(p.as_os_str().as_encoded_bytes())
 }
 
 /// The base64 of the raw path bytes, only when the name is not valid UTF-8.
 pub fn path_bytes(p: &Path) -> Option<String> {
-    let raw = p.as_os_str().as_bytes();
+    let raw = p.as_os_str().as_encoded_bytes();
     std::str::from_utf8(raw)
         .is_err()
         .then(|| base64::engine::general_purpose::STANDARD.encode(raw))
@@ -394,8 +393,10 @@ pub fn csv_row(view: &View<'_>, columns: &[&Spec]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(unix)]
     use crate::lookup::Answer;
     use crate::report::{Columns, Format, Reporter, Summary, reporter};
+    #[cfg(unix)]
     use std::ffi::OsStr;
 
     fn render(format: Format, write: impl FnOnce(&mut dyn Reporter)) -> String {
@@ -419,10 +420,13 @@ mod tests {
     }
 
     /// A dotted ECS path in a document.
+    #[cfg(unix)]
     fn at<'v>(doc: &'v serde_json::Value, dotted: &str) -> &'v serde_json::Value {
         dotted.split('.').fold(doc, |v, k| &v[k])
     }
 
+    // Unix only: a name of raw non-UTF-8 bytes exists only there (Windows: platform::tests).
+    #[cfg(unix)]
     /// Every field of the list is written by every format, under its name (JSON, CSV) or at
     /// its ECS place; a field added to one writer only, or left out of one, fails here.
     #[test]
@@ -438,7 +442,9 @@ mod tests {
                 def_time: None,
             }])),
         };
-        let path = Path::new(OsStr::from_bytes(b"/d/caf\xe9"));
+        let path = Path::new(<OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(
+            b"/d/caf\xe9",
+        ));
         let process = crate::scan::process::ProcessInfo {
             pid: 42,
             name: "caf".into(),

@@ -13,7 +13,6 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Seek, Write};
-use std::os::unix::ffi::OsStrExt;
 
 use super::{Columns, Record, Removed, Reporter, Summary, human_bytes, threat_names};
 use crate::digest::Algo;
@@ -236,7 +235,9 @@ impl Reporter for HtmlReporter<'_> {
 
     fn removed(&mut self, r: &Removed<'_>) -> io::Result<()> {
         let cells = [
-            esc(&String::from_utf8_lossy(r.path.as_os_str().as_bytes())),
+            esc(&String::from_utf8_lossy(
+                r.path.as_os_str().as_encoded_bytes(),
+            )),
             r.size.map_or("-".into(), |s| esc(&human_bytes(s))),
             r.sha256.as_deref().map_or("-".into(), esc),
             "[removed]".into(),
@@ -315,7 +316,7 @@ fn chart(out: &mut dyn Write, s: &Summary) -> io::Result<()> {
 /// The record's path (escaped for one line), or its digest for a bare `lookup` hash.
 fn path_text(r: &Record<'_>) -> String {
     match r.path {
-        Some(p) => super::escape_for_line(p.as_os_str().as_bytes()),
+        Some(p) => super::escape_path(p),
         None => "-".into(),
     }
 }
@@ -398,6 +399,7 @@ mod tests {
     use super::*;
     use crate::lookup::{Answer, EngineResult};
     use crate::report::{Format, RunInfo, reporter};
+    #[cfg(unix)]
     use std::ffi::OsStr;
     use std::path::Path;
 
@@ -439,10 +441,14 @@ mod tests {
         }
     }
 
+    // Unix only: a name of raw non-UTF-8 bytes exists only there (Windows: platform::tests).
+    #[cfg(unix)]
     #[test]
     fn hostile_names_are_escaped_and_detections_come_first_whatever_the_order() {
         let a = answer();
-        let evil = Path::new(OsStr::from_bytes(b"/t/<img src=x onerror=alert(1)>\n\xff"));
+        let evil = Path::new(<OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(
+            b"/t/<img src=x onerror=alert(1)>\n\xff",
+        ));
         let recs = [
             Record {
                 sha256: Some("ab".repeat(32)),

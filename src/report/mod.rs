@@ -13,7 +13,6 @@ pub mod read;
 mod table;
 
 use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -27,7 +26,7 @@ use crate::lookup::{Answer, Plan};
 
 pub use change::{Change, ChangeCounts, DiffChange};
 use fields::{JsonRecord, Optional, View};
-pub use table::{FULL_DIGEST_WIDTH, escape_for_line};
+pub use table::{FULL_DIGEST_WIDTH, escape_for_line, escape_path};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -385,7 +384,7 @@ impl Summary {
         if r.verdict.is_detection() && self.detected_paths.len() < SUMMARY_PATHS {
             self.detected_paths
                 .push(match (r.path, &r.sha256, &r.md5, &r.sha1) {
-                    (Some(p), ..) => escape_for_line(p.as_os_str().as_bytes()),
+                    (Some(p), ..) => escape_path(p),
                     (None, Some(h), ..)
                     | (None, None, Some(h), _)
                     | (None, None, None, Some(h)) => h.clone(),
@@ -497,10 +496,7 @@ impl Summary {
             }
         }
         if let Some(f) = &self.report_file {
-            s.push_str(&format!(
-                "\nhashsweep: report: {}",
-                escape_for_line(f.as_os_str().as_bytes())
-            ));
+            s.push_str(&format!("\nhashsweep: report: {}", escape_path(f)));
         }
         if let Some(c) = &self.changes {
             s.push_str(&format!("\nhashsweep: {}", c.human()));
@@ -590,7 +586,7 @@ pub fn human_bytes(n: u64) -> String {
 /// `path` (lossy UTF-8) and, only when the name is not valid UTF-8, `path_bytes` (base64).
 pub fn split_path(p: Option<&Path>) -> (Option<String>, Option<String>) {
     let Some(p) = p else { return (None, None) };
-    let lossy = String::from_utf8_lossy(p.as_os_str().as_bytes()).into_owned();
+    let lossy = String::from_utf8_lossy(p.as_os_str().as_encoded_bytes()).into_owned();
     (Some(lossy), fields::path_bytes(p))
 }
 
@@ -784,7 +780,9 @@ impl Reporter for CsvReporter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(unix)]
     use base64::Engine as _;
+    #[cfg(unix)]
     use std::ffi::OsStr;
 
     fn render(format: Format, recs: &[Record<'_>]) -> String {
@@ -849,9 +847,13 @@ mod tests {
         }
     }
 
+    // Unix only: a name of raw non-UTF-8 bytes exists only there (Windows: platform::tests).
+    #[cfg(unix)]
     #[test]
     fn non_utf8_paths_carry_base64_bytes_and_utf8_paths_do_not() {
-        let bad = Path::new(OsStr::from_bytes(b"dir/caf\xe9"));
+        let bad = Path::new(<OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(
+            b"dir/caf\xe9",
+        ));
         let good = Path::new("dir/café");
         let out = render(Format::Ndjson, &[rec(bad), rec(good)]);
         let lines: Vec<serde_json::Value> = out

@@ -4,7 +4,7 @@
 //! `--details` a threat column names what the engines found.
 
 use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use anstyle::{AnsiColor, Style};
 
@@ -103,7 +103,7 @@ impl Reporter for TableReporter<'_> {
                 .or(r.md5.as_deref()),
         );
         let path = match r.path {
-            Some(p) => escape_for_line(p.as_os_str().as_bytes()),
+            Some(p) => escape_path(p),
             None => "-".into(),
         };
         let word = format!("{:<22}", r.verdict.to_string());
@@ -144,7 +144,7 @@ impl Reporter for TableReporter<'_> {
         self.header()?;
         let size = r.size.map(human_bytes).unwrap_or_else(|| "-".into());
         let hash = self.digest(r.sha256.as_deref());
-        let path = escape_for_line(r.path.as_os_str().as_bytes());
+        let path = escape_path(r.path);
         write!(
             self.out,
             "{:<22} {:>5} {:>10}  {:<w$}  ",
@@ -168,11 +168,22 @@ impl Reporter for TableReporter<'_> {
 /// Printable on one line: control characters and bytes that are not UTF-8 become `\n`, `\t`,
 /// `\xNN`; a backslash is doubled, so the escaping is unambiguous.
 pub fn escape_for_line(bytes: &[u8]) -> String {
+    escape(bytes, false)
+}
+
+/// A path printable on one line: [`escape_for_line`], except that on Windows the separator
+/// `\` is left as it is (a Windows name holds neither `\` nor control characters, so only a
+/// name that is not valid UTF-16 is escaped, as `\xNN` of its WTF-8 bytes).
+pub fn escape_path(p: &Path) -> String {
+    escape(p.as_os_str().as_encoded_bytes(), cfg!(windows))
+}
+
+fn escape(bytes: &[u8], backslash_is_separator: bool) -> String {
     let mut s = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {
-                '\\' => s.push_str("\\\\"),
+                '\\' if !backslash_is_separator => s.push_str("\\\\"),
                 '\n' => s.push_str("\\n"),
                 '\r' => s.push_str("\\r"),
                 '\t' => s.push_str("\\t"),
@@ -192,12 +203,22 @@ mod tests {
     use super::*;
     use crate::lookup::{Answer, EngineResult};
     use crate::report::reporter;
-    use std::path::Path;
 
     #[test]
     fn escapes_keep_one_line_and_are_unambiguous() {
         assert_eq!(escape_for_line(b"a\nb\\n\tc\xff"), "a\\nb\\\\n\\tc\\xff");
         assert_eq!(escape_for_line("ünï".as_bytes()), "ünï");
+    }
+
+    /// Windows' separator is shown as it is, not doubled; elsewhere a backslash in a name is.
+    #[test]
+    fn a_path_keeps_its_own_separator() {
+        let shown = escape_path(Path::new("dir\\sub\\f\n"));
+        if cfg!(windows) {
+            assert_eq!(shown, "dir\\sub\\f\\n");
+        } else {
+            assert_eq!(shown, "dir\\\\sub\\\\f\\n");
+        }
     }
 
     fn render(cols: Columns, r: &Record<'_>) -> String {

@@ -16,13 +16,13 @@
 use std::cell::{Cell, RefCell};
 use std::ffi::OsStr;
 use std::io::{self, Read, Seek};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::hash::{FileResult, FileStatus, HashOptions, Origin, Sum, open_for_hashing};
 use crate::file::{FileKind, FileMeta, describe_io};
+use crate::platform::path_from_bytes;
 
 /// `--archive-depth`: archive levels opened (the file on disk is level 1).
 pub const DEFAULT_DEPTH: u32 = 5;
@@ -200,13 +200,23 @@ impl FileResult {
     pub fn container_member(&self) -> Option<(&Path, &Path)> {
         match self.archive.as_deref() {
             Some(Inside::Member { container_len, .. }) => {
-                let raw = self.path.as_os_str().as_bytes();
+                let raw = self.path.as_os_str().as_encoded_bytes();
                 let (c, m) = raw.split_at((*container_len).min(raw.len()));
-                let m = m.strip_prefix(b"!").unwrap_or(m);
-                Some((
-                    Path::new(OsStr::from_bytes(c)),
-                    Path::new(OsStr::from_bytes(m)),
-                ))
+                // The container's name is followed by the ASCII `!` (or nothing).
+                let m = match m {
+                    [] => m,
+                    [b'!', rest @ ..] => rest,
+                    _ => return None,
+                };
+                // SAFETY: both halves come from `as_encoded_bytes` of one `OsStr`, split just
+                // before and just after an ASCII `!` (or at its end), as the contract allows.
+                let (c, m) = unsafe {
+                    (
+                        OsStr::from_encoded_bytes_unchecked(c),
+                        OsStr::from_encoded_bytes_unchecked(m),
+                    )
+                };
+                Some((Path::new(c), Path::new(m)))
             }
             _ => None,
         }
@@ -253,7 +263,7 @@ pub fn expand(
     if opts.depth == 0 {
         return None;
     }
-    let container = path.as_os_str().as_bytes();
+    let container = path.as_os_str().as_encoded_bytes();
     // Its members cannot be read: say so on the archive and in an `archive!*` record.
     let unreadable = |why: String| {
         Some((
@@ -270,7 +280,8 @@ pub fn expand(
     };
     let same = file
         .metadata()
-        .is_ok_and(|m| FileMeta::of(&m).ino == meta.ino && FileMeta::of(&m).dev == meta.dev);
+        .and_then(|m| crate::platform::meta_of_file(&file, &m))
+        .is_ok_and(|m| (m.dev, m.ino, m.ino_hi) == (meta.dev, meta.ino, meta.ino_hi));
     let mut head = [0u8; 512];
     let n = match read_up_to(&mut file, &mut head).and_then(|n| file.rewind().map(|()| n)) {
         Ok(n) => n,
@@ -800,7 +811,7 @@ impl Walker<'_, '_> {
         };
         let head = &head[..n];
         let name = path.rsplit(|&b| b == b'!').next().unwrap_or(path);
-        let kind = FileKind::sniff(head, Path::new(OsStr::from_bytes(name)));
+        let kind = FileKind::sniff(head, &path_from_bytes(name));
         let nested = Format::sniff(head)
             .filter(|f| depth < budget.opts.depth && budget.opts.formats.contains(*f));
         let mut sum = Sum::new(&self.hash);
@@ -915,7 +926,7 @@ fn member_result(
     status: FileStatus,
 ) -> FileResult {
     FileResult {
-        path: Path::new(OsStr::from_bytes(path)).into(),
+        path: path_from_bytes(path).into(),
         size,
         status,
         archive: Some(Box::new(Inside::Member {

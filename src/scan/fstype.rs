@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::io;
+#[cfg(target_os = "linux")]
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -193,6 +194,8 @@ impl FsTypes {
 mod tests {
     use super::*;
 
+    // Linux only: /proc and statfs's magic numbers.
+    #[cfg(target_os = "linux")]
     #[test]
     fn magic_numbers_name_pseudo_and_network_file_systems() {
         assert_eq!(

@@ -5,7 +5,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +17,8 @@ use super::archive::{ArchiveOptions, Inside};
 use super::io::IoGate;
 use super::walk::WalkEvent;
 use crate::digest::Digests;
-use crate::file::{FileKind, FileMeta, describe_io, nanos};
+use crate::file::{FileKind, FileMeta, describe_io};
+pub(super) use crate::platform::open_for_hashing;
 use crate::sync::lock;
 
 /// Bytes read per `read` call.
@@ -124,9 +124,11 @@ pub struct Hasher {
     guard_deadline: std::time::Duration,
 }
 
-/// Files with more than one hard link, already read: (dev, ino) → (size, mtime, ctime, digests).
-pub type LinkMap =
-    std::sync::Mutex<std::collections::HashMap<(u64, u64), (u64, i64, i64, Digests, FileKind)>>;
+/// Files with more than one hard link, already read: (dev, ino, ino_hi) → (size, mtime, ctime,
+/// digests).
+pub type LinkMap = std::sync::Mutex<
+    std::collections::HashMap<(u64, u64, u64), (u64, i64, i64, Digests, FileKind)>,
+>;
 
 impl Hasher {
     pub fn new(opts: HashOptions) -> Hasher {
@@ -231,13 +233,9 @@ impl Hasher {
         // directory root (like `find -H`); anywhere else a symlink is not. A running
         // program's image is reached through /proc's links, always followed.
         let opening = std::time::Instant::now();
-        let follow = self.opts.follow_symlinks || how == ReadAs::Image;
-        let opened = match open_for_hashing(&path, follow) {
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) && self.roots.contains(&*path) => {
-                open_for_hashing(&path, true)
-            }
-            other => other,
-        };
+        let follow =
+            self.opts.follow_symlinks || how == ReadAs::Image || self.roots.contains(&*path);
+        let opened = open_for_hashing(&path, follow);
         let file = match opened {
             Ok(f) => f,
             Err(e) => {
@@ -245,7 +243,11 @@ impl Hasher {
                     archive: None,
                     path: path.into(),
                     size: None,
-                    status: FileStatus::Error(format!("cannot open: {}", describe_io(&e))),
+                    status: FileStatus::Error(if crate::platform::is_locked(&e) {
+                        crate::file::LOCKED.to_string()
+                    } else {
+                        format!("cannot open: {}", describe_io(&e))
+                    }),
                 };
             }
         };
@@ -285,9 +287,22 @@ impl Hasher {
             };
         }
         // Another link to an inode already read (and unchanged since) is not read again.
-        let meta = FileMeta::of(&before);
+        let (meta, links) = match crate::platform::meta_of_file(&file, &before)
+            .and_then(|m| Ok((m, crate::platform::link_count(&file, &before)?)))
+        {
+            Ok(m) => m,
+            Err(e) => {
+                return FileResult {
+                    archive: None,
+                    path: path.into(),
+                    size: Some(stat_size),
+                    status: FileStatus::Error(format!("cannot stat: {}", describe_io(&e))),
+                };
+            }
+        };
         // Running programs share images: each is read once too.
-        let link_key = (before.nlink() > 1 || how == ReadAs::Image).then_some((meta.dev, meta.ino));
+        let link_key =
+            (links > 1 || how == ReadAs::Image).then_some((meta.dev, meta.ino, meta.ino_hi));
         if let Some(k) = link_key
             && let Some(&(size, mtime, ctime, digests, kind)) = lock(&self.links).get(&k)
             && (size, mtime, ctime) == (stat_size, meta.mtime_ns, meta.ctime_ns)
@@ -514,30 +529,6 @@ impl Sum {
     }
 }
 
-/// Open read-only without following a final symlink (unless asked), without blocking on a FIFO
-/// that replaced the file, and without updating the access time where the OS allows it.
-pub(super) fn open_for_hashing(path: &Path, follow: bool) -> io::Result<File> {
-    let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
-    if !follow {
-        flags |= libc::O_NOFOLLOW;
-    }
-    let open = |extra: i32| {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(flags | extra)
-            .open(path)
-    };
-    // O_NOATIME is Linux's; macOS and the BSDs have no such flag (noatime is a mount option).
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    match open(libc::O_NOATIME) {
-        // O_NOATIME is refused for files the caller does not own (unless privileged).
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(0),
-        other => other,
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    open(0)
-}
-
 fn change_warning(
     stat_size: u64,
     read: u64,
@@ -550,7 +541,7 @@ fn change_warning(
         ));
     }
     let after = after?;
-    let mtime_after = nanos(after.mtime(), after.mtime_nsec());
+    let mtime_after = crate::platform::mtime_ns(after);
     if after.len() != stat_size || mtime_after != meta.mtime_ns {
         return Some(
             "file was modified while it was read; the digest may not match its current content"
@@ -624,7 +615,7 @@ mod tests {
         );
         let r = Hasher::new(HashOptions::default()).hash_path(d.path().join("gone"));
         assert!(
-            matches!(r.status, FileStatus::Error(ref s) if s.contains("No such file")),
+            matches!(r.status, FileStatus::Error(ref s) if s.starts_with("cannot open")),
             "{r:?}"
         );
     }
@@ -652,6 +643,8 @@ mod tests {
         assert!(h.hash_path(p).digests().is_some());
     }
 
+    // Unix only: FIFOs.
+    #[cfg(unix)]
     #[test]
     fn fifo_swapped_in_after_walk_is_not_read() {
         let d = tempfile::tempdir().unwrap();

@@ -488,6 +488,8 @@ mod tests {
         );
     }
 
+    // Linux only: RWF_NOWAIT.
+    #[cfg(target_os = "linux")]
     /// A file just written is in the page cache: `RWF_NOWAIT` reads it without waiting.
     #[test]
     fn cached_reads_are_not_latency() {

@@ -477,6 +477,11 @@ pub fn scan(
 
     let mut walk_result = Ok(walk::WalkStats::default());
     let (images, mut process_counts) = match cfg.processes {
+        Some(_) if !cfg!(target_os = "linux") => {
+            progress
+                .warn("--processes is Linux only (it reads /proc): no running programs checked");
+            (Vec::new(), Some(ProcessCounts::default()))
+        }
         Some(scope) => match process::list(Path::new("/proc"), scope) {
             Ok(found) => (found.images, Some(found.counts)),
             Err(e) => {
@@ -492,8 +497,7 @@ pub fn scan(
     if let Some(c) = process_counts
         && c.denied > 0
     {
-        // SAFETY: geteuid has no preconditions.
-        let hint = if unsafe { libc::geteuid() } == 0 {
+        let hint = if crate::platform::is_superuser() {
             "refused even to root (another namespace, or a protected process)"
         } else {
             "not this user's to inspect: run as root to check every running program"

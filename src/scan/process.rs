@@ -11,7 +11,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::hash::{FileResult, FileStatus};
@@ -81,8 +80,8 @@ const DELETED: &[u8] = b" (deleted)";
 /// Strip the kernel's ` (deleted)` mark: the path, and whether it was there.
 fn undeleted(raw: &[u8]) -> (PathBuf, bool) {
     match raw.strip_suffix(DELETED) {
-        Some(p) => (PathBuf::from(std::ffi::OsStr::from_bytes(p)), true),
-        None => (PathBuf::from(std::ffi::OsStr::from_bytes(raw)), false),
+        Some(p) => (crate::platform::path_from_vec(p.to_vec()), true),
+        None => (crate::platform::path_from_vec(raw.to_vec()), false),
     }
 }
 
@@ -158,7 +157,7 @@ pub fn list(proc_root: &Path, scope: ProcessScope) -> io::Result<Found> {
         let uid = std::fs::read_to_string(dir.join("status"))
             .ok()
             .and_then(|s| uid_of(&s));
-        let (path, deleted) = undeleted(link.as_os_str().as_bytes());
+        let (path, deleted) = undeleted(link.as_os_str().as_encoded_bytes());
         let info = ProcessInfo {
             pid,
             name,
@@ -172,7 +171,7 @@ pub fn list(proc_root: &Path, scope: ProcessScope) -> io::Result<Found> {
             && let Ok(maps) = std::fs::read_to_string(dir.join("maps"))
         {
             for (range, dev, inode, shown) in maps.lines().filter_map(file_mapping) {
-                if shown.as_bytes() == link.as_os_str().as_bytes()
+                if shown.as_bytes() == link.as_os_str().as_encoded_bytes()
                     || !libraries.insert((dev.to_string(), inode))
                 {
                     continue;
@@ -226,7 +225,8 @@ pub(super) fn settle(
     });
 }
 
-#[cfg(test)]
+// Linux only: /proc.
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
     use crate::scan::hash::{HashOptions, Hasher};

@@ -15,7 +15,6 @@
 //! [`WalkEvent::Special`] so it can be reported as skipped, and errors carry their path.
 
 use std::fs::FileType;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,7 +50,7 @@ pub struct WalkStats {
 
 /// The pseudo file system `root` is on, if any: the reason a root is not entered.
 pub fn pseudo_root(root: &Path) -> Option<&'static str> {
-    let dev = std::fs::metadata(root).ok()?.dev();
+    let dev = crate::platform::device(&std::fs::metadata(root).ok()?);
     match FsTypes::default().class(root, dev) {
         FsClass::Pseudo { reason, .. } => Some(reason),
         _ => None,
@@ -79,16 +78,16 @@ fn skipped(rules: &[SkipRule], ent: &ignore::DirEntry) -> Option<SpecialKind> {
             }
         }
     }
-    let ino = ent.ino()?;
+    let ino = crate::platform::entry_ino(ent)?;
     let mut known = rules
         .iter()
         .flat_map(|r| &r.files)
         .filter(|((_, i), _)| *i == ino)
         .peekable();
     known.peek()?;
-    let md = ent.metadata().ok()?;
+    let (_, m) = crate::platform::stat_path(ent.path(), ent.path_is_symlink()).ok()?;
     known
-        .find(|(id, _)| *id == (md.dev(), md.ino()))
+        .find(|(id, _)| *id == (m.dev, m.ino ^ m.ino_hi))
         .map(|(_, kind)| *kind)
 }
 
@@ -111,14 +110,8 @@ pub enum WalkEvent {
 
 impl SpecialKind {
     fn of(ft: FileType) -> SpecialKind {
-        if ft.is_fifo() {
-            SpecialKind::Fifo
-        } else if ft.is_socket() {
-            SpecialKind::Socket
-        } else if ft.is_block_device() {
-            SpecialKind::BlockDevice
-        } else if ft.is_char_device() {
-            SpecialKind::CharDevice
+        if let Some(kind) = crate::platform::device_kind(ft) {
+            kind
         } else if ft.is_symlink() {
             SpecialKind::Symlink
         } else {
@@ -208,7 +201,8 @@ pub fn walk(
                 // One `lstat` per directory; `statfs` once per device.
                 if dir
                     && let Ok(md) = ent.metadata()
-                    && let FsClass::Pseudo { reason, .. } = fs.class(ent.path(), md.dev())
+                    && let FsClass::Pseudo { reason, .. } =
+                        fs.class(ent.path(), crate::platform::device(&md))
                     && !pseudo_fs
                 {
                     crate::sync::lock(&pruned).push((ent.path().to_path_buf(), reason));
@@ -273,7 +267,7 @@ impl Visitor<'_> {
     /// The class of the file system `ent` is on (one `lstat`; `statfs` once per device).
     fn class(&self, ent: &ignore::DirEntry) -> FsClass {
         match ent.metadata() {
-            Ok(md) => self.fs.class(ent.path(), md.dev()),
+            Ok(md) => self.fs.class(ent.path(), crate::platform::device(&md)),
             Err(_) => FsClass::Ordinary,
         }
     }
@@ -372,6 +366,7 @@ fn describe(err: &ignore::Error) -> String {
 mod tests {
     use super::*;
     use std::ffi::OsStr;
+    #[cfg(unix)]
     use std::os::unix::fs::symlink;
 
     fn collect(root: &Path, opts: &WalkOptions) -> Vec<WalkEvent> {
@@ -404,6 +399,8 @@ mod tests {
         assert_eq!(ev, vec![WalkEvent::File(d.path().join("a/keep.txt"))]);
     }
 
+    // Unix only: the test makes symlinks (Windows needs a privilege for one).
+    #[cfg(unix)]
     #[test]
     fn symlinks_are_listed_not_followed_by_default_and_loops_detected_with_follow() {
         let d = tempfile::tempdir().unwrap();
@@ -461,6 +458,8 @@ mod tests {
         assert!(!around.matches(OsStr::new("my-hashset-1.idx")));
     }
 
+    // Unix only: the test makes symlinks (Windows needs a privilege for one).
+    #[cfg(unix)]
     /// hashsweep's own files are listed as skipped, never passed on to be read: by name in
     /// their directory however that directory is spelled (here through a symlinked root), and
     /// by identity wherever else they are reached (a hard link). Same names elsewhere, and

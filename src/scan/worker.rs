@@ -47,15 +47,10 @@ impl DigestCache<'_> {
     /// transaction for all. One entry per path, `None` for a miss.
     fn lookup(&self, paths: &[PathBuf]) -> Vec<Option<FileResult>> {
         let stat = |p: &Path| {
-            let m = if self.opts.follow_symlinks {
-                std::fs::metadata(p)
-            } else {
-                std::fs::symlink_metadata(p)
-            }
-            .ok()?;
+            let (m, meta) = crate::platform::stat_path(p, self.opts.follow_symlinks).ok()?;
             let wanted =
                 m.file_type().is_file() && self.opts.max_size.is_none_or(|max| m.len() <= max);
-            wanted.then(|| (FileMeta::of(&m), m.len()))
+            wanted.then_some((meta, m.len()))
         };
         let metas: Vec<Option<(FileMeta, u64)>> = paths.iter().map(|p| stat(p)).collect();
         let keys: Vec<FileKey> = metas

@@ -1,15 +1,21 @@
 //! `scan --baseline OLD` and `diff OLD NEW`: what changed since the last sweep.
 
+#[cfg(unix)]
 use serde_json::Value;
 
+#[cfg(unix)]
 use crate::util::*;
 
+// Unix only.
+#[cfg(unix)]
 fn offline(root: &std::path::Path) -> std::process::Command {
     let mut c = cmd();
     c.args(["scan", "--offline"]).arg(root);
     c
 }
 
+// Unix only: a name of raw non-UTF-8 bytes exists only there.
+#[cfg(unix)]
 #[test]
 fn baseline_marks_new_modified_unchanged_and_lists_removed() {
     let t = Tree::new();
@@ -80,6 +86,8 @@ fn baseline_marks_new_modified_unchanged_and_lists_removed() {
     );
 }
 
+// Unix only: compares /-separated relative paths.
+#[cfg(unix)]
 #[test]
 fn diff_gives_all_four_kinds_and_exit_1_only_when_something_changed() {
     let t = Tree::new();
@@ -131,6 +139,8 @@ fn diff_gives_all_four_kinds_and_exit_1_only_when_something_changed() {
     assert!(stderr(&bad).contains("notes.txt"), "{}", stderr(&bad));
 }
 
+// Unix only.
+#[cfg(unix)]
 /// The README's nightly audit, night after night: on the first night there is no baseline yet
 /// (a notice, every path new, and tonight's report), then each night compares with the last.
 #[test]

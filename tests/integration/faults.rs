@@ -1,6 +1,7 @@
 //! The service and the network misbehave: resets, truncation, stalls, damaged answers, rate
 //! limits, a spent quota, and all of them at once. A failed lookup is never reported clean.
 
+#[cfg(unix)]
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
@@ -148,6 +149,8 @@ fn remaining_zero_stops_before_the_service_refuses() {
     assert!(err.contains("deferring 5"), "the plan line: {err}");
 }
 
+// Unix only: its table of truths is keyed by /-separated paths.
+#[cfg(unix)]
 #[test]
 fn all_faults_at_once_nothing_is_called_clean_that_was_not() {
     let mock = MockServer::start(Some(KEY)).unwrap();

@@ -2,10 +2,13 @@
 //! `-o` that cannot be written, an `--api-url` that is not the service, a wrong key, a report
 //! given where a hash list or a baseline belongs.
 
+#[cfg(unix)]
 use std::os::unix::fs::PermissionsExt;
 
 use crate::util::*;
 
+// Unix only.
+#[cfg(unix)]
 /// An `-o` that cannot be written is refused before the sweep: one line on stderr, nothing
 /// asked of the service, exit 2.
 fn refused_before_the_sweep(mock: &MockServer, out: &std::process::Output, says: &str) {
@@ -17,6 +20,8 @@ fn refused_before_the_sweep(mock: &MockServer, out: &std::process::Output, says:
     assert!(mock.requests().is_empty(), "nothing was asked");
 }
 
+// Unix only: file modes and users.
+#[cfg(unix)]
 #[test]
 fn an_output_that_cannot_be_written_is_refused_before_anything_is_read() {
     let mock = MockServer::start(Some(KEY)).unwrap();
@@ -358,6 +363,8 @@ fn reports_given_as_hash_lists_or_ecs_as_a_baseline_are_refused_with_the_reason(
     );
 }
 
+// Unix only: writes paths into TOML basic strings, where Windows' \\ is an escape.
+#[cfg(unix)]
 /// A config file for scheduled sweeps: its settings are the long flags, flags win, and
 /// `hashsweep config` shows what is in force and where it comes from, never the key or a
 /// password.

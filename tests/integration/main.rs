@@ -3,29 +3,52 @@
 
 mod util;
 
+// Unix only: the archives are built with python3.
+#[cfg(unix)]
 mod archives;
 mod baseline;
 mod budget;
 mod cache;
+// Unix only: checked against coreutils (sha256sum, md5sum, sha1sum), gethostname(3) and inodes.
+#[cfg(unix)]
 mod ecs;
 mod faults;
+// Unix only: Unix file modes, openat and unreadable directories.
+#[cfg(unix)]
 mod filesystem;
 mod firstday;
+// Unix only: redis-server and signals to the gateway process.
+#[cfg(unix)]
 mod gateway;
+// Unix only: the lists are checked with coreutils' `sha256sum -c` (and md5sum, sha1sum).
+#[cfg(unix)]
 mod hash_cmd;
 mod hashsets;
+// Unix only: SIGINT/SIGTERM sent with kill(2); Windows Ctrl-C is not sent by a test.
+#[cfg(unix)]
 mod interrupt;
+// Unix only: /proc, mount(8) and running processes.
+#[cfg(unix)]
 mod livesys;
 mod lookup_cmd;
 mod lookups;
+// Unix only: runs cargo metadata.
+#[cfg(unix)]
 mod msrv;
 mod nsrl;
 mod packaging;
 mod parsers;
+// Unix only: the README's shell scripts (sh, jq).
+#[cfg(unix)]
 mod readme;
 mod report;
 mod review;
 mod scan;
 mod secrecy;
+// Unix only: the completion scripts are checked with bash.
+#[cfg(unix)]
 mod shell;
 mod throttling;
+// Windows only: locked files, junctions, long paths, case-insensitive names.
+#[cfg(windows)]
+mod windows;

@@ -62,6 +62,8 @@ fn a_timestamp_past_2262_does_not_crash_the_sweep() {
     assert_eq!(ndjson(&out)[0]["verdict"], "not_looked_up");
 }
 
+// Unix only: compares /-separated paths.
+#[cfg(unix)]
 /// Sweeping `$HOME` with the default cache location (`~/.cache/hashsweep`): the cache is
 /// used, its files are listed as skipped and never read, and nothing but the cache is written
 /// into the tree.
@@ -141,6 +143,8 @@ fn a_root_given_twice_or_nested_gives_one_record_per_path() {
     assert_eq!(ndjson(&out).len(), 2);
 }
 
+// Unix only.
+#[cfg(unix)]
 #[test]
 fn a_symlink_named_on_the_command_line_is_followed_like_a_directory_root() {
     let t = Tree::new();

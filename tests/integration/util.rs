@@ -1,7 +1,10 @@
 //! Test helpers: a temp tree, the binary runner, report parsing.
+// On Windows the helpers of the Unix-only tests go unused.
+#![cfg_attr(windows, allow(dead_code))]
 
 use std::ffi::OsStr;
 use std::io::Read;
+#[cfg(unix)]
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -37,10 +40,14 @@ impl Tree {
         p
     }
 
+    // Unix only: a name of raw non-UTF-8 bytes exists only there.
+    #[cfg(unix)]
     pub fn file_bytes(&self, rel: &[u8], data: &[u8]) -> PathBuf {
         self.file(OsStr::from_bytes(rel), data)
     }
 
+    // Unix only: FIFOs.
+    #[cfg(unix)]
     pub fn fifo(&self, rel: &str) -> PathBuf {
         let p = self.path().join(rel);
         let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
@@ -145,10 +152,13 @@ pub fn ndjson(out: &Output) -> Vec<Value> {
         .collect()
 }
 
-/// The record whose path ends with `suffix`.
+/// The record whose path ends with `suffix` (`/` matching Windows' `\` too).
 pub fn rec<'a>(recs: &'a [Value], suffix: &str) -> &'a Value {
+    let slash = |s: &str| s.replace('\\', "/");
+    let ends =
+        |p: &str| p.ends_with(suffix) || (cfg!(windows) && slash(p).ends_with(&slash(suffix)));
     recs.iter()
-        .find(|r| r["path"].as_str().is_some_and(|p| p.ends_with(suffix)))
+        .find(|r| r["path"].as_str().is_some_and(ends))
         .unwrap_or_else(|| panic!("no record for {suffix} in {recs:#?}"))
 }
 
@@ -178,6 +188,7 @@ pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
 
 /// A file's digest from coreutils (`sha256sum`, `md5sum`, `sha1sum`): an independent
 /// implementation to check hashsweep against.
+#[cfg(unix)]
 pub fn coreutils(tool: &str, path: &Path) -> String {
     let out = Command::new(tool)
         .arg(path)
@@ -191,6 +202,21 @@ pub fn coreutils(tool: &str, path: &Path) -> String {
         .to_string()
 }
 
+/// On Windows (under Wine, which cannot start Linux's coreutils) the digest of the whole file
+/// read at once, by the same hash crates but not through hashsweep's reads.
+#[cfg(windows)]
+pub fn coreutils(tool: &str, path: &Path) -> String {
+    use sha2::Digest as _;
+    let data = std::fs::read(path).expect("read for the digest");
+    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    match tool {
+        "sha256sum" => hex(&sha2::Sha256::digest(&data)),
+        "md5sum" => hex(&md5::Md5::digest(&data)),
+        "sha1sum" => hex(&sha1::Sha1::digest(&data)),
+        other => panic!("no stand-in for {other}"),
+    }
+}
+
 /// Say that the current test did not test what it is about, where a reader of `cargo test`
 /// sees it. libtest's output capture only takes what `print!`/`eprint!` write; a write to the
 /// stderr handle itself goes to the terminal (or the CI log) as `cargo test` runs, capture or
@@ -202,6 +228,8 @@ pub fn skip(why: &str) {
     let _ = writeln!(std::io::stderr().lock(), "\nSKIPPED {name}: {why}");
 }
 
+// Unix only: file modes and users.
+#[cfg(unix)]
 /// A `hashsweep` command (as `cmd`) that runs without root's power to read everything: as
 /// `nobody` (uid and gid 65534, no supplementary groups) when we are root, set by the spawn
 /// itself so no `setpriv` is needed; as ourselves otherwise.

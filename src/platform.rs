@@ -1,0 +1,526 @@
+//! The operating system's seams, one place per fact: how a name is bytes, a file's identity
+//! and times ([`FileMeta`]), how a file is opened for hashing, reads at an offset, the kinds of
+//! special files, the host name, and the stop signal of the gateway. The rest of the crate
+//! calls these and holds no `cfg(unix)`/`cfg(windows)` of its own for them.
+//!
+//! Names as bytes are [`std::ffi::OsStr::as_encoded_bytes`] everywhere: on Unix a name's own
+//! bytes; on Windows WTF-8 (UTF-8, with an unpaired UTF-16 surrogate written as its 3-byte
+//! sequence `ED A0..BF 80..BF`). [`path_from_bytes`] is the way back.
+
+use std::borrow::Cow;
+use std::fs::{File, FileType, Metadata};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::file::{FileId, FileMeta, SpecialKind};
+
+/// The path whose `as_encoded_bytes` are `bytes`. On Windows, bytes that are not WTF-8 become
+/// U+FFFD (they cannot name a file there).
+pub fn path_from_bytes(bytes: &[u8]) -> Cow<'_, Path> {
+    imp::path_from_bytes(bytes)
+}
+
+/// [`path_from_bytes`] for owned bytes.
+pub fn path_from_vec(bytes: Vec<u8>) -> PathBuf {
+    imp::path_from_vec(bytes)
+}
+
+/// Identity and times of what `path` names (following a final symlink when `follow`), with its
+/// metadata: one `stat` on Unix; on Windows the file is opened without read access (so a file
+/// locked by another process is no obstacle) to ask its handle.
+pub fn stat_path(path: &Path, follow: bool) -> io::Result<(Metadata, FileMeta)> {
+    imp::stat_path(path, follow)
+}
+
+/// Identity and times of an open file whose metadata is `m`.
+pub fn meta_of_file(file: &File, m: &Metadata) -> io::Result<FileMeta> {
+    imp::meta_of_file(file, m)
+}
+
+/// The identity of what `path` names (following symlinks).
+pub fn file_id(path: &Path) -> io::Result<FileId> {
+    // The high half of a 128-bit id folded in: a skip rule's identity, compared, not stored.
+    stat_path(path, true).map(|(_, m)| (m.dev, m.ino ^ m.ino_hi))
+}
+
+/// How many names the open file has (hard links).
+pub fn link_count(file: &File, m: &Metadata) -> io::Result<u64> {
+    imp::link_count(file, m)
+}
+
+/// The last modification time in nanoseconds since 1970, as [`FileMeta::mtime_ns`] has it.
+pub fn mtime_ns(m: &Metadata) -> i64 {
+    imp::mtime_ns(m)
+}
+
+/// The id of the device (Unix) a file is on, for the file system classes of `scan::fstype`
+/// (Linux only; 0 elsewhere).
+pub fn device(m: &Metadata) -> u64 {
+    imp::device(m)
+}
+
+/// What identifies one version of an open file (size, modification and change times, inode):
+/// the stamp of an on-disk hash-set index.
+pub fn stamp(file: &File, m: &Metadata) -> [u64; 6] {
+    imp::stamp(file, m)
+}
+
+/// Open read-only for hashing: without following a final symlink (or reparse point) unless
+/// `follow`, without blocking on a FIFO that replaced the file and without updating the
+/// access time where the OS allows it (Unix); sharing read, write and delete with other
+/// processes (Windows).
+pub fn open_for_hashing(path: &Path, follow: bool) -> io::Result<File> {
+    imp::open_for_hashing(path, follow)
+}
+
+/// Whether an open or a read failed because another process holds the file without sharing
+/// it or has locked the range (Windows' `ERROR_SHARING_VIOLATION`, `ERROR_LOCK_VIOLATION`);
+/// never on Unix, where locks are advisory.
+pub fn is_locked(e: &io::Error) -> bool {
+    imp::is_locked(e)
+}
+
+/// Read at `offset` without moving the file's cursor.
+pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    imp::read_at(file, buf, offset)
+}
+
+/// The inode number a directory entry carries without a `stat` (Unix); `None` on Windows,
+/// where the walk's entries carry no file id, so files are skipped by identity only when their
+/// name matches too.
+pub fn entry_ino(ent: &ignore::DirEntry) -> Option<u64> {
+    imp::entry_ino(ent)
+}
+
+/// The Unix special file kinds (FIFO, socket, device); `None` for everything else.
+pub fn device_kind(ft: FileType) -> Option<SpecialKind> {
+    imp::device_kind(ft)
+}
+
+/// Whether this process runs as the superuser (Unix); `false` on Windows.
+pub fn is_superuser() -> bool {
+    imp::is_superuser()
+}
+
+/// This machine's host name, lossy UTF-8; `None` if it cannot be read.
+pub fn host_name() -> Option<String> {
+    imp::host_name()
+}
+
+/// Resolves when the process is asked to stop: SIGTERM or SIGINT on Unix, Ctrl-C, Ctrl-Break
+/// or a console close on Windows. Never resolves if the handlers cannot be installed.
+pub async fn stop_requested() {
+    imp::stop_requested().await
+}
+
+#[cfg(unix)]
+mod imp {
+    use std::borrow::Cow;
+    use std::ffi::{OsStr, OsString};
+    use std::fs::{File, FileType, Metadata};
+    use std::io;
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+    use std::path::{Path, PathBuf};
+
+    use crate::file::{FileMeta, SpecialKind, nanos};
+
+    pub fn path_from_bytes(bytes: &[u8]) -> Cow<'_, Path> {
+        Cow::Borrowed(Path::new(OsStr::from_bytes(bytes)))
+    }
+
+    pub fn path_from_vec(bytes: Vec<u8>) -> PathBuf {
+        PathBuf::from(OsString::from_vec(bytes))
+    }
+
+    fn meta(m: &Metadata) -> FileMeta {
+        FileMeta {
+            dev: m.dev(),
+            ino: m.ino(),
+            ino_hi: 0,
+            mtime_ns: nanos(m.mtime(), m.mtime_nsec()),
+            ctime_ns: nanos(m.ctime(), m.ctime_nsec()),
+        }
+    }
+
+    pub fn stat_path(path: &Path, follow: bool) -> io::Result<(Metadata, FileMeta)> {
+        let m = if follow {
+            std::fs::metadata(path)
+        } else {
+            std::fs::symlink_metadata(path)
+        }?;
+        let fm = meta(&m);
+        Ok((m, fm))
+    }
+
+    pub fn meta_of_file(_: &File, m: &Metadata) -> io::Result<FileMeta> {
+        Ok(meta(m))
+    }
+
+    pub fn link_count(_: &File, m: &Metadata) -> io::Result<u64> {
+        Ok(m.nlink())
+    }
+
+    pub fn mtime_ns(m: &Metadata) -> i64 {
+        nanos(m.mtime(), m.mtime_nsec())
+    }
+
+    pub fn device(m: &Metadata) -> u64 {
+        m.dev()
+    }
+
+    pub fn stamp(_: &File, m: &Metadata) -> [u64; 6] {
+        [
+            m.size(),
+            m.mtime() as u64,
+            m.mtime_nsec() as u64,
+            m.ctime() as u64,
+            m.ctime_nsec() as u64,
+            m.ino(),
+        ]
+    }
+
+    pub fn open_for_hashing(path: &Path, follow: bool) -> io::Result<File> {
+        let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
+        if !follow {
+            flags |= libc::O_NOFOLLOW;
+        }
+        let open = |extra: i32| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(flags | extra)
+                .open(path)
+        };
+        // O_NOATIME is Linux's; macOS and the BSDs have no such flag (noatime is a mount
+        // option).
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        match open(libc::O_NOATIME) {
+            // O_NOATIME is refused for files the caller does not own (unless privileged).
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(0),
+            other => other,
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        open(0)
+    }
+
+    pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        file.read_at(buf, offset)
+    }
+
+    pub fn is_locked(_: &io::Error) -> bool {
+        false
+    }
+
+    pub fn entry_ino(ent: &ignore::DirEntry) -> Option<u64> {
+        ent.ino()
+    }
+
+    pub fn device_kind(ft: FileType) -> Option<SpecialKind> {
+        if ft.is_fifo() {
+            Some(SpecialKind::Fifo)
+        } else if ft.is_socket() {
+            Some(SpecialKind::Socket)
+        } else if ft.is_block_device() {
+            Some(SpecialKind::BlockDevice)
+        } else if ft.is_char_device() {
+            Some(SpecialKind::CharDevice)
+        } else {
+            None
+        }
+    }
+
+    pub fn is_superuser() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    pub fn host_name() -> Option<String> {
+        let mut buf = [0u8; 256];
+        // SAFETY: the buffer is writable for its whole length; gethostname writes at most that.
+        let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+        if rc != 0 {
+            return None;
+        }
+        let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        let name = String::from_utf8_lossy(&buf[..len]).into_owned();
+        (!name.is_empty()).then_some(name)
+    }
+
+    pub async fn stop_requested() {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+}
+
+#[cfg(windows)]
+mod imp {
+    use std::borrow::Cow;
+    use std::ffi::{OsStr, OsString};
+    use std::fs::{File, FileType, Metadata};
+    use std::io::{self, Seek, SeekFrom};
+    use std::os::windows::ffi::OsStringExt;
+    use std::os::windows::fs::{FileExt, MetadataExt, OpenOptionsExt};
+    use std::os::windows::io::AsRawHandle;
+    use std::path::{Path, PathBuf};
+
+    use windows_sys::Win32::Foundation::{FILETIME, GENERIC_READ};
+    use windows_sys::Win32::Storage::FileSystem::{
+        FILE_BASIC_INFO, FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT, FILE_ID_INFO,
+        FILE_INFO_BY_HANDLE_CLASS, FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE,
+        FILE_STANDARD_INFO, FILE_WRITE_ATTRIBUTES, FileBasicInfo, FileIdInfo, FileStandardInfo,
+        GetFileInformationByHandleEx, SetFileTime,
+    };
+
+    use crate::file::{FileMeta, SpecialKind};
+
+    /// 100 ns intervals from 1601-01-01 (FILETIME's epoch) to 1970-01-01.
+    const UNIX_EPOCH_AS_FILETIME: i64 = 116_444_736_000_000_000;
+
+    /// A FILETIME-like count (100 ns since 1601) as nanoseconds since 1970, saturating.
+    fn filetime_ns(t: i64) -> i64 {
+        t.saturating_sub(UNIX_EPOCH_AS_FILETIME).saturating_mul(100)
+    }
+
+    /// Decode WTF-8; what is not WTF-8 becomes U+FFFD.
+    fn wtf8_to_wide(bytes: &[u8]) -> Vec<u16> {
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let (good, err) = match std::str::from_utf8(rest) {
+                Ok(s) => (s, None),
+                Err(e) => {
+                    // The prefix up to `valid_up_to` is valid UTF-8 by definition.
+                    let s = std::str::from_utf8(&rest[..e.valid_up_to()]).unwrap_or_default();
+                    (s, Some(e))
+                }
+            };
+            out.extend(good.encode_utf16());
+            rest = &rest[good.len()..];
+            let Some(e) = err else { break };
+            match *rest {
+                [0xED, b1 @ 0xA0..=0xBF, b2 @ 0x80..=0xBF, ..] => {
+                    out.push(0xD000 | (u16::from(b1 & 0x3F) << 6) | u16::from(b2 & 0x3F));
+                    rest = &rest[3..];
+                }
+                _ => {
+                    out.push(0xFFFD);
+                    rest = &rest[e.error_len().unwrap_or(rest.len()).min(rest.len())..];
+                }
+            }
+        }
+        out
+    }
+
+    pub fn path_from_bytes(bytes: &[u8]) -> Cow<'_, Path> {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Cow::Borrowed(Path::new(s)),
+            Err(_) => Cow::Owned(path_from_vec(bytes.to_vec())),
+        }
+    }
+
+    pub fn path_from_vec(bytes: Vec<u8>) -> PathBuf {
+        match String::from_utf8(bytes) {
+            Ok(s) => PathBuf::from(s),
+            Err(e) => PathBuf::from(OsString::from_wide(&wtf8_to_wide(e.as_bytes()))),
+        }
+    }
+
+    /// One `GetFileInformationByHandleEx` query into a `T`.
+    fn query<T>(file: &File, class: FILE_INFO_BY_HANDLE_CLASS) -> io::Result<T> {
+        let mut out = std::mem::MaybeUninit::<T>::uninit();
+        let size = u32::try_from(size_of::<T>()).unwrap_or(u32::MAX);
+        // SAFETY: the handle is open for the life of `file`; `out` is a writable buffer of
+        // `size` bytes, of the type the class fills; it is read only when the call succeeded.
+        let ok = unsafe {
+            GetFileInformationByHandleEx(file.as_raw_handle(), class, out.as_mut_ptr().cast(), size)
+        };
+        if ok == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the call succeeded, so it filled `out`.
+        Ok(unsafe { out.assume_init() })
+    }
+
+    pub fn meta_of_file(file: &File, _: &Metadata) -> io::Result<FileMeta> {
+        let id: FILE_ID_INFO = query(file, FileIdInfo)?;
+        let basic: FILE_BASIC_INFO = query(file, FileBasicInfo)?;
+        let raw = u128::from_le_bytes(id.FileId.Identifier);
+        // NTFS ids fit 64 bits (the high half is 0); ReFS's use all 128.
+        Ok(FileMeta {
+            dev: id.VolumeSerialNumber,
+            ino: raw as u64,
+            ino_hi: (raw >> 64) as u64,
+            mtime_ns: filetime_ns(basic.LastWriteTime),
+            ctime_ns: filetime_ns(basic.ChangeTime),
+        })
+    }
+
+    /// Open without read access (attributes only), so that sharing modes do not matter.
+    fn open_attributes(path: &Path, follow: bool) -> io::Result<File> {
+        let mut flags = FILE_FLAG_BACKUP_SEMANTICS;
+        if !follow {
+            flags |= FILE_FLAG_OPEN_REPARSE_POINT;
+        }
+        std::fs::OpenOptions::new()
+            .access_mode(0)
+            .share_mode(FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE)
+            .custom_flags(flags)
+            .open(path)
+    }
+
+    pub fn stat_path(path: &Path, follow: bool) -> io::Result<(Metadata, FileMeta)> {
+        let file = open_attributes(path, follow)?;
+        let m = file.metadata()?;
+        let fm = meta_of_file(&file, &m)?;
+        Ok((m, fm))
+    }
+
+    pub fn link_count(file: &File, _: &Metadata) -> io::Result<u64> {
+        let std: FILE_STANDARD_INFO = query(file, FileStandardInfo)?;
+        Ok(u64::from(std.NumberOfLinks))
+    }
+
+    pub fn mtime_ns(m: &Metadata) -> i64 {
+        filetime_ns(m.last_write_time() as i64)
+    }
+
+    pub fn device(_: &Metadata) -> u64 {
+        0
+    }
+
+    pub fn stamp(file: &File, m: &Metadata) -> [u64; 6] {
+        // Without the handle's answer (it does not fail on an open file) the times alone.
+        let fm = meta_of_file(file, m).unwrap_or(FileMeta {
+            mtime_ns: mtime_ns(m),
+            ..FileMeta::default()
+        });
+        [
+            m.file_size(),
+            fm.mtime_ns as u64,
+            0,
+            fm.ctime_ns as u64,
+            0,
+            fm.ino ^ fm.ino_hi,
+        ]
+    }
+
+    pub fn open_for_hashing(path: &Path, follow: bool) -> io::Result<File> {
+        let mut flags = FILE_FLAG_BACKUP_SEMANTICS;
+        if !follow {
+            flags |= FILE_FLAG_OPEN_REPARSE_POINT;
+        }
+        let open = |access: u32| {
+            std::fs::OpenOptions::new()
+                .access_mode(access)
+                .share_mode(FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE)
+                .custom_flags(flags)
+                .open(path)
+        };
+        // Windows' O_NOATIME: a handle that may write attributes can tell the system to leave
+        // the access time alone. Where that right is refused, the file is read anyway.
+        match open(GENERIC_READ | FILE_WRITE_ATTRIBUTES) {
+            Ok(f) => {
+                let keep = FILETIME {
+                    dwLowDateTime: u32::MAX,
+                    dwHighDateTime: u32::MAX,
+                };
+                // SAFETY: the handle is open for the life of `f`; `keep` outlives the call and
+                // the other times are null (left alone). A failure only means the access time
+                // may be updated.
+                let _ = unsafe {
+                    SetFileTime(f.as_raw_handle(), std::ptr::null(), &keep, std::ptr::null())
+                };
+                Ok(f)
+            }
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => open(GENERIC_READ),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        // `seek_read` moves the cursor on Windows: put it back.
+        let mut f = file;
+        let pos = f.stream_position()?;
+        let n = file.seek_read(buf, offset);
+        f.seek(SeekFrom::Start(pos))?;
+        n
+    }
+
+    pub fn entry_ino(_: &ignore::DirEntry) -> Option<u64> {
+        None
+    }
+
+    pub fn device_kind(_: FileType) -> Option<SpecialKind> {
+        None
+    }
+
+    pub fn is_locked(e: &io::Error) -> bool {
+        use windows_sys::Win32::Foundation::{ERROR_LOCK_VIOLATION, ERROR_SHARING_VIOLATION};
+        matches!(e.raw_os_error(), Some(c) if c == ERROR_SHARING_VIOLATION as i32 || c == ERROR_LOCK_VIOLATION as i32)
+    }
+
+    pub fn is_superuser() -> bool {
+        false
+    }
+
+    pub fn host_name() -> Option<String> {
+        use windows_sys::Win32::System::SystemInformation::{
+            ComputerNameDnsHostname, GetComputerNameExW,
+        };
+        let mut buf = [0u16; 256];
+        let mut len = buf.len() as u32;
+        // SAFETY: `buf` is writable for `len` UTF-16 units, and the call writes at most that
+        // many, setting `len` to the count written (without the NUL).
+        let ok = unsafe { GetComputerNameExW(ComputerNameDnsHostname, buf.as_mut_ptr(), &mut len) };
+        if ok == 0 {
+            return None;
+        }
+        let name = OsString::from_wide(&buf[..(len as usize).min(buf.len())]);
+        let name = OsStr::new(&name).to_string_lossy().into_owned();
+        (!name.is_empty()).then_some(name)
+    }
+
+    pub async fn stop_requested() {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_round_trip() {
+        let p = Path::new("dir/caf\u{e9}");
+        let bytes = p.as_os_str().as_encoded_bytes();
+        assert_eq!(&*path_from_bytes(bytes), p);
+        assert_eq!(path_from_vec(bytes.to_vec()), p);
+    }
+
+    #[cfg(windows)]
+    #[test]
+    fn unpaired_surrogate_round_trips_as_wtf8() {
+        use std::ffi::OsString;
+        use std::os::windows::ffi::OsStringExt;
+        let name = OsString::from_wide(&[u16::from(b'a'), 0xD800, u16::from(b'b')]);
+        let bytes = name.as_encoded_bytes();
+        assert_eq!(bytes, b"a\xED\xA0\x80b");
+        assert_eq!(path_from_bytes(bytes).as_os_str(), name.as_os_str());
+        // What is not WTF-8 cannot name a file: it becomes U+FFFD.
+        assert_eq!(
+            path_from_bytes(b"a\xFFb").as_os_str(),
+            std::ffi::OsStr::new("a\u{FFFD}b")
+        );
+    }
+}
