@@ -13,8 +13,10 @@
 //! caller can say so. [`maintain`] keeps the file from growing for ever.
 
 mod maintain;
+mod members;
 
 pub use maintain::{FORGET_AFTER, Maintenance, PRUNE_EVERY};
+pub use members::{ArchiveRow, MemberRow, MemberState};
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -41,7 +43,7 @@ use crate::sync::lock;
 /// `PRAGMA application_id` of a hashsweep cache ("hswp"): a SQLite file without it is not ours.
 pub const APPLICATION_ID: i32 = 0x6873_7770;
 /// `PRAGMA user_version` this code writes. Older versions are migrated on open.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 /// How long a connection waits for another process's lock before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// A file whose mtime or ctime is this recent when its digests are stored is not cached: a
@@ -93,6 +95,46 @@ CREATE TABLE IF NOT EXISTS deferred (
     rank   INTEGER NOT NULL,
     since  INTEGER NOT NULL,
     PRIMARY KEY (algo, digest)
+) WITHOUT ROWID;
+";
+
+/// Schema version 3 (additive): what `--archives` found inside an archive file, so that an
+/// unchanged one is not decompressed again. `archive_reads` has one row per archive file, under
+/// the same key as its `file_digests` row and the reading's settings (`options`: formats, depth,
+/// limits; `md5`/`sha1`: digests the members have); `opened` is 0 for a file that proved not to
+/// be an archive in those formats. `archive_members` has its members in the order they were
+/// read (`seq`; one name may occur twice in an archive), each with its path inside (`member`,
+/// escaped bytes as after the `!`) and what became of it: `state` 0 hashed (digests, kind,
+/// note), 1 skipped, 2 error (`text` says why), so the `!*` and skipped records come back too.
+const MIGRATE_V3_MEMBERS: &str = "
+CREATE TABLE IF NOT EXISTS archive_reads (
+    dev      INTEGER NOT NULL,
+    ino      INTEGER NOT NULL,
+    size     INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    options  TEXT NOT NULL,
+    md5      INTEGER NOT NULL,
+    sha1     INTEGER NOT NULL,
+    opened   INTEGER NOT NULL,
+    complete INTEGER NOT NULL,
+    note     TEXT,
+    PRIMARY KEY (dev, ino)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS archive_members (
+    dev    INTEGER NOT NULL,
+    ino    INTEGER NOT NULL,
+    seq    INTEGER NOT NULL,
+    member BLOB NOT NULL,
+    size   INTEGER,
+    state  INTEGER NOT NULL,
+    text   TEXT,
+    sha256 BLOB,
+    md5    BLOB,
+    sha1   BLOB,
+    kind   INTEGER,
+    note   TEXT,
+    PRIMARY KEY (dev, ino, seq)
 ) WITHOUT ROWID;
 ";
 
@@ -1079,7 +1121,11 @@ fn open_writer(path: &Path) -> Result<Connection, CacheError> {
         )
         .map_err(sql_err(path, "dating the old rows (schema 2)"))?;
     }
-    // A future schema adds `if version < 3 { ... }` here.
+    if version < 3 {
+        tx.execute_batch(MIGRATE_V3_MEMBERS)
+            .map_err(sql_err(path, "adding the archive members (schema 3)"))?;
+    }
+    // A future schema adds `if version < 4 { ... }` here.
     if version != SCHEMA_VERSION {
         tx.pragma_update(None, "application_id", APPLICATION_ID)
             .map_err(sql_err(path, "writing the application id"))?;
