@@ -189,9 +189,12 @@ pub enum Inside {
         note: Option<Box<str>>,
     },
     /// A file on disk that was opened as an archive: whether all of it was read, and why not.
+    /// `repeatable`: reading the same bytes with the same settings would find the same (no
+    /// `--archive-timeout`, no interruption), so what was found may be kept in the cache.
     Container {
         complete: bool,
         note: Option<Box<str>>,
+        repeatable: bool,
     },
 }
 
@@ -260,6 +263,7 @@ pub fn expand(
             Inside::Container {
                 complete: false,
                 note: Some(format!("its members were not read: {why}").into()),
+                repeatable: false,
             },
             vec![unread(container, container, &why)],
         ))
@@ -319,10 +323,13 @@ pub fn expand(
     let Walker {
         out, incomplete, ..
     } = w;
+    // A reading cut by the clock or by Ctrl-C could go further next time.
+    let repeatable = Instant::now() < budget.deadline && !stop.load(Ordering::Relaxed);
     Some((
         Inside::Container {
             complete: !incomplete,
             note: note.map(String::into_boxed_str),
+            repeatable,
         },
         out,
     ))
@@ -908,7 +915,7 @@ impl Walker<'_, '_> {
     }
 }
 
-fn member_result(
+pub(super) fn member_result(
     container: &[u8],
     path: &[u8],
     size: Option<u64>,

@@ -54,6 +54,9 @@ pub enum Origin {
     Link,
     /// Decompressed from inside an archive (`--archives`).
     Archive,
+    /// A member of an archive unchanged since an earlier sweep read it: from the digest
+    /// cache, not decompressed again.
+    ArchiveCache,
 }
 
 /// What happened to one path.

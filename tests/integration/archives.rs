@@ -581,64 +581,136 @@ with zipfile.ZipFile(sys.argv[1] + "/tree/report.docm", "w") as z:
     assert_eq!(rec(&recs, "kit.zip!ioc.exe")["change"], "unchanged");
 }
 
-/// With the digest cache, the archive's own digest may come from the cache on the next sweep,
-/// but its members are read again (they are not cached), and no member's digest is ever
-/// stored as the archive's.
+/// With the digest cache, an unchanged archive is answered whole on the next sweep: its own
+/// digest and its members' (the skipped ones and the `!*` records too) come back from the
+/// cache, and nothing is read or decompressed. A changed archive is read again, and only its
+/// new members are reported. No member's digest is ever stored as a file's.
 #[test]
-fn a_cached_archive_still_has_its_members_and_its_own_digest() {
+fn an_unchanged_archive_is_served_from_the_cache_on_the_second_sweep() {
     let t = Tree::new();
     py(
         t.path(),
         r#"
-import os, sys, zipfile
-p = sys.argv[1] + "/tree/a.zip"
-os.makedirs(os.path.dirname(p))
-with zipfile.ZipFile(p, "w") as z:
+import gzip, io, os, sys, tarfile, zipfile
+d = sys.argv[1] + "/tree"
+os.makedirs(d)
+with zipfile.ZipFile(d + "/a.zip", "w") as z:
     z.writestr("x.exe", b"MZ inside")
-os.utime(p, (1_600_000_000, 1_600_000_000))
+with zipfile.ZipFile(d + "/locked.zip", "w") as z:
+    z.writestr("secret.exe", b"MZ locked")
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT, encoding="utf-8",
+                  errors="surrogateescape") as tf:
+    odd = b"caf\xe9.txt".decode("utf-8", "surrogateescape")
+    for name, data in [("one.txt", b"one\n"), (odd, b"latin\n"), ("two.txt", b"two\n"),
+                       ("three.txt", b"3\n")]:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+open(d + "/b.tar.gz", "wb").write(gzip.compress(buf.getvalue()))
+open(d + "/loose.txt", "wb").write(b"not an archive\n")
+open(d + "/report.pdf", "wb").write(b"%PDF-1.4 not an archive\n")
+for f in os.listdir(d):
+    os.utime(d + "/" + f, (1_600_000_000, 1_600_000_000))
 "#,
     );
+    mark_encrypted(&t.path().join("tree/locked.zip"));
+    let tree = t.path().join("tree");
+    let zip_path = tree.join("a.zip");
     let cache = t.path().join("cache.sqlite");
     // Files changed within the racy window are not cached: wait it out (ctime cannot be set).
     std::thread::sleep(hashsweep::cache::RACY_WINDOW + Duration::from_millis(200));
     let sweep = || {
         let out = run(cmd()
             .env_remove("HASHSWEEP_NO_CACHE")
-            .args([
-                "scan",
-                "--offline",
-                "--archives",
-                "--format",
-                "ndjson",
-                "--cache",
-            ])
+            .args(["scan", "--offline", "--archives", "--format", "json"])
+            // Three of the tar's four members: the rest is an `!*` record.
+            .args(["--archive-max-members", "3", "--cache"])
             .arg(&cache)
-            .arg(t.path().join("tree")));
+            .arg(&tree));
         assert_eq!(code(&out), 0, "{}", stderr(&out));
-        (ndjson(&out), stderr(&out))
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut recs = doc["records"].as_array().cloned().unwrap();
+        recs.sort_by_key(|r| r["path"].to_string());
+        (recs, doc["summary"].clone(), stderr(&out))
     };
-    let (first, _) = sweep();
-    let (second, err) = sweep();
-    assert!(err.contains("1 files from the cache"), "{err}");
-    let zip = std::fs::read(t.path().join("tree/a.zip")).unwrap();
-    for recs in [&first, &second] {
-        assert_eq!(rec(recs, "/a.zip")["sha256"], sha256_hex(&zip));
-        assert_eq!(rec(recs, "a.zip!x.exe")["sha256"], sha256_hex(b"MZ inside"));
-        assert_eq!(recs.len(), 2, "{recs:#?}");
-    }
-    // The digest rows are the archive's: a member's row would be keyed by its identity.
+    let (first, s1, _) = sweep();
+    let (second, s2, err) = sweep();
+    assert_eq!(s1["archive_members"], 4, "{s1}");
+    assert!(s1["archive_members_cached"].is_null(), "{s1}");
+    assert_eq!(first, second, "the same records, from the cache");
+    assert_eq!(s2["archive_members"], 4, "{s2}");
+    assert_eq!(
+        s2["archive_members_cached"], 4,
+        "nothing decompressed: {s2}"
+    );
+    assert_eq!(s2["bytes_read"], 0, "nothing read: {s2}");
+    assert_eq!(s2["archives_incomplete"], 2, "{s2}");
+    assert!(err.contains("4 from the cache"), "{err}");
+    let zip = std::fs::read(&zip_path).unwrap();
+    assert_eq!(rec(&second, "/a.zip")["sha256"], sha256_hex(&zip));
+    assert_eq!(
+        rec(&second, "a.zip!x.exe")["sha256"],
+        sha256_hex(b"MZ inside")
+    );
+    let locked = rec(&second, "locked.zip!secret.exe");
+    assert_eq!(
+        (&locked["verdict"], &locked["note"]),
+        (&"skipped".into(), &"encrypted".into())
+    );
+    assert_eq!(rec(&second, "b.tar.gz!*")["verdict"], "skipped");
+    assert_eq!(
+        rec(&second, "b.tar.gz!two.txt")["sha256"],
+        sha256_hex(b"two\n")
+    );
+    let raw = [
+        tree.join("b.tar.gz").as_os_str().as_encoded_bytes(),
+        b"!caf\xe9.txt",
+    ]
+    .concat();
+    let latin = second
+        .iter()
+        .find(|r| r["sha256"] == sha256_hex(b"latin\n"))
+        .expect("the latin-1 member");
+    assert_eq!(
+        latin["path_bytes"],
+        base64::engine::general_purpose::STANDARD.encode(&raw)
+    );
+    assert_eq!(second.len(), 11, "{second:#?}");
+    // The digest rows are the files': a member's row would be keyed by its identity.
     let rows = Command::new("python3")
         .arg("-c")
         .arg(
             "import sqlite3, sys\n\
-             print(sqlite3.connect(sys.argv[1]).execute('select count(*), max(size) from file_digests').fetchone())",
+             print(sqlite3.connect(sys.argv[1]).execute('select count(*) from file_digests').fetchone())",
         )
         .arg(&cache)
         .output()
         .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&rows.stdout).trim(),
-        format!("(1, {})", zip.len()),
-        "{rows:?}"
+    assert_eq!(String::from_utf8_lossy(&rows.stdout).trim(), "(5,)");
+
+    // A changed archive is read again: its new member is there, its old ones are gone.
+    py(
+        t.path(),
+        r#"
+import os, sys, zipfile
+p = sys.argv[1] + "/tree/a.zip"
+with zipfile.ZipFile(p, "w") as z:
+    z.writestr("y.exe", b"MZ changed")
+os.utime(p, (1_600_000_000, 1_600_000_000))
+"#,
     );
+    let (third, s3, _) = sweep();
+    assert_eq!(
+        rec(&third, "a.zip!y.exe")["sha256"],
+        sha256_hex(b"MZ changed")
+    );
+    assert!(
+        third
+            .iter()
+            .all(|r| !r["path"].as_str().unwrap().ends_with("a.zip!x.exe")),
+        "{third:#?}"
+    );
+    assert_eq!(s3["archive_members"], 4, "{s3}");
+    assert_eq!(s3["archive_members_cached"], 3, "the tar.gz only: {s3}");
 }
