@@ -778,35 +778,43 @@ impl Walker<'_, '_> {
         Ok(())
     }
 
+    /// A zip, its central directory walked one entry at a time (zip's `ZipIterable`): memory
+    /// does not grow with the entries it claims, and `--archive-max-members` stops the walk.
     fn zip(&mut self, src: &mut dyn ReadSeek, prefix: &[u8], depth: u32) -> Result<(), Stop> {
         let consumed = Cell::new(0u64);
         let src = Counting {
             inner: src,
             n: &consumed,
         };
-        let mut archive = zip::ZipArchive::new(src)
+        let mut archive = zip::unstable::read::ZipIterable::try_new(src, Default::default())
+            .map_err(|e| Stop::Damaged(format!("not a readable zip: {e}")))?;
+        let entries = archive
+            .files()
             .map_err(|e| Stop::Damaged(format!("not a readable zip: {e}")))?;
         let mut damage = None;
-        for i in 0..archive.len() {
-            let (name, encrypted, dir) = match archive.by_index_raw(i) {
-                Ok(f) => (f.name_raw().to_vec(), f.encrypted(), f.is_dir()),
+        let mut i = 0usize;
+        while let Some(entry) = entries.next() {
+            i += 1;
+            let entry = match entry {
+                Ok(e) => e,
                 Err(e) => {
+                    // The walk of the directory cannot go on past a damaged entry.
                     damage = Some(format!("member {i}: {e}"));
-                    continue;
+                    break;
                 }
             };
-            if dir {
+            if entry.is_dir() {
                 continue;
             }
-            let path = join(prefix, &escape(&name));
-            if encrypted {
+            let path = join(prefix, &escape(entry.name_raw()));
+            if entry.encrypted() {
                 self.count()?;
                 self.incomplete = true;
                 self.out
                     .push(self.result(&path, None, skipped("encrypted")));
                 continue;
             }
-            let mut file = match archive.by_index(i) {
+            let mut file = match entry.with_reader(entries.reader_mut(), Default::default()) {
                 Ok(f) => f,
                 Err(e) => {
                     self.count()?;

@@ -287,12 +287,9 @@ with zipfile.ZipFile(sys.argv[1] + "/nested.zip", "w", zipfile.ZIP_STORED) as z:
     );
 }
 
-#[test]
-fn zip_bombs_end_in_seconds_in_bounded_memory_with_skipped_records() {
-    let t = Tree::new();
-    bombs(t.path());
-    // Python waits for hashsweep and says how much memory it held at most.
-    let started = Instant::now();
+/// `scan --offline --archives` of `root` under Python, which says how much memory the scan
+/// held at most: its ndjson records, its stderr, and its peak RSS in KiB.
+fn scan_measured(root: &Path, extra: &[&str]) -> (Vec<serde_json::Value>, String, u64) {
     let mut c = Command::new("python3");
     c.arg("-c")
         .arg(
@@ -305,13 +302,27 @@ fn zip_bombs_end_in_seconds_in_bounded_memory_with_skipped_records() {
         )
         .arg(env!("CARGO_BIN_EXE_hashsweep"))
         .args(["scan", "--offline", "--format", "ndjson", "--archives", "-j", "2"])
-        .arg(t.path())
+        .args(extra)
+        .arg(root)
         .env("HASHSWEEP_NO_CACHE", "1")
         .env("HASHSWEEP_CONFIG", "/dev/null");
     let out = run_with_timeout(&mut c, Duration::from_secs(60));
-    let took = started.elapsed();
     let err = stderr(&out);
-    let recs = ndjson(&out);
+    let rss: u64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("maxrss_kib "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no maxrss in {err}"));
+    (ndjson(&out), err, rss)
+}
+
+#[test]
+fn zip_bombs_end_in_seconds_in_bounded_memory_with_skipped_records() {
+    let t = Tree::new();
+    bombs(t.path());
+    let started = Instant::now();
+    let (recs, err, rss) = scan_measured(t.path(), &[]);
+    let took = started.elapsed();
     let z = rec(&recs, "bomb.zip!zeros.bin");
     assert_eq!(z["verdict"], "skipped", "{z}");
     assert!(
@@ -329,12 +340,56 @@ fn zip_bombs_end_in_seconds_in_bounded_memory_with_skipped_records() {
         );
     }
     assert!(err.contains("(2 not read to the end)"), "{err}");
-    let rss: u64 = err
-        .lines()
-        .find_map(|l| l.strip_prefix("maxrss_kib "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no maxrss in {err}"));
     assert!(rss < 150 * 1024, "held {rss} KiB");
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+}
+
+/// A zip whose central directory holds 600 000 entries (a zip64 one, 32 MB, every entry
+/// pointing at the same one-byte member): the directory is walked an entry at a time, so
+/// `--archive-max-members` cuts it before its entries are all held in memory.
+#[test]
+fn a_huge_central_directory_is_cut_by_the_member_limit_in_bounded_memory() {
+    let t = Tree::new();
+    py(
+        t.path(),
+        r#"
+import struct, sys, zlib
+n = 600_000
+crc = zlib.crc32(b"x")
+local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, 0, 0, crc, 1, 1, 1, 0) + b"a" + b"x"
+central = bytearray()
+for i in range(n):
+    name = b"%07d" % i
+    central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 0, 0, 0, crc, 1, 1,
+                           len(name), 0, 0, 0, 0, 0, 0) + name
+cd_at, cd_len = len(local), len(central)
+eocd64_at = cd_at + cd_len
+eocd64 = struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, n, n, cd_len, cd_at)
+locator = struct.pack("<IIQI", 0x07064B50, 0, eocd64_at, 1)
+eocd = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, cd_len, cd_at, 0)
+with open(sys.argv[1] + "/wide.zip", "wb") as f:
+    f.write(local + central + eocd64 + locator + eocd)
+"#,
+    );
+    let started = Instant::now();
+    let (recs, err, rss) = scan_measured(t.path(), &["--archive-max-members", "1000"]);
+    let took = started.elapsed();
+    let rest = rec(&recs, "wide.zip!*");
+    assert_eq!(rest["verdict"], "skipped", "{rest}");
+    assert!(
+        rest["note"]
+            .as_str()
+            .unwrap()
+            .contains("--archive-max-members"),
+        "{rest}"
+    );
+    assert_eq!(
+        rec(&recs, "wide.zip!0000999")["sha256"],
+        sha256_hex(b"x"),
+        "the first thousand are read"
+    );
+    assert_eq!(recs.len(), 1 + 1000 + 1, "{err}");
+    assert!(rss < 60 * 1024, "held {rss} KiB");
     assert!(took < Duration::from_secs(30), "took {took:?}");
 }
 
