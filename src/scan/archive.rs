@@ -842,6 +842,13 @@ impl Walker<'_, '_> {
     }
 
     fn sevenz(&mut self, src: &mut dyn ReadSeek, prefix: &[u8], depth: u32) -> Result<(), Stop> {
+        // What the decoders take from the archive, for the ratio guard: a member's packed
+        // bytes are those read while it is decompressed (in a solid block, its share).
+        let consumed = Cell::new(0u64);
+        let src = Counting {
+            inner: src,
+            n: &consumed,
+        };
         let mut reader =
             match sevenz_rust2::ArchiveReader::new(src, sevenz_rust2::Password::empty()) {
                 Ok(r) => r,
@@ -859,7 +866,8 @@ impl Walker<'_, '_> {
                 return Ok(true);
             }
             let path = join(prefix, &escape(entry.name().as_bytes()));
-            match self.member(&path, data, Packed::Unknown, depth) {
+            let packed = Packed::Since(&consumed, consumed.get());
+            match self.member(&path, data, packed, depth) {
                 Ok(()) => Ok(true),
                 Err(s) => {
                     stopped = Some(s);

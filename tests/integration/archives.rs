@@ -2,7 +2,7 @@
 //! decompressed stream and looked up like files. The archives are built at run time (Python's
 //! zipfile/tarfile/gzip/lzma/bz2, the zstd and sevenz-rust2 crates).
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -391,6 +391,40 @@ with open(sys.argv[1] + "/wide.zip", "wb") as f:
     assert_eq!(recs.len(), 1 + 1000 + 1, "{err}");
     assert!(rss < 60 * 1024, "held {rss} KiB");
     assert!(took < Duration::from_secs(30), "took {took:?}");
+}
+
+/// A 7z bomb (8 MiB of zeros in LZMA2, a few KiB on disk, under `--archive-max-member`) is
+/// stopped by the compression-ratio guard, as the other formats are; an ordinary member of
+/// the same archive is still read.
+#[test]
+fn a_7z_bomb_is_stopped_by_the_ratio_guard() {
+    let t = Tree::new();
+    let file = std::fs::File::create(t.path().join("bomb.7z")).unwrap();
+    let mut w = sevenz_rust2::ArchiveWriter::new(file).unwrap();
+    w.push_archive_entry(
+        sevenz_rust2::ArchiveEntry::new_file("zeros.bin"),
+        Some(std::io::repeat(0).take(8 << 20)),
+    )
+    .unwrap();
+    w.push_archive_entry(
+        sevenz_rust2::ArchiveEntry::new_file("note.txt"),
+        Some(&b"an ordinary member\n"[..]),
+    )
+    .unwrap();
+    w.finish().unwrap();
+    let out = offline_scan(t.path(), &[]);
+    let recs = ndjson(&out);
+    let z = rec(&recs, "bomb.7z!zeros.bin");
+    assert_eq!(z["verdict"], "skipped", "{z}");
+    assert!(
+        z["note"].as_str().unwrap().contains("compression ratio"),
+        "{z}"
+    );
+    assert!(z["sha256"].is_null(), "{z}");
+    assert_eq!(
+        rec(&recs, "bomb.7z!note.txt")["sha256"],
+        sha256_hex(b"an ordinary member\n")
+    );
 }
 
 /// The limits: members per archive (`x.zip!*` for the rest), one member's size.
