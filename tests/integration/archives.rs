@@ -209,6 +209,11 @@ for ext, mode in [("tar.gz", "w:gz"), ("tar.xz", "w:xz"), ("tar.bz2", "w:bz2")]:
     ] {
         let line = format!("{want}  {}/{member}", t.path().display());
         assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        // The archive's own digest, read in the same pass as its members for a stream.
+        let outer = member.split('!').next().unwrap();
+        let bytes = std::fs::read(t.path().join(outer)).unwrap();
+        let line = format!("{}  {}/{outer}", sha256_hex(&bytes), t.path().display());
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
     }
 
     // --archives=zip opens zips only.
