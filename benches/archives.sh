@@ -6,8 +6,14 @@
 # baseline time / hashsweep time, measured in the same run. Each digest of hashsweep's is
 # checked against the baseline's.
 #
+# A last case reads the tree from a cold page cache (dropped first; root only): the bytes
+# hashsweep made the device read (getrusage ru_inblock of the child, in 512-byte blocks; other
+# processes' reads do not count) and the time, against the tree's size: one read from disk
+# means about 1.0x. HASHSWEEP_BEFORE=path measures another binary (an older build) the same
+# way, in the same run.
+#
 # Usage: benches/archives.sh             (QUICK=1 for a small tree; HASHSWEEP=path to skip the
-#                                          release build)
+#                                          release build; HASHSWEEP_BEFORE=path to compare)
 # Runs under flock /tmp/hashsweep-bench.lock so no two benchmarks overlap.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -97,3 +103,32 @@ b, h = t4 - t3, t5 - t4
 print(f"tar.gz only: tar -xzf --to-command=sha256sum (one pass) {b:.2f} s, "
       f"hashsweep hash --archives=gzip,tar {h:.2f} s, ratio {b / h:.1f}x")
 PY
+
+# Cold page cache: bytes read from the device and time, per binary.
+if [[ ! -w /proc/sys/vm/drop_caches ]]; then
+    echo "cold case skipped: /proc/sys/vm/drop_caches is not writable (run as root)" >&2
+    exit 0
+fi
+tree_bytes=$(du -sb "$tree" | cut -f1)
+cold() {
+    local label=$1 bin=$2
+    sync
+    echo 3 >/proc/sys/vm/drop_caches
+    # The binary itself is read back in first: only the tree's reads are counted.
+    cat "$bin" >/dev/null
+    python3 - "$label" "$tree_bytes" "$bin" hash --archives "$tree" <<'PY'
+import resource, subprocess, sys, time
+label, tree = sys.argv[1], int(sys.argv[2])
+t = time.monotonic()
+subprocess.run(sys.argv[3:], stdout=subprocess.DEVNULL, check=True)
+took = time.monotonic() - t
+read = resource.getrusage(resource.RUSAGE_CHILDREN).ru_inblock * 512
+print(f"cold cache, {label}: {read / 1e6:.1f} MB read from the device for a {tree / 1e6:.1f} MB "
+      f"tree ({read / tree:.2f}x), {took:.2f} s")
+PY
+}
+cold "hashsweep hash --archives" "$BIN"
+if [[ -n ${HASHSWEEP_BEFORE:-} ]]; then
+    cold "before ($HASHSWEEP_BEFORE)" "$HASHSWEEP_BEFORE"
+    cold "hashsweep hash --archives, again" "$BIN"
+fi
