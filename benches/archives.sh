@@ -7,10 +7,10 @@
 # checked against the baseline's.
 #
 # A last case reads the tree from a cold page cache (dropped first; root only): the bytes
-# hashsweep made the device read (getrusage ru_inblock of the child, in 512-byte blocks; other
-# processes' reads do not count) and the time, against the tree's size: one read from disk
-# means about 1.0x. HASHSWEEP_BEFORE=path measures another binary (an older build) the same
-# way, in the same run.
+# hashsweep made the device read (`read_bytes` of its /proc/PID/io: other processes' reads do
+# not count), the bytes its read calls returned (`rchar`: page cache hits too) and the time,
+# against the tree's size: one read from disk is about 1.0x. HASHSWEEP_BEFORE=path measures
+# another binary (an older build) the same way, in the same run.
 #
 # Usage: benches/archives.sh             (QUICK=1 for a small tree; HASHSWEEP=path to skip the
 #                                          release build; HASHSWEEP_BEFORE=path to compare)
@@ -117,14 +117,20 @@ cold() {
     # The binary itself is read back in first: only the tree's reads are counted.
     cat "$bin" >/dev/null
     python3 - "$label" "$tree_bytes" "$bin" hash --archives "$tree" <<'PY'
-import resource, subprocess, sys, time
+import os, subprocess, sys, time
 label, tree = sys.argv[1], int(sys.argv[2])
 t = time.monotonic()
-subprocess.run(sys.argv[3:], stdout=subprocess.DEVNULL, check=True)
+p = subprocess.Popen(sys.argv[3:], stdout=subprocess.DEVNULL)
+# Exited but not reaped: its /proc/PID/io still holds the counts of all its threads.
+os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)
 took = time.monotonic() - t
-read = resource.getrusage(resource.RUSAGE_CHILDREN).ru_inblock * 512
-print(f"cold cache, {label}: {read / 1e6:.1f} MB read from the device for a {tree / 1e6:.1f} MB "
-      f"tree ({read / tree:.2f}x), {took:.2f} s")
+io = dict(l.split(": ") for l in open(f"/proc/{p.pid}/io").read().split("\n") if l)
+if p.wait() != 0:
+    sys.exit(f"{label}: exit {p.returncode}")
+dev, calls = int(io["read_bytes"]), int(io["rchar"])
+print(f"cold cache, {label}: {dev / 1e6:.1f} MB from the device ({dev / tree:.2f}x the "
+      f"{tree / 1e6:.1f} MB tree), {calls / 1e6:.1f} MB through read calls ({calls / tree:.2f}x), "
+      f"{took:.2f} s")
 PY
 }
 cold "hashsweep hash --archives" "$BIN"
