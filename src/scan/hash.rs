@@ -441,7 +441,8 @@ impl Hasher {
         use std::os::unix::fs::FileExt;
         let opts = self.opts.archives.as_ref()?;
         let mut head = [0u8; 512];
-        // From the page cache once the read below has begun; no position moved.
+        // One small read more per file with --archives (no position moved); readahead brings
+        // in what follows, so the reads below start from the page cache.
         let n = file.read_at(&mut head, 0).ok()?;
         let format = super::archive::stream_format(&head[..n], opts)?;
         let mut tee = TeeFile {
