@@ -6,8 +6,14 @@
 # baseline time / hashsweep time, measured in the same run. Each digest of hashsweep's is
 # checked against the baseline's.
 #
+# A last case reads the tree from a cold page cache (dropped first; root only): the bytes
+# hashsweep made the device read (`read_bytes` of its /proc/PID/io: other processes' reads do
+# not count), the bytes its read calls returned (`rchar`: page cache hits too) and the time,
+# against the tree's size: one read from disk is about 1.0x. HASHSWEEP_BEFORE=path measures
+# another binary (an older build) the same way, in the same run.
+#
 # Usage: benches/archives.sh             (QUICK=1 for a small tree; HASHSWEEP=path to skip the
-#                                          release build)
+#                                          release build; HASHSWEEP_BEFORE=path to compare)
 # Runs under flock /tmp/hashsweep-bench.lock so no two benchmarks overlap.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -97,3 +103,38 @@ b, h = t4 - t3, t5 - t4
 print(f"tar.gz only: tar -xzf --to-command=sha256sum (one pass) {b:.2f} s, "
       f"hashsweep hash --archives=gzip,tar {h:.2f} s, ratio {b / h:.1f}x")
 PY
+
+# Cold page cache: bytes read from the device and time, per binary.
+if [[ ! -w /proc/sys/vm/drop_caches ]]; then
+    echo "cold case skipped: /proc/sys/vm/drop_caches is not writable (run as root)" >&2
+    exit 0
+fi
+tree_bytes=$(du -sb "$tree" | cut -f1)
+cold() {
+    local label=$1 bin=$2
+    sync
+    echo 3 >/proc/sys/vm/drop_caches
+    # The binary itself is read back in first: only the tree's reads are counted.
+    cat "$bin" >/dev/null
+    python3 - "$label" "$tree_bytes" "$bin" hash --archives "$tree" <<'PY'
+import os, subprocess, sys, time
+label, tree = sys.argv[1], int(sys.argv[2])
+t = time.monotonic()
+p = subprocess.Popen(sys.argv[3:], stdout=subprocess.DEVNULL)
+# Exited but not reaped: its /proc/PID/io still holds the counts of all its threads.
+os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)
+took = time.monotonic() - t
+io = dict(l.split(": ") for l in open(f"/proc/{p.pid}/io").read().split("\n") if l)
+if p.wait() != 0:
+    sys.exit(f"{label}: exit {p.returncode}")
+dev, calls = int(io["read_bytes"]), int(io["rchar"])
+print(f"cold cache, {label}: {dev / 1e6:.1f} MB from the device ({dev / tree:.2f}x the "
+      f"{tree / 1e6:.1f} MB tree), {calls / 1e6:.1f} MB through read calls ({calls / tree:.2f}x), "
+      f"{took:.2f} s")
+PY
+}
+cold "hashsweep hash --archives" "$BIN"
+if [[ -n ${HASHSWEEP_BEFORE:-} ]]; then
+    cold "before ($HASHSWEEP_BEFORE)" "$HASHSWEEP_BEFORE"
+    cold "hashsweep hash --archives, again" "$BIN"
+fi

@@ -1,7 +1,8 @@
 //! Keeping the cache file bounded: expired verdicts and the digest rows of files no sweep has
 //! seen for [`FORGET_AFTER`] (deleted files, unmounted disks) are deleted, at most once per
 //! [`PRUNE_EVERY`], in small transactions and within a time budget, so a big backlog is worked
-//! off over several runs without ever holding other processes' writes for long.
+//! off over several runs without ever holding other processes' writes for long. What
+//! `--archives` found inside a file goes with the file's digest row.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -94,6 +95,28 @@ impl Cache {
                     1 => done.digests_deleted += n as u64,
                     _ => done.deferrals_deleted += n as u64,
                 }
+                if n < CHUNK {
+                    break;
+                }
+            }
+        }
+        // What `--archives` found inside files whose digest rows are gone goes with them.
+        let orphans = [
+            "DELETE FROM archive_reads WHERE (dev, ino) IN (SELECT dev, ino FROM archive_reads a
+             WHERE NOT EXISTS (SELECT 1 FROM file_digests f WHERE f.dev = a.dev AND f.ino = a.ino)
+             LIMIT ?1)",
+            "DELETE FROM archive_members WHERE (dev, ino, seq) IN (SELECT dev, ino, seq
+             FROM archive_members m WHERE NOT EXISTS (SELECT 1 FROM archive_reads a
+             WHERE a.dev = m.dev AND a.ino = m.ino) LIMIT ?1)",
+        ];
+        for sql in orphans {
+            loop {
+                if started.elapsed() >= budget {
+                    return Ok(done);
+                }
+                let n = lock(&self.writer)
+                    .execute(sql, params![CHUNK as i64])
+                    .map_err(sql_err(&self.path, "pruning archive members"))?;
                 if n < CHUNK {
                     break;
                 }
@@ -338,5 +361,85 @@ mod tests {
             cache.get_verdicts(&[old], now).unwrap().get(&old),
             Some(&detailed)
         );
+    }
+
+    fn archive(tag: u8) -> crate::cache::ArchiveRow {
+        use crate::cache::{ArchiveRow, MemberRow, MemberState};
+        ArchiveRow {
+            opened: true,
+            complete: true,
+            note: None,
+            members: vec![MemberRow {
+                member: b"inner.exe".to_vec(),
+                size: Some(5),
+                state: MemberState::Hashed(digests(tag), crate::file::FileKind::Executable),
+                note: None,
+            }],
+        }
+    }
+
+    /// The members of an archive whose digest row is forgotten are deleted with it.
+    #[test]
+    fn members_go_with_their_archive_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cache, _) = Cache::open(dir.path().join("c.sqlite")).unwrap();
+        cache
+            .put_digests(&[(key(1), digests(1)), (key(2), digests(2))])
+            .unwrap();
+        let both = [(key(1), archive(1)), (key(2), archive(2))];
+        assert_eq!(cache.put_archives(&both, "o", false, false).unwrap(), 2);
+        let now = SystemTime::now();
+        set_seen(&cache, 2, now - FORGET_AFTER - DAY);
+        cache.maintain(now, Duration::from_secs(10)).unwrap();
+        let got = cache.get_archives_many(&[key(1), key(2)], "o", false, false);
+        assert_eq!(got.unwrap(), vec![Some(archive(1)), None]);
+        assert_eq!(rows(&cache, "archive_members"), 1);
+    }
+
+    /// A cache written by schema 2 opens with its digest rows kept and gains the member
+    /// tables (its archives are read once more, then come from the cache).
+    #[test]
+    fn schema_2_files_are_migrated_and_gain_archive_members() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(crate::cache::SCHEMA_V1).unwrap();
+            conn.execute_batch(crate::cache::MIGRATE_V2).unwrap();
+            conn.pragma_update(None, "application_id", crate::cache::APPLICATION_ID)
+                .unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            let k = key(1);
+            conn.execute(
+                "INSERT INTO file_digests VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, NULL, ?7, 3)",
+                params![
+                    k.dev as i64,
+                    k.ino as i64,
+                    k.size as i64,
+                    k.mtime_ns,
+                    k.ctime_ns,
+                    [1u8; 32],
+                    unix_secs(SystemTime::now())
+                ],
+            )
+            .unwrap();
+        }
+        let (cache, warning) = Cache::open(&path).unwrap();
+        assert_eq!(warning, None);
+        let version: i32 = lock(&cache.writer)
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, crate::cache::SCHEMA_VERSION);
+        assert_eq!(
+            cache.get_digests(&key(1), false, false).unwrap(),
+            Some(digests(1))
+        );
+        let none = cache.get_archives_many(&[key(1)], "o", false, false);
+        assert_eq!(none.unwrap(), vec![None]);
+        cache
+            .put_archives(&[(key(1), archive(1))], "o", false, false)
+            .unwrap();
+        let got = cache.get_archives_many(&[key(1)], "o", false, false);
+        assert_eq!(got.unwrap(), vec![Some(archive(1))]);
     }
 }

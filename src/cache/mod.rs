@@ -13,8 +13,10 @@
 //! caller can say so. [`maintain`] keeps the file from growing for ever.
 
 mod maintain;
+mod members;
 
 pub use maintain::{FORGET_AFTER, Maintenance, PRUNE_EVERY};
+pub use members::{ArchiveRow, MemberRow, MemberState};
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -41,7 +43,7 @@ use crate::sync::lock;
 /// `PRAGMA application_id` of a hashsweep cache ("hswp"): a SQLite file without it is not ours.
 pub const APPLICATION_ID: i32 = 0x6873_7770;
 /// `PRAGMA user_version` this code writes. Older versions are migrated on open.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 /// How long a connection waits for another process's lock before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// A file whose mtime or ctime is this recent when its digests are stored is not cached: a
@@ -102,6 +104,47 @@ CREATE TABLE IF NOT EXISTS deferred (
 /// checks the high half too, so neither is ever served the other's digests.
 const MIGRATE_V3_FILE_ID_HIGH: &str = "
 ALTER TABLE file_digests ADD COLUMN ino_hi INTEGER NOT NULL DEFAULT 0;
+";
+
+/// Schema version 4 (additive): what `--archives` found inside an archive file, so that an
+/// unchanged one is not decompressed again. `archive_reads` has one row per archive file, under
+/// the same key as its `file_digests` row (`ino_hi` as there) and the reading's settings (`options`: formats, depth,
+/// limits; `md5`/`sha1`: digests the members have); `opened` is 0 for a file that proved not to
+/// be an archive in those formats. `archive_members` has its members in the order they were
+/// read (`seq`; one name may occur twice in an archive), each with its path inside (`member`,
+/// escaped bytes as after the `!`) and what became of it: `state` 0 hashed (digests, kind,
+/// note), 1 skipped, 2 error (`text` says why), so the `!*` and skipped records come back too.
+const MIGRATE_V4_MEMBERS: &str = "
+CREATE TABLE IF NOT EXISTS archive_reads (
+    dev      INTEGER NOT NULL,
+    ino      INTEGER NOT NULL,
+    ino_hi   INTEGER NOT NULL DEFAULT 0,
+    size     INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    options  TEXT NOT NULL,
+    md5      INTEGER NOT NULL,
+    sha1     INTEGER NOT NULL,
+    opened   INTEGER NOT NULL,
+    complete INTEGER NOT NULL,
+    note     TEXT,
+    PRIMARY KEY (dev, ino)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS archive_members (
+    dev    INTEGER NOT NULL,
+    ino    INTEGER NOT NULL,
+    seq    INTEGER NOT NULL,
+    member BLOB NOT NULL,
+    size   INTEGER,
+    state  INTEGER NOT NULL,
+    text   TEXT,
+    sha256 BLOB,
+    md5    BLOB,
+    sha1   BLOB,
+    kind   INTEGER,
+    note   TEXT,
+    PRIMARY KEY (dev, ino, seq)
+) WITHOUT ROWID;
 ";
 
 const SELECT_DIGESTS: &str = "SELECT sha256, md5, sha1, seen_at, kind FROM file_digests
@@ -1100,6 +1143,11 @@ fn open_writer(path: &Path) -> Result<Connection, CacheError> {
         tx.execute_batch(MIGRATE_V3_FILE_ID_HIGH)
             .map_err(sql_err(path, "adding the file id's high half (schema 3)"))?;
     }
+    if version < 4 {
+        tx.execute_batch(MIGRATE_V4_MEMBERS)
+            .map_err(sql_err(path, "adding the archive members (schema 4)"))?;
+    }
+    // A future schema adds `if version < 5 { ... }` here.
     if version != SCHEMA_VERSION {
         tx.pragma_update(None, "application_id", APPLICATION_ID)
             .map_err(sql_err(path, "writing the application id"))?;
@@ -1269,7 +1317,8 @@ mod tests {
         assert_miss_after(|k| k.ino += 1, "ino");
     }
 
-    /// A schema-2 cache (no `ino_hi`) opens as schema 3 and still serves its rows.
+    /// A schema-2 cache (no `ino_hi`, no archive tables) opens as the current schema and still
+    /// serves its rows.
     #[test]
     fn a_schema_2_cache_is_migrated_and_keeps_its_rows() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -1280,8 +1329,11 @@ mod tests {
             .unwrap();
         drop(cache);
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("ALTER TABLE file_digests DROP COLUMN ino_hi")
-            .unwrap();
+        conn.execute_batch(
+            "ALTER TABLE file_digests DROP COLUMN ino_hi;
+             DROP TABLE archive_reads; DROP TABLE archive_members;",
+        )
+        .unwrap();
         conn.pragma_update(None, "user_version", 2).unwrap();
         drop(conn);
         let (cache, warning) = Cache::open(&path).expect("open the old cache");
@@ -1290,7 +1342,7 @@ mod tests {
             .unwrap()
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 3);
+        assert_eq!(version, SCHEMA_VERSION);
         assert!(cache.get_digests(&key(1), true, true).unwrap().is_some());
     }
 

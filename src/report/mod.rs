@@ -279,6 +279,10 @@ pub struct Summary {
     pub archives_incomplete: u64,
     #[serde(skip_serializing_if = "is_zero")]
     pub archive_members: u64,
+    /// Of those, the members of unchanged archives taken from the digest cache (the archive
+    /// was not decompressed again).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub archive_members_cached: u64,
     /// Cache reads and writes that failed: the sweep went on, the next run reads and asks
     /// again what was not stored.
     pub cache_errors: u64,
@@ -443,9 +447,15 @@ impl Summary {
         }
         if self.archives > 0 {
             s.push_str(&format!(
-                ", {} inside {} ({} not read to the end)",
+                ", {} inside {} (",
                 counted(self.archive_members, "member", "members"),
                 counted(self.archives, "archive", "archives"),
+            ));
+            if self.archive_members_cached > 0 {
+                s.push_str(&format!("{} from the cache, ", self.archive_members_cached));
+            }
+            s.push_str(&format!(
+                "{} not read to the end)",
                 self.archives_incomplete
             ));
         }

@@ -2,6 +2,12 @@
 //! found by their magic bytes, hashed from the decompressed stream and returned as results of
 //! their own (`outer.zip!dir/inner.exe`, nesting `a.tar.gz!b.zip!c.exe`).
 //!
+//! A tar or a compressed stream on disk is read once: its members are decompressed from the
+//! bytes read for its own digest ([`expand_stream`]). A zip or 7z needs seeking: it is opened
+//! again right after its digest, while it is in the page cache ([`expand`]). Either way the
+//! reads go through the run's I/O gate (`--max-io-rate`) and hashing a member holds a CPU
+//! permit, as for a file.
+//!
 //! Nothing is written to disk and no member name is ever used to touch the file system. Memory
 //! is bounded: streams go through fixed buffers; only a zip or 7z *nested inside another
 //! archive* is held in memory (it needs seeking), at most `--archive-max-member` bytes each, so
@@ -15,12 +21,14 @@
 
 use std::cell::{Cell, RefCell};
 use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{self, Read, Seek};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::hash::{FileResult, FileStatus, HashOptions, Origin, Sum, open_for_hashing};
+use super::io::IoGate;
 use crate::file::{FileKind, FileMeta, describe_io};
 use crate::platform::path_from_bytes;
 
@@ -189,9 +197,12 @@ pub enum Inside {
         note: Option<Box<str>>,
     },
     /// A file on disk that was opened as an archive: whether all of it was read, and why not.
+    /// `repeatable`: reading the same bytes with the same settings would find the same (no
+    /// `--archive-timeout`, no interruption), so what was found may be kept in the cache.
     Container {
         complete: bool,
         note: Option<Box<str>>,
+        repeatable: bool,
     },
 }
 
@@ -249,15 +260,52 @@ pub fn escape(name: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The format of a file that starts with `head`, when `--archives` reads it as a stream
+/// (tar and the compressed streams: no seeking), so its members can be read in the same pass
+/// as its own digest ([`expand_stream`]).
+pub fn stream_format(head: &[u8], opts: &ArchiveOptions) -> Option<Format> {
+    Format::sniff(head).filter(|f| {
+        opts.depth > 0 && opts.formats.contains(*f) && !matches!(f, Format::Zip | Format::SevenZ)
+    })
+}
+
+/// Read the members of the archive at `path` (`meta`) from `src`, the file's own bytes as
+/// they are read for its digest (see [`stream_format`]): one read of the file for both. The
+/// caller reads what is left of `src` for the digest.
+#[allow(clippy::too_many_arguments)]
+pub fn expand_stream(
+    path: &Path,
+    meta: &FileMeta,
+    hash: &HashOptions,
+    opts: &ArchiveOptions,
+    stop: &AtomicBool,
+    gate: &IoGate,
+    buf: &mut [u8],
+    format: Format,
+    src: &mut dyn Read,
+) -> (Inside, Vec<FileResult>) {
+    let reading = Reading {
+        container: path.as_os_str().as_encoded_bytes(),
+        meta,
+        hash,
+        opts,
+        stop,
+        gate,
+    };
+    reading.levels(format, Source::Stream(src), buf)
+}
+
 /// Open `path` (already hashed as a whole, with `meta`) and read its members, if it is an
 /// archive in a chosen format. `None`: not one (nothing to add). Otherwise the container's
-/// [`Inside`] and one result per member (and per part left unread).
+/// [`Inside`] and one result per member (and per part left unread). The file is read again
+/// right after its digest, from the page cache (a zip or 7z needs seeking), through `gate`.
 pub fn expand(
     path: &Path,
     meta: &FileMeta,
     hash: &HashOptions,
     opts: &ArchiveOptions,
     stop: &AtomicBool,
+    gate: &IoGate,
     buf: &mut [u8],
 ) -> Option<(Inside, Vec<FileResult>)> {
     if opts.depth == 0 {
@@ -270,11 +318,12 @@ pub fn expand(
             Inside::Container {
                 complete: false,
                 note: Some(format!("its members were not read: {why}").into()),
+                repeatable: false,
             },
             vec![unread(container, container, &why)],
         ))
     };
-    let mut file = match open_for_hashing(path, hash.follow_symlinks) {
+    let file = match open_for_hashing(path, hash.follow_symlinks) {
         Ok(f) => f,
         Err(e) => return unreadable(format!("cannot open it again: {}", describe_io(&e))),
     };
@@ -282,6 +331,11 @@ pub fn expand(
         .metadata()
         .and_then(|m| crate::platform::meta_of_file(&file, &m))
         .is_ok_and(|m| (m.dev, m.ino, m.ino_hi) == (meta.dev, meta.ino, meta.ino_hi));
+    let mut file = GatedFile {
+        file: &file,
+        gate,
+        nowait: true,
+    };
     let mut head = [0u8; 512];
     let n = match read_up_to(&mut file, &mut head).and_then(|n| file.rewind().map(|()| n)) {
         Ok(n) => n,
@@ -292,51 +346,108 @@ pub fn expand(
         // Replaced between the hash and this open: its members would not be of that digest.
         return unreadable("the archive was replaced while it was read".into());
     }
-    let budget = Budget {
+    let reading = Reading {
+        container,
+        meta,
+        hash,
         opts,
         stop,
-        deadline: Instant::now() + opts.timeout,
-        bytes: Cell::new(0),
-        members: Cell::new(0),
-        hit: RefCell::new(None),
+        gate,
     };
-    let mut w = Walker {
-        container,
-        meta: *meta,
-        hash: *hash,
-        budget: &budget,
-        out: Vec::new(),
-        incomplete: false,
-        buf,
-    };
-    let r = w.walk(format, Source::Seek(&mut file), container, 1);
-    let note = match r {
-        Ok(()) => None,
-        Err(Stop::Damaged(why)) => {
-            w.incomplete = true;
-            Some(format!(
-                "damaged archive ({why}): the members read before the damage are reported, the \
-                 rest could not be read"
-            ))
+    Some(reading.levels(format, Source::Seek(&mut file), buf))
+}
+
+/// The archive file on disk, read through the run's I/O gate (`--max-io-rate`, the adaptive
+/// depth), like any file.
+struct GatedFile<'f> {
+    file: &'f File,
+    gate: &'f IoGate,
+    nowait: bool,
+}
+
+impl Read for GatedFile<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.gate.read(self.file, buf, &mut self.nowait)?;
+        // Billed after the read, for what it read: a zip is read in many small pieces, and
+        // a buffer's length says nothing of what is left.
+        if n > 0 {
+            self.gate.throttle(n as u64);
         }
-        Err(Stop::Limit(l)) => {
-            w.incomplete = true;
-            if l.scope != Scope::Interrupted {
-                w.out.push(unread(container, container, &l.why));
+        self.gate.tick();
+        Ok(n)
+    }
+}
+
+impl Seek for GatedFile<'_> {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        self.file.seek(pos)
+    }
+}
+
+/// One archive on disk being read, and what for.
+struct Reading<'a> {
+    container: &'a [u8],
+    meta: &'a FileMeta,
+    hash: &'a HashOptions,
+    opts: &'a ArchiveOptions,
+    stop: &'a AtomicBool,
+    gate: &'a IoGate,
+}
+
+impl Reading<'_> {
+    /// Read every level of the archive from `src` under the limits.
+    fn levels(&self, format: Format, src: Source<'_>, buf: &mut [u8]) -> (Inside, Vec<FileResult>) {
+        let (container, opts, stop) = (self.container, self.opts, self.stop);
+        let budget = Budget {
+            opts,
+            stop,
+            deadline: Instant::now() + opts.timeout,
+            bytes: Cell::new(0),
+            members: Cell::new(0),
+            hit: RefCell::new(None),
+        };
+        let mut w = Walker {
+            container,
+            meta: *self.meta,
+            hash: *self.hash,
+            gate: self.gate,
+            budget: &budget,
+            out: Vec::new(),
+            incomplete: false,
+            buf,
+        };
+        let r = w.walk(format, src, container, 1);
+        let note = match r {
+            Ok(()) => None,
+            Err(Stop::Damaged(why)) => {
+                w.incomplete = true;
+                Some(format!(
+                    "damaged archive ({why}): the members read before the damage are reported, \
+                     the rest could not be read"
+                ))
             }
-            Some(format!("not read to the end: {}", l.why))
-        }
-    };
-    let Walker {
-        out, incomplete, ..
-    } = w;
-    Some((
-        Inside::Container {
-            complete: !incomplete,
-            note: note.map(String::into_boxed_str),
-        },
-        out,
-    ))
+            Err(Stop::Limit(l)) => {
+                w.incomplete = true;
+                if l.scope != Scope::Interrupted {
+                    w.out.push(unread(container, container, &l.why));
+                }
+                Some(format!("not read to the end: {}", l.why))
+            }
+        };
+        let Walker {
+            out, incomplete, ..
+        } = w;
+        // A reading cut by the clock or by Ctrl-C could go further next time.
+        let repeatable = Instant::now() < budget.deadline && !stop.load(Ordering::Relaxed);
+        (
+            Inside::Container {
+                complete: !incomplete,
+                note: note.map(String::into_boxed_str),
+                repeatable,
+            },
+            out,
+        )
+    }
 }
 
 /// Which reader a limit belongs to.
@@ -507,16 +618,19 @@ impl<R: Seek> Seek for Counting<'_, R> {
     }
 }
 
-/// Hashes what passes through it (a member read by the walker of the archive inside it).
+/// Hashes what passes through it (a member read by the walker of the archive inside it),
+/// holding one of the run's CPU permits while it hashes.
 struct Tee<'s, R> {
     inner: R,
     sum: &'s mut Sum,
+    gate: &'s IoGate,
 }
 
 impl<R: Read> Read for Tee<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.sum.update(&buf[..n]);
+        let sum = &mut *self.sum;
+        self.gate.hash(|| sum.update(&buf[..n]));
         Ok(n)
     }
 }
@@ -544,6 +658,8 @@ struct Walker<'a, 'b> {
     container: &'a [u8],
     meta: FileMeta,
     hash: HashOptions,
+    /// Hashing a member holds a CPU permit, as hashing a file does.
+    gate: &'a IoGate,
     budget: &'b Budget<'b>,
     out: Vec<FileResult>,
     /// Something was left unread (a limit, damage, an encrypted member).
@@ -673,35 +789,43 @@ impl Walker<'_, '_> {
         Ok(())
     }
 
+    /// A zip, its central directory walked one entry at a time (zip's `ZipIterable`): memory
+    /// does not grow with the entries it claims, and `--archive-max-members` stops the walk.
     fn zip(&mut self, src: &mut dyn ReadSeek, prefix: &[u8], depth: u32) -> Result<(), Stop> {
         let consumed = Cell::new(0u64);
         let src = Counting {
             inner: src,
             n: &consumed,
         };
-        let mut archive = zip::ZipArchive::new(src)
+        let mut archive = zip::unstable::read::ZipIterable::try_new(src, Default::default())
+            .map_err(|e| Stop::Damaged(format!("not a readable zip: {e}")))?;
+        let entries = archive
+            .files()
             .map_err(|e| Stop::Damaged(format!("not a readable zip: {e}")))?;
         let mut damage = None;
-        for i in 0..archive.len() {
-            let (name, encrypted, dir) = match archive.by_index_raw(i) {
-                Ok(f) => (f.name_raw().to_vec(), f.encrypted(), f.is_dir()),
+        let mut i = 0usize;
+        while let Some(entry) = entries.next() {
+            i += 1;
+            let entry = match entry {
+                Ok(e) => e,
                 Err(e) => {
+                    // The walk of the directory cannot go on past a damaged entry.
                     damage = Some(format!("member {i}: {e}"));
-                    continue;
+                    break;
                 }
             };
-            if dir {
+            if entry.is_dir() {
                 continue;
             }
-            let path = join(prefix, &escape(&name));
-            if encrypted {
+            let path = join(prefix, &escape(entry.name_raw()));
+            if entry.encrypted() {
                 self.count()?;
                 self.incomplete = true;
                 self.out
                     .push(self.result(&path, None, skipped("encrypted")));
                 continue;
             }
-            let mut file = match archive.by_index(i) {
+            let mut file = match entry.with_reader(entries.reader_mut(), Default::default()) {
                 Ok(f) => f,
                 Err(e) => {
                     self.count()?;
@@ -729,6 +853,13 @@ impl Walker<'_, '_> {
     }
 
     fn sevenz(&mut self, src: &mut dyn ReadSeek, prefix: &[u8], depth: u32) -> Result<(), Stop> {
+        // What the decoders take from the archive, for the ratio guard: a member's packed
+        // bytes are those read while it is decompressed (in a solid block, its share).
+        let consumed = Cell::new(0u64);
+        let src = Counting {
+            inner: src,
+            n: &consumed,
+        };
         let mut reader =
             match sevenz_rust2::ArchiveReader::new(src, sevenz_rust2::Password::empty()) {
                 Ok(r) => r,
@@ -746,7 +877,8 @@ impl Walker<'_, '_> {
                 return Ok(true);
             }
             let path = join(prefix, &escape(entry.name().as_bytes()));
-            match self.member(&path, data, Packed::Unknown, depth) {
+            let packed = Packed::Since(&consumed, consumed.get());
+            match self.member(&path, data, packed, depth) {
                 Ok(()) => Ok(true),
                 Err(s) => {
                     stopped = Some(s);
@@ -820,6 +952,7 @@ impl Walker<'_, '_> {
             let mut tee = Tee {
                 inner: io::Cursor::new(head).chain(&mut lim),
                 sum: &mut sum,
+                gate: self.gate,
             };
             let drained = match nested {
                 Some(f @ (Format::Zip | Format::SevenZ)) => {
@@ -919,7 +1052,7 @@ impl Walker<'_, '_> {
     }
 }
 
-fn member_result(
+pub(super) fn member_result(
     container: &[u8],
     path: &[u8],
     size: Option<u64>,

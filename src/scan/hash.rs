@@ -54,6 +54,9 @@ pub enum Origin {
     Link,
     /// Decompressed from inside an archive (`--archives`).
     Archive,
+    /// A member of an archive unchanged since an earlier sweep read it: from the digest
+    /// cache, not decompressed again.
+    ArchiveCache,
 }
 
 /// What happened to one path.
@@ -109,6 +112,10 @@ enum ReadAs {
     Image,
 }
 
+/// A file read to the end: its digests, the bytes read, the `read` calls it took, and what its
+/// first block says it is.
+type WholeRead = (Digests, u64, u32, FileKind);
+
 /// Reusable per-thread state: the read buffer, the run's stop flag, the hard links seen.
 pub struct Hasher {
     opts: HashOptions,
@@ -122,6 +129,9 @@ pub struct Hasher {
     gate: Arc<IoGate>,
     /// How long a guarded read may take ([`GUARD_DEADLINE`]; shorter in tests).
     guard_deadline: std::time::Duration,
+    /// The members of the archive just read, when they were read in the same pass as its
+    /// digest (a tar or compressed stream), for [`Hasher::push_with_members`].
+    expanded: Option<(PathBuf, Inside, Vec<FileResult>)>,
 }
 
 /// Files with more than one hard link, already read: (dev, ino, ino_hi) → (size, mtime, ctime,
@@ -140,6 +150,7 @@ impl Hasher {
             links: Arc::default(),
             gate: Arc::new(IoGate::single()),
             guard_deadline: GUARD_DEADLINE,
+            expanded: None,
         }
     }
 
@@ -168,13 +179,32 @@ impl Hasher {
     }
 
     /// `res`, then, for an archive with `--archives`, one result per member: all into `out`.
+    /// The members were read with the file's digest when the format allows (see
+    /// [`super::archive::stream_format`]); a zip or 7z is opened again now, while the file
+    /// is still in the page cache.
     pub fn push_with_members(&mut self, mut res: FileResult, out: &mut Vec<FileResult>) {
+        if let Some((path, inside, members)) = self.expanded.take()
+            && *path == *res.path
+            && matches!(res.status, FileStatus::Hashed { .. })
+        {
+            res.archive = Some(Box::new(inside));
+            out.push(res);
+            out.extend(members);
+            return;
+        }
         if let (Some(opts), FileStatus::Hashed { meta, kind, .. }) =
             (self.opts.archives.as_ref(), &res.status)
             // Macro-enabled Office files are zips too (and what is inside them matters).
             && matches!(kind, FileKind::Archive | FileKind::Document)
-            && let Some((inside, members)) =
-                super::archive::expand(&res.path, meta, &self.opts, opts, &self.stop, &mut self.buf)
+            && let Some((inside, members)) = super::archive::expand(
+                &res.path,
+                meta,
+                &self.opts,
+                opts,
+                &self.stop,
+                &self.gate,
+                &mut self.buf,
+            )
         {
             res.archive = Some(Box::new(inside));
             out.push(res);
@@ -329,9 +359,19 @@ impl Hasher {
             };
             (cap, std::time::Instant::now() + self.guard_deadline)
         });
-        let (digests, read, reads, kind) = match self
-            .read_digests(&mut file, &path, stat_size, guard)
-        {
+        self.expanded = None;
+        let once = match how {
+            ReadAs::Plain => self.read_archive_once(&file, &path, &meta, stat_size),
+            _ => None,
+        };
+        let read = match once {
+            Some(r) => r,
+            None => self.read_digests(&mut file, &path, stat_size, guard),
+        };
+        if read.is_err() {
+            self.expanded = None;
+        }
+        let (digests, read, reads, kind) = match read {
             Ok(v) => v,
             Err((e, read)) if guarded && e.kind() == io::ErrorKind::WouldBlock => {
                 return FileResult {
@@ -402,6 +442,75 @@ impl Hasher {
         }
     }
 
+    /// With `--archives`, a file that is a tar or a compressed stream is read once for both
+    /// its digest and its members: the bytes the decompressor takes are hashed on the way, and
+    /// what it leaves (past a limit, after damage) is read for the digest after it. The members
+    /// wait in `self.expanded`. `None`: not such a file (read it as any other).
+    fn read_archive_once(
+        &mut self,
+        file: &File,
+        path: &Path,
+        meta: &FileMeta,
+        stat_size: u64,
+    ) -> Option<Result<WholeRead, (io::Error, u64)>> {
+        let opts = self.opts.archives.as_ref()?;
+        let mut head = [0u8; 512];
+        // One small read more per file with --archives (no position moved); readahead brings
+        // in what follows, so the reads below start from the page cache.
+        let n = crate::platform::read_at(file, &mut head, 0).ok()?;
+        let format = super::archive::stream_format(&head[..n], opts)?;
+        let mut tee = TeeFile {
+            file,
+            gate: &self.gate,
+            stop: &self.stop,
+            nowait: true,
+            sum: Sum::new(&self.opts),
+            stat_size,
+            total: 0,
+            reads: 0,
+            failed: None,
+        };
+        let expanded = {
+            // What the decompressor reads ahead and leaves is hashed already: the rest of the
+            // file is read on from where the reads stopped.
+            let cap = usize::try_from(stat_size)
+                .unwrap_or(BLOCK_SIZE)
+                .clamp(8 << 10, BLOCK_SIZE);
+            let mut src = io::BufReader::with_capacity(cap, &mut tee);
+            super::archive::expand_stream(
+                path,
+                meta,
+                &self.opts,
+                opts,
+                &self.stop,
+                &self.gate,
+                &mut self.buf,
+                format,
+                &mut src,
+            )
+        };
+        let rest = loop {
+            match io::Read::read(&mut tee, &mut self.buf) {
+                Ok(0) => break Ok(()),
+                Ok(_) => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::Interrupted
+                        && !self.stop.load(Ordering::Relaxed) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        // A read error met by the decompressor is the file's error, not damage inside.
+        if let Some(e) = tee.failed.take() {
+            return Some(Err((e, tee.total)));
+        }
+        if let Err(e) = rest {
+            return Some(Err((e, tee.total)));
+        }
+        self.expanded = Some((path.to_path_buf(), expanded.0, expanded.1));
+        let kind = FileKind::sniff(&head[..n], path);
+        Some(Ok((tee.sum.finish(), tee.total, tee.reads, kind)))
+    }
+
     /// Read to the end. Returns the digests, the bytes read, how many `read` calls it took, and
     /// what the first block says the file is.
     ///
@@ -415,7 +524,7 @@ impl Hasher {
         path: &Path,
         stat_size: u64,
         guard: Option<(u64, std::time::Instant)>,
-    ) -> Result<(Digests, u64, u32, FileKind), (io::Error, u64)> {
+    ) -> Result<WholeRead, (io::Error, u64)> {
         let mut sha256 = Sha256::new();
         let mut md5 = self.opts.md5.then(Md5::new);
         let mut sha1 = self.opts.sha1.then(Sha1::new);
@@ -489,6 +598,60 @@ impl Hasher {
         };
         let kind = kind.unwrap_or_else(|| FileKind::sniff(&[], path));
         Ok((digests, total, reads, kind))
+    }
+}
+
+/// A file read through the gate (rate cap, adaptive depth) whose bytes are hashed as they
+/// pass, under a CPU permit: an archive's digest, while its members are decompressed from the
+/// same bytes. The first read error is kept (the decompressor may wrap it).
+struct TeeFile<'a> {
+    file: &'a File,
+    gate: &'a IoGate,
+    stop: &'a AtomicBool,
+    nowait: bool,
+    sum: Sum,
+    stat_size: u64,
+    total: u64,
+    reads: u32,
+    failed: Option<io::Error>,
+}
+
+impl io::Read for TeeFile<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(e) = &self.failed {
+            return Err(io::Error::new(e.kind(), e.to_string()));
+        }
+        if self.stop.load(Ordering::Relaxed) {
+            let e = io::Error::new(io::ErrorKind::Interrupted, "interrupted");
+            self.failed = Some(io::Error::new(e.kind(), "interrupted"));
+            return Err(e);
+        }
+        let want = buf.len().min(BLOCK_SIZE);
+        let expected = self
+            .stat_size
+            .saturating_sub(self.total)
+            .clamp(1, want as u64);
+        self.gate.throttle(expected);
+        let n = loop {
+            match self
+                .gate
+                .read(self.file, &mut buf[..want], &mut self.nowait)
+            {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let copy = io::Error::new(e.kind(), e.to_string());
+                    self.failed = Some(e);
+                    return Err(copy);
+                }
+            }
+        };
+        self.total += n as u64;
+        self.reads += 1;
+        let sum = &mut self.sum;
+        self.gate.hash(|| sum.update(&buf[..n]));
+        self.gate.tick();
+        Ok(n)
     }
 }
 
@@ -654,5 +817,113 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let r = Hasher::new(HashOptions::default()).hash_path(p);
         assert!(matches!(r.status, FileStatus::Skipped(_)), "{r:?}");
+    }
+
+    /// Bytes this thread has read through `read` calls so far (page cache hits too).
+    #[cfg(target_os = "linux")]
+    fn thread_rchar() -> u64 {
+        let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
+        io.lines()
+            .find_map(|l| l.strip_prefix("rchar: "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// With `--archives`, a tar.gz is read once for its own digest and its members: the
+    /// bytes read are about the file's size, not twice it; both digests are right.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_compressed_tar_is_read_once_for_its_digest_and_its_members() {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let content: Vec<u8> = (0..4 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(content.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, "data.bin", &content[..]).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut gz, &tar.into_inner().unwrap()).unwrap();
+        let file = gz.finish().unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.tar.gz");
+        std::fs::write(&p, &file).unwrap();
+        let mut hasher = Hasher::new(HashOptions {
+            archives: Some(ArchiveOptions::default()),
+            ..Default::default()
+        });
+        let before = thread_rchar();
+        let res = hasher.hash_path(p);
+        let mut out = Vec::new();
+        hasher.push_with_members(res, &mut out);
+        let read = thread_rchar() - before;
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(
+            out[0].digests().map(|d| d.sha256),
+            Some(<[u8; 32]>::from(Sha256::digest(&file)))
+        );
+        assert_eq!(
+            out[1].digests().map(|d| d.sha256),
+            Some(<[u8; 32]>::from(Sha256::digest(&content)))
+        );
+        assert!(
+            read < file.len() as u64 * 5 / 4,
+            "{read} bytes read for a file of {}",
+            file.len()
+        );
+    }
+
+    /// The second read of a zip (for its members) is billed to `--max-io-rate` like the first:
+    /// 3 MiB read twice at 8 MiB/s (1 MiB of burst) take at least 5/8 of a second.
+    #[test]
+    fn a_zip_read_again_for_its_members_goes_through_the_rate_cap() {
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let content: Vec<u8> = (0..3 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.zip");
+        let mut z = zip::ZipWriter::new(File::create(&p).unwrap());
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        z.start_file("data.bin", stored).unwrap();
+        io::Write::write_all(&mut z, &content).unwrap();
+        z.finish().unwrap();
+        let gate = IoGate::new(
+            1,
+            crate::scan::io::IoOptions {
+                depth: None,
+                max_rate: Some(8 << 20),
+            },
+        );
+        let mut hasher = Hasher::new(HashOptions {
+            archives: Some(ArchiveOptions::default()),
+            ..Default::default()
+        })
+        .with_gate(Arc::new(gate));
+        let started = std::time::Instant::now();
+        let res = hasher.hash_path(p);
+        let mut out = Vec::new();
+        hasher.push_with_members(res, &mut out);
+        let took = started.elapsed();
+        assert_eq!(
+            out.get(1).and_then(|m| m.digests()).map(|d| d.sha256),
+            Some(<[u8; 32]>::from(Sha256::digest(&content)))
+        );
+        assert!(took >= std::time::Duration::from_millis(600), "{took:?}");
     }
 }

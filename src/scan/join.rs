@@ -160,6 +160,10 @@ impl ScanOutput {
                     Origin::Cache => s.files_cached += 1,
                     Origin::Link => s.files_linked += 1,
                     Origin::Archive => s.archive_members += 1,
+                    Origin::ArchiveCache => {
+                        s.archive_members += 1;
+                        s.archive_members_cached += 1;
+                    }
                 }
             }
         }

@@ -22,6 +22,7 @@ pub mod io;
 mod join;
 pub mod plan;
 pub mod process;
+mod remembered;
 pub mod walk;
 mod worker;
 
@@ -118,6 +119,8 @@ struct Collector<'a> {
     pending_verdicts: Vec<(Digest, Rank, u32)>,
     local: Option<&'a LocalSets>,
     pending_rows: Vec<(FileKey, Digests, FileKind)>,
+    /// With `--archives` and the cache: what was found inside the archives read.
+    archive_rows: Option<ArchiveRows>,
     last_flush: Instant,
     verdicts_cached: u64,
     /// Whether the user was told that the cache failed (once per run).
@@ -127,6 +130,15 @@ struct Collector<'a> {
     budget: Option<BudgetKeeper>,
     /// Running programs' images by the path they are read through (`--processes`).
     processes: &'a HashMap<Box<Path>, ProcessInfo>,
+}
+
+/// What was found inside the archives read in this run, on its way to the cache, with the
+/// settings it was found with.
+struct ArchiveRows {
+    options: String,
+    md5: bool,
+    sha1: bool,
+    pending: Vec<(FileKey, crate::cache::ArchiveRow)>,
 }
 
 /// The lookup stage's side of the budget: who asks the service, and what is decided so far.
@@ -145,6 +157,43 @@ struct BudgetKeeper {
 }
 
 impl Collector<'_> {
+    /// One batch from a hash worker: an archive and its members come in the same batch.
+    fn take_batch(&mut self, results: Vec<FileResult>) {
+        let start = self.files.len();
+        results.into_iter().for_each(|r| self.take_file(r));
+        self.remember_archives(start);
+    }
+
+    /// Keep what was found inside the archives read from disk among `files[start..]` (each
+    /// followed by its members) for the cache; written with the digest rows.
+    fn remember_archives(&mut self, start: usize) {
+        let Some(rows) = self.archive_rows.as_mut() else {
+            return;
+        };
+        let files = &self.files[start..];
+        let mut i = 0;
+        while i < files.len() {
+            let f = &files[i];
+            let members = files[i + 1..]
+                .iter()
+                .take_while(|m| m.container_member().is_some_and(|(c, _)| c == &*f.path))
+                .count();
+            if let FileStatus::Hashed {
+                meta,
+                warning: None,
+                origin: Origin::Read,
+                kind: FileKind::Archive | FileKind::Document,
+                ..
+            } = &f.status
+                && let Some(row) = remembered::to_row(f, &files[i + 1..i + 1 + members])
+            {
+                rows.pending
+                    .push((FileKey::new(meta, f.size.unwrap_or(0)), row));
+            }
+            i += 1 + members;
+        }
+    }
+
     fn take_file(&mut self, res: FileResult) {
         if let FileStatus::Hashed {
             digests,
@@ -196,8 +245,10 @@ impl Collector<'_> {
                 }
             }
             // A member's digests are not the file's on disk: never a digest-cache row.
-            if !matches!(origin, Origin::Cache | Origin::Archive)
-                && warning.is_none()
+            if !matches!(
+                origin,
+                Origin::Cache | Origin::Archive | Origin::ArchiveCache
+            ) && warning.is_none()
                 && self.cache.is_some()
             {
                 self.pending_rows.push((
@@ -416,12 +467,24 @@ impl Collector<'_> {
     fn flush_digests(&mut self, force: bool) {
         let due =
             self.pending_rows.len() >= 1000 || self.last_flush.elapsed() >= Duration::from_secs(1);
+        let archives = self
+            .archive_rows
+            .as_ref()
+            .is_some_and(|a| !a.pending.is_empty());
         if let Some(cache) = self.cache
-            && !self.pending_rows.is_empty()
+            && (!self.pending_rows.is_empty() || archives)
             && (force || due)
         {
-            let _ = cache.put_files(&self.pending_rows);
+            if !self.pending_rows.is_empty() {
+                let _ = cache.put_files(&self.pending_rows);
+            }
             self.pending_rows.clear();
+            if let Some(a) = self.archive_rows.as_mut()
+                && !a.pending.is_empty()
+            {
+                let _ = cache.put_archives(&a.pending, &a.options, a.md5, a.sha1);
+                a.pending.clear();
+            }
             self.last_flush = Instant::now();
             self.check_cache();
         }
@@ -522,6 +585,15 @@ pub fn scan(
         pending_verdicts: Vec::new(),
         local: cfg.local.as_deref(),
         pending_rows: Vec::new(),
+        archive_rows: match (&cfg.cache, &cfg.hash.archives) {
+            (Some(_), Some(a)) => Some(ArchiveRows {
+                options: remembered::fingerprint(a),
+                md5: cfg.hash.md5,
+                sha1: cfg.hash.sha1,
+                pending: Vec::new(),
+            }),
+            _ => None,
+        },
         last_flush: Instant::now(),
         verdicts_cached: 0,
         cache_warned: false,
@@ -655,7 +727,7 @@ pub fn scan(
             select! {
                 recv(res_rx) -> msg => match msg {
                     Ok(results) => {
-                        results.into_iter().for_each(|r| c.take_file(r));
+                        c.take_batch(results);
                         // Nothing more waiting: do not hold digests back from the lookup stage.
                         if res_rx.is_empty() {
                             c.resolve_pending();

@@ -15,6 +15,7 @@ use crossbeam_utils::Backoff;
 
 use super::hash::{FileResult, FileStatus, HashOptions, Hasher, Origin};
 use super::io::IoGate;
+use super::remembered;
 use super::walk::WalkEvent;
 use crate::cache::{Cache, FileKey};
 use crate::file::{FileKind, FileMeta};
@@ -29,13 +30,14 @@ pub(super) struct DigestCache<'a> {
 
 impl DigestCache<'_> {
     /// Look several files up in one read transaction (a single lookup is mostly transaction
-    /// overhead). Returns the hits as results and the misses to be read.
+    /// overhead). Returns the hits as results (an archive's followed by its members') and the
+    /// misses to be read.
     fn split(&self, paths: Vec<PathBuf>) -> (Vec<FileResult>, Vec<PathBuf>) {
         let found = self.lookup(&paths);
         let (mut hits, mut misses) = (Vec::new(), Vec::new());
         for (p, hit) in paths.into_iter().zip(found) {
             match hit {
-                Some(h) => hits.push(h),
+                Some(h) => hits.extend(h),
                 None => misses.push(p),
             }
         }
@@ -44,8 +46,10 @@ impl DigestCache<'_> {
 
     /// For each path, the cached digests for its current (dev, ino, size, mtime, ctime) when
     /// the cache holds every digest asked for; one `stat` each, no `open`, one read
-    /// transaction for all. One entry per path, `None` for a miss.
-    fn lookup(&self, paths: &[PathBuf]) -> Vec<Option<FileResult>> {
+    /// transaction for all. With `--archives`, a file that may be an archive is a hit only
+    /// with what an earlier sweep with the same settings found inside it (then its members
+    /// follow it). One entry per path, `None` for a miss.
+    fn lookup(&self, paths: &[PathBuf]) -> Vec<Option<Vec<FileResult>>> {
         let stat = |p: &Path| {
             let (m, meta) = crate::platform::stat_path(p, self.opts.follow_symlinks).ok()?;
             let wanted =
@@ -63,13 +67,13 @@ impl DigestCache<'_> {
             .get_files_many(&keys, self.opts.md5, self.opts.sha1)
             .unwrap_or_default()
             .into_iter();
-        paths
+        let hits: Vec<Option<(FileKey, Option<FileKind>, FileResult)>> = paths
             .iter()
             .zip(metas)
             .map(|(p, m)| {
                 let (meta, size) = m?;
                 let (digests, kind) = found.next().flatten()?;
-                Some(FileResult {
+                let res = FileResult {
                     archive: None,
                     path: p.as_path().into(),
                     size: Some(size),
@@ -81,7 +85,53 @@ impl DigestCache<'_> {
                         // A row from before kinds were kept: the name is all there is.
                         kind: kind.unwrap_or_else(|| FileKind::sniff(&[], p)),
                     },
-                })
+                };
+                Some((FileKey::new(&meta, size), kind, res))
+            })
+            .collect();
+        let Some(archives) = self.opts.archives.as_ref() else {
+            return hits
+                .into_iter()
+                .map(|h| h.map(|(_, _, r)| vec![r]))
+                .collect();
+        };
+        // What may be an archive needs its members too: one more read for all of them.
+        let keys: Vec<FileKey> = hits
+            .iter()
+            .flatten()
+            .filter(|(_, kind, _)| remembered::may_be_archive(*kind))
+            .map(|(key, _, _)| *key)
+            .collect();
+        let rows = match keys.is_empty() {
+            true => Vec::new(),
+            false => self
+                .cache
+                .get_archives_many(
+                    &keys,
+                    &remembered::fingerprint(archives),
+                    self.opts.md5,
+                    self.opts.sha1,
+                )
+                .unwrap_or_default(),
+        };
+        let mut rows = rows.into_iter();
+        hits.into_iter()
+            .map(|h| {
+                let (_, kind, mut res) = h?;
+                if !remembered::may_be_archive(kind) {
+                    return Some(vec![res]);
+                }
+                // A miss (or a failed read): read it, and open it, again.
+                let row = rows.next().flatten()?;
+                let FileStatus::Hashed { meta, .. } = &res.status else {
+                    return None;
+                };
+                let (inside, members) = remembered::from_row(&res.path, meta, row);
+                res.archive = inside.map(Box::new);
+                let mut all = Vec::with_capacity(1 + members.len());
+                all.push(res);
+                all.extend(members);
+                Some(all)
             })
             .collect()
     }
@@ -251,9 +301,8 @@ pub(super) fn hash_worker(
                 let calls = u32::try_from(paths.len()).unwrap_or(u32::MAX);
                 let (hits, misses) = cache.split(paths);
                 turn.gate.waited(asked.elapsed(), calls);
-                for h in hits {
-                    hasher.push_with_members(h, &mut out);
-                }
+                // Answered whole, members and all: nothing to open.
+                out.extend(hits);
                 for p in misses {
                     local.push(Task {
                         ev: WalkEvent::File(p),

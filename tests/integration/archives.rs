@@ -2,7 +2,7 @@
 //! decompressed stream and looked up like files. The archives are built at run time (Python's
 //! zipfile/tarfile/gzip/lzma/bz2, the zstd and sevenz-rust2 crates).
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -209,6 +209,11 @@ for ext, mode in [("tar.gz", "w:gz"), ("tar.xz", "w:xz"), ("tar.bz2", "w:bz2")]:
     ] {
         let line = format!("{want}  {}/{member}", t.path().display());
         assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        // The archive's own digest, read in the same pass as its members for a stream.
+        let outer = member.split('!').next().unwrap();
+        let bytes = std::fs::read(t.path().join(outer)).unwrap();
+        let line = format!("{}  {}/{outer}", sha256_hex(&bytes), t.path().display());
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
     }
 
     // --archives=zip opens zips only.
@@ -287,12 +292,9 @@ with zipfile.ZipFile(sys.argv[1] + "/nested.zip", "w", zipfile.ZIP_STORED) as z:
     );
 }
 
-#[test]
-fn zip_bombs_end_in_seconds_in_bounded_memory_with_skipped_records() {
-    let t = Tree::new();
-    bombs(t.path());
-    // Python waits for hashsweep and says how much memory it held at most.
-    let started = Instant::now();
+/// `scan --offline --archives` of `root` under Python, which says how much memory the scan
+/// held at most: its ndjson records, its stderr, and its peak RSS in KiB.
+fn scan_measured(root: &Path, extra: &[&str]) -> (Vec<serde_json::Value>, String, u64) {
     let mut c = Command::new("python3");
     c.arg("-c")
         .arg(
@@ -305,13 +307,27 @@ fn zip_bombs_end_in_seconds_in_bounded_memory_with_skipped_records() {
         )
         .arg(env!("CARGO_BIN_EXE_hashsweep"))
         .args(["scan", "--offline", "--format", "ndjson", "--archives", "-j", "2"])
-        .arg(t.path())
+        .args(extra)
+        .arg(root)
         .env("HASHSWEEP_NO_CACHE", "1")
         .env("HASHSWEEP_CONFIG", "/dev/null");
     let out = run_with_timeout(&mut c, Duration::from_secs(60));
-    let took = started.elapsed();
     let err = stderr(&out);
-    let recs = ndjson(&out);
+    let rss: u64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("maxrss_kib "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no maxrss in {err}"));
+    (ndjson(&out), err, rss)
+}
+
+#[test]
+fn zip_bombs_end_in_seconds_in_bounded_memory_with_skipped_records() {
+    let t = Tree::new();
+    bombs(t.path());
+    let started = Instant::now();
+    let (recs, err, rss) = scan_measured(t.path(), &[]);
+    let took = started.elapsed();
     let z = rec(&recs, "bomb.zip!zeros.bin");
     assert_eq!(z["verdict"], "skipped", "{z}");
     assert!(
@@ -329,13 +345,91 @@ fn zip_bombs_end_in_seconds_in_bounded_memory_with_skipped_records() {
         );
     }
     assert!(err.contains("(2 not read to the end)"), "{err}");
-    let rss: u64 = err
-        .lines()
-        .find_map(|l| l.strip_prefix("maxrss_kib "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no maxrss in {err}"));
     assert!(rss < 150 * 1024, "held {rss} KiB");
     assert!(took < Duration::from_secs(30), "took {took:?}");
+}
+
+/// A zip whose central directory holds 600 000 entries (a zip64 one, 32 MB, every entry
+/// pointing at the same one-byte member): the directory is walked an entry at a time, so
+/// `--archive-max-members` cuts it before its entries are all held in memory.
+#[test]
+fn a_huge_central_directory_is_cut_by_the_member_limit_in_bounded_memory() {
+    let t = Tree::new();
+    py(
+        t.path(),
+        r#"
+import struct, sys, zlib
+n = 600_000
+crc = zlib.crc32(b"x")
+local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, 0, 0, crc, 1, 1, 1, 0) + b"a" + b"x"
+central = bytearray()
+for i in range(n):
+    name = b"%07d" % i
+    central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 0, 0, 0, crc, 1, 1,
+                           len(name), 0, 0, 0, 0, 0, 0) + name
+cd_at, cd_len = len(local), len(central)
+eocd64_at = cd_at + cd_len
+eocd64 = struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, n, n, cd_len, cd_at)
+locator = struct.pack("<IIQI", 0x07064B50, 0, eocd64_at, 1)
+eocd = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, cd_len, cd_at, 0)
+with open(sys.argv[1] + "/wide.zip", "wb") as f:
+    f.write(local + central + eocd64 + locator + eocd)
+"#,
+    );
+    let started = Instant::now();
+    let (recs, err, rss) = scan_measured(t.path(), &["--archive-max-members", "1000"]);
+    let took = started.elapsed();
+    let rest = rec(&recs, "wide.zip!*");
+    assert_eq!(rest["verdict"], "skipped", "{rest}");
+    assert!(
+        rest["note"]
+            .as_str()
+            .unwrap()
+            .contains("--archive-max-members"),
+        "{rest}"
+    );
+    assert_eq!(
+        rec(&recs, "wide.zip!0000999")["sha256"],
+        sha256_hex(b"x"),
+        "the first thousand are read"
+    );
+    assert_eq!(recs.len(), 1 + 1000 + 1, "{err}");
+    assert!(rss < 60 * 1024, "held {rss} KiB");
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+}
+
+/// A 7z bomb (8 MiB of zeros in LZMA2, a few KiB on disk, under `--archive-max-member`) is
+/// stopped by the compression-ratio guard, as the other formats are; an ordinary member of
+/// the same archive is still read.
+#[test]
+fn a_7z_bomb_is_stopped_by_the_ratio_guard() {
+    let t = Tree::new();
+    let file = std::fs::File::create(t.path().join("bomb.7z")).unwrap();
+    let mut w = sevenz_rust2::ArchiveWriter::new(file).unwrap();
+    w.push_archive_entry(
+        sevenz_rust2::ArchiveEntry::new_file("zeros.bin"),
+        Some(std::io::repeat(0).take(8 << 20)),
+    )
+    .unwrap();
+    w.push_archive_entry(
+        sevenz_rust2::ArchiveEntry::new_file("note.txt"),
+        Some(&b"an ordinary member\n"[..]),
+    )
+    .unwrap();
+    w.finish().unwrap();
+    let out = offline_scan(t.path(), &[]);
+    let recs = ndjson(&out);
+    let z = rec(&recs, "bomb.7z!zeros.bin");
+    assert_eq!(z["verdict"], "skipped", "{z}");
+    assert!(
+        z["note"].as_str().unwrap().contains("compression ratio"),
+        "{z}"
+    );
+    assert!(z["sha256"].is_null(), "{z}");
+    assert_eq!(
+        rec(&recs, "bomb.7z!note.txt")["sha256"],
+        sha256_hex(b"an ordinary member\n")
+    );
 }
 
 /// The limits: members per archive (`x.zip!*` for the rest), one member's size.
@@ -581,64 +675,136 @@ with zipfile.ZipFile(sys.argv[1] + "/tree/report.docm", "w") as z:
     assert_eq!(rec(&recs, "kit.zip!ioc.exe")["change"], "unchanged");
 }
 
-/// With the digest cache, the archive's own digest may come from the cache on the next sweep,
-/// but its members are read again (they are not cached), and no member's digest is ever
-/// stored as the archive's.
+/// With the digest cache, an unchanged archive is answered whole on the next sweep: its own
+/// digest and its members' (the skipped ones and the `!*` records too) come back from the
+/// cache, and nothing is read or decompressed. A changed archive is read again, and only its
+/// new members are reported. No member's digest is ever stored as a file's.
 #[test]
-fn a_cached_archive_still_has_its_members_and_its_own_digest() {
+fn an_unchanged_archive_is_served_from_the_cache_on_the_second_sweep() {
     let t = Tree::new();
     py(
         t.path(),
         r#"
-import os, sys, zipfile
-p = sys.argv[1] + "/tree/a.zip"
-os.makedirs(os.path.dirname(p))
-with zipfile.ZipFile(p, "w") as z:
+import gzip, io, os, sys, tarfile, zipfile
+d = sys.argv[1] + "/tree"
+os.makedirs(d)
+with zipfile.ZipFile(d + "/a.zip", "w") as z:
     z.writestr("x.exe", b"MZ inside")
-os.utime(p, (1_600_000_000, 1_600_000_000))
+with zipfile.ZipFile(d + "/locked.zip", "w") as z:
+    z.writestr("secret.exe", b"MZ locked")
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT, encoding="utf-8",
+                  errors="surrogateescape") as tf:
+    odd = b"caf\xe9.txt".decode("utf-8", "surrogateescape")
+    for name, data in [("one.txt", b"one\n"), (odd, b"latin\n"), ("two.txt", b"two\n"),
+                       ("three.txt", b"3\n")]:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+open(d + "/b.tar.gz", "wb").write(gzip.compress(buf.getvalue()))
+open(d + "/loose.txt", "wb").write(b"not an archive\n")
+open(d + "/report.pdf", "wb").write(b"%PDF-1.4 not an archive\n")
+for f in os.listdir(d):
+    os.utime(d + "/" + f, (1_600_000_000, 1_600_000_000))
 "#,
     );
+    mark_encrypted(&t.path().join("tree/locked.zip"));
+    let tree = t.path().join("tree");
+    let zip_path = tree.join("a.zip");
     let cache = t.path().join("cache.sqlite");
     // Files changed within the racy window are not cached: wait it out (ctime cannot be set).
     std::thread::sleep(hashsweep::cache::RACY_WINDOW + Duration::from_millis(200));
     let sweep = || {
         let out = run(cmd()
             .env_remove("HASHSWEEP_NO_CACHE")
-            .args([
-                "scan",
-                "--offline",
-                "--archives",
-                "--format",
-                "ndjson",
-                "--cache",
-            ])
+            .args(["scan", "--offline", "--archives", "--format", "json"])
+            // Three of the tar's four members: the rest is an `!*` record.
+            .args(["--archive-max-members", "3", "--cache"])
             .arg(&cache)
-            .arg(t.path().join("tree")));
+            .arg(&tree));
         assert_eq!(code(&out), 0, "{}", stderr(&out));
-        (ndjson(&out), stderr(&out))
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut recs = doc["records"].as_array().cloned().unwrap();
+        recs.sort_by_key(|r| r["path"].to_string());
+        (recs, doc["summary"].clone(), stderr(&out))
     };
-    let (first, _) = sweep();
-    let (second, err) = sweep();
-    assert!(err.contains("1 files from the cache"), "{err}");
-    let zip = std::fs::read(t.path().join("tree/a.zip")).unwrap();
-    for recs in [&first, &second] {
-        assert_eq!(rec(recs, "/a.zip")["sha256"], sha256_hex(&zip));
-        assert_eq!(rec(recs, "a.zip!x.exe")["sha256"], sha256_hex(b"MZ inside"));
-        assert_eq!(recs.len(), 2, "{recs:#?}");
-    }
-    // The digest rows are the archive's: a member's row would be keyed by its identity.
+    let (first, s1, _) = sweep();
+    let (second, s2, err) = sweep();
+    assert_eq!(s1["archive_members"], 4, "{s1}");
+    assert!(s1["archive_members_cached"].is_null(), "{s1}");
+    assert_eq!(first, second, "the same records, from the cache");
+    assert_eq!(s2["archive_members"], 4, "{s2}");
+    assert_eq!(
+        s2["archive_members_cached"], 4,
+        "nothing decompressed: {s2}"
+    );
+    assert_eq!(s2["bytes_read"], 0, "nothing read: {s2}");
+    assert_eq!(s2["archives_incomplete"], 2, "{s2}");
+    assert!(err.contains("4 from the cache"), "{err}");
+    let zip = std::fs::read(&zip_path).unwrap();
+    assert_eq!(rec(&second, "/a.zip")["sha256"], sha256_hex(&zip));
+    assert_eq!(
+        rec(&second, "a.zip!x.exe")["sha256"],
+        sha256_hex(b"MZ inside")
+    );
+    let locked = rec(&second, "locked.zip!secret.exe");
+    assert_eq!(
+        (&locked["verdict"], &locked["note"]),
+        (&"skipped".into(), &"encrypted".into())
+    );
+    assert_eq!(rec(&second, "b.tar.gz!*")["verdict"], "skipped");
+    assert_eq!(
+        rec(&second, "b.tar.gz!two.txt")["sha256"],
+        sha256_hex(b"two\n")
+    );
+    let raw = [
+        tree.join("b.tar.gz").as_os_str().as_encoded_bytes(),
+        b"!caf\xe9.txt",
+    ]
+    .concat();
+    let latin = second
+        .iter()
+        .find(|r| r["sha256"] == sha256_hex(b"latin\n"))
+        .expect("the latin-1 member");
+    assert_eq!(
+        latin["path_bytes"],
+        base64::engine::general_purpose::STANDARD.encode(&raw)
+    );
+    assert_eq!(second.len(), 11, "{second:#?}");
+    // The digest rows are the files': a member's row would be keyed by its identity.
     let rows = Command::new("python3")
         .arg("-c")
         .arg(
             "import sqlite3, sys\n\
-             print(sqlite3.connect(sys.argv[1]).execute('select count(*), max(size) from file_digests').fetchone())",
+             print(sqlite3.connect(sys.argv[1]).execute('select count(*) from file_digests').fetchone())",
         )
         .arg(&cache)
         .output()
         .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&rows.stdout).trim(),
-        format!("(1, {})", zip.len()),
-        "{rows:?}"
+    assert_eq!(String::from_utf8_lossy(&rows.stdout).trim(), "(5,)");
+
+    // A changed archive is read again: its new member is there, its old ones are gone.
+    py(
+        t.path(),
+        r#"
+import os, sys, zipfile
+p = sys.argv[1] + "/tree/a.zip"
+with zipfile.ZipFile(p, "w") as z:
+    z.writestr("y.exe", b"MZ changed")
+os.utime(p, (1_600_000_000, 1_600_000_000))
+"#,
     );
+    let (third, s3, _) = sweep();
+    assert_eq!(
+        rec(&third, "a.zip!y.exe")["sha256"],
+        sha256_hex(b"MZ changed")
+    );
+    assert!(
+        third
+            .iter()
+            .all(|r| !r["path"].as_str().unwrap().ends_with("a.zip!x.exe")),
+        "{third:#?}"
+    );
+    assert_eq!(s3["archive_members"], 4, "{s3}");
+    assert_eq!(s3["archive_members_cached"], 3, "the tar.gz only: {s3}");
 }
