@@ -1,4 +1,4 @@
-//! What `--archives` found inside an archive file (schema 3, `archive_reads` and
+//! What `--archives` found inside an archive file (schema 4, `archive_reads` and
 //! `archive_members`), kept under the archive's own digest-cache key: an unchanged archive
 //! read with the same settings is answered from here and not decompressed again. A changed
 //! archive's rows are replaced whole when it is read again; rows whose archive left the digest
