@@ -347,6 +347,14 @@ pub struct ServeArgs {
     /// instances on one Redis; beyond, that token's misses get 429 (code 429000)
     #[arg(long, value_name = "N")]
     pub client_budget: Option<std::num::NonZeroU64>,
+    /// Record which endpoint tokens (hosts) ask for each digest: their names while at most 16,
+    /// then a count; served on --admin-listen (GET /v1/prevalence/HASH) and as
+    /// `hashsweep_hosts` in /v4/hash answers. Needs a Redis store
+    #[arg(long)]
+    pub prevalence: bool,
+    /// Keep a digest's hosts this long after it was last asked [default: 30d]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "prevalence")]
+    pub prevalence_ttl: Option<Duration>,
     /// Log level (error, warn, info, debug: one line per request with the token's name)
     #[arg(
         long,
