@@ -865,6 +865,7 @@ impl Cache {
                         total_detected_avs: total,
                         data_id: data_id.map(String::into_boxed_str),
                         details: self.served_details(details.as_deref())?,
+                        hosts: None,
                     })
                 });
                 match answer {
@@ -1174,6 +1175,7 @@ mod tests {
             total_detected_avs: total,
             data_id: Some(format!("data-{code}").into()),
             details: None,
+            hosts: None,
         }
     }
 

@@ -975,6 +975,7 @@ mod tests {
                 scan_result_i: Some(1),
                 def_time: None,
             }])),
+            hosts: None,
         };
         let mut s = Vec::new();
         write_entry(&mut s, "abcd", Some(&a), true, None);

@@ -13,7 +13,9 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
 
 /// Names kept per digest; beyond this many hosts only a count.
 pub const NAMES: usize = 16;
@@ -22,14 +24,91 @@ pub const NAMES: usize = 16;
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// On how many hosts a digest is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Prevalence {
     /// Upper-case hex, as the `/v4/hash` answers echo hashes.
     pub hash: String,
     pub hosts: u64,
     /// The hosts' names (sorted), while there are at most [`NAMES`]; absent beyond.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub names: Option<Vec<String>>,
+}
+
+/// `hashsweep prevalence` could not get an answer from a gateway's admin listener.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    #[error("invalid --api-url {0}: {1}")]
+    Url(String, String),
+    #[error("{url}: no answer")]
+    Request {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{url}: answered {status}: {body}")]
+    Refused {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{url}: the answer is not a list of prevalence objects: {why}")]
+    Malformed { url: String, why: String },
+}
+
+/// Ask the admin listener at `admin_url` (`POST /v1/prevalence`, 1000 digests a request) for
+/// `digests`' prevalence, in order.
+pub fn ask(admin_url: &str, digests: &[Digest]) -> Result<Vec<Prevalence>, AskError> {
+    let base =
+        url::Url::parse(admin_url).map_err(|e| AskError::Url(admin_url.into(), e.to_string()))?;
+    let url = base
+        .join("/v1/prevalence")
+        .map_err(|e| AskError::Url(admin_url.into(), e.to_string()))?
+        .to_string();
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|source| AskError::Request {
+            url: url.clone(),
+            source,
+        })?;
+    let mut out = Vec::with_capacity(digests.len());
+    for chunk in digests.chunks(crate::lookup::batch::MAX_BATCH) {
+        let body = crate::lookup::protocol::request_body(chunk);
+        let resp = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .map_err(|source| AskError::Request {
+                url: url.clone(),
+                source,
+            })?;
+        let status = resp.status();
+        let text = resp.text().map_err(|source| AskError::Request {
+            url: url.clone(),
+            source,
+        })?;
+        if !status.is_success() {
+            return Err(AskError::Refused {
+                url,
+                status: status.as_u16(),
+                body: crate::lookup::protocol::cap_text(text.trim(), 300),
+            });
+        }
+        let got: Vec<Prevalence> =
+            serde_json::from_str(&text).map_err(|e| AskError::Malformed {
+                url: url.clone(),
+                why: e.to_string(),
+            })?;
+        if got.len() != chunk.len() {
+            return Err(AskError::Malformed {
+                url,
+                why: format!("{} answers for {} hashes", got.len(), chunk.len()),
+            });
+        }
+        out.extend(got);
+    }
+    Ok(out)
 }
 
 /// Records one host for digests: `KEYS` are pairs (names set, count HyperLogLog), `ARGV` the

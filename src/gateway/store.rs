@@ -202,6 +202,7 @@ impl Stored {
             total_detected_avs: s.t,
             data_id: s.d,
             details: s.e,
+            hosts: None,
         })
     }
 }
@@ -1219,6 +1220,7 @@ mod tests {
             total_detected_avs: total,
             data_id: id.map(Box::from),
             details: None,
+            hosts: None,
         }
     }
 

@@ -166,3 +166,75 @@ fn a_sqlite_store_refuses_prevalence_and_says_why() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--prevalence needs a Redis store"), "{err}");
 }
+
+#[test]
+fn a_scan_reports_hosts_and_the_prevalence_subcommand_prints_them() {
+    if !redis_available() {
+        return;
+    }
+    let redis = Redis::start();
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (tokens, hosts) = fleet_tokens(dir.path(), 3);
+    let gw = Gateway::start(&mock, &redis.url(), &tokens, &["--prevalence"]);
+    let root = dir.path().join("tree");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("shared.bin"), b"on two hosts").unwrap();
+    let sha = sha256_hex(b"on two hosts");
+    let scan = |token: &str| {
+        let out = run(cmd()
+            .env("METADEFENDER_APIKEY", token)
+            .args(["scan", "--format", "ndjson", "--api-url", &gw.url])
+            .arg(&root));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let rec: Value = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["sha256"] == sha.as_str())
+            .unwrap_or_else(|| panic!("no record of shared.bin: {text}"));
+        rec["hosts"].clone()
+    };
+    assert_eq!(scan(&hosts[0].1), 1);
+    assert_eq!(scan(&hosts[2].1), 2);
+
+    let table = run(cmd().args(["prevalence", "--api-url", gw.admin(), &sha]));
+    assert_eq!(
+        table.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+    let text = String::from_utf8(table.stdout).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&sha.to_ascii_uppercase()))
+        .unwrap_or_else(|| panic!("{text}"));
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cols[1..], ["2", "host00,host02"], "{text}");
+    let json = run(cmd().args([
+        "prevalence",
+        "--format",
+        "json",
+        "--api-url",
+        gw.admin(),
+        &sha,
+    ]));
+    let v: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        v,
+        json!([{"hash": sha.to_ascii_uppercase(), "hosts": 2, "names": ["host00", "host02"]}])
+    );
+    // The public listener has no such endpoint: the subcommand says so, with the status.
+    let wrong = run(cmd().args(["prevalence", "--api-url", &gw.url, &sha]));
+    assert_ne!(wrong.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("404"),
+        "{wrong:?}"
+    );
+}
