@@ -3,7 +3,7 @@
 //! A host is an endpoint token's name: a token shared by several machines counts once. Each
 //! distinct digest of a `POST /v4/hash` adds the asking token's name, in the same pipeline as
 //! the request's verdict reads (no extra round trip), through [`RECORD`]: the names go in a Redis
-//! set while there are at most [`NAMES`] of them; the 17th name turns the set into a HyperLogLog
+//! sorted set (all scores 0: a compact listpack in Redis) while there are at most [`NAMES`] of them; the 17th name turns the set into a HyperLogLog
 //! (`PFADD`), which only counts (standard error 0.81%; never fewer than 17 is reported for it).
 //! Either key expires `--prevalence-ttl` after the digest was last asked (each ask refreshes it).
 //! The keys carry the digest in a hash tag in a cluster, so they live in its verdict's slot.
@@ -111,7 +111,7 @@ pub fn ask(admin_url: &str, digests: &[Digest]) -> Result<Vec<Prevalence>, AskEr
     Ok(out)
 }
 
-/// Records one host for digests: `KEYS` are pairs (names set, count HyperLogLog), `ARGV` the
+/// Records one host for digests: `KEYS` are pairs (names sorted set, count HyperLogLog), `ARGV` the
 /// host's name, the TTL in seconds and [`NAMES`]. Answers each digest's host count, in order.
 /// One script for a whole request on one Redis; one pair a call in a cluster (a script's keys
 /// must share a slot).
@@ -126,10 +126,10 @@ for i = 1, #KEYS, 2 do
     redis.call('EXPIRE', hll, ttl)
     n = math.max(redis.call('PFCOUNT', hll), cap + 1)
   else
-    redis.call('SADD', set, name)
-    n = redis.call('SCARD', set)
+    redis.call('ZADD', set, 'NX', 0, name)
+    n = redis.call('ZCARD', set)
     if n > cap then
-      redis.call('PFADD', hll, unpack(redis.call('SMEMBERS', set)))
+      redis.call('PFADD', hll, unpack(redis.call('ZRANGE', set, 0, -1)))
       redis.call('DEL', set)
       redis.call('EXPIRE', hll, ttl)
       n = math.max(redis.call('PFCOUNT', hll), cap + 1)
@@ -142,7 +142,7 @@ end
 return out
 ";
 
-/// A digest's prevalence from its two keys' replies: `SMEMBERS` of the names and `PFCOUNT` of
+/// A digest's prevalence from its two keys' replies: `ZRANGE 0 -1` of the names and `PFCOUNT` of
 /// the count (0 when the HyperLogLog does not exist: the names are the whole story).
 pub fn from_replies(hash: String, mut members: Vec<String>, counted: u64) -> Prevalence {
     if counted > 0 {

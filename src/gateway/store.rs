@@ -945,7 +945,11 @@ impl RedisStore {
         }
         let reads = |d: &Digest| {
             [
-                redis::cmd("SMEMBERS").arg(self.host_names_key(d)).clone(),
+                redis::cmd("ZRANGE")
+                    .arg(self.host_names_key(d))
+                    .arg(0)
+                    .arg(-1)
+                    .clone(),
                 redis::cmd("PFCOUNT").arg(self.host_count_key(d)).clone(),
             ]
         };
