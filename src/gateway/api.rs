@@ -1,6 +1,7 @@
 //! The gateway's HTTP face: `POST /v4/hash` with the vendor's contract and a bare `GET /healthz`
-//! (status code only) on the public listener; `GET /metrics` and a detailed `GET /healthz` on
-//! the admin listener ([`admin_router`]).
+//! (status code only) on the public listener; `GET /metrics`, a detailed `GET /healthz` and,
+//! with `--prevalence`, `GET /v1/prevalence/{hash}` and `POST /v1/prevalence` on the admin
+//! listener ([`admin_router`]).
 //!
 //! A request is checked in the vendor's order and with its codes: the endpoint token (401006,
 //! before the body is read; the upstream is never asked; an empty `apikey` is always refused),
@@ -46,6 +47,12 @@ pub const HOSTS_FIELD: &str = "hashsweep_hosts";
 
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 1 << 20;
+
+/// A body over [`MAX_BODY`].
+const TOO_LARGE: BadRequest = BadRequest {
+    code: 400063,
+    message: "Request body larger than 1 MiB (at most 1000 hashes per request)",
+};
 
 /// The most of an upstream error text passed on to clients and `/healthz`.
 pub const MAX_PASSED_ON: usize = 300;
@@ -210,10 +217,7 @@ async fn prevalence_many(
     State(st): State<Arc<AppState>>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let too_large = BadRequest {
-        code: 400063,
-        message: "Request body larger than 1 MiB (at most 1000 hashes per request)",
-    };
+    let too_large = TOO_LARGE;
     let body = match tokio::time::timeout(
         st.body_timeout,
         axum::body::to_bytes(req.into_body(), MAX_BODY),
@@ -486,10 +490,7 @@ async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Result<Resp
         return Err(ApiError::ClientRate { retry_after });
     }
     let details = details_wanted(req.headers())?;
-    let too_large = BadRequest {
-        code: 400063,
-        message: "Request body larger than 1 MiB (at most 1000 hashes per request)",
-    };
+    let too_large = TOO_LARGE;
     // Refused before any of it is read (the connection is closed after the answer).
     let declared = req
         .headers()

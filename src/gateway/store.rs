@@ -16,6 +16,10 @@
 //! `AUTH` refused, a desynchronised reply stream: all recover within a second or two of Redis
 //! being healthy).
 //!
+//! With `--prevalence` the request's read also records the asking host for each digest, in the
+//! same pipeline (one `EVALSHA` more on one Redis, one per digest in its node's pipeline on a
+//! cluster): see [`super::prevalence`]. A SQLite store refuses it.
+//!
 //! With a [`StoreKey`] (`--store-key-file`) every stored verdict carries an HMAC-SHA-256 over
 //! its key and value; one whose tag does not match is a miss (asked upstream again), counted in
 //! `hashsweep_gateway_store_forged_total`, never served.
