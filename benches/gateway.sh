@@ -17,6 +17,11 @@
 #   hashsweep wrk -t$THREADS -c$CONNS -d${DURATION}s --latency -s benches/gateway_post.lua against
 #             the gateway: every request a 1000-hash body already in Redis. Checked: no non-2xx,
 #             no socket errors, and over the run no upstream request and no cache miss (/metrics).
+#   prevalence the same wrk command against a second gateway, the same but with --prevalence
+#             (same Redis, token and bodies): every request also records its token for its 1000
+#             digests, in the same round trip (PREVALENCE=0 skips it). One token: the steady
+#             state of a fleet rescanning (the name is already recorded; the TTL is refreshed).
+#             Checked as the hashsweep case; reported with the ratio prevalence/hashsweep.
 #   python    the same wrk command against benches/py_gateway.py (stdlib http.server +
 #             a minimal RESP client, one MGET per request, same Redis, same answer shape).
 #             Checked: its answers to two bodies equal the gateway's, no non-2xx, no miss.
@@ -50,6 +55,7 @@
 #   THREADS=N        wrk threads (default 2)
 #   ROUNDS=N         alternate hashsweep and python runs N times (default 1); medians are compared
 #   COLD=0           skip the cold case
+#   PREVALENCE=0     skip the --prevalence case
 #   COLD_M=COUNT     distinct digests in the cold case (default N/2 rounded down to 1000s)
 #   COLD_LATENCY=D   the cold upstream's added latency per request (default 200ms)
 #   HASHSWEEP=PATH   use this binary instead of building with `cargo build --release`
@@ -76,6 +82,7 @@ THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-1}
 BATCH=1000
 COLD=${COLD:-1}
+PREVALENCE=${PREVALENCE:-1}
 COLD_M=${COLD_M:-$((N / 2 / BATCH * BATCH))}
 ((COLD_M >= BATCH)) || COLD_M=$BATCH
 COLD_LATENCY=${COLD_LATENCY:-200ms}
@@ -117,7 +124,7 @@ hashsweep_binary gateway.sh
 mock_binary gateway.sh
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/hashsweep-gateway.XXXXXX")
-REDIS_PID= MOCK_PID= GW_PID= PY_PID= MOCK2_PID= GW2_PID=
+REDIS_PID= MOCK_PID= GW_PID= PY_PID= MOCK2_PID= GW2_PID= GWP_PID=
 stop() { # stop PID: SIGTERM, then wait up to 10 s, then SIGKILL
     local pid=$1
     [[ -n $pid ]] || return 0
@@ -132,6 +139,7 @@ stop() { # stop PID: SIGTERM, then wait up to 10 s, then SIGKILL
 cleanup() {
     local rc=$?
     stop "$PY_PID"
+    stop "$GWP_PID"
     stop "$GW2_PID"
     stop "$MOCK2_PID"
     stop "$GW_PID"
@@ -207,6 +215,15 @@ GW_URL=$(wait_for "$TMP/gw.err" \
     's/^hashsweep serve: listening on \(http:\/\/127\.0\.0\.1:[0-9]*\).*/\1/p' "$GW_PID" gw)
 # /metrics is served on the admin listener only.
 GW_ADMIN=$(wait_for "$TMP/gw.err" 's/.*; admin on \(http:\/\/127\.0\.0\.1:[0-9]*\).*/\1/p' "$GW_PID" gw)
+GWP_URL= GWP_ADMIN=
+if [[ $PREVALENCE == 1 ]]; then
+    GWP_CMD=("${GW_CMD[@]}" --prevalence)
+    METADEFENDER_APIKEY=$UPSTREAM_KEY "${GWP_CMD[@]}" >"$TMP/gwp.out" 2>"$TMP/gwp.err" &
+    GWP_PID=$!
+    GWP_URL=$(wait_for "$TMP/gwp.err" \
+        's/^hashsweep serve: listening on \(http:\/\/127\.0\.0\.1:[0-9]*\).*/\1/p' "$GWP_PID" gwp)
+    GWP_ADMIN=$(wait_for "$TMP/gwp.err" 's/.*; admin on \(http:\/\/127\.0\.0\.1:[0-9]*\).*/\1/p' "$GWP_PID" gwp)
+fi
 echo "   redis $REDIS_VERSION on 127.0.0.1:$REDIS_PORT (pid $REDIS_PID), mock $MOCK_URL" \
     "(pid $MOCK_PID), gateway $GW_URL (pid $GW_PID)" >&2
 
@@ -337,12 +354,13 @@ WRK_CMD_SHOWN="wrk -t$THREADS -c$CONNS -d${DURATION}s --latency -s benches/gatew
 # run_wrk LABEL URL ROUND
 run_wrk() {
     local label=$1 url=$2 round=$3 out=$TMP/wrk.$1.$3
-    local pid=$GW_PID
+    local pid=$GW_PID admin=$GW_ADMIN
     [[ $label == python ]] && pid=$PY_PID
+    [[ $label == prevalence ]] && pid=$GWP_PID admin=$GWP_ADMIN
     local up0 miss0 hit0 pymiss0
-    up0=$(metric "$GW_ADMIN" hashsweep_gateway_upstream_requests_total)
-    miss0=$(metric "$GW_ADMIN" hashsweep_gateway_cache_misses_total)
-    hit0=$(metric "$GW_ADMIN" hashsweep_gateway_cache_hits_total)
+    up0=$(metric "$admin" hashsweep_gateway_upstream_requests_total)
+    miss0=$(metric "$admin" hashsweep_gateway_cache_misses_total)
+    hit0=$(metric "$admin" hashsweep_gateway_cache_hits_total)
     pymiss0=$(metric "$PY_URL" pygw_cache_misses_total)
     local t_srv0 t_redis0 t_all0 t0 t1
     t_srv0=$(cpu_ticks "$pid")
@@ -367,9 +385,9 @@ run_wrk() {
     # shellcheck disable=SC2086 # word splitting of key=value pairs is intended
     for kv in ${result#RESULT }; do r[${kv%%=*}]=${kv#*=}; done
     local up1 miss1 hit1 pymiss1
-    up1=$(metric "$GW_ADMIN" hashsweep_gateway_upstream_requests_total)
-    miss1=$(metric "$GW_ADMIN" hashsweep_gateway_cache_misses_total)
-    hit1=$(metric "$GW_ADMIN" hashsweep_gateway_cache_hits_total)
+    up1=$(metric "$admin" hashsweep_gateway_upstream_requests_total)
+    miss1=$(metric "$admin" hashsweep_gateway_cache_misses_total)
+    hit1=$(metric "$admin" hashsweep_gateway_cache_hits_total)
     pymiss1=$(metric "$PY_URL" pygw_cache_misses_total)
     local wall cpu_srv cpu_redis cpu_wrk cpu_other
     wall=$(python3 -c "print($t1 - $t0)")
@@ -384,15 +402,15 @@ run_wrk() {
     check "((r[connect] + r[read] + r[write] + r[timeout] == 0))" \
         "$label round $round: socket errors (connect ${r[connect]}, read ${r[read]}, write ${r[write]}, timeout ${r[timeout]})"
     check "((r[requests] > 0))" "$label round $round: no request completed"
-    if [[ $label == hashsweep ]]; then
+    if [[ $label != python ]]; then
         local hits=$((hit1 - hit0))
         echo "   /metrics over the run: upstream requests +$((up1 - up0)), cache misses" \
             "+$((miss1 - miss0)), cache hits +$hits (wrk counted ${r[requests]} x $BATCH =" \
             "$((r[requests] * BATCH)); requests cut off at the end are answered but not counted)" >&2
-        check "((up1 == up0))" "hashsweep round $round: upstream requests grew by $((up1 - up0))"
-        check "((miss1 == miss0))" "hashsweep round $round: cache misses grew by $((miss1 - miss0))"
+        check "((up1 == up0))" "$label round $round: upstream requests grew by $((up1 - up0))"
+        check "((miss1 == miss0))" "$label round $round: cache misses grew by $((miss1 - miss0))"
         check "((hits >= r[requests] * BATCH && hits <= (r[requests] + CONNS) * BATCH))" \
-            "hashsweep round $round: $hits cache hits for ${r[requests]} requests"
+            "$label round $round: $hits cache hits for ${r[requests]} requests"
     else
         check "((pymiss1 == pymiss0))" "python round $round: $((pymiss1 - pymiss0)) digests not found in Redis"
     fi
@@ -403,8 +421,18 @@ run_wrk() {
 
 for round in $(seq "$ROUNDS"); do
     run_wrk hashsweep "$GW_URL" "$round"
+    [[ $PREVALENCE == 1 ]] && run_wrk prevalence "$GWP_URL" "$round"
     run_wrk python "$PY_URL" "$round"
 done
+if [[ $PREVALENCE == 1 ]]; then
+    # Every digest of the bodies was recorded for the one token, with the TTL.
+    PREV_CHECK=$(curl -s -X POST --data-binary @"$BODIES/body_000.json" "$GWP_ADMIN/v1/prevalence" |
+        python3 -c 'import json,sys; v=json.load(sys.stdin); print(sum(1 for p in v if p["hosts"] == 1 and p["names"] == ["bench"]), len(v))')
+    check "[[ '$PREV_CHECK' == '$BATCH $BATCH' ]]" "prevalence: $PREV_CHECK of body_000 recorded for the one host"
+    PREV_KEYS=$(rcli --scan --pattern 'hashsweep:v1:hosts:*' | wc -l)
+    echo "   prevalence: $PREV_KEYS names keys in Redis after the run (N=$N digests)" >&2
+    check "kill -0 $GWP_PID 2>/dev/null" "the --prevalence gateway is no longer running"
+fi
 
 GW_HWM=$(awk '/^VmHWM/ { print $2 }' "/proc/$GW_PID/status")
 PY_HWM=$(awk '/^VmHWM/ { print $2 }' "/proc/$PY_PID/status")
@@ -539,6 +567,8 @@ med = {k: {f: statistics.median(r[f] for r in v) for f in ("rps", "hps", "p50", 
        for k, v in by.items()}
 ratio = (med["hashsweep"]["hps"] / med["python"]["hps"]
          if "hashsweep" in med and "python" in med and med["python"]["hps"] else float("nan"))
+prev_ratio = (med["prevalence"]["hps"] / med["hashsweep"]["hps"]
+              if "prevalence" in med and "hashsweep" in med and med["hashsweep"]["hps"] else None)
 
 print()
 print(f"## hashsweep serve vs a plain Python gateway: cached lookups, {batch} SHA-256 per request"
@@ -554,7 +584,7 @@ if cold:
 print()
 print("| case | round | req/s | hashes/s | p50 (ms) | p90 (ms) | p99 (ms) | max (ms) | non-2xx | CPU % server/redis/wrk/other | ratio hashsweep/python |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
-for label in ("hashsweep", "python"):
+for label in ("hashsweep", "prevalence", "python"):
     for r in by.get(label, []):
         rr = f"{ratio:.2f}" if label == "hashsweep" and len(by[label]) == 1 else ""
         print(f"| {label} | {r['round']} | {r['rps']:,.1f} | {r['hps']:,.0f} | {r['p50']:.2f} | "
@@ -578,6 +608,11 @@ if "hashsweep" in med:
           f"{batch}-hash request: {'MET' if ok_p99 else 'NOT MET'} ({h['p99']:.2f} ms).")
 print(f"Ratio hashsweep/python (hashes/s{', medians' if any(len(v) > 1 for v in by.values()) else ''}): "
       f"{ratio:.2f}.")
+if prev_ratio is not None:
+    p = med["prevalence"]
+    print(f"Ratio prevalence/hashsweep (hashes/s): {prev_ratio:.2f} (the cost of serve --prevalence: "
+          f"{p['hps']:,.0f} vs {med['hashsweep']['hps']:,.0f} hashes/s; p99 {p['p99']:.2f} vs "
+          f"{med['hashsweep']['p99']:.2f} ms).")
 print(f"Peak RSS (VmHWM): gateway {int(gw_hwm) / 1024:.1f} MiB, python gateway "
       f"{int(py_hwm) / 1024:.1f} MiB, redis-server {int(redis_hwm) / 1024:.1f} MiB.")
 print(f"Redis used_memory for {n:,} entries: {int(mem0):,} -> {int(mem1):,} bytes, "

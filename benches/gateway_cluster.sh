@@ -18,7 +18,8 @@
 # figures are a ratio on one machine, not what a cluster of real machines serves.
 #
 # Environment: QUICK=1, N (a multiple of 1000), DURATION, CONNS (8), THREADS (2), ROUNDS (1),
-# HASHSWEEP / MOCK_API (binaries; default: `cargo build --release`), KEEP=1 (keep the temp dir).
+# HASHSWEEP / MOCK_API (binaries; default: `cargo build --release`), KEEP=1 (keep the temp dir),
+# SERVE_EXTRA (more `serve` flags for both gateways, split on spaces: SERVE_EXTRA=--prevalence).
 
 set -euo pipefail
 
@@ -115,7 +116,7 @@ for store in single cluster; do
     spec="redis://127.0.0.1:$SINGLE/0"
     [[ $store == cluster ]] && spec=$CLUSTER_URL
     METADEFENDER_APIKEY=$UPSTREAM_KEY "$BIN" serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-        --tokens "$TMP/tokens" --store "$spec" --api-url "$MOCK_URL" --log warn \
+        --tokens "$TMP/tokens" --store "$spec" --api-url "$MOCK_URL" --log warn ${SERVE_EXTRA:-} \
         >"$TMP/gw-$store.out" 2>"$TMP/gw-$store.err" &
     PIDS+=($!)
     URL[$store]=$(wait_line "$TMP/gw-$store.err" 's/^hashsweep serve: listening on \(http:\/\/127\.0\.0\.1:[0-9]*\).*/\1/p')

@@ -28,6 +28,9 @@ pub enum Error {
     Report(#[from] crate::report::read::ReadError),
     #[error(transparent)]
     Tokens(#[from] crate::gateway::TokensError),
+    /// `hashsweep prevalence` got no usable answer from the gateway.
+    #[error(transparent)]
+    Prevalence(#[from] crate::gateway::prevalence::AskError),
     /// `serve` could not start or stopped with an error (a port that cannot be bound, a store
     /// that cannot be opened, the TLS files).
     #[error(transparent)]

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Command::Diff(a) => commands::run_diff(a),
         Command::Serve(a) => commands::run_serve(*a),
         Command::Check(a) => commands::run_check(a),
+        Command::Prevalence(a) => commands::run_prevalence(a),
         Command::Config(a) => commands::run_config(a, cli.config.as_deref()),
         Command::Completions(a) => commands::run_completions(a),
         Command::Man(a) => commands::run_man(a),

@@ -196,6 +196,7 @@ mod tests {
             total_detected_avs: 0,
             data_id: None,
             details: None,
+            hosts: None,
         };
         let (fresh, stale) = (Digest::Sha256([7; 32]), Digest::Sha256([8; 32]));
         cache.put_verdicts(&[(fresh, answer.clone())], now).unwrap();
@@ -336,6 +337,7 @@ mod tests {
             total_detected_avs: 7,
             data_id: Some("id-1".into()),
             details: None,
+            hosts: None,
         };
         let got = cache.get_verdicts(&[old], now).unwrap();
         assert_eq!(got.get(&old), Some(&plain), "the old answer is kept");

@@ -43,7 +43,7 @@ use crate::sync::lock;
 /// `PRAGMA application_id` of a hashsweep cache ("hswp"): a SQLite file without it is not ours.
 pub const APPLICATION_ID: i32 = 0x6873_7770;
 /// `PRAGMA user_version` this code writes. Older versions are migrated on open.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 /// How long a connection waits for another process's lock before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// A file whose mtime or ctime is this recent when its digests are stored is not cached: a
@@ -147,6 +147,11 @@ CREATE TABLE IF NOT EXISTS archive_members (
 ) WITHOUT ROWID;
 ";
 
+/// Schema version 5: on how many hosts of the fleet a digest was when it was last answered
+/// (`hashsweep_hosts` from a gateway with `--prevalence`; NULL when unknown), for the lookup
+/// budget's rarity order when the answer is asked again.
+const MIGRATE_V5_HOSTS: &str = "ALTER TABLE verdicts ADD COLUMN hosts INTEGER;";
+
 const SELECT_DIGESTS: &str = "SELECT sha256, md5, sha1, seen_at, kind FROM file_digests
      WHERE dev = ?1 AND ino = ?2 AND size = ?3 AND mtime_ns = ?4 AND ctime_ns = ?5
        AND ino_hi = ?6";
@@ -174,11 +179,12 @@ const UPSERT_DIGESTS: &str = "INSERT INTO file_digests
        kind = coalesce(excluded.kind, kind)";
 
 const SELECT_VERDICT: &str = "SELECT scan_result_i, total_detected_avs, data_id, looked_up_at,
-     details FROM verdicts WHERE algo = ?1 AND digest = ?2";
+     details, hosts FROM verdicts WHERE algo = ?1 AND digest = ?2";
 
 const UPSERT_VERDICT: &str = "INSERT OR REPLACE INTO verdicts
-     (algo, digest, scan_result_i, total_detected_avs, verdict, data_id, looked_up_at, details)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+     (algo, digest, scan_result_i, total_detected_avs, verdict, data_id, looked_up_at, details,
+      hosts)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
 /// Why the cache could not be used. Every variant names the cache file.
 #[derive(Debug, thiserror::Error)]
@@ -363,6 +369,8 @@ pub struct History {
     pub deferred: HashMap<Digest, (u8, i64)>,
     /// Answered before (the answer may have expired).
     pub answered: std::collections::HashSet<Digest>,
+    /// On how many hosts of the fleet each was when last answered, where a gateway said.
+    pub hosts: HashMap<Digest, u32>,
 }
 
 /// A file's cached digests and what it is (when the row says).
@@ -692,7 +700,7 @@ impl Cache {
                 .prepare_cached("SELECT rank, since FROM deferred WHERE algo = ?1 AND digest = ?2")
                 .map_err(sql_err(&self.path, "preparing a backlog lookup"))?;
             let mut answered = tx
-                .prepare_cached("SELECT 1 FROM verdicts WHERE algo = ?1 AND digest = ?2")
+                .prepare_cached("SELECT hosts FROM verdicts WHERE algo = ?1 AND digest = ?2")
                 .map_err(sql_err(&self.path, "preparing a verdict lookup"))?;
             for d in digests {
                 let key = params![d.algo().name(), d.as_bytes()];
@@ -703,11 +711,15 @@ impl Cache {
                 if let Some(row) = row {
                     out.deferred.insert(*d, row);
                 }
-                if answered
-                    .exists(key)
-                    .map_err(sql_err(&self.path, "looking up a verdict"))?
-                {
+                let row = answered
+                    .query_row(key, |r| r.get::<_, Option<u32>>(0))
+                    .optional()
+                    .map_err(sql_err(&self.path, "looking up a verdict"))?;
+                if let Some(hosts) = row {
                     out.answered.insert(*d);
+                    if let Some(n) = hosts {
+                        out.hosts.insert(*d, n);
+                    }
                 }
             }
         }
@@ -907,11 +919,12 @@ impl Cache {
                             r.get::<_, Option<String>>(2)?,
                             r.get::<_, i64>(3)?,
                             r.get::<_, Option<String>>(4)?,
+                            r.get::<_, Option<u32>>(5)?,
                         ))
                     })
                     .optional()
                     .map_err(sql_err(&self.path, "looking up a verdict"))?;
-                let answer = row.and_then(|(code, total, data_id, at, details)| {
+                let answer = row.and_then(|(code, total, data_id, at, details, hosts)| {
                     let verdict = Verdict::from_code(code, Some(total));
                     let ttl = self.ttls.for_verdict(&verdict)?;
                     // An entry from the future (the clock went back) has an unknown age: stale.
@@ -924,6 +937,7 @@ impl Cache {
                         total_detected_avs: total,
                         data_id: data_id.map(String::into_boxed_str),
                         details: self.served_details(details.as_deref())?,
+                        hosts,
                     })
                 });
                 match answer {
@@ -978,7 +992,8 @@ impl Cache {
                     a.verdict().to_string(),
                     a.data_id,
                     now,
-                    self.stored_details(a)
+                    self.stored_details(a),
+                    a.hosts
                 ])
                 .map_err(sql_err(&self.path, "writing a verdict"))?;
                 written += 1;
@@ -1147,7 +1162,11 @@ fn open_writer(path: &Path) -> Result<Connection, CacheError> {
         tx.execute_batch(MIGRATE_V4_MEMBERS)
             .map_err(sql_err(path, "adding the archive members (schema 4)"))?;
     }
-    // A future schema adds `if version < 5 { ... }` here.
+    if version < 5 {
+        tx.execute_batch(MIGRATE_V5_HOSTS)
+            .map_err(sql_err(path, "adding the host counts (schema 5)"))?;
+    }
+    // A future schema adds `if version < 6 { ... }` here.
     if version != SCHEMA_VERSION {
         tx.pragma_update(None, "application_id", APPLICATION_ID)
             .map_err(sql_err(path, "writing the application id"))?;
@@ -1243,6 +1262,7 @@ mod tests {
             total_detected_avs: total,
             data_id: Some(format!("data-{code}").into()),
             details: None,
+            hosts: None,
         }
     }
 
@@ -1251,6 +1271,28 @@ mod tests {
         let (cache, warning) = Cache::open(dir.path().join("c.sqlite")).expect("open");
         assert_eq!(warning, None);
         (dir, cache)
+    }
+
+    /// A gateway's host count is kept with the answer and read back for the lookup plan,
+    /// even once the answer has expired (schema 5).
+    #[test]
+    fn host_counts_are_kept_with_answers_for_the_plan() {
+        let (_dir, cache) = fresh();
+        let (on_many, unknown) = (Digest::Sha256([1; 32]), Digest::Sha256([2; 32]));
+        let mut a = answer(0, 0);
+        a.hosts = Some(4000);
+        let long_ago = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        cache
+            .put_verdicts(&[(on_many, a.clone()), (unknown, answer(0, 0))], long_ago)
+            .unwrap();
+        let h = cache.history(&[on_many, unknown]).unwrap();
+        assert_eq!(h.hosts, HashMap::from([(on_many, 4000)]));
+        assert_eq!(h.answered.len(), 2);
+        cache
+            .put_verdicts(&[(on_many, a.clone())], SystemTime::now())
+            .unwrap();
+        let got = cache.get_verdicts(&[on_many], SystemTime::now()).unwrap();
+        assert_eq!(got.get(&on_many), Some(&a));
     }
 
     #[test]
@@ -1317,8 +1359,8 @@ mod tests {
         assert_miss_after(|k| k.ino += 1, "ino");
     }
 
-    /// A schema-2 cache (no `ino_hi`, no archive tables) opens as the current schema and still
-    /// serves its rows.
+    /// A schema-2 cache (no `ino_hi`, no archive tables, no host counts) opens as the current
+    /// schema and still serves its rows.
     #[test]
     fn a_schema_2_cache_is_migrated_and_keeps_its_rows() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -1331,7 +1373,8 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
             "ALTER TABLE file_digests DROP COLUMN ino_hi;
-             DROP TABLE archive_reads; DROP TABLE archive_members;",
+             DROP TABLE archive_reads; DROP TABLE archive_members;
+             ALTER TABLE verdicts DROP COLUMN hosts;",
         )
         .unwrap();
         conn.pragma_update(None, "user_version", 2).unwrap();

@@ -88,6 +88,9 @@ pub enum Command {
     /// Run a lookup gateway for a fleet: holds the API key, shares verdicts, speaks /v4/hash
     #[command(after_help = SERVE_HELP)]
     Serve(Box<ServeArgs>),
+    /// On how many hosts of the fleet each hash is, and which: asked of a gateway's admin
+    /// listener (`serve --prevalence --admin-listen`)
+    Prevalence(PrevalenceArgs),
     /// Check that --api-url and the API key work, and show the key's budget (one small
     /// request; exit 0 when lookups can be made, 2 otherwise)
     Check(CheckArgs),
@@ -98,6 +101,26 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff): hashsweep(1), or hashsweep-SUBCOMMAND(1) for one subcommand
     Man(ManArgs),
+}
+
+/// `prevalence`: hashes asked of a gateway's admin listener.
+#[derive(Debug, Args)]
+pub struct PrevalenceArgs {
+    /// The gateway's admin listener (its --admin-listen), e.g. http://127.0.0.1:8738
+    #[arg(long, value_name = "ADMIN_URL")]
+    pub api_url: String,
+    /// table (one line a hash) or json (the gateway's objects, as an array)
+    #[arg(long, value_enum, default_value_t = PrevalenceFormat::Table)]
+    pub format: PrevalenceFormat,
+    /// SHA-256, SHA-1 or MD5 hashes (hex)
+    #[arg(value_name = "HASH", required = true)]
+    pub hashes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrevalenceFormat {
+    Table,
+    Json,
 }
 
 /// `config`: which subcommand's settings to show.
@@ -348,6 +371,14 @@ pub struct ServeArgs {
     /// instances on one Redis; beyond, that token's misses get 429 (code 429000)
     #[arg(long, value_name = "N")]
     pub client_budget: Option<std::num::NonZeroU64>,
+    /// Record which endpoint tokens (hosts) ask for each digest: their names while at most 16,
+    /// then a count; served on --admin-listen (GET /v1/prevalence/HASH) and as
+    /// `hashsweep_hosts` in /v4/hash answers. Needs a Redis store
+    #[arg(long)]
+    pub prevalence: bool,
+    /// Keep a digest's hosts this long after it was last asked [default: 30d]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "prevalence")]
+    pub prevalence_ttl: Option<Duration>,
     /// Log level (error, warn, info, debug: one line per request with the token's name)
     #[arg(
         long,

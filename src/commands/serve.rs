@@ -63,6 +63,10 @@ pub fn run_serve(a: ServeArgs) -> Result<u8, Error> {
         admin_listen: a.admin_listen,
         store_key,
         client_budget: a.client_budget,
+        prevalence: a.prevalence.then(|| {
+            a.prevalence_ttl
+                .unwrap_or(hashsweep::gateway::prevalence::DEFAULT_TTL)
+        }),
     };
     hashsweep::gateway::serve(cfg, |_, what| {
         eprintln!("hashsweep serve: listening on {what}");

@@ -1,6 +1,7 @@
 //! The gateway's HTTP face: `POST /v4/hash` with the vendor's contract and a bare `GET /healthz`
-//! (status code only) on the public listener; `GET /metrics` and a detailed `GET /healthz` on
-//! the admin listener ([`admin_router`]).
+//! (status code only) on the public listener; `GET /metrics`, a detailed `GET /healthz` and,
+//! with `--prevalence`, `GET /v1/prevalence/{hash}` and `POST /v1/prevalence` on the admin
+//! listener ([`admin_router`]).
 //!
 //! A request is checked in the vendor's order and with its codes: the endpoint token (401006,
 //! before the body is read; the upstream is never asked; an empty `apikey` is always refused),
@@ -41,8 +42,17 @@ use crate::digest::{Digest, DigestHash};
 use crate::lookup::Answer;
 use crate::lookup::batch::MAX_BATCH;
 
+/// The extra field of a `/v4/hash` answer entry giving the digest's host count (`--prevalence`).
+pub const HOSTS_FIELD: &str = "hashsweep_hosts";
+
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 1 << 20;
+
+/// A body over [`MAX_BODY`].
+const TOO_LARGE: BadRequest = BadRequest {
+    code: 400063,
+    message: "Request body larger than 1 MiB (at most 1000 hashes per request)",
+};
 
 /// The most of an upstream error text passed on to clients and `/healthz`.
 pub const MAX_PASSED_ON: usize = 300;
@@ -160,13 +170,86 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// The admin listener (`--admin-listen`): metrics and the detailed health answer.
+/// The admin listener (`--admin-listen`): metrics, the detailed health answer and, with
+/// `--prevalence`, `GET /v1/prevalence/{hash}` and `POST /v1/prevalence`. Like `/metrics`, they
+/// need no token: the admin listener is the operators' (keep it on a private address).
 pub fn admin_router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let r = Router::new()
         .route("/healthz", get(healthz))
-        .route("/metrics", get(render_metrics))
-        .fallback(not_found)
-        .with_state(state)
+        .route("/metrics", get(render_metrics));
+    let r = if state.store.records_prevalence() {
+        r.route("/v1/prevalence/{hash}", get(prevalence_one))
+            .route("/v1/prevalence", post(prevalence_many))
+    } else {
+        r
+    };
+    r.fallback(not_found).with_state(state)
+}
+
+/// The digest of a hash asked of `/v1/prevalence`, or the vendor's 400064.
+fn prevalence_digest(h: &str) -> Result<Digest, ApiError> {
+    Digest::from_hex(h).ok_or_else(|| {
+        BadRequest {
+            code: 400064,
+            message: "A hash value is not valid",
+        }
+        .into()
+    })
+}
+
+/// `GET /v1/prevalence/{hash}`: `{"hash", "hosts", "names"}`.
+async fn prevalence_one(
+    State(st): State<Arc<AppState>>,
+    axum::extract::Path(hash): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    let d = prevalence_digest(&hash)?;
+    let mut found = st
+        .store
+        .prevalence(&[d])
+        .await
+        .map_err(|e| store_down(&e))?;
+    let one = found.pop().ok_or(ApiError::StoreDown)?;
+    Ok(json_answer(&one))
+}
+
+/// `POST /v1/prevalence` with `{"hash": [...]}` (up to 1000): an array of those objects.
+async fn prevalence_many(
+    State(st): State<Arc<AppState>>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let too_large = TOO_LARGE;
+    let body = match tokio::time::timeout(
+        st.body_timeout,
+        axum::body::to_bytes(req.into_body(), MAX_BODY),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => return Err(too_large.into()),
+        Err(_) => return Err(ApiError::BodyTimeout),
+    };
+    let digests = parse_request(&body)?
+        .iter()
+        .map(|h| prevalence_digest(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    let found = st
+        .store
+        .prevalence(&digests)
+        .await
+        .map_err(|e| store_down(&e))?;
+    Ok(json_answer(&found))
+}
+
+fn json_answer(v: &impl serde::Serialize) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        serde_json::to_string(v).unwrap_or_default(),
+    )
+        .into_response()
 }
 
 /// Every error answer the gateway gives, each with the vendor's status, code and headers. The
@@ -407,10 +490,7 @@ async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Result<Resp
         return Err(ApiError::ClientRate { retry_after });
     }
     let details = details_wanted(req.headers())?;
-    let too_large = BadRequest {
-        code: 400063,
-        message: "Request body larger than 1 MiB (at most 1000 hashes per request)",
-    };
+    let too_large = TOO_LARGE;
     // Refused before any of it is read (the connection is closed after the answer).
     let declared = req
         .headers()
@@ -460,8 +540,11 @@ async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Result<Resp
     // One outcome per distinct digest, in `distinct`'s order.
     let mut found: Vec<Option<Got>> = Vec::with_capacity(distinct.len());
     let mut over_budget = None;
-    match st.store.get(&distinct).await {
-        Ok(cached) => {
+    // With --prevalence, this token is recorded as holding each digest in the same round trip.
+    let hosts: Option<Vec<u64>>;
+    match st.store.get_asked(&distinct, Some(name)).await {
+        Ok((cached, counted)) => {
+            hosts = counted;
             let mut misses = Vec::new();
             let mut miss_at = Vec::new();
             for (i, (d, a)) in distinct.iter().zip(cached).enumerate() {
@@ -534,7 +617,8 @@ async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Result<Resp
             out.push(b',');
         }
         first = false;
-        write_entry(&mut out, h, entry, details);
+        let on_hosts = slot.and_then(|i| hosts.as_ref()?.get(i as usize).copied());
+        write_entry(&mut out, h, entry, details, on_hosts);
     }
     out.extend_from_slice(b"]}");
     Ok((
@@ -627,7 +711,15 @@ fn write_upper_json(out: &mut Vec<u8>, s: &str) {
 }
 
 /// One answer entry in the vendor's shape; `None` is the vendor's "not a valid hash" entry.
-fn write_entry(out: &mut Vec<u8>, hash: &str, a: Option<&Answer>, details: bool) {
+/// `hosts` (with `--prevalence`) is added as `hashsweep_hosts`, a field the vendor's clients
+/// ignore.
+fn write_entry(
+    out: &mut Vec<u8>,
+    hash: &str,
+    a: Option<&Answer>,
+    details: bool,
+    hosts: Option<u64>,
+) {
     let Some(a) = a else {
         out.extend_from_slice(b"{\"data_id\":null,\"hash\":");
         write_upper_json(out, hash);
@@ -653,6 +745,9 @@ fn write_entry(out: &mut Vec<u8>, hash: &str, a: Option<&Answer>, details: bool)
     let _ = write!(out, ",\"scan_result_i\":{},\"hash\":", a.scan_result_i);
     write_upper_json(out, hash);
     let _ = write!(out, ",\"total_detected_avs\":{}", a.total_detected_avs);
+    if let Some(n) = hosts {
+        let _ = write!(out, ",\"{HOSTS_FIELD}\":{n}");
+    }
     if details && let Some(engines) = a.details.as_deref().filter(|e| !e.is_empty()) {
         let map: serde_json::Map<String, Value> = engines
             .iter()
@@ -856,16 +951,16 @@ mod tests {
             format!("{}é", "b".repeat(62)),
         ] {
             let mut s = Vec::new();
-            write_entry(&mut s, &odd, None, false);
+            write_entry(&mut s, &odd, None, false, None);
             let v: Value = serde_json::from_slice(&s).unwrap();
             assert_eq!(v["hash"], odd.to_ascii_uppercase());
         }
         let mut s = Vec::new();
-        write_entry(&mut s, &"aF09".repeat(16), None, false);
+        write_entry(&mut s, &"aF09".repeat(16), None, false, None);
         let v: Value = serde_json::from_slice(&s).unwrap();
         assert_eq!(v["hash"], "AF09".repeat(16));
         let mut s = Vec::new();
-        write_entry(&mut s, "ab\"x", None, false);
+        write_entry(&mut s, "ab\"x", None, false, None);
         let v: Value = serde_json::from_slice(&s).unwrap();
         assert_eq!(v["hash"], "AB\"X");
         assert_eq!(v["scan_result_i"], 5);
@@ -881,15 +976,16 @@ mod tests {
                 scan_result_i: Some(1),
                 def_time: None,
             }])),
+            hosts: None,
         };
         let mut s = Vec::new();
-        write_entry(&mut s, "abcd", Some(&a), true);
+        write_entry(&mut s, "abcd", Some(&a), true, None);
         let v: Value = serde_json::from_slice(&s).unwrap();
         assert_eq!(v["hash"], "ABCD");
         assert_eq!(v["data_id"], "id\"1");
         assert_eq!(v["scan_details"]["AV"]["threat_found"], "EICAR");
         let mut s = Vec::new();
-        write_entry(&mut s, "abcd", Some(&a), false);
+        write_entry(&mut s, "abcd", Some(&a), false, None);
         assert!(!String::from_utf8(s).unwrap().contains("scan_details"));
     }
 }

@@ -22,7 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::cluster_routing::{
+    MultipleNodeRoutingInfo, ResponsePolicy, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
+};
 use redis::{Cmd, RedisError, Value};
 
 /// Number of hash slots in a Redis Cluster.
@@ -193,6 +195,24 @@ impl ClusterLink {
                 redis::ErrorKind::UnexpectedReturnType,
                 "PING was not answered PONG",
             ))),
+        }
+    }
+
+    /// Run `cmd` on every master (`SCRIPT LOAD`): all must succeed.
+    pub async fn on_all_masters(&self, cmd: Cmd) -> Result<(), RedisError> {
+        let mut c = self.conn().await?;
+        let v = c
+            .route_command(
+                cmd,
+                RoutingInfo::MultiNode((
+                    MultipleNodeRoutingInfo::AllMasters,
+                    Some(ResponsePolicy::AllSucceeded),
+                )),
+            )
+            .await?;
+        match v {
+            Value::ServerError(e) => Err(RedisError::from(e)),
+            _ => Ok(()),
         }
     }
 

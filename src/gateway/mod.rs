@@ -17,6 +17,7 @@ pub mod api;
 pub mod cluster;
 pub mod coalesce;
 pub mod conn;
+pub mod prevalence;
 pub mod store;
 pub mod tokens;
 
@@ -76,6 +77,8 @@ pub struct ServeConfig {
     pub store_key: Option<store::StoreKey>,
     /// At most N hashes a day asked upstream for one endpoint token.
     pub client_budget: Option<std::num::NonZeroU64>,
+    /// `--prevalence`: record which hosts ask for each digest, kept this long after the last.
+    pub prevalence: Option<Duration>,
 }
 
 /// The default `--body-timeout`.
@@ -246,6 +249,10 @@ async fn run(
     let store = Store::open(&cfg.store, cfg.ttls, cfg.upstream.claim_ttl)?;
     let store = match &cfg.store_key {
         Some(k) => store.signed(k.clone())?,
+        None => store,
+    };
+    let store = match cfg.prevalence {
+        Some(ttl) => store.with_prevalence(ttl)?,
         None => store,
     };
     let coalescer = coalesce::Coalescer::start(store.clone(), upstream, &cfg.upstream);

@@ -16,6 +16,10 @@
 //! `AUTH` refused, a desynchronised reply stream: all recover within a second or two of Redis
 //! being healthy).
 //!
+//! With `--prevalence` the request's read also records the asking host for each digest, in the
+//! same pipeline (one `EVALSHA` more on one Redis, one per digest in its node's pipeline on a
+//! cluster): see [`super::prevalence`]. A SQLite store refuses it.
+//!
 //! With a [`StoreKey`] (`--store-key-file`) every stored verdict carries an HMAC-SHA-256 over
 //! its key and value; one whose tag does not match is a miss (asked upstream again), counted in
 //! `hashsweep_gateway_store_forged_total`, never served.
@@ -29,6 +33,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 
 use super::cluster::{ClusterLink, Unit};
+use super::prevalence::{self, Prevalence};
 use crate::cache::{Cache, Ttls};
 use crate::digest::{Digest, push_hex_lower};
 use crate::lookup::{Answer, EngineResult};
@@ -151,6 +156,8 @@ pub struct RedisStore {
     claim_ttl: Duration,
     /// Written as the claim's value, to tell instances apart when debugging.
     instance: Arc<str>,
+    /// `--prevalence`: record which hosts ask for each digest, kept this long.
+    prevalence: Option<Duration>,
 }
 
 /// One Redis, or a Redis Cluster.
@@ -199,6 +206,7 @@ impl Stored {
             total_detected_avs: s.t,
             data_id: s.d,
             details: s.e,
+            hosts: None,
         })
     }
 }
@@ -209,6 +217,18 @@ fn verdict_key(d: &Digest) -> String {
 
 fn claim_key(d: &Digest) -> String {
     digest_key(d, "claim:", false)
+}
+
+/// The kinds of a digest's two prevalence keys: the names set and the count (HyperLogLog).
+const HOST_NAMES: &str = "hosts:";
+const HOST_COUNT: &str = "hostcount:";
+
+/// The prevalence script (see [`prevalence::RECORD`]); sent by its SHA-1, loaded on `NOSCRIPT`.
+static RECORD: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(prevalence::RECORD));
+
+fn is_noscript(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
 }
 
 /// `hashsweep:v1:{kind}{algo}:{hex}`; `tagged` (in a cluster) puts the hex in a hash tag,
@@ -272,6 +292,28 @@ impl Store {
         }
     }
 
+    /// Record which hosts ask for each digest (`--prevalence`), kept for `ttl` after the last
+    /// ask. Redis only: a SQLite store serves one instance, and prevalence is a fleet's.
+    pub fn with_prevalence(self, ttl: Duration) -> Result<Store, StoreError> {
+        match self {
+            Store::Redis(mut r) => {
+                r.prevalence = Some(ttl);
+                Ok(Store::Redis(r))
+            }
+            Store::Sqlite(c) => Err(StoreError::Spec(
+                format!("sqlite:{}", c.path().display()),
+                "--prevalence needs a Redis store (redis://, rediss://, redis-cluster://): \
+                 a SQLite store does not record prevalence"
+                    .into(),
+            )),
+        }
+    }
+
+    /// `true` with `--prevalence`.
+    pub fn records_prevalence(&self) -> bool {
+        matches!(self, Store::Redis(r) if r.prevalence.is_some())
+    }
+
     /// Keep the store usable: rebuild a Redis connection that failed (see the module doc);
     /// prune a SQLite store once in a while (see [`Cache::maintain`]; Redis expires its keys
     /// by itself). Runs until the process ends.
@@ -325,6 +367,7 @@ impl Store {
                 ttls,
                 claim_ttl,
                 instance: Arc::from(instance_name()),
+                prevalence: None,
             }));
         }
         if spec.starts_with("redis://") || spec.starts_with("rediss://") {
@@ -352,6 +395,7 @@ impl Store {
                 ttls,
                 claim_ttl,
                 instance: Arc::from(instance_name()),
+                prevalence: None,
             }));
         }
         Err(StoreError::Spec(
@@ -375,12 +419,37 @@ impl Store {
 
     /// Cached answers (not expired) for `digests`, in the same order.
     pub async fn get(&self, digests: &[Digest]) -> Result<Vec<Option<Answer>>, StoreError> {
+        Ok(self.get_asked(digests, None).await?.0)
+    }
+
+    /// Cached answers for `digests`, in order; with `--prevalence` and `host`, `host` is
+    /// recorded as holding each of them, in the same round trip, and each digest's host count
+    /// comes back too.
+    pub async fn get_asked(
+        &self,
+        digests: &[Digest],
+        host: Option<&str>,
+    ) -> Result<(Vec<Option<Answer>>, Option<Vec<u64>>), StoreError> {
         let started = Instant::now();
         let out = match self {
-            Store::Sqlite(cache) => self.sqlite_get(cache, digests).await,
-            Store::Redis(r) => r.get(digests).await,
+            Store::Sqlite(cache) => self.sqlite_get(cache, digests).await.map(|a| (a, None)),
+            Store::Redis(r) => r.get(digests, host).await,
         };
         observe("get", started, &out);
+        out
+    }
+
+    /// What is recorded of `digests`' prevalence (nothing recorded: 0 hosts), in order.
+    pub async fn prevalence(&self, digests: &[Digest]) -> Result<Vec<Prevalence>, StoreError> {
+        let started = Instant::now();
+        let out = match self {
+            Store::Redis(r) if r.prevalence.is_some() => r.prevalence(digests).await,
+            _ => Err(StoreError::Unavailable {
+                store: self.describe(),
+                what: "prevalence is not recorded (serve --prevalence)".into(),
+            }),
+        };
+        observe("prevalence", started, &out);
         out
     }
 
@@ -576,6 +645,17 @@ impl Link {
     }
 }
 
+/// The one count of a prevalence script's reply for one digest (0 if it is not one).
+fn first_count(v: Option<redis::Value>) -> u64 {
+    match v {
+        Some(redis::Value::Array(a)) => match a.first() {
+            Some(redis::Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
+            _ => 0,
+        },
+        _ => 0,
+    }
+}
+
 /// The value of a `GET` reply (nil, or not a string: absent).
 fn bulk(v: Option<redis::Value>) -> Option<Vec<u8>> {
     match v {
@@ -601,6 +681,14 @@ impl RedisStore {
 
     fn claim_key(&self, d: &Digest) -> String {
         digest_key(d, "claim:", self.tagged())
+    }
+
+    fn host_names_key(&self, d: &Digest) -> String {
+        digest_key(d, HOST_NAMES, self.tagged())
+    }
+
+    fn host_count_key(&self, d: &Digest) -> String {
+        digest_key(d, HOST_COUNT, self.tagged())
     }
 
     /// A call failed: say why, and have the connection rebuilt.
@@ -720,45 +808,202 @@ impl RedisStore {
             .map(|t| t.as_secs().max(1))
     }
 
-    async fn get(&self, digests: &[Digest]) -> Result<Vec<Option<Answer>>, StoreError> {
+    /// `EVALSHA` of [`RECORD`] recording `host` for `digests` (their key pairs in order).
+    fn record(&self, digests: &[Digest], host: &str, ttl: Duration) -> redis::Cmd {
+        let mut c = redis::cmd("EVALSHA");
+        c.arg(RECORD.get_hash()).arg(2 * digests.len());
+        for d in digests {
+            c.arg(self.host_names_key(d)).arg(self.host_count_key(d));
+        }
+        c.arg(host).arg(ttl.as_secs().max(1)).arg(prevalence::NAMES);
+        c
+    }
+
+    /// Load [`RECORD`] (after `NOSCRIPT`: a restarted or failed-over Redis has forgotten it).
+    async fn load_record(&self) -> Result<(), StoreError> {
+        let mut load = redis::cmd("SCRIPT");
+        load.arg("LOAD").arg(prevalence::RECORD);
+        let loaded = match &self.backend {
+            Backend::Single(link) => load.query_async::<String>(&mut link.conn()).await.map(drop),
+            Backend::Cluster(c) => c.on_all_masters(load).await,
+        };
+        loaded.map_err(|e| self.err("loading the prevalence script", &e))
+    }
+
+    async fn get(
+        &self,
+        digests: &[Digest],
+        host: Option<&str>,
+    ) -> Result<(Vec<Option<Answer>>, Option<Vec<u64>>), StoreError> {
+        let record = self.prevalence.zip(host);
+        match self.get_once(digests, record).await {
+            Err(e) if is_noscript(&e) => {
+                self.load_record().await?;
+                self.get_once(digests, record)
+                    .await
+                    .map_err(|e| self.err("MGET", &e))?
+            }
+            Err(e) => Err(self.err("MGET", &e)),
+            Ok(Err(broken)) => Err(broken),
+            Ok(Ok(got)) => Ok(got),
+        }
+    }
+
+    /// One try of [`RedisStore::get`]: a Redis error is returned as is (to see `NOSCRIPT`).
+    #[allow(clippy::type_complexity)]
+    async fn get_once(
+        &self,
+        digests: &[Digest],
+        record: Option<(Duration, &str)>,
+    ) -> Result<Result<(Vec<Option<Answer>>, Option<Vec<u64>>), StoreError>, redis::RedisError>
+    {
         if digests.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Ok((Vec::new(), record.map(|_| Vec::new()))));
         }
         let keys: Vec<String> = digests.iter().map(|d| self.verdict_key(d)).collect();
-        let raw: Vec<Option<Vec<u8>>> = match &self.backend {
-            Backend::Single(link) => redis::cmd("MGET")
-                .arg(&keys)
-                .query_async(&mut link.conn())
-                .await
-                .map_err(|e| self.err("MGET", &e))?,
+        let (raw, hosts): (Vec<Option<Vec<u8>>>, Option<Vec<u64>>) = match &self.backend {
+            Backend::Single(link) => match record {
+                None => (
+                    redis::cmd("MGET")
+                        .arg(&keys)
+                        .query_async(&mut link.conn())
+                        .await?,
+                    None,
+                ),
+                Some((ttl, host)) => {
+                    // The same round trip: the verdicts, then the hosts recorded.
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("MGET")
+                        .arg(&keys)
+                        .add_command(self.record(digests, host, ttl));
+                    let (raw, hosts) = pipe.query_async(&mut link.conn()).await?;
+                    (raw, Some(hosts))
+                }
+            },
             Backend::Cluster(c) => {
-                let units = keys
+                let units = digests
                     .iter()
-                    .map(|k| Unit {
-                        key: k.clone(),
-                        cmds: vec![redis::cmd("GET").arg(k).clone()],
+                    .zip(&keys)
+                    .map(|(d, k)| {
+                        let mut cmds = vec![redis::cmd("GET").arg(k).clone()];
+                        if let Some((ttl, host)) = record {
+                            cmds.push(self.record(std::slice::from_ref(d), host, ttl));
+                        }
+                        Unit {
+                            key: k.clone(),
+                            cmds,
+                        }
                     })
                     .collect();
-                self.cluster_run(c, "GET", units)
-                    .await?
+                let replies = c.run(units).await?;
+                if replies.len() != digests.len() {
+                    return Ok(Err(self.broken(format!(
+                        "GET: {} replies for {} keys",
+                        replies.len(),
+                        digests.len()
+                    ))));
+                }
+                let mut hosts = record.map(|_| Vec::with_capacity(digests.len()));
+                let raw = replies
                     .into_iter()
-                    .map(|r| bulk(r.into_iter().next()))
-                    .collect()
+                    .map(|r| {
+                        let mut r = r.into_iter();
+                        let v = bulk(r.next());
+                        if let Some(h) = &mut hosts {
+                            h.push(first_count(r.next()));
+                        }
+                        v
+                    })
+                    .collect();
+                (raw, hosts)
             }
         };
+        if hosts.as_ref().is_some_and(|h| h.len() != digests.len()) {
+            return Ok(Err(self.broken(format!(
+                "the prevalence script answered {} counts for {} digests",
+                hosts.as_ref().map_or(0, Vec::len),
+                digests.len()
+            ))));
+        }
         if raw.len() != digests.len() {
-            return Err(self.broken(format!(
+            return Ok(Err(self.broken(format!(
                 "MGET answered {} values for {} keys",
                 raw.len(),
                 keys.len()
-            )));
+            ))));
         }
         // A value that does not decode (or is not signed right) is treated as absent (it will
         // be overwritten).
-        Ok(raw
+        let answers = raw
             .into_iter()
             .zip(&keys)
             .map(|(v, k)| v.and_then(|b| self.unseal(k, &b)))
+            .collect();
+        Ok(Ok((answers, hosts)))
+    }
+
+    /// What is recorded of `digests`' prevalence, in order (nothing is recorded by reading).
+    async fn prevalence(&self, digests: &[Digest]) -> Result<Vec<Prevalence>, StoreError> {
+        if digests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let reads = |d: &Digest| {
+            [
+                redis::cmd("ZRANGE")
+                    .arg(self.host_names_key(d))
+                    .arg(0)
+                    .arg(-1)
+                    .clone(),
+                redis::cmd("PFCOUNT").arg(self.host_count_key(d)).clone(),
+            ]
+        };
+        let replies: Vec<Vec<redis::Value>> = match &self.backend {
+            Backend::Single(link) => {
+                let mut pipe = redis::pipe();
+                for d in digests {
+                    for c in reads(d) {
+                        pipe.add_command(c);
+                    }
+                }
+                let flat: Vec<redis::Value> = pipe
+                    .query_async(&mut link.conn())
+                    .await
+                    .map_err(|e| self.err("reading prevalence", &e))?;
+                flat.chunks(2).map(<[_]>::to_vec).collect()
+            }
+            Backend::Cluster(c) => {
+                let units = digests
+                    .iter()
+                    .map(|d| Unit {
+                        key: self.verdict_key(d),
+                        cmds: reads(d).into(),
+                    })
+                    .collect();
+                self.cluster_run(c, "reading prevalence", units).await?
+            }
+        };
+        if replies.len() != digests.len() || replies.iter().any(|r| r.len() != 2) {
+            return Err(self.broken("reading prevalence: wrong number of replies".into()));
+        }
+        Ok(replies
+            .into_iter()
+            .zip(digests)
+            .map(|(r, d)| {
+                let mut r = r.into_iter();
+                let members = match r.next() {
+                    Some(redis::Value::Array(m) | redis::Value::Set(m)) => m
+                        .into_iter()
+                        .filter_map(|v| bulk(Some(v)))
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let counted = match r.next() {
+                    Some(redis::Value::Int(n)) => u64::try_from(n).unwrap_or(0),
+                    _ => 0,
+                };
+                prevalence::from_replies(d.to_hex_upper(), members, counted)
+            })
             .collect())
     }
 
@@ -983,6 +1228,7 @@ mod tests {
             total_detected_avs: total,
             data_id: id.map(Box::from),
             details: None,
+            hosts: None,
         }
     }
 

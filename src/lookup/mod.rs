@@ -68,13 +68,16 @@ pub struct EngineResult {
 }
 
 /// The service's answer for one digest. Kept once per distinct digest for the whole run, so it
-/// is compact (48 bytes): the verdict is derived from the code, not stored.
+/// is compact (56 bytes): the verdict is derived from the code, not stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     pub scan_result_i: i64,
     pub total_detected_avs: i64,
     pub data_id: Option<Box<str>>,
     pub details: Option<Box<[EngineResult]>>,
+    /// On how many hosts of the fleet the digest is: `hashsweep_hosts`, sent by a gateway with
+    /// `--prevalence` (never by the service). Not part of the verdict, not cached.
+    pub hosts: Option<u32>,
 }
 
 impl Answer {

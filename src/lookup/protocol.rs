@@ -173,11 +173,18 @@ fn parse_fields(e: &Value) -> Result<Answer, String> {
             })
             .collect()
     });
+    // A gateway's host count; anything but a whole number is no count (it never decides a
+    // verdict, so it does not make the entry bad).
+    let hosts = e
+        .get(crate::gateway::api::HOSTS_FIELD)
+        .and_then(Value::as_u64)
+        .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
     Ok(Answer {
         scan_result_i: code,
         total_detected_avs: total,
         data_id,
         details,
+        hosts,
     })
 }
 

@@ -485,6 +485,7 @@ mod tests {
             total_detected_avs: avs,
             data_id: Some("bzI0MDUwMWFi".into()),
             details: None,
+            hosts: None,
         }
     }
 

@@ -38,6 +38,7 @@ pub enum Field {
     Uid,
     Container,
     Member,
+    Hosts,
 }
 
 /// When a field is written in JSON and NDJSON.
@@ -208,6 +209,9 @@ pub const FIELDS: &[Spec] = {
             When(Optional::Archives),
             Own,
         ),
+        // On how many hosts of the fleet the digest is: from a gateway with `--prevalence`
+        // (`hashsweep_hosts`); absent when unknown. Last, so that no CSV column moves.
+        spec(Field::Hosts, "hosts", WhenSet, Col, Own),
     ]
 };
 
@@ -305,6 +309,7 @@ impl<'a> View<'a> {
             Field::Uid => r.process.and_then(|p| p.uid).map(|u| Value::U64(u.into())),
             Field::Container => r.container.map(|p| Value::Str(lossy(p))),
             Field::Member => r.member.map(|p| Value::Str(lossy(p))),
+            Field::Hosts => r.answer.and_then(|a| a.hosts).map(|n| Value::U64(n.into())),
         }
     }
 
@@ -441,6 +446,7 @@ mod tests {
                 scan_result_i: Some(1),
                 def_time: None,
             }])),
+            hosts: Some(3),
         };
         let path = Path::new(<OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(
             b"/d/caf\xe9",
@@ -523,7 +529,7 @@ mod tests {
         );
         let csv = render(Format::Csv, |w| w.removed(&gone).unwrap());
         let second = csv.lines().nth(1).unwrap();
-        assert_eq!(second, "/d/gone,,,aa,,,,,,,,,removed,,,,,,,,,");
+        assert_eq!(second, "/d/gone,,,aa,,,,,,,,,removed,,,,,,,,,,");
         let ecs: serde_json::Value =
             serde_json::from_str(&render(Format::Ecs, |w| w.removed(&gone).unwrap())).unwrap();
         assert_eq!(ecs["hashsweep"], serde_json::json!({"change": "removed"}));

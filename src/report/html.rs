@@ -438,6 +438,7 @@ mod tests {
                 scan_result_i: Some(1),
                 def_time: None,
             }])),
+            hosts: None,
         }
     }
 

@@ -258,6 +258,7 @@ mod tests {
                 engine("C", "EICAR-Test-File"),
                 engine("D", "Eicar\nTest"),
             ])),
+            hosts: None,
         }
     }
 

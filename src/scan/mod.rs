@@ -368,6 +368,7 @@ impl Collector<'_> {
             _ => Default::default(),
         };
         let asked_before = history.answered;
+        let fleet = history.hosts;
         let earlier: HashMap<Digest, (Rank, i64)> = history
             .deferred
             .into_iter()
@@ -382,6 +383,7 @@ impl Collector<'_> {
             current_budget(&*b.client).or(b.remembered),
             &earlier,
             &asked_before,
+            &fleet,
         );
         if let Some(tx) = &self.digest_tx {
             for d in &asked {

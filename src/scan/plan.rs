@@ -7,7 +7,9 @@
 //!    scripts, then documents that carry macros or scripts, then archives, then the rest;
 //! 2. where it is: user-writable and temporary places ([`RISKY_PLACES`]) and `--priority-path`;
 //! 3. how new it is: changed (mtime or ctime) in the last [`RECENT`];
-//! 4. how rare it is: a digest only one path holds;
+//! 4. how rare it is: a digest only one path holds, and (when a gateway with `--prevalence`
+//!    said so with its last answer, kept in the cache) on no other host of the fleet; then,
+//!    within a rank, fewer hosts first (a count not known counts as this host alone);
 //!
 //! A digest whose answer on file has expired (asked before) goes after every digest never
 //! asked, whatever its rank: the budget first buys what nobody knows yet. Within a rank:
@@ -320,22 +322,29 @@ impl Planner {
 
     /// At the end of the walk (answers to what was sent already in): the held digests that are
     /// asked now, best first, the ones deferred with their ranks, and the plan. `earlier`
-    /// holds the deferred list of earlier runs for the held digests: (rank, since).
+    /// holds the deferred list of earlier runs for the held digests: (rank, since); `fleet`
+    /// on how many hosts each was at its last answer, where that is known.
     pub fn finish(
         mut self,
         budget: Option<Budget>,
         earlier: &HashMap<Digest, (Rank, i64)>,
         asked_before: &std::collections::HashSet<Digest>,
+        fleet: &HashMap<Digest, u32>,
     ) -> Decision {
         let needed = self.asked() + self.held.len() as u64;
         let asked_early = self.asked();
         // Nothing known and no cap: everything is asked.
         let room = self.allowance(budget).unwrap_or(u64::MAX);
+        let hosts = |d: &Digest| fleet.get(d).copied().unwrap_or(1);
         let mut order: Vec<(Rank, bool, i64, Digest)> = self
             .held
             .iter()
             .map(|(d, h)| {
-                let rank = if h.paths > 1 { h.rank.common() } else { h.rank };
+                let rank = if h.paths > 1 || hosts(d) > 1 {
+                    h.rank.common()
+                } else {
+                    h.rank
+                };
                 match earlier.get(d) {
                     Some(&(r, since)) => (rank.min(r), false, since, *d),
                     None => (rank, true, i64::MAX, *d),
@@ -344,9 +353,10 @@ impl Planner {
             .collect();
         let again = |d: &Digest| asked_before.contains(d);
         order.sort_unstable_by(|a, b| {
-            (again(&a.3), a.0, a.1, a.2, a.3.as_bytes()).cmp(&(
+            (again(&a.3), a.0, hosts(&a.3), a.1, a.2, a.3.as_bytes()).cmp(&(
                 again(&b.3),
                 b.0,
+                hosts(&b.3),
                 b.1,
                 b.2,
                 b.3.as_bytes(),
@@ -500,7 +510,7 @@ mod tests {
             deferred,
             plan,
             ..
-        } = p.finish(budget(3), &earlier, &Default::default());
+        } = p.finish(budget(3), &earlier, &Default::default(), &HashMap::new());
         assert_eq!(asked, vec![d(3), d(4), d(2)]);
         assert_eq!(
             deferred.iter().map(|e| e.0).collect::<Vec<_>>(),
@@ -529,7 +539,12 @@ mod tests {
             deferred,
             plan,
             ..
-        } = p.finish(budget(30_000), &HashMap::new(), &Default::default());
+        } = p.finish(
+            budget(30_000),
+            &HashMap::new(),
+            &Default::default(),
+            &HashMap::new(),
+        );
         assert_eq!((asked.len(), deferred.len()), (10_001, 0));
         assert_eq!(plan.needed, 20_001);
     }
@@ -552,13 +567,32 @@ mod tests {
             deferred,
             plan,
             ..
-        } = p.finish(None, &HashMap::new(), &Default::default());
+        } = p.finish(None, &HashMap::new(), &Default::default(), &HashMap::new());
         assert!(asked.is_empty());
         assert_eq!(deferred.len(), 1);
         assert_eq!(
             plan.human(),
             "needs 1 lookup; --budget allows 0; asking the 0 that matter most, deferring 1"
         );
+    }
+
+    /// Among answers asked again, one a gateway last said is on one host of the fleet goes
+    /// before one on thousands (and a count not known counts as one host).
+    #[test]
+    fn a_digest_on_one_host_of_the_fleet_goes_before_one_on_thousands() {
+        let r = Rank::of(FileKind::Executable, false, false);
+        let mut p = Planner::new(Some(2), 1);
+        for i in 1..=3 {
+            assert!(!p.offer(d(i), r));
+        }
+        let before = std::collections::HashSet::from([d(1), d(2), d(3)]);
+        // By digest alone d(1) would go first.
+        let fleet = HashMap::from([(d(1), 4000), (d(3), 1)]);
+        let Decision {
+            asked, deferred, ..
+        } = p.finish(None, &HashMap::new(), &before, &fleet);
+        assert_eq!(asked, vec![d(2), d(3)]);
+        assert_eq!(deferred, vec![(d(1), r.common())]);
     }
 
     /// An expired answer is asked again only after every digest never asked, whatever its rank.
@@ -570,7 +604,7 @@ mod tests {
         let before = std::collections::HashSet::from([d(1)]);
         let Decision {
             asked, deferred, ..
-        } = p.finish(None, &HashMap::new(), &before);
+        } = p.finish(None, &HashMap::new(), &before, &HashMap::new());
         assert_eq!(asked, vec![d(2)]);
         assert_eq!(deferred.iter().map(|e| e.0).collect::<Vec<_>>(), vec![d(1)]);
     }

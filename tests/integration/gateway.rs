@@ -1929,3 +1929,4 @@ fn http2_without_tls_is_not_served() {
 }
 
 mod cluster;
+mod prevalence;

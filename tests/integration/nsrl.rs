@@ -534,7 +534,7 @@ fn excluded_types_are_looked_up_with_source_and_type_in_the_report() {
         csv.lines()
             .next()
             .unwrap()
-            .ends_with(",source,application_type"),
+            .ends_with(",source,application_type,hosts"),
         "{csv}"
     );
 }

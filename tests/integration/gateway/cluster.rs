@@ -445,3 +445,55 @@ fn on_a_cluster_budgets_are_shared_by_the_instances_and_a_forged_value_is_asked_
     assert_eq!(asked, vec![h("A"), h("A"), h("B"), h("C")]);
     assert!(metric_sum(&gw2, "hashsweep_gateway_store_forged_total") >= 1.0);
 }
+
+#[test]
+fn on_a_cluster_prevalence_keys_live_in_their_digests_slot_and_survive_a_script_flush() {
+    if !redis_available() {
+        return;
+    }
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens_file(dir.path());
+    let gw = Gateway::start(&mock, &cluster.url(), &tokens, &["--prevalence"]);
+    let hashes: Vec<String> = (0..60u32).map(|i| sha256_hex(&i.to_le_bytes())).collect();
+    for (i, (_, tok)) in TOKENS.iter().take(3).enumerate() {
+        let r = post_hashes(&gw, tok, &hashes);
+        assert_eq!(r.status, 200, "{}", r.raw);
+        let entries = r.json()["data"].as_array().unwrap().clone();
+        assert_eq!(entries.len(), 60);
+        assert!(
+            entries.iter().all(|e| e["hashsweep_hosts"] == i + 1),
+            "{entries:?}"
+        );
+    }
+    let mut masters = HashSet::new();
+    for h in &hashes {
+        let names = format!("hashsweep:v1:hosts:sha256:{{{h}}}");
+        let at: Vec<usize> = (0..3).filter(|&n| cluster.nodes[n].holds(&names)).collect();
+        assert_eq!(at.len(), 1, "{names} on nodes {at:?}");
+        assert!(
+            cluster.nodes[at[0]].holds(&cluster_key(h)),
+            "{h}: not with its verdict"
+        );
+        masters.insert(at[0]);
+    }
+    assert_eq!(masters.len(), 3, "prevalence keys on masters {masters:?}");
+    // A Redis that forgot the script (restart, failover, SCRIPT FLUSH) gets it again.
+    for n in &cluster.nodes {
+        assert!(
+            n.command("SCRIPT FLUSH")
+                .is_some_and(|r| r.starts_with("+OK"))
+        );
+    }
+    let r = post_hashes(&gw, TOKENS[3].1, &hashes[..1]);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(r.json()["data"][0]["hashsweep_hosts"], 4);
+    let body = json!({ "hash": [&hashes[1]] }).to_string();
+    let v = http(gw.admin(), "POST", "/v1/prevalence", &[], &body).json();
+    assert_eq!(v[0]["hosts"], 3);
+    assert_eq!(
+        v[0]["names"],
+        json!(["endpoint0", "endpoint1", "endpoint2"])
+    );
+}
