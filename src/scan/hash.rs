@@ -3,11 +3,12 @@
 //! symlink unless asked, never blocking on a FIFO, `O_NOATIME` where allowed) and how a file
 //! that changes while it is read is flagged. Every outcome, including errors, is a [`FileResult`].
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use md5::Md5;
 use sha1::Sha1;
@@ -134,11 +135,76 @@ pub struct Hasher {
     expanded: Option<(PathBuf, Inside, Vec<FileResult>)>,
 }
 
-/// Files with more than one hard link, already read: (dev, ino, ino_hi) → (size, mtime, ctime,
-/// digests).
-pub type LinkMap = std::sync::Mutex<
-    std::collections::HashMap<(u64, u64, u64), (u64, i64, i64, Digests, FileKind)>,
->;
+/// Files with more than one hard link (and running programs' images), by (dev, ino, ino_hi):
+/// read already, or being read by one worker now. Another worker that meets the same inode
+/// while it is being read waits for that read instead of reading it too.
+#[derive(Default)]
+pub struct LinkMap {
+    map: Mutex<HashMap<LinkKey, LinkState>>,
+    settled: Condvar,
+}
+
+type LinkKey = (u64, u64, u64);
+
+/// (size, mtime, ctime) of the inode when it was read.
+type LinkStamp = (u64, i64, i64);
+
+enum LinkState {
+    Reading,
+    Read(LinkStamp, Digests, FileKind),
+}
+
+impl LinkMap {
+    /// The digests of `key` if it was read with this `stamp`; otherwise `None` and a claim:
+    /// this caller reads it and settles the claim (by [`LinkClaim::read`] or by dropping it).
+    fn claim(&self, key: LinkKey, stamp: LinkStamp) -> Result<(Digests, FileKind), LinkClaim<'_>> {
+        let mut map = lock(&self.map);
+        loop {
+            match map.get(&key) {
+                Some(LinkState::Read(s, d, k)) if *s == stamp => return Ok((*d, *k)),
+                Some(LinkState::Reading) => {
+                    map = match self.settled.wait(map) {
+                        Ok(g) => g,
+                        Err(p) => p.into_inner(),
+                    };
+                }
+                _ => {
+                    map.insert(key, LinkState::Reading);
+                    return Err(LinkClaim {
+                        links: self,
+                        key,
+                        done: false,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// One worker's claim to read an inode for [`LinkMap`]; dropped unsettled (the read failed or
+/// was stopped), it lets the next one read it.
+struct LinkClaim<'a> {
+    links: &'a LinkMap,
+    key: LinkKey,
+    done: bool,
+}
+
+impl LinkClaim<'_> {
+    fn read(mut self, stamp: LinkStamp, digests: Digests, kind: FileKind) {
+        lock(&self.links.map).insert(self.key, LinkState::Read(stamp, digests, kind));
+        self.done = true;
+        self.links.settled.notify_all();
+    }
+}
+
+impl Drop for LinkClaim<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            lock(&self.links.map).remove(&self.key);
+            self.links.settled.notify_all();
+        }
+    }
+}
 
 impl Hasher {
     pub fn new(opts: HashOptions) -> Hasher {
@@ -331,12 +397,20 @@ impl Hasher {
             }
         };
         // Running programs share images: each is read once too.
+        let link_map = Arc::clone(&self.links);
+        let mut link_claim = None;
         let link_key =
             (links > 1 || how == ReadAs::Image).then_some((meta.dev, meta.ino, meta.ino_hi));
-        if let Some(k) = link_key
-            && let Some(&(size, mtime, ctime, digests, kind)) = lock(&self.links).get(&k)
-            && (size, mtime, ctime) == (stat_size, meta.mtime_ns, meta.ctime_ns)
-        {
+        let claim =
+            match link_key.map(|k| link_map.claim(k, (stat_size, meta.mtime_ns, meta.ctime_ns))) {
+                Some(Ok(read)) => Some(read),
+                Some(Err(claim)) => {
+                    link_claim = Some(claim);
+                    None
+                }
+                None => None,
+            };
+        if let Some((digests, kind)) = claim {
             return FileResult {
                 archive: None,
                 path: path.into(),
@@ -423,10 +497,10 @@ impl Hasher {
         };
         let warning =
             change_warning(stat_size, read, &meta, after.as_ref()).map(String::into_boxed_str);
-        if let Some(k) = link_key
+        if let Some(claim) = link_claim
             && warning.is_none()
         {
-            lock(&self.links).insert(k, (read, meta.mtime_ns, meta.ctime_ns, digests, kind));
+            claim.read((read, meta.mtime_ns, meta.ctime_ns), digests, kind);
         }
         FileResult {
             archive: None,
@@ -748,6 +822,48 @@ mod tests {
             "a9993e364706816aba3e25717850c26c9cd0d89d"
         );
         assert_eq!(r.size, Some(3));
+    }
+
+    /// Hard links met by several workers at once are read by one of them: the others wait for
+    /// its digests (they used to read the inode too when the first read was still under way).
+    #[test]
+    fn links_met_at_once_by_several_workers_are_read_once() {
+        let d = tempfile::tempdir().unwrap();
+        let first = d.path().join("original");
+        std::fs::write(&first, vec![7u8; 8 * BLOCK_SIZE]).unwrap();
+        let paths: Vec<PathBuf> = (0..6)
+            .map(|i| {
+                let p = d.path().join(format!("link{i}"));
+                std::fs::hard_link(&first, &p).unwrap();
+                p
+            })
+            .collect();
+        let links: Arc<LinkMap> = Arc::default();
+        let start = Arc::new(std::sync::Barrier::new(paths.len()));
+        let origins: Vec<Origin> = std::thread::scope(|s| {
+            let handles: Vec<_> = paths
+                .iter()
+                .map(|p| {
+                    let (links, start) = (Arc::clone(&links), Arc::clone(&start));
+                    s.spawn(move || {
+                        let mut h = Hasher::new(HashOptions::default()).with_links(links);
+                        start.wait();
+                        match h.hash_path(p.clone()).status {
+                            FileStatus::Hashed { origin, .. } => origin,
+                            other => panic!("{other:?}"),
+                        }
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let read = origins.iter().filter(|o| **o == Origin::Read).count();
+        assert_eq!(read, 1, "{origins:?}");
+        assert!(
+            lock(&links.map)
+                .values()
+                .all(|v| matches!(v, LinkState::Read(..)))
+        );
     }
 
     #[test]

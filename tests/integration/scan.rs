@@ -507,9 +507,6 @@ fn output_to_an_existing_fifo_or_device_writes_into_it_and_never_replaces_it() {
     assert_eq!(names.len(), 1, "no temp file left: {names:?}");
 }
 
-// Unix only for now: under Wine a hard link's change time sometimes moves between two reads,
-// so it is read again (about 1 run in 4; not yet understood).
-#[cfg(unix)]
 #[test]
 fn hard_links_are_read_once_and_each_path_still_gets_its_record() {
     let t = Tree::new();
