@@ -197,6 +197,36 @@ fn prevalence_digest(h: &str) -> Result<Digest, ApiError> {
     })
 }
 
+/// A request's body, at most [`MAX_BODY`] bytes within `--body-timeout`. A declared length
+/// over the limit is refused before any of it is read (the connection is closed after the
+/// answer).
+async fn read_body(st: &AppState, req: Request) -> Result<axum::body::Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        metrics::counter!("hashsweep_gateway_client_refused_total", "reason" => "body_size")
+            .increment(1);
+        return Err(TOO_LARGE.into());
+    }
+    match tokio::time::timeout(
+        st.body_timeout,
+        axum::body::to_bytes(req.into_body(), MAX_BODY),
+    )
+    .await
+    {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(_)) => Err(TOO_LARGE.into()),
+        Err(_) => {
+            metrics::counter!("hashsweep_gateway_client_refused_total", "reason" => "body_timeout")
+                .increment(1);
+            Err(ApiError::BodyTimeout)
+        }
+    }
+}
+
 /// `GET /v1/prevalence/{hash}`: `{"hash", "hosts", "names"}`.
 async fn prevalence_one(
     State(st): State<Arc<AppState>>,
@@ -217,17 +247,7 @@ async fn prevalence_many(
     State(st): State<Arc<AppState>>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let too_large = TOO_LARGE;
-    let body = match tokio::time::timeout(
-        st.body_timeout,
-        axum::body::to_bytes(req.into_body(), MAX_BODY),
-    )
-    .await
-    {
-        Ok(Ok(b)) => b,
-        Ok(Err(_)) => return Err(too_large.into()),
-        Err(_) => return Err(ApiError::BodyTimeout),
-    };
+    let body = read_body(&st, req).await?;
     let digests = parse_request(&body)?
         .iter()
         .map(|h| prevalence_digest(h))
@@ -490,32 +510,7 @@ async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Result<Resp
         return Err(ApiError::ClientRate { retry_after });
     }
     let details = details_wanted(req.headers())?;
-    let too_large = TOO_LARGE;
-    // Refused before any of it is read (the connection is closed after the answer).
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        metrics::counter!("hashsweep_gateway_client_refused_total", "reason" => "body_size")
-            .increment(1);
-        return Err(too_large.into());
-    }
-    let body = match tokio::time::timeout(
-        st.body_timeout,
-        axum::body::to_bytes(req.into_body(), MAX_BODY),
-    )
-    .await
-    {
-        Ok(Ok(b)) => b,
-        Ok(Err(_)) => return Err(too_large.into()),
-        Err(_) => {
-            metrics::counter!("hashsweep_gateway_client_refused_total", "reason" => "body_timeout")
-                .increment(1);
-            return Err(ApiError::BodyTimeout);
-        }
-    };
+    let body = read_body(st, req).await?;
     let hashes = parse_request(&body)?;
     metrics::counter!("hashsweep_gateway_client_hashes_total", "token" => name.to_string())
         .increment(hashes.len() as u64);

@@ -19,17 +19,6 @@ fn fleet_tokens(dir: &Path, n: usize) -> (PathBuf, Vec<(String, String)>) {
     (p, hosts)
 }
 
-fn post_as(gw: &Gateway, token: &str, hashes: &[String]) -> Reply {
-    let body = json!({ "hash": hashes }).to_string();
-    http(
-        &gw.url,
-        "POST",
-        "/v4/hash",
-        &[("apikey", token), ("content-type", "application/json")],
-        &body,
-    )
-}
-
 /// The `hashsweep_hosts` of the one entry of a `/v4/hash` answer.
 fn hosts_in(r: &Reply) -> Value {
     assert_eq!(r.status, 200, "{}", r.raw);
@@ -54,18 +43,18 @@ fn three_hosts_are_named_twenty_only_counted_and_both_expire_after_the_ttl() {
     let (a, b, never) = ("a1".repeat(32), "b2".repeat(32), "c3".repeat(32));
     for (i, (_, tok)) in hosts.iter().take(3).enumerate() {
         assert_eq!(
-            hosts_in(&post_as(&gw, tok, std::slice::from_ref(&a))),
+            hosts_in(&post_hashes(&gw, tok, std::slice::from_ref(&a))),
             i + 1
         );
     }
     // The same host again counts once.
     assert_eq!(
-        hosts_in(&post_as(&gw, &hosts[1].1, std::slice::from_ref(&a))),
+        hosts_in(&post_hashes(&gw, &hosts[1].1, std::slice::from_ref(&a))),
         3
     );
     for (i, (_, tok)) in hosts.iter().enumerate() {
         assert_eq!(
-            hosts_in(&post_as(&gw, tok, std::slice::from_ref(&b))),
+            hosts_in(&post_hashes(&gw, tok, std::slice::from_ref(&b))),
             i + 1
         );
     }
@@ -136,7 +125,7 @@ fn without_prevalence_no_host_count_is_sent_and_the_admin_endpoints_are_absent()
     let gw = Gateway::start(&mock, &redis.url(), &tokens, &[]);
     let a = "a1".repeat(32);
     assert_eq!(
-        hosts_in(&post_as(&gw, &hosts[0].1, std::slice::from_ref(&a))),
+        hosts_in(&post_hashes(&gw, &hosts[0].1, std::slice::from_ref(&a))),
         Value::Null
     );
     let one = http(gw.admin(), "GET", &format!("/v1/prevalence/{a}"), &[], "");
