@@ -231,22 +231,33 @@ fn is_noscript(e: &redis::RedisError) -> bool {
     e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
 }
 
-/// `hashsweep:v1:{kind}{algo}:{hex}`; `tagged` (in a cluster) puts the hex in a hash tag,
-/// `{hex}`, so that a digest's claim and verdict share a slot (and a node, and a pipeline).
+/// `hashsweep:v1:{kind}{algo}:{hex}`; `tagged` (in a cluster) puts the digest's bucket (its
+/// first byte, in hex) in a hash tag before the hex, `{ab}abcd…`: a digest's claim, verdict and
+/// prevalence keys share a slot (and a node, and a pipeline), and so do all the digests of a
+/// bucket, so one `MGET` reads a bucket's verdicts (a 1000-digest request is ~250 commands, not
+/// 1000). The cost: only [`BUCKETS`] slots hold data, so a cluster spreads over at most that
+/// many masters, and a reshard moves data in 1/256 parts.
 fn digest_key(d: &Digest, kind: &str, tagged: bool) -> String {
-    let mut k = String::with_capacity(KEY_PREFIX.len() + kind.len() + 10 + 64);
+    let mut k = String::with_capacity(KEY_PREFIX.len() + kind.len() + 10 + 4 + 64);
     k.push_str(KEY_PREFIX);
     k.push_str(kind);
     k.push_str(d.algo().name());
     k.push(':');
     if tagged {
         k.push('{');
-    }
-    push_hex_lower(&mut k, d.as_bytes());
-    if tagged {
+        push_hex_lower(&mut k, &[bucket(d)]);
         k.push('}');
     }
+    push_hex_lower(&mut k, d.as_bytes());
     k
+}
+
+/// Hash-tag buckets of a cluster's keys (see [`digest_key`]).
+pub const BUCKETS: usize = 256;
+
+/// A digest's bucket: its first byte.
+fn bucket(d: &Digest) -> u8 {
+    d.as_bytes().first().copied().unwrap_or(0)
 }
 
 /// A `redis-cluster://` spec with any password hidden (it names several hosts: not a URL).
@@ -645,14 +656,17 @@ impl Link {
     }
 }
 
-/// The one count of a prevalence script's reply for one digest (0 if it is not one).
-fn first_count(v: Option<redis::Value>) -> u64 {
+/// The counts of a prevalence script's reply, one per digest (0 for one that is not a count).
+fn counts(v: Option<redis::Value>) -> Vec<u64> {
     match v {
-        Some(redis::Value::Array(a)) => match a.first() {
-            Some(redis::Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
-            _ => 0,
-        },
-        _ => 0,
+        Some(redis::Value::Array(a)) => a
+            .iter()
+            .map(|v| match v {
+                redis::Value::Int(n) => u64::try_from(*n).unwrap_or(0),
+                _ => 0,
+            })
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -691,8 +705,18 @@ impl RedisStore {
         digest_key(d, HOST_COUNT, self.tagged())
     }
 
-    /// A call failed: say why, and have the connection rebuilt.
+    /// A call failed: say why, and have the connection rebuilt. A cluster's is kept when the
+    /// server answered with an error reply (`WRONGTYPE`, `OOM`, `NOSCRIPT`): the connection
+    /// works, and dropping it would fail every request in flight while a new one is made.
     fn err(&self, what: &str, e: &redis::RedisError) -> StoreError {
+        if matches!(self.backend, Backend::Cluster(_))
+            && matches!(e.kind(), redis::ErrorKind::Server(_))
+        {
+            return StoreError::Unavailable {
+                store: self.shown.to_string(),
+                what: format!("{what}: {e}"),
+            };
+        }
         self.broken(format!("{what}: {e}"))
     }
 
@@ -881,40 +905,68 @@ impl RedisStore {
                 }
             },
             Backend::Cluster(c) => {
-                let units = digests
+                // One unit per bucket (its digests share a slot): an MGET of their verdicts,
+                // and the prevalence script for all of them.
+                let mut buckets: Vec<Vec<usize>> = vec![Vec::new(); BUCKETS];
+                for (i, d) in digests.iter().enumerate() {
+                    buckets[usize::from(bucket(d))].push(i);
+                }
+                buckets.retain(|b| !b.is_empty());
+                let units = buckets
                     .iter()
-                    .zip(&keys)
-                    .map(|(d, k)| {
-                        let mut cmds = vec![redis::cmd("GET").arg(k).clone()];
+                    .map(|members| {
+                        let mut mget = redis::cmd("MGET");
+                        for &i in members {
+                            mget.arg(&keys[i]);
+                        }
+                        let mut cmds = vec![mget];
                         if let Some((ttl, host)) = record {
-                            cmds.push(self.record(std::slice::from_ref(d), host, ttl));
+                            let ds: Vec<Digest> = members.iter().map(|&i| digests[i]).collect();
+                            cmds.push(self.record(&ds, host, ttl));
                         }
                         Unit {
-                            key: k.clone(),
+                            key: keys[members[0]].clone(),
                             cmds,
                         }
                     })
                     .collect();
                 let replies = c.run(units).await?;
-                if replies.len() != digests.len() {
+                if replies.len() != buckets.len() {
                     return Ok(Err(self.broken(format!(
-                        "GET: {} replies for {} keys",
+                        "MGET: {} replies for {} buckets",
                         replies.len(),
-                        digests.len()
+                        buckets.len()
                     ))));
                 }
-                let mut hosts = record.map(|_| Vec::with_capacity(digests.len()));
-                let raw = replies
-                    .into_iter()
-                    .map(|r| {
-                        let mut r = r.into_iter();
-                        let v = bulk(r.next());
-                        if let Some(h) = &mut hosts {
-                            h.push(first_count(r.next()));
+                let mut raw = vec![None; digests.len()];
+                let mut hosts = record.map(|_| vec![0; digests.len()]);
+                for (members, r) in buckets.iter().zip(replies) {
+                    let mut r = r.into_iter();
+                    let values = match r.next() {
+                        Some(redis::Value::Array(v)) if v.len() == members.len() => v,
+                        _ => {
+                            return Ok(Err(
+                                self.broken("MGET answered something unexpected".into())
+                            ));
                         }
-                        v
-                    })
-                    .collect();
+                    };
+                    for (&i, v) in members.iter().zip(values) {
+                        raw[i] = bulk(Some(v));
+                    }
+                    if let Some(h) = &mut hosts {
+                        let counts = counts(r.next());
+                        if counts.len() != members.len() {
+                            return Ok(Err(self.broken(format!(
+                                "the prevalence script answered {} counts for {} digests",
+                                counts.len(),
+                                members.len()
+                            ))));
+                        }
+                        for (&i, n) in members.iter().zip(counts) {
+                            h[i] = n;
+                        }
+                    }
+                }
                 (raw, hosts)
             }
         };
@@ -1285,7 +1337,13 @@ mod tests {
         let d = Digest::from_hex(&"cd".repeat(32)).unwrap();
         let v = digest_key(&d, "", true);
         let c = digest_key(&d, "claim:", true);
-        assert_eq!(v, format!("hashsweep:v1:sha256:{{{}}}", "cd".repeat(32)));
+        assert_eq!(v, format!("hashsweep:v1:sha256:{{cd}}{}", "cd".repeat(32)));
+        // Every digest of a bucket (its first byte) shares the slot: one MGET reads them.
+        let other = Digest::from_hex(&format!("cd{}", "01".repeat(31))).unwrap();
+        assert_eq!(
+            super::super::cluster::slot(v.as_bytes()),
+            super::super::cluster::slot(digest_key(&other, "", true).as_bytes())
+        );
         assert_eq!(
             super::super::cluster::slot(v.as_bytes()),
             super::super::cluster::slot(c.as_bytes())
