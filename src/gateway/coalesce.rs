@@ -26,6 +26,9 @@ use crate::sync::lock;
 
 /// Pauses between the tries of storing a batch's answers (the first write and two more).
 const PUT_RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(300), Duration::from_millis(1200)];
+/// No write of answers is tried again once this long has passed since the first (a store
+/// that is down would otherwise hold the waiters for three store timeouts).
+const PUT_RETRY_WITHIN: Duration = Duration::from_secs(5);
 
 /// What a waiter learns about one digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -480,20 +483,23 @@ impl Coalescer {
         // ask the same digests again. A failed write is tried again on a fresh connection
         // (the store drops a broken one), since another instance waits on these claims until
         // they lapse.
+        let first = Instant::now();
         let mut put = self.store.put(&answers, &failed).await;
+        let mut tries = 1;
         for pause in PUT_RETRY_PAUSES {
-            if put.is_ok() {
+            // Not for long: the waiters hold answers already paid for.
+            if put.is_ok() || first.elapsed() >= PUT_RETRY_WITHIN {
                 break;
             }
             tokio::time::sleep(pause).await;
             put = self.store.put(&answers, &failed).await;
+            tries += 1;
         }
         if let Err(e) = put {
             // The answers are real: the waiters get them; only sharing them is lost.
             eprintln!(
-                "hashsweep serve: could not store {} answers ({} tries): {e}",
+                "hashsweep serve: could not store {} answers ({tries} tries): {e}",
                 answers.len(),
-                PUT_RETRY_PAUSES.len() + 1
             );
         }
         // One lock for the whole batch.

@@ -692,13 +692,20 @@ struct TeeFile<'a> {
 
 impl io::Read for TeeFile<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // The decompressor never sees `Interrupted`: flate2's header parsing and `Read::bytes`
+        // retry on that kind, so a stop would spin forever. The kept error says what it was.
+        let for_decoder = |e: &io::Error| match e.kind() {
+            io::ErrorKind::Interrupted => io::Error::other(e.to_string()),
+            kind => io::Error::new(kind, e.to_string()),
+        };
         if let Some(e) = &self.failed {
-            return Err(io::Error::new(e.kind(), e.to_string()));
+            return Err(for_decoder(e));
         }
         if self.stop.load(Ordering::Relaxed) {
             let e = io::Error::new(io::ErrorKind::Interrupted, "interrupted");
-            self.failed = Some(io::Error::new(e.kind(), "interrupted"));
-            return Err(e);
+            let told = for_decoder(&e);
+            self.failed = Some(e);
+            return Err(told);
         }
         let want = buf.len().min(BLOCK_SIZE);
         let expected = self
@@ -822,6 +829,38 @@ mod tests {
             "a9993e364706816aba3e25717850c26c9cd0d89d"
         );
         assert_eq!(r.size, Some(3));
+    }
+
+    /// A stop is never `Interrupted` to the decompressor reading a tee (flate2 retries on that
+    /// kind, forever), while the tee keeps it as `Interrupted` for the file's result.
+    #[test]
+    fn a_stopped_tee_tells_the_decoder_a_plain_error_and_keeps_the_interruption() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, vec![1u8; 4096]).unwrap();
+        let file = File::open(&p).unwrap();
+        let gate = IoGate::single();
+        let stop = AtomicBool::new(true);
+        let mut tee = TeeFile {
+            file: &file,
+            gate: &gate,
+            stop: &stop,
+            nowait: true,
+            sum: Sum::new(&HashOptions::default()),
+            stat_size: 4096,
+            total: 0,
+            reads: 0,
+            failed: None,
+        };
+        let mut buf = [0u8; 64];
+        for _ in 0..2 {
+            let e = io::Read::read(&mut tee, &mut buf).unwrap_err();
+            assert_ne!(e.kind(), io::ErrorKind::Interrupted);
+        }
+        assert_eq!(
+            tee.failed.map(|e| e.kind()),
+            Some(io::ErrorKind::Interrupted)
+        );
     }
 
     /// Hard links met by several workers at once are read by one of them: the others wait for

@@ -182,7 +182,6 @@ impl Collector<'_> {
                 meta,
                 warning: None,
                 origin: Origin::Read,
-                kind: FileKind::Archive | FileKind::Document,
                 ..
             } = &f.status
                 && let Some(row) = remembered::to_row(f, &files[i + 1..i + 1 + members])

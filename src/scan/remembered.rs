@@ -8,7 +8,7 @@ use std::path::Path;
 use super::archive::{ArchiveOptions, Inside, member_result};
 use super::hash::{FileResult, FileStatus, Origin};
 use crate::cache::{ArchiveRow, MemberRow, MemberState};
-use crate::file::{FileKind, FileMeta};
+use crate::file::FileMeta;
 
 /// The settings an archive's row is kept under: a row read with other settings is a miss.
 /// `r1` names this way of reading; a change to what the reading finds bumps it.
@@ -22,11 +22,6 @@ pub fn fingerprint(o: &ArchiveOptions) -> String {
         o.max_members,
         o.max_ratio
     )
-}
-
-/// Whether a file of this kind is opened by `--archives` (and so needs its row).
-pub fn may_be_archive(kind: Option<FileKind>) -> bool {
-    kind.is_none_or(|k| matches!(k, FileKind::Archive | FileKind::Document))
 }
 
 /// The row for an archive file read in this run, from its result and its members' (which

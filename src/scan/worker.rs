@@ -96,12 +96,7 @@ impl DigestCache<'_> {
                 .collect();
         };
         // What may be an archive needs its members too: one more read for all of them.
-        let keys: Vec<FileKey> = hits
-            .iter()
-            .flatten()
-            .filter(|(_, kind, _)| remembered::may_be_archive(*kind))
-            .map(|(key, _, _)| *key)
-            .collect();
+        let keys: Vec<FileKey> = hits.iter().flatten().map(|(key, _, _)| *key).collect();
         let rows = match keys.is_empty() {
             true => Vec::new(),
             false => self
@@ -117,10 +112,9 @@ impl DigestCache<'_> {
         let mut rows = rows.into_iter();
         hits.into_iter()
             .map(|h| {
-                let (_, kind, mut res) = h?;
-                if !remembered::may_be_archive(kind) {
-                    return Some(vec![res]);
-                }
+                // Every kind: a stream format is found by content, so a gzip named `x.js` (a
+                // script by its name) is opened too, and its row is needed like an archive's.
+                let (_, _, mut res) = h?;
                 // A miss (or a failed read): read it, and open it, again.
                 let row = rows.next().flatten()?;
                 let FileStatus::Hashed { meta, .. } = &res.status else {

@@ -679,6 +679,65 @@ with zipfile.ZipFile(sys.argv[1] + "/tree/report.docm", "w") as z:
 /// digest and its members' (the skipped ones and the `!*` records too) come back from the
 /// cache, and nothing is read or decompressed. A changed archive is read again, and only its
 /// new members are reported. No member's digest is ever stored as a file's.
+/// A compressed tar named like a script (its kind by name is `Script`) is opened by content,
+/// and its members come back from the cache on the next sweep (they used to vanish: only
+/// archives and documents by kind had their row stored and asked for).
+#[test]
+fn a_compressed_tar_named_like_a_script_keeps_its_members_on_the_cached_sweep() {
+    let t = Tree::new();
+    py(
+        t.path(),
+        r#"
+import gzip, io, os, sys, tarfile
+d = sys.argv[1] + "/tree"
+os.makedirs(d)
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w") as tf:
+    info = tarfile.TarInfo("x.exe")
+    data = b"MZ inside a script-named tar.gz"
+    info.size = len(data)
+    tf.addfile(info, io.BytesIO(data))
+open(d + "/payload.js", "wb").write(gzip.compress(buf.getvalue()))
+os.utime(d + "/payload.js", (1_600_000_000, 1_600_000_000))
+"#,
+    );
+    let tree = t.path().join("tree");
+    let cache = t.path().join("cache.sqlite");
+    std::thread::sleep(hashsweep::cache::RACY_WINDOW + Duration::from_millis(200));
+    let sweep = || {
+        let out = run(cmd()
+            .env_remove("HASHSWEEP_NO_CACHE")
+            .args([
+                "scan",
+                "--offline",
+                "--archives",
+                "--format",
+                "json",
+                "--cache",
+            ])
+            .arg(&cache)
+            .arg(&tree));
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut paths: Vec<String> = doc["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["path"].as_str().unwrap().to_string())
+            .collect();
+        paths.sort();
+        (paths, doc["summary"].clone())
+    };
+    let (first, _) = sweep();
+    assert!(
+        first.iter().any(|p| p.ends_with("payload.js!x.exe")),
+        "{first:?}"
+    );
+    let (second, s2) = sweep();
+    assert_eq!(first, second, "{s2}");
+    assert_eq!(s2["archive_members_cached"], 1, "{s2}");
+}
+
 #[test]
 fn an_unchanged_archive_is_served_from_the_cache_on_the_second_sweep() {
     let t = Tree::new();
