@@ -536,7 +536,7 @@ async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Result<Resp
     let mut found: Vec<Option<Got>> = Vec::with_capacity(distinct.len());
     let mut over_budget = None;
     // With --prevalence, this token is recorded as holding each digest in the same round trip.
-    let hosts: Option<Vec<u64>>;
+    let hosts: super::store::HostCounts;
     match st.store.get_asked(&distinct, Some(name)).await {
         Ok((cached, counted)) => {
             hosts = counted;
@@ -612,7 +612,7 @@ async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Result<Resp
             out.push(b',');
         }
         first = false;
-        let on_hosts = slot.and_then(|i| hosts.as_ref()?.get(i as usize).copied());
+        let on_hosts = slot.and_then(|i| *hosts.as_ref()?.get(i as usize)?);
         write_entry(&mut out, h, entry, details, on_hosts);
     }
     out.extend_from_slice(b"]}");

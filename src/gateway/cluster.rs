@@ -55,6 +55,56 @@ pub struct Unit {
     /// The key whose slot routes the unit.
     pub key: String,
     pub cmds: Vec<Cmd>,
+    /// How many of the last `cmds` are best effort: a server error of theirs that says nothing
+    /// about routing (see [`tolerable`]: out of memory, a wrong type) is their reply, and the
+    /// unit's other replies stand.
+    pub best_effort: usize,
+}
+
+impl Unit {
+    /// A unit whose commands must all succeed.
+    pub fn new(key: String, cmds: Vec<Cmd>) -> Unit {
+        Unit {
+            key,
+            cmds,
+            best_effort: 0,
+        }
+    }
+
+    /// The first server error among replies that must succeed (all but the last
+    /// `best_effort`, and any whose error is not [`tolerable`]).
+    fn fatal<'a>(&self, replies: impl IntoIterator<Item = &'a Value>) -> Option<RedisError> {
+        let required = self.cmds.len().saturating_sub(self.best_effort);
+        replies.into_iter().enumerate().find_map(|(j, v)| match v {
+            Value::ServerError(e) if j < required || !tolerable(e) => {
+                Some(RedisError::from(e.clone()))
+            }
+            _ => None,
+        })
+    }
+}
+
+/// `true` for a server error a best-effort command may answer without failing its request:
+/// one that is about the command itself (`OOM` at `maxmemory`, `WRONGTYPE`, a script error),
+/// not about where the key lives or whether the node serves (`MOVED`, `ASK`, `TRYAGAIN`,
+/// `CLUSTERDOWN`, `READONLY`, `LOADING`, ...), nor `NOSCRIPT`, which the store answers by
+/// loading the script.
+pub fn tolerable(e: &redis::ServerError) -> bool {
+    use redis::ServerErrorKind as K;
+    !matches!(
+        e.kind(),
+        Some(
+            K::NoScript
+                | K::Moved
+                | K::Ask
+                | K::TryAgain
+                | K::ClusterDown
+                | K::CrossSlot
+                | K::MasterDown
+                | K::ReadOnly
+                | K::BusyLoading
+        )
+    )
 }
 
 /// What a unit's commands answered, in order.
@@ -363,16 +413,19 @@ async fn node_pipeline(
             "a pipeline answered the wrong number of replies",
         )));
     }
-    // Any other server error (a value of the wrong type, out of memory): the request fails.
-    if let Some(Value::ServerError(e)) = values.iter().find(|v| matches!(v, Value::ServerError(_)))
-    {
-        return Err(RedisError::from(e.clone()));
-    }
     let mut values = values.into_iter();
-    Ok(members
+    let replies: Vec<Replies> = members
         .iter()
         .map(|&i| values.by_ref().take(units[i].1.cmds.len()).collect())
-        .collect())
+        .collect();
+    // Any other server error (a value of the wrong type, out of memory) in a command that must
+    // succeed: the request fails.
+    for (&i, r) in members.iter().zip(&replies) {
+        if let Some(e) = units[i].1.fatal(r) {
+            return Err(e);
+        }
+    }
+    Ok(replies)
 }
 
 /// A unit's commands one at a time, each routed by the unit's slot (redirects followed).
@@ -386,13 +439,18 @@ async fn one_by_one(
             *s,
             SlotAddr::Master,
         )));
-        let v = c.route_command(cmd.clone(), route).await?;
-        if let Value::ServerError(e) = v {
-            return Err(RedisError::from(e));
-        }
+        let v = match c.route_command(cmd.clone(), route).await {
+            // The crate returns a command's server error as an error: as a reply it is
+            // judged like one in a pipeline.
+            Err(e) => Value::ServerError(redis::ServerError::try_from(e)?),
+            Ok(v) => v,
+        };
         values.push(v);
     }
-    Ok(values)
+    match unit.fatal(&values) {
+        Some(e) => Err(e),
+        None => Ok(values),
+    }
 }
 
 /// A `CLUSTER SLOTS` reply as a slot map: `[[first, last, [host, port, id...], replicas...]...]`.

@@ -158,6 +158,38 @@ pub struct RedisStore {
     instance: Arc<str>,
     /// `--prevalence`: record which hosts ask for each digest, kept this long.
     prevalence: Option<Duration>,
+    /// Failed recordings, logged sparsely (at `maxmemory` every request fails one).
+    unrecorded: Arc<Sparse>,
+}
+
+/// Per digest of a read, how many hosts hold it (`None` where recording it failed); `None`
+/// as a whole without `--prevalence`.
+pub type HostCounts = Option<Vec<Option<u64>>>;
+
+/// A warning that may repeat at request rate: logged at most once per [`Sparse::EVERY`],
+/// saying how many were held back.
+#[derive(Default)]
+struct Sparse {
+    last: std::sync::Mutex<Option<Instant>>,
+    held: std::sync::atomic::AtomicU64,
+}
+
+impl Sparse {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn warn(&self, e: &dyn std::fmt::Display) {
+        let mut last = crate::sync::lock(&self.last);
+        if last.is_some_and(|t| t.elapsed() < Self::EVERY) {
+            self.held.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        *last = Some(Instant::now());
+        let held = self.held.swap(0, Ordering::Relaxed);
+        tracing::warn!(
+            "recording prevalence failed; those host counts are unknown, the verdicts are \
+             served ({held} more since the last warning): {e}"
+        );
+    }
 }
 
 /// One Redis, or a Redis Cluster.
@@ -379,6 +411,7 @@ impl Store {
                 claim_ttl,
                 instance: Arc::from(instance_name()),
                 prevalence: None,
+                unrecorded: Arc::default(),
             }));
         }
         if spec.starts_with("redis://") || spec.starts_with("rediss://") {
@@ -407,6 +440,7 @@ impl Store {
                 claim_ttl,
                 instance: Arc::from(instance_name()),
                 prevalence: None,
+                unrecorded: Arc::default(),
             }));
         }
         Err(StoreError::Spec(
@@ -440,7 +474,7 @@ impl Store {
         &self,
         digests: &[Digest],
         host: Option<&str>,
-    ) -> Result<(Vec<Option<Answer>>, Option<Vec<u64>>), StoreError> {
+    ) -> Result<(Vec<Option<Answer>>, HostCounts), StoreError> {
         let started = Instant::now();
         let out = match self {
             Store::Sqlite(cache) => self.sqlite_get(cache, digests).await.map(|a| (a, None)),
@@ -858,7 +892,7 @@ impl RedisStore {
         &self,
         digests: &[Digest],
         host: Option<&str>,
-    ) -> Result<(Vec<Option<Answer>>, Option<Vec<u64>>), StoreError> {
+    ) -> Result<(Vec<Option<Answer>>, HostCounts), StoreError> {
         let record = self.prevalence.zip(host);
         match self.get_once(digests, record).await {
             Err(e) if is_noscript(&e) => {
@@ -879,13 +913,12 @@ impl RedisStore {
         &self,
         digests: &[Digest],
         record: Option<(Duration, &str)>,
-    ) -> Result<Result<(Vec<Option<Answer>>, Option<Vec<u64>>), StoreError>, redis::RedisError>
-    {
+    ) -> Result<Result<(Vec<Option<Answer>>, HostCounts), StoreError>, redis::RedisError> {
         if digests.is_empty() {
             return Ok(Ok((Vec::new(), record.map(|_| Vec::new()))));
         }
         let keys: Vec<String> = digests.iter().map(|d| self.verdict_key(d)).collect();
-        let (raw, hosts): (Vec<Option<Vec<u8>>>, Option<Vec<u64>>) = match &self.backend {
+        let (raw, hosts): (Vec<Option<Vec<u8>>>, HostCounts) = match &self.backend {
             Backend::Single(link) => match record {
                 None => (
                     redis::cmd("MGET")
@@ -896,11 +929,29 @@ impl RedisStore {
                 ),
                 Some((ttl, host)) => {
                     // The same round trip: the verdicts, then the hosts recorded.
+                    // A failed recording (out of memory, say) does not fail the read.
                     let mut pipe = redis::pipe();
                     pipe.cmd("MGET")
                         .arg(&keys)
-                        .add_command(self.record(digests, host, ttl));
-                    let (raw, hosts) = pipe.query_async(&mut link.conn()).await?;
+                        .add_command(self.record(digests, host, ttl))
+                        .ignore_errors();
+                    let replies: Vec<redis::Value> = pipe.query_async(&mut link.conn()).await?;
+                    let mut replies = replies.into_iter();
+                    let raw = match replies.next() {
+                        Some(redis::Value::ServerError(e)) => return Err(e.into()),
+                        Some(redis::Value::Array(v)) => {
+                            v.into_iter().map(|v| bulk(Some(v))).collect()
+                        }
+                        _ => {
+                            return Ok(Err(
+                                self.broken("MGET answered something unexpected".into())
+                            ));
+                        }
+                    };
+                    let hosts = match self.recorded(replies.next(), digests.len())? {
+                        Ok(h) => h,
+                        Err(broken) => return Ok(Err(broken)),
+                    };
                     (raw, Some(hosts))
                 }
             },
@@ -919,15 +970,14 @@ impl RedisStore {
                         for &i in members {
                             mget.arg(&keys[i]);
                         }
-                        let mut cmds = vec![mget];
+                        let mut unit = Unit::new(keys[members[0]].clone(), vec![mget]);
                         if let Some((ttl, host)) = record {
                             let ds: Vec<Digest> = members.iter().map(|&i| digests[i]).collect();
-                            cmds.push(self.record(&ds, host, ttl));
+                            unit.cmds.push(self.record(&ds, host, ttl));
+                            // A failed recording does not fail the read of the verdicts.
+                            unit.best_effort = 1;
                         }
-                        Unit {
-                            key: keys[members[0]].clone(),
-                            cmds,
-                        }
+                        unit
                     })
                     .collect();
                 let replies = c.run(units).await?;
@@ -939,7 +989,7 @@ impl RedisStore {
                     ))));
                 }
                 let mut raw = vec![None; digests.len()];
-                let mut hosts = record.map(|_| vec![0; digests.len()]);
+                let mut hosts = record.map(|_| vec![None; digests.len()]);
                 for (members, r) in buckets.iter().zip(replies) {
                     let mut r = r.into_iter();
                     let values = match r.next() {
@@ -954,14 +1004,10 @@ impl RedisStore {
                         raw[i] = bulk(Some(v));
                     }
                     if let Some(h) = &mut hosts {
-                        let counts = counts(r.next());
-                        if counts.len() != members.len() {
-                            return Ok(Err(self.broken(format!(
-                                "the prevalence script answered {} counts for {} digests",
-                                counts.len(),
-                                members.len()
-                            ))));
-                        }
+                        let counts = match self.recorded(r.next(), members.len())? {
+                            Ok(c) => c,
+                            Err(broken) => return Ok(Err(broken)),
+                        };
                         for (&i, n) in members.iter().zip(counts) {
                             h[i] = n;
                         }
@@ -970,13 +1016,6 @@ impl RedisStore {
                 (raw, hosts)
             }
         };
-        if hosts.as_ref().is_some_and(|h| h.len() != digests.len()) {
-            return Ok(Err(self.broken(format!(
-                "the prevalence script answered {} counts for {} digests",
-                hosts.as_ref().map_or(0, Vec::len),
-                digests.len()
-            ))));
-        }
         if raw.len() != digests.len() {
             return Ok(Err(self.broken(format!(
                 "MGET answered {} values for {} keys",
@@ -992,6 +1031,34 @@ impl RedisStore {
             .map(|(v, k)| v.and_then(|b| self.unseal(k, &b)))
             .collect();
         Ok(Ok((answers, hosts)))
+    }
+
+    /// The host counts in the prevalence script's reply for `n` digests. A server error that
+    /// is not about routing (out of memory at `maxmemory`, say) leaves them unknown (`None`),
+    /// counted and logged, and the verdicts read with them stand; `NOSCRIPT` and routing
+    /// errors are returned as errors.
+    #[allow(clippy::type_complexity)]
+    fn recorded(
+        &self,
+        reply: Option<redis::Value>,
+        n: usize,
+    ) -> Result<Result<Vec<Option<u64>>, StoreError>, redis::RedisError> {
+        if let Some(redis::Value::ServerError(e)) = reply {
+            if !super::cluster::tolerable(&e) {
+                return Err(e.into());
+            }
+            metrics::counter!("hashsweep_gateway_prevalence_unrecorded_total").increment(n as u64);
+            self.unrecorded.warn(&e);
+            return Ok(Ok(vec![None; n]));
+        }
+        let counts = counts(reply);
+        if counts.len() != n {
+            return Ok(Err(self.broken(format!(
+                "the prevalence script answered {} counts for {n} digests",
+                counts.len()
+            ))));
+        }
+        Ok(Ok(counts.into_iter().map(Some).collect()))
     }
 
     /// What is recorded of `digests`' prevalence, in order (nothing is recorded by reading).
@@ -1026,10 +1093,7 @@ impl RedisStore {
             Backend::Cluster(c) => {
                 let units = digests
                     .iter()
-                    .map(|d| Unit {
-                        key: self.verdict_key(d),
-                        cmds: reads(d).into(),
-                    })
+                    .map(|d| Unit::new(self.verdict_key(d), reads(d).into()))
                     .collect();
                 self.cluster_run(c, "reading prevalence", units).await?
             }
@@ -1110,10 +1174,8 @@ impl RedisStore {
                             .arg("GET")
                             .arg("EX")
                             .arg(claim_secs);
-                        Unit {
-                            cmds: vec![set, redis::cmd("GET").arg(&v).clone()],
-                            key: v,
-                        }
+                        let cmds = vec![set, redis::cmd("GET").arg(&v).clone()];
+                        Unit::new(v, cmds)
                     })
                     .collect();
                 self.cluster_run(c, "claim", units)
@@ -1180,10 +1242,7 @@ impl RedisStore {
             Backend::Cluster(c) => {
                 let units = digests
                     .iter()
-                    .map(|d| Unit {
-                        key: self.verdict_key(d),
-                        cmds: vec![self.release_one(d)],
-                    })
+                    .map(|d| Unit::new(self.verdict_key(d), vec![self.release_one(d)]))
                     .collect();
                 return self
                     .cluster_run(c, "releasing claims", units)
@@ -1233,15 +1292,13 @@ impl RedisStore {
                 .map(|(d, a)| {
                     let mut cmds: Vec<redis::Cmd> = self.write(d, a).into_iter().collect();
                     cmds.push(self.release_one(d));
-                    Unit {
-                        key: self.verdict_key(d),
-                        cmds,
-                    }
+                    Unit::new(self.verdict_key(d), cmds)
                 })
-                .chain(released.iter().map(|d| Unit {
-                    key: self.verdict_key(d),
-                    cmds: vec![self.release_one(d)],
-                }))
+                .chain(
+                    released
+                        .iter()
+                        .map(|d| Unit::new(self.verdict_key(d), vec![self.release_one(d)])),
+                )
                 .collect();
             return self
                 .cluster_run(c, "writing answers", units)

@@ -496,4 +496,38 @@ fn on_a_cluster_prevalence_keys_live_in_their_digests_slot_and_survive_a_script_
         v[0]["names"],
         json!(["endpoint0", "endpoint1", "endpoint2"])
     );
+
+    // Full masters that may evict nothing refuse the recording script (OOM); the verdicts it
+    // shares each node's pipeline with are served all the same, without a host count.
+    let verdicts = |r: &Reply| -> Vec<Value> {
+        assert_eq!(r.status, 200, "{}", r.raw);
+        let mut entries = r.json()["data"].as_array().unwrap().clone();
+        for e in &mut entries {
+            e.as_object_mut().unwrap().remove("hashsweep_hosts");
+        }
+        entries
+    };
+    let before = verdicts(&post_hashes(&gw, TOKENS[0].1, &hashes));
+    for n in &cluster.nodes {
+        for line in [
+            "CONFIG SET maxmemory-policy noeviction",
+            "CONFIG SET maxmemory 1",
+        ] {
+            assert!(
+                n.command(line).is_some_and(|r| r.starts_with("+OK")),
+                "{line}"
+            );
+        }
+    }
+    let asked = mock.requests().len();
+    let full = post_hashes(&gw, TOKENS[5].1, &hashes);
+    assert!(
+        full.json()["data"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|e| e.get("hashsweep_hosts").is_none())),
+        "{}",
+        full.raw
+    );
+    assert_eq!(verdicts(&full), before);
+    assert_eq!(mock.requests().len(), asked, "upstream was asked again");
 }

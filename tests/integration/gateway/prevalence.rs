@@ -227,3 +227,56 @@ fn a_scan_reports_hosts_and_the_prevalence_subcommand_prints_them() {
         "{wrong:?}"
     );
 }
+
+#[test]
+fn a_redis_at_maxmemory_still_serves_verdicts_and_leaves_host_counts_unknown() {
+    if !redis_available() {
+        return;
+    }
+    let redis = Redis::start();
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (tokens, hosts) = fleet_tokens(dir.path(), 2);
+    let gw = Gateway::start(&mock, &redis.url(), &tokens, &["--prevalence"]);
+    let cached = "a1".repeat(32);
+    let first = post_hashes(&gw, &hosts[0].1, std::slice::from_ref(&cached));
+    assert_eq!(hosts_in(&first), 1);
+
+    // Full, and nothing may be evicted: Redis refuses every write (and the recording script)
+    // with OOM, while reads still work.
+    for line in [
+        "CONFIG SET maxmemory-policy noeviction",
+        "CONFIG SET maxmemory 1",
+    ] {
+        assert!(redis.command(line).is_some(), "{line}");
+    }
+    let again = post_hashes(&gw, &hosts[1].1, std::slice::from_ref(&cached));
+    assert_eq!(again.status, 200, "{}", again.raw);
+    let mut entry = again.json()["data"][0].clone();
+    assert!(
+        entry.get("hashsweep_hosts").is_none(),
+        "a count that could not be recorded is not sent: {entry}"
+    );
+    // The cached verdict, the same as before, and upstream was not asked again.
+    let mut before = first.json()["data"][0].clone();
+    before.as_object_mut().unwrap().remove("hashsweep_hosts");
+    entry.as_object_mut().unwrap().remove("hashsweep_hosts");
+    assert_eq!(entry, before);
+    assert_eq!(mock.requests().len(), 1, "{:?}", mock.requests());
+
+    // A digest the store has not seen cannot be claimed (a write): 503 as for any store that
+    // cannot coordinate the fleet's lookups, and upstream is not asked uncoordinated.
+    let fresh = "b2".repeat(32);
+    let r = post_hashes(&gw, &hosts[1].1, std::slice::from_ref(&fresh));
+    assert_eq!(r.status, 503, "{}", r.raw);
+    assert_eq!(mock.requests().len(), 1, "{:?}", mock.requests());
+
+    let m = http(gw.admin(), "GET", "/metrics", &[], "").body;
+    assert!(
+        m.lines().any(
+            |l| l.starts_with("hashsweep_gateway_prevalence_unrecorded_total ")
+                && !l.ends_with(" 0")
+        ),
+        "{m}"
+    );
+}
