@@ -456,3 +456,42 @@ fn a_config_file_sets_flags_the_command_line_overrides_and_config_shows_them() {
     assert!(err.contains("unknown setting `apikey`"), "{err}");
     assert!(!err.contains("oops"), "{err}");
 }
+
+// Linux: the user's config dir is $XDG_CONFIG_HOME/hashsweep (other systems put it elsewhere).
+#[cfg(target_os = "linux")]
+#[test]
+fn without_config_the_users_config_file_is_read() {
+    if std::path::Path::new("/etc/hashsweep/config.toml").exists() {
+        skip("/etc/hashsweep/config.toml exists on this machine and would be read first");
+        return;
+    }
+    let t = Tree::new();
+    let home = t.path().join("config-home");
+    let file = home.join("hashsweep/config.toml");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, "exclude = [\"*.iso\"]\n").unwrap();
+    let config = || {
+        let mut c = cmd();
+        c.env_remove("HASHSWEEP_CONFIG")
+            .env("XDG_CONFIG_HOME", &home)
+            .env("HOME", t.path())
+            .args(["config", "scan"]);
+        c
+    };
+    let out = run(&mut config());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(code(&out), 0, "{text}{}", stderr(&out));
+    let shown = file.display().to_string();
+    assert!(text.contains(&format!("# read {shown}")), "{text}");
+    assert!(
+        text.contains(&format!("exclude = [\"*.iso\"]  # {shown}")),
+        "{text}"
+    );
+
+    // `--config` replaces the default places.
+    let other = t.file("other.toml", b"exclude = [\"*.tmp\"]\n");
+    let out = run(config().arg("--config").arg(&other));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!text.contains(&shown), "{text}");
+    assert!(text.contains("\"*.tmp\""), "{text}");
+}

@@ -308,6 +308,13 @@ fn the_table_shows_threats_whole_digests_the_right_header_and_colour_on_request(
         header.contains(" MD5 ") && !header.contains("SHA256"),
         "{table}"
     );
+    // A mix of kinds: the column says DIGEST.
+    let table = lookup(&[EICAR_SHA256, hashsweep_mock::EICAR_MD5], &[]);
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.contains(" DIGEST ") && !header.contains(" MD5 ") && !header.contains("SHA256"),
+        "{table}"
+    );
     // Colour is for terminals; CLICOLOR_FORCE asks for it anyway and NO_COLOR wins.
     assert!(!table.contains('\x1b'), "{table:?}");
     let forced = lookup(&[EICAR_SHA256], &[("CLICOLOR_FORCE", "1")]);
