@@ -497,3 +497,114 @@ fn the_html_page_shows_the_detections_in_a_real_browser() {
     let dom = browse(&browser, &page, "q=readme");
     assert!(dom.contains("<span id=\"shown\">1</span>"), "{dom}");
 }
+
+/// `c` run with stdout and stderr on a new pseudo-terminal `cols` wide; what the terminal got.
+#[cfg(target_os = "linux")]
+fn on_a_terminal(c: &mut Command, cols: u16) -> (i32, String) {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::process::Stdio;
+    let (mut master, mut slave) = (0, 0);
+    let size = libc::winsize {
+        ws_row: 40,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty writes two descriptors we then own; no name buffer, no termios.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both are fresh descriptors owned by nobody else.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .expect("spawn hashsweep");
+    // Our copy of the terminal's far end is gone with the Command's (dropped with `c`'s
+    // stdio once spawned): the read below ends (EIO) when the child's copies close.
+    c.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut got = Vec::new();
+    let mut reader = std::fs::File::from(master);
+    let mut buf = [0u8; 4096];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let status = child.wait().expect("wait for hashsweep");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&got).into_owned(),
+    )
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn on_a_terminal_the_progress_line_is_drawn_unless_asked_not_and_wide_ones_get_whole_digests() {
+    let t = Tree::new();
+    // Throttled to 1 MiB/s, 2 MiB take about 2 s: several refreshes of the line.
+    t.file("slow/big.bin", &vec![7u8; 2 << 20]);
+    let root = t.path().join("slow");
+    let scan = |extra: &[&str]| {
+        let mut c = cmd();
+        c.args([
+            "scan",
+            "--offline",
+            "--no-cache",
+            "--max-io-rate",
+            "1M",
+            "--format",
+            "ndjson",
+        ])
+        .args(extra)
+        .arg(&root);
+        on_a_terminal(&mut c, 100)
+    };
+    let (code, shown) = scan(&[]);
+    assert_eq!(code, 0, "{shown}");
+    assert!(
+        shown.contains(" hashed") && shown.contains("/1 paths"),
+        "no progress line on the terminal: {shown:?}"
+    );
+    let (code, shown) = scan(&["--no-progress"]);
+    assert_eq!(code, 0, "{shown}");
+    assert!(!shown.contains("/1 paths"), "{shown:?}");
+    assert!(shown.contains("big.bin"), "the report itself: {shown:?}");
+
+    // The table on a terminal: whole digests from 147 columns, 16 digits below.
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let lookup = |cols| {
+        let mut c = cmd();
+        c.env("METADEFENDER_APIKEY", KEY)
+            .args(["lookup", "--api-url", &mock.url(), EICAR_SHA256]);
+        on_a_terminal(&mut c, cols)
+    };
+    // The table's rows (the summary names a detected digest whole in any case).
+    let table = |shown: String| -> String {
+        shown
+            .lines()
+            .filter(|l| !l.starts_with("hashsweep:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let (code, wide) = lookup(160);
+    assert_eq!(code, 1, "{wide}");
+    let wide = table(wide);
+    assert!(wide.contains(EICAR_SHA256), "{wide}");
+    let narrow = table(lookup(100).1);
+    assert!(
+        !narrow.contains(EICAR_SHA256) && narrow.contains(&EICAR_SHA256[..16]),
+        "{narrow}"
+    );
+}
