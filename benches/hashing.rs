@@ -113,8 +113,7 @@ fn hash_path(c: &mut Criterion) {
             md5,
             sha1,
             max_size: None,
-            follow_symlinks: false,
-            archives: None,
+            ..HashOptions::default()
         });
         g.bench_function(name, |b| {
             b.iter(|| {

@@ -40,6 +40,7 @@ pub fn hash_options(w: &WalkArgs, md5: bool, sha1: bool) -> HashOptions {
         max_size: w.max_size,
         follow_symlinks: w.follow_symlinks,
         archives: archive_options(&w.archive),
+        streams: w.streams,
     }
 }
 

@@ -153,6 +153,12 @@ pub struct WalkArgs {
     /// Linux only: elsewhere no file system is told apart)
     #[arg(long)]
     pub pseudo_fs: bool,
+    /// Read each alternate data stream (a named stream of an NTFS file) as a record of its
+    /// own, `PATH:NAME`, hashed and looked up like a file (by default each is a skipped
+    /// record; files come from the digest cache only without this). Windows only: elsewhere
+    /// files have no such streams
+    #[arg(long)]
+    pub streams: bool,
     /// Threads hashing at once (default: number of CPUs); reads in flight: --io-depth
     #[arg(short = 'j', long, value_name = "N")]
     pub threads: Option<usize>,

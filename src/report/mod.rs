@@ -283,6 +283,9 @@ pub struct Summary {
     /// was not decompressed again).
     #[serde(skip_serializing_if = "is_zero")]
     pub archive_members_cached: u64,
+    /// With `--streams` (Windows): named data streams read as records of their own.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub streams_read: u64,
     /// Cache reads and writes that failed: the sweep went on, the next run reads and asks
     /// again what was not stored.
     pub cache_errors: u64,
@@ -457,6 +460,12 @@ impl Summary {
             s.push_str(&format!(
                 "{} not read to the end)",
                 self.archives_incomplete
+            ));
+        }
+        if self.streams_read > 0 {
+            s.push_str(&format!(
+                ", {} read",
+                counted(self.streams_read, "data stream", "data streams")
             ));
         }
         s.push_str(&format!(", {} distinct digests", self.distinct_digests));

@@ -42,7 +42,13 @@ pub struct HashOptions {
     pub follow_symlinks: bool,
     /// `--archives`: read the members of archives too.
     pub archives: Option<ArchiveOptions>,
+    /// `--streams` (Windows): read each named data stream of a file as a record of its own;
+    /// without it, each is a `skipped` record.
+    pub streams: bool,
 }
+
+/// Why a named data stream got no digest without `--streams`.
+pub const STREAM_NOT_READ: &str = "alternate data stream: not read (--streams reads it)";
 
 /// Where a hashed file's digests came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +64,9 @@ pub enum Origin {
     /// A member of an archive unchanged since an earlier sweep read it: from the digest
     /// cache, not decompressed again.
     ArchiveCache,
+    /// A named data stream of a file (`--streams`): read in this run, but its digests are not
+    /// the file's (whose identity it shares).
+    Stream,
 }
 
 /// What happened to one path.
@@ -111,6 +120,8 @@ enum ReadAs {
     Guarded,
     /// A running program's image, through /proc.
     Image,
+    /// A named data stream of a file, `path:name` (Windows, `--streams`).
+    Stream,
 }
 
 /// A file read to the end: its digests, the bytes read, the `read` calls it took, and what its
@@ -133,6 +144,9 @@ pub struct Hasher {
     /// The members of the archive just read, when they were read in the same pass as its
     /// digest (a tar or compressed stream), for [`Hasher::push_with_members`].
     expanded: Option<(PathBuf, Inside, Vec<FileResult>)>,
+    /// The named data streams (their paths and sizes) of the file just opened, for
+    /// [`Hasher::push_with_members`].
+    streams: Option<(PathBuf, Vec<(PathBuf, u64)>)>,
 }
 
 /// Files with more than one hard link (and running programs' images), by (dev, ino, ino_hi):
@@ -217,6 +231,7 @@ impl Hasher {
             gate: Arc::new(IoGate::single()),
             guard_deadline: GUARD_DEADLINE,
             expanded: None,
+            streams: None,
         }
     }
 
@@ -248,7 +263,26 @@ impl Hasher {
     /// The members were read with the file's digest when the format allows (see
     /// [`super::archive::stream_format`]); a zip or 7z is opened again now, while the file
     /// is still in the page cache.
-    pub fn push_with_members(&mut self, mut res: FileResult, out: &mut Vec<FileResult>) {
+    pub fn push_with_members(&mut self, res: FileResult, out: &mut Vec<FileResult>) {
+        let streams = self.streams.take().filter(|(p, _)| *p == *res.path);
+        self.push_with_archive_members(res, out);
+        // Then the file's named data streams: read with --streams, listed as skipped without.
+        for (path, size) in streams.into_iter().flat_map(|(_, s)| s) {
+            out.push(if self.opts.streams {
+                self.hash_path_with(path, ReadAs::Stream)
+            } else {
+                FileResult {
+                    archive: None,
+                    path: path.into(),
+                    size: Some(size),
+                    status: FileStatus::Skipped(STREAM_NOT_READ.into()),
+                }
+            });
+        }
+    }
+
+    /// `res`, then its archive members (see [`Hasher::push_with_members`]).
+    fn push_with_archive_members(&mut self, mut res: FileResult, out: &mut Vec<FileResult>) {
         if let Some((path, inside, members)) = self.expanded.take()
             && *path == *res.path
             && matches!(res.status, FileStatus::Hashed { .. })
@@ -329,8 +363,10 @@ impl Hasher {
         // directory root (like `find -H`); anywhere else a symlink is not. A running
         // program's image is reached through /proc's links, always followed.
         let opening = std::time::Instant::now();
-        let follow =
-            self.opts.follow_symlinks || how == ReadAs::Image || self.roots.contains(&*path);
+        // A stream's file was opened, and found regular, just before.
+        let follow = self.opts.follow_symlinks
+            || matches!(how, ReadAs::Image | ReadAs::Stream)
+            || self.roots.contains(&*path);
         let opened = open_for_hashing(&path, follow);
         let file = match opened {
             Ok(f) => f,
@@ -369,6 +405,9 @@ impl Hasher {
                 ),
             };
         }
+        if how == ReadAs::Plain {
+            self.streams = self.list_streams(&file, &path);
+        }
         let stat_size = before.len();
         if let Some(max) = self.opts.max_size
             && stat_size > max
@@ -396,11 +435,15 @@ impl Hasher {
                 };
             }
         };
-        // Running programs share images: each is read once too.
+        // Running programs share images: each is read once too. A stream carries its file's
+        // identity but not its content: never shared.
         let link_map = Arc::clone(&self.links);
         let mut link_claim = None;
-        let link_key =
-            (links > 1 || how == ReadAs::Image).then_some((meta.dev, meta.ino, meta.ino_hi));
+        let link_key = ((links > 1 || how == ReadAs::Image) && how != ReadAs::Stream).then_some((
+            meta.dev,
+            meta.ino,
+            meta.ino_hi,
+        ));
         let claim =
             match link_key.map(|k| link_map.claim(k, (stat_size, meta.mtime_ns, meta.ctime_ns))) {
                 Some(Ok(read)) => Some(read),
@@ -510,10 +553,36 @@ impl Hasher {
                 digests,
                 meta,
                 warning,
-                origin: Origin::Read,
+                origin: if how == ReadAs::Stream {
+                    Origin::Stream
+                } else {
+                    Origin::Read
+                },
                 kind,
             },
         }
+    }
+
+    /// The named data streams of `file` (at `path`), as paths that open them; `None` when it
+    /// has none (always off Windows). A list that cannot be read is logged and taken as none.
+    fn list_streams(&self, file: &File, path: &Path) -> Option<(PathBuf, Vec<(PathBuf, u64)>)> {
+        let streams = match crate::platform::named_streams(file) {
+            Ok(s) if s.is_empty() => return None,
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(
+                    "{}: its alternate data streams could not be listed: {}",
+                    path.display(),
+                    describe_io(&e)
+                );
+                return None;
+            }
+        };
+        let paths = streams
+            .iter()
+            .map(|s| (crate::platform::stream_path(path, s), s.size))
+            .collect();
+        Some((path.to_path_buf(), paths))
     }
 
     /// With `--archives`, a file that is a tar or a compressed stream is read once for both

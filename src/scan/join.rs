@@ -164,6 +164,10 @@ impl ScanOutput {
                         s.archive_members += 1;
                         s.archive_members_cached += 1;
                     }
+                    Origin::Stream => {
+                        s.bytes_read += f.size.unwrap_or(0);
+                        s.streams_read += 1;
+                    }
                 }
             }
         }

@@ -243,10 +243,11 @@ impl Collector<'_> {
                     }
                 }
             }
-            // A member's digests are not the file's on disk: never a digest-cache row.
+            // A member's (or a data stream's) digests are not the file's on disk: never a
+            // digest-cache row.
             if !matches!(
                 origin,
-                Origin::Cache | Origin::Archive | Origin::ArchiveCache
+                Origin::Cache | Origin::Archive | Origin::ArchiveCache | Origin::Stream
             ) && warning.is_none()
                 && self.cache.is_some()
             {
@@ -535,6 +536,11 @@ pub fn scan(
                 root.display()
             ));
         }
+    }
+    if cfg.hash.streams && !cfg!(windows) {
+        progress.warn(
+            "--streams reads NTFS alternate data streams (Windows only): files here have none",
+        );
     }
     let threads = cfg.threads.max(1);
     let lookup = cfg.lookup.as_ref().zip(client.clone());

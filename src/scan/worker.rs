@@ -33,6 +33,11 @@ impl DigestCache<'_> {
     /// overhead). Returns the hits as results (an archive's followed by its members') and the
     /// misses to be read.
     fn split(&self, paths: Vec<PathBuf>) -> (Vec<FileResult>, Vec<PathBuf>) {
+        // With --streams every file is opened to list its streams: a stream can be written
+        // without the file's times (the cache's key) showing it, so none is taken unread.
+        if self.opts.streams {
+            return (Vec::new(), paths);
+        }
         let found = self.lookup(&paths);
         let (mut hits, mut misses) = (Vec::new(), Vec::new());
         for (p, hit) in paths.into_iter().zip(found) {

@@ -529,3 +529,22 @@ fn hard_links_are_read_once_and_each_path_still_gets_its_record() {
     assert_eq!(v["summary"]["bytes_read"], 300_000, "{}", v["summary"]);
     assert_eq!(v["summary"]["files_linked"], 2);
 }
+
+/// `--streams` reads NTFS alternate data streams: elsewhere files have none, and it says so
+/// once (the files are swept as without it).
+#[cfg(not(windows))]
+#[test]
+fn streams_off_windows_is_a_warning_and_the_sweep_goes_on() {
+    let t = Tree::new();
+    t.file("a.txt", b"a");
+    let out = run(cmd().args(["scan", "--offline", "--streams"]).arg(t.path()));
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    assert_eq!(
+        err.matches("--streams reads NTFS alternate data streams (Windows only)")
+            .count(),
+        1,
+        "{err}"
+    );
+    assert_eq!(rec(&ndjson(&out), "a.txt")["verdict"], "not_looked_up");
+}

@@ -1,5 +1,5 @@
 //! Windows behaviours: a file held open without sharing, a junction, a path over 260
-//! characters, names that differ only in case. Run under Wine in CI (`.ci/run`); where Wine
+//! characters, names that differ only in case, alternate data streams. Run under Wine in CI (`.ci/run`); where Wine
 //! cannot show a behaviour the test says so.
 
 use std::os::windows::fs::OpenOptionsExt;
@@ -107,6 +107,47 @@ fn a_junction_is_not_followed_unless_asked() {
     let out = offline_scan(t.path(), &["-L"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(through(&ndjson(&out)), 1, "followed with -L");
+}
+
+/// NTFS keeps named data streams inside a file (`f.txt:name`); Wine has none: there the
+/// write below makes a file of that name, and the test says so.
+#[test]
+fn alternate_data_streams_are_skipped_records_and_read_with_streams() {
+    let t = Tree::new();
+    let file = t.file("dir/f.txt", b"the file itself");
+    let payload = b"hidden in a stream";
+    let stream = t.path().join("dir/f.txt:payload");
+    let made = std::fs::write(&stream, payload).is_ok()
+        && std::fs::read_dir(t.path().join("dir")).map_or(0, |d| d.count()) == 1
+        && std::fs::read(&file).is_ok_and(|b| b == b"the file itself");
+    if !made {
+        skip("this file system keeps no alternate data streams (Wine's): not shown");
+        return;
+    }
+    let dir = t.path().join("dir");
+    let out = offline_scan(&dir, &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = ndjson(&out);
+    let s = rec(&recs, "f.txt:payload");
+    assert_eq!(s["verdict"], "skipped", "{s}");
+    assert!(
+        s["note"].as_str().is_some_and(|e| e.contains("--streams")),
+        "{s}"
+    );
+    assert_eq!(rec(&recs, "f.txt")["sha256"], coreutils("sha256sum", &file));
+
+    let out = offline_scan(&dir, &["--streams"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = ndjson(&out);
+    let s = rec(&recs, "f.txt:payload");
+    assert_eq!(s["verdict"], "not_looked_up", "{s}");
+    use sha2::Digest as _;
+    let want: String = sha2::Sha256::digest(payload)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(s["sha256"], want, "{s}");
+    assert_eq!(rec(&recs, "f.txt")["sha256"], coreutils("sha256sum", &file));
 }
 
 /// Ctrl-Break (as Ctrl-C, which cannot be sent to one process group alone) ends the run as
