@@ -9,7 +9,7 @@
 //! it is read, 400063; it must arrive within `body_timeout`, else 408000; at most 1000 hashes;
 //! 400060-400065). Its distinct digests are read from the store in one round trip; misses are
 //! counted against the token's daily `--client-budget` (beyond it: 429000 for them, cached
-//! answers still served) and go to the [`Coalescer`]. The answer has the vendor's shape, one
+//! answers still served; those that get no answer are given back) and go to the [`Coalescer`]. The answer has the vendor's shape, one
 //! entry per hash asked, in order, upper-case, with `scan_result_i` 5 for strings that are not a
 //! hash. A hash whose upstream lookup failed is left out (the client asks again, as it would of
 //! the service); if none could be answered the request gets 503 (503000), or 429 (429000 with
@@ -97,15 +97,18 @@ fn utc_day(now: std::time::SystemTime) -> (u64, Duration) {
     (secs / 86_400, Duration::from_secs(86_400 - secs % 86_400))
 }
 
+/// Hashes taken of a token's `--client-budget`.
+struct Taken {
+    granted: u64,
+    /// The UTC day they count against (what a refund gives back to).
+    day: u64,
+    /// When the budget resets.
+    reset_in: Duration,
+}
+
 impl ClientBudget {
-    /// Take up to `n` hashes of `token`'s budget for today: how many were granted, and when
-    /// the budget resets.
-    async fn take(
-        &self,
-        store: &Store,
-        token: &Arc<str>,
-        n: u64,
-    ) -> Result<(u64, Duration), ApiError> {
+    /// Take up to `n` hashes of `token`'s budget for today.
+    async fn take(&self, store: &Store, token: &Arc<str>, n: u64) -> Result<Taken, ApiError> {
         let (day, reset_in) = utc_day(std::time::SystemTime::now());
         let granted = if store.is_shared() {
             store
@@ -122,7 +125,29 @@ impl ClientBudget {
             e.1 += take;
             take
         };
-        Ok((granted, reset_in))
+        Ok(Taken {
+            granted,
+            day,
+            reset_in,
+        })
+    }
+
+    /// Give back `n` hashes taken on `day` whose lookups got no answer (failed, refused as busy,
+    /// the store down, deferred by the upstream budget): a token whose client retries through an
+    /// outage is not shut out for the day after it. A refund that cannot be made is logged.
+    async fn refund(&self, store: &Store, token: &Arc<str>, day: u64, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if store.is_shared() {
+            if let Err(e) = store.refund_budget(token, day, n).await {
+                tracing::warn!(token = %token, "client budget not given back: {e}");
+            }
+        } else if let Some(e) = crate::sync::lock(&self.local).get_mut(token)
+            && e.0 == day
+        {
+            e.1 = e.1.saturating_sub(n);
+        }
     }
 }
 
@@ -556,23 +581,29 @@ async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Result<Resp
                 .increment((distinct.len() - misses.len()) as u64);
             metrics::counter!("hashsweep_gateway_cache_misses_total")
                 .increment(misses.len() as u64);
+            let mut budget_day = None;
             if let Some(b) = &st.budget
                 && !misses.is_empty()
             {
-                let (granted, reset_in) = b.take(&st.store, name, misses.len() as u64).await?;
-                let granted = usize::try_from(granted).unwrap_or(usize::MAX);
+                let taken = b.take(&st.store, name, misses.len() as u64).await?;
+                budget_day = Some(taken.day);
+                let granted = usize::try_from(taken.granted).unwrap_or(usize::MAX);
                 if granted < misses.len() {
                     // Beyond the token's budget: not asked, left out of the answer.
                     let over = misses.len() - granted;
                     misses.truncate(granted);
                     miss_at.truncate(granted);
-                    over_budget = Some(reset_in);
+                    over_budget = Some(taken.reset_in);
                     metrics::counter!("hashsweep_gateway_client_over_budget_total", "token" => name.to_string())
                         .increment(over as u64);
                 }
             }
             if !misses.is_empty() {
                 let got = st.coalescer.ask(&misses, details).await;
+                let unanswered = got.iter().filter(|g| !matches!(g, Got::Answer(_))).count();
+                if let (Some(b), Some(day)) = (&st.budget, budget_day) {
+                    b.refund(&st.store, name, day, unanswered as u64).await;
+                }
                 for (i, g) in miss_at.into_iter().zip(got) {
                     found[i] = Some(g);
                 }

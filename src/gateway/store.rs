@@ -616,8 +616,7 @@ impl Store {
                  return take",
             )
         });
-        let key = format!("{KEY_PREFIX}budget:{token_name}:{day}");
-        let mut inv = TAKE.key(key);
+        let mut inv = TAKE.key(budget_key(token_name, day));
         inv.arg(n).arg(per_day).arg(day_left.as_secs() + 3600);
         let taken = match &r.backend {
             Backend::Single(link) => inv.invoke_async::<u64>(&mut link.conn()).await,
@@ -627,6 +626,39 @@ impl Store {
             },
         };
         taken.map_err(|e| r.err("counting a client's budget", &e))
+    }
+
+    /// Give back up to `n` of `token_name`'s hashes taken on UTC day `day` (asked, but not
+    /// answered): the count drops by `n`, never below 0, and a count already gone stays gone.
+    /// Only for a shared store: a single instance counts in memory.
+    pub async fn refund_budget(
+        &self,
+        token_name: &str,
+        day: u64,
+        n: u64,
+    ) -> Result<(), StoreError> {
+        let Store::Redis(r) = self else {
+            return Ok(());
+        };
+        static REFUND: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                "local used = tonumber(redis.call('GET', KEYS[1]) or '0') \
+                 local back = math.min(tonumber(ARGV[1]), used) \
+                 if back > 0 then redis.call('DECRBY', KEYS[1], back) end \
+                 return back",
+            )
+        });
+        let mut inv = REFUND.key(budget_key(token_name, day));
+        inv.arg(n);
+        let back = match &r.backend {
+            Backend::Single(link) => inv.invoke_async::<u64>(&mut link.conn()).await,
+            Backend::Cluster(c) => match c.single().await {
+                Ok(mut c) => inv.invoke_async::<u64>(&mut c).await,
+                Err(e) => Err(e),
+            },
+        };
+        back.map(|_| ())
+            .map_err(|e| r.err("giving back a client's budget", &e))
     }
 
     /// Is the store reachable?
@@ -640,6 +672,11 @@ impl Store {
             .map_err(|e| r.err("PING", &e)),
         }
     }
+}
+
+/// The Redis key counting `token_name`'s `--client-budget` on UTC day `day`.
+fn budget_key(token_name: &str, day: u64) -> String {
+    format!("{KEY_PREFIX}budget:{token_name}:{day}")
 }
 
 /// `PING`, and the answer must be `PONG` (anything else is not a Redis we can use).

@@ -1700,6 +1700,52 @@ fn client_budget_caps_each_token_across_instances_and_cached_answers_still_come(
     assert_eq!(asked, vec![h("A"), h("B"), h("C"), h("D"), h("E")]);
 }
 
+/// With `--client-budget 3` on `store`: misses whose lookups fail (the upstream answers 503)
+/// spend none of the budget, so the same misses are answered once the upstream is back.
+fn failed_lookups_give_their_client_budget_back(store: &str) {
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens_file(dir.path());
+    let gw = Gateway::start(&mock, store, &tokens, &["--client-budget", "3"]);
+    let hashes: Vec<String> = ["1", "2", "3"].iter().map(|c| c.repeat(64)).collect();
+    for _ in 0..40 {
+        mock.push_fault(Fault::new(503, "upstream down"));
+    }
+    // An endpoint retrying through the outage: each attempt takes, then gives back, 3.
+    for attempt in 0..3 {
+        let r = post_hashes(&gw, TOKENS[1].1, &hashes);
+        assert_eq!(r.status, 503, "attempt {attempt}: {}", r.raw);
+        assert_eq!(r.json()["error"]["code"], 503000, "{}", r.raw);
+    }
+    mock.clear_faults();
+    let r = post_hashes(&gw, TOKENS[1].1, &hashes);
+    assert_eq!(
+        r.status, 200,
+        "the budget was spent by failed lookups: {}",
+        r.raw
+    );
+    assert_eq!(r.json()["data"].as_array().unwrap().len(), 3, "{}", r.raw);
+    // Answered lookups do spend it.
+    let r = post_hashes(&gw, TOKENS[1].1, &["4".repeat(64)]);
+    assert_eq!(r.status, 429, "{}", r.raw);
+    assert_eq!(r.json()["error"]["code"], 429000, "{}", r.raw);
+}
+
+#[test]
+fn failed_lookups_give_their_client_budget_back_in_redis() {
+    if !redis_available() {
+        return;
+    }
+    let redis = Redis::start();
+    failed_lookups_give_their_client_budget_back(&redis.url());
+}
+
+#[test]
+fn failed_lookups_give_their_client_budget_back_on_one_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    failed_lookups_give_their_client_budget_back(&sqlite_store(dir.path()));
+}
+
 #[test]
 fn metrics_and_health_details_are_only_on_the_admin_listener() {
     let mock = MockServer::start(Some(KEY)).unwrap();
