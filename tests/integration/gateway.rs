@@ -1301,6 +1301,30 @@ fn the_soft_open_file_limit_is_raised_to_the_hard_one_and_caps_connections() {
 }
 
 #[test]
+fn an_explicit_max_connections_over_the_open_file_limit_is_cut_to_it() {
+    let f = sqlite_fixture(MockServer::start(Some(KEY)).unwrap(), &[]);
+    let gw = gateway_with_nofile(
+        &f.mock,
+        &sqlite_store(f.dir.path()),
+        &f.tokens,
+        &["--max-connections", "5000"],
+        (1024, 1024),
+    );
+    let log = gw.log();
+    let most: usize = log
+        .split("at most ")
+        .nth(1)
+        .and_then(|rest| rest.split(" connections").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no connection cap in the start line: {log}"));
+    assert!(most <= 960, "{log}");
+    assert!(
+        log.contains("--max-connections 5000 is more than the open-file limit 1024 allows"),
+        "{log}"
+    );
+}
+
+#[test]
 fn under_a_1024_file_limit_950_silent_connections_are_closed_and_an_endpoint_is_served() {
     // This test holds some 950 sockets itself.
     let soft = raise_own_nofile();
