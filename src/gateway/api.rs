@@ -54,6 +54,12 @@ const TOO_LARGE: BadRequest = BadRequest {
     message: "Request body larger than 1 MiB (at most 1000 hashes per request)",
 };
 
+/// A body that broke off before its end (the vendor's code for a body it cannot read).
+const BROKEN_BODY: BadRequest = BadRequest {
+    code: 400060,
+    message: "Request body incomplete (the connection broke or its chunks were malformed)",
+};
+
 /// The most of an upstream error text passed on to clients and `/healthz`.
 pub const MAX_PASSED_ON: usize = 300;
 
@@ -236,20 +242,54 @@ async fn read_body(st: &AppState, req: Request) -> Result<axum::body::Bytes, Api
             .increment(1);
         return Err(TOO_LARGE.into());
     }
-    match tokio::time::timeout(
-        st.body_timeout,
-        axum::body::to_bytes(req.into_body(), MAX_BODY),
-    )
-    .await
-    {
+    match tokio::time::timeout(st.body_timeout, body_within(req.into_body(), MAX_BODY)).await {
         Ok(Ok(b)) => Ok(b),
-        Ok(Err(_)) => Err(TOO_LARGE.into()),
+        Ok(Err(BodyFault::TooLarge)) => {
+            metrics::counter!("hashsweep_gateway_client_refused_total", "reason" => "body_size")
+                .increment(1);
+            Err(TOO_LARGE.into())
+        }
+        Ok(Err(BodyFault::Broken)) => {
+            metrics::counter!("hashsweep_gateway_client_refused_total", "reason" => "body_broken")
+                .increment(1);
+            Err(BROKEN_BODY.into())
+        }
         Err(_) => {
             metrics::counter!("hashsweep_gateway_client_refused_total", "reason" => "body_timeout")
                 .increment(1);
             Err(ApiError::BodyTimeout)
         }
     }
+}
+
+/// Why a request body was not read whole.
+enum BodyFault {
+    /// More than the limit arrived (a chunked body, or more than the declared length).
+    TooLarge,
+    /// The body broke off: the client went away, or sent malformed chunks.
+    Broken,
+}
+
+/// `body` whole, if it is at most `limit` bytes; read frame by frame, so that a body over the
+/// limit is told from one that broke off.
+async fn body_within(mut body: Body, limit: usize) -> Result<axum::body::Bytes, BodyFault> {
+    use axum::body::HttpBody as _;
+    let mut out = Vec::new();
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        let Ok(data) = frame.map_err(|_| BodyFault::Broken)?.into_data() else {
+            continue; // trailers
+        };
+        if out.len() + data.len() > limit {
+            return Err(BodyFault::TooLarge);
+        }
+        if out.is_empty() && body.is_end_stream() {
+            return Ok(data); // the whole body in one frame: no copy
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok(out.into())
 }
 
 /// `GET /v1/prevalence/{hash}`: `{"hash", "hosts", "names"}`.

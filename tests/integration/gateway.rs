@@ -1472,6 +1472,51 @@ fn a_declared_body_over_1_mib_is_refused_at_once_and_a_stalled_body_times_out() 
     assert!(f.mock.requests().is_empty());
 }
 
+#[test]
+fn a_chunked_body_over_1_mib_is_counted_as_its_size_and_a_broken_one_is_not_called_large() {
+    let f = sqlite_fixture(MockServer::start(Some(KEY)).unwrap(), &[]);
+    let addr: SocketAddr = f.gw.url.trim_start_matches("http://").parse().unwrap();
+    let head = format!(
+        "POST /v4/hash HTTP/1.1\r\nHost: x\r\napikey: {}\r\ncontent-type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        TOKENS[1].1
+    );
+    let exchange = |body: &[u8]| {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        // The gateway may answer and close before all of a large body is written.
+        let _ = s.write_all(body);
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut reply = Vec::new();
+        let _ = s.read_to_end(&mut reply);
+        String::from_utf8_lossy(&reply).into_owned()
+    };
+    // 17 chunks of 64 KiB: over 1 MiB with no Content-Length to refuse it by.
+    let chunk = format!("10000\r\n{}\r\n", " ".repeat(1 << 16));
+    let reply = exchange(format!("{}0\r\n\r\n", chunk.repeat(17)).as_bytes());
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(reply.contains("400063"), "{reply}");
+    // A chunk size that is not hex: the body breaks off.
+    let reply = exchange(b"5\r\n{\"has\r\nzz\r\n");
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(reply.contains("400060"), "{reply}");
+    assert!(!reply.contains("larger than 1 MiB"), "{reply}");
+    let counted = |reason: &str| {
+        let m = http(f.gw.admin(), "GET", "/metrics", &[], "").body;
+        let line = format!("hashsweep_gateway_client_refused_total{{reason=\"{reason}\"}} ");
+        m.lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .map(|n| n.trim().to_string())
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counted("body_broken").is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(counted("body_size"), "1");
+    assert_eq!(counted("body_broken"), "1");
+    assert!(f.mock.requests().is_empty());
+}
+
 /// A TCP server that answers every read with bytes that are not RESP, until dropped.
 struct GarbageServer {
     stop: Arc<std::sync::atomic::AtomicBool>,
