@@ -1730,6 +1730,51 @@ fn with_a_store_key_a_forged_verdict_is_a_miss_asked_again_and_counted() {
 }
 
 #[test]
+fn with_a_store_key_a_signed_verdict_replayed_after_its_expiry_is_asked_again() {
+    if !redis_available() {
+        return;
+    }
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    mock.set(EICAR_SHA256, 1, 30);
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens_file(dir.path());
+    let key_file = dir.path().join("store.key");
+    std::fs::write(&key_file, "6b".repeat(32)).unwrap();
+    let extra = [
+        "--store-key-file",
+        key_file.to_str().unwrap(),
+        "--detection-ttl",
+        "1s",
+    ];
+    let gw = Gateway::start(&mock, &redis.url(), &tokens, &extra);
+    let hashes = vec![EICAR_SHA256.to_string()];
+    let r = post_hashes(&gw, TOKENS[1].1, &hashes);
+    assert_eq!(r.json()["data"][0]["scan_result_i"], 1, "{}", r.raw);
+    assert_eq!(mock.requests().len(), 1);
+    // What the gateway signed, as something on the Redis address could keep a copy of it.
+    let key = format!("hashsweep:v1:sha256:{}", EICAR_SHA256.to_ascii_lowercase());
+    let reply = redis_resp(redis.port, &[b"GET", key.as_bytes()]);
+    let header_end = reply.windows(2).position(|w| w == b"\r\n").unwrap();
+    let len: usize = std::str::from_utf8(&reply[1..header_end])
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(&reply)));
+    let sealed = reply[header_end + 2..header_end + 2 + len].to_vec();
+    // Past its expiry (1 s), the copy is written back, with no EX: a replay.
+    std::thread::sleep(Duration::from_millis(2100));
+    let replayed = redis_resp(redis.port, &[b"SET", key.as_bytes(), &sealed]);
+    assert!(replayed.starts_with(b"+OK"));
+    let r = post_hashes(&gw, TOKENS[1].1, &hashes);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(
+        mock.requests().len(),
+        2,
+        "a replayed verdict past its signed expiry was served"
+    );
+}
+
+#[test]
 fn client_budget_caps_each_token_across_instances_and_cached_answers_still_come() {
     if !redis_available() {
         return;
