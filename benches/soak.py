@@ -22,7 +22,7 @@ errors), and how many attacker connections the gateway closed. Targets: no error
 
 Environment: QUICK=1, SILENT=N, SLOW=N, DURATION=S, BASE=S, SLOW_EVERY=S, FIRST_TIMEOUT,
 HEADER_TIMEOUT, IDLE_TIMEOUT (gateway flags, e.g. 10s), HASHSWEEP=PATH and MOCK_API=PATH (else
-both are built with `cargo build --release`), KEEP=1 (keep the temp dir). Run it under the
+both are built with `cargo build --locked --release`), KEEP=1 (keep the temp dir). Run it under the
 bench lock: flock /tmp/hashsweep-bench.lock python3 benches/soak.py
 """
 
@@ -57,8 +57,9 @@ UPSTREAM_KEY = "soak-upstream-key-0123456789abcdef"
 def build(env_name, args, path):
     if os.environ.get(env_name):
         return os.environ[env_name]
-    print(f"== cargo build --release {' '.join(args)}", file=sys.stderr)
-    subprocess.run(["cargo", "build", "--release", "--quiet", *args], cwd=REPO, check=True)
+    print(f"== cargo build --locked --release {' '.join(args)}", file=sys.stderr)
+    subprocess.run(["cargo", "build", "--locked", "--release", "--quiet", *args], cwd=REPO,
+                   check=True)
     return os.path.join(REPO, "target", "release", path)
 
 

@@ -349,7 +349,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, help_heading = "Gateway")]
     pub shutdown_grace: Duration,
     /// At most N client connections at once; beyond, new ones wait to be accepted (default:
-    /// the open-file limit less an eighth of it, at most 16384)
+    /// the open-file limit less an eighth of it, at most 16384; never more than that limit
+    /// allows)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: Option<u32>,
     /// Close a connection that sends no complete first request headers in this long [default: 10s]

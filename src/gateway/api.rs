@@ -9,7 +9,7 @@
 //! it is read, 400063; it must arrive within `body_timeout`, else 408000; at most 1000 hashes;
 //! 400060-400065). Its distinct digests are read from the store in one round trip; misses are
 //! counted against the token's daily `--client-budget` (beyond it: 429000 for them, cached
-//! answers still served) and go to the [`Coalescer`]. The answer has the vendor's shape, one
+//! answers still served; those that get no answer are given back) and go to the [`Coalescer`]. The answer has the vendor's shape, one
 //! entry per hash asked, in order, upper-case, with `scan_result_i` 5 for strings that are not a
 //! hash. A hash whose upstream lookup failed is left out (the client asks again, as it would of
 //! the service); if none could be answered the request gets 503 (503000), or 429 (429000 with
@@ -52,6 +52,12 @@ pub const MAX_BODY: usize = 1 << 20;
 const TOO_LARGE: BadRequest = BadRequest {
     code: 400063,
     message: "Request body larger than 1 MiB (at most 1000 hashes per request)",
+};
+
+/// A body that broke off before its end (the vendor's code for a body it cannot read).
+const BROKEN_BODY: BadRequest = BadRequest {
+    code: 400060,
+    message: "Request body incomplete (the connection broke or its chunks were malformed)",
 };
 
 /// The most of an upstream error text passed on to clients and `/healthz`.
@@ -97,15 +103,18 @@ fn utc_day(now: std::time::SystemTime) -> (u64, Duration) {
     (secs / 86_400, Duration::from_secs(86_400 - secs % 86_400))
 }
 
+/// Hashes taken of a token's `--client-budget`.
+struct Taken {
+    granted: u64,
+    /// The UTC day they count against (what a refund gives back to).
+    day: u64,
+    /// When the budget resets.
+    reset_in: Duration,
+}
+
 impl ClientBudget {
-    /// Take up to `n` hashes of `token`'s budget for today: how many were granted, and when
-    /// the budget resets.
-    async fn take(
-        &self,
-        store: &Store,
-        token: &Arc<str>,
-        n: u64,
-    ) -> Result<(u64, Duration), ApiError> {
+    /// Take up to `n` hashes of `token`'s budget for today.
+    async fn take(&self, store: &Store, token: &Arc<str>, n: u64) -> Result<Taken, ApiError> {
         let (day, reset_in) = utc_day(std::time::SystemTime::now());
         let granted = if store.is_shared() {
             store
@@ -122,7 +131,29 @@ impl ClientBudget {
             e.1 += take;
             take
         };
-        Ok((granted, reset_in))
+        Ok(Taken {
+            granted,
+            day,
+            reset_in,
+        })
+    }
+
+    /// Give back `n` hashes taken on `day` whose lookups got no answer (failed, refused as busy,
+    /// the store down, deferred by the upstream budget): a token whose client retries through an
+    /// outage is not shut out for the day after it. A refund that cannot be made is logged.
+    async fn refund(&self, store: &Store, token: &Arc<str>, day: u64, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if store.is_shared() {
+            if let Err(e) = store.refund_budget(token, day, n).await {
+                tracing::warn!(token = %token, "client budget not given back: {e}");
+            }
+        } else if let Some(e) = crate::sync::lock(&self.local).get_mut(token)
+            && e.0 == day
+        {
+            e.1 = e.1.saturating_sub(n);
+        }
     }
 }
 
@@ -211,20 +242,54 @@ async fn read_body(st: &AppState, req: Request) -> Result<axum::body::Bytes, Api
             .increment(1);
         return Err(TOO_LARGE.into());
     }
-    match tokio::time::timeout(
-        st.body_timeout,
-        axum::body::to_bytes(req.into_body(), MAX_BODY),
-    )
-    .await
-    {
+    match tokio::time::timeout(st.body_timeout, body_within(req.into_body(), MAX_BODY)).await {
         Ok(Ok(b)) => Ok(b),
-        Ok(Err(_)) => Err(TOO_LARGE.into()),
+        Ok(Err(BodyFault::TooLarge)) => {
+            metrics::counter!("hashsweep_gateway_client_refused_total", "reason" => "body_size")
+                .increment(1);
+            Err(TOO_LARGE.into())
+        }
+        Ok(Err(BodyFault::Broken)) => {
+            metrics::counter!("hashsweep_gateway_client_refused_total", "reason" => "body_broken")
+                .increment(1);
+            Err(BROKEN_BODY.into())
+        }
         Err(_) => {
             metrics::counter!("hashsweep_gateway_client_refused_total", "reason" => "body_timeout")
                 .increment(1);
             Err(ApiError::BodyTimeout)
         }
     }
+}
+
+/// Why a request body was not read whole.
+enum BodyFault {
+    /// More than the limit arrived (a chunked body, or more than the declared length).
+    TooLarge,
+    /// The body broke off: the client went away, or sent malformed chunks.
+    Broken,
+}
+
+/// `body` whole, if it is at most `limit` bytes; read frame by frame, so that a body over the
+/// limit is told from one that broke off.
+async fn body_within(mut body: Body, limit: usize) -> Result<axum::body::Bytes, BodyFault> {
+    use axum::body::HttpBody as _;
+    let mut out = Vec::new();
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        let Ok(data) = frame.map_err(|_| BodyFault::Broken)?.into_data() else {
+            continue; // trailers
+        };
+        if out.len() + data.len() > limit {
+            return Err(BodyFault::TooLarge);
+        }
+        if out.is_empty() && body.is_end_stream() {
+            return Ok(data); // the whole body in one frame: no copy
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok(out.into())
 }
 
 /// `GET /v1/prevalence/{hash}`: `{"hash", "hosts", "names"}`.
@@ -556,23 +621,29 @@ async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Result<Resp
                 .increment((distinct.len() - misses.len()) as u64);
             metrics::counter!("hashsweep_gateway_cache_misses_total")
                 .increment(misses.len() as u64);
+            let mut budget_day = None;
             if let Some(b) = &st.budget
                 && !misses.is_empty()
             {
-                let (granted, reset_in) = b.take(&st.store, name, misses.len() as u64).await?;
-                let granted = usize::try_from(granted).unwrap_or(usize::MAX);
+                let taken = b.take(&st.store, name, misses.len() as u64).await?;
+                budget_day = Some(taken.day);
+                let granted = usize::try_from(taken.granted).unwrap_or(usize::MAX);
                 if granted < misses.len() {
                     // Beyond the token's budget: not asked, left out of the answer.
                     let over = misses.len() - granted;
                     misses.truncate(granted);
                     miss_at.truncate(granted);
-                    over_budget = Some(reset_in);
+                    over_budget = Some(taken.reset_in);
                     metrics::counter!("hashsweep_gateway_client_over_budget_total", "token" => name.to_string())
                         .increment(over as u64);
                 }
             }
             if !misses.is_empty() {
                 let got = st.coalescer.ask(&misses, details).await;
+                let unanswered = got.iter().filter(|g| !matches!(g, Got::Answer(_))).count();
+                if let (Some(b), Some(day)) = (&st.budget, budget_day) {
+                    b.refund(&st.store, name, day, unanswered as u64).await;
+                }
                 for (i, g) in miss_at.into_iter().zip(got) {
                     found[i] = Some(g);
                 }

@@ -54,12 +54,29 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
 /// The default `--max-connections` never exceeds this (memory: each connection holds buffers).
 pub const MAX_CONNECTIONS_CAP: u64 = 16_384;
 
-/// The default `--max-connections` under an open-file limit of `nofile`: an eighth of it (at
-/// least 64) is kept for everything else, and at most [`MAX_CONNECTIONS_CAP`].
-pub fn default_max_connections(nofile: u64) -> usize {
+/// The most connections an open-file limit of `nofile` allows: an eighth of it (at least 64)
+/// is kept for everything else.
+fn connections_allowed(nofile: u64) -> u64 {
     let reserve = (nofile / 8).max(FD_RESERVE_MIN);
-    let n = nofile.saturating_sub(reserve).clamp(1, MAX_CONNECTIONS_CAP);
+    nofile.saturating_sub(reserve).max(1)
+}
+
+/// The default `--max-connections` under an open-file limit of `nofile`: what it allows, and at
+/// most [`MAX_CONNECTIONS_CAP`].
+pub fn default_max_connections(nofile: u64) -> usize {
+    let n = connections_allowed(nofile).min(MAX_CONNECTIONS_CAP);
     usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// An explicit `--max-connections` under an open-file limit of `nofile`: `Err(allowed)` when
+/// the limit does not allow it (the same eighth kept as for the default), else `Ok(asked)`.
+pub fn explicit_max_connections(asked: usize, nofile: u64) -> Result<usize, usize> {
+    let allowed = usize::try_from(connections_allowed(nofile)).unwrap_or(usize::MAX);
+    if asked > allowed {
+        Err(allowed)
+    } else {
+        Ok(asked)
+    }
 }
 
 /// What a connection's stream and its requests share.
@@ -415,5 +432,13 @@ mod tests {
         assert_eq!(default_max_connections(4096), 3584);
         assert_eq!(default_max_connections(65536), 16384);
         assert_eq!(default_max_connections(10), 1);
+    }
+
+    #[test]
+    fn an_explicit_connection_cap_is_cut_to_what_the_open_file_limit_allows() {
+        assert_eq!(explicit_max_connections(5000, 1024), Err(896));
+        assert_eq!(explicit_max_connections(896, 1024), Ok(896));
+        // Above the default's cap is fine when the limit allows it.
+        assert_eq!(explicit_max_connections(20_000, 1 << 20), Ok(20_000));
     }
 }

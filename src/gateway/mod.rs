@@ -163,15 +163,16 @@ pub fn serve(cfg: ServeConfig, ready: impl FnOnce(&SocketAddr, &str)) -> Result<
         .enable_all()
         .build()
         .map_err(GatewayError::Runtime)?;
-    let max_connections = cfg
-        .max_connections
-        .unwrap_or_else(|| conn::default_max_connections(nofile));
-    if max_connections as u64 + 32 > nofile {
-        tracing::warn!(
-            "--max-connections {max_connections} is close to the open-file limit {nofile}: \
-             the gateway may run out of file descriptors (raise LimitNOFILE=)"
-        );
-    }
+    let max_connections = match cfg.max_connections {
+        None => conn::default_max_connections(nofile),
+        Some(asked) => conn::explicit_max_connections(asked, nofile).unwrap_or_else(|allowed| {
+            tracing::warn!(
+                "--max-connections {asked} is more than the open-file limit {nofile} allows: \
+                 at most {allowed} connections (raise LimitNOFILE=)"
+            );
+            allowed
+        }),
+    };
     rt.block_on(run(
         cfg,
         upstream,

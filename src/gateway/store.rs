@@ -21,8 +21,9 @@
 //! cluster): see [`super::prevalence`]. A SQLite store refuses it.
 //!
 //! With a [`StoreKey`] (`--store-key-file`) every stored verdict carries an HMAC-SHA-256 over
-//! its key and value; one whose tag does not match is a miss (asked upstream again), counted in
-//! `hashsweep_gateway_store_forged_total`, never served.
+//! its key and value, and the value its expiry; one whose tag does not match is a miss (asked
+//! upstream again), counted in `hashsweep_gateway_store_forged_total`, never served, and one
+//! past its signed expiry (or without one) is a miss too: a copy replayed later is not served.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -218,29 +219,75 @@ struct Stored {
     d: Option<Box<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     e: Option<Box<[EngineResult]>>,
+    /// When the value expires (unix seconds); written when values are signed, so that a copy
+    /// replayed after its `EX` is not served again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    x: Option<u64>,
 }
 
 impl Stored {
-    fn encode(a: &Answer) -> Vec<u8> {
+    fn encode(a: &Answer, expires: Option<u64>) -> Vec<u8> {
         serde_json::to_vec(&Stored {
             c: a.scan_result_i,
             t: a.total_detected_avs,
             d: a.data_id.clone(),
             e: a.details.clone(),
+            x: expires,
         })
         .unwrap_or_default()
     }
 
-    fn decode(bytes: &[u8]) -> Option<Answer> {
+    /// The answer, and its expiry if it has one.
+    fn decode(bytes: &[u8]) -> Option<(Answer, Option<u64>)> {
         let s: Stored = serde_json::from_slice(bytes).ok()?;
-        Some(Answer {
+        let a = Answer {
             scan_result_i: s.c,
             total_detected_avs: s.t,
             data_id: s.d,
             details: s.e,
             hosts: None,
-        })
+        };
+        Some((a, s.x))
     }
+}
+
+/// Why a stored value is not served (it is a cache miss, asked upstream again).
+#[derive(Debug, PartialEq, Eq)]
+enum Unserved {
+    /// It does not decode.
+    Garbled,
+    /// Its signature is not right for its key.
+    Forged,
+    /// Signed, but past its expiry, or without one (written before values carried it).
+    Expired,
+}
+
+/// The answer in `stored` under `key`, read at `now` (unix seconds): with a store key it must
+/// be signed for `key` and not past its expiry.
+fn unsealed(
+    store_key: Option<&StoreKey>,
+    key: &str,
+    stored: &[u8],
+    now: u64,
+) -> Result<Answer, Unserved> {
+    let plain = match store_key {
+        None => stored,
+        Some(k) => k.open(key, stored).ok_or(Unserved::Forged)?,
+    };
+    let (a, expires) = Stored::decode(plain).ok_or(Unserved::Garbled)?;
+    match (store_key, expires) {
+        (None, _) => Ok(a),
+        (Some(_), Some(x)) if x > now => Ok(a),
+        (Some(_), _) => Err(Unserved::Expired),
+    }
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
 }
 
 fn verdict_key(d: &Digest) -> String {
@@ -570,10 +617,7 @@ impl Store {
         let Store::Redis(r) = self else {
             return Ok(None);
         };
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
+        let now = unix_now();
         let key = format!("{KEY_PREFIX}rate:{}:{}", token_name, now / 60);
         let mut pipe = redis::pipe();
         pipe.cmd("INCR")
@@ -616,8 +660,7 @@ impl Store {
                  return take",
             )
         });
-        let key = format!("{KEY_PREFIX}budget:{token_name}:{day}");
-        let mut inv = TAKE.key(key);
+        let mut inv = TAKE.key(budget_key(token_name, day));
         inv.arg(n).arg(per_day).arg(day_left.as_secs() + 3600);
         let taken = match &r.backend {
             Backend::Single(link) => inv.invoke_async::<u64>(&mut link.conn()).await,
@@ -627,6 +670,39 @@ impl Store {
             },
         };
         taken.map_err(|e| r.err("counting a client's budget", &e))
+    }
+
+    /// Give back up to `n` of `token_name`'s hashes taken on UTC day `day` (asked, but not
+    /// answered): the count drops by `n`, never below 0, and a count already gone stays gone.
+    /// Only for a shared store: a single instance counts in memory.
+    pub async fn refund_budget(
+        &self,
+        token_name: &str,
+        day: u64,
+        n: u64,
+    ) -> Result<(), StoreError> {
+        let Store::Redis(r) = self else {
+            return Ok(());
+        };
+        static REFUND: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                "local used = tonumber(redis.call('GET', KEYS[1]) or '0') \
+                 local back = math.min(tonumber(ARGV[1]), used) \
+                 if back > 0 then redis.call('DECRBY', KEYS[1], back) end \
+                 return back",
+            )
+        });
+        let mut inv = REFUND.key(budget_key(token_name, day));
+        inv.arg(n);
+        let back = match &r.backend {
+            Backend::Single(link) => inv.invoke_async::<u64>(&mut link.conn()).await,
+            Backend::Cluster(c) => match c.single().await {
+                Ok(mut c) => inv.invoke_async::<u64>(&mut c).await,
+                Err(e) => Err(e),
+            },
+        };
+        back.map(|_| ())
+            .map_err(|e| r.err("giving back a client's budget", &e))
     }
 
     /// Is the store reachable?
@@ -640,6 +716,11 @@ impl Store {
             .map_err(|e| r.err("PING", &e)),
         }
     }
+}
+
+/// The Redis key counting `token_name`'s `--client-budget` on UTC day `day`.
+fn budget_key(token_name: &str, day: u64) -> String {
+    format!("{KEY_PREFIX}budget:{token_name}:{day}")
 }
 
 /// `PING`, and the answer must be `PONG` (anything else is not a Redis we can use).
@@ -832,32 +913,31 @@ impl RedisStore {
         }
     }
 
-    /// The stored form of `a` under `key` (signed with a store key).
-    fn seal(&self, key: &str, a: &Answer) -> Vec<u8> {
-        let plain = Stored::encode(a);
+    /// The stored form of `a` under `key`, kept `ttl_secs` (signed with a store key, its
+    /// expiry among the signed bytes).
+    fn seal(&self, key: &str, a: &Answer, ttl_secs: u64) -> Vec<u8> {
         match &self.key {
-            Some(k) => k.seal(key, plain),
-            None => plain,
+            Some(k) => k.seal(key, Stored::encode(a, Some(unix_now() + ttl_secs))),
+            None => Stored::encode(a, None),
         }
     }
 
-    /// The answer stored under `key`; `None` if it does not decode or its signature is wrong
-    /// (counted: someone else wrote to our keys).
+    /// The answer stored under `key`; `None` if it does not decode, its signature is wrong
+    /// (counted: someone else wrote to our keys) or it is signed but expired.
     fn unseal(&self, key: &str, stored: &[u8]) -> Option<Answer> {
-        let plain = match &self.key {
-            None => stored,
-            Some(k) => match k.open(key, stored) {
-                Some(v) => v,
-                None => {
-                    metrics::counter!("hashsweep_gateway_store_forged_total").increment(1);
-                    tracing::warn!(
-                        "a stored verdict's signature does not match: asked upstream again"
-                    );
-                    return None;
-                }
-            },
-        };
-        Stored::decode(plain)
+        match unsealed(self.key.as_ref(), key, stored, unix_now()) {
+            Ok(a) => Some(a),
+            Err(Unserved::Forged) => {
+                metrics::counter!("hashsweep_gateway_store_forged_total").increment(1);
+                tracing::warn!("a stored verdict's signature does not match: asked upstream again");
+                None
+            }
+            Err(Unserved::Expired) => {
+                tracing::debug!("a stored verdict is past its signed expiry: asked upstream again");
+                None
+            }
+            Err(Unserved::Garbled) => None,
+        }
     }
 
     fn ttl_secs(&self, a: &Answer) -> Option<u64> {
@@ -1274,7 +1354,7 @@ impl RedisStore {
     fn write(&self, d: &Digest, a: &Answer) -> Option<redis::Cmd> {
         let ttl = self.ttl_secs(a)?;
         let key = self.verdict_key(d);
-        let value = self.seal(&key, a);
+        let value = self.seal(&key, a, ttl);
         let mut c = redis::cmd("SET");
         c.arg(key).arg(value).arg("EX").arg(ttl);
         Some(c)
@@ -1344,18 +1424,24 @@ mod tests {
     #[test]
     fn stored_answers_round_trip_with_and_without_details() {
         let mut a = answer(1, 33, Some("abc\"def"));
-        assert_eq!(Stored::decode(&Stored::encode(&a)), Some(a.clone()));
+        assert_eq!(
+            Stored::decode(&Stored::encode(&a, None)),
+            Some((a.clone(), None))
+        );
         a.details = Some(Box::new([EngineResult {
             engine: "X".into(),
             threat_found: "EICAR".into(),
             scan_result_i: Some(1),
             def_time: None,
         }]));
-        assert_eq!(Stored::decode(&Stored::encode(&a)), Some(a));
+        assert_eq!(
+            Stored::decode(&Stored::encode(&a, Some(7))),
+            Some((a, Some(7)))
+        );
         let unknown = answer(5, -1, None);
-        let bytes = Stored::encode(&unknown);
+        let bytes = Stored::encode(&unknown, None);
         assert!(bytes.len() < 20, "{}", String::from_utf8_lossy(&bytes));
-        assert_eq!(Stored::decode(&bytes), Some(unknown));
+        assert_eq!(Stored::decode(&bytes), Some((unknown, None)));
         assert_eq!(Stored::decode(b"not json"), None);
     }
 
@@ -1363,7 +1449,7 @@ mod tests {
     fn a_signed_value_opens_only_under_its_key_and_with_its_tag() {
         let k = StoreKey::new(&[7u8; 32]).unwrap();
         let other = StoreKey::new(&[8u8; 32]).unwrap();
-        let a = Stored::encode(&answer(1, 30, Some("x")));
+        let a = Stored::encode(&answer(1, 30, Some("x")), Some(100));
         let sealed = k.seal("hashsweep:v1:sha256:ab", a.clone());
         assert_eq!(k.open("hashsweep:v1:sha256:ab", &sealed), Some(&a[..]));
         assert_eq!(k.open("hashsweep:v1:sha256:cd", &sealed), None);
@@ -1374,6 +1460,31 @@ mod tests {
         assert_eq!(k.open("hashsweep:v1:sha256:ab", &tampered), None);
         assert!(StoreKey::new(&[1u8; 31]).is_none());
         assert_eq!(format!("{k:?}"), "StoreKey([hidden])");
+    }
+
+    #[test]
+    fn a_signed_value_is_served_only_before_its_signed_expiry() {
+        let k = StoreKey::new(&[7u8; 32]).unwrap();
+        let key = "hashsweep:v1:sha256:ab";
+        let a = answer(1, 30, None);
+        let sealed = k.seal(key, Stored::encode(&a, Some(100)));
+        assert_eq!(unsealed(Some(&k), key, &sealed, 99), Ok(a.clone()));
+        // A copy replayed after its expiry.
+        assert_eq!(
+            unsealed(Some(&k), key, &sealed, 100),
+            Err(Unserved::Expired)
+        );
+        // Signed before values carried an expiry: asked again once.
+        let old = k.seal(key, Stored::encode(&a, None));
+        assert_eq!(unsealed(Some(&k), key, &old, 0), Err(Unserved::Expired));
+        assert_eq!(
+            unsealed(Some(&k), "hashsweep:v1:sha256:cd", &sealed, 0),
+            Err(Unserved::Forged)
+        );
+        // Unsigned values carry no expiry (Redis's EX is all there is).
+        let plain = Stored::encode(&a, None);
+        assert_eq!(unsealed(None, key, &plain, u64::MAX), Ok(a));
+        assert_eq!(unsealed(None, key, b"{", 0), Err(Unserved::Garbled));
     }
 
     #[test]

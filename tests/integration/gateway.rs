@@ -1301,6 +1301,30 @@ fn the_soft_open_file_limit_is_raised_to_the_hard_one_and_caps_connections() {
 }
 
 #[test]
+fn an_explicit_max_connections_over_the_open_file_limit_is_cut_to_it() {
+    let f = sqlite_fixture(MockServer::start(Some(KEY)).unwrap(), &[]);
+    let gw = gateway_with_nofile(
+        &f.mock,
+        &sqlite_store(f.dir.path()),
+        &f.tokens,
+        &["--max-connections", "5000"],
+        (1024, 1024),
+    );
+    let log = gw.log();
+    let most: usize = log
+        .split("at most ")
+        .nth(1)
+        .and_then(|rest| rest.split(" connections").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no connection cap in the start line: {log}"));
+    assert!(most <= 960, "{log}");
+    assert!(
+        log.contains("--max-connections 5000 is more than the open-file limit 1024 allows"),
+        "{log}"
+    );
+}
+
+#[test]
 fn under_a_1024_file_limit_950_silent_connections_are_closed_and_an_endpoint_is_served() {
     // This test holds some 950 sockets itself.
     let soft = raise_own_nofile();
@@ -1445,6 +1469,51 @@ fn a_declared_body_over_1_mib_is_refused_at_once_and_a_stalled_body_times_out() 
         took >= Duration::from_millis(1500) && took < Duration::from_secs(10),
         "{took:?}"
     );
+    assert!(f.mock.requests().is_empty());
+}
+
+#[test]
+fn a_chunked_body_over_1_mib_is_counted_as_its_size_and_a_broken_one_is_not_called_large() {
+    let f = sqlite_fixture(MockServer::start(Some(KEY)).unwrap(), &[]);
+    let addr: SocketAddr = f.gw.url.trim_start_matches("http://").parse().unwrap();
+    let head = format!(
+        "POST /v4/hash HTTP/1.1\r\nHost: x\r\napikey: {}\r\ncontent-type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        TOKENS[1].1
+    );
+    let exchange = |body: &[u8]| {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        // The gateway may answer and close before all of a large body is written.
+        let _ = s.write_all(body);
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut reply = Vec::new();
+        let _ = s.read_to_end(&mut reply);
+        String::from_utf8_lossy(&reply).into_owned()
+    };
+    // 17 chunks of 64 KiB: over 1 MiB with no Content-Length to refuse it by.
+    let chunk = format!("10000\r\n{}\r\n", " ".repeat(1 << 16));
+    let reply = exchange(format!("{}0\r\n\r\n", chunk.repeat(17)).as_bytes());
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(reply.contains("400063"), "{reply}");
+    // A chunk size that is not hex: the body breaks off.
+    let reply = exchange(b"5\r\n{\"has\r\nzz\r\n");
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(reply.contains("400060"), "{reply}");
+    assert!(!reply.contains("larger than 1 MiB"), "{reply}");
+    let counted = |reason: &str| {
+        let m = http(f.gw.admin(), "GET", "/metrics", &[], "").body;
+        let line = format!("hashsweep_gateway_client_refused_total{{reason=\"{reason}\"}} ");
+        m.lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .map(|n| n.trim().to_string())
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counted("body_broken").is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(counted("body_size"), "1");
+    assert_eq!(counted("body_broken"), "1");
     assert!(f.mock.requests().is_empty());
 }
 
@@ -1661,6 +1730,51 @@ fn with_a_store_key_a_forged_verdict_is_a_miss_asked_again_and_counted() {
 }
 
 #[test]
+fn with_a_store_key_a_signed_verdict_replayed_after_its_expiry_is_asked_again() {
+    if !redis_available() {
+        return;
+    }
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    mock.set(EICAR_SHA256, 1, 30);
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens_file(dir.path());
+    let key_file = dir.path().join("store.key");
+    std::fs::write(&key_file, "6b".repeat(32)).unwrap();
+    let extra = [
+        "--store-key-file",
+        key_file.to_str().unwrap(),
+        "--detection-ttl",
+        "1s",
+    ];
+    let gw = Gateway::start(&mock, &redis.url(), &tokens, &extra);
+    let hashes = vec![EICAR_SHA256.to_string()];
+    let r = post_hashes(&gw, TOKENS[1].1, &hashes);
+    assert_eq!(r.json()["data"][0]["scan_result_i"], 1, "{}", r.raw);
+    assert_eq!(mock.requests().len(), 1);
+    // What the gateway signed, as something on the Redis address could keep a copy of it.
+    let key = format!("hashsweep:v1:sha256:{}", EICAR_SHA256.to_ascii_lowercase());
+    let reply = redis_resp(redis.port, &[b"GET", key.as_bytes()]);
+    let header_end = reply.windows(2).position(|w| w == b"\r\n").unwrap();
+    let len: usize = std::str::from_utf8(&reply[1..header_end])
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(&reply)));
+    let sealed = reply[header_end + 2..header_end + 2 + len].to_vec();
+    // Past its expiry (1 s), the copy is written back, with no EX: a replay.
+    std::thread::sleep(Duration::from_millis(2100));
+    let replayed = redis_resp(redis.port, &[b"SET", key.as_bytes(), &sealed]);
+    assert!(replayed.starts_with(b"+OK"));
+    let r = post_hashes(&gw, TOKENS[1].1, &hashes);
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(
+        mock.requests().len(),
+        2,
+        "a replayed verdict past its signed expiry was served"
+    );
+}
+
+#[test]
 fn client_budget_caps_each_token_across_instances_and_cached_answers_still_come() {
     if !redis_available() {
         return;
@@ -1698,6 +1812,52 @@ fn client_budget_caps_each_token_across_instances_and_cached_answers_still_come(
     let mut asked = upstream_hashes(&mock);
     asked.sort();
     assert_eq!(asked, vec![h("A"), h("B"), h("C"), h("D"), h("E")]);
+}
+
+/// With `--client-budget 3` on `store`: misses whose lookups fail (the upstream answers 503)
+/// spend none of the budget, so the same misses are answered once the upstream is back.
+fn failed_lookups_give_their_client_budget_back(store: &str) {
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens_file(dir.path());
+    let gw = Gateway::start(&mock, store, &tokens, &["--client-budget", "3"]);
+    let hashes: Vec<String> = ["1", "2", "3"].iter().map(|c| c.repeat(64)).collect();
+    for _ in 0..40 {
+        mock.push_fault(Fault::new(503, "upstream down"));
+    }
+    // An endpoint retrying through the outage: each attempt takes, then gives back, 3.
+    for attempt in 0..3 {
+        let r = post_hashes(&gw, TOKENS[1].1, &hashes);
+        assert_eq!(r.status, 503, "attempt {attempt}: {}", r.raw);
+        assert_eq!(r.json()["error"]["code"], 503000, "{}", r.raw);
+    }
+    mock.clear_faults();
+    let r = post_hashes(&gw, TOKENS[1].1, &hashes);
+    assert_eq!(
+        r.status, 200,
+        "the budget was spent by failed lookups: {}",
+        r.raw
+    );
+    assert_eq!(r.json()["data"].as_array().unwrap().len(), 3, "{}", r.raw);
+    // Answered lookups do spend it.
+    let r = post_hashes(&gw, TOKENS[1].1, &["4".repeat(64)]);
+    assert_eq!(r.status, 429, "{}", r.raw);
+    assert_eq!(r.json()["error"]["code"], 429000, "{}", r.raw);
+}
+
+#[test]
+fn failed_lookups_give_their_client_budget_back_in_redis() {
+    if !redis_available() {
+        return;
+    }
+    let redis = Redis::start();
+    failed_lookups_give_their_client_budget_back(&redis.url());
+}
+
+#[test]
+fn failed_lookups_give_their_client_budget_back_on_one_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    failed_lookups_give_their_client_budget_back(&sqlite_store(dir.path()));
 }
 
 #[test]

@@ -315,6 +315,11 @@ impl MockServer {
         self.with(|s| s.faults.push_back(fault));
     }
 
+    /// Drop the scripted faults not yet used: the next requests are answered normally.
+    pub fn clear_faults(&self) {
+        self.with(|s| s.faults.clear());
+    }
+
     /// From now on, damage each request with probability `p`, picking among every fault kind
     /// (stalls last `stall`). Deterministic for a given seed.
     pub fn set_chaos(&self, seed: u64, p: f64, stall: Duration) {
