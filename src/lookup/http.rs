@@ -507,9 +507,10 @@ impl HttpClient {
             }
         };
         // A 5xx page may be a proxy's passing trouble in front of the right service: retried.
+        // Not 501: a web server that does not take POST at all (`python3 -m http.server`).
         if self.cfg.stop_on_wrong_endpoint
             && !self.reached.load(Ordering::Relaxed)
-            && !status.is_server_error()
+            && (!status.is_server_error() || status == StatusCode::NOT_IMPLEMENTED)
             && looks_like_html(&body)
         {
             return Attempt::Fatal(
@@ -544,9 +545,12 @@ impl HttpClient {
                 }
             };
         }
-        let err = parse_error(&body);
+        let mut err = parse_error(&body);
         if err.code.is_some() {
             self.reached.store(true, Ordering::Relaxed);
+        } else if looks_like_html(&body) {
+            // A proxy's page: its markup says nothing a record should carry.
+            err.message = "an HTML page, not the API's JSON".into();
         }
         let what = self.scrub(&format!(
             "HTTP {}{}{}",
@@ -639,6 +643,11 @@ impl HttpClient {
             return None;
         }
         let url = shown_url(&self.endpoint);
+        let full = why;
+        // The innermost cause says it ("Connection refused (os error 111)"); the layers above
+        // it ("could not connect: client error (Connect): tcp connect error") repeat this
+        // message's own words.
+        let why = innermost_cause(e).unwrap_or_else(|| full.to_string());
         if e.is_timeout() {
             return Some(Attempt::Fatal(
                 LookupError::Transport(
@@ -661,10 +670,10 @@ impl HttpClient {
             "certificate",
         ]
         .iter()
-        .any(|w| why.contains(w));
+        .any(|w| full.contains(w));
         let (whole, brief) = if tls {
             let (fix, brief) =
-                if why.contains("InvalidContentType") || why.contains("corrupt message") {
+                if full.contains("InvalidContentType") || full.contains("corrupt message") {
                     (
                         "The server there does not speak TLS: if it is a plain-http service (a \
                      stand-in or a gateway on loopback), use http:// in --api-url",
@@ -1260,6 +1269,17 @@ pub fn scrub_key(s: &str, key: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The last error in `e`'s cause chain, when it has one.
+fn innermost_cause(e: &reqwest::Error) -> Option<String> {
+    let mut last = None;
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        last = Some(s.to_string());
+        src = s.source();
+    }
+    last
 }
 
 /// A reqwest error without the URL noise, with its cause chain.

@@ -137,6 +137,10 @@ fn stopped_at_once(
     for s in says {
         assert!(why[0].contains(s), "{s:?} in {err}");
     }
+    // Said once: the cause quoted is the innermost one, not the layers that repeat it.
+    for words in ["could not connect", "client error (Connect)"] {
+        assert!(why[0].matches(words).count() <= 1, "{words:?} twice: {err}");
+    }
     let recs = ndjson(out);
     assert_eq!(recs.len(), 2);
     for r in &recs {
@@ -198,6 +202,53 @@ fn an_html_page_instead_of_the_api_stops_at_once() {
     );
     assert_eq!(mock.requests().len(), 1, "not retried");
     assert!(stderr(&out).contains("1 request sent"), "{}", stderr(&out));
+}
+
+/// `python3 -m http.server` answers a POST with 501 and an HTML page: not a proxy's passing
+/// trouble (a 5xx that is retried) but a web server that takes no POST at all.
+#[test]
+fn a_web_server_that_takes_no_post_stops_at_once() {
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    mock.push_fault(Fault::new(
+        501,
+        "<!DOCTYPE HTML>\n<html lang=\"en\"><head><title>Error response</title></head>\
+         <body><h1>Error response</h1><p>Error code: 501</p></body></html>",
+    ));
+    let (out, took, _t) = scan_at(&mock.url());
+    stopped_at_once(
+        &out,
+        took,
+        &mock.url(),
+        &["HTTP 501 with an HTML page", "base URL without /v4"],
+        "the --api-url answered with an HTML page, not the API",
+    );
+    assert_eq!(mock.requests().len(), 1, "not retried");
+}
+
+/// A proxy's 502 page is retried (the service behind it may be back), but its markup is not
+/// put in the records.
+#[test]
+fn a_proxys_error_page_is_retried_and_its_markup_is_not_reported() {
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    for _ in 0..10 {
+        mock.push_fault(Fault::new(
+            502,
+            "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>",
+        ));
+    }
+    let t = Tree::new();
+    t.file("a.txt", b"a");
+    let out = run(cmd()
+        .env("METADEFENDER_APIKEY", KEY)
+        .args(["scan", "--api-url", &mock.url(), "--retries", "1"])
+        .arg(t.path()));
+    let err = stderr(&out);
+    assert_eq!(code(&out), 2, "{err}");
+    assert_eq!(mock.requests().len(), 2, "retried once");
+    let r = rec(&ndjson(&out), "a.txt").clone();
+    let e = r["error"].as_str().unwrap_or_default();
+    assert!(e.contains("HTTP 502") && e.contains("an HTML page"), "{r}");
+    assert!(!e.contains('<') && !err.contains("<html"), "{r}\n{err}");
 }
 
 #[test]
