@@ -16,7 +16,7 @@ const PROBE: &str = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf65
 
 /// `hashsweep check`
 pub fn run_check(a: CheckArgs) -> Result<u8, Error> {
-    let key = load_key(a.conn.apikey_file.as_deref())?;
+    let key = load_key(a.conn.apikey_file.as_deref(), false)?;
     let ca_cert = read_ca_cert(a.conn.ca_cert.as_deref())?;
     let client = HttpClient::new(config::client_config(&a.conn, key, ca_cert))?;
     if let Some(notice) = client.notice() {

@@ -35,7 +35,7 @@ pub fn run_lookup(a: LookupArgs) -> Result<u8, Error> {
             "no valid hashes given (as arguments or on stdin)".into(),
         ));
     }
-    let client = Arc::new(build_client(&a.api)?);
+    let client = Arc::new(build_client(&a.api, false)?);
     let started = SystemTime::now();
     let digests: Vec<_> = listed.iter().map(|h| h.digest).collect();
     let stop = Interrupt::install()?;

@@ -59,17 +59,32 @@ use interrupt::Interrupt;
 /// The environment variable holding the API key.
 pub const APIKEY_ENV: &str = "METADEFENDER_APIKEY";
 
-fn load_key(apikey_file: Option<&Path>) -> Result<ApiKey, Error> {
+/// The key from `--apikey-file` or the environment; `offline`: the command has `--offline`,
+/// which the message then offers.
+fn load_key(apikey_file: Option<&Path>, offline: bool) -> Result<ApiKey, Error> {
     match apikey_file {
         Some(path) => {
-            let raw = std::fs::read_to_string(path).map_err(|source| Error::Input { path: path.to_path_buf(), source })?;
-            ApiKey::new(&raw).ok_or_else(|| Error::Usage(format!("the API key file {} is empty", path.display())))
+            let raw = std::fs::read_to_string(path).map_err(|source| Error::Input {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            ApiKey::new(&raw).ok_or_else(|| {
+                Error::Usage(format!("the API key file {} is empty", path.display()))
+            })
         }
-        None => std::env::var(APIKEY_ENV).ok().and_then(|k| ApiKey::new(&k)).ok_or_else(|| {
-            Error::Usage(format!(
-                "no API key: set {APIKEY_ENV} or use --apikey-file PATH (or --offline to hash without lookups)"
-            ))
-        }),
+        None => std::env::var(APIKEY_ENV)
+            .ok()
+            .and_then(|k| ApiKey::new(&k))
+            .ok_or_else(|| {
+                let or_offline = if offline {
+                    " (or --offline to hash without lookups)"
+                } else {
+                    ""
+                };
+                Error::Usage(format!(
+                    "no API key: set {APIKEY_ENV} or use --apikey-file PATH{or_offline}"
+                ))
+            }),
     }
 }
 
@@ -83,8 +98,8 @@ fn read_ca_cert(path: Option<&Path>) -> Result<Option<Vec<u8>>, Error> {
     .transpose()
 }
 
-fn build_client(api: &ApiArgs) -> Result<HttpClient, Error> {
-    let key = load_key(api.conn.apikey_file.as_deref())?;
+fn build_client(api: &ApiArgs, offline: bool) -> Result<HttpClient, Error> {
+    let key = load_key(api.conn.apikey_file.as_deref(), offline)?;
     let ca_cert = read_ca_cert(api.conn.ca_cert.as_deref())?;
     let client = HttpClient::new(config::api_client_config(api, key, ca_cert))?;
     if let Some(notice) = client.notice() {

@@ -71,7 +71,7 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
     let client = if a.offline {
         None
     } else {
-        Some(Arc::new(build_client(&a.api)?))
+        Some(Arc::new(build_client(&a.api, true)?))
     };
     let (cache, own_files) = open_cache(&a.cache, a.api.details).unzip();
     let local = load_local_sets(&a, cache.as_deref())?;

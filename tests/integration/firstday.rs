@@ -351,6 +351,16 @@ fn check_says_whether_the_url_and_key_work_and_what_the_budget_is() {
         text.contains("not usable: could not connect to http://127.0.0.1:"),
         "{text}"
     );
+
+    // No key: where to put one; not --offline, which check does not have (scan does).
+    let out = run(cmd().args(["check", "--api-url", &mock.url()]));
+    let err = stderr(&out);
+    assert_eq!(code(&out), 2, "{err}");
+    assert!(err.contains("no API key: set METADEFENDER_APIKEY"), "{err}");
+    assert!(!err.contains("--offline"), "{err}");
+    let t = Tree::new();
+    let out = run(cmd().args(["scan", "--api-url", &mock.url()]).arg(t.path()));
+    assert!(stderr(&out).contains("or --offline"), "{}", stderr(&out));
 }
 
 /// A report where a hash list belongs is refused (it says what was found, not what to trust),
