@@ -270,6 +270,17 @@ fn load_local_sets(a: &ScanArgs, cache: Option<&Cache>) -> Result<Option<Arc<Loc
     if a.known_good.is_empty() && a.known_bad.is_empty() {
         return Ok(None);
     }
+    // The RDS says "known", not "bad": as --known-bad it would mark Windows as infected. Refused
+    // from its schema, before a load reads the whole database (minutes at NSRL scale).
+    for p in &a.known_bad {
+        if hashsweep::known::rds::identify(p)?.is_some() {
+            return Err(Error::Usage(format!(
+                "{} is an NSRL RDS database: it lists known software, not known-bad files; \
+                 give it as --known-good",
+                p.display()
+            )));
+        }
+    }
     let index_dir = cache.and_then(|c| c.path().parent()).map(Path::to_path_buf);
     let rds = RdsOptions::with_extra(&a.nsrl_exclude_type);
     let load = |paths: &[PathBuf]| -> Result<HashSet, Error> {
@@ -288,18 +299,9 @@ fn load_local_sets(a: &ScanArgs, cache: Option<&Cache>) -> Result<Option<Arc<Loc
         }
         Ok(set)
     };
-    let bad = load(&a.known_bad)?;
-    // The RDS says "known", not "bad": as --known-bad it would mark Windows as infected.
-    if let Some(s) = bad.sources().iter().find(|s| s.rds.is_some()) {
-        return Err(Error::Usage(format!(
-            "{} is an NSRL RDS database: it lists known software, not known-bad files; give it \
-             as --known-good",
-            s.path.display()
-        )));
-    }
     Ok(Some(Arc::new(LocalSets {
+        bad: load(&a.known_bad)?,
         good: load(&a.known_good)?,
-        bad,
         also_lookup: a.also_lookup,
     })))
 }

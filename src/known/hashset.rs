@@ -690,13 +690,7 @@ fn load_source(
     };
     let file = File::open(path).map_err(open_err)?;
     let meta = file.metadata().map_err(open_err)?;
-    if meta.is_file()
-        && rds::is_sqlite(&file).map_err(|source| HashSetError::Read {
-            path: path.to_path_buf(),
-            line: 1,
-            source,
-        })?
-    {
+    if rds::is_sqlite_file(path, &file, &meta)? {
         let (table, index_error) = rds::load(path, &file, index_dir, rds_opts)?;
         let info = SourceInfo {
             path: path.to_path_buf(),

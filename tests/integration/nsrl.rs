@@ -586,18 +586,53 @@ fn damaged_or_foreign_sqlite_is_a_clear_error_naming_it() {
         assert!(err.contains(words), "{err}");
         assert!(out.stdout.is_empty(), "no report");
     }
-    // An RDS database is not a list of bad files.
+    // An RDS database is not a list of bad files, and is refused before it is read: no index
+    // is written beside the cache (at NSRL scale minutes and gigabytes for nothing).
     let rds = t.path().join("lists/rds.db");
-    build(Layout::Minimal, &rds, VERSION, PKGS, &[]);
+    build(
+        Layout::Minimal,
+        &rds,
+        VERSION,
+        PKGS,
+        &[Row::synthetic(1, 10)],
+    );
+    let cache = Tree::new();
     let out = run(cmd()
-        .args(["scan", "--offline", "--known-bad"])
+        .args(["scan", "--offline", "--cache"])
+        .arg(cache.path().join("cache.sqlite"))
+        .env_remove("HASHSWEEP_NO_CACHE")
+        .arg("--known-bad")
         .arg(&rds)
         .arg(t.path().join("scan")));
     assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
     assert!(
-        stderr(&out).contains("give it as --known-good"),
-        "{}",
-        stderr(&out)
+        err.contains(&format!(
+            "{} is an NSRL RDS database: it lists known software",
+            rds.display()
+        )) && err.contains("give it as --known-good"),
+        "{err}"
+    );
+    let written: Vec<String> = listing(cache.path())
+        .into_iter()
+        .filter(|n| n.starts_with("hashset-rds-"))
+        .collect();
+    assert!(written.is_empty(), "refused before loading: {written:?}");
+    // As --known-good the same database does get its index there (the check above can fail).
+    let out = run(cmd()
+        .args(["scan", "--offline", "--cache"])
+        .arg(cache.path().join("cache.sqlite"))
+        .env_remove("HASHSWEEP_NO_CACHE")
+        .arg("--known-good")
+        .arg(&rds)
+        .arg(t.path().join("scan")));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        listing(cache.path())
+            .iter()
+            .any(|n| n.starts_with("hashset-rds-")),
+        "{:?}",
+        listing(cache.path())
     );
 
     let err = HashSet::load(std::slice::from_ref(&damaged), None).unwrap_err();
