@@ -153,6 +153,10 @@ pub struct RdsInfo {
     pub rows: u64,
     /// Rows whose `sha256` was not 64 hex digits (counted, not loaded).
     pub skipped: u64,
+    /// Whether the digests came in binary order (a minimal database in NIST's upper-case hex,
+    /// read in key order): merged as they came, in one pass with no sort. Otherwise (mixed
+    /// case, the full layout's view) they were collected and sorted in memory.
+    pub read_in_order: bool,
 }
 
 /// How RDS databases are read: which application types are not known good.
@@ -646,6 +650,7 @@ fn build(
             version,
             rows: n_rows,
             skipped,
+            read_in_order: sorted,
         },
         sha256,
         combo_of,

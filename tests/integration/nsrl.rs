@@ -302,6 +302,7 @@ fn check_layout(layout: Layout) {
         "the VERSION row"
     );
     assert_eq!(info.rows, 305);
+    assert!(!info.read_in_order, "mixed-case hex is sorted in memory");
     assert_eq!(set.counts(), (0, 0, 304), "one SHA-256 per distinct file");
 
     for (name, set) in [
@@ -384,6 +385,100 @@ fn minimal_layout_upper_and_lower_case() {
 #[test]
 fn full_layout_through_its_views() {
     check_layout(Layout::Full);
+}
+
+/// NIST's own form: every digit upper case, rows stored in no particular order. The minimal
+/// layout's key order is then binary order, so the digests are merged as they come, with no
+/// sort: a digest held by an OS package and a hacking tool alike is known good (one package
+/// that is not excluded is enough, and only its type is reported), one held by the tool alone
+/// is looked up. The same answers from the build and from the mapped index.
+#[test]
+fn nist_form_upper_case_is_read_in_key_order_without_a_sort() {
+    let f = fixture();
+    let tool = f
+        .tree
+        .file("scan/pwnkit.exe", b"a hacking tool and nothing else");
+    let mut rows = vec![
+        Row::of(&f.os_file, 10),
+        Row::of(&f.app_file, 20),
+        Row::of(&f.stego, 30),
+        Row::of(&f.shared, 40),
+        Row::of(&tool, 40),
+        Row::of(&f.shared, 10),
+    ];
+    rows.extend((0..300).map(|i| Row::synthetic(i, 10 + 10 * (i as i64 % 4))));
+    // Inserted in SHA-1 order: the table's own order is not the key's.
+    rows.sort_by(|a, b| a.sha1.cmp(&b.sha1));
+    assert!(rows.iter().all(|r| r.sha256 == r.sha256.to_uppercase()));
+    assert!(!rows.is_sorted_by(|a, b| a.sha256 <= b.sha256), "shuffled");
+    let dbdir = Tree::new();
+    let db = dbdir.path().join("RDS_2025.03.1_modern_minimal.db");
+    build(Layout::Minimal, &db, VERSION, PKGS, &rows);
+    let cache = Tree::new();
+    let index = || -> Vec<String> {
+        listing(cache.path())
+            .into_iter()
+            .filter(|n| n.starts_with("hashset-rds-"))
+            .collect()
+    };
+    let mut built = None;
+    for round in ["build", "mapped"] {
+        let mock = MockServer::start(Some(KEY)).unwrap();
+        let out = run(scan_cmd(&mock, &f.tree.path().join("scan"))
+            // Unknown answers are not kept: the second round asks again.
+            .args(["--format", "json", "--unknown-ttl", "0s", "--cache"])
+            .arg(cache.path().join("cache.sqlite"))
+            .env_remove("HASHSWEEP_NO_CACHE")
+            .arg("--known-good")
+            .arg(&db));
+        assert_eq!(code(&out), 0, "{round}: {}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let recs = v["records"].as_array().unwrap();
+        for (name, application_type) in [
+            ("kernel32.dll", "Operating System"),
+            ("editor.exe", "Text Editor, Utility"),
+            ("msvcrt.dll", "Operating System"),
+        ] {
+            let r = rec(recs, name);
+            assert_eq!(r["verdict"], "known_good", "{round}: {r}");
+            assert_eq!(r["source"], "nsrl", "{round}: {r}");
+            assert_eq!(r["application_type"], application_type, "{round}: {r}");
+        }
+        for name in ["pwnkit.exe", "hideit.exe", "mine.txt"] {
+            let r = rec(recs, name);
+            assert_eq!(r["verdict"], "unknown", "{round}: looked up: {r}");
+            assert!(r.get("source").is_none(), "{round}: {r}");
+        }
+        let mut asked: Vec<String> = mock.requests().into_iter().flat_map(|r| r.hashes).collect();
+        asked.sort();
+        let mut want: Vec<String> = [&tool, &f.stego, &f.other]
+            .iter()
+            .map(|p| coreutils("sha256sum", p).to_uppercase())
+            .collect();
+        want.sort();
+        assert_eq!(asked, want, "{round}: the tool-only file is asked about");
+        let rds = &v["summary"]["known_sets"][0]["rds"];
+        assert_eq!(rds["rows"], 306, "{round}");
+        assert_eq!(rds["read_in_order"], true, "{round}: no sort: {rds}");
+        assert_eq!(v["summary"]["known_sets"][0]["digests"], 305, "{round}");
+
+        // The second round maps the index the first one wrote (the same file, not rewritten).
+        let idx = index();
+        assert_eq!(idx.len(), 1, "{round}: {idx:?}");
+        let written = std::fs::metadata(cache.path().join(&idx[0]))
+            .and_then(|m| m.modified())
+            .unwrap();
+        match round {
+            "build" => built = Some(written),
+            _ => assert_eq!(Some(written), built, "the index was not rebuilt"),
+        }
+    }
+    let set = HashSet::load(std::slice::from_ref(&db), Some(cache.path())).unwrap();
+    assert!(set.sources()[0].from_index);
+    assert!(set.sources()[0].rds.as_ref().unwrap().read_in_order);
+    for (d, good) in synthetic_digests() {
+        assert_eq!(set.find(&d).is_some(), good);
+    }
 }
 
 #[test]
