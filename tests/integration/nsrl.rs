@@ -634,6 +634,40 @@ fn excluded_types_are_looked_up_with_source_and_type_in_the_report() {
     );
 }
 
+/// The HTML report's header names the known sets as the summary does, the RDS with its
+/// `VERSION` row, escaped like every other name on the page.
+#[test]
+fn the_html_report_names_the_rds_release() {
+    let f = fixture();
+    let lists = Tree::new();
+    let db = lists.path().join("nsrl & more").join("rds.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    build(Layout::Minimal, &db, VERSION, PKGS, &rows(&f));
+    let list = lists.file(
+        "good.sha256",
+        format!("{}\n", coreutils("sha256sum", &f.other)).as_bytes(),
+    );
+    let out = run(cmd()
+        .args(["scan", "--offline", "--format", "html", "--known-good"])
+        .arg(&db)
+        .arg("--known-good")
+        .arg(&list)
+        .arg(f.tree.path().join("scan")));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let page = String::from_utf8(out.stdout).unwrap();
+    let header = &page[..page.find("</header>").expect("a header")];
+    let db_name = db.display().to_string().replace('&', "&amp;");
+    assert!(
+        header.contains(&format!(
+            "<dt>known sets</dt><dd id=\"known-sets\">known-good: {db_name} (NSRL RDS 2025.03.1 \
+             modern, released 2025-03-01, minimal layout, 304 SHA-256)<br>known-good: {} (list, 1 \
+             digests)</dd>",
+            list.display()
+        )),
+        "{header}"
+    );
+}
+
 #[test]
 fn damaged_or_foreign_sqlite_is_a_clear_error_naming_it() {
     let t = Tree::new();
