@@ -245,6 +245,12 @@ fn scan_options(a: &ScanArgs) -> serde_json::Map<String, serde_json::Value> {
     m.insert("md5".into(), a.md5.into());
     m.insert("sha1".into(), a.sha1.into());
     m.insert("known-good".into(), paths(&a.known_good));
+    // The list in effect (the defaults and the user's), only with known-good sets: it decides
+    // which files an NSRL RDS database among them leaves to be looked up.
+    if !a.known_good.is_empty() {
+        let rds = RdsOptions::with_extra(&a.nsrl_exclude_type);
+        m.insert("nsrl-exclude-type".into(), rds.excluded_types.into());
+    }
     m.insert("known-bad".into(), paths(&a.known_bad));
     m.insert("also-lookup".into(), a.also_lookup.into());
     m.insert("budget".into(), a.budget.into());

@@ -599,23 +599,51 @@ fn excluded_types_are_looked_up_with_source_and_type_in_the_report() {
             && err.contains("NSRL RDS 2025.03.1 modern, released 2025-03-01"),
         "{err}"
     );
+    // The exclusion list in effect is recorded with the options that change the results.
+    let defaults = serde_json::json!(hashsweep::known::rds::DEFAULT_EXCLUDED_TYPES);
+    assert_eq!(
+        v["summary"]["run"]["options"]["nsrl-exclude-type"], defaults,
+        "{}",
+        v["summary"]["run"]
+    );
+    assert_eq!(
+        defaults,
+        serde_json::json!([
+            "Hacker Tool",
+            "Steganography",
+            "Encryption",
+            "Keyboard Logger"
+        ]),
+        "the README's default list"
+    );
 
     // --nsrl-exclude-type adds to the list: the OS packages are asked about too.
     let mock = MockServer::start(Some(KEY)).unwrap();
     let out = run(scan_cmd(&mock, &root)
-        .args(["--known-good"])
+        .args(["--format", "json", "--known-good"])
         .arg(&db)
         .args(["--nsrl-exclude-type", "Operating System"]));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let recs = ndjson(&out);
-    assert_eq!(rec(&recs, "kernel32.dll")["verdict"], "unknown");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
-        rec(&recs, "msvcrt.dll")["verdict"],
+        v["summary"]["run"]["options"]["nsrl-exclude-type"],
+        serde_json::json!([
+            "Hacker Tool",
+            "Steganography",
+            "Encryption",
+            "Keyboard Logger",
+            "Operating System"
+        ])
+    );
+    let recs = v["records"].as_array().unwrap();
+    assert_eq!(rec(recs, "kernel32.dll")["verdict"], "unknown");
+    assert_eq!(
+        rec(recs, "msvcrt.dll")["verdict"],
         "unknown",
         "OS and hacker tool only"
     );
-    assert_eq!(rec(&recs, "editor.exe")["verdict"], "known_good");
-    assert_eq!(rec(&recs, "hideit.exe")["verdict"], "unknown");
+    assert_eq!(rec(recs, "editor.exe")["verdict"], "known_good");
+    assert_eq!(rec(recs, "hideit.exe")["verdict"], "unknown");
     let asked: usize = mock.requests().iter().map(|r| r.hashes.len()).sum();
     assert_eq!(asked, 4);
 
