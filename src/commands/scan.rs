@@ -293,8 +293,12 @@ fn load_local_sets(a: &ScanArgs, cache: Option<&Cache>) -> Result<Option<Arc<Loc
         let set = HashSet::load_with(paths, index_dir.as_deref(), &rds)?;
         for s in set.sources() {
             if s.skipped_lines > 0 {
+                let what = match s.rds {
+                    Some(_) => "row(s) with no valid SHA-256",
+                    None => "line(s) with no digest",
+                };
                 warn(format_args!(
-                    "{}: skipped {} line(s) with no digest",
+                    "{}: skipped {} {what}",
                     s.path.display(),
                     s.skipped_lines
                 ));

@@ -481,6 +481,47 @@ fn nist_form_upper_case_is_read_in_key_order_without_a_sort() {
     }
 }
 
+/// Rows whose `sha256` is not 64 hex digits are counted and said, like a hash list's bad
+/// lines, on the run that builds the index and on those that map it.
+#[test]
+fn rows_without_a_valid_sha256_are_counted_and_said() {
+    let f = fixture();
+    let mut rows = rows(&f);
+    let mut bad = Row::synthetic(1000, 10);
+    bad.sha256 = "NOT-A-DIGEST".to_string();
+    rows.push(bad);
+    let mut short = Row::synthetic(1001, 10);
+    short.sha256.truncate(63);
+    rows.push(short);
+    let dbdir = Tree::new();
+    let db = dbdir.path().join("rds.db");
+    build(Layout::Minimal, &db, VERSION, PKGS, &rows);
+    let cache = Tree::new();
+    for round in ["build", "mapped"] {
+        let out = run(cmd()
+            .args(["scan", "--offline", "--format", "ndjson", "--cache"])
+            .arg(cache.path().join("cache.sqlite"))
+            .env_remove("HASHSWEEP_NO_CACHE")
+            .arg("--known-good")
+            .arg(&db)
+            .arg(f.tree.path().join("scan")));
+        assert_eq!(code(&out), 0, "{round}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "{}: skipped 2 row(s) with no valid SHA-256",
+                db.display()
+            )),
+            "{round}: {err}"
+        );
+        assert_eq!(rec(&ndjson(&out), "kernel32.dll")["verdict"], "known_good");
+    }
+    let set = HashSet::load(std::slice::from_ref(&db), Some(cache.path())).unwrap();
+    assert!(set.sources()[0].from_index);
+    assert_eq!(set.skipped_lines(), 2);
+    assert_eq!(set.sources()[0].rds.as_ref().unwrap().skipped, 2);
+}
+
 #[test]
 fn without_an_index_dir_the_set_is_read_each_time() {
     let f = fixture();
