@@ -80,12 +80,16 @@ pub(super) fn is_sqlite_file(
 /// The layout of the NSRL RDS database at `path`, `None` when it is no SQLite file (a hash
 /// list, say). Reads the schema only, so it is as quick on the full NSRL as on a test file
 /// (for a caller that must refuse a database before [`load`] reads it); a damaged or foreign
-/// SQLite file is the error loading it would give.
+/// SQLite file is the error loading it would give. Only a regular file is opened: a pipe
+/// (`<(...)`) or FIFO is left for the one open that reads it.
 pub fn identify(path: &Path) -> Result<Option<Layout>, HashSetError> {
     let open_err = |source| HashSetError::Open {
         path: path.to_path_buf(),
         source,
     };
+    if !fs::metadata(path).map_err(open_err)?.is_file() {
+        return Ok(None);
+    }
     let file = File::open(path).map_err(open_err)?;
     let meta = file.metadata().map_err(open_err)?;
     if !is_sqlite_file(path, &file, &meta)? {

@@ -707,6 +707,44 @@ fn excluded_types_are_looked_up_with_source_and_type_in_the_report() {
     );
 }
 
+// Unix only: FIFOs.
+#[cfg(unix)]
+/// A list given through a FIFO (`mkfifo l; grep ... > l & hashsweep scan --known-bad l`) is
+/// opened once: the check that refuses an RDS database as --known-bad only stats it. An open
+/// closed unread lets an eager writer write and go, its line lost with the pipe, and the
+/// load's own open then waits for a writer for ever.
+#[test]
+fn a_known_bad_list_through_a_fifo_is_opened_once() {
+    use std::io::Write;
+    let t = Tree::new();
+    let bad = t.file("scan/bad.bin", b"a known-bad file");
+    std::fs::create_dir_all(t.path().join("lists")).unwrap();
+    let fifo = t.fifo("lists/bad.fifo");
+    let line = format!("{}\n", coreutils("sha256sum", &bad));
+    let writer = std::thread::spawn({
+        let fifo = fifo.clone();
+        move || {
+            let mut w = std::fs::OpenOptions::new().write(true).open(&fifo)?;
+            w.write_all(line.as_bytes())
+        }
+    });
+    let out = run_with_timeout(
+        cmd()
+            .args(["scan", "--offline", "--format", "ndjson", "--known-bad"])
+            .arg(&fifo)
+            .arg(t.path().join("scan")),
+        std::time::Duration::from_secs(20),
+    );
+    writer
+        .join()
+        .unwrap()
+        .expect("the list was written to a reader");
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let r = rec(&ndjson(&out), "bad.bin").clone();
+    assert_eq!(r["verdict"], "infected", "{r}");
+    assert_eq!(r["source"], "local", "{r}");
+}
+
 /// The HTML report's header names the known sets as the summary does, the RDS with its
 /// `VERSION` row, escaped like every other name on the page.
 #[test]
