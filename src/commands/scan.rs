@@ -245,6 +245,12 @@ fn scan_options(a: &ScanArgs) -> serde_json::Map<String, serde_json::Value> {
     m.insert("md5".into(), a.md5.into());
     m.insert("sha1".into(), a.sha1.into());
     m.insert("known-good".into(), paths(&a.known_good));
+    // The list in effect (the defaults and the user's), only with known-good sets: it decides
+    // which files an NSRL RDS database among them leaves to be looked up.
+    if !a.known_good.is_empty() {
+        let rds = RdsOptions::with_extra(&a.nsrl_exclude_type);
+        m.insert("nsrl-exclude-type".into(), rds.excluded_types.into());
+    }
     m.insert("known-bad".into(), paths(&a.known_bad));
     m.insert("also-lookup".into(), a.also_lookup.into());
     m.insert("budget".into(), a.budget.into());
@@ -270,14 +276,29 @@ fn load_local_sets(a: &ScanArgs, cache: Option<&Cache>) -> Result<Option<Arc<Loc
     if a.known_good.is_empty() && a.known_bad.is_empty() {
         return Ok(None);
     }
+    // The RDS says "known", not "bad": as --known-bad it would mark Windows as infected. Refused
+    // from its schema, before a load reads the whole database (minutes at NSRL scale).
+    for p in &a.known_bad {
+        if hashsweep::known::rds::identify(p)?.is_some() {
+            return Err(Error::Usage(format!(
+                "{} is an NSRL RDS database: it lists known software, not known-bad files; \
+                 give it as --known-good",
+                p.display()
+            )));
+        }
+    }
     let index_dir = cache.and_then(|c| c.path().parent()).map(Path::to_path_buf);
     let rds = RdsOptions::with_extra(&a.nsrl_exclude_type);
     let load = |paths: &[PathBuf]| -> Result<HashSet, Error> {
         let set = HashSet::load_with(paths, index_dir.as_deref(), &rds)?;
         for s in set.sources() {
             if s.skipped_lines > 0 {
+                let what = match s.rds {
+                    Some(_) => "row(s) with no valid SHA-256",
+                    None => "line(s) with no digest",
+                };
                 warn(format_args!(
-                    "{}: skipped {} line(s) with no digest",
+                    "{}: skipped {} {what}",
                     s.path.display(),
                     s.skipped_lines
                 ));
@@ -288,18 +309,9 @@ fn load_local_sets(a: &ScanArgs, cache: Option<&Cache>) -> Result<Option<Arc<Loc
         }
         Ok(set)
     };
-    let bad = load(&a.known_bad)?;
-    // The RDS says "known", not "bad": as --known-bad it would mark Windows as infected.
-    if let Some(s) = bad.sources().iter().find(|s| s.rds.is_some()) {
-        return Err(Error::Usage(format!(
-            "{} is an NSRL RDS database: it lists known software, not known-bad files; give it \
-             as --known-good",
-            s.path.display()
-        )));
-    }
     Ok(Some(Arc::new(LocalSets {
+        bad: load(&a.known_bad)?,
         good: load(&a.known_good)?,
-        bad,
         also_lookup: a.also_lookup,
     })))
 }

@@ -106,6 +106,7 @@ pub struct SourceInfo {
     pub format: ListFormat,
     /// Distinct digests in this list: (md5, sha1, sha256).
     pub counts: (usize, usize, usize),
+    /// Lines that held no digest; for an RDS database, `FILE` rows without a valid SHA-256.
     pub skipped_lines: u64,
     /// True when the digests came from an existing on-disk index rather than from parsing.
     pub from_index: bool,
@@ -195,7 +196,8 @@ impl HashSet {
         self.len() == 0
     }
 
-    /// Lines that were not blank, a comment or a header and yet held no digest.
+    /// Lines that were not blank, a comment or a header and yet held no digest (and the rows
+    /// of RDS databases without a valid SHA-256).
     pub fn skipped_lines(&self) -> u64 {
         self.skipped
     }
@@ -690,19 +692,13 @@ fn load_source(
     };
     let file = File::open(path).map_err(open_err)?;
     let meta = file.metadata().map_err(open_err)?;
-    if meta.is_file()
-        && rds::is_sqlite(&file).map_err(|source| HashSetError::Read {
-            path: path.to_path_buf(),
-            line: 1,
-            source,
-        })?
-    {
+    if rds::is_sqlite_file(path, &file, &meta)? {
         let (table, index_error) = rds::load(path, &file, index_dir, rds_opts)?;
         let info = SourceInfo {
             path: path.to_path_buf(),
             format: ListFormat::Rds,
             counts: (0, 0, table.sha256().len()),
-            skipped_lines: 0,
+            skipped_lines: table.info.skipped,
             from_index: table.from_index,
             index_error,
             rds: Some(table.info.clone()),

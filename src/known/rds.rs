@@ -60,6 +60,67 @@ pub fn is_sqlite(file: &File) -> io::Result<bool> {
     Ok(&head == SQLITE_MAGIC)
 }
 
+/// Whether the file opened as `file` (with `meta`) is a regular file that starts with the
+/// SQLite header: one [`load`] would read as an RDS database.
+pub(super) fn is_sqlite_file(
+    path: &Path,
+    file: &File,
+    meta: &fs::Metadata,
+) -> Result<bool, HashSetError> {
+    if !meta.is_file() {
+        return Ok(false);
+    }
+    is_sqlite(file).map_err(|source| HashSetError::Read {
+        path: path.to_path_buf(),
+        line: 1,
+        source,
+    })
+}
+
+/// The layout of the NSRL RDS database at `path`, `None` when it is no SQLite file (a hash
+/// list, say). Reads the schema only, so it is as quick on the full NSRL as on a test file
+/// (for a caller that must refuse a database before [`load`] reads it); a damaged or foreign
+/// SQLite file is the error loading it would give. Only a regular file is opened: a pipe
+/// (`<(...)`) or FIFO is left for the one open that reads it.
+pub fn identify(path: &Path) -> Result<Option<Layout>, HashSetError> {
+    let open_err = |source| HashSetError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    if !fs::metadata(path).map_err(open_err)?.is_file() {
+        return Ok(None);
+    }
+    let file = File::open(path).map_err(open_err)?;
+    let meta = file.metadata().map_err(open_err)?;
+    if !is_sqlite_file(path, &file, &meta)? {
+        return Ok(None);
+    }
+    let canonical = fs::canonicalize(path).map_err(open_err)?;
+    let (_, layout) = open_rds(path, &canonical)?;
+    Ok(Some(layout))
+}
+
+/// Open the RDS database at `canonical` (named `path` in errors) and find its layout.
+fn open_rds(path: &Path, canonical: &Path) -> Result<(Connection, Layout), HashSetError> {
+    let conn = open_immutable(canonical).map_err(|source| HashSetError::Rds {
+        path: path.to_path_buf(),
+        what: "cannot open",
+        source,
+    })?;
+    let layout = inspect(&conn).map_err(|e| match e {
+        Inspect::Sql(source) => HashSetError::Rds {
+            path: path.to_path_buf(),
+            what: "cannot read",
+            source,
+        },
+        Inspect::NotRds(reason) => HashSetError::NotRds {
+            path: path.to_path_buf(),
+            reason,
+        },
+    })?;
+    Ok((conn, layout))
+}
+
 /// Which of NIST's two database layouts a file has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -96,6 +157,10 @@ pub struct RdsInfo {
     pub rows: u64,
     /// Rows whose `sha256` was not 64 hex digits (counted, not loaded).
     pub skipped: u64,
+    /// Whether the digests came in binary order (a minimal database in NIST's upper-case hex,
+    /// read in key order): merged as they came, in one pass with no sort. Otherwise (mixed
+    /// case, the full layout's view) they were collected and sorted in memory.
+    pub read_in_order: bool,
 }
 
 /// How RDS databases are read: which application types are not known good.
@@ -221,18 +286,7 @@ pub(super) fn load(
         path: path.to_path_buf(),
         source,
     })?;
-    let conn = open_immutable(&canonical).map_err(rds_err("cannot open"))?;
-    let layout = inspect(&conn).map_err(|e| match e {
-        Inspect::Sql(source) => HashSetError::Rds {
-            path: path.to_path_buf(),
-            what: "cannot read",
-            source,
-        },
-        Inspect::NotRds(reason) => HashSetError::NotRds {
-            path: path.to_path_buf(),
-            reason,
-        },
-    })?;
+    let (conn, layout) = open_rds(path, &canonical)?;
     let version = read_version(&conn).map_err(rds_err("cannot read the VERSION table of"))?;
     let stamp = Stamp::of(file, &meta);
     let slot = index_dir.map(|dir| {
@@ -600,6 +654,7 @@ fn build(
             version,
             rows: n_rows,
             skipped,
+            read_in_order: sorted,
         },
         sha256,
         combo_of,

@@ -1,9 +1,9 @@
 //! `--format html`: one self-contained page to read a sweep in a browser, offline. The header
-//! says what ran (host, roots, time) and counts the verdicts in a small inline SVG chart;
-//! detections come first, each with its engines and threat names (`--details`) and a link to
-//! the vendor's result page for its digest; then every other record in a table that a few lines
-//! of inline script filter by verdict and search (`report.html#verdict=unknown&q=tmp` opens it
-//! filtered).
+//! says what ran (host, roots, time, the known-file sets used) and counts the verdicts in a
+//! small inline SVG chart; detections come first, each with its engines and threat names
+//! (`--details`) and a link to the vendor's result page for its digest; then every other record
+//! in a table that a few lines of inline script filter by verdict and search
+//! (`report.html#verdict=unknown&q=tmp` opens it filtered).
 //!
 //! Nothing is loaded from anywhere: no external script, style, font or image, and a
 //! Content-Security-Policy that forbids them. Every name and word from the tree or the
@@ -192,6 +192,14 @@ impl Reporter for HtmlReporter<'_> {
             s.requests,
             s.elapsed_secs
         )?;
+        if !s.known_sets.is_empty() {
+            let sets: Vec<String> = s.known_sets.iter().map(|k| esc(&k.human())).collect();
+            writeln!(
+                self.out,
+                "<dt>known sets</dt><dd id=\"known-sets\">{}</dd>",
+                sets.join("<br>")
+            )?;
+        }
         if !run.version.is_empty() {
             writeln!(self.out, "<dt>hashsweep</dt><dd>{}</dd>", esc(&run.version))?;
         }

@@ -302,6 +302,7 @@ fn check_layout(layout: Layout) {
         "the VERSION row"
     );
     assert_eq!(info.rows, 305);
+    assert!(!info.read_in_order, "mixed-case hex is sorted in memory");
     assert_eq!(set.counts(), (0, 0, 304), "one SHA-256 per distinct file");
 
     for (name, set) in [
@@ -384,6 +385,145 @@ fn minimal_layout_upper_and_lower_case() {
 #[test]
 fn full_layout_through_its_views() {
     check_layout(Layout::Full);
+}
+
+/// NIST's own form: every digit upper case, rows stored in no particular order. The minimal
+/// layout's key order is then binary order, so the digests are merged as they come, with no
+/// sort: a digest held by an OS package and a hacking tool alike is known good (one package
+/// that is not excluded is enough, and only its type is reported), one held by the tool alone
+/// is looked up. The same answers from the build and from the mapped index.
+#[test]
+fn nist_form_upper_case_is_read_in_key_order_without_a_sort() {
+    let f = fixture();
+    let tool = f
+        .tree
+        .file("scan/pwnkit.exe", b"a hacking tool and nothing else");
+    let mut rows = vec![
+        Row::of(&f.os_file, 10),
+        Row::of(&f.app_file, 20),
+        Row::of(&f.stego, 30),
+        Row::of(&f.shared, 40),
+        Row::of(&tool, 40),
+        Row::of(&f.shared, 10),
+    ];
+    rows.extend((0..300).map(|i| Row::synthetic(i, 10 + 10 * (i as i64 % 4))));
+    // Inserted in SHA-1 order: the table's own order is not the key's.
+    rows.sort_by(|a, b| a.sha1.cmp(&b.sha1));
+    assert!(rows.iter().all(|r| r.sha256 == r.sha256.to_uppercase()));
+    assert!(!rows.is_sorted_by(|a, b| a.sha256 <= b.sha256), "shuffled");
+    let dbdir = Tree::new();
+    let db = dbdir.path().join("RDS_2025.03.1_modern_minimal.db");
+    build(Layout::Minimal, &db, VERSION, PKGS, &rows);
+    let cache = Tree::new();
+    let index = || -> Vec<String> {
+        listing(cache.path())
+            .into_iter()
+            .filter(|n| n.starts_with("hashset-rds-"))
+            .collect()
+    };
+    let mut built = None;
+    for round in ["build", "mapped"] {
+        let mock = MockServer::start(Some(KEY)).unwrap();
+        let out = run(scan_cmd(&mock, &f.tree.path().join("scan"))
+            // Unknown answers are not kept: the second round asks again.
+            .args(["--format", "json", "--unknown-ttl", "0s", "--cache"])
+            .arg(cache.path().join("cache.sqlite"))
+            .env_remove("HASHSWEEP_NO_CACHE")
+            .arg("--known-good")
+            .arg(&db));
+        assert_eq!(code(&out), 0, "{round}: {}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let recs = v["records"].as_array().unwrap();
+        for (name, application_type) in [
+            ("kernel32.dll", "Operating System"),
+            ("editor.exe", "Text Editor, Utility"),
+            ("msvcrt.dll", "Operating System"),
+        ] {
+            let r = rec(recs, name);
+            assert_eq!(r["verdict"], "known_good", "{round}: {r}");
+            assert_eq!(r["source"], "nsrl", "{round}: {r}");
+            assert_eq!(r["application_type"], application_type, "{round}: {r}");
+        }
+        for name in ["pwnkit.exe", "hideit.exe", "mine.txt"] {
+            let r = rec(recs, name);
+            assert_eq!(r["verdict"], "unknown", "{round}: looked up: {r}");
+            assert!(r.get("source").is_none(), "{round}: {r}");
+        }
+        let mut asked: Vec<String> = mock.requests().into_iter().flat_map(|r| r.hashes).collect();
+        asked.sort();
+        let mut want: Vec<String> = [&tool, &f.stego, &f.other]
+            .iter()
+            .map(|p| coreutils("sha256sum", p).to_uppercase())
+            .collect();
+        want.sort();
+        assert_eq!(asked, want, "{round}: the tool-only file is asked about");
+        let rds = &v["summary"]["known_sets"][0]["rds"];
+        assert_eq!(rds["rows"], 306, "{round}");
+        assert_eq!(rds["read_in_order"], true, "{round}: no sort: {rds}");
+        assert_eq!(v["summary"]["known_sets"][0]["digests"], 305, "{round}");
+
+        // The second round maps the index the first one wrote (the same file, not rewritten).
+        // Not under Wine, where the database's stamp moves once read (see the README).
+        if cfg!(unix) {
+            let idx = index();
+            assert_eq!(idx.len(), 1, "{round}: {idx:?}");
+            let written = std::fs::metadata(cache.path().join(&idx[0]))
+                .and_then(|m| m.modified())
+                .unwrap();
+            match round {
+                "build" => built = Some(written),
+                _ => assert_eq!(Some(written), built, "the index was not rebuilt"),
+            }
+        }
+    }
+    let set = HashSet::load(std::slice::from_ref(&db), Some(cache.path())).unwrap();
+    assert!(set.sources()[0].from_index || !cfg!(unix));
+    assert!(set.sources()[0].rds.as_ref().unwrap().read_in_order);
+    for (d, good) in synthetic_digests() {
+        assert_eq!(set.find(&d).is_some(), good);
+    }
+}
+
+/// Rows whose `sha256` is not 64 hex digits are counted and said, like a hash list's bad
+/// lines, on the run that builds the index and on those that map it.
+#[test]
+fn rows_without_a_valid_sha256_are_counted_and_said() {
+    let f = fixture();
+    let mut rows = rows(&f);
+    let mut bad = Row::synthetic(1000, 10);
+    bad.sha256 = "NOT-A-DIGEST".to_string();
+    rows.push(bad);
+    let mut short = Row::synthetic(1001, 10);
+    short.sha256.truncate(63);
+    rows.push(short);
+    let dbdir = Tree::new();
+    let db = dbdir.path().join("rds.db");
+    build(Layout::Minimal, &db, VERSION, PKGS, &rows);
+    let cache = Tree::new();
+    for round in ["build", "mapped"] {
+        let out = run(cmd()
+            .args(["scan", "--offline", "--format", "ndjson", "--cache"])
+            .arg(cache.path().join("cache.sqlite"))
+            .env_remove("HASHSWEEP_NO_CACHE")
+            .arg("--known-good")
+            .arg(&db)
+            .arg(f.tree.path().join("scan")));
+        assert_eq!(code(&out), 0, "{round}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "{}: skipped 2 row(s) with no valid SHA-256",
+                db.display()
+            )),
+            "{round}: {err}"
+        );
+        assert_eq!(rec(&ndjson(&out), "kernel32.dll")["verdict"], "known_good");
+    }
+    let set = HashSet::load(std::slice::from_ref(&db), Some(cache.path())).unwrap();
+    // Not under Wine, where the database's stamp moves once read (see the README).
+    assert!(set.sources()[0].from_index || !cfg!(unix));
+    assert_eq!(set.skipped_lines(), 2);
+    assert_eq!(set.sources()[0].rds.as_ref().unwrap().skipped, 2);
 }
 
 #[test]
@@ -504,23 +644,51 @@ fn excluded_types_are_looked_up_with_source_and_type_in_the_report() {
             && err.contains("NSRL RDS 2025.03.1 modern, released 2025-03-01"),
         "{err}"
     );
+    // The exclusion list in effect is recorded with the options that change the results.
+    let defaults = serde_json::json!(hashsweep::known::rds::DEFAULT_EXCLUDED_TYPES);
+    assert_eq!(
+        v["summary"]["run"]["options"]["nsrl-exclude-type"], defaults,
+        "{}",
+        v["summary"]["run"]
+    );
+    assert_eq!(
+        defaults,
+        serde_json::json!([
+            "Hacker Tool",
+            "Steganography",
+            "Encryption",
+            "Keyboard Logger"
+        ]),
+        "the README's default list"
+    );
 
     // --nsrl-exclude-type adds to the list: the OS packages are asked about too.
     let mock = MockServer::start(Some(KEY)).unwrap();
     let out = run(scan_cmd(&mock, &root)
-        .args(["--known-good"])
+        .args(["--format", "json", "--known-good"])
         .arg(&db)
         .args(["--nsrl-exclude-type", "Operating System"]));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let recs = ndjson(&out);
-    assert_eq!(rec(&recs, "kernel32.dll")["verdict"], "unknown");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
-        rec(&recs, "msvcrt.dll")["verdict"],
+        v["summary"]["run"]["options"]["nsrl-exclude-type"],
+        serde_json::json!([
+            "Hacker Tool",
+            "Steganography",
+            "Encryption",
+            "Keyboard Logger",
+            "Operating System"
+        ])
+    );
+    let recs = v["records"].as_array().unwrap();
+    assert_eq!(rec(recs, "kernel32.dll")["verdict"], "unknown");
+    assert_eq!(
+        rec(recs, "msvcrt.dll")["verdict"],
         "unknown",
         "OS and hacker tool only"
     );
-    assert_eq!(rec(&recs, "editor.exe")["verdict"], "known_good");
-    assert_eq!(rec(&recs, "hideit.exe")["verdict"], "unknown");
+    assert_eq!(rec(recs, "editor.exe")["verdict"], "known_good");
+    assert_eq!(rec(recs, "hideit.exe")["verdict"], "unknown");
     let asked: usize = mock.requests().iter().map(|r| r.hashes.len()).sum();
     assert_eq!(asked, 4);
 
@@ -536,6 +704,78 @@ fn excluded_types_are_looked_up_with_source_and_type_in_the_report() {
             .unwrap()
             .ends_with(",source,application_type,hosts"),
         "{csv}"
+    );
+}
+
+// Unix only: FIFOs.
+#[cfg(unix)]
+/// A list given through a FIFO (`mkfifo l; grep ... > l & hashsweep scan --known-bad l`) is
+/// opened once: the check that refuses an RDS database as --known-bad only stats it. An open
+/// closed unread lets an eager writer write and go, its line lost with the pipe, and the
+/// load's own open then waits for a writer for ever.
+#[test]
+fn a_known_bad_list_through_a_fifo_is_opened_once() {
+    use std::io::Write;
+    let t = Tree::new();
+    let bad = t.file("scan/bad.bin", b"a known-bad file");
+    std::fs::create_dir_all(t.path().join("lists")).unwrap();
+    let fifo = t.fifo("lists/bad.fifo");
+    let line = format!("{}\n", coreutils("sha256sum", &bad));
+    let writer = std::thread::spawn({
+        let fifo = fifo.clone();
+        move || {
+            let mut w = std::fs::OpenOptions::new().write(true).open(&fifo)?;
+            w.write_all(line.as_bytes())
+        }
+    });
+    let out = run_with_timeout(
+        cmd()
+            .args(["scan", "--offline", "--format", "ndjson", "--known-bad"])
+            .arg(&fifo)
+            .arg(t.path().join("scan")),
+        std::time::Duration::from_secs(20),
+    );
+    writer
+        .join()
+        .unwrap()
+        .expect("the list was written to a reader");
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let r = rec(&ndjson(&out), "bad.bin").clone();
+    assert_eq!(r["verdict"], "infected", "{r}");
+    assert_eq!(r["source"], "local", "{r}");
+}
+
+/// The HTML report's header names the known sets as the summary does, the RDS with its
+/// `VERSION` row, escaped like every other name on the page.
+#[test]
+fn the_html_report_names_the_rds_release() {
+    let f = fixture();
+    let lists = Tree::new();
+    let db = lists.path().join("nsrl & more").join("rds.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    build(Layout::Minimal, &db, VERSION, PKGS, &rows(&f));
+    let list = lists.file(
+        "good.sha256",
+        format!("{}\n", coreutils("sha256sum", &f.other)).as_bytes(),
+    );
+    let out = run(cmd()
+        .args(["scan", "--offline", "--format", "html", "--known-good"])
+        .arg(&db)
+        .arg("--known-good")
+        .arg(&list)
+        .arg(f.tree.path().join("scan")));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let page = String::from_utf8(out.stdout).unwrap();
+    let header = &page[..page.find("</header>").expect("a header")];
+    let db_name = db.display().to_string().replace('&', "&amp;");
+    assert!(
+        header.contains(&format!(
+            "<dt>known sets</dt><dd id=\"known-sets\">known-good: {db_name} (NSRL RDS 2025.03.1 \
+             modern, released 2025-03-01, minimal layout, 304 SHA-256)<br>known-good: {} (list, 1 \
+             digests)</dd>",
+            list.display()
+        )),
+        "{header}"
     );
 }
 
@@ -586,18 +826,53 @@ fn damaged_or_foreign_sqlite_is_a_clear_error_naming_it() {
         assert!(err.contains(words), "{err}");
         assert!(out.stdout.is_empty(), "no report");
     }
-    // An RDS database is not a list of bad files.
+    // An RDS database is not a list of bad files, and is refused before it is read: no index
+    // is written beside the cache (at NSRL scale minutes and gigabytes for nothing).
     let rds = t.path().join("lists/rds.db");
-    build(Layout::Minimal, &rds, VERSION, PKGS, &[]);
+    build(
+        Layout::Minimal,
+        &rds,
+        VERSION,
+        PKGS,
+        &[Row::synthetic(1, 10)],
+    );
+    let cache = Tree::new();
     let out = run(cmd()
-        .args(["scan", "--offline", "--known-bad"])
+        .args(["scan", "--offline", "--cache"])
+        .arg(cache.path().join("cache.sqlite"))
+        .env_remove("HASHSWEEP_NO_CACHE")
+        .arg("--known-bad")
         .arg(&rds)
         .arg(t.path().join("scan")));
     assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
     assert!(
-        stderr(&out).contains("give it as --known-good"),
-        "{}",
-        stderr(&out)
+        err.contains(&format!(
+            "{} is an NSRL RDS database: it lists known software",
+            rds.display()
+        )) && err.contains("give it as --known-good"),
+        "{err}"
+    );
+    let written: Vec<String> = listing(cache.path())
+        .into_iter()
+        .filter(|n| n.starts_with("hashset-rds-"))
+        .collect();
+    assert!(written.is_empty(), "refused before loading: {written:?}");
+    // As --known-good the same database does get its index there (the check above can fail).
+    let out = run(cmd()
+        .args(["scan", "--offline", "--cache"])
+        .arg(cache.path().join("cache.sqlite"))
+        .env_remove("HASHSWEEP_NO_CACHE")
+        .arg("--known-good")
+        .arg(&rds)
+        .arg(t.path().join("scan")));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        listing(cache.path())
+            .iter()
+            .any(|n| n.starts_with("hashset-rds-")),
+        "{:?}",
+        listing(cache.path())
     );
 
     let err = HashSet::load(std::slice::from_ref(&damaged), None).unwrap_err();
