@@ -79,6 +79,63 @@ fn pseudo_file_systems_in_the_tree_are_one_skipped_record_each() {
     }
 }
 
+/// An ordinary mount below a pseudo file system that is not entered is walked on its own:
+/// tmpfs at `dev/shm` under devtmpfs's `dev` (where a dropper stages what it runs) is hashed,
+/// `dev` is one skipped record. `-x` stays on the root's device (the tmpfs is named as a root
+/// to be swept), and `--exclude` still applies below the pseudo mount.
+#[test]
+fn an_ordinary_mount_below_a_pseudo_one_is_walked() {
+    let t = Tree::new();
+    t.file("etc/hosts", b"127.0.0.1 localhost\n");
+    let dev = t.path().join("dev");
+    let Some(_dev) = Mounts::new(&[("devtmpfs", &dev)]) else {
+        return;
+    };
+    // devtmpfs is the kernel's one instance: /dev itself. Its `shm` directory is used as the
+    // mount point, a fresh tmpfs on it holds only this test's file.
+    if !dev.join("shm").is_dir() {
+        skip("devtmpfs has no shm directory: not tested");
+        return;
+    }
+    let Some(_shm) = Mounts::new(&[("tmpfs", &dev.join("shm"))]) else {
+        return;
+    };
+    let dropper = dev.join("shm/dropper");
+    std::fs::write(&dropper, b"\x7fELF staged").unwrap();
+    let want = coreutils("sha256sum", &dropper);
+
+    let out = run_with_timeout(
+        cmd().args(["scan", "--offline"]).arg(t.path()),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let recs = ndjson(&out);
+    assert_eq!(recs.len(), 3, "{recs:#?}");
+    let d = rec(&recs, "/dev");
+    assert_eq!(d["verdict"], "skipped", "{d}");
+    assert_eq!(d["note"], "pseudo file system (devtmpfs)", "{d}");
+    let f = rec(&recs, "/dev/shm/dropper");
+    assert_eq!(f["path"], dropper.to_str().unwrap(), "{f}");
+    assert_eq!(f["sha256"], want.as_str(), "{f}");
+    assert!(rec(&recs, "etc/hosts")["sha256"].is_string());
+
+    for extra in [&["-x"][..], &["--exclude", "dev/shm"][..]] {
+        let out = run_with_timeout(
+            cmd().args(["scan", "--offline"]).args(extra).arg(t.path()),
+            Duration::from_secs(30),
+        );
+        assert_eq!(code(&out), 0, "{extra:?}: {}", stderr(&out));
+        let recs = ndjson(&out);
+        assert!(
+            !recs
+                .iter()
+                .any(|r| r["path"].as_str().is_some_and(|p| p.contains("dropper"))),
+            "{extra:?}: {recs:#?}"
+        );
+        assert!(rec(&recs, "etc/hosts")["sha256"].is_string(), "{extra:?}");
+    }
+}
+
 /// A root on a pseudo file system is the same one record, with a message that says why and
 /// how to read it anyway.
 #[test]
