@@ -649,12 +649,13 @@ pub fn scan(
         walk_done: &walk_done,
         bell: &bell,
     };
-    // Running programs first: what they are matters most on a live system.
+    // Running programs first: what they are matters most on a live system. The digest cache
+    // answers for an unchanged image as for a file.
     let image_count = image_paths.len() as u64;
     for p in image_paths {
         injector.push(Task {
             ev: walk::WalkEvent::Process(p),
-            checked: true,
+            checked: false,
         });
     }
 

@@ -265,3 +265,96 @@ fn a_deleted_running_executable_is_found_with_its_digest_and_verdict() {
         "{recs:#?}"
     );
 }
+
+/// With `--cache`, an unchanged running program's image is answered from the digest cache as
+/// an unchanged file is: the second sweep has the same digest for it and reads nothing. The
+/// sweeps run in a PID namespace of their own (`unshare --pid --mount-proc`, as root), so the
+/// running programs are the test's only: a shell, the sleeper, hashsweep itself.
+#[test]
+fn running_programs_unchanged_since_the_last_sweep_are_answered_from_the_cache() {
+    let t = Tree::new();
+    let bin = t.file(
+        "bin/hs-cached-sleeper",
+        &std::fs::read("/bin/sleep").unwrap(),
+    );
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let sha = coreutils("sha256sum", &bin);
+    let empty = t.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let cache = t.path().join("c.sqlite");
+    let ns = |c: &mut Command| {
+        c.args(["--pid", "--fork", "--mount-proc"]);
+    };
+    let mut probe = Command::new("unshare");
+    ns(&mut probe);
+    if !probe.arg("true").status().is_ok_and(|s| s.success()) {
+        skip("cannot make a PID namespace (unshare --pid needs root): not tested");
+        return;
+    }
+    // Files changed within the cache's racy window are not kept: let the copy age.
+    std::thread::sleep(hashsweep::cache::RACY_WINDOW + Duration::from_millis(200));
+    // The sleeper runs (its exec done) before the first sweep and until after the second.
+    let script = r#"
+        "$1" 120 &
+        n=0
+        while [ "$(readlink /proc/$!/exe)" != "$1" ] && [ $n -lt 1000 ]; do
+            sleep 0.01; n=$((n + 1))
+        done
+        for run in 1 2; do
+            "$2" scan --offline --processes=exe --format json --cache "$3" -o "$4/run$run.json" "$5"
+            echo "run $run: exit $?" >&2
+        done
+        kill $!
+    "#;
+    // The environment `cmd()` gives hashsweep, but with the cache.
+    let mut c = Command::new("unshare");
+    for (k, v) in cmd().get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c.env_remove("HASHSWEEP_NO_CACHE");
+    ns(&mut c);
+    c.args(["sh", "-c", script, "sh"])
+        .arg(&bin)
+        .arg(binary())
+        .arg(&cache)
+        .arg(t.path())
+        .arg(&empty);
+    let out = run_with_timeout(&mut c, Duration::from_secs(300));
+    let err = stderr(&out);
+    assert!(
+        err.contains("run 1: exit 0") && err.contains("run 2: exit 0"),
+        "{err}"
+    );
+    let report = |n: u32| -> serde_json::Value {
+        let text = std::fs::read(t.path().join(format!("run{n}.json"))).unwrap();
+        serde_json::from_slice(&text).unwrap()
+    };
+    let (r1, r2) = (report(1), report(2));
+    let sleeper = |r: &serde_json::Value| -> serde_json::Value {
+        r["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["path"] == bin.to_str().unwrap())
+            .unwrap_or_else(|| panic!("no record of the sleeper: {r:#}"))
+            .clone()
+    };
+    assert_eq!(sleeper(&r1)["sha256"], sha.as_str(), "{r1:#}");
+    assert!(r1["summary"]["bytes_read"].as_u64().unwrap() > 0, "{r1:#}");
+    let s2 = sleeper(&r2);
+    assert_eq!(s2["sha256"], sha.as_str(), "{s2}");
+    assert!(s2["pid"].is_u64(), "{s2}");
+    assert_eq!(
+        r2["summary"]["bytes_read"], 0,
+        "nothing read again: {:#}",
+        r2["summary"]
+    );
+    assert!(
+        r2["summary"]["files_cached"].as_u64().unwrap() >= 3,
+        "{:#}",
+        r2["summary"]
+    );
+}
