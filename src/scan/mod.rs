@@ -212,7 +212,7 @@ impl Collector<'_> {
                 let running_deleted = self
                     .processes
                     .get(&res.path)
-                    .is_some_and(|p| p.deleted && !p.library);
+                    .is_some_and(|p| p.deleted && !p.library());
                 let rank = |b: &BudgetKeeper| {
                     if running_deleted {
                         return Rank::RUNNING_DELETED;

@@ -42,11 +42,17 @@ pub struct ProcessInfo {
     pub path: PathBuf,
     /// The file is gone from disk (the kernel marks the link ` (deleted)`).
     pub deleted: bool,
-    /// A mapped library, not the process's executable.
-    pub library: bool,
+    /// For a mapped library, the executable of the process that maps it (as `path` is shown);
+    /// `None` in the executable's own record.
+    pub library_of: Option<PathBuf>,
 }
 
 impl ProcessInfo {
+    /// A mapped library, not the process's executable.
+    pub fn library(&self) -> bool {
+        self.library_of.is_some()
+    }
+
     /// The command line as one string (arguments joined by spaces).
     pub fn cmdline(&self) -> String {
         self.args.join(" ")
@@ -165,7 +171,7 @@ pub fn list(proc_root: &Path, scope: ProcessScope) -> io::Result<Found> {
             uid,
             path,
             deleted,
-            library: false,
+            library_of: None,
         };
         if scope == ProcessScope::All
             && let Ok(maps) = std::fs::read_to_string(dir.join("maps"))
@@ -190,7 +196,7 @@ pub fn list(proc_root: &Path, scope: ProcessScope) -> io::Result<Found> {
                     ProcessInfo {
                         path,
                         deleted,
-                        library: true,
+                        library_of: Some(info.path.clone()),
                         ..info.clone()
                     },
                 ));
@@ -314,7 +320,7 @@ mod tests {
         let mine: Vec<_> = found.images.iter().filter(|(_, i)| i.pid == me).collect();
         assert!(
             mine.iter()
-                .any(|(p, i)| !i.library && i.path == exe && p.ends_with("exe")),
+                .any(|(p, i)| !i.library() && i.path == exe && p.ends_with("exe")),
             "{mine:?}"
         );
         assert!(found.counts.processes >= 1);

@@ -358,3 +358,74 @@ fn running_programs_unchanged_since_the_last_sweep_are_answered_from_the_cache()
         r2["summary"]
     );
 }
+
+/// ECS of running programs: an executable's document has it as `process.executable` with its
+/// digest as `process.hash.sha256`; a library's names the executable of the process that maps
+/// it (not the library, which is `file.path`), no `process.hash` (the digest is the library's,
+/// in `file.hash`), and `hashsweep.library: true`.
+#[test]
+fn ecs_process_fields_are_the_process_s_for_libraries_too() {
+    let t = Tree::new();
+    let bin = t.file("bin/hs-ecs-sleeper", &std::fs::read("/bin/sleep").unwrap());
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let sha = coreutils("sha256sum", &bin);
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Kill(Command::new(&bin).arg("120").spawn().unwrap());
+    let pid = child.0.id();
+    let started = Instant::now();
+    while std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .as_deref()
+        != Some(bin.as_path())
+    {
+        assert!(started.elapsed() < Duration::from_secs(10), "no exec");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let empty = t.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = run_with_timeout(
+        cmd()
+            .args(["scan", "--offline", "--processes", "--format", "ecs"])
+            .arg(&empty),
+        Duration::from_secs(300),
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let docs = ndjson(&out);
+    let exe = docs
+        .iter()
+        .find(|d| d["process"]["pid"] == pid && d["hashsweep"]["library"].is_null())
+        .unwrap_or_else(|| panic!("no executable document of pid {pid}"));
+    assert_eq!(exe["file"]["path"], bin.to_str().unwrap(), "{exe}");
+    assert_eq!(exe["process"]["executable"], bin.to_str().unwrap(), "{exe}");
+    assert_eq!(exe["process"]["hash"]["sha256"], sha.as_str(), "{exe}");
+    // libc is mapped by this test and the sleeper; its one document goes to the first
+    // process listed that maps it, whichever that is.
+    let lib = docs
+        .iter()
+        .find(|d| {
+            d["file"]["path"]
+                .as_str()
+                .is_some_and(|p| p.contains("/libc.so") || p.contains("/libc-"))
+        })
+        .unwrap_or_else(|| panic!("no libc document"));
+    assert_eq!(lib["hashsweep"]["library"], true, "{lib}");
+    assert!(lib["process"]["hash"].is_null(), "{lib}");
+    assert!(lib["file"]["hash"]["sha256"].is_string(), "{lib}");
+    let owner = &lib["process"]["executable"];
+    assert!(owner.is_string() && *owner != lib["file"]["path"], "{lib}");
+    // The executable named is the one of that process's own document.
+    let its_exe = docs
+        .iter()
+        .find(|d| {
+            d["process"]["pid"] == lib["process"]["pid"] && d["hashsweep"]["library"].is_null()
+        })
+        .unwrap_or_else(|| panic!("no executable document for {lib}"));
+    assert_eq!(*owner, its_exe["process"]["executable"], "{lib}\n{its_exe}");
+    drop(child);
+}
