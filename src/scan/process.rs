@@ -208,17 +208,19 @@ pub fn list(proc_root: &Path, scope: ProcessScope) -> io::Result<Found> {
     Ok(found)
 }
 
-/// A program that exited before its image was read is counted, not an error; so is one whose
-/// image this user may not read. Drops those results from `files`.
+/// A program that exited before its image was read is counted, not an error (once, however
+/// many of its images, its executable and libraries, were left unread); so is one whose image
+/// this user may not read. Drops those results from `files`.
 pub(super) fn settle(
     files: &mut Vec<FileResult>,
     images: &HashMap<Box<Path>, ProcessInfo>,
     counts: &mut ProcessCounts,
 ) {
+    let mut vanished: HashSet<u32> = HashSet::new();
     files.retain(|f| match (&f.status, images.get(&f.path)) {
         (FileStatus::Error(e), Some(p)) => {
             if !Path::new("/proc").join(p.pid.to_string()).exists() {
-                counts.vanished += 1;
+                vanished.insert(p.pid);
                 false
             } else if e.contains("Permission denied") {
                 counts.denied += 1;
@@ -229,6 +231,7 @@ pub(super) fn settle(
         }
         _ => true,
     });
+    counts.vanished += vanished.len() as u64;
 }
 
 // Linux only: /proc.
@@ -279,6 +282,44 @@ mod tests {
         assert_eq!(images[&files[0].path].pid, alive.id());
         let _ = alive.kill();
         let _ = alive.wait();
+    }
+
+    /// A process gone with its executable and two libraries unread is one vanished process.
+    #[test]
+    fn a_vanished_process_counts_once_whatever_its_images() {
+        // Above the kernel's pid_max (2^22): never a running process.
+        let gone = 1 << 23;
+        let info = |path: &str, library: bool| ProcessInfo {
+            pid: gone,
+            name: "gone".into(),
+            args: Vec::new(),
+            uid: None,
+            path: PathBuf::from(path),
+            deleted: false,
+            library_of: library.then(|| PathBuf::from("/bin/gone")),
+        };
+        let dir = PathBuf::from(format!("/proc/{gone}"));
+        let images: HashMap<Box<Path>, ProcessInfo> = [
+            (dir.join("exe"), info("/bin/gone", false)),
+            (dir.join("root/lib/a.so"), info("/lib/a.so", true)),
+            (dir.join("root/lib/b.so"), info("/lib/b.so", true)),
+        ]
+        .into_iter()
+        .map(|(p, i)| (p.into_boxed_path(), i))
+        .collect();
+        let mut files: Vec<FileResult> = images
+            .keys()
+            .map(|p| FileResult {
+                archive: None,
+                path: p.clone(),
+                size: None,
+                status: FileStatus::Error("cannot open: No such file or directory".into()),
+            })
+            .collect();
+        let mut counts = ProcessCounts::default();
+        settle(&mut files, &images, &mut counts);
+        assert!(files.is_empty(), "{files:?}");
+        assert_eq!(counts.vanished, 1, "{counts:?}");
     }
 
     #[test]
