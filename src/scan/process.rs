@@ -116,6 +116,18 @@ fn uid_of(status: &str) -> Option<u32> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The kernel's flag of a kernel thread in `/proc/<pid>/stat` (linux/sched.h).
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// Whether `/proc/<pid>/stat` (its text) is a kernel thread's: its flags (the 9th field;
+/// counted after the name, which is in parentheses and may hold spaces and parentheses
+/// itself) have [`PF_KTHREAD`]. `None` when the text does not parse.
+fn kernel_thread(stat: &str) -> Option<bool> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let flags: u64 = rest.split_whitespace().nth(6)?.parse().ok()?;
+    Some(flags & PF_KTHREAD != 0)
+}
+
 /// One mapping of `/proc/<pid>/maps` that is a file: its address range, device, inode, path.
 fn file_mapping(line: &str) -> Option<(&str, &str, u64, &str)> {
     let mut f = line.splitn(6, ' ');
@@ -143,8 +155,17 @@ pub fn list(proc_root: &Path, scope: ProcessScope) -> io::Result<Found> {
             Ok(l) => l,
             Err(e) => {
                 let c = &mut found.counts;
+                // Not root: the link of a kernel thread (root's) is refused before it is found
+                // to lead nowhere; its stat, readable by all, says what it is.
+                let kthread = || {
+                    std::fs::read_to_string(dir.join("stat"))
+                        .ok()
+                        .and_then(|s| kernel_thread(&s))
+                        == Some(true)
+                };
                 match e.kind() {
                     _ if !dir.exists() => c.vanished += 1,
+                    io::ErrorKind::PermissionDenied if kthread() => c.kernel_threads += 1,
                     io::ErrorKind::PermissionDenied => c.denied += 1,
                     // A kernel thread's exe links nowhere.
                     io::ErrorKind::NotFound => c.kernel_threads += 1,
@@ -336,6 +357,18 @@ mod tests {
             uid_of("Name:\tx\nUid:\t1000\t1000\t1000\t1000\n"),
             Some(1000)
         );
+        // kthreadd: flags 0x208040.
+        assert_eq!(
+            kernel_thread("2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 25"),
+            Some(true)
+        );
+        // A program whose name holds a space and parentheses; flags 0x400100.
+        assert_eq!(
+            kernel_thread("4242 (a (b) c) S 1 4242 4242 34816 4242 4194560 120 0 0 0"),
+            Some(false)
+        );
+        assert_eq!(kernel_thread("4242 (cut"), None);
+        assert_eq!(kernel_thread("4242 (x) S 1 2 3 4 5 notanumber"), None);
         assert_eq!(
             file_mapping(
                 "7f0c-7f0d r-xp 00001000 08:01 1234                       /usr/lib/libc.so.6"

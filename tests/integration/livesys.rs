@@ -429,3 +429,34 @@ fn ecs_process_fields_are_the_process_s_for_libraries_too() {
     assert_eq!(*owner, its_exe["process"]["executable"], "{lib}\n{its_exe}");
     drop(child);
 }
+
+/// Without root, a kernel thread's `exe` is refused (it is root's) rather than found to lead
+/// nowhere: it is still counted as a kernel thread, not as a process that could not be
+/// inspected.
+#[test]
+fn kernel_threads_are_counted_as_such_without_root() {
+    // kthreadd is pid 2 wherever the kernel's threads are visible (not in a PID namespace).
+    let kthreadd = std::fs::read_to_string("/proc/2/stat").unwrap_or_default();
+    if !kthreadd.contains("(kthreadd)") {
+        skip("no kernel threads visible (a PID namespace?): not tested");
+        return;
+    }
+    let t = Tree::new();
+    std::fs::set_permissions(
+        t.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let empty = t.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = run_with_timeout(
+        cmd_unprivileged()
+            .args(["scan", "--offline", "--processes=exe", "--format", "json"])
+            .arg(&empty),
+        Duration::from_secs(300),
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let counts = &report["summary"]["processes"];
+    assert!(counts["kernel_threads"].as_u64().unwrap() >= 1, "{counts}");
+}
