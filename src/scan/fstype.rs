@@ -234,6 +234,15 @@ impl FsTypes {
         c
     }
 
+    /// Device `dev` already known to be of `class` (what `statfs` would say; for tests of
+    /// file systems the test machine does not have).
+    #[cfg(test)]
+    pub fn known(dev: u64, class: FsClass) -> FsTypes {
+        let fs = FsTypes::default();
+        lock(&fs.by_dev).insert(dev, class);
+        fs
+    }
+
     fn note_network(&self, dev: u64, path: &Path, name: &'static str) {
         let mut n = lock(&self.network);
         if !n.iter().any(|(d, ..)| *d == dev) {

@@ -191,7 +191,17 @@ pub fn walk(
     sink: &(dyn Fn(WalkEvent) + Sync),
     stop: &Arc<AtomicBool>,
 ) -> Result<WalkStats, crate::Error> {
-    let fs = Arc::new(FsTypes::default());
+    walk_with(Arc::new(FsTypes::default()), roots, opts, sink, stop)
+}
+
+/// [`walk`], with what is known of the devices' file systems so far.
+fn walk_with(
+    fs: Arc<FsTypes>,
+    roots: &[PathBuf],
+    opts: &WalkOptions,
+    sink: &(dyn Fn(WalkEvent) + Sync),
+    stop: &Arc<AtomicBool>,
+) -> Result<WalkStats, crate::Error> {
     // Roots to walk, each with the excludes of the command-line root it is under.
     let mut queue: std::collections::VecDeque<(PathBuf, Option<Arc<Gitignore>>)> =
         roots.iter().map(|r| (r.clone(), None)).collect();
@@ -225,6 +235,11 @@ pub fn walk(
             });
             below(root);
             continue;
+        }
+        // The walk classifies what it enters below the root; the root itself is classified
+        // here, so a root on a network mount is named as crossed.
+        if let Ok(md) = std::fs::metadata(root) {
+            fs.class(root, crate::platform::device(&md));
         }
         let mut builder = WalkBuilder::new(root);
         builder
@@ -489,6 +504,29 @@ mod tests {
             "{ev:?}"
         );
         assert!(ev.contains(&WalkEvent::File(d.path().join("sub/f"))));
+    }
+
+    /// A root on a network mount is named as crossed, with its own path (not that of the
+    /// first directory below it).
+    #[test]
+    fn a_root_on_a_network_mount_is_named_as_crossed() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        std::fs::write(d.path().join("sub/f"), b"x").unwrap();
+        let dev = crate::platform::device(&std::fs::metadata(d.path()).unwrap());
+        let fs = Arc::new(FsTypes::known(dev, FsClass::Network("nfs")));
+        let stats = walk_with(
+            fs,
+            &[d.path().to_path_buf()],
+            &WalkOptions::default(),
+            &|_| {},
+            &Arc::new(AtomicBool::new(false)),
+        )
+        .unwrap();
+        assert_eq!(
+            stats.network_mounts,
+            vec![format!("{} (nfs)", d.path().display())]
+        );
     }
 
     #[test]
