@@ -460,3 +460,56 @@ fn kernel_threads_are_counted_as_such_without_root() {
     let counts = &report["summary"]["processes"];
     assert!(counts["kernel_threads"].as_u64().unwrap() >= 1, "{counts}");
 }
+
+/// A sweep of the running programs while many short-lived processes come and go: those that
+/// exit between the listing and the read are counted, the sweep has no error record and
+/// exits 0.
+#[test]
+fn processes_exiting_during_the_sweep_do_not_fail_it() {
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    // Eight children at a time, each gone within 50 ms, for as long as the sweep lasts.
+    let _churn = Kill(
+        Command::new("sh")
+            .args([
+                "-c",
+                "while :; do for i in 1 2 3 4 5 6 7 8; do sleep 0.0$((i % 5 + 1)) & done; wait; done",
+            ])
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Tree::new();
+    let empty = t.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for scope in ["--processes", "--processes=exe"] {
+        let out = run_with_timeout(
+            cmd()
+                .args(["scan", "--offline", "--format", "json", scope])
+                .arg(&empty),
+            Duration::from_secs(300),
+        );
+        assert_eq!(code(&out), 0, "{scope}: {}", stderr(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let errors: Vec<_> = report["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["verdict"] == "error" || !r["error"].is_null())
+            .collect();
+        assert!(errors.is_empty(), "{scope}: {errors:#?}");
+        assert!(
+            report["summary"]["processes"]["processes"]
+                .as_u64()
+                .unwrap()
+                > 1,
+            "{scope}: {}",
+            report["summary"]
+        );
+    }
+}
