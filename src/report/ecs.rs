@@ -113,14 +113,22 @@ impl Reporter for EcsReporter<'_> {
         } else {
             Event::new("event", &["file"], &["info"])
         };
+        // The process's executable and its digest: a library's record names the executable of
+        // the process that maps it, and leaves the hash to `file.hash` (it is not the
+        // process's).
         let process = r.process.map(|p| ProcessFields {
             pid: p.pid,
             name: &p.name,
             args: &p.args,
-            executable: r
-                .path
+            executable: p
+                .library_of
+                .as_deref()
+                .or(r.path)
                 .map(|e| String::from_utf8_lossy(e.as_os_str().as_encoded_bytes())),
-            hash: Hashes::of(r.sha256.as_deref(), None, None),
+            hash: match p.library() {
+                true => None,
+                false => Hashes::of(r.sha256.as_deref(), None, None),
+            },
         });
         self.write(
             event,

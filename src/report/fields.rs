@@ -36,6 +36,7 @@ pub enum Field {
     Cmdline,
     Deleted,
     Uid,
+    Library,
     Container,
     Member,
     Hosts,
@@ -194,6 +195,15 @@ pub const FIELDS: &[Spec] = {
             Own,
         ),
         spec(Field::Uid, "uid", WhenSet, When(Optional::Process), Own),
+        // A library the process maps: its `pid` and process fields are of the process, its
+        // path and digests of the library.
+        spec(
+            Field::Library,
+            "library",
+            WhenSet,
+            When(Optional::Process),
+            Own,
+        ),
         // A member of an archive: the file on disk, and the path inside (`path` joins them).
         spec(
             Field::Container,
@@ -307,6 +317,8 @@ impl<'a> View<'a> {
             // Written only when true: a file on disk is not "not deleted" news.
             Field::Deleted => r.process.filter(|p| p.deleted).map(|_| Value::Bool(true)),
             Field::Uid => r.process.and_then(|p| p.uid).map(|u| Value::U64(u.into())),
+            // Written only when true, as `deleted`.
+            Field::Library => r.process.filter(|p| p.library()).map(|_| Value::Bool(true)),
             Field::Container => r.container.map(|p| Value::Str(lossy(p))),
             Field::Member => r.member.map(|p| Value::Str(lossy(p))),
             Field::Hosts => r.answer.and_then(|a| a.hosts).map(|n| Value::U64(n.into())),
@@ -458,7 +470,7 @@ mod tests {
             uid: Some(0),
             path: path.to_path_buf(),
             deleted: true,
-            library: false,
+            library_of: Some(std::path::PathBuf::from("/d/prog")),
         };
         let r = Record {
             path: Some(path),
@@ -512,6 +524,9 @@ mod tests {
             assert!(!at(&ecs, &place).is_null(), "ecs lacks {place}: {ecs}");
         }
         assert_eq!(header.len(), FIELDS.len() - 1, "{header:?}");
+        // A library's ECS process is the one that maps it: its executable, not its hash.
+        assert_eq!(at(&ecs, "process.executable"), "/d/prog", "{ecs}");
+        assert!(at(&ecs, "process.hash").is_null(), "{ecs}");
     }
 
     /// A path of the baseline that is gone keeps the shape it always had in every format.
@@ -529,7 +544,7 @@ mod tests {
         );
         let csv = render(Format::Csv, |w| w.removed(&gone).unwrap());
         let second = csv.lines().nth(1).unwrap();
-        assert_eq!(second, "/d/gone,,,aa,,,,,,,,,removed,,,,,,,,,,");
+        assert_eq!(second, "/d/gone,,,aa,,,,,,,,,removed,,,,,,,,,,,");
         let ecs: serde_json::Value =
             serde_json::from_str(&render(Format::Ecs, |w| w.removed(&gone).unwrap())).unwrap();
         assert_eq!(ecs["hashsweep"], serde_json::json!({"change": "removed"}));

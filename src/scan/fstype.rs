@@ -121,6 +121,66 @@ fn mount_type(dev: u64) -> Option<String> {
     })
 }
 
+/// A mount point as `/proc/self/mountinfo` spells it: space, tab, newline and backslash are
+/// octal escapes (`\040`).
+fn unescape_mount_point(field: &str) -> Vec<u8> {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push(d.iter().fold(0u8, |n, c| n.wrapping_mul(8) + (c - b'0')));
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The mount points in `mountinfo` (its text) strictly below `dir` (an absolute path without
+/// symlinks), each once, outermost first.
+fn mount_points_below(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|f| crate::platform::path_from_vec(unescape_mount_point(f)))
+        .filter(|m| m != dir && m.starts_with(dir))
+        .collect();
+    out.sort_by_key(|m| (m.components().count(), m.clone()));
+    out.dedup();
+    out
+}
+
+/// The mount points strictly below directory `dir`, spelled as `dir` joined with the rest,
+/// outermost first: what a walk that does not enter `dir` would miss.
+#[cfg(target_os = "linux")]
+pub fn mounts_below(dir: &Path) -> Vec<PathBuf> {
+    let (Ok(real), Ok(text)) = (
+        std::fs::canonicalize(dir),
+        std::fs::read_to_string("/proc/self/mountinfo"),
+    ) else {
+        return Vec::new();
+    };
+    mount_points_below(&text, &real)
+        .into_iter()
+        .filter_map(|m| Some(dir.join(m.strip_prefix(&real).ok()?)))
+        .collect()
+}
+
+/// Elsewhere no file system is pseudo, so nothing is pruned and nothing is below one.
+#[cfg(not(target_os = "linux"))]
+pub fn mounts_below(_: &Path) -> Vec<PathBuf> {
+    Vec::new()
+}
+
 /// Elsewhere the magic numbers mean other things: every file system is walked.
 #[cfg(not(target_os = "linux"))]
 fn classify(_: &Path, _: u64) -> FsClass {
@@ -174,6 +234,15 @@ impl FsTypes {
         c
     }
 
+    /// Device `dev` already known to be of `class` (what `statfs` would say; for tests of
+    /// file systems the test machine does not have).
+    #[cfg(test)]
+    pub fn known(dev: u64, class: FsClass) -> FsTypes {
+        let fs = FsTypes::default();
+        lock(&fs.by_dev).insert(dev, class);
+        fs
+    }
+
     fn note_network(&self, dev: u64, path: &Path, name: &'static str) {
         let mut n = lock(&self.network);
         if !n.iter().any(|(d, ..)| *d == dev) {
@@ -215,5 +284,24 @@ mod tests {
             FsTypes::default().class(Path::new("/proc"), dev),
             FsClass::Pseudo { name: "proc", .. }
         ));
+    }
+
+    #[test]
+    fn mount_points_below_a_directory_are_read_from_mountinfo() {
+        let info = "\
+24 27 0:6 / /dev rw,relatime - devtmpfs devtmpfs rw
+25 24 0:23 / /dev/shm rw,relatime - tmpfs tmpfs rw
+26 24 0:24 / /dev/pts rw,relatime - devpts devpts rw
+30 25 0:27 / /dev/shm rw,relatime - tmpfs tmpfs rw
+31 24 0:28 / /dev/my\\040disk rw - ext4 /dev/sdb1 rw
+32 27 0:29 / /devices rw - tmpfs tmpfs rw
+27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+";
+        assert_eq!(
+            mount_points_below(info, Path::new("/dev")),
+            ["/dev/my disk", "/dev/pts", "/dev/shm"].map(PathBuf::from)
+        );
+        assert_eq!(unescape_mount_point("a\\011b\\134c\\9"), b"a\tb\\c\\9");
+        assert!(mount_points_below(info, Path::new("/dev/shm")).is_empty());
     }
 }

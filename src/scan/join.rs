@@ -133,7 +133,7 @@ impl ScanOutput {
             .files
             .iter()
             .filter_map(|f| self.processes.get(&f.path))
-            .filter(|p| p.deleted && !p.library)
+            .filter(|p| p.deleted && !p.library())
             .map(|p| format!("{} {} ({})", p.pid, p.name, p.path.display()))
             .collect();
         s.budget = self.plan.clone();

@@ -212,7 +212,7 @@ impl Collector<'_> {
                 let running_deleted = self
                     .processes
                     .get(&res.path)
-                    .is_some_and(|p| p.deleted && !p.library);
+                    .is_some_and(|p| p.deleted && !p.library());
                 let rank = |b: &BudgetKeeper| {
                     if running_deleted {
                         return Rank::RUNNING_DELETED;
@@ -655,12 +655,13 @@ pub fn scan(
         walk_done: &walk_done,
         bell: &bell,
     };
-    // Running programs first: what they are matters most on a live system.
+    // Running programs first: what they are matters most on a live system. The digest cache
+    // answers for an unchanged image as for a file.
     let image_count = image_paths.len() as u64;
     for p in image_paths {
         injector.push(Task {
             ev: walk::WalkEvent::Process(p),
-            checked: true,
+            checked: false,
         });
     }
 

@@ -42,11 +42,17 @@ pub struct ProcessInfo {
     pub path: PathBuf,
     /// The file is gone from disk (the kernel marks the link ` (deleted)`).
     pub deleted: bool,
-    /// A mapped library, not the process's executable.
-    pub library: bool,
+    /// For a mapped library, the executable of the process that maps it (as `path` is shown);
+    /// `None` in the executable's own record.
+    pub library_of: Option<PathBuf>,
 }
 
 impl ProcessInfo {
+    /// A mapped library, not the process's executable.
+    pub fn library(&self) -> bool {
+        self.library_of.is_some()
+    }
+
     /// The command line as one string (arguments joined by spaces).
     pub fn cmdline(&self) -> String {
         self.args.join(" ")
@@ -110,6 +116,18 @@ fn uid_of(status: &str) -> Option<u32> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The kernel's flag of a kernel thread in `/proc/<pid>/stat` (linux/sched.h).
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// Whether `/proc/<pid>/stat` (its text) is a kernel thread's: its flags (the 9th field;
+/// counted after the name, which is in parentheses and may hold spaces and parentheses
+/// itself) have [`PF_KTHREAD`]. `None` when the text does not parse.
+fn kernel_thread(stat: &str) -> Option<bool> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let flags: u64 = rest.split_whitespace().nth(6)?.parse().ok()?;
+    Some(flags & PF_KTHREAD != 0)
+}
+
 /// One mapping of `/proc/<pid>/maps` that is a file: its address range, device, inode, path.
 fn file_mapping(line: &str) -> Option<(&str, &str, u64, &str)> {
     let mut f = line.splitn(6, ' ');
@@ -137,8 +155,17 @@ pub fn list(proc_root: &Path, scope: ProcessScope) -> io::Result<Found> {
             Ok(l) => l,
             Err(e) => {
                 let c = &mut found.counts;
+                // Not root: the link of a kernel thread (root's) is refused before it is found
+                // to lead nowhere; its stat, readable by all, says what it is.
+                let kthread = || {
+                    std::fs::read_to_string(dir.join("stat"))
+                        .ok()
+                        .and_then(|s| kernel_thread(&s))
+                        == Some(true)
+                };
                 match e.kind() {
                     _ if !dir.exists() => c.vanished += 1,
+                    io::ErrorKind::PermissionDenied if kthread() => c.kernel_threads += 1,
                     io::ErrorKind::PermissionDenied => c.denied += 1,
                     // A kernel thread's exe links nowhere.
                     io::ErrorKind::NotFound => c.kernel_threads += 1,
@@ -165,7 +192,7 @@ pub fn list(proc_root: &Path, scope: ProcessScope) -> io::Result<Found> {
             uid,
             path,
             deleted,
-            library: false,
+            library_of: None,
         };
         if scope == ProcessScope::All
             && let Ok(maps) = std::fs::read_to_string(dir.join("maps"))
@@ -190,7 +217,7 @@ pub fn list(proc_root: &Path, scope: ProcessScope) -> io::Result<Found> {
                     ProcessInfo {
                         path,
                         deleted,
-                        library: true,
+                        library_of: Some(info.path.clone()),
                         ..info.clone()
                     },
                 ));
@@ -202,17 +229,19 @@ pub fn list(proc_root: &Path, scope: ProcessScope) -> io::Result<Found> {
     Ok(found)
 }
 
-/// A program that exited before its image was read is counted, not an error; so is one whose
-/// image this user may not read. Drops those results from `files`.
+/// A program that exited before its image was read is counted, not an error (once, however
+/// many of its images, its executable and libraries, were left unread); so is one whose image
+/// this user may not read. Drops those results from `files`.
 pub(super) fn settle(
     files: &mut Vec<FileResult>,
     images: &HashMap<Box<Path>, ProcessInfo>,
     counts: &mut ProcessCounts,
 ) {
+    let mut vanished: HashSet<u32> = HashSet::new();
     files.retain(|f| match (&f.status, images.get(&f.path)) {
         (FileStatus::Error(e), Some(p)) => {
             if !Path::new("/proc").join(p.pid.to_string()).exists() {
-                counts.vanished += 1;
+                vanished.insert(p.pid);
                 false
             } else if e.contains("Permission denied") {
                 counts.denied += 1;
@@ -223,6 +252,7 @@ pub(super) fn settle(
         }
         _ => true,
     });
+    counts.vanished += vanished.len() as u64;
 }
 
 // Linux only: /proc.
@@ -275,6 +305,44 @@ mod tests {
         let _ = alive.wait();
     }
 
+    /// A process gone with its executable and two libraries unread is one vanished process.
+    #[test]
+    fn a_vanished_process_counts_once_whatever_its_images() {
+        // Above the kernel's pid_max (2^22): never a running process.
+        let gone = 1 << 23;
+        let info = |path: &str, library: bool| ProcessInfo {
+            pid: gone,
+            name: "gone".into(),
+            args: Vec::new(),
+            uid: None,
+            path: PathBuf::from(path),
+            deleted: false,
+            library_of: library.then(|| PathBuf::from("/bin/gone")),
+        };
+        let dir = PathBuf::from(format!("/proc/{gone}"));
+        let images: HashMap<Box<Path>, ProcessInfo> = [
+            (dir.join("exe"), info("/bin/gone", false)),
+            (dir.join("root/lib/a.so"), info("/lib/a.so", true)),
+            (dir.join("root/lib/b.so"), info("/lib/b.so", true)),
+        ]
+        .into_iter()
+        .map(|(p, i)| (p.into_boxed_path(), i))
+        .collect();
+        let mut files: Vec<FileResult> = images
+            .keys()
+            .map(|p| FileResult {
+                archive: None,
+                path: p.clone(),
+                size: None,
+                status: FileStatus::Error("cannot open: No such file or directory".into()),
+            })
+            .collect();
+        let mut counts = ProcessCounts::default();
+        settle(&mut files, &images, &mut counts);
+        assert!(files.is_empty(), "{files:?}");
+        assert_eq!(counts.vanished, 1, "{counts:?}");
+    }
+
     #[test]
     fn proc_texts_are_parsed() {
         assert_eq!(
@@ -289,6 +357,18 @@ mod tests {
             uid_of("Name:\tx\nUid:\t1000\t1000\t1000\t1000\n"),
             Some(1000)
         );
+        // kthreadd: flags 0x208040.
+        assert_eq!(
+            kernel_thread("2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 25"),
+            Some(true)
+        );
+        // A program whose name holds a space and parentheses; flags 0x400100.
+        assert_eq!(
+            kernel_thread("4242 (a (b) c) S 1 4242 4242 34816 4242 4194560 120 0 0 0"),
+            Some(false)
+        );
+        assert_eq!(kernel_thread("4242 (cut"), None);
+        assert_eq!(kernel_thread("4242 (x) S 1 2 3 4 5 notanumber"), None);
         assert_eq!(
             file_mapping(
                 "7f0c-7f0d r-xp 00001000 08:01 1234                       /usr/lib/libc.so.6"
@@ -314,7 +394,7 @@ mod tests {
         let mine: Vec<_> = found.images.iter().filter(|(_, i)| i.pid == me).collect();
         assert!(
             mine.iter()
-                .any(|(p, i)| !i.library && i.path == exe && p.ends_with("exe")),
+                .any(|(p, i)| !i.library() && i.path == exe && p.ends_with("exe")),
             "{mine:?}"
         );
         assert!(found.counts.processes >= 1);

@@ -9,8 +9,9 @@
 //! `stat`s that wait for the device overlap.
 //! Kernel pseudo file systems (proc, sysfs, ...; see [`super::fstype`]) are not entered: the
 //! mount point is one skipped entry, unless `--pseudo-fs`, which passes their files on as
-//! [`WalkEvent::Guarded`] (read with a deadline and a size cap). Network mounts crossed are
-//! kept for the summary ([`WalkStats`]).
+//! [`WalkEvent::Guarded`] (read with a deadline and a size cap); ordinary mounts below one
+//! (`/dev/shm`) are walked as roots of their own, except under one-file-system. Network mounts
+//! crossed are kept for the summary ([`WalkStats`]).
 //! It never opens a file: regular files are passed on by path, anything else is passed on as
 //! [`WalkEvent::Special`] so it can be reported as skipped, and errors carry their path.
 
@@ -153,19 +154,78 @@ fn walk_threads(root: &Path, threads: usize) -> usize {
     }
 }
 
+/// The file systems to walk below `dir`, a directory on a pseudo file system that is not
+/// entered: each mount below it that is not pseudo itself (tmpfs at `/dev/shm`, a disk
+/// mounted under `/sys`...), unless an ordinary mount already taken encloses it (walking that
+/// one reaches it). One below a pseudo mount inside `dir` is taken too.
+fn roots_below(dir: &Path, fs: &FsTypes) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for m in super::fstype::mounts_below(dir) {
+        if out.iter().any(|o| m.starts_with(o)) {
+            continue;
+        }
+        let Ok(md) = std::fs::symlink_metadata(&m) else {
+            continue;
+        };
+        if md.is_dir()
+            && !matches!(
+                fs.class(&m, crate::platform::device(&md)),
+                FsClass::Pseudo { .. }
+            )
+        {
+            out.push(m);
+        }
+    }
+    out
+}
+
 /// Walk every root, handing one event per non-directory entry to `sink` (from several walker
 /// threads at once). Blocks until done or `stop` is set.
+///
+/// A directory not entered because it is on a pseudo file system may hold ordinary mounts
+/// (`/dev/shm` is tmpfs under devtmpfs's `/dev`): unless `-x` (which stays on the root's
+/// device), each is walked after the root it was found under, with that root's excludes.
 pub fn walk(
     roots: &[PathBuf],
     opts: &WalkOptions,
     sink: &(dyn Fn(WalkEvent) + Sync),
     stop: &Arc<AtomicBool>,
 ) -> Result<WalkStats, crate::Error> {
-    let fs = Arc::new(FsTypes::default());
-    for root in roots {
+    walk_with(Arc::new(FsTypes::default()), roots, opts, sink, stop)
+}
+
+/// [`walk`], with what is known of the devices' file systems so far.
+fn walk_with(
+    fs: Arc<FsTypes>,
+    roots: &[PathBuf],
+    opts: &WalkOptions,
+    sink: &(dyn Fn(WalkEvent) + Sync),
+    stop: &Arc<AtomicBool>,
+) -> Result<WalkStats, crate::Error> {
+    // Roots to walk, each with the excludes of the command-line root it is under.
+    let mut queue: std::collections::VecDeque<(PathBuf, Option<Arc<Gitignore>>)> =
+        roots.iter().map(|r| (r.clone(), None)).collect();
+    // Every root walked, so a mount named on the command line is not walked again.
+    let mut taken: std::collections::HashSet<PathBuf> = roots.iter().cloned().collect();
+    while let Some((root, inherited)) = queue.pop_front() {
         if stop.load(Ordering::Relaxed) {
             break;
         }
+        let root = &root;
+        let excludes = match inherited {
+            Some(ex) => ex,
+            None => Arc::new(exclude_matcher(root, &opts.excludes)?),
+        };
+        let mut below = |dir: &Path| {
+            if opts.one_file_system {
+                return;
+            }
+            for extra in roots_below(dir, &fs) {
+                if !excludes.matched(&extra, true).is_ignore() && taken.insert(extra.clone()) {
+                    queue.push_back((extra, Some(Arc::clone(&excludes))));
+                }
+            }
+        };
         if !opts.pseudo_fs
             && let Some(reason) = pseudo_root(root)
         {
@@ -173,9 +233,14 @@ pub fn walk(
                 path: root.clone(),
                 kind: SpecialKind::PseudoFs(reason),
             });
+            below(root);
             continue;
         }
-        let excludes = Arc::new(exclude_matcher(root, &opts.excludes)?);
+        // The walk classifies what it enters below the root; the root itself is classified
+        // here, so a root on a network mount is named as crossed.
+        if let Ok(md) = std::fs::metadata(root) {
+            fs.class(root, crate::platform::device(&md));
+        }
         let mut builder = WalkBuilder::new(root);
         builder
             .standard_filters(false)
@@ -220,6 +285,7 @@ pub fn walk(
             pseudo_fs: opts.pseudo_fs,
         });
         for (path, reason) in std::mem::take(&mut *crate::sync::lock(&pruned)) {
+            below(&path);
             sink(WalkEvent::Special {
                 path,
                 kind: SpecialKind::PseudoFs(reason),
@@ -438,6 +504,29 @@ mod tests {
             "{ev:?}"
         );
         assert!(ev.contains(&WalkEvent::File(d.path().join("sub/f"))));
+    }
+
+    /// A root on a network mount is named as crossed, with its own path (not that of the
+    /// first directory below it).
+    #[test]
+    fn a_root_on_a_network_mount_is_named_as_crossed() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        std::fs::write(d.path().join("sub/f"), b"x").unwrap();
+        let dev = crate::platform::device(&std::fs::metadata(d.path()).unwrap());
+        let fs = Arc::new(FsTypes::known(dev, FsClass::Network("nfs")));
+        let stats = walk_with(
+            fs,
+            &[d.path().to_path_buf()],
+            &WalkOptions::default(),
+            &|_| {},
+            &Arc::new(AtomicBool::new(false)),
+        )
+        .unwrap();
+        assert_eq!(
+            stats.network_mounts,
+            vec![format!("{} (nfs)", d.path().display())]
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! There are more workers than CPUs (see [`super::io`]): only the first `depth` take work, the
 //! rest wait parked until the reads' latency calls for them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -29,21 +29,21 @@ pub(super) struct DigestCache<'a> {
 }
 
 impl DigestCache<'_> {
-    /// Look several files up in one read transaction (a single lookup is mostly transaction
-    /// overhead). Returns the hits as results (an archive's followed by its members') and the
-    /// misses to be read.
-    fn split(&self, paths: Vec<PathBuf>) -> (Vec<FileResult>, Vec<PathBuf>) {
+    /// Look several files (and running programs' images) up in one read transaction (a single
+    /// lookup is mostly transaction overhead). Returns the hits as results (an archive's
+    /// followed by its members') and the misses to be read.
+    fn split(&self, events: Vec<WalkEvent>) -> (Vec<FileResult>, Vec<WalkEvent>) {
         // With --streams every file is opened to list its streams: a stream can be written
         // without the file's times (the cache's key) showing it, so none is taken unread.
         if self.opts.streams {
-            return (Vec::new(), paths);
+            return (Vec::new(), events);
         }
-        let found = self.lookup(&paths);
+        let found = self.lookup(&events);
         let (mut hits, mut misses) = (Vec::new(), Vec::new());
-        for (p, hit) in paths.into_iter().zip(found) {
+        for (ev, hit) in events.into_iter().zip(found) {
             match hit {
                 Some(h) => hits.extend(h),
-                None => misses.push(p),
+                None => misses.push(ev),
             }
         }
         (hits, misses)
@@ -53,15 +53,37 @@ impl DigestCache<'_> {
     /// the cache holds every digest asked for; one `stat` each, no `open`, one read
     /// transaction for all. With `--archives`, a file that may be an archive is a hit only
     /// with what an earlier sweep with the same settings found inside it (then its members
-    /// follow it). One entry per path, `None` for a miss.
-    fn lookup(&self, paths: &[PathBuf]) -> Vec<Option<Vec<FileResult>>> {
-        let stat = |p: &Path| {
-            let (m, meta) = crate::platform::stat_path(p, self.opts.follow_symlinks).ok()?;
+    /// follow it); an image is never opened as an archive, so it needs no such row. One entry
+    /// per event ([`WalkEvent::File`] or [`WalkEvent::Process`]), `None` for a miss.
+    ///
+    /// An image is stated through its `/proc` link, which leads to the inode the process runs
+    /// (its dev, ino, size and times), even when its file was deleted or replaced. A deleted
+    /// one is trusted from the cache too: an inode number is reused only once the inode is
+    /// freed, and it is not freed while the process holds it, which it does for as long as
+    /// the link leads to it. A process that exited meanwhile has no link to state: a miss.
+    fn lookup(&self, events: &[WalkEvent]) -> Vec<Option<Vec<FileResult>>> {
+        let stat = |ev: &WalkEvent| {
+            let (p, follow) = match ev {
+                WalkEvent::File(p) => (p, self.opts.follow_symlinks),
+                WalkEvent::Process(p) => (p, true),
+                _ => return None,
+            };
+            let (m, meta) = crate::platform::stat_path(p, follow).ok()?;
             let wanted =
                 m.file_type().is_file() && self.opts.max_size.is_none_or(|max| m.len() <= max);
             wanted.then_some((meta, m.len()))
         };
-        let metas: Vec<Option<(FileMeta, u64)>> = paths.iter().map(|p| stat(p)).collect();
+        let metas: Vec<Option<(FileMeta, u64)>> = events.iter().map(stat).collect();
+        let paths: Vec<(&Path, bool)> = events
+            .iter()
+            .map(|ev| match ev {
+                WalkEvent::Process(p) => (p.as_path(), true),
+                WalkEvent::File(p)
+                | WalkEvent::Guarded(p)
+                | WalkEvent::Special { path: p, .. }
+                | WalkEvent::Error { path: p, .. } => (p.as_path(), false),
+            })
+            .collect();
         let keys: Vec<FileKey> = metas
             .iter()
             .flatten()
@@ -75,12 +97,12 @@ impl DigestCache<'_> {
         let hits: Vec<Option<(FileKey, Option<FileKind>, FileResult)>> = paths
             .iter()
             .zip(metas)
-            .map(|(p, m)| {
+            .map(|((p, _), m)| {
                 let (meta, size) = m?;
                 let (digests, kind) = found.next().flatten()?;
                 let res = FileResult {
                     archive: None,
-                    path: p.as_path().into(),
+                    path: (*p).into(),
                     size: Some(size),
                     status: FileStatus::Hashed {
                         digests,
@@ -100,7 +122,16 @@ impl DigestCache<'_> {
                 .map(|h| h.map(|(_, _, r)| vec![r]))
                 .collect();
         };
-        // What may be an archive needs its members too: one more read for all of them.
+        // An image is answered as it is; what else may be an archive needs its members too:
+        // one more read for all of them.
+        let (hits, images): (Vec<_>, Vec<_>) = hits
+            .into_iter()
+            .zip(&paths)
+            .map(|(h, (_, image))| match image {
+                true => (None, h.map(|(_, _, r)| vec![r])),
+                false => (h, None),
+            })
+            .unzip();
         let keys: Vec<FileKey> = hits.iter().flatten().map(|(key, _, _)| *key).collect();
         let rows = match keys.is_empty() {
             true => Vec::new(),
@@ -116,7 +147,11 @@ impl DigestCache<'_> {
         };
         let mut rows = rows.into_iter();
         hits.into_iter()
-            .map(|h| {
+            .zip(images)
+            .map(|(h, image)| {
+                if image.is_some() {
+                    return image;
+                }
                 // Every kind: a stream format is found by content, so a gzip named `x.js` (a
                 // script by its name) is opened too, and its row is needed like an archive's.
                 let (_, _, mut res) = h?;
@@ -134,6 +169,12 @@ impl DigestCache<'_> {
             })
             .collect()
     }
+}
+
+/// Whether the digest cache may answer for `ev`: a file, or a running program's image. A
+/// guarded file's size cannot be trusted, so neither can a key made of it.
+fn cacheable(ev: &WalkEvent) -> bool {
+    matches!(ev, WalkEvent::File(_) | WalkEvent::Process(_))
 }
 
 /// One unit of hash work: a walk event, and whether the digest cache was already asked.
@@ -273,40 +314,34 @@ pub(super) fn hash_worker(
             backoff.reset();
             if let Some(cache) = cache
                 && !task.checked
-                && matches!(task.ev, WalkEvent::File(_))
+                && cacheable(&task.ev)
             {
                 // Gather the unchecked files this worker holds and ask the cache about all of
                 // them in one transaction; misses go back on the deque, checked, so another
                 // worker can still steal them (a batch must not pin big files to one worker).
-                let mut paths = Vec::new();
+                let mut events = Vec::new();
                 let mut next = Some(task);
                 while let Some(t) = next.take() {
                     match t {
-                        Task {
-                            ev: WalkEvent::File(p),
-                            checked: false,
-                        } => paths.push(p),
+                        Task { ev, checked: false } if cacheable(&ev) => events.push(ev),
                         other => {
                             local.push(other);
                             break;
                         }
                     }
-                    if paths.len() < CACHE_BATCH {
+                    if events.len() < CACHE_BATCH {
                         next = local.pop();
                     }
                 }
                 // One `stat` a path: on a share they wait like reads, and count as latency.
                 let asked = Instant::now();
-                let calls = u32::try_from(paths.len()).unwrap_or(u32::MAX);
-                let (hits, misses) = cache.split(paths);
+                let calls = u32::try_from(events.len()).unwrap_or(u32::MAX);
+                let (hits, misses) = cache.split(events);
                 turn.gate.waited(asked.elapsed(), calls);
                 // Answered whole, members and all: nothing to open.
                 out.extend(hits);
-                for p in misses {
-                    local.push(Task {
-                        ev: WalkEvent::File(p),
-                        checked: true,
-                    });
+                for ev in misses {
+                    local.push(Task { ev, checked: true });
                 }
             } else {
                 let started = Instant::now();
