@@ -119,9 +119,15 @@ pub fn named_streams(file: &File) -> io::Result<Vec<NamedStream>> {
     imp::named_streams(file)
 }
 
-/// The path that opens `stream` of the file at `path`: `path:name`.
+/// The path that opens `stream` of the file at `path`: `path:name`. A bare one-letter name
+/// gets `.` before it: `a:name` would be drive A:.
 pub fn stream_path(path: &Path, stream: &NamedStream) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
+    let bare = path.parent().is_some_and(|p| p.as_os_str().is_empty());
+    let mut s = if bare {
+        Path::new(".").join(path).into_os_string()
+    } else {
+        path.as_os_str().to_owned()
+    };
     s.push(":");
     s.push(imp::os_from_wide(&stream.name));
     PathBuf::from(s)
@@ -562,6 +568,7 @@ mod imp {
     pub fn named_streams(file: &File) -> io::Result<Vec<super::NamedStream>> {
         use windows_sys::Win32::Foundation::{
             ERROR_HANDLE_EOF, ERROR_INVALID_FUNCTION, ERROR_INVALID_PARAMETER, ERROR_MORE_DATA,
+            ERROR_NOT_SUPPORTED,
         };
         use windows_sys::Win32::Storage::FileSystem::FileStreamInfo;
         /// Past this, a file's list of streams is not believed (each entry is a few dozen
@@ -586,8 +593,14 @@ mod imp {
             let e = io::Error::last_os_error();
             match e.raw_os_error().and_then(|c| u32::try_from(c).ok()) {
                 Some(ERROR_MORE_DATA) if bytes < MAX_LIST => buf.resize(buf.len() * 4, 0),
-                // No streams to list: a file system without them (FAT), or Wine's.
-                Some(ERROR_HANDLE_EOF | ERROR_INVALID_PARAMETER | ERROR_INVALID_FUNCTION) => {
+                // No streams to list: a file system without them (FAT, some SMB servers), or
+                // Wine's.
+                Some(
+                    ERROR_HANDLE_EOF
+                    | ERROR_INVALID_PARAMETER
+                    | ERROR_INVALID_FUNCTION
+                    | ERROR_NOT_SUPPORTED,
+                ) => {
                     return Ok(Vec::new());
                 }
                 _ => return Err(e),
@@ -672,6 +685,11 @@ mod tests {
         assert_eq!(
             stream_path(Path::new("dir/f.txt"), &got[0]),
             Path::new("dir/f.txt:Zone.Identifier")
+        );
+        // Not drive A:.
+        assert_eq!(
+            stream_path(Path::new("a"), &got[0]),
+            Path::new(".").join("a:Zone.Identifier")
         );
         // An entry cut short by the buffer, or an empty list, gives what fits.
         assert_eq!(parse_stream_info(&buf[..buf.len() - 30]).len(), 1);

@@ -159,8 +159,10 @@ pub struct RdsInfo {
     pub skipped: u64,
     /// Whether the digests came in binary order (a minimal database in NIST's upper-case hex,
     /// read in key order): merged as they came, in one pass with no sort. Otherwise (mixed
-    /// case, the full layout's view) they were collected and sorted in memory.
-    pub read_in_order: bool,
+    /// case, the full layout's view) they were collected and sorted in memory. `None` for an
+    /// index built before this was recorded (still used: it is not rebuilt for this).
+    #[serde(default)]
+    pub read_in_order: Option<bool>,
 }
 
 /// How RDS databases are read: which application types are not known good.
@@ -654,7 +656,7 @@ fn build(
             version,
             rows: n_rows,
             skipped,
-            read_in_order: sorted,
+            read_in_order: Some(sorted),
         },
         sha256,
         combo_of,
@@ -822,6 +824,17 @@ mod tests {
         let c = Connection::open(dir.path().join("rds.db")).expect("open");
         c.execute_batch(ddl).expect("schema");
         (dir, c)
+    }
+
+    /// An index written before `read_in_order` was recorded still loads (a rebuild at NSRL
+    /// scale is minutes and gigabytes): its order is unknown, not a guess.
+    #[test]
+    fn an_index_from_before_read_in_order_still_loads() {
+        let old = r#"{"path":[47,100],"stamp":[1,2,3,4,5,6],"info":{"layout":"minimal",
+            "version":null,"rows":10,"skipped":0},"digests":3,"classes":[],"combos":[]}"#;
+        let meta: Meta = serde_json::from_str(old).expect("an older index's metadata");
+        assert_eq!(meta.info.read_in_order, None);
+        assert_eq!(meta.info.rows, 10);
     }
 
     /// The minimal layout is read in primary-key order without a sort (SQLite walks the key's

@@ -647,7 +647,7 @@ impl HttpClient {
         // The innermost cause says it ("Connection refused (os error 111)"); the layers above
         // it ("could not connect: client error (Connect): tcp connect error") repeat this
         // message's own words.
-        let why = innermost_cause(e).unwrap_or_else(|| full.to_string());
+        let why = self.scrub(&innermost_cause(e).unwrap_or_else(|| full.to_string()));
         if e.is_timeout() {
             return Some(Attempt::Fatal(
                 LookupError::Transport(

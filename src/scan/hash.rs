@@ -50,6 +50,30 @@ pub struct HashOptions {
 /// Why a named data stream got no digest without `--streams`.
 pub const STREAM_NOT_READ: &str = "alternate data stream: not read (--streams reads it)";
 
+/// A file's named data streams as paths that open them, with their sizes; or why they could
+/// not be listed.
+type Listed = Result<Vec<(PathBuf, u64)>, String>;
+
+/// The path of the error record for a file whose streams could not be listed: `PATH:*`.
+fn unlisted_streams(file: &Path) -> PathBuf {
+    let all = crate::platform::NamedStream {
+        name: "*".encode_utf16().collect(),
+        size: 0,
+    };
+    crate::platform::stream_path(file, &all)
+}
+
+/// Whether `res` is one of a file's named data streams (or the record saying they could not
+/// be listed): results the walk did not produce, so not counted against its total. Windows
+/// allows no `:` in a file's name, so one there names a stream (`f.txt:name`).
+pub fn is_stream(res: &FileResult) -> bool {
+    cfg!(windows)
+        && res
+            .path
+            .file_name()
+            .is_some_and(|n| n.as_encoded_bytes().contains(&b':'))
+}
+
 /// Where a hashed file's digests came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -144,9 +168,9 @@ pub struct Hasher {
     /// The members of the archive just read, when they were read in the same pass as its
     /// digest (a tar or compressed stream), for [`Hasher::push_with_members`].
     expanded: Option<(PathBuf, Inside, Vec<FileResult>)>,
-    /// The named data streams (their paths and sizes) of the file just opened, for
-    /// [`Hasher::push_with_members`].
-    streams: Option<(PathBuf, Vec<(PathBuf, u64)>)>,
+    /// The named data streams (their paths and sizes) of the file just opened, or why they
+    /// could not be listed, for [`Hasher::push_with_members`].
+    streams: Option<(PathBuf, Listed)>,
 }
 
 /// Files with more than one hard link (and running programs' images), by (dev, ino, ino_hi):
@@ -265,19 +289,35 @@ impl Hasher {
     /// is still in the page cache.
     pub fn push_with_members(&mut self, res: FileResult, out: &mut Vec<FileResult>) {
         let streams = self.streams.take().filter(|(p, _)| *p == *res.path);
+        let file = res.path.to_path_buf();
         self.push_with_archive_members(res, out);
-        // Then the file's named data streams: read with --streams, listed as skipped without.
-        for (path, size) in streams.into_iter().flat_map(|(_, s)| s) {
-            out.push(if self.opts.streams {
-                self.hash_path_with(path, ReadAs::Stream)
+        // Then the file's named data streams: read with --streams (an archive in one is opened
+        // like a file's), listed as skipped without.
+        let streams = match streams {
+            None => return,
+            Some((_, Ok(s))) => s,
+            Some((_, Err(why))) => {
+                out.push(FileResult {
+                    archive: None,
+                    path: unlisted_streams(&file).into(),
+                    size: None,
+                    status: FileStatus::Error(why),
+                });
+                return;
+            }
+        };
+        for (path, size) in streams {
+            if self.opts.streams {
+                let res = self.hash_path_with(path, ReadAs::Stream);
+                self.push_with_archive_members(res, out);
             } else {
-                FileResult {
+                out.push(FileResult {
                     archive: None,
                     path: path.into(),
                     size: Some(size),
                     status: FileStatus::Skipped(STREAM_NOT_READ.into()),
-                }
-            });
+                });
+            }
         }
     }
 
@@ -564,25 +604,21 @@ impl Hasher {
     }
 
     /// The named data streams of `file` (at `path`), as paths that open them; `None` when it
-    /// has none (always off Windows). A list that cannot be read is logged and taken as none.
-    fn list_streams(&self, file: &File, path: &Path) -> Option<(PathBuf, Vec<(PathBuf, u64)>)> {
-        let streams = match crate::platform::named_streams(file) {
+    /// has none (always off Windows). A list that cannot be read becomes an error record
+    /// (see [`unlisted_streams`]): what may hide there was not looked at.
+    fn list_streams(&self, file: &File, path: &Path) -> Option<(PathBuf, Listed)> {
+        let listed = match crate::platform::named_streams(file) {
             Ok(s) if s.is_empty() => return None,
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(
-                    "{}: its alternate data streams could not be listed: {}",
-                    path.display(),
-                    describe_io(&e)
-                );
-                return None;
-            }
+            Ok(s) => Ok(s
+                .iter()
+                .map(|s| (crate::platform::stream_path(path, s), s.size))
+                .collect()),
+            Err(e) => Err(format!(
+                "its alternate data streams could not be listed: {}",
+                describe_io(&e)
+            )),
         };
-        let paths = streams
-            .iter()
-            .map(|s| (crate::platform::stream_path(path, s), s.size))
-            .collect();
-        Some((path.to_path_buf(), paths))
+        Some((path.to_path_buf(), listed))
     }
 
     /// With `--archives`, a file that is a tar or a compressed stream is read once for both
@@ -868,6 +904,27 @@ fn change_warning(
 mod tests {
     use super::*;
     use crate::digest::hex_lower;
+
+    /// Streams are told apart by the `:` Windows allows in no file name; elsewhere a `:` is
+    /// just a character.
+    #[test]
+    fn stream_records_are_not_counted_as_walked_paths() {
+        let at = |p: &str| FileResult {
+            archive: None,
+            path: Path::new(p).into(),
+            size: None,
+            status: FileStatus::Skipped(STREAM_NOT_READ.into()),
+        };
+        let stream = at("dir/f.txt:payload");
+        assert_eq!(is_stream(&stream), cfg!(windows));
+        assert_eq!(
+            is_stream(&at(
+                &unlisted_streams(Path::new("dir/f.txt")).to_string_lossy()
+            )),
+            cfg!(windows)
+        );
+        assert!(!is_stream(&at("dir/f.txt")));
+    }
 
     fn hash_bytes(data: &[u8], md5: bool, sha1: bool) -> FileResult {
         let d = tempfile::tempdir().unwrap();

@@ -260,10 +260,10 @@ impl Collector<'_> {
             }
         }
         // Every path counts, hashed or not, so the count meets the walk's total (which has
-        // no members of archives: they are not walked).
+        // no members of archives and no data streams: they are not walked).
         let hashed = matches!(res.status, FileStatus::Hashed { .. });
         let member = matches!(res.archive.as_deref(), Some(archive::Inside::Member { .. }));
-        if !member {
+        if !member && !hash::is_stream(&res) {
             self.progress
                 .file_done(if hashed { res.size.unwrap_or(0) } else { 0 });
         }

@@ -35,7 +35,7 @@ impl DigestCache<'_> {
     fn split(&self, events: Vec<WalkEvent>) -> (Vec<FileResult>, Vec<WalkEvent>) {
         // With --streams every file is opened to list its streams: a stream can be written
         // without the file's times (the cache's key) showing it, so none is taken unread.
-        if self.opts.streams {
+        if self.opts.streams && cfg!(windows) {
             return (Vec::new(), events);
         }
         let found = self.lookup(&events);
