@@ -152,8 +152,14 @@ const NORMAL: Duration = Duration::from_secs(60);
 /// for those claims to lapse (about 110 s here).
 const RESHARDING: Duration = Duration::from_secs(45);
 
+/// A digest's hash tag on a cluster: its bucket, the top six bits of its first byte, in hex.
+fn bucket_tag(hex: &str) -> String {
+    let first = u8::from_str_radix(&hex[..2], 16).expect("hex");
+    format!("{:02x}", first >> 2)
+}
+
 fn cluster_key(hex: &str) -> String {
-    format!("hashsweep:v1:sha256:{{{}}}{hex}", &hex[..2])
+    format!("hashsweep:v1:sha256:{{{}}}{hex}", bucket_tag(hex))
 }
 
 /// Eight endpoints, each 300 shared files, 40 of their own and EICAR; what each should get.
@@ -469,7 +475,7 @@ fn on_a_cluster_prevalence_keys_live_in_their_digests_slot_and_survive_a_script_
     }
     let mut masters = HashSet::new();
     for h in &hashes {
-        let names = format!("hashsweep:v1:hosts:sha256:{{{}}}{h}", &h[..2]);
+        let names = format!("hashsweep:v1:hosts:sha256:{{{}}}{h}", bucket_tag(h));
         let at: Vec<usize> = (0..3).filter(|&n| cluster.nodes[n].holds(&names)).collect();
         assert_eq!(at.len(), 1, "{names} on nodes {at:?}");
         assert!(
