@@ -274,7 +274,10 @@ enum BodyFault {
 /// limit is told from one that broke off.
 async fn body_within(mut body: Body, limit: usize) -> Result<axum::body::Bytes, BodyFault> {
     use axum::body::HttpBody as _;
-    let mut out = Vec::new();
+    // The declared length (checked against the limit before), so the frames are gathered
+    // without growing the buffer again and again.
+    let declared = usize::try_from(body.size_hint().lower()).unwrap_or(limit);
+    let mut out = Vec::with_capacity(declared.min(limit));
     while let Some(frame) =
         std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
     {

@@ -289,14 +289,13 @@ impl Hasher {
     /// is still in the page cache.
     pub fn push_with_members(&mut self, res: FileResult, out: &mut Vec<FileResult>) {
         let streams = self.streams.take().filter(|(p, _)| *p == *res.path);
-        let file = res.path.to_path_buf();
         self.push_with_archive_members(res, out);
         // Then the file's named data streams: read with --streams (an archive in one is opened
         // like a file's), listed as skipped without.
         let streams = match streams {
             None => return,
             Some((_, Ok(s))) => s,
-            Some((_, Err(why))) => {
+            Some((file, Err(why))) => {
                 out.push(FileResult {
                     archive: None,
                     path: unlisted_streams(&file).into(),
