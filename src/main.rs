@@ -13,6 +13,11 @@ use cli::Command;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// musl's `memcpy` and `memcmp` are slow on short lengths; this crate's replace them in the
+/// static binary (its doc comment has the figures).
+#[cfg(target_env = "musl")]
+use hashsweep_fastmem as _;
+
 fn main() -> ExitCode {
     let cli = cli::parse();
     commands::set_ui(cli.ui, !matches!(cli.command, Command::Serve(_)));
