@@ -29,6 +29,7 @@
 #   QUICK=1          /usr/share, -j 1 4 16 64, --io-depth 4 16 64, shares of 500 / 150 files
 #   TREE=DIR         the cold disk tree (default /usr, QUICK /usr/share)
 #   RUNS=N           runs per command (default 1; every run is cold)
+#   JS="..." DEPTHS="..."   the -j and --io-depth settings of the disk case (defaults above)
 #   HASHSWEEP=PATH   use this binary instead of `cargo build --release`
 #   BEFORE=PATH      also time this binary (e.g. main's) with its default and -j 32
 #   SLOWFS=PATH      the FUSE passthrough (default ../shared/tools/slowfs.py beside the repo)
@@ -46,12 +47,12 @@ QUICK=${QUICK:-0}
 RUNS=${RUNS:-1}
 if [[ $QUICK == 1 ]]; then
     TREE=${TREE:-/usr/share}
-    JS="1 4 16 64" DEPTHS="4 16 64"
+    JS=${JS:-"1 4 16 64"} DEPTHS=${DEPTHS:-"4 16 64"}
     SHARE_2MS_FILES=500 SHARE_10MS_FILES=150 SHARE_JS="16 64" SHARE_DEPTHS="16 64"
     RATE_FILES=1000 FIO_SIZE=512M FIO_TIME=4
 else
     TREE=${TREE:-/usr}
-    JS="1 2 4 8 16 32 64" DEPTHS="2 4 8 16 32 64 128"
+    JS=${JS:-"1 2 4 8 16 32 64"} DEPTHS=${DEPTHS:-"2 4 8 16 32 64 128"}
     SHARE_2MS_FILES=2000 SHARE_10MS_FILES=500 SHARE_JS="4 16 64" SHARE_DEPTHS="8 32 64 128"
     RATE_FILES=3000 FIO_SIZE=2G FIO_TIME=8
 fi

@@ -10,7 +10,9 @@
 //! that took longer than a cached call can. Every [`WINDOW`] the depth is set by Little's law so
 //! that `-j` hashers stay busy while readers wait: `-j × (cpu + blocked) / cpu` (see
 //! [`next_depth`]). A warm sweep never blocks and keeps `-j` readers; a cold disk or a share
-//! grows to what its latency needs. Memory for reads is bounded by readers × [`BLOCK_SIZE`].
+//! grows to what its latency needs, up to [`LOCAL_MAX_IO_DEPTH`] on local disks (whose latency
+//! grows with their queue) and [`MAX_IO_DEPTH`] once a share is read. Memory for reads is
+//! bounded by readers × [`BLOCK_SIZE`].
 //!
 //! `--max-io-rate` caps the bytes read per second across all readers (a GCRA token bucket from
 //! `governor`, billed before each read).
@@ -32,6 +34,13 @@ use crate::sync::lock;
 
 /// Readers at most when the depth adapts (each holds one read, of up to [`BLOCK_SIZE`]).
 pub const MAX_IO_DEPTH: usize = 64;
+/// The adaptive depth's ceiling while every read has come from a file system that can say
+/// whether its page cache holds the data (`RWF_NOWAIT`: local disks). A local device's latency
+/// grows with its queue once it is saturated, so Little's law alone would always ask for more
+/// readers; past a SATA queue (32) more readers only add seeks (`benches/cold.sh`: 64 readers
+/// were slower than 16 or 32 on the cold disk). A read from a file system without `RWF_NOWAIT`
+/// (FUSE, NFS, SMB: a share, whose latency is the network's) lifts it to [`MAX_IO_DEPTH`].
+pub const LOCAL_MAX_IO_DEPTH: usize = 32;
 /// How often the adaptive depth is reconsidered.
 pub const WINDOW: Duration = Duration::from_millis(20);
 /// An `open` + `fstat`, or a read without `RWF_NOWAIT`, slower than this waited for the device.
@@ -56,6 +65,9 @@ pub struct IoGate {
     readers: usize,
     fixed: bool,
     depth: AtomicUsize,
+    /// The adaptive depth's ceiling: [`LOCAL_MAX_IO_DEPTH`] until a read meets a file system
+    /// without `RWF_NOWAIT`, then `readers`.
+    ceiling: AtomicUsize,
     /// The highest depth reached (for the summary and tests).
     peak: AtomicUsize,
     permits: Mutex<Permits>,
@@ -103,6 +115,11 @@ impl IoGate {
             readers,
             fixed,
             depth: AtomicUsize::new(start),
+            ceiling: AtomicUsize::new(if fixed {
+                readers
+            } else {
+                LOCAL_MAX_IO_DEPTH.max(cpus).min(readers)
+            }),
             peak: AtomicUsize::new(start),
             permits: Mutex::new(Permits {
                 free: cpus,
@@ -147,6 +164,11 @@ impl IoGate {
     /// Threads that may hash at once (`-j`).
     pub fn cpus(&self) -> usize {
         self.cpus
+    }
+
+    /// The most readers the adaptive depth may run now.
+    pub fn ceiling(&self) -> usize {
+        self.ceiling.load(Ordering::Relaxed)
     }
 
     /// Readers running now.
@@ -256,6 +278,8 @@ impl IoGate {
                     ) =>
                 {
                     *nowait = false;
+                    // A share (or a file system like one): its latency is not a device queue.
+                    self.ceiling.store(self.readers, Ordering::Relaxed);
                 }
                 Err(e) => return Err(e),
             }
@@ -308,7 +332,8 @@ impl IoGate {
         let cpu = self.cpu_ns.swap(0, Ordering::Relaxed);
         let blocked = self.blocked_ns.swap(0, Ordering::Relaxed);
         let current = self.depth();
-        let next = next_depth(current, self.cpus, self.readers, cpu, blocked);
+        let ceiling = self.ceiling.load(Ordering::Relaxed);
+        let next = next_depth(current, self.cpus, ceiling, cpu, blocked);
         if next != current {
             tracing::debug!(
                 "read depth {current} -> {next} (last {} ms: hashing {} ms, waiting for the \
@@ -411,6 +436,37 @@ mod tests {
         assert_eq!(next_depth(3, 2, 64, 40 * MS, 0), 2);
         // --io-depth smaller than -j bounds everything.
         assert_eq!(next_depth(1, 4, 1, MS, 1000 * MS), 1);
+    }
+
+    // Linux only: RWF_NOWAIT, and procfs has none.
+    #[cfg(target_os = "linux")]
+    /// The adaptive depth stops at the local ceiling until a read meets a file system without
+    /// `RWF_NOWAIT` (procfs stands in for a share here); a fixed `--io-depth` is its own.
+    #[test]
+    fn a_file_system_without_nowait_lifts_the_local_ceiling() {
+        let gate = IoGate::new(2, IoOptions::default());
+        assert_eq!(gate.ceiling(), LOCAL_MAX_IO_DEPTH);
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, b"cached").unwrap();
+        let mut buf = vec![0; 4096];
+        let mut nowait = true;
+        gate.read(&File::open(&p).unwrap(), &mut buf, &mut nowait)
+            .unwrap();
+        assert!(nowait);
+        assert_eq!(gate.ceiling(), LOCAL_MAX_IO_DEPTH, "a local read keeps it");
+        let proc_file = File::open("/proc/self/stat").unwrap();
+        gate.read(&proc_file, &mut buf, &mut nowait).unwrap();
+        assert!(!nowait, "procfs has no RWF_NOWAIT");
+        assert_eq!(gate.ceiling(), MAX_IO_DEPTH);
+        let fixed = IoGate::new(
+            2,
+            IoOptions {
+                depth: Some(100),
+                max_rate: None,
+            },
+        );
+        assert_eq!(fixed.ceiling(), 100);
     }
 
     /// However many readers run, no more than `-j` hash at once.
