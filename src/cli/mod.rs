@@ -169,8 +169,9 @@ pub struct WalkArgs {
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_size: Option<u64>,
     /// Reads in flight at once [default: adapts to the latency reads meet, from -j (a warm
-    /// page cache) up to 64 (a cold disk, a share)]. At most -j threads hash whatever this is;
-    /// each read holds a 1 MiB buffer, so reads take at most N MiB of memory
+    /// page cache) up to 32 on a cold local disk and 64 on a share]. At most -j threads hash
+    /// whatever this is; each read holds a 1 MiB buffer, so reads take at most N MiB of memory
+    /// (64 MiB by default)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub io_depth: Option<u16>,
     /// Read at most RATE bytes per second across all threads, e.g. 50M (MiB/s), 500K
