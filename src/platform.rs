@@ -85,13 +85,6 @@ pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     imp::read_at(file, buf, offset)
 }
 
-/// The inode number a directory entry carries without a `stat` (Unix); `None` on Windows,
-/// where the walk's entries carry no file id, so files are skipped by identity only when their
-/// name matches too.
-pub fn entry_ino(ent: &ignore::DirEntry) -> Option<u64> {
-    imp::entry_ino(ent)
-}
-
 /// The Unix special file kinds (FIFO, socket, device); `None` for everything else.
 pub fn device_kind(ft: FileType) -> Option<SpecialKind> {
     imp::device_kind(ft)
@@ -294,10 +287,6 @@ mod imp {
 
     pub fn is_locked(_: &io::Error) -> bool {
         false
-    }
-
-    pub fn entry_ino(ent: &ignore::DirEntry) -> Option<u64> {
-        ent.ino()
     }
 
     pub fn device_kind(ft: FileType) -> Option<SpecialKind> {
@@ -546,10 +535,6 @@ mod imp {
         let n = file.seek_read(buf, offset);
         f.seek(SeekFrom::Start(pos))?;
         n
-    }
-
-    pub fn entry_ino(_: &ignore::DirEntry) -> Option<u64> {
-        None
     }
 
     pub fn device_kind(_: FileType) -> Option<SpecialKind> {

@@ -1,12 +1,15 @@
 //! Walk stage: turns the roots given on the command line into a stream of [`WalkEvent`]s.
 //!
-//! It owns the traversal rules: parallel directory reading (the `ignore` crate's walker with all
-//! its ignore-file filters off), symlinks (not followed unless asked; loops detected when they
+//! It owns the traversal rules: parallel directory reading (hashsweep's own walker: no ignore
+//! files, hidden files included), symlinks (not followed unless asked; loops detected when they
 //! are), one-file-system, `--exclude` globs matched on the path relative to each root, and
 //! hashsweep's own files in the tree ([`SkipRule`]: its cache, reported as skipped, never read).
-//! A root on a slow file system (a share, a cold disk: its first `lstat` and listing take longer
-//! than cached ones can) is walked by [`SLOW_WALK_THREADS`] directory readers, so listings and
-//! `stat`s that wait for the device overlap.
+//! The work is a shared stack of jobs, each a directory to list or an entry to `stat`: an entry
+//! whose listing did not give its type (FUSE, some network and older local file systems) or a
+//! symlink to follow is a job of its own, so those `stat`s wait for the device side by side
+//! instead of one after another in the thread listing the directory. A root on a slow file system
+//! (a share, a cold disk: its first `lstat` and listing take longer than cached ones can) is
+//! walked by [`SLOW_WALK_THREADS`] threads, so listings and `stat`s overlap.
 //! Kernel pseudo file systems (proc, sysfs, ...; see [`super::fstype`]) are not entered: the
 //! mount point is one skipped entry, unless `--pseudo-fs`, which passes their files on as
 //! [`WalkEvent::Guarded`] (read with a deadline and a size cap); ordinary mounts below one
@@ -15,17 +18,20 @@
 //! It never opens a file: regular files are passed on by path, anything else is passed on as
 //! [`WalkEvent::Special`] so it can be reported as skipped, and errors carry their path.
 
+use std::ffi::OsString;
 use std::fs::FileType;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
 use super::fstype::{FsClass, FsTypes};
+use crate::file::describe_io;
 pub use crate::file::{FileId, NamePattern, SkipRule, SpecialKind, file_id};
-use ignore::{WalkBuilder, WalkState};
+use crate::file::FileMeta;
 
 /// How to walk. Built once from the command line.
 #[derive(Debug, Clone, Default)]
@@ -59,17 +65,16 @@ pub fn pseudo_root(root: &Path) -> Option<&'static str> {
 }
 
 /// Whether a regular file the walk found is one to skip, and as what. Costs no system call
-/// unless the name or the inode number matches a rule.
-fn skipped(rules: &[SkipRule], ent: &ignore::DirEntry) -> Option<SpecialKind> {
+/// unless the name or the inode number (`ino`, where the listing gave one) matches a rule.
+fn skipped(rules: &[SkipRule], path: &Path, ino: Option<u64>, follow: bool) -> Option<SpecialKind> {
     if rules.is_empty() {
         return None;
     }
-    let name = ent.file_name();
+    let name = path.file_name()?;
     let mut dir = None;
     for rule in rules {
         if let Some((_, kind)) = rule.names.iter().find(|(p, _)| p.matches(name)) {
-            let parent = ent
-                .path()
+            let parent = path
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
@@ -79,16 +84,16 @@ fn skipped(rules: &[SkipRule], ent: &ignore::DirEntry) -> Option<SpecialKind> {
             }
         }
     }
-    let ino = crate::platform::entry_ino(ent)?;
+    let ino = ino?;
     let mut known = rules
         .iter()
         .flat_map(|r| &r.files)
         .filter(|((_, i), _)| *i == ino)
         .peekable();
     known.peek()?;
-    let (_, m) = crate::platform::stat_path(ent.path(), ent.path_is_symlink()).ok()?;
+    let (_, m) = crate::platform::stat_path(path, follow).ok()?;
     known
-        .find(|(id, _)| *id == (m.dev, m.ino ^ m.ino_hi))
+        .find(|(id, _)| *id == identity(&m))
         .map(|(_, kind)| *kind)
 }
 
@@ -135,18 +140,27 @@ pub fn exclude_matcher(root: &Path, globs: &[String]) -> Result<Gitignore, crate
 /// Directory readers for a root on a slow file system: its listings and `stat`s wait for the
 /// device (on a share, the walk is a large part of the sweep), so many are under way at once.
 pub const SLOW_WALK_THREADS: usize = 32;
+/// Walker threads on a root that answers quickly, unless `-j`-style options say otherwise: the
+/// listings come from the page cache, and more threads only contend for the job stack.
+const FAST_WALK_THREADS: usize = 12;
 /// A root whose `lstat` and first listing took longer than this together is on a slow file
 /// system: from the page cache the pair takes microseconds.
 const SLOW_PROBE: Duration = Duration::from_micros(300);
 
-/// Walker threads for `root`: `threads` (0: the walker's choice), or [`SLOW_WALK_THREADS`] if
-/// the root answers slowly.
+/// Walker threads for `root`: `threads` (0: the CPU count, at most [`FAST_WALK_THREADS`]), or
+/// [`SLOW_WALK_THREADS`] if the root answers slowly.
 fn walk_threads(root: &Path, threads: usize) -> usize {
     let t = Instant::now();
     let _ = std::fs::symlink_metadata(root);
     if let Ok(mut listing) = std::fs::read_dir(root) {
         let _ = listing.next();
     }
+    let threads = match threads {
+        0 => std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(FAST_WALK_THREADS),
+        n => n,
+    };
     if t.elapsed() > SLOW_PROBE {
         threads.max(SLOW_WALK_THREADS)
     } else {
@@ -191,7 +205,14 @@ pub fn walk(
     sink: &(dyn Fn(WalkEvent) + Sync),
     stop: &Arc<AtomicBool>,
 ) -> Result<WalkStats, crate::Error> {
-    walk_with(Arc::new(FsTypes::default()), roots, opts, sink, stop)
+    walk_with(
+        Arc::new(FsTypes::default()),
+        roots,
+        opts,
+        sink,
+        stop,
+        &Probe::default(),
+    )
 }
 
 /// [`walk`], with what is known of the devices' file systems so far.
@@ -201,6 +222,7 @@ fn walk_with(
     opts: &WalkOptions,
     sink: &(dyn Fn(WalkEvent) + Sync),
     stop: &Arc<AtomicBool>,
+    probe: &Probe,
 ) -> Result<WalkStats, crate::Error> {
     // Roots to walk, each with the excludes of the command-line root it is under.
     let mut queue: std::collections::VecDeque<(PathBuf, Option<Arc<Gitignore>>)> =
@@ -236,55 +258,20 @@ fn walk_with(
             below(root);
             continue;
         }
-        // The walk classifies what it enters below the root; the root itself is classified
-        // here, so a root on a network mount is named as crossed.
-        if let Ok(md) = std::fs::metadata(root) {
-            fs.class(root, crate::platform::device(&md));
-        }
-        let mut builder = WalkBuilder::new(root);
-        builder
-            .standard_filters(false)
-            .follow_links(opts.follow_symlinks)
-            .same_file_system(opts.one_file_system)
-            .threads(walk_threads(root, opts.threads));
-        // Pruned before their listing is read: excluded paths, and pseudo file systems (kept
-        // to be reported once the walk of this root is done).
-        let pruned: Arc<std::sync::Mutex<Vec<(PathBuf, &'static str)>>> = Arc::default();
-        {
-            let ex = Arc::clone(&excludes);
-            let fs = Arc::clone(&fs);
-            let pruned = Arc::clone(&pruned);
-            let pseudo_fs = opts.pseudo_fs;
-            builder.filter_entry(move |ent| {
-                if ent.depth() == 0 {
-                    return true;
-                }
-                let dir = ent.file_type().is_some_and(|t| t.is_dir());
-                if !ex.is_empty() && ex.matched(ent.path(), dir).is_ignore() {
-                    return false;
-                }
-                // One `lstat` per directory; `statfs` once per device.
-                if dir
-                    && let Ok(md) = ent.metadata()
-                    && let FsClass::Pseudo { reason, .. } =
-                        fs.class(ent.path(), crate::platform::device(&md))
-                    && !pseudo_fs
-                {
-                    crate::sync::lock(&pruned).push((ent.path().to_path_buf(), reason));
-                    return false;
-                }
-                true
-            });
-        }
-        builder.build_parallel().visit(&mut VisitorBuilder {
-            root,
-            skip: &opts.skip,
+        let walker = Walker {
+            opts,
+            excludes: &excludes,
+            fs: &fs,
             sink,
             stop,
-            fs: &fs,
-            pseudo_fs: opts.pseudo_fs,
-        });
-        for (path, reason) in std::mem::take(&mut *crate::sync::lock(&pruned)) {
+            probe,
+            root_dev: None,
+            pruned: Mutex::default(),
+            jobs: Mutex::default(),
+            ready: Condvar::new(),
+        };
+        let walked = walker.walk_root(root);
+        for (path, reason) in walked.pruned.into_inner().unwrap_or_else(PoisonError::into_inner) {
             below(&path);
             sink(WalkEvent::Special {
                 path,
@@ -297,95 +284,429 @@ fn walk_with(
     })
 }
 
-struct VisitorBuilder<'a> {
-    root: &'a Path,
-    skip: &'a [SkipRule],
-    sink: &'a (dyn Fn(WalkEvent) + Sync),
-    stop: &'a Arc<AtomicBool>,
-    fs: &'a FsTypes,
-    pseudo_fs: bool,
+/// The identity a skip rule and the `-L` loop check compare.
+fn identity(m: &FileMeta) -> FileId {
+    // The high half of a 128-bit id folded in, as in [`file_id`].
+    (m.dev, m.ino ^ m.ino_hi)
 }
 
-impl<'s> ignore::ParallelVisitorBuilder<'s> for VisitorBuilder<'s> {
-    fn build(&mut self) -> Box<dyn ignore::ParallelVisitor + 's> {
-        Box::new(Visitor {
-            root: self.root,
-            skip: self.skip,
-            sink: self.sink,
-            stop: Arc::clone(self.stop),
-            fs: self.fs,
-            pseudo_fs: self.pseudo_fs,
-        })
-    }
+/// What an entry is, as far as the walk needs to know.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Dir,
+    File,
+    Symlink,
+    Special(SpecialKind),
+    /// The listing did not say: a `stat` will.
+    Unknown,
 }
 
-/// One walker thread's state.
-struct Visitor<'a> {
-    root: &'a Path,
-    skip: &'a [SkipRule],
-    sink: &'a (dyn Fn(WalkEvent) + Sync),
-    stop: Arc<AtomicBool>,
-    fs: &'a FsTypes,
-    pseudo_fs: bool,
-}
-
-impl Visitor<'_> {
-    /// The class of the file system `ent` is on (one `lstat`; `statfs` once per device).
-    fn class(&self, ent: &ignore::DirEntry) -> FsClass {
-        match ent.metadata() {
-            Ok(md) => self.fs.class(ent.path(), crate::platform::device(&md)),
-            Err(_) => FsClass::Ordinary,
+impl Kind {
+    fn of(ft: FileType) -> Kind {
+        if ft.is_dir() {
+            Kind::Dir
+        } else if ft.is_file() {
+            Kind::File
+        } else if ft.is_symlink() {
+            Kind::Symlink
+        } else {
+            Kind::Special(SpecialKind::of(ft))
         }
     }
 }
 
-impl ignore::ParallelVisitor for Visitor<'_> {
-    fn visit(&mut self, res: Result<ignore::DirEntry, ignore::Error>) -> WalkState {
-        if self.stop.load(Ordering::Relaxed) {
-            return WalkState::Quit;
+/// One entry of a directory listing.
+struct Listed {
+    name: OsString,
+    kind: Kind,
+    /// The inode number the listing carries (Unix), for skip rules without a `stat`.
+    ino: Option<u64>,
+}
+
+/// Directory listings that keep what the kernel said of each entry: on Unix `getdents` through
+/// rustix, whose type is `Unknown` where the file system did not fill `d_type` (std's listing
+/// would `lstat` such an entry on the spot, in the listing thread).
+#[cfg(unix)]
+mod listing {
+    use super::{Kind, Listed, SpecialKind};
+    use crate::file::FileMeta;
+    use rustix::fs::FileType;
+    use std::ffi::OsStr;
+    use std::io;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::Path;
+
+    /// Open the directory `path` (not through a final symlink if `nofollow`): its identity and
+    /// device, and its entries.
+    pub(super) fn open(path: &Path, nofollow: bool) -> io::Result<(FileMeta, Entries)> {
+        let mut flags = libc::O_DIRECTORY;
+        if nofollow {
+            flags |= libc::O_NOFOLLOW;
         }
-        let ev = match res {
-            Ok(ent) => match ent.file_type() {
-                Some(ft) if ft.is_dir() => return WalkState::Continue,
-                Some(ft) if ft.is_file() => match skipped(self.skip, &ent) {
-                    Some(kind) => WalkEvent::Special {
-                        path: ent.into_path(),
-                        kind,
-                    },
-                    None if self.pseudo_fs
-                        && matches!(self.class(&ent), FsClass::Pseudo { .. }) =>
-                    {
-                        WalkEvent::Guarded(ent.into_path())
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(path)?;
+        let m = crate::platform::meta_of_file(&dir, &dir.metadata()?)?;
+        Ok((m, Entries(rustix::fs::Dir::new(dir)?)))
+    }
+
+    pub(super) struct Entries(rustix::fs::Dir);
+
+    impl Iterator for Entries {
+        type Item = io::Result<Listed>;
+
+        fn next(&mut self) -> Option<io::Result<Listed>> {
+            loop {
+                let ent = match self.0.read()? {
+                    Ok(ent) => ent,
+                    // The listing ends at its first error.
+                    Err(e) => return Some(Err(e.into())),
+                };
+                let name = ent.file_name().to_bytes();
+                if name == b"." || name == b".." {
+                    continue;
+                }
+                let kind = match ent.file_type() {
+                    FileType::RegularFile => Kind::File,
+                    FileType::Directory => Kind::Dir,
+                    FileType::Symlink => Kind::Symlink,
+                    FileType::Fifo => Kind::Special(SpecialKind::Fifo),
+                    FileType::Socket => Kind::Special(SpecialKind::Socket),
+                    FileType::CharacterDevice => Kind::Special(SpecialKind::CharDevice),
+                    FileType::BlockDevice => Kind::Special(SpecialKind::BlockDevice),
+                    _ => Kind::Unknown,
+                };
+                return Some(Ok(Listed {
+                    name: OsStr::from_bytes(name).to_os_string(),
+                    kind,
+                    ino: Some(ent.ino()),
+                }));
+            }
+        }
+    }
+}
+
+/// Directory listings on Windows: `FindNextFile` gives every entry's type.
+#[cfg(windows)]
+mod listing {
+    use super::{Kind, Listed};
+    use crate::file::FileMeta;
+    use std::io;
+    use std::path::Path;
+
+    /// The directory `path` (followed: reparse points that are not followed never get here):
+    /// its identity and volume, and its entries.
+    pub(super) fn open(path: &Path, _nofollow: bool) -> io::Result<(FileMeta, Entries)> {
+        let (_, m) = crate::platform::stat_path(path, true)?;
+        Ok((m, Entries(std::fs::read_dir(path)?)))
+    }
+
+    pub(super) struct Entries(std::fs::ReadDir);
+
+    impl Iterator for Entries {
+        type Item = io::Result<Listed>;
+
+        fn next(&mut self) -> Option<io::Result<Listed>> {
+            let ent = self.0.next()?;
+            Some(ent.and_then(|e| {
+                Ok(Listed {
+                    kind: Kind::of(e.file_type()?),
+                    name: e.file_name(),
+                    ino: None,
+                })
+            }))
+        }
+    }
+}
+
+/// A directory on the way from the root to a job, for the `-L` loop check.
+struct Ancestor {
+    path: PathBuf,
+    id: FileId,
+    up: Option<Arc<Ancestor>>,
+}
+
+/// One unit of the walk's work.
+enum Job {
+    /// List a directory.
+    Dir {
+        path: PathBuf,
+        depth: usize,
+        up: Option<Arc<Ancestor>>,
+    },
+    /// Find out what an entry is: its listing did not say, or it is a symlink to follow.
+    Stat {
+        path: PathBuf,
+        depth: usize,
+        guarded: bool,
+        up: Option<Arc<Ancestor>>,
+    },
+}
+
+/// The job stack the walker threads share.
+#[derive(Default)]
+struct Jobs {
+    stack: Vec<Job>,
+    /// Jobs on the stack or being worked on: the walk is done when none are.
+    pending: usize,
+}
+
+/// The walk of one root: shared by its threads.
+struct Walker<'a> {
+    opts: &'a WalkOptions,
+    excludes: &'a Gitignore,
+    fs: &'a FsTypes,
+    sink: &'a (dyn Fn(WalkEvent) + Sync),
+    stop: &'a AtomicBool,
+    probe: &'a Probe,
+    /// The root's device, under one-file-system.
+    root_dev: Option<u64>,
+    /// Directories not entered because they are on pseudo file systems, with the reason.
+    pruned: Mutex<Vec<(PathBuf, &'static str)>>,
+    jobs: Mutex<Jobs>,
+    ready: Condvar,
+}
+
+impl Walker<'_> {
+    /// Walk `root` to the end (or until stopped).
+    fn walk_root(mut self, root: &Path) -> Self {
+        let (md, m) = match crate::platform::stat_path(root, true) {
+            Ok(found) => found,
+            Err(e) => {
+                (self.sink)(io_event(root.to_path_buf(), &e));
+                return self;
+            }
+        };
+        // Classified here so that a root on a network mount is named as crossed.
+        let class = self.fs.class(root, m.dev);
+        if self.opts.one_file_system {
+            self.root_dev = Some(m.dev);
+        }
+        if !md.is_dir() {
+            let guarded = self.opts.pseudo_fs && matches!(class, FsClass::Pseudo { .. });
+            self.entry(
+                root.to_path_buf(),
+                0,
+                Kind::of(md.file_type()),
+                Some(m.ino ^ m.ino_hi),
+                guarded,
+                &None,
+            );
+            return self;
+        }
+        self.push(Job::Dir {
+            path: root.to_path_buf(),
+            depth: 0,
+            up: None,
+        });
+        let threads = walk_threads(root, self.opts.threads);
+        std::thread::scope(|s| {
+            for i in 1..threads {
+                let spawned = std::thread::Builder::new()
+                    .name(format!("hashsweep-walk-{i}"))
+                    .spawn_scoped(s, || self.work());
+                if spawned.is_err() {
+                    // Fewer threads walk: slower, not wrong.
+                    break;
+                }
+            }
+            self.work();
+        });
+        self
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn push(&self, job: Job) {
+        let mut jobs = crate::sync::lock(&self.jobs);
+        jobs.stack.push(job);
+        jobs.pending += 1;
+        drop(jobs);
+        self.ready.notify_one();
+    }
+
+    /// One walker thread: take jobs until none are left anywhere.
+    fn work(&self) {
+        loop {
+            let job = {
+                let mut jobs = crate::sync::lock(&self.jobs);
+                loop {
+                    if let Some(job) = jobs.stack.pop() {
+                        break job;
                     }
-                    None => WalkEvent::File(ent.into_path()),
-                },
-                Some(ft) => WalkEvent::Special {
-                    path: ent.into_path(),
-                    kind: SpecialKind::of(ft),
-                },
-                None => WalkEvent::Special {
-                    path: ent.into_path(),
-                    kind: SpecialKind::Other,
-                },
+                    if jobs.pending == 0 {
+                        return;
+                    }
+                    jobs = self
+                        .ready
+                        .wait(jobs)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+            };
+            // Once stopped, the jobs left are dropped, not done.
+            if !self.stopped() {
+                match job {
+                    Job::Dir { path, depth, up } => self.list(path, depth, up),
+                    Job::Stat {
+                        path,
+                        depth,
+                        guarded,
+                        up,
+                    } => self.stat(path, depth, guarded, up),
+                }
+            }
+            let mut jobs = crate::sync::lock(&self.jobs);
+            jobs.pending -= 1;
+            if jobs.pending == 0 {
+                self.ready.notify_all();
+            }
+        }
+    }
+
+    fn excluded(&self, path: &Path, depth: usize, is_dir: bool) -> bool {
+        depth > 0 && !self.excludes.is_empty() && self.excludes.matched(path, is_dir).is_ignore()
+    }
+
+    /// List the directory `path` and hand on each entry.
+    fn list(&self, path: PathBuf, depth: usize, up: Option<Arc<Ancestor>>) {
+        let follow = self.opts.follow_symlinks;
+        let (m, entries) = match listing::open(&path, depth > 0 && !follow) {
+            Ok(opened) => opened,
+            Err(e) => return (self.sink)(io_event(path, &e)),
+        };
+        let class = self.fs.class(&path, m.dev);
+        if depth > 0 {
+            if let FsClass::Pseudo { reason, .. } = class
+                && !self.opts.pseudo_fs
+            {
+                crate::sync::lock(&self.pruned).push((path, reason));
+                return;
+            }
+            if self.root_dev.is_some_and(|dev| dev != m.dev) {
+                return;
+            }
+        }
+        let guarded = self.opts.pseudo_fs && matches!(class, FsClass::Pseudo { .. });
+        let up = follow.then(|| {
+            Arc::new(Ancestor {
+                path: path.clone(),
+                id: identity(&m),
+                up,
+            })
+        });
+        for listed in entries {
+            if self.stopped() {
+                return;
+            }
+            match listed {
+                Ok(l) => {
+                    let kind = if self.probe.forget_types() {
+                        Kind::Unknown
+                    } else {
+                        l.kind
+                    };
+                    self.entry(path.join(&l.name), depth + 1, kind, l.ino, guarded, &up);
+                }
+                Err(e) => {
+                    return (self.sink)(WalkEvent::Error {
+                        error: describe_io(&e),
+                        path,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Decide what to do with one entry: walk into it, `stat` it, or pass it on.
+    fn entry(
+        &self,
+        path: PathBuf,
+        depth: usize,
+        kind: Kind,
+        ino: Option<u64>,
+        guarded: bool,
+        up: &Option<Arc<Ancestor>>,
+    ) {
+        let follow = self.opts.follow_symlinks;
+        let is_dir = matches!(kind, Kind::Dir);
+        if matches!(kind, Kind::Unknown) || (follow && matches!(kind, Kind::Symlink)) {
+            return self.push(Job::Stat {
+                path,
+                depth,
+                guarded,
+                up: up.clone(),
+            });
+        }
+        if self.excluded(&path, depth, is_dir) {
+            return;
+        }
+        let ev = match kind {
+            Kind::Dir => {
+                return self.push(Job::Dir {
+                    path,
+                    depth,
+                    up: up.clone(),
+                });
+            }
+            Kind::File => match skipped(&self.opts.skip, &path, ino, follow) {
+                Some(kind) => WalkEvent::Special { path, kind },
+                None if guarded => WalkEvent::Guarded(path),
+                None => WalkEvent::File(path),
             },
-            Err(err) => event_for_error(self.root, &err),
+            Kind::Symlink => WalkEvent::Special {
+                path,
+                kind: SpecialKind::Symlink,
+            },
+            Kind::Special(kind) => WalkEvent::Special { path, kind },
+            Kind::Unknown => WalkEvent::Special {
+                path,
+                kind: SpecialKind::Other,
+            },
         };
         (self.sink)(ev);
-        WalkState::Continue
+    }
+
+    /// Find out what `path` is (following it with `-L`), then hand it on as [`Self::entry`].
+    fn stat(&self, path: PathBuf, depth: usize, guarded: bool, up: Option<Arc<Ancestor>>) {
+        let follow = self.opts.follow_symlinks;
+        let _in_stat = self.probe.enter();
+        let (md, m) = match crate::platform::stat_path(&path, follow) {
+            Ok(found) => found,
+            Err(_) if self.excluded(&path, depth, false) => return,
+            Err(e) => return (self.sink)(io_event(path, &e)),
+        };
+        if follow && md.is_dir() {
+            let id = identity(&m);
+            let mut at = up.as_deref();
+            while let Some(a) = at {
+                if a.id == id {
+                    return (self.sink)(WalkEvent::Error {
+                        error: format!("symlink loop: leads back to {}", a.path.display()),
+                        path,
+                    });
+                }
+                at = a.up.as_deref();
+            }
+        }
+        self.entry(
+            path,
+            depth,
+            Kind::of(md.file_type()),
+            Some(m.ino ^ m.ino_hi),
+            guarded,
+            &up,
+        );
     }
 }
 
-/// Turn a walker error into an event that names the path it concerns.
-fn event_for_error(root: &Path, err: &ignore::Error) -> WalkEvent {
-    let path = error_path(err).unwrap_or(root).to_path_buf();
-    if let ignore::Error::Loop { ancestor, .. } = innermost(err) {
-        return WalkEvent::Error {
-            error: format!("symlink loop: leads back to {}", ancestor.display()),
-            path,
-        };
-    }
-    if let Some(io) = err.io_error()
-        && io.kind() == std::io::ErrorKind::NotFound
+/// The event for a path the walk could not inspect or list: a dangling symlink (with `-L`) is
+/// one to report as skipped, anything else an error naming the cause.
+fn io_event(path: PathBuf, err: &io::Error) -> WalkEvent {
+    if err.kind() == io::ErrorKind::NotFound
         && std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink())
     {
         return WalkEvent::Special {
@@ -394,38 +715,55 @@ fn event_for_error(root: &Path, err: &ignore::Error) -> WalkEvent {
         };
     }
     WalkEvent::Error {
+        error: describe_io(err),
         path,
-        error: describe(innermost(err)),
     }
 }
 
-fn innermost(err: &ignore::Error) -> &ignore::Error {
-    match err {
-        ignore::Error::WithPath { err, .. }
-        | ignore::Error::WithDepth { err, .. }
-        | ignore::Error::WithLineNumber { err, .. } => innermost(err),
-        ignore::Error::Partial(errs) if errs.len() == 1 => innermost(&errs[0]),
-        other => other,
-    }
+/// What a test can ask of the walk: to treat every listed type as unknown (as FUSE and some
+/// network file systems give them), and to see how many `stat`s are under way at once.
+#[cfg(test)]
+#[derive(Default)]
+struct Probe {
+    forget_types: bool,
+    stat_pause: Duration,
+    in_stat: std::sync::atomic::AtomicUsize,
+    most_in_stat: std::sync::atomic::AtomicUsize,
 }
 
-fn error_path(err: &ignore::Error) -> Option<&Path> {
-    match err {
-        ignore::Error::WithPath { path, .. } => Some(path),
-        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
-            error_path(err)
+#[cfg(test)]
+impl Probe {
+    fn forget_types(&self) -> bool {
+        self.forget_types
+    }
+
+    /// Count a `stat` under way until the guard is dropped, after the probe's pause.
+    fn enter(&self) -> impl Drop + '_ {
+        let now = self.in_stat.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_in_stat.fetch_max(now, Ordering::SeqCst);
+        std::thread::sleep(self.stat_pause);
+        struct Leave<'p>(&'p Probe);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.in_stat.fetch_sub(1, Ordering::SeqCst);
+            }
         }
-        ignore::Error::Loop { child, .. } => Some(child),
-        ignore::Error::Partial(errs) => errs.iter().find_map(error_path),
-        _ => None,
+        Leave(self)
     }
 }
 
-fn describe(err: &ignore::Error) -> String {
-    match err.io_error() {
-        Some(io) => crate::file::describe_io(io),
-        None => err.to_string(),
+/// Outside tests the probe asks nothing and costs nothing.
+#[cfg(not(test))]
+#[derive(Default)]
+struct Probe;
+
+#[cfg(not(test))]
+impl Probe {
+    fn forget_types(&self) -> bool {
+        false
     }
+
+    fn enter(&self) {}
 }
 
 #[cfg(test)]
@@ -436,13 +774,19 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     fn collect(root: &Path, opts: &WalkOptions) -> Vec<WalkEvent> {
-        let got = std::sync::Mutex::new(Vec::new());
+        collect_probed(root, opts, &Probe::default())
+    }
+
+    fn collect_probed(root: &Path, opts: &WalkOptions, probe: &Probe) -> Vec<WalkEvent> {
+        let got = Mutex::new(Vec::new());
         let sink = |ev| got.lock().unwrap().push(ev);
-        walk(
+        walk_with(
+            Arc::new(FsTypes::default()),
             &[root.to_path_buf()],
             opts,
             &sink,
             &Arc::new(AtomicBool::new(false)),
+            probe,
         )
         .unwrap();
         let mut v = got.into_inner().unwrap();
@@ -504,6 +848,15 @@ mod tests {
             "{ev:?}"
         );
         assert!(ev.contains(&WalkEvent::File(d.path().join("sub/f"))));
+        let forgetful = Probe {
+            forget_types: true,
+            ..Default::default()
+        };
+        let follow = WalkOptions {
+            follow_symlinks: true,
+            ..Default::default()
+        };
+        assert_eq!(collect_probed(d.path(), &follow, &forgetful), ev);
     }
 
     /// A root on a network mount is named as crossed, with its own path (not that of the
@@ -521,12 +874,59 @@ mod tests {
             &WalkOptions::default(),
             &|_| {},
             &Arc::new(AtomicBool::new(false)),
+            &Probe::default(),
         )
         .unwrap();
         assert_eq!(
             stats.network_mounts,
             vec![format!("{} (nfs)", d.path().display())]
         );
+    }
+
+    /// Where a file system's listing gives no entry types (FUSE, some network file systems),
+    /// each entry needs a `stat`: those run on several walker threads at once, not one after
+    /// another in the thread that listed the directory, and the walk finds the same as when the
+    /// types are given.
+    #[test]
+    fn entries_without_listed_types_are_stat_ed_side_by_side_with_the_same_result() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("sub/deeper")).unwrap();
+        for i in 0..12 {
+            std::fs::write(d.path().join(format!("f{i}")), b"x").unwrap();
+        }
+        std::fs::write(d.path().join("sub/deeper/g"), b"x").unwrap();
+        std::fs::write(d.path().join("sub/x.log"), b"x").unwrap();
+        #[cfg(unix)]
+        symlink(d.path().join("f0"), d.path().join("sub/link")).unwrap();
+        let opts = WalkOptions {
+            threads: 4,
+            excludes: vec!["*.log".into()],
+            ..Default::default()
+        };
+        let typed = collect(d.path(), &opts);
+        let probe = Probe {
+            forget_types: true,
+            stat_pause: Duration::from_millis(30),
+            ..Default::default()
+        };
+        let untyped = collect_probed(d.path(), &opts, &Probe {
+            forget_types: true,
+            ..Default::default()
+        });
+        assert_eq!(untyped, typed);
+        assert!(typed.contains(&WalkEvent::File(d.path().join("sub/deeper/g"))));
+        assert!(!typed.iter().any(|e| format!("{e:?}").contains("x.log")));
+
+        // One directory of files: one thread lists it, so only handing the `stat`s on to the
+        // other threads puts more than one under way.
+        let flat = tempfile::tempdir().unwrap();
+        for i in 0..12 {
+            std::fs::write(flat.path().join(format!("f{i}")), b"x").unwrap();
+        }
+        let ev = collect_probed(flat.path(), &opts, &probe);
+        assert_eq!(ev.len(), 12);
+        let most = probe.most_in_stat.load(Ordering::SeqCst);
+        assert!(most > 1, "at most {most} stat under way at once");
     }
 
     #[test]
