@@ -29,9 +29,9 @@ use std::time::{Duration, Instant};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
 use super::fstype::{FsClass, FsTypes};
+use crate::file::FileMeta;
 use crate::file::describe_io;
 pub use crate::file::{FileId, NamePattern, SkipRule, SpecialKind, file_id};
-use crate::file::FileMeta;
 
 /// How to walk. Built once from the command line.
 #[derive(Debug, Clone, Default)]
@@ -271,7 +271,11 @@ fn walk_with(
             ready: Condvar::new(),
         };
         let walked = walker.walk_root(root);
-        for (path, reason) in walked.pruned.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        for (path, reason) in walked
+            .pruned
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
             below(&path);
             sink(WalkEvent::Special {
                 path,
@@ -332,6 +336,7 @@ mod listing {
     use crate::file::FileMeta;
     use rustix::fs::FileType;
     use std::ffi::OsStr;
+    use std::fs::Metadata;
     use std::io;
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::OpenOptionsExt;
@@ -339,7 +344,7 @@ mod listing {
 
     /// Open the directory `path` (not through a final symlink if `nofollow`): its identity and
     /// device, and its entries.
-    pub(super) fn open(path: &Path, nofollow: bool) -> io::Result<(FileMeta, Entries)> {
+    pub(super) fn open(path: &Path, nofollow: bool) -> io::Result<(Metadata, FileMeta, Entries)> {
         let mut flags = libc::O_DIRECTORY;
         if nofollow {
             flags |= libc::O_NOFOLLOW;
@@ -348,8 +353,9 @@ mod listing {
             .read(true)
             .custom_flags(flags)
             .open(path)?;
-        let m = crate::platform::meta_of_file(&dir, &dir.metadata()?)?;
-        Ok((m, Entries(rustix::fs::Dir::new(dir)?)))
+        let md = dir.metadata()?;
+        let m = crate::platform::meta_of_file(&dir, &md)?;
+        Ok((md, m, Entries(rustix::fs::Dir::new(dir)?)))
     }
 
     pub(super) struct Entries(rustix::fs::Dir);
@@ -393,14 +399,15 @@ mod listing {
 mod listing {
     use super::{Kind, Listed};
     use crate::file::FileMeta;
+    use std::fs::Metadata;
     use std::io;
     use std::path::Path;
 
     /// The directory `path` (followed: reparse points that are not followed never get here):
     /// its identity and volume, and its entries.
-    pub(super) fn open(path: &Path, _nofollow: bool) -> io::Result<(FileMeta, Entries)> {
-        let (_, m) = crate::platform::stat_path(path, true)?;
-        Ok((m, Entries(std::fs::read_dir(path)?)))
+    pub(super) fn open(path: &Path, _nofollow: bool) -> io::Result<(Metadata, FileMeta, Entries)> {
+        let (md, m) = crate::platform::stat_path(path, true)?;
+        Ok((md, m, Entries(std::fs::read_dir(path)?)))
     }
 
     pub(super) struct Entries(std::fs::ReadDir);
@@ -480,7 +487,9 @@ impl Walker<'_> {
             }
         };
         // Classified here so that a root on a network mount is named as crossed.
-        let class = self.fs.class(root, m.dev);
+        // The class by `platform::device`, as everywhere else; the identity's volume (`m.dev`,
+        // the same on Unix) for one-file-system.
+        let class = self.fs.class(root, crate::platform::device(&md));
         if self.opts.one_file_system {
             self.root_dev = Some(m.dev);
         }
@@ -547,6 +556,9 @@ impl Walker<'_> {
                         .unwrap_or_else(PoisonError::into_inner);
                 }
             };
+            // Counted as done however it ends (a panic in the sink included), so the other
+            // threads do not wait for it forever.
+            let _done = Done(self);
             // Once stopped, the jobs left are dropped, not done.
             if !self.stopped() {
                 match job {
@@ -559,11 +571,6 @@ impl Walker<'_> {
                     } => self.stat(path, depth, guarded, up),
                 }
             }
-            let mut jobs = crate::sync::lock(&self.jobs);
-            jobs.pending -= 1;
-            if jobs.pending == 0 {
-                self.ready.notify_all();
-            }
         }
     }
 
@@ -574,11 +581,11 @@ impl Walker<'_> {
     /// List the directory `path` and hand on each entry.
     fn list(&self, path: PathBuf, depth: usize, up: Option<Arc<Ancestor>>) {
         let follow = self.opts.follow_symlinks;
-        let (m, entries) = match listing::open(&path, depth > 0 && !follow) {
+        let (md, m, entries) = match listing::open(&path, depth > 0 && !follow) {
             Ok(opened) => opened,
             Err(e) => return (self.sink)(io_event(path, &e)),
         };
-        let class = self.fs.class(&path, m.dev);
+        let class = self.fs.class(&path, crate::platform::device(&md));
         if depth > 0 {
             if let FsClass::Pseudo { reason, .. } = class
                 && !self.opts.pseudo_fs
@@ -703,6 +710,19 @@ impl Walker<'_> {
     }
 }
 
+/// Marks one job done when dropped: the walk ends when no job is left pending.
+struct Done<'w, 'a>(&'w Walker<'a>);
+
+impl Drop for Done<'_, '_> {
+    fn drop(&mut self) {
+        let mut jobs = crate::sync::lock(&self.0.jobs);
+        jobs.pending -= 1;
+        if jobs.pending == 0 {
+            self.0.ready.notify_all();
+        }
+    }
+}
+
 /// The event for a path the walk could not inspect or list: a dangling symlink (with `-L`) is
 /// one to report as skipped, anything else an error naming the cause.
 fn io_event(path: PathBuf, err: &io::Error) -> WalkEvent {
@@ -755,7 +775,7 @@ impl Probe {
 /// Outside tests the probe asks nothing and costs nothing.
 #[cfg(not(test))]
 #[derive(Default)]
-struct Probe;
+struct Probe(());
 
 #[cfg(not(test))]
 impl Probe {
@@ -763,7 +783,10 @@ impl Probe {
         false
     }
 
-    fn enter(&self) {}
+    /// A guard with nothing to do.
+    fn enter(&self) -> &Self {
+        self
+    }
 }
 
 #[cfg(test)]
@@ -909,10 +932,14 @@ mod tests {
             stat_pause: Duration::from_millis(30),
             ..Default::default()
         };
-        let untyped = collect_probed(d.path(), &opts, &Probe {
-            forget_types: true,
-            ..Default::default()
-        });
+        let untyped = collect_probed(
+            d.path(),
+            &opts,
+            &Probe {
+                forget_types: true,
+                ..Default::default()
+            },
+        );
         assert_eq!(untyped, typed);
         assert!(typed.contains(&WalkEvent::File(d.path().join("sub/deeper/g"))));
         assert!(!typed.iter().any(|e| format!("{e:?}").contains("x.log")));
@@ -927,6 +954,41 @@ mod tests {
         assert_eq!(ev.len(), 12);
         let most = probe.most_in_stat.load(Ordering::SeqCst);
         assert!(most > 1, "at most {most} stat under way at once");
+    }
+
+    /// A panic while handing on an event (the sink's) ends the walk with that panic; the
+    /// other walker threads do not wait forever for the job that panicked.
+    #[test]
+    fn a_panicking_sink_ends_the_walk_instead_of_hanging_it() {
+        let d = tempfile::tempdir().unwrap();
+        for i in 0..4 {
+            std::fs::create_dir(d.path().join(format!("d{i}"))).unwrap();
+            std::fs::write(d.path().join(format!("d{i}/f")), b"x").unwrap();
+        }
+        let root = d.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let opts = WalkOptions {
+                threads: 4,
+                ..Default::default()
+            };
+            // Only the first event panics: the threads that did not panic must still finish.
+            let failed = AtomicBool::new(false);
+            let sink = |_| {
+                if !failed.swap(true, Ordering::SeqCst) {
+                    panic!("sink fails");
+                }
+            };
+            let walked = std::panic::catch_unwind(|| {
+                let stop = Arc::new(AtomicBool::new(false));
+                walk(&[root], &opts, &sink, &stop)
+            });
+            let _ = tx.send(walked.is_err());
+        });
+        let panicked = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the walk hung after its sink panicked");
+        assert!(panicked);
     }
 
     #[test]
