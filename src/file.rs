@@ -22,6 +22,14 @@ pub struct FileMeta {
     pub ctime_ns: i64,
 }
 
+impl FileMeta {
+    /// The identity skip rules and the `-L` loop check compare: the high half of a 128-bit
+    /// file id folded into the low one.
+    pub fn id(&self) -> FileId {
+        (self.dev, self.ino ^ self.ino_hi)
+    }
+}
+
 /// Seconds and nanoseconds as one i64 of nanoseconds, saturating: a timestamp past 2262 (any
 /// user can set one) must not overflow.
 pub fn nanos(secs: i64, nsec: i64) -> i64 {

@@ -39,8 +39,7 @@ pub fn meta_of_file(file: &File, m: &Metadata) -> io::Result<FileMeta> {
 
 /// The identity of what `path` names (following symlinks).
 pub fn file_id(path: &Path) -> io::Result<FileId> {
-    // The high half of a 128-bit id folded in: a skip rule's identity, compared, not stored.
-    stat_path(path, true).map(|(_, m)| (m.dev, m.ino ^ m.ino_hi))
+    stat_path(path, true).map(|(_, m)| m.id())
 }
 
 /// How many names the open file has (hard links).

@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
 use super::fstype::{FsClass, FsTypes};
-use crate::file::FileMeta;
 use crate::file::describe_io;
 pub use crate::file::{FileId, NamePattern, SkipRule, SpecialKind, file_id};
 
@@ -92,9 +91,7 @@ fn skipped(rules: &[SkipRule], path: &Path, ino: Option<u64>, follow: bool) -> O
         .peekable();
     known.peek()?;
     let (_, m) = crate::platform::stat_path(path, follow).ok()?;
-    known
-        .find(|(id, _)| *id == identity(&m))
-        .map(|(_, kind)| *kind)
+    known.find(|(id, _)| *id == m.id()).map(|(_, kind)| *kind)
 }
 
 /// What the walk found at one path.
@@ -258,7 +255,7 @@ fn walk_with(
             below(root);
             continue;
         }
-        let walker = Walker {
+        let mut walker = Walker {
             opts,
             excludes: &excludes,
             fs: &fs,
@@ -270,8 +267,8 @@ fn walk_with(
             jobs: Mutex::default(),
             ready: Condvar::new(),
         };
-        let walked = walker.walk_root(root);
-        for (path, reason) in walked
+        walker.walk_root(root);
+        for (path, reason) in walker
             .pruned
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner)
@@ -286,12 +283,6 @@ fn walk_with(
     Ok(WalkStats {
         network_mounts: fs.network_mounts(),
     })
-}
-
-/// The identity a skip rule and the `-L` loop check compare.
-fn identity(m: &FileMeta) -> FileId {
-    // The high half of a 128-bit id folded in, as in [`file_id`].
-    (m.dev, m.ino ^ m.ino_hi)
 }
 
 /// What an entry is, as far as the walk needs to know.
@@ -478,12 +469,11 @@ struct Walker<'a> {
 
 impl Walker<'_> {
     /// Walk `root` to the end (or until stopped).
-    fn walk_root(mut self, root: &Path) -> Self {
+    fn walk_root(&mut self, root: &Path) {
         let (md, m) = match crate::platform::stat_path(root, true) {
             Ok(found) => found,
             Err(e) => {
-                (self.sink)(io_event(root.to_path_buf(), &e));
-                return self;
+                return (self.sink)(io_event(root.to_path_buf(), &e));
             }
         };
         // Classified here so that a root on a network mount is named as crossed.
@@ -499,11 +489,11 @@ impl Walker<'_> {
                 root.to_path_buf(),
                 0,
                 Kind::of(md.file_type()),
-                Some(m.ino ^ m.ino_hi),
+                Some(m.id().1),
                 guarded,
                 &None,
             );
-            return self;
+            return;
         }
         self.push(Job::Dir {
             path: root.to_path_buf(),
@@ -523,7 +513,6 @@ impl Walker<'_> {
             }
             self.work();
         });
-        self
     }
 
     fn stopped(&self) -> bool {
@@ -601,7 +590,7 @@ impl Walker<'_> {
         let up = follow.then(|| {
             Arc::new(Ancestor {
                 path: path.clone(),
-                id: identity(&m),
+                id: m.id(),
                 up,
             })
         });
@@ -687,7 +676,7 @@ impl Walker<'_> {
             Err(e) => return (self.sink)(io_event(path, &e)),
         };
         if follow && md.is_dir() {
-            let id = identity(&m);
+            let id = m.id();
             let mut at = up.as_deref();
             while let Some(a) = at {
                 if a.id == id {
@@ -703,7 +692,7 @@ impl Walker<'_> {
             path,
             depth,
             Kind::of(md.file_type()),
-            Some(m.ino ^ m.ino_hi),
+            Some(m.id().1),
             guarded,
             &up,
         );
