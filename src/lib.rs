@@ -17,6 +17,7 @@
 
 pub mod audit;
 pub mod cache;
+pub mod clock;
 pub mod digest;
 mod error;
 pub mod file;

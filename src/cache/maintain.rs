@@ -1,5 +1,5 @@
-//! Keeping the cache file bounded: expired verdicts and the digest rows of files no sweep has
-//! seen for [`FORGET_AFTER`] (deleted files, unmounted disks) are deleted, at most once per
+//! Keeping the cache file bounded: answers and the digest rows of files no sweep has needed
+//! for [`FORGET_AFTER`] (deleted files, unmounted disks) are deleted, at most once per
 //! [`PRUNE_EVERY`], in small transactions and within a time budget, so a big backlog is worked
 //! off over several runs without ever holding other processes' writes for long. What
 //! `--archives` found inside a file goes with the file's digest row.
@@ -35,9 +35,9 @@ pub struct Maintenance {
 
 impl Cache {
     /// Date the rows this run served from the cache (see [`Cache::get_digests_many`]), then
-    /// prune when the last complete prune is [`PRUNE_EVERY`] old: verdicts older than the
-    /// longest TTL (or dated in the future: the clock went back), then digest rows not seen
-    /// for [`FORGET_AFTER`]. Stops after `budget`, leaving the rest for the next run.
+    /// prune when the last complete prune is [`PRUNE_EVERY`] old: answers no sweep has needed
+    /// for [`FORGET_AFTER`] (or dated in the future: the clock went back), then digest rows not
+    /// seen for as long. Stops after `budget`, leaving the rest for the next run.
     pub fn maintain(&self, now: SystemTime, budget: Duration) -> Result<Maintenance, CacheError> {
         let r = self.try_maintain(now, budget);
         self.noted(r)
@@ -65,10 +65,15 @@ impl Cache {
         let longest = i64::try_from(self.ttls.longest().as_secs()).unwrap_or(i64::MAX);
         let forget = FORGET_AFTER.as_secs() as i64;
         let steps: [(&str, i64); 3] = [
+            // An answer stays, expired or not, while sweeps still need it: it is the path's
+            // last answer, and says the digest was asked before (`used_at` is never before
+            // `looked_up_at`). One no sweep has needed for FORGET_AFTER goes, as does one
+            // dated in the future (the clock went back).
             (
-                "DELETE FROM verdicts WHERE (algo, digest) IN (SELECT algo, digest FROM verdicts
-                 WHERE looked_up_at <= ?1 OR looked_up_at > ?2 LIMIT ?3)",
-                now.saturating_sub(longest),
+                "DELETE FROM verdicts WHERE (service, algo, digest) IN
+                 (SELECT service, algo, digest FROM verdicts
+                  WHERE used_at <= ?1 OR looked_up_at > ?2 LIMIT ?3)",
+                now.saturating_sub(forget.max(longest)),
             ),
             (
                 "DELETE FROM file_digests WHERE (dev, ino) IN (SELECT dev, ino FROM file_digests
@@ -181,7 +186,7 @@ mod tests {
     }
 
     #[test]
-    fn forgets_unseen_rows_and_expired_verdicts_once_a_day() {
+    fn forgets_unseen_rows_and_unused_answers_once_a_day() {
         let dir = tempfile::tempdir().unwrap();
         let (cache, _) = Cache::open(dir.path().join("c.sqlite")).unwrap();
         let cache = cache.with_ttls(Ttls::DEFAULT);
@@ -198,10 +203,19 @@ mod tests {
             details: None,
             hosts: None,
         };
-        let (fresh, stale) = (Digest::Sha256([7; 32]), Digest::Sha256([8; 32]));
+        // An answer expired a week ago stays (a path keeps it, and it says the digest was
+        // asked); one no sweep has needed for FORGET_AFTER goes.
+        let (fresh, expired, unused) = (
+            Digest::Sha256([7; 32]),
+            Digest::Sha256([8; 32]),
+            Digest::Sha256([9; 32]),
+        );
         cache.put_verdicts(&[(fresh, answer.clone())], now).unwrap();
         cache
-            .put_verdicts(&[(stale, answer)], now - 8 * DAY)
+            .put_verdicts(&[(expired, answer.clone())], now - 8 * DAY)
+            .unwrap();
+        cache
+            .put_verdicts(&[(unused, answer)], now - FORGET_AFTER - DAY)
             .unwrap();
 
         let m = cache.maintain(now, Duration::from_secs(10)).unwrap();
@@ -217,9 +231,11 @@ mod tests {
         );
         assert_eq!(
             (rows(&cache, "file_digests"), rows(&cache, "verdicts")),
-            (1, 1)
+            (1, 2)
         );
         assert!(cache.get_digests(&key(1), false, false).unwrap().is_some());
+        let kept = cache.get_answers(&[expired, unused], now).unwrap();
+        assert!(kept.contains_key(&expired) && !kept.contains_key(&unused));
 
         // Not due again within the day, even with something to delete.
         set_seen(&cache, 1, now - FORGET_AFTER - DAY);

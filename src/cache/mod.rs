@@ -43,7 +43,7 @@ use crate::sync::lock;
 /// `PRAGMA application_id` of a hashsweep cache ("hswp"): a SQLite file without it is not ours.
 pub const APPLICATION_ID: i32 = 0x6873_7770;
 /// `PRAGMA user_version` this code writes. Older versions are migrated on open.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 /// How long a connection waits for another process's lock before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// A file whose mtime or ctime is this recent when its digests are stored is not cached: a
@@ -152,6 +152,40 @@ CREATE TABLE IF NOT EXISTS archive_members (
 /// budget's rarity order when the answer is asked again.
 const MIGRATE_V5_HOSTS: &str = "ALTER TABLE verdicts ADD COLUMN hosts INTEGER;";
 
+/// Schema version 6: answers belong to the service that gave them (`service`, see
+/// [`Cache::with_service`]; part of the key), and an answer's row is kept past its TTL as the
+/// path's last answer: `first_answered_at` says since when the service has known the digest
+/// and `used_at` when a sweep last needed the row, so pruning keeps every answer a sweep still
+/// uses (see `maintain`). Rows from before are the default service's ([`LEGACY_SERVICE`]),
+/// first answered and used when they were looked up.
+const MIGRATE_V6_SERVICE: &str = "
+CREATE TABLE verdicts_v6 (
+    service            TEXT NOT NULL,
+    algo               TEXT NOT NULL,
+    digest             BLOB NOT NULL,
+    scan_result_i      INTEGER NOT NULL,
+    total_detected_avs INTEGER NOT NULL,
+    verdict            TEXT NOT NULL,
+    data_id            TEXT,
+    looked_up_at       INTEGER NOT NULL,
+    details            TEXT,
+    hosts              INTEGER,
+    first_answered_at  INTEGER NOT NULL,
+    used_at            INTEGER NOT NULL,
+    PRIMARY KEY (service, algo, digest)
+) WITHOUT ROWID;
+";
+/// Schema 6, second step: the old rows, as the default service's (?1).
+const MIGRATE_V6_COPY: &str = "INSERT INTO verdicts_v6 SELECT ?1, algo, digest, scan_result_i,
+    total_detected_avs, verdict, data_id, looked_up_at, details, hosts, looked_up_at,
+    looked_up_at FROM verdicts";
+/// Schema 6, last step.
+const MIGRATE_V6_SWAP: &str = "DROP TABLE verdicts; ALTER TABLE verdicts_v6 RENAME TO verdicts;";
+
+/// The service whose answers rows written before schema 6 hold: the only real one, the
+/// default `--api-url`'s endpoint. Also the service of a cache not told otherwise.
+pub const LEGACY_SERVICE: &str = "https://api.metadefender.com/v4/hash";
+
 const SELECT_DIGESTS: &str = "SELECT sha256, md5, sha1, seen_at, kind FROM file_digests
      WHERE dev = ?1 AND ino = ?2 AND size = ?3 AND mtime_ns = ?4 AND ctime_ns = ?5
        AND ino_hi = ?6";
@@ -179,12 +213,24 @@ const UPSERT_DIGESTS: &str = "INSERT INTO file_digests
        kind = coalesce(excluded.kind, kind)";
 
 const SELECT_VERDICT: &str = "SELECT scan_result_i, total_detected_avs, data_id, looked_up_at,
-     details, hosts FROM verdicts WHERE algo = ?1 AND digest = ?2";
+     details, hosts, first_answered_at, used_at FROM verdicts
+     WHERE service = ?1 AND algo = ?2 AND digest = ?3";
 
-const UPSERT_VERDICT: &str = "INSERT OR REPLACE INTO verdicts
-     (algo, digest, scan_result_i, total_detected_avs, verdict, data_id, looked_up_at, details,
-      hosts)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+/// A new answer replaces the last one; the date the digest was first answered stays.
+const UPSERT_VERDICT: &str = "INSERT INTO verdicts
+     (service, algo, digest, scan_result_i, total_detected_avs, verdict, data_id, looked_up_at,
+      details, hosts, first_answered_at, used_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?8, ?8)
+     ON CONFLICT (service, algo, digest) DO UPDATE SET
+       scan_result_i = excluded.scan_result_i,
+       total_detected_avs = excluded.total_detected_avs,
+       verdict = excluded.verdict,
+       data_id = excluded.data_id,
+       looked_up_at = excluded.looked_up_at,
+       details = excluded.details,
+       hosts = excluded.hosts,
+       used_at = excluded.used_at,
+       first_answered_at = min(first_answered_at, excluded.first_answered_at)";
 
 /// Why the cache could not be used. Every variant names the cache file.
 #[derive(Debug, thiserror::Error)]
@@ -307,6 +353,20 @@ impl Ttls {
         }
     }
 
+    /// How long an answer about a file of this kind stays fresh: as [`Ttls::for_verdict`],
+    /// but an `unknown` data file (not a program, script or macro document) waits as long as
+    /// a clean one: an unknown program may be a fresh sample that the service learns within
+    /// hours, an unknown data file rarely becomes known and matters less.
+    pub fn for_answer(&self, v: &Verdict, kind: FileKind) -> Option<Duration> {
+        match (v, kind) {
+            (Verdict::Unknown, FileKind::Executable | FileKind::Script | FileKind::Document) => {
+                Some(self.unknown)
+            }
+            (Verdict::Unknown, _) => Some(self.unknown.max(self.clean)),
+            _ => self.for_verdict(v),
+        }
+    }
+
     fn longest(&self) -> Duration {
         self.clean
             .max(self.detection)
@@ -373,6 +433,50 @@ pub struct History {
     pub hosts: HashMap<Digest, u32>,
 }
 
+/// A cached answer with its dates, as a sweep sees it (see [`Cache::get_answers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedAnswer {
+    pub answer: Answer,
+    /// When the service gave this answer (unix seconds).
+    pub looked_up_at: i64,
+    /// When the service first answered this digest (unix seconds).
+    pub first_answered_at: i64,
+    /// False when the answer cannot stand for this run as it is (it was asked without the
+    /// engine details this run needs): it is kept, but due for a refresh whatever its age.
+    pub complete: bool,
+}
+
+/// One verdict row as read.
+struct AnswerRow {
+    answer: Answer,
+    looked_up_at: i64,
+    first_answered_at: i64,
+    used_at: i64,
+    /// Whether its details serve this cache's [`DetailsUse`].
+    serves: bool,
+}
+
+impl AnswerRow {
+    /// The answer's age at `now`; `None` for a row dated in the future (the clock went back),
+    /// whose age is not known.
+    fn age(&self, now: i64) -> Option<Duration> {
+        u64::try_from(now.checked_sub(self.looked_up_at)?)
+            .ok()
+            .map(Duration::from_secs)
+    }
+}
+
+impl From<AnswerRow> for CachedAnswer {
+    fn from(r: AnswerRow) -> CachedAnswer {
+        CachedAnswer {
+            answer: r.answer,
+            looked_up_at: r.looked_up_at,
+            first_answered_at: r.first_answered_at,
+            complete: r.serves,
+        }
+    }
+}
+
 /// A file's cached digests and what it is (when the row says).
 pub type CachedFile = (Digests, Option<FileKind>);
 
@@ -384,6 +488,8 @@ pub struct Cache {
     readers: Mutex<Vec<Connection>>,
     ttls: Ttls,
     details: DetailsUse,
+    /// Whose answers are read and written (see [`Cache::with_service`]).
+    service: String,
     counters: Counters,
     /// The first failure since the cache was opened, as text.
     first_error: Mutex<Option<String>>,
@@ -462,6 +568,7 @@ impl Cache {
             readers: Mutex::new(Vec::new()),
             ttls: Ttls::default(),
             details: DetailsUse::default(),
+            service: LEGACY_SERVICE.to_string(),
             counters: Counters::default(),
             first_error: Mutex::new(None),
             seen: Mutex::new(Vec::new()),
@@ -488,6 +595,18 @@ impl Cache {
 
     pub fn details(&self) -> DetailsUse {
         self.details
+    }
+
+    /// Read and write the answers of this service (a name: the endpoint's URL unless the user
+    /// names it): another service's answers, kept in the same file, are neither served nor
+    /// replaced. The default is [`LEGACY_SERVICE`].
+    pub fn with_service(mut self, service: impl Into<String>) -> Cache {
+        self.service = service.into();
+        self
+    }
+
+    pub fn service(&self) -> &str {
+        &self.service
     }
 
     pub fn path(&self) -> &Path {
@@ -617,7 +736,7 @@ impl Cache {
         need_md5: bool,
         need_sha1: bool,
     ) -> Result<Vec<Option<CachedFile>>, CacheError> {
-        let stale_before = unix_secs(SystemTime::now()) - maintain::TOUCH_AFTER.as_secs() as i64;
+        let stale_before = unix_secs(crate::clock::now()) - maintain::TOUCH_AFTER.as_secs() as i64;
         let mut conn = self.reader()?;
         let tx = conn
             .transaction()
@@ -700,7 +819,9 @@ impl Cache {
                 .prepare_cached("SELECT rank, since FROM deferred WHERE algo = ?1 AND digest = ?2")
                 .map_err(sql_err(&self.path, "preparing a backlog lookup"))?;
             let mut answered = tx
-                .prepare_cached("SELECT hosts FROM verdicts WHERE algo = ?1 AND digest = ?2")
+                .prepare_cached(
+                    "SELECT hosts FROM verdicts WHERE service = ?1 AND algo = ?2 AND digest = ?3",
+                )
                 .map_err(sql_err(&self.path, "preparing a verdict lookup"))?;
             for d in digests {
                 let key = params![d.algo().name(), d.as_bytes()];
@@ -712,7 +833,9 @@ impl Cache {
                     out.deferred.insert(*d, row);
                 }
                 let row = answered
-                    .query_row(key, |r| r.get::<_, Option<u32>>(0))
+                    .query_row(params![self.service, d.algo().name(), d.as_bytes()], |r| {
+                        r.get::<_, Option<u32>>(0)
+                    })
                     .optional()
                     .map_err(sql_err(&self.path, "looking up a verdict"))?;
                 if let Some(hosts) = row {
@@ -835,8 +958,10 @@ impl Cache {
         &self,
         rows: &[(FileKey, Digests, Option<FileKind>)],
     ) -> Result<usize, CacheError> {
-        let now = SystemTime::now();
-        let cutoff = unix_nanos(now).saturating_sub(RACY_WINDOW.as_nanos() as i64);
+        // Files' stamps are the file system's: the racy window is judged on the real clock;
+        // the rows' dates (for pruning) on the run's.
+        let cutoff = unix_nanos(SystemTime::now()).saturating_sub(RACY_WINDOW.as_nanos() as i64);
+        let now = crate::clock::now();
         let seen: Vec<(i64, i64)> = std::mem::take(&mut *lock(&self.seen));
         let mut conn = lock(&self.writer);
         let tx = conn
@@ -900,19 +1025,94 @@ impl Cache {
         now: SystemTime,
     ) -> Result<HashMap<Digest, Answer>, CacheError> {
         let now = unix_secs(now);
+        let mut out = HashMap::with_capacity(digests.len());
+        for (d, row) in self.read_answers(digests)? {
+            let fresh = row.age(now).is_some_and(|age| {
+                self.ttls
+                    .for_verdict(&row.answer.verdict())
+                    .is_some_and(|ttl| age < ttl)
+            });
+            if fresh && row.serves {
+                out.insert(d, row.answer);
+            }
+        }
+        bump(&self.counters.verdict_hits, out.len() as u64);
+        bump(
+            &self.counters.verdict_misses,
+            (digests.len() as u64).saturating_sub(out.len() as u64),
+        );
+        Ok(out)
+    }
+
+    /// Every answer this cache's service gave for these digests, whatever its age: a sweep
+    /// keeps a path's last answer until it is refreshed (see [`CachedAnswer`]). Rows a sweep
+    /// has not used for [`maintain::TOUCH_AFTER`] are dated now, so pruning keeps them.
+    pub fn get_answers(
+        &self,
+        digests: &[Digest],
+        now: SystemTime,
+    ) -> Result<HashMap<Digest, CachedAnswer>, CacheError> {
+        let r = self.try_get_answers(digests, now);
+        self.noted(r)
+    }
+
+    fn try_get_answers(
+        &self,
+        digests: &[Digest],
+        now: SystemTime,
+    ) -> Result<HashMap<Digest, CachedAnswer>, CacheError> {
+        let now = unix_secs(now);
+        let rows = self.read_answers(digests)?;
+        let touch_before = now.saturating_sub(maintain::TOUCH_AFTER.as_secs() as i64);
+        let touch: Vec<Digest> = rows
+            .iter()
+            .filter(|(_, r)| r.used_at < touch_before)
+            .map(|(d, _)| *d)
+            .collect();
+        if !touch.is_empty() {
+            let mut conn = lock(&self.writer);
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql_err(&self.path, "starting a write"))?;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "UPDATE verdicts SET used_at = ?1
+                         WHERE service = ?2 AND algo = ?3 AND digest = ?4",
+                    )
+                    .map_err(sql_err(&self.path, "preparing an answer's date"))?;
+                for d in &touch {
+                    stmt.execute(params![now, self.service, d.algo().name(), d.as_bytes()])
+                        .map_err(sql_err(&self.path, "dating an answer"))?;
+                }
+            }
+            tx.commit()
+                .map_err(sql_err(&self.path, "committing the answers' dates"))?;
+        }
+        let hits = rows.len() as u64;
+        bump(&self.counters.verdict_hits, hits);
+        bump(
+            &self.counters.verdict_misses,
+            (digests.len() as u64).saturating_sub(hits),
+        );
+        Ok(rows.into_iter().map(|(d, r)| (d, r.into())).collect())
+    }
+
+    /// The rows of this cache's service for these digests, in one read transaction.
+    fn read_answers(&self, digests: &[Digest]) -> Result<Vec<(Digest, AnswerRow)>, CacheError> {
         let mut conn = self.reader()?;
         // One read transaction: one snapshot and one lock for the whole batch.
         let tx = conn
             .transaction()
             .map_err(sql_err(&self.path, "starting a read"))?;
-        let mut out = HashMap::with_capacity(digests.len());
+        let mut out = Vec::with_capacity(digests.len());
         {
             let mut stmt = tx
                 .prepare_cached(SELECT_VERDICT)
                 .map_err(sql_err(&self.path, "preparing a verdict lookup"))?;
             for d in digests {
                 let row = stmt
-                    .query_row(params![d.algo().name(), d.as_bytes()], |r| {
+                    .query_row(params![self.service, d.algo().name(), d.as_bytes()], |r| {
                         Ok((
                             r.get::<_, i64>(0)?,
                             r.get::<_, i64>(1)?,
@@ -920,33 +1120,38 @@ impl Cache {
                             r.get::<_, i64>(3)?,
                             r.get::<_, Option<String>>(4)?,
                             r.get::<_, Option<u32>>(5)?,
+                            r.get::<_, i64>(6)?,
+                            r.get::<_, i64>(7)?,
                         ))
                     })
                     .optional()
                     .map_err(sql_err(&self.path, "looking up a verdict"))?;
-                let answer = row.and_then(|(code, total, data_id, at, details, hosts)| {
-                    let verdict = Verdict::from_code(code, Some(total));
-                    let ttl = self.ttls.for_verdict(&verdict)?;
-                    // An entry from the future (the clock went back) has an unknown age: stale.
-                    let age = u64::try_from(now.checked_sub(at)?).ok()?;
-                    if Duration::from_secs(age) >= ttl {
-                        return None;
-                    }
-                    Some(Answer {
-                        scan_result_i: code,
-                        total_detected_avs: total,
-                        data_id: data_id.map(String::into_boxed_str),
-                        details: self.served_details(details.as_deref())?,
-                        hosts,
-                    })
-                });
-                match answer {
-                    Some(a) => {
-                        bump(&self.counters.verdict_hits, 1);
-                        out.insert(*d, a);
-                    }
-                    None => bump(&self.counters.verdict_misses, 1),
+                let Some((code, total, data_id, at, details, hosts, first, used)) = row else {
+                    continue;
+                };
+                // A verdict that is never cached (a row from a bug or another tool) is no
+                // answer at all.
+                let verdict = Verdict::from_code(code, Some(total));
+                if self.ttls.for_verdict(&verdict).is_none() {
+                    continue;
                 }
+                let served = self.served_details(details.as_deref());
+                out.push((
+                    *d,
+                    AnswerRow {
+                        serves: served.is_some(),
+                        answer: Answer {
+                            scan_result_i: code,
+                            total_detected_avs: total,
+                            data_id: data_id.map(String::into_boxed_str),
+                            details: served.flatten(),
+                            hosts,
+                        },
+                        looked_up_at: at,
+                        first_answered_at: first,
+                        used_at: used,
+                    },
+                ));
             }
         }
         // Read only: dropping the transaction ends it.
@@ -985,6 +1190,7 @@ impl Cache {
                     continue;
                 }
                 stmt.execute(params![
+                    self.service,
                     d.algo().name(),
                     d.as_bytes(),
                     a.scan_result_i,
@@ -1150,7 +1356,7 @@ fn open_writer(path: &Path) -> Result<Connection, CacheError> {
         // Rows from before are dated now: they get the full FORGET_AFTER from the upgrade.
         tx.execute(
             "UPDATE file_digests SET seen_at = ?1 WHERE seen_at = 0",
-            params![unix_secs(SystemTime::now())],
+            params![unix_secs(crate::clock::now())],
         )
         .map_err(sql_err(path, "dating the old rows (schema 2)"))?;
     }
@@ -1166,7 +1372,15 @@ fn open_writer(path: &Path) -> Result<Connection, CacheError> {
         tx.execute_batch(MIGRATE_V5_HOSTS)
             .map_err(sql_err(path, "adding the host counts (schema 5)"))?;
     }
-    // A future schema adds `if version < 6 { ... }` here.
+    if version < 6 {
+        tx.execute_batch(MIGRATE_V6_SERVICE)
+            .map_err(sql_err(path, "adding the answers' services (schema 6)"))?;
+        tx.execute(MIGRATE_V6_COPY, params![LEGACY_SERVICE])
+            .map_err(sql_err(path, "moving the answers (schema 6)"))?;
+        tx.execute_batch(MIGRATE_V6_SWAP)
+            .map_err(sql_err(path, "adding the answers' services (schema 6)"))?;
+    }
+    // A future schema adds `if version < 7 { ... }` here.
     if version != SCHEMA_VERSION {
         tx.pragma_update(None, "application_id", APPLICATION_ID)
             .map_err(sql_err(path, "writing the application id"))?;
@@ -1387,6 +1601,53 @@ mod tests {
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
         assert!(cache.get_digests(&key(1), true, true).unwrap().is_some());
+    }
+
+    /// A schema 5 cache's answers become the default service's, first answered and last used
+    /// when they were looked up.
+    #[test]
+    fn a_schema_5_cache_keeps_its_answers_as_the_default_services() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("c.sqlite");
+        drop(Cache::open(&path).expect("open"));
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP TABLE verdicts;
+             CREATE TABLE verdicts (algo TEXT NOT NULL, digest BLOB NOT NULL,
+                 scan_result_i INTEGER NOT NULL, total_detected_avs INTEGER NOT NULL,
+                 verdict TEXT NOT NULL, data_id TEXT, looked_up_at INTEGER NOT NULL,
+                 details TEXT, hosts INTEGER, PRIMARY KEY (algo, digest)) WITHOUT ROWID;",
+        )
+        .unwrap();
+        let d = Digest::Sha256([4; 32]);
+        conn.execute(
+            "INSERT INTO verdicts VALUES ('sha256', ?1, 1, 9, 'infected', 'id', ?2, NULL, 3)",
+            params![d.as_bytes(), T0],
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", 5).unwrap();
+        drop(conn);
+        let (cache, warning) = Cache::open(&path).expect("open the old cache");
+        assert_eq!(warning, None);
+        let got = cache.get_answers(&[d], at(T0 + 10)).unwrap();
+        let a = &got[&d];
+        assert_eq!(
+            (a.answer.scan_result_i, a.answer.total_detected_avs),
+            (1, 9)
+        );
+        assert_eq!((a.looked_up_at, a.first_answered_at), (T0, T0));
+        assert_eq!(a.answer.hosts, Some(3));
+        let other = cache.with_service("http://127.0.0.1:1/v4/hash");
+        assert!(other.get_answers(&[d], at(T0 + 10)).unwrap().is_empty());
+    }
+
+    /// The default service's name is what the client calls the default endpoint.
+    #[test]
+    fn the_legacy_service_is_the_default_endpoint() {
+        assert_eq!(
+            LEGACY_SERVICE,
+            format!("{}/v4/hash", crate::lookup::http::DEFAULT_API_URL)
+        );
     }
 
     /// Two ReFS files whose 128-bit ids share the low half are not each other's.
@@ -1643,23 +1904,79 @@ mod tests {
         }
     }
 
+    /// An answer stays as long as sweeps use it, whatever its age: pruning takes only the ones
+    /// no sweep has needed for FORGET_AFTER. Each use dates it (once a TOUCH_AFTER), so a
+    /// digest answered long ago and still on disk is never taken for one never asked.
     #[test]
-    fn prune_deletes_only_expired_verdicts() {
+    fn answers_in_use_survive_pruning_whatever_their_age() {
         let (_dir, cache) = fresh();
-        let old = Digest::Sha1([1; 20]);
-        let new = Digest::Sha1([2; 20]);
-        cache.put_verdicts(&[(old, answer(1, 3))], at(T0)).unwrap();
-        let later = T0 + 7 * 86_400;
+        let used = Digest::Sha1([1; 20]);
+        let unused = Digest::Sha1([2; 20]);
         cache
-            .put_verdicts(&[(new, answer(0, 0))], at(later))
+            .put_verdicts(&[(used, answer(1, 3)), (unused, answer(0, 0))], at(T0))
             .unwrap();
-        let m = cache.maintain(at(later), Duration::from_secs(10)).unwrap();
-        assert_eq!(m.verdicts_deleted, 1);
-        assert!(
-            cache
-                .get_verdicts(&[new], at(later))
-                .unwrap()
-                .contains_key(&new)
+        let day = 86_400;
+        // A sweep needs `used` every 30 days for 200 days; prunes run in between.
+        for n in 1..=6 {
+            let t = T0 + n * 30 * day + 1;
+            let got = cache.get_answers(&[used], at(t)).unwrap();
+            assert_eq!(got[&used].looked_up_at, T0, "night {n}");
+            assert_eq!(got[&used].first_answered_at, T0);
+            cache.maintain(at(t + 1), Duration::from_secs(10)).unwrap();
+        }
+        let t = T0 + 200 * day;
+        let got = cache.get_answers(&[used, unused], at(t)).unwrap();
+        assert!(got.contains_key(&used));
+        assert!(!got.contains_key(&unused), "unused for 200 days: pruned");
+        // Expired long ago, so never served as fresh.
+        assert!(cache.get_verdicts(&[used], at(t)).unwrap().is_empty());
+        // A refresh keeps the first date.
+        cache.put_verdicts(&[(used, answer(0, 0))], at(t)).unwrap();
+        let got = cache.get_answers(&[used], at(t)).unwrap();
+        assert_eq!(
+            (got[&used].looked_up_at, got[&used].first_answered_at),
+            (t, T0)
+        );
+    }
+
+    /// Answers belong to their service: another service's answer for the same digest is
+    /// neither served nor replaced.
+    #[test]
+    fn answers_are_kept_per_service() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        let a = Cache::open(&path)
+            .unwrap()
+            .0
+            .with_service("http://a/v4/hash");
+        let b = Cache::open(&path)
+            .unwrap()
+            .0
+            .with_service("http://b/v4/hash");
+        let d = Digest::Sha256([3; 32]);
+        a.put_verdicts(&[(d, answer(1, 5))], at(T0)).unwrap();
+        assert!(b.get_answers(&[d], at(T0)).unwrap().is_empty());
+        assert!(b.get_verdicts(&[d], at(T0)).unwrap().is_empty());
+        assert!(!b.history(&[d]).unwrap().answered.contains(&d));
+        b.put_verdicts(&[(d, answer(0, 0))], at(T0)).unwrap();
+        assert_eq!(a.get_verdicts(&[d], at(T0)).unwrap()[&d].scan_result_i, 1);
+        assert_eq!(b.get_verdicts(&[d], at(T0)).unwrap()[&d].scan_result_i, 0);
+    }
+
+    /// An unknown program's answer is due sooner than an unknown data file's.
+    #[test]
+    fn unknown_programs_are_due_before_unknown_data() {
+        let t = Ttls::DEFAULT;
+        let unknown = Verdict::Unknown;
+        assert_eq!(
+            t.for_answer(&unknown, FileKind::Executable),
+            Some(t.unknown)
+        );
+        assert_eq!(t.for_answer(&unknown, FileKind::Script), Some(t.unknown));
+        assert_eq!(t.for_answer(&unknown, FileKind::Other), Some(t.clean));
+        assert_eq!(
+            t.for_answer(&Verdict::Clean, FileKind::Executable),
+            Some(t.clean)
         );
     }
 

@@ -131,11 +131,22 @@ pub struct ConfigArgs {
     pub command: String,
 }
 
-/// `check`: how the service is reached, nothing else.
+/// `check`: how the service is reached, and where the budget it states is remembered.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     #[command(flatten)]
     pub conn: ConnectionArgs,
+    /// Cache in which the key's budget is remembered for the next scan (default: as scan's)
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "HASHSWEEP_CACHE",
+        help_heading = "Cache"
+    )]
+    pub cache: Option<PathBuf>,
+    /// Do not remember the key's budget
+    #[arg(long, env = "HASHSWEEP_NO_CACHE", value_parser = clap::builder::FalseyValueParser::new(), help_heading = "Cache")]
+    pub no_cache: bool,
 }
 
 /// How the tree is walked (shared by `scan` and `hash`).
@@ -301,6 +312,14 @@ pub struct CacheArgs {
     pub no_cache: bool,
     #[command(flatten)]
     pub ttl: TtlArgs,
+    /// A path keeps its last answer, stale or not, until it is this old; older and not asked
+    /// again, it is `deferred`
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_age: Duration,
+    /// Whose answers the cache serves (default: the --api-url endpoint). Give runs against a
+    /// gateway and runs against the service it fronts the same NAME to share their answers
+    #[arg(long, value_name = "NAME")]
+    pub cache_service: Option<String>,
 }
 
 /// `serve`: the fleet gateway. (A flattened group's heading carries on to the fields after
@@ -571,8 +590,15 @@ pub fn command() -> clap::Command {
         let c = default(c, "max_wait", duration_text(p.max_wait));
         default(c, "timeout", duration_text(p.timeout))
     };
+    let max_age = |c| {
+        default(
+            c,
+            "max_age",
+            duration_text(hashsweep::scan::plan::DEFAULT_MAX_AGE),
+        )
+    };
     Cli::command()
-        .mut_subcommand("scan", |c| ttls(patience(c, Patience::ENDPOINT)))
+        .mut_subcommand("scan", |c| max_age(ttls(patience(c, Patience::ENDPOINT))))
         .mut_subcommand("lookup", |c| patience(c, Patience::ENDPOINT))
         .mut_subcommand("serve", |c| ttls(patience(c, UPSTREAM)))
         .mut_subcommand("check", |c| patience(c, Patience::CHECK))

@@ -2,8 +2,6 @@
 //! work, and what the key's budget is, before the first long sweep. Exit 0 when lookups can
 //! be made now, 2 otherwise.
 
-use std::time::SystemTime;
-
 use hashsweep::digest::Digest;
 use hashsweep::lookup::LookupBatch;
 
@@ -16,6 +14,9 @@ const PROBE: &str = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf65
 
 /// `hashsweep check`
 pub fn run_check(a: CheckArgs) -> Result<u8, Error> {
+    if let Some(n) = hashsweep::clock::offset_note() {
+        note(n);
+    }
     let key = load_key(a.conn.apikey_file.as_deref(), false)?;
     let ca_cert = read_ca_cert(a.conn.ca_cert.as_deref())?;
     let client = HttpClient::new(config::client_config(&a.conn, key, ca_cert))?;
@@ -46,7 +47,8 @@ pub fn run_check(a: CheckArgs) -> Result<u8, Error> {
     )?;
     match client.budget() {
         Some(b) => {
-            writeln!(out, "budget: {}", b.human(SystemTime::now()))?;
+            writeln!(out, "budget: {}", b.human(hashsweep::clock::now()))?;
+            remember_budget(&a, &client, &b);
             if b.remaining == 0 {
                 writeln!(
                     out,
@@ -58,4 +60,28 @@ pub fn run_check(a: CheckArgs) -> Result<u8, Error> {
         None => writeln!(out, "budget: the service did not state one")?,
     }
     Ok(0)
+}
+
+/// Keep the budget the service stated in the cache, so that the next scan with this key plans
+/// with it from its first digest instead of spending a lookup to learn it. A cache that cannot
+/// be opened costs that one lookup: a note, not a failure of the check.
+fn remember_budget(a: &CheckArgs, client: &HttpClient, b: &hashsweep::lookup::Budget) {
+    if a.no_cache {
+        return;
+    }
+    let Some(path) = a.cache.clone().or_else(Cache::default_path) else {
+        return;
+    };
+    let stored = Cache::open(&path)
+        .map_err(|e| ErrorChain(&e).to_string())
+        .and_then(|(cache, _)| {
+            cache
+                .put_budget(&client.budget_scope(), b)
+                .map_err(|e| ErrorChain(&e).to_string())
+        });
+    if let Err(why) = stored {
+        warn(format_args!(
+            "the budget is not remembered for the next scan: {why}"
+        ));
+    }
 }

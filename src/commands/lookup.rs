@@ -36,7 +36,7 @@ pub fn run_lookup(a: LookupArgs) -> Result<u8, Error> {
         ));
     }
     let client = Arc::new(build_client(&a.api, false)?);
-    let started = SystemTime::now();
+    let started = hashsweep::clock::now();
     let digests: Vec<_> = listed.iter().map(|h| h.digest).collect();
     let stop = Interrupt::install()?;
     let outcomes = lookup_digests(

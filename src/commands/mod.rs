@@ -245,7 +245,7 @@ fn run_info(
         version: crate::cli::VERSION.to_string(),
         host: host.or_else(hashsweep::report::ecs::host_name),
         started_at: rfc3339(started),
-        finished_at: rfc3339(SystemTime::now()),
+        finished_at: rfc3339(hashsweep::clock::now()),
         roots: roots.iter().map(|r| escape_path(r)).collect(),
         options,
         rate_limit: client.map(|c| {

@@ -8,7 +8,12 @@ use super::*;
 /// the hash-set indexes beside it are reported as skipped, never read. A cache that cannot be
 /// opened (or written: read-only media, permissions) is a warning, not a failure: the sweep
 /// runs without it. `details`: `--details`, whose answers keep their engine details.
-fn open_cache(c: &CacheArgs, details: bool) -> Option<(Arc<Cache>, SkipRule)> {
+/// `service`: whose answers it serves (`--cache-service`, else the endpoint asked).
+fn open_cache(
+    c: &CacheArgs,
+    details: bool,
+    service: Option<&str>,
+) -> Option<(Arc<Cache>, SkipRule)> {
     if c.no_cache {
         return None;
     }
@@ -54,15 +59,18 @@ fn open_cache(c: &CacheArgs, details: bool) -> Option<(Arc<Cache>, SkipRule)> {
     } else {
         DetailsUse::Ignored
     };
-    let cache = cache
+    let mut cache = cache
         .with_ttls(config::ttls(&c.ttl))
         .with_details(use_details);
+    if let Some(service) = c.cache_service.as_deref().or(service) {
+        cache = cache.with_service(service);
+    }
     Some((Arc::new(cache), rule))
 }
 
 /// `hashsweep scan`
 pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
-    let started = SystemTime::now();
+    let started = hashsweep::clock::now();
     check_output(&a.output)?;
     let mut baseline = match &a.baseline {
         Some(p) => Some(load_baseline(p)?),
@@ -73,7 +81,15 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
     } else {
         Some(Arc::new(build_client(&a.api, true)?))
     };
-    let (cache, own_files) = open_cache(&a.cache, a.api.details).unzip();
+    if let Some(n) = hashsweep::clock::offset_note() {
+        note(n);
+    }
+    let (cache, own_files) = open_cache(
+        &a.cache,
+        a.api.details,
+        client.as_deref().map(HttpClient::endpoint),
+    )
+    .unzip();
     let local = load_local_sets(&a, cache.as_deref())?;
     // Sets of MD5 or SHA-1 entries (NSRL) can only match if those digests are computed.
     let (local_md5, local_sha1) = local.as_ref().map_or((false, false), |l| {
@@ -110,6 +126,7 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
             cap: a.budget,
             priority_paths: a.priority_path.clone(),
             scope: client.as_ref().map(|c| c.budget_scope()),
+            max_age: a.cache.max_age,
         },
         processes: a.processes.map(|p| match p {
             crate::cli::ProcessesArg::All => hashsweep::scan::process::ProcessScope::All,
@@ -265,6 +282,8 @@ fn scan_options(a: &ScanArgs) -> serde_json::Map<String, serde_json::Value> {
         m.insert("verdict-ttl".into(), t(a.cache.ttl.verdict_ttl));
         m.insert("detection-ttl".into(), t(a.cache.ttl.detection_ttl));
         m.insert("unknown-ttl".into(), t(a.cache.ttl.unknown_ttl));
+        m.insert("max-age".into(), t(a.cache.max_age));
+        m.insert("cache-service".into(), a.cache.cache_service.clone().into());
     }
     m
 }

@@ -32,26 +32,46 @@ impl Budget {
         };
         s.push_str(&format!("{} remaining", group(self.remaining)));
         if let Some(t) = self.resets_at {
-            let left = t.duration_since(now).unwrap_or_default();
-            let left = Duration::from_secs(left.as_secs() / 60 * 60);
             s.push_str(&format!(
                 ", resets {} (in {})",
                 utc_minute(unix_secs(t)),
-                humantime::format_duration(left.max(Duration::from_secs(60)))
+                until(t.duration_since(now).unwrap_or_default())
             ));
         }
         s
     }
 }
 
+/// How long until a reset, as every message says it: `23h 59m`, `5m`, under a minute `42s`.
+pub fn until(left: Duration) -> String {
+    if left < Duration::from_secs(60) {
+        return format!("{}s", left.as_secs().max(1));
+    }
+    humantime::format_duration(Duration::from_secs(left.as_secs() / 60 * 60)).to_string()
+}
+
 /// What a run did with its budget; printed as the plan line and kept in the JSON summary.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Plan {
-    /// Distinct digests that needed a lookup (after the caches and the local hash sets).
+    /// Distinct digests that needed a lookup (after the caches and the local hash sets):
+    /// `never_asked + refreshing + overdue`.
     pub needed: u64,
-    /// Of those, how many were sent.
+    /// Of those, digests the service has never answered (as far as the cache knows).
+    pub never_asked: u64,
+    /// Digests whose answer on file is due for a refresh (older than its TTL) but within the
+    /// maximum age: their paths keep that answer until it is refreshed.
+    pub refreshing: u64,
+    /// Digests whose answer on file is older than the maximum age: without a refresh their
+    /// paths are `deferred`.
+    pub overdue: u64,
+    /// Of `needed`, how many were sent.
     pub asked: u64,
-    /// Of those, how many were deferred by the budget (verdict `deferred`).
+    /// Of `asked`, how many were refreshes (`refreshing` or `overdue`).
+    pub refreshed: u64,
+    /// Refreshes the budget left for a later run (their paths keep their last answers).
+    pub postponed: u64,
+    /// Digests left without an answer for a later run (verdict `deferred`): never asked, or
+    /// past the maximum age.
     pub deferred: u64,
     /// `--budget`: the most this run may ask.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,10 +92,11 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The plan line for stderr, e.g. `needs 37 412 lookups; the key allows 3 999 more until
-    /// 2026-12-02 14:02 UTC; asking the 3 999 that matter most, deferring 33 413 (about 9 more
-    /// days at 4 000 a day)`.
-    pub fn human(&self) -> String {
+    /// The plan line for stderr, e.g. `needs 37 412 lookups (37 000 never asked, 412 due for a
+    /// refresh); the key allows 3 999 more until 2026-12-02 14:02 UTC (in 15h 40m); asking the
+    /// 3 999 that matter most, deferring 33 001 (about 9 more days at 4 000 a day); 412
+    /// refreshes wait (their paths keep their last answers)`.
+    pub fn human(&self, now: SystemTime) -> String {
         let mut s = format!(
             "needs {} {}",
             group(self.needed),
@@ -85,13 +106,33 @@ impl Plan {
                 "lookups"
             }
         );
+        if self.refreshing + self.overdue > 0 {
+            let mut parts = Vec::new();
+            if self.never_asked > 0 {
+                parts.push(format!("{} never asked", group(self.never_asked)));
+            }
+            if self.refreshing > 0 {
+                parts.push(format!("{} due for a refresh", group(self.refreshing)));
+            }
+            if self.overdue > 0 {
+                parts.push(format!("{} past the maximum age", group(self.overdue)));
+            }
+            s.push_str(&format!(" ({})", parts.join(", ")));
+        }
         let mut allows = Vec::new();
         if let Some(r) = self.remaining {
-            let until = self
+            let until_reset = self
                 .resets_at
-                .map(|t| format!(" until {}", utc_minute(t)))
+                .map(|t| {
+                    let at = UNIX_EPOCH + Duration::from_secs(t);
+                    format!(
+                        " until {} (in {})",
+                        utc_minute(t),
+                        until(at.duration_since(now).unwrap_or_default())
+                    )
+                })
                 .unwrap_or_default();
-            allows.push(format!("the key allows {} more{until}", group(r)));
+            allows.push(format!("the key allows {} more{until_reset}", group(r)));
         }
         if let Some(c) = self.cap {
             allows.push(format!("--budget allows {}", group(c)));
@@ -100,7 +141,7 @@ impl Plan {
             s.push_str("; ");
             s.push_str(&allows.join(" and "));
         }
-        if self.deferred == 0 {
+        if self.deferred == 0 && self.postponed == 0 {
             s.push_str(&match self.needed {
                 0 => "; nothing to ask".to_string(),
                 n => format!("; asking all {}", group(n)),
@@ -108,27 +149,42 @@ impl Plan {
             return s;
         }
         s.push_str(&format!(
-            "; asking the {} that matter most, deferring {}",
-            group(self.asked),
-            group(self.deferred)
+            "; asking the {} that matter most",
+            group(self.asked)
         ));
-        match (self.backlog_days, self.limit, self.cap) {
-            (Some(d), Some(l), None) => s.push_str(&format!(
-                " (about {d} more {} at {} a day)",
-                if d == 1 { "day" } else { "days" },
-                group(l)
-            )),
-            (Some(d), _, Some(c)) => s.push_str(&format!(
-                " (about {d} more {} at {} a run)",
-                if d == 1 { "run" } else { "runs" },
-                group(c)
-            )),
-            _ => {}
+        if self.deferred > 0 {
+            s.push_str(&format!(", deferring {}", group(self.deferred)));
+            match (self.backlog_days, self.limit, self.cap) {
+                (Some(d), Some(l), None) => s.push_str(&format!(
+                    " (about {d} more {} at {} a day)",
+                    if d == 1 { "day" } else { "days" },
+                    group(l)
+                )),
+                (Some(d), _, Some(c)) => s.push_str(&format!(
+                    " (about {d} more {} at {} a run)",
+                    if d == 1 { "run" } else { "runs" },
+                    group(c)
+                )),
+                _ => {}
+            }
+        }
+        if self.postponed > 0 {
+            s.push_str(&format!(
+                "; {} {} (their paths keep their last answers)",
+                group(self.postponed),
+                if self.postponed == 1 {
+                    "refresh waits"
+                } else {
+                    "refreshes wait"
+                }
+            ));
         }
         s
     }
 
-    /// Fill in [`Plan::backlog_days`]: the deferred digests over what a day (or a run) allows.
+    /// Fill in [`Plan::backlog_days`]: the digests left without an answer over what a day (or
+    /// a run) allows. Refreshes do not count: new digests and answers past the maximum age go
+    /// first, so for a tree that stays the same this is when every path has an answer.
     pub fn estimate(&mut self) {
         let per = match (self.cap, self.limit) {
             (Some(c), Some(l)) => Some(c.min(l)),
@@ -171,6 +227,34 @@ fn group(n: u64) -> String {
 mod tests {
     use super::*;
 
+    /// Never asked, due for a refresh and past the maximum age are counted apart; the days
+    /// count only what has no answer; postponed refreshes are said to keep their answers.
+    #[test]
+    fn the_plan_line_counts_new_refreshing_and_stale_apart() {
+        let mut p = Plan {
+            needed: 300,
+            never_asked: 150,
+            refreshing: 140,
+            overdue: 10,
+            asked: 100,
+            refreshed: 0,
+            postponed: 140,
+            deferred: 60,
+            limit: Some(100),
+            remaining: Some(100),
+            ..Plan::default()
+        };
+        p.estimate();
+        assert_eq!(p.backlog_days, Some(1));
+        assert_eq!(
+            p.human(UNIX_EPOCH),
+            "needs 300 lookups (150 never asked, 140 due for a refresh, 10 past the maximum \
+             age); the key allows 100 more; asking the 100 that matter most, deferring 60 \
+             (about 1 more day at 100 a day); 140 refreshes wait (their paths keep their last \
+             answers)"
+        );
+    }
+
     #[test]
     fn the_plan_line_says_what_is_asked_deferred_and_how_long_the_rest_takes() {
         let mut p = Plan {
@@ -185,10 +269,13 @@ mod tests {
         };
         p.estimate();
         assert_eq!(p.backlog_days, Some(9));
+        // 15h 40m 30s before the reset.
+        let now = UNIX_EPOCH + Duration::from_secs(1_796_220_120 - 56_430);
         assert_eq!(
-            p.human(),
-            "needs 37 412 lookups; the key allows 3 999 more until 2026-12-02 14:02 UTC; \
-             asking the 3 999 that matter most, deferring 33 413 (about 9 more days at 4 000 a day)"
+            p.human(now),
+            "needs 37 412 lookups; the key allows 3 999 more until 2026-12-02 14:02 UTC \
+             (in 15h 40m); asking the 3 999 that matter most, deferring 33 413 (about 9 more \
+             days at 4 000 a day)"
         );
         let all = Plan {
             needed: 12,
@@ -196,8 +283,9 @@ mod tests {
             remaining: Some(3_000),
             ..Plan::default()
         };
+        let now = UNIX_EPOCH;
         assert_eq!(
-            all.human(),
+            all.human(now),
             "needs 12 lookups; the key allows 3 000 more; asking all 12"
         );
         let mut capped = Plan {
@@ -209,11 +297,14 @@ mod tests {
         };
         capped.estimate();
         assert_eq!(
-            capped.human(),
+            capped.human(now),
             "needs 10 lookups; --budget allows 4; asking the 4 that matter most, deferring 6 \
              (about 2 more runs at 4 a run)"
         );
         assert_eq!(group(1_000_000), "1 000 000");
+        assert_eq!(until(Duration::from_secs(86_399)), "23h 59m");
+        assert_eq!(until(Duration::from_secs(1)), "1s");
+        assert_eq!(until(Duration::ZERO), "1s");
         assert_eq!(group(999), "999");
     }
 }

@@ -349,7 +349,7 @@ impl HttpClient {
 
     /// The lowest `x-ratelimit-remaining` of the current window, if the service sent one.
     pub fn quota_remaining(&self) -> Option<u64> {
-        current(lock(&self.budget).0, SystemTime::now()).map(|b| b.remaining)
+        current(lock(&self.budget).0, crate::clock::now()).map(|b| b.remaining)
     }
 
     /// If lookups stopped because the daily quota is spent: `Some(when it resets)`, the inner
@@ -429,7 +429,7 @@ impl HttpClient {
     fn note_budget(&self, h: &HeaderMap, share: &Cell<u64>) {
         let seen = RateHeaders::read(h);
         let mut g = lock(&self.budget);
-        g.0 = seen.merge(g.0, SystemTime::now());
+        g.0 = seen.merge(g.0, crate::clock::now());
         g.1 = g.1.saturating_sub(share.take());
     }
 
@@ -439,7 +439,7 @@ impl HttpClient {
     /// to refuse one for asking more than is left.
     fn reserve(&self, n: usize) -> usize {
         let mut g = lock(&self.budget);
-        let take = match current(g.0, SystemTime::now()) {
+        let take = match current(g.0, crate::clock::now()) {
             None => n,
             Some(b) => n.min(usize::try_from(b.remaining.saturating_sub(g.1)).unwrap_or(n)),
         };
@@ -603,7 +603,7 @@ impl HttpClient {
                                 format!(
                                     "the daily lookup quota is spent ({what}){}",
                                     reset
-                                        .map(|r| format!("; it resets in {}s", r.as_secs()))
+                                        .map(|r| format!("; it resets in {}", super::budget::until(r)))
                                         .unwrap_or_default()
                                 )
                                 .into(),
@@ -944,7 +944,7 @@ impl HttpClient {
                     format!(
                         "the daily lookup quota is spent (x-ratelimit-remaining: 0{})",
                         reset
-                            .map(|r| format!(", resets in {}s", r.as_secs()))
+                            .map(|r| format!(", resets in {}", super::budget::until(r)))
                             .unwrap_or_default()
                     )
                     .into(),
@@ -1163,7 +1163,7 @@ impl ReputationClient for HttpClient {
     }
 
     fn budget(&self) -> Option<Budget> {
-        current(lock(&self.budget).0, SystemTime::now())
+        current(lock(&self.budget).0, crate::clock::now())
     }
 }
 

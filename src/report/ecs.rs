@@ -370,7 +370,7 @@ impl Rfc3339 {
     const MAX_SECS: i64 = 253_402_300_799;
 
     pub(crate) fn now() -> Option<Rfc3339> {
-        Rfc3339::from_system_time(SystemTime::now())
+        Rfc3339::from_system_time(crate::clock::now())
     }
 
     pub(crate) fn from_system_time(t: SystemTime) -> Option<Rfc3339> {

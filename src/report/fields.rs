@@ -40,6 +40,8 @@ pub enum Field {
     Container,
     Member,
     Hosts,
+    AnsweredAt,
+    Stale,
 }
 
 /// When a field is written in JSON and NDJSON.
@@ -222,6 +224,10 @@ pub const FIELDS: &[Spec] = {
         // On how many hosts of the fleet the digest is: from a gateway with `--prevalence`
         // (`hashsweep_hosts`); absent when unknown. Last, so that no CSV column moves.
         spec(Field::Hosts, "hosts", WhenSet, Col, Own),
+        // When the service gave the answer (RFC 3339), and whether it is stale: kept from an
+        // earlier run past its TTL, not refreshed yet (see `--max-age`). With every answer.
+        spec(Field::AnsweredAt, "answered_at", WhenSet, Col, Own),
+        spec(Field::Stale, "stale", WhenSet, Col, Own),
     ]
 };
 
@@ -322,6 +328,11 @@ impl<'a> View<'a> {
             Field::Container => r.container.map(|p| Value::Str(lossy(p))),
             Field::Member => r.member.map(|p| Value::Str(lossy(p))),
             Field::Hosts => r.answer.and_then(|a| a.hosts).map(|n| Value::U64(n.into())),
+            Field::AnsweredAt => r
+                .answered_at
+                .and_then(super::rfc3339)
+                .map(|t| Value::Str(t.into())),
+            Field::Stale => r.answered_at.map(|_| Value::Bool(r.stale)),
         }
     }
 
@@ -491,6 +502,10 @@ mod tests {
             process: Some(&process),
             container: Some(Path::new("/d/a.zip")),
             member: Some(Path::new("x.exe")),
+            answered_at: Some(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_220_120),
+            ),
+            stale: true,
         };
         for f in FIELDS {
             assert!(

@@ -97,6 +97,9 @@ impl<'w> HtmlReporter<'w> {
         if let Some(c) = r.change {
             write!(self.out, "<dt>change</dt><dd>{}</dd>", esc(c.as_str()))?;
         }
+        if let Some(t) = r.stale_text() {
+            write!(self.out, "<dt>answer</dt><dd>{}</dd>", esc(&t))?;
+        }
         writeln!(self.out, "</dl>")?;
         if let Some(a) = r.answer {
             let names = threat_names(a);
@@ -226,12 +229,18 @@ impl Reporter for HtmlReporter<'_> {
         }
         let v = r.verdict.to_string();
         let digest = self.looked_up(r).map_or("-".to_string(), digest_link);
-        let note = match (r.error.or(r.note), r.change) {
+        let mut note = match (r.error.or(r.note), r.change) {
             (Some(n), Some(c)) => format!("{} [{}]", esc(n), esc(c.as_str())),
             (Some(n), None) => esc(n),
             (None, Some(c)) => format!("[{}]", esc(c.as_str())),
             (None, None) => String::new(),
         };
+        if let Some(t) = r.stale_text() {
+            if !note.is_empty() {
+                note.push(' ');
+            }
+            note.push_str(&format!("({})", esc(&t)));
+        }
         let cells = [
             esc(&path_text(r)),
             r.size.map_or("-".into(), |s| esc(&human_bytes(s))),

@@ -112,6 +112,12 @@ pub struct Record<'a> {
     /// A member of an archive (`--archives`): the file on disk, and the path inside it.
     pub container: Option<&'a Path>,
     pub member: Option<&'a Path>,
+    /// When the service gave `answer` (for a sweep's records: the run's time for an answer
+    /// asked in this run, the cache's date for one kept from an earlier run).
+    pub answered_at: Option<SystemTime>,
+    /// `answer` is kept from an earlier run past its TTL: due for a refresh the budget did
+    /// not reach. It stands until the maximum age.
+    pub stale: bool,
 }
 
 impl<'a> Record<'a> {
@@ -136,7 +142,22 @@ impl<'a> Record<'a> {
             process: None,
             container: None,
             member: None,
+            answered_at: None,
+            stale: false,
         }
+    }
+
+    /// For the table and the page: `stale answer of 2026-11-30` when the answer is stale.
+    pub fn stale_text(&self) -> Option<String> {
+        if !self.stale {
+            return None;
+        }
+        let day = self
+            .answered_at
+            .and_then(rfc3339)
+            .map(|t| t.chars().take(10).collect::<String>())
+            .unwrap_or_else(|| "an earlier run".into());
+        Some(format!("stale answer of {day}"))
     }
 
     /// Hex fields from computed digests.

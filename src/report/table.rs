@@ -131,6 +131,9 @@ impl Reporter for TableReporter<'_> {
             write!(self.out, "{:<THREAT$}  ", fit(&t, THREAT))?;
         }
         self.out.write_all(path.as_bytes())?;
+        if let Some(t) = r.stale_text() {
+            write!(self.out, "  ({t})")?;
+        }
         if let Some(c) = r.change {
             write!(self.out, "  [{}]", c.as_str())?;
         }

@@ -23,6 +23,19 @@ pub struct Dedup {
     distinct: usize,
     outcomes: Vec<Option<HashOutcome>>,
     answered: usize,
+    /// Answers that came from the cache, not from this run's lookups: when the service gave
+    /// each (unix seconds) and whether it is stale (due for a refresh that did not happen).
+    /// Digests answered in this run are not here.
+    aged: HashMap<Digest, Aged>,
+}
+
+/// The date of an answer kept from an earlier run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Aged {
+    /// When the service gave it (unix seconds).
+    pub answered_at: i64,
+    /// Older than its TTL: the path keeps it until a refresh.
+    pub stale: bool,
 }
 
 impl Dedup {
@@ -54,6 +67,28 @@ impl Dedup {
             self.answered += 1;
         }
         self.outcomes[i] = Some(outcome);
+    }
+
+    /// An answer from the cache: keep it with its date (replacing any outcome).
+    pub fn answer_aged(&mut self, d: Digest, answer: crate::lookup::Answer, aged: Aged) {
+        self.answer(d, Ok(answer));
+        self.aged.insert(d, aged);
+    }
+
+    /// An outcome of this run's lookup. A failed refresh (an error, or not asked after all)
+    /// leaves the answer kept from the cache in place: nothing learned is lost.
+    pub fn answer_looked_up(&mut self, d: Digest, outcome: HashOutcome) {
+        if outcome.is_err() && self.aged.contains_key(&d) {
+            return;
+        }
+        self.aged.remove(&d);
+        self.answer(d, outcome);
+    }
+
+    /// When an answer kept from the cache was given; `None` for one from this run's lookups
+    /// (and for digests without an answer).
+    pub fn aged(&self, d: &Digest) -> Option<Aged> {
+        self.aged.get(d).copied()
     }
 
     /// The outcome for `d`, once answered.

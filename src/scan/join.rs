@@ -1,7 +1,7 @@
 //! The join: each file's own status meets its digest's outcome (and the local sets' word) in
 //! one report [`Record`]; the totals of a run are counted from those records.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::ScanOutput;
 use super::archive::Inside;
@@ -89,14 +89,22 @@ impl ScanOutput {
                         verdict: Verdict::NotLookedUp,
                         ..base
                     },
-                    (None, Some(_)) => {
+                    (None, Some(algo)) => {
                         let (verdict, answer, error, why) = outcome_fields(outcome);
+                        let aged = digests.get(algo).and_then(|d| self.dedup.aged(&d));
                         Record {
                             verdict,
                             answer,
                             error,
                             // A change while read says more about the digest than a deferral.
                             note: base.note.or(why),
+                            answered_at: answer.map(|_| match aged {
+                                Some(a) => {
+                                    UNIX_EPOCH + Duration::from_secs(a.answered_at.max(0) as u64)
+                                }
+                                None => self.answered_now,
+                            }),
+                            stale: answer.is_some() && aged.is_some_and(|a| a.stale),
                             ..base
                         }
                     }

@@ -103,6 +103,8 @@ pub struct ScanOutput {
     /// through (the path of its [`FileResult`]), and what the listing could not read.
     pub processes: HashMap<Box<Path>, ProcessInfo>,
     pub process_counts: Option<ProcessCounts>,
+    /// The run's time, the date of the answers it asked for (see `crate::clock`).
+    pub answered_now: SystemTime,
 }
 
 /// The collector: runs on the calling thread, takes every result, hands each new digest to the
@@ -130,6 +132,10 @@ struct Collector<'a> {
     budget: Option<BudgetKeeper>,
     /// Running programs' images by the path they are read through (`--processes`).
     processes: &'a HashMap<Box<Path>, ProcessInfo>,
+    /// The run's "now" for answers' ages (see `crate::clock`).
+    now: SystemTime,
+    /// `--max-age`: an answer older than this is no answer (see [`BudgetOptions::max_age`]).
+    max_age: Duration,
 }
 
 /// What was found inside the archives read in this run, on its way to the cache, with the
@@ -270,7 +276,11 @@ impl Collector<'_> {
         self.files.push(res);
     }
 
-    /// Answer pending digests from the verdict cache; send the rest to the lookup stage.
+    /// Answer pending digests from the verdict cache; send the rest to the lookup stage. An
+    /// answer on file that is fresh for its verdict and the file's kind answers the digest; an
+    /// older one still answers it (stale) and the digest is offered for a refresh; one past
+    /// `--max-age` answers nothing, and the digest is offered for a refresh that, if the
+    /// budget does not reach it, leaves it `deferred`.
     fn resolve_pending(&mut self) {
         if self.pending_verdicts.is_empty() {
             return;
@@ -280,23 +290,59 @@ impl Collector<'_> {
         // A failed read asks the service instead (counted by the cache, told once).
         let mut hits = self
             .cache
-            .and_then(|c| c.get_verdicts(&keys, SystemTime::now()).ok())
+            .and_then(|c| c.get_answers(&keys, self.now).ok())
             .unwrap_or_default();
         self.check_cache();
+        let ttls = self.cache.map(Cache::ttls).unwrap_or_default();
+        let now = crate::lookup::budget::unix_secs(self.now) as i64;
         for (k, rank, paths) in pending {
-            match hits.remove(&k) {
-                Some(a) => {
-                    self.verdicts_cached += 1;
-                    self.dedup.answer(k, Ok(a));
+            let Some(cached) = hits.remove(&k) else {
+                self.want(k, rank);
+                self.again(&k, rank, paths);
+                continue;
+            };
+            // An answer dated in the future (the clock went back) has no known age: stale.
+            let age = u64::try_from(now.saturating_sub(cached.looked_up_at))
+                .ok()
+                .filter(|_| cached.looked_up_at <= now)
+                .map(Duration::from_secs);
+            let fresh = cached.complete
+                && age.is_some_and(|age| {
+                    ttls.for_answer(&cached.answer.verdict(), rank.kind())
+                        .is_some_and(|ttl| age < ttl)
+                });
+            let overdue = age.is_none_or(|age| age > self.max_age);
+            if fresh {
+                self.verdicts_cached += 1;
+            }
+            if !overdue {
+                let aged = dedup::Aged {
+                    answered_at: cached.looked_up_at,
+                    stale: !fresh,
+                };
+                self.dedup.answer_aged(k, cached.answer, aged);
+            }
+            if fresh {
+                continue;
+            }
+            let Some(tx) = &self.digest_tx else { continue };
+            if let Some(b) = self.budget.as_mut() {
+                if b.planner
+                    .offer_refresh(k, rank, cached.looked_up_at, overdue)
+                {
+                    b.sent += 1;
+                    let _ = tx.send(Feed::Digest(k));
                 }
-                None => {
-                    self.want(k, rank);
-                    if let Some(b) = self.budget.as_mut() {
-                        for _ in 1..paths {
-                            b.planner.again(&k, rank);
-                        }
-                    }
-                }
+                self.again(&k, rank, paths);
+            }
+        }
+    }
+
+    /// A digest offered for the plan is held by `paths` paths in all.
+    fn again(&mut self, d: &Digest, rank: Rank, paths: u32) {
+        if let Some(b) = self.budget.as_mut() {
+            for _ in 1..paths {
+                b.planner.again(d, rank);
             }
         }
     }
@@ -367,7 +413,6 @@ impl Collector<'_> {
             (Some(c), false) => c.history(&held).unwrap_or_default(),
             _ => Default::default(),
         };
-        let asked_before = history.answered;
         let fleet = history.hosts;
         let earlier: HashMap<Digest, (Rank, i64)> = history
             .deferred
@@ -377,12 +422,12 @@ impl Collector<'_> {
         let plan::Decision {
             asked,
             deferred,
+            overdue,
             plan,
             ranks,
         } = planner.finish(
             current_budget(&*b.client).or(b.remembered),
             &earlier,
-            &asked_before,
             &fleet,
         );
         if let Some(tx) = &self.digest_tx {
@@ -393,7 +438,7 @@ impl Collector<'_> {
         }
         b.ranks = ranks;
         if plan.needed > 0 {
-            self.progress.note(&plan.human());
+            self.progress.note(&plan.human(self.now));
         }
         b.plan = Some(plan);
         let reason = match b.client.halted() {
@@ -407,12 +452,28 @@ impl Collector<'_> {
                     .into(),
             ),
         };
+        let max_age = humantime::format_duration(self.max_age).to_string();
         for (d, _) in &deferred {
-            self.dedup.answer(*d, Err(reason.clone()));
+            let reason = match overdue.get(d) {
+                Some(&at) => LookupError::Deferred(
+                    format!(
+                        "deferred: its last answer ({}) is older than --max-age {max_age}, and \
+                         the hashes this run could ask went to files never asked or that \
+                         matter more; a later run asks it first",
+                        crate::report::rfc3339(
+                            std::time::UNIX_EPOCH + Duration::from_secs(at.max(0) as u64)
+                        )
+                        .unwrap_or_default()
+                    )
+                    .into(),
+                ),
+                None => reason.clone(),
+            };
+            self.dedup.answer(*d, Err(reason));
         }
         if let Some(c) = self.cache {
             let rows: Vec<(Digest, u8)> = deferred.iter().map(|(d, r)| (*d, r.code())).collect();
-            let _ = c.put_deferred(&rows, SystemTime::now());
+            let _ = c.put_deferred(&rows, crate::clock::now());
             self.check_cache();
         }
     }
@@ -429,7 +490,7 @@ impl Collector<'_> {
                 .collect();
             // A cache that cannot be written costs the next run a lookup, not this run a
             // result: the cache counts the failure and `check_cache` tells the user once.
-            let _ = cache.put_verdicts(&good, SystemTime::now());
+            let _ = cache.put_verdicts(&good, crate::clock::now());
             // Refused for the day after all (429000): owed to a later run like the rest.
             let rank_of = |d: &Digest| {
                 self.budget
@@ -445,7 +506,7 @@ impl Collector<'_> {
                 .filter(|(_, o)| planned && o.as_ref().is_err_and(LookupError::is_deferral))
                 .map(|(d, _)| (*d, rank_of(d)))
                 .collect();
-            let _ = cache.put_deferred(&owed, SystemTime::now());
+            let _ = cache.put_deferred(&owed, crate::clock::now());
             self.check_cache();
         }
         for (d, o) in batch {
@@ -457,7 +518,7 @@ impl Collector<'_> {
                 b.planner.unasked(&d);
                 continue;
             }
-            self.dedup.answer(d, o);
+            self.dedup.answer_looked_up(d, o);
         }
         self.learn_budget(answered);
         self.progress
@@ -510,7 +571,7 @@ impl Collector<'_> {
     /// [`MAINTENANCE_BUDGET`].
     fn maintain_cache(&mut self) {
         if let Some(cache) = self.cache {
-            let _ = cache.maintain(SystemTime::now(), MAINTENANCE_BUDGET);
+            let _ = cache.maintain(crate::clock::now(), MAINTENANCE_BUDGET);
             self.check_cache();
         }
     }
@@ -606,6 +667,8 @@ pub fn scan(
         cache_warned: false,
         progress,
         processes: &processes,
+        now: crate::clock::now(),
+        max_age: cfg.budget.max_age,
         budget: match &lookup {
             Some((_, client)) => Some(BudgetKeeper {
                 client: Arc::clone(client),
@@ -617,7 +680,7 @@ pub fn scan(
                 // learn it.
                 remembered: match (cfg.cache.as_deref(), &cfg.budget.scope) {
                     (Some(cache), Some(scope)) => {
-                        cache.get_budget(scope, SystemTime::now()).ok().flatten()
+                        cache.get_budget(scope, crate::clock::now()).ok().flatten()
                     }
                     _ => None,
                 },
@@ -791,6 +854,7 @@ pub fn scan(
         dedup,
         verdicts_cached,
         budget,
+        now: answered_now,
         ..
     } = c;
     // Raw bytes: as deterministic as component order and several times cheaper.
@@ -820,6 +884,7 @@ pub fn scan(
         network_mounts: walk_stats.network_mounts,
         processes,
         process_counts,
+        answered_now,
     })
 }
 

@@ -11,18 +11,23 @@
 //!    said so with its last answer, kept in the cache) on no other host of the fleet; then,
 //!    within a rank, fewer hosts first (a count not known counts as this host alone);
 //!
-//! A digest whose answer on file has expired (asked before) goes after every digest never
-//! asked, whatever its rank: the budget first buys what nobody knows yet. Within a rank:
-//! 5. a digest deferred by an earlier run before a new one of the same rank, the oldest
-//!    deferral first, then by digest (so a run's choice does not depend on the walk's
-//!    thread timing).
+//! Within a rank, a digest deferred by an earlier run goes before a new one of the same rank,
+//! the oldest deferral first, then by digest (so a run's choice does not depend on the walk's
+//! thread timing).
+//!
+//! **Refreshes.** A digest whose answer on file is due for a refresh ([`Planner::offer_refresh`])
+//! keeps that answer until it is asked again, and is asked only with the budget that digests
+//! never asked do not need: after every one of them, by risk, then the oldest answer first (an
+//! answer past the maximum age is simply older). A refresh is never sent while the walk goes
+//! on (the new digests it would take the budget from may still come), unless the service
+//! states no budget at all.
 //!
 //! **Streaming or holding.** With a budget of at least [`STREAM_MIN`] hashes left, the first
 //! quarter of it is asked as digests come (lookups overlap hashing, as when there is no budget
 //! at all); past that quarter, or with less left, digests are held until the walk ends, then
 //! the best ones are asked and the rest deferred. Before anything is known about the budget
-//! (no `--budget`, no answer yet), the first [`LEARN_BATCH`] digests go out in walk order to
-//! learn it. A service whose answers carry no budget is taken as unlimited.
+//! (no `--budget`, no answer yet, nothing remembered), the first [`LEARN_BATCH`] digest goes
+//! out alone to learn it. A service whose answers carry no budget is taken as unlimited.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -36,9 +41,10 @@ use crate::lookup::{Budget, Plan};
 
 /// With at least this many hashes left, lookups start while the walk goes on.
 pub const STREAM_MIN: u64 = 20_000;
-/// The most digests sent before anything is known about the budget: small enough that a key
-/// near the end of its day is not refused a first request that asks more than it has left.
-pub const LEARN_BATCH: u64 = 100;
+/// The most digests sent before anything is known about the budget (no `--budget`, nothing
+/// remembered from `check` or an earlier run): one, so that learning the budget spends as
+/// little of it as possible and the rest goes by the order of risk.
+pub const LEARN_BATCH: u64 = 1;
 /// "Changed recently" for the order of risk.
 pub const RECENT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Places where malware is dropped: user-writable, temporary, served to the web. A path under
@@ -63,8 +69,13 @@ pub const RISKY_PLACES: &[&str] = &[
     "**/ProgramData/**",
 ];
 
+/// `--max-age`'s default: an answer a month old is still an answer (the service's verdict on
+/// a file rarely changes after its first weeks, and a nightly sweep on a small key refreshes
+/// its oldest answers first), one older is too old to stand for today's.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// What the user asked of the budget.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct BudgetOptions {
     /// `--budget N`: at most N hashes asked in this run (0: caches and local sets only).
     pub cap: Option<u64>,
@@ -73,6 +84,20 @@ pub struct BudgetOptions {
     /// Names the key's budget in the cache, so a run knows it before its first answer (see
     /// `HttpClient::budget_scope`).
     pub scope: Option<String>,
+    /// `--max-age`: a path whose last answer is older than this, and not refreshed, is
+    /// `deferred`; a younger one keeps its last answer until it is refreshed.
+    pub max_age: Duration,
+}
+
+impl Default for BudgetOptions {
+    fn default() -> BudgetOptions {
+        BudgetOptions {
+            cap: None,
+            priority_paths: Vec::new(),
+            scope: None,
+            max_age: DEFAULT_MAX_AGE,
+        }
+    }
 }
 
 /// A digest's place in the order of risk; lower is asked first. Five bits: the kind, then
@@ -99,6 +124,14 @@ impl Rank {
 
     fn common(self) -> Rank {
         Rank(self.0 | 1)
+    }
+
+    /// What the file is, as the rank says (a running program gone from disk is a program).
+    pub fn kind(self) -> FileKind {
+        if self == Rank::RUNNING_DELETED {
+            return FileKind::Executable;
+        }
+        FileKind::from_code((self.0 >> 3) & 0b111).unwrap_or_default()
     }
 
     /// The stored form (the cache's deferred list).
@@ -134,7 +167,7 @@ impl Ranker {
         {
             b.add(Glob::new(g)?);
         }
-        let now = SystemTime::now()
+        let now = crate::clock::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64);
         Ok(Ranker {
@@ -158,6 +191,17 @@ struct Held {
     paths: u32,
 }
 
+/// A digest whose answer on file is due for a refresh, waiting for the plan.
+#[derive(Debug, Clone, Copy)]
+struct Due {
+    rank: Rank,
+    paths: u32,
+    /// When its answer on file was given (unix seconds).
+    answered_at: i64,
+    /// That answer is past the maximum age: without a refresh the path has no answer.
+    overdue: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     /// Nothing known about the budget yet: the first batch goes out to learn it.
@@ -174,8 +218,11 @@ enum Mode {
 pub struct Decision {
     /// The held digests to ask now, best first.
     pub asked: Vec<Digest>,
-    /// The ones deferred to a later run, with their ranks.
+    /// The ones deferred to a later run, with their ranks: never asked, or answered longer
+    /// ago than the maximum age (those are in `overdue` too).
     pub deferred: Vec<(Digest, Rank)>,
+    /// Of `deferred`, the ones whose last answer is past the maximum age, with its date.
+    pub overdue: HashMap<Digest, i64, DigestHash>,
     pub plan: Plan,
     /// The rank of every digest asked in this run.
     pub ranks: HashMap<Digest, Rank, DigestHash>,
@@ -190,6 +237,12 @@ pub struct Planner {
     /// service refuses them for the day after all).
     sent: HashMap<Digest, Rank, DigestHash>,
     held: HashMap<Digest, Held, DigestHash>,
+    /// Digests whose answer on file is due for a refresh.
+    due: HashMap<Digest, Due, DigestHash>,
+    /// Of `sent`, how many were refreshes (sent before the plan: no budget stated), and of
+    /// those how many past the maximum age.
+    sent_refreshes: u64,
+    sent_overdue: u64,
     /// The first digests went out to learn the budget and the next one is held: the partial
     /// batch should leave now.
     flush_due: bool,
@@ -214,6 +267,9 @@ impl Planner {
             mode,
             sent: HashMap::default(),
             held: HashMap::default(),
+            due: HashMap::default(),
+            sent_refreshes: 0,
+            sent_overdue: 0,
             flush_due: false,
             start: None,
         }
@@ -254,6 +310,35 @@ impl Planner {
         send
     }
 
+    /// A digest whose answer on file (given at `answered_at`, unix seconds) is due for a
+    /// refresh; `overdue`: that answer is past the maximum age. Sent now (`true`) only when the
+    /// service states no budget and there is no cap; else held for the plan, where it goes
+    /// after every digest never asked.
+    pub fn offer_refresh(
+        &mut self,
+        d: Digest,
+        rank: Rank,
+        answered_at: i64,
+        overdue: bool,
+    ) -> bool {
+        if self.mode == Mode::Unlimited {
+            self.sent.insert(d, rank);
+            self.sent_refreshes += 1;
+            self.sent_overdue += u64::from(overdue);
+            return true;
+        }
+        self.due.insert(
+            d,
+            Due {
+                rank,
+                paths: 1,
+                answered_at,
+                overdue,
+            },
+        );
+        false
+    }
+
     /// Whether the digests sent to learn the budget should leave now (once, when the first one
     /// beyond them is held).
     pub fn take_flush(&mut self) -> bool {
@@ -273,6 +358,9 @@ impl Planner {
         if let Some(h) = self.held.get_mut(d) {
             h.rank = h.rank.min(rank);
             h.paths = h.paths.saturating_add(1);
+        } else if let Some(h) = self.due.get_mut(d) {
+            h.rank = h.rank.min(rank);
+            h.paths = h.paths.saturating_add(1);
         }
     }
 
@@ -283,7 +371,7 @@ impl Planner {
 
     /// Whether any digest is held (callers skip [`Planner::again`] when none is).
     pub fn holds_any(&self) -> bool {
-        !self.held.is_empty()
+        !self.held.is_empty() || !self.due.is_empty()
     }
 
     /// What the service said about the budget changed: decide how to go on, and return the
@@ -316,6 +404,15 @@ impl Planner {
                 self.sent.insert(*d, h.rank);
             }
         }
+        // No budget stated: the refreshes go now too.
+        if self.mode == Mode::Unlimited {
+            for (d, h) in std::mem::take(&mut self.due) {
+                self.sent.insert(d, h.rank);
+                self.sent_refreshes += 1;
+                self.sent_overdue += u64::from(h.overdue);
+                out.push(d);
+            }
+        }
         out.shrink_to_fit();
         out
     }
@@ -328,50 +425,80 @@ impl Planner {
         mut self,
         budget: Option<Budget>,
         earlier: &HashMap<Digest, (Rank, i64)>,
-        asked_before: &std::collections::HashSet<Digest>,
         fleet: &HashMap<Digest, u32>,
     ) -> Decision {
-        let needed = self.asked() + self.held.len() as u64;
+        let never_asked = self.asked_new() + self.held.len() as u64;
+        let overdue_count =
+            self.due.values().filter(|d| d.overdue).count() as u64 + self.sent_overdue;
+        let refreshing = (self.due.len() as u64 + self.sent_refreshes) - overdue_count;
         let asked_early = self.asked();
         // Nothing known and no cap: everything is asked.
         let room = self.allowance(budget).unwrap_or(u64::MAX);
         let hosts = |d: &Digest| fleet.get(d).copied().unwrap_or(1);
-        let mut order: Vec<(Rank, bool, i64, Digest)> = self
+        let rarity = |rank: Rank, paths: u32, d: &Digest| {
+            if paths > 1 || hosts(d) > 1 {
+                rank.common()
+            } else {
+                rank
+            }
+        };
+        // (a refresh, rank, hosts, new (not deferred before), since or the answer's date,
+        // digest): never-asked digests first, each group by risk, then the oldest.
+        type Key = (bool, Rank, u32, bool, i64, Digest);
+        let mut order: Vec<Key> = self
             .held
             .iter()
             .map(|(d, h)| {
-                let rank = if h.paths > 1 || hosts(d) > 1 {
-                    h.rank.common()
-                } else {
-                    h.rank
-                };
+                let rank = rarity(h.rank, h.paths, d);
                 match earlier.get(d) {
-                    Some(&(r, since)) => (rank.min(r), false, since, *d),
-                    None => (rank, true, i64::MAX, *d),
+                    Some(&(r, since)) => (false, rank.min(r), hosts(d), false, since, *d),
+                    None => (false, rank, hosts(d), true, i64::MAX, *d),
                 }
             })
+            .chain(self.due.iter().map(|(d, h)| {
+                let rank = rarity(h.rank, h.paths, d);
+                (true, rank, hosts(d), false, h.answered_at, *d)
+            }))
             .collect();
-        let again = |d: &Digest| asked_before.contains(d);
         order.sort_unstable_by(|a, b| {
-            (again(&a.3), a.0, hosts(&a.3), a.1, a.2, a.3.as_bytes()).cmp(&(
-                again(&b.3),
+            (a.0, a.1, a.2, a.3, a.4, a.5.as_bytes()).cmp(&(
                 b.0,
-                hosts(&b.3),
                 b.1,
                 b.2,
-                b.3.as_bytes(),
+                b.3,
+                b.4,
+                b.5.as_bytes(),
             ))
         });
         let take = order.len().min(usize::try_from(room).unwrap_or(usize::MAX));
-        let deferred: Vec<(Digest, Rank)> =
-            order[take..].iter().map(|&(r, _, _, d)| (d, r)).collect();
-        let asked: Vec<Digest> = order[..take].iter().map(|e| e.3).collect();
-        for &(r, _, _, d) in &order[..take] {
-            self.sent.insert(d, r);
+        let mut deferred = Vec::new();
+        let mut overdue = HashMap::default();
+        let mut postponed = 0u64;
+        for e in &order[take..] {
+            let d = e.5;
+            match self.due.get(&d) {
+                Some(h) if !h.overdue => postponed += 1,
+                Some(h) => {
+                    overdue.insert(d, h.answered_at);
+                    deferred.push((d, e.1));
+                }
+                None => deferred.push((d, e.1)),
+            }
+        }
+        let asked: Vec<Digest> = order[..take].iter().map(|e| e.5).collect();
+        let mut refreshed = self.sent_refreshes;
+        for e in &order[..take] {
+            refreshed += u64::from(e.0);
+            self.sent.insert(e.5, e.1);
         }
         let mut plan = Plan {
-            needed,
+            needed: never_asked + refreshing + overdue_count,
+            never_asked,
+            refreshing,
+            overdue: overdue_count,
             asked: self.asked(),
+            refreshed,
+            postponed,
             deferred: deferred.len() as u64,
             cap: self.cap,
             limit: budget.and_then(|b| b.limit),
@@ -389,9 +516,15 @@ impl Planner {
         Decision {
             asked,
             deferred,
+            overdue,
             plan,
             ranks: self.sent,
         }
+    }
+
+    /// Digests never asked that were handed to the lookup stage before the plan.
+    fn asked_new(&self) -> u64 {
+        (self.sent.len() as u64).saturating_sub(self.sent_refreshes)
     }
 
     /// Digests handed to the lookup stage so far.
@@ -510,7 +643,7 @@ mod tests {
             deferred,
             plan,
             ..
-        } = p.finish(budget(3), &earlier, &Default::default(), &HashMap::new());
+        } = p.finish(budget(3), &earlier, &HashMap::new());
         assert_eq!(asked, vec![d(3), d(4), d(2)]);
         assert_eq!(
             deferred.iter().map(|e| e.0).collect::<Vec<_>>(),
@@ -539,12 +672,7 @@ mod tests {
             deferred,
             plan,
             ..
-        } = p.finish(
-            budget(30_000),
-            &HashMap::new(),
-            &Default::default(),
-            &HashMap::new(),
-        );
+        } = p.finish(budget(30_000), &HashMap::new(), &HashMap::new());
         assert_eq!((asked.len(), deferred.len()), (10_001, 0));
         assert_eq!(plan.needed, 20_001);
     }
@@ -567,11 +695,11 @@ mod tests {
             deferred,
             plan,
             ..
-        } = p.finish(None, &HashMap::new(), &Default::default(), &HashMap::new());
+        } = p.finish(None, &HashMap::new(), &HashMap::new());
         assert!(asked.is_empty());
         assert_eq!(deferred.len(), 1);
         assert_eq!(
-            plan.human(),
+            plan.human(SystemTime::UNIX_EPOCH),
             "needs 1 lookup; --budget allows 0; asking the 0 that matter most, deferring 1"
         );
     }
@@ -583,29 +711,98 @@ mod tests {
         let r = Rank::of(FileKind::Executable, false, false);
         let mut p = Planner::new(Some(2), 1);
         for i in 1..=3 {
-            assert!(!p.offer(d(i), r));
+            assert!(!p.offer_refresh(d(i), r, 100, false));
         }
-        let before = std::collections::HashSet::from([d(1), d(2), d(3)]);
         // By digest alone d(1) would go first.
         let fleet = HashMap::from([(d(1), 4000), (d(3), 1)]);
-        let Decision {
-            asked, deferred, ..
-        } = p.finish(None, &HashMap::new(), &before, &fleet);
+        let Decision { asked, plan, .. } = p.finish(None, &HashMap::new(), &fleet);
         assert_eq!(asked, vec![d(2), d(3)]);
-        assert_eq!(deferred, vec![(d(1), r.common())]);
+        assert_eq!((plan.refreshing, plan.postponed, plan.deferred), (3, 1, 0));
     }
 
-    /// An expired answer is asked again only after every digest never asked, whatever its rank.
+    /// An answer due for a refresh is asked again only after every digest never asked,
+    /// whatever its rank; refreshes go by risk, then the oldest answer first; one past the
+    /// maximum age left unasked is deferred, one within it only postponed.
     #[test]
-    fn a_refresh_goes_after_every_new_digest() {
-        let mut p = Planner::new(Some(1), 1);
-        assert!(!p.offer(d(1), Rank::of(FileKind::Executable, true, true)));
-        assert!(!p.offer(d(2), Rank::of(FileKind::Other, false, false)));
-        let before = std::collections::HashSet::from([d(1)]);
+    fn a_refresh_goes_after_every_new_digest_then_by_risk_and_age() {
+        let exe = Rank::of(FileKind::Executable, true, true);
+        let data = Rank::of(FileKind::Other, false, false);
+        let mut p = Planner::new(Some(4), 1);
+        assert!(!p.offer_refresh(d(1), exe, 500, false));
+        assert!(!p.offer(d(2), data));
+        assert!(!p.offer_refresh(d(3), data, 300, false));
+        assert!(!p.offer_refresh(d(4), data, 100, true));
+        assert!(!p.offer_refresh(d(5), data, 200, false));
+        assert!(!p.offer_refresh(d(6), data, 50, true));
         let Decision {
-            asked, deferred, ..
-        } = p.finish(None, &HashMap::new(), &before, &HashMap::new());
+            asked,
+            deferred,
+            overdue,
+            plan,
+            ..
+        } = p.finish(None, &HashMap::new(), &HashMap::new());
+        assert_eq!(asked, vec![d(2), d(1), d(6), d(4)]);
+        assert!(deferred.is_empty(), "{deferred:?}");
+        assert_eq!(
+            (
+                plan.never_asked,
+                plan.refreshing,
+                plan.overdue,
+                plan.refreshed
+            ),
+            (1, 3, 2, 3)
+        );
+        assert_eq!(plan.postponed, 2);
+        assert!(overdue.is_empty());
+
+        let mut p = Planner::new(Some(1), 1);
+        assert!(!p.offer(d(2), data));
+        assert!(!p.offer_refresh(d(4), data, 100, true));
+        assert!(!p.offer_refresh(d(5), data, 50, false));
+        let Decision {
+            asked,
+            deferred,
+            overdue,
+            plan,
+            ..
+        } = p.finish(None, &HashMap::new(), &HashMap::new());
         assert_eq!(asked, vec![d(2)]);
-        assert_eq!(deferred.iter().map(|e| e.0).collect::<Vec<_>>(), vec![d(1)]);
+        assert_eq!(deferred, vec![(d(4), data)]);
+        assert_eq!(overdue.get(&d(4)), Some(&100));
+        assert_eq!(
+            (plan.deferred, plan.postponed, plan.backlog_days),
+            (1, 1, Some(1))
+        );
+    }
+
+    /// Without a budget stated and without a cap, refreshes go as they come.
+    #[test]
+    fn with_no_budget_refreshes_are_sent_at_once() {
+        let mut p = Planner::new(None, 1);
+        assert!(p.offer(d(1), Rank::of(FileKind::Other, false, false)));
+        assert!(!p.offer_refresh(d(2), Rank::of(FileKind::Other, false, false), 5, false));
+        assert_eq!(p.learn(None), vec![d(2)]);
+        assert!(p.offer_refresh(d(3), Rank::of(FileKind::Other, false, false), 5, false));
+        let Decision { plan, .. } = p.finish(None, &HashMap::new(), &HashMap::new());
+        assert_eq!(
+            (plan.needed, plan.never_asked, plan.refreshing, plan.asked),
+            (3, 1, 2, 3)
+        );
+        assert_eq!(plan.refreshed, 2);
+    }
+
+    #[test]
+    fn a_rank_knows_its_files_kind() {
+        for kind in [
+            FileKind::Executable,
+            FileKind::Script,
+            FileKind::Document,
+            FileKind::Archive,
+            FileKind::Other,
+        ] {
+            assert_eq!(Rank::of(kind, true, false).kind(), kind);
+            assert_eq!(Rank::of(kind, false, true).common().kind(), kind);
+        }
+        assert_eq!(Rank::RUNNING_DELETED.kind(), FileKind::Executable);
     }
 }
