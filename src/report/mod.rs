@@ -281,6 +281,9 @@ pub struct Summary {
     pub skipped: u64,
     /// Paths whose digest the lookup budget deferred to a later run.
     pub deferred: u64,
+    /// Paths that keep a stale answer (kept from an earlier run past its TTL, within
+    /// `--max-age`): answered, due for a refresh.
+    pub stale: u64,
     pub not_looked_up: u64,
     /// Files that changed while read (their digest may be stale).
     pub changed: u64,
@@ -431,6 +434,7 @@ impl Summary {
             Verdict::NotLookedUp if r.error.is_some() => self.not_looked_up += 1,
             _ => {}
         }
+        self.stale += u64::from(r.stale);
     }
 
     /// `1` for any detection, else `2` if anything is incomplete, else `3` if the budget
@@ -511,6 +515,12 @@ impl Summary {
         ));
         if self.deferred > 0 {
             s.push_str(&format!(", {} deferred", self.deferred));
+        }
+        if self.stale > 0 {
+            s.push_str(&format!(
+                ", {} with a stale answer (due for a refresh)",
+                self.stale
+            ));
         }
         if self.not_looked_up > 0 {
             s.push_str(&format!(", {} not looked up", self.not_looked_up));

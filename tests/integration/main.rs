@@ -32,6 +32,7 @@ mod interrupt;
 mod livesys;
 mod lookup_cmd;
 mod lookups;
+mod nights;
 // Unix only: runs cargo metadata.
 #[cfg(unix)]
 mod msrv;
