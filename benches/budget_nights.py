@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
-"""Five "nights" of sweeps of one endpoint against the stand-in service with a daily budget.
+"""Nightly sweeps of one endpoint against the stand-in service with a daily budget, as days pass.
 
-    python3 benches/budget_nights.py                 # 5 nights, 500 hashes a day
+    python3 benches/budget_nights.py                 # 10 nights, 100 hashes a day, 290 paths
     python3 benches/budget_nights.py --nights 7 --daily 300 --files 3000
     python3 benches/budget_nights.py --cap           # the budget as --budget N instead
+    python3 benches/budget_nights.py --same-day      # no time passes between nights
 
 Builds a tree (old data files, a few programs and scripts in download and temporary folders,
 EICAR planted in an upload folder, a download folder and deep among the data), then each night
-starts a fresh `mock-api --daily-budget N` (a new day for the key) and runs
-`hashsweep scan --format json` with one cache kept across nights. Prints per night: hashes
-asked, digests deferred, detections found (cumulative), coverage (distinct digests with a
-verdict), and the exit status; then checks that no digest was asked twice and that the
-backlog converged. Needs the release binaries (built if missing): target/release/hashsweep and
-target/release/mock-api (or HASHSWEEP=..., MOCK_API=...). Everything is on 127.0.0.1.
+moves hashsweep's clock one more day ahead (HASHSWEEP_CLOCK_OFFSET), starts a fresh
+`mock-api --daily-budget N` (a new day for the key) and runs `hashsweep scan --format json`
+with one cache kept across nights. Prints per night: hashes asked (new digests / refreshes),
+paths deferred, paths keeping a stale answer, detections found (cumulative), coverage (paths
+with an answer), and the exit status; then checks that the sweep converged within
+ceil(N/B) nights and stayed converged (exit 0, nothing deferred) and that no digest was asked
+twice before every digest had been asked once. Needs the release binaries (built if missing):
+target/release/hashsweep and target/release/mock-api (or HASHSWEEP=..., MOCK_API=...).
+Everything is on 127.0.0.1.
 """
 
 import argparse
@@ -88,9 +92,10 @@ def start_mock(mock, key, daily):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--nights", type=int, default=5)
-    ap.add_argument("--daily", type=int, default=500, help="hashes a day")
-    ap.add_argument("--files", type=int, default=2000, help="data files in the tree")
+    ap.add_argument("--nights", type=int, default=10)
+    ap.add_argument("--daily", type=int, default=100, help="hashes a day")
+    ap.add_argument("--files", type=int, default=284, help="data files in the tree")
+    ap.add_argument("--same-day", action="store_true", help="no time passes between nights")
     ap.add_argument("--cap", action="store_true", help="use --budget N, not the key's budget")
     ap.add_argument("--keep", action="store_true", help="keep the temp directory")
     a = ap.parse_args()
@@ -107,13 +112,15 @@ def main():
         f"budget {a.daily} hashes a {'run (--budget)' if a.cap else 'day (the key)'}"
     )
     print()
-    print("| night | asked | deferred | detections found | coverage | exit |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("| night | asked (new / refreshes) | paths deferred | paths stale | detections found | coverage | exit |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     asked_total = 0
+    new_total = 0
     found = set()
     distinct = None
-    last_deferred = None
     plans = []
+    converged_at = None
+    failures = []
     for night in range(1, a.nights + 1):
         proc, url = start_mock(mock, key, None if a.cap else a.daily)
         try:
@@ -134,6 +141,8 @@ def main():
                 cmd += ["--budget", str(a.daily)]
             env = {k: v for k, v in os.environ.items() if not k.startswith("HASHSWEEP_")}
             env["METADEFENDER_APIKEY"] = key
+            if not a.same_day:
+                env["HASHSWEEP_CLOCK_OFFSET"] = str(night * 86400)
             out = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, timeout=600)
         finally:
             proc.kill()
@@ -143,18 +152,28 @@ def main():
         report = json.loads(out.stdout)
         recs = report["records"]
         budget = report["summary"].get("budget") or {}
-        digests = {r["sha256"] for r in recs if r.get("sha256")}
-        distinct = len(digests)
-        answered = {r["sha256"] for r in recs if r["verdict"] not in ("deferred", "error")}
+        paths = [r for r in recs if r.get("sha256")]
+        distinct = len({r["sha256"] for r in paths})
+        answered = [r for r in paths if r["verdict"] not in ("deferred", "error")]
+        deferred = sum(1 for r in paths if r["verdict"] == "deferred")
+        stale = sum(1 for r in paths if r.get("stale") is True)
         for r in recs:
             if r["verdict"] == "infected":
                 found.add(r["path"])
         asked = budget.get("asked", 0)
+        refreshed = budget.get("refreshed", 0)
         asked_total += asked
-        last_deferred = budget.get("deferred", 0)
+        new_total += asked - refreshed
+        if refreshed and new_total < distinct and budget.get("never_asked", 0) > asked - refreshed:
+            failures.append(f"night {night}: refreshed {refreshed} while digests never asked waited")
+        if converged_at is None and deferred == 0 and out.returncode in (0, 1):
+            converged_at = night
+        elif converged_at is not None and (deferred or out.returncode not in (0, 1)):
+            failures.append(f"night {night}: {deferred} paths deferred, exit {out.returncode} after converging")
         print(
-            f"| {night} | {asked} | {last_deferred} | {len(found)} of 3 | "
-            f"{100 * len(answered) / max(distinct, 1):.1f}% ({len(answered)}/{distinct}) | "
+            f"| {night} | {asked} ({asked - refreshed} / {refreshed}) | {deferred} | {stale} | "
+            f"{len(found)} of 3 | "
+            f"{100 * len(answered) / max(len(paths), 1):.1f}% ({len(answered)}/{len(paths)}) | "
             f"{out.returncode} |"
         )
         for line in out.stderr.decode().splitlines():
@@ -163,15 +182,22 @@ def main():
     print()
     print("\n".join(plans))
     print()
+    expected = -(-distinct // a.daily)
     print(
-        f"hashes asked over {a.nights} nights: {asked_total}; distinct digests: {distinct}; "
-        f"{'no digest asked twice' if asked_total <= distinct else 'SOME DIGESTS ASKED TWICE'}"
+        f"distinct digests: {distinct}; budget {a.daily} a "
+        f"{'run' if a.cap else 'day'}: every path answered by night {converged_at} "
+        f"(ceil(N/B) = {expected}); hashes asked over {a.nights} nights: {asked_total}, "
+        f"of them new digests: {new_total}"
     )
+    if converged_at is None or converged_at > expected:
+        failures.append(f"did not converge within {expected} nights")
+    for f in failures:
+        print(f"FAILED: {f}")
     if a.keep:
         print(f"kept {tmp}")
     else:
         shutil.rmtree(tmp, ignore_errors=True)
-    if asked_total > distinct:
+    if failures:
         sys.exit(1)
 
 
