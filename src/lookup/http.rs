@@ -450,6 +450,14 @@ impl HttpClient {
         take
     }
 
+    /// How long until the budget's window ends, if it ends within `left` (a short window, or
+    /// the day's last minutes): what it does not cover is then waited for, not deferred.
+    fn window_ends_within(&self, left: Duration) -> Option<Duration> {
+        let now = SystemTime::now();
+        let end = current(lock(&self.budget).0, now)?.resets_at?;
+        end.duration_since(now).ok().filter(|d| *d <= left)
+    }
+
     /// Give back a share no answer released (the request failed before any headers).
     fn release(&self, share: &Cell<u64>) {
         let mut g = lock(&self.budget);
@@ -738,8 +746,20 @@ impl HttpClient {
                 continue;
             }
             self.wait_for_rate_slot();
-            // Cut to what the budget still covers; the rest waits for a later run.
+            // Cut to what the budget still covers; the rest waits for a later run, unless the
+            // window ends within what is left of --max-wait: then it is waited for.
             let take = self.reserve(pending.len());
+            if take < pending.len()
+                && let Some(end) = self.window_ends_within(self.cfg.max_wait.saturating_sub(waited))
+            {
+                self.release(&Cell::new(take as u64));
+                tracing::info!(
+                    "batch {batch_id} waits {:.1}s for the budget's window to end",
+                    end.as_secs_f64()
+                );
+                self.pause_for(end);
+                continue;
+            }
             if take < pending.len() {
                 let over = pending.split_off(take);
                 let why = LookupError::QuotaSpent(

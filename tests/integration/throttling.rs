@@ -424,3 +424,27 @@ fn a_budget_that_resets_within_max_wait_is_waited_for_then_used() {
     assert!(started.elapsed() >= Duration::from_millis(900));
     assert_eq!(mock.requests().len(), 2, "{:?}", mock.requests());
 }
+
+/// A budget that does not cover a batch but whose window ends within --max-wait: the batch
+/// waits for the window's end and is asked whole; nothing is deferred to a later run.
+#[test]
+fn a_short_budget_whose_window_ends_within_max_wait_is_waited_for_not_deferred() {
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    // An answer that says two are left of a window that ends in a second.
+    mock.push_fault(
+        Fault::of(hashsweep_mock::FaultKind::Stall(Duration::ZERO))
+            .header("x-ratelimit-remaining", "2")
+            .header("x-ratelimit-reset-in", "1s"),
+    );
+    let c = client(&mock, |c| c.max_wait = Duration::from_secs(10));
+    assert!(c.lookup(&batch(1, 3)).iter().all(|(_, o)| o.is_ok()));
+    assert_eq!(c.budget().map(|b| b.remaining), Some(2));
+    let started = Instant::now();
+    let out = c.lookup(&batch(2, 5));
+    assert!(out.iter().all(|(_, o)| o.is_ok()), "{out:?}");
+    assert!(started.elapsed() >= Duration::from_millis(900), "waited");
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    assert_eq!(reqs[1].hashes.len(), 5, "asked whole after the window");
+    assert!(c.halted().is_none());
+}
