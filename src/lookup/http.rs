@@ -9,7 +9,10 @@
 //!   halved after a 429002, one fewer after a 429001, one more again after a few answers);
 //! - `x-ratelimit-reset-in` is the daily window, never a time to wait before the next try: only
 //!   429000, or `x-ratelimit-remaining: 0`, means the day's budget is spent, and then nothing
-//!   more is sent ([`LookupError::QuotaSpent`]);
+//!   more is sent ([`LookupError::QuotaSpent`]); but a window that ends within `max_wait` (the
+//!   day's last minutes, or a short window: remaining 0 with `x-ratelimit-reset-in: 1s`) is
+//!   waited for, not taken as the day's end, and a short window's figures never replace the
+//!   day's budget ([`RateHeaders::merge`]);
 //! - stopping for good after a 401, a 403 (each sub-code its own message) or a 404 (a wrong
 //!   `--api-url`);
 //! - splitting a batch the service refuses with 400 so the good hashes still get answers.
@@ -447,6 +450,14 @@ impl HttpClient {
         take
     }
 
+    /// How long until the budget's window ends, if it ends within `left` (a short window, or
+    /// the day's last minutes): what it does not cover is then waited for, not deferred.
+    fn window_ends_within(&self, left: Duration) -> Option<Duration> {
+        let now = SystemTime::now();
+        let end = current(lock(&self.budget).0, now)?.resets_at?;
+        end.duration_since(now).ok().filter(|d| *d <= left)
+    }
+
     /// Give back a share no answer released (the request failed before any headers).
     fn release(&self, share: &Cell<u64>) {
         let mut g = lock(&self.budget);
@@ -735,8 +746,20 @@ impl HttpClient {
                 continue;
             }
             self.wait_for_rate_slot();
-            // Cut to what the budget still covers; the rest waits for a later run.
+            // Cut to what the budget still covers; the rest waits for a later run, unless the
+            // window ends within what is left of --max-wait: then it is waited for.
             let take = self.reserve(pending.len());
+            if take < pending.len()
+                && let Some(end) = self.window_ends_within(self.cfg.max_wait.saturating_sub(waited))
+            {
+                self.release(&Cell::new(take as u64));
+                tracing::info!(
+                    "batch {batch_id} waits {:.1}s for the budget's window to end",
+                    end.as_secs_f64()
+                );
+                self.pause_for(end);
+                continue;
+            }
             if take < pending.len() {
                 let over = pending.split_off(take);
                 let why = LookupError::QuotaSpent(
@@ -1110,6 +1133,13 @@ impl RateHeaders {
     /// The budget after an answer with these headers at `now`: the lowest `remaining` of the
     /// window (answers of requests in flight together come back in any order), or this
     /// answer's once a new window has begun (the old one is over, or this one ends later).
+    ///
+    /// An answer whose window ends well before the one known (a throttle saying
+    /// `x-ratelimit-remaining: 0`, `x-ratelimit-reset-in: 1s` while the day has hours to go)
+    /// speaks of a shorter window: what it says is left is left of that window, not of the
+    /// day, so the day's budget stands. (The client waits for the short window's end, when it
+    /// comes within `--max-wait`.) Taking its 0 as the day's, with the day's end, left the
+    /// budget spent until tomorrow and deferred the rest of the run.
     pub fn merge(self, old: Option<Budget>, now: SystemTime) -> Option<Budget> {
         let Some(remaining) = self.remaining else {
             return old;
@@ -1130,6 +1160,11 @@ impl RateHeaders {
         };
         if new_window {
             return Some(fresh);
+        }
+        if let (Some(end), Some(new_end)) = (old.resets_at, resets_at)
+            && new_end + WINDOW_SLACK < end
+        {
+            return Some(old);
         }
         Some(Budget {
             limit: self.limit.or(old.limit),
@@ -1494,6 +1529,37 @@ mod tests {
         }
         .merge(b, t2);
         assert_eq!((b3.unwrap().remaining, b3.unwrap().resets_at), (99, None));
+    }
+
+    #[test]
+    fn a_short_window_spent_does_not_spend_the_day() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let day = Duration::from_secs(86_000);
+        let daily = RateHeaders {
+            limit: Some(100_000),
+            remaining: Some(99_900),
+            reset_in: Some(day),
+        };
+        let b = daily.merge(None, t0);
+        // A throttle of a window that ends in a second, with nothing left in it.
+        let short = RateHeaders {
+            limit: Some(100_000),
+            remaining: Some(0),
+            reset_in: Some(Duration::from_secs(1)),
+        };
+        let t1 = t0 + Duration::from_secs(5);
+        assert_eq!(short.merge(b, t1), b, "the day's budget stands");
+        // The next answer of the day still lowers it as usual.
+        let later = RateHeaders {
+            remaining: Some(99_850),
+            reset_in: Some(day - Duration::from_secs(6)),
+            ..daily
+        };
+        assert_eq!(later.merge(b, t1).unwrap().remaining, 99_850);
+        // The short window first, then the day's: the day's replaces it (a later end).
+        let first = short.merge(None, t0).unwrap();
+        assert_eq!(first.remaining, 0);
+        assert_eq!(daily.merge(Some(first), t0).unwrap().remaining, 99_900);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! Answers are matched to questions by hash, case-insensitively, never by position. Entries with
 //! wrong types, hashes not asked for, conflicting repeats and missing answers are each handled
 //! explicitly: an affected digest gets a [`LookupError`] (`MissingEntry` for a hash left out,
-//! which the client asks again; `BadAnswer` for the rest); nothing is guessed.
+//! which the client asks again; `BadAnswer` for the rest); nothing is guessed. The verdict comes
+//! from `scan_result_i`; `total_detected_avs` (or, without it, the engines of `scan_details`)
+//! is needed only where a count could change it.
 
 use std::collections::HashMap;
 
@@ -148,6 +150,11 @@ fn parse_fields(e: &Value) -> Result<Answer, String> {
         // The vendor's own sample of a detailed answer has no total: count the engines.
         None => match e.get("scan_details").and_then(Value::as_object) {
             Some(engines) => detections(engines),
+            // Nothing to count (a detailed answer's not-found entry: code 5 alone). The
+            // verdict comes from the code: when no count could change it, the count is not
+            // stated (-1, as the service sends for not found); when one could (a clean-looking
+            // code), the entry is not usable.
+            None if !Verdict::count_matters(code) => -1,
             None => return Err("answer entry has no total_detected_avs".into()),
         },
     };
@@ -317,6 +324,44 @@ mod tests {
         // Without details there is nothing to count: still an error, never clean.
         assert!(
             matches!(&out[2].1, Err(LookupError::BadAnswer(r)) if r.as_str().contains("no total_detected_avs"))
+        );
+    }
+
+    #[test]
+    fn not_found_in_a_detailed_answer_is_unknown_without_a_total() {
+        let a = d("00000000000000000000000000000001");
+        let b = d("00000000000000000000000000000002");
+        let c = d("00000000000000000000000000000003");
+        let e = d("00000000000000000000000000000004");
+        // A detailed answer's not-found entry: code 5, no total, no scan_details.
+        let body = br#"{"data":[
+            {"data_id":null,"scan_result_i":5,"hash":"00000000000000000000000000000001"},
+            {"data_id":"x","scan_result_i":1,"hash":"00000000000000000000000000000002"},
+            {"data_id":"y","scan_result_i":7,"hash":"00000000000000000000000000000003"},
+            {"data_id":null,"hash":"00000000000000000000000000000004","total_detected_avs":-1}]}"#;
+        let out = parse_answer(body, &[a, b, c, e]).unwrap();
+        let unknown = out[0]
+            .1
+            .as_ref()
+            .expect("not found is an answer, not an error");
+        assert_eq!(
+            (unknown.verdict(), unknown.total_detected_avs),
+            (Verdict::Unknown, -1),
+            "the verdict comes from the code; the total is not stated"
+        );
+        // A code no count can change needs no count either.
+        assert_eq!(out[1].1.as_ref().unwrap().verdict(), Verdict::Infected);
+        // A code a count could turn into a detection still needs one.
+        assert!(
+            matches!(&out[2].1, Err(LookupError::BadAnswer(r)) if r.as_str().contains("no total_detected_avs")),
+            "{:?}",
+            out[2].1
+        );
+        // No code at all stays malformed.
+        assert!(
+            matches!(&out[3].1, Err(LookupError::BadAnswer(r)) if r.as_str().contains("no scan_result_i")),
+            "{:?}",
+            out[3].1
         );
     }
 

@@ -52,6 +52,20 @@ impl Verdict {
         }
     }
 
+    /// Whether a detection count can change the verdict of `code` (a clean-looking code with
+    /// detections is suspicious). When it cannot (unknown, infected, suspicious), an answer
+    /// without a count still has its verdict.
+    ///
+    /// ```
+    /// use hashsweep::lookup::Verdict;
+    /// assert!(Verdict::count_matters(0));
+    /// assert!(!Verdict::count_matters(5));
+    /// assert!(!Verdict::count_matters(1));
+    /// ```
+    pub fn count_matters(code: i64) -> bool {
+        Verdict::from_code(code, Some(0)) != Verdict::from_code(code, Some(1))
+    }
+
     /// Infected or suspicious: what makes the exit status 1.
     pub fn is_detection(&self) -> bool {
         matches!(self, Verdict::Infected | Verdict::Suspicious)

@@ -310,6 +310,29 @@ fn a_detailed_answer_without_the_total_counts_the_engines() {
     assert_eq!(rec(&recs, "/b")["verdict"], "clean", "{recs:?}");
 }
 
+/// Not found, in a detailed answer: `scan_result_i` 5 with neither a total nor `scan_details`
+/// (as the vendor's detailed sample has no total). The verdict comes from the code: `unknown`,
+/// and the exit status an unknown file gives (0), not `error`.
+#[test]
+fn not_found_in_a_detailed_answer_is_unknown_not_an_error() {
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    mock.set_details_without_totals(true);
+    let t = Tree::new();
+    t.file("never-seen", b"a file the service does not know");
+    t.file("known-clean", b"a file the service knows as clean");
+    mock.set(&sha256(b"a file the service knows as clean"), 0, 0);
+    let out = run(scan_cmd(&mock, t.path()).arg("--details"));
+    let recs = ndjson(&out);
+    let unknown = rec(&recs, "/never-seen");
+    assert_eq!(unknown["verdict"], "unknown", "{recs:?}");
+    assert!(unknown["error"].is_null(), "{unknown}");
+    assert_eq!(rec(&recs, "/known-clean")["verdict"], "clean", "{recs:?}");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // It was a detailed answer without totals that said so.
+    let reqs = mock.requests();
+    assert!(reqs.iter().all(|r| r.details), "{reqs:?}");
+}
+
 #[test]
 fn forbidden_sub_codes_have_their_own_messages_and_stop_the_run() {
     for (sub, says) in [
@@ -400,4 +423,28 @@ fn a_budget_that_resets_within_max_wait_is_waited_for_then_used() {
     assert!(out.iter().all(|(_, o)| o.is_ok()), "{out:?}");
     assert!(started.elapsed() >= Duration::from_millis(900));
     assert_eq!(mock.requests().len(), 2, "{:?}", mock.requests());
+}
+
+/// A budget that does not cover a batch but whose window ends within --max-wait: the batch
+/// waits for the window's end and is asked whole; nothing is deferred to a later run.
+#[test]
+fn a_short_budget_whose_window_ends_within_max_wait_is_waited_for_not_deferred() {
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    // An answer that says two are left of a window that ends in a second.
+    mock.push_fault(
+        Fault::of(hashsweep_mock::FaultKind::Stall(Duration::ZERO))
+            .header("x-ratelimit-remaining", "2")
+            .header("x-ratelimit-reset-in", "1s"),
+    );
+    let c = client(&mock, |c| c.max_wait = Duration::from_secs(10));
+    assert!(c.lookup(&batch(1, 3)).iter().all(|(_, o)| o.is_ok()));
+    assert_eq!(c.budget().map(|b| b.remaining), Some(2));
+    let started = Instant::now();
+    let out = c.lookup(&batch(2, 5));
+    assert!(out.iter().all(|(_, o)| o.is_ok()), "{out:?}");
+    assert!(started.elapsed() >= Duration::from_millis(900), "waited");
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    assert_eq!(reqs[1].hashes.len(), 5, "asked whole after the window");
+    assert!(c.halted().is_none());
 }

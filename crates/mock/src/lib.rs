@@ -14,7 +14,9 @@
 //! code 429000. See [`MockServer::set_daily_budget`] and [`MockServer::reset_day`].
 //!
 //! Faults cover what the real service and the network do: error statuses, resets, truncated and
-//! malformed bodies, stalls, damaged answers, a spent quota, and a random mix of all of them.
+//! malformed bodies, stalls, damaged answers, a spent quota, and a random mix of all of them
+//! (or of those a retry heals). Detailed answers can leave out `total_detected_avs` as the
+//! vendor's only sample of one does ([`MockServer::set_details_without_totals`]).
 //! It is a small HTTP/1.1 server on raw sockets (one request per connection) so that resets
 //! and truncation can be produced on purpose. Like a real server it answers what is not HTTP
 //! (a TLS handshake sent to its plain port) with 400 at once.
@@ -213,8 +215,10 @@ struct State {
     entries: HashMap<String, MockEntry>,
     faults: VecDeque<Fault>,
     seen: Vec<SeenRequest>,
-    /// Random faults: (rng, probability, stall duration).
-    chaos: Option<(fastrand::Rng, f64, Duration)>,
+    /// Random faults: (rng, probability, stall duration, only the kinds a retry heals).
+    chaos: Option<(fastrand::Rng, f64, Duration, bool)>,
+    /// Detailed answers leave out `total_detected_avs`, as the vendor's sample does.
+    details_without_totals: bool,
     day: Day,
     /// Requests being served now, and the most at once so far.
     in_flight: usize,
@@ -323,7 +327,23 @@ impl MockServer {
     /// From now on, damage each request with probability `p`, picking among every fault kind
     /// (stalls last `stall`). Deterministic for a given seed.
     pub fn set_chaos(&self, seed: u64, p: f64, stall: Duration) {
-        self.with(|s| s.chaos = Some((fastrand::Rng::with_seed(seed), p, stall)));
+        self.with(|s| s.chaos = Some((fastrand::Rng::with_seed(seed), p, stall, false)));
+    }
+
+    /// Like [`set_chaos`](Self::set_chaos), but only faults that asking again heals: 5xx,
+    /// throttles (among them a short window's `x-ratelimit-remaining: 0` with
+    /// `x-ratelimit-reset-in: 1s`), resets, truncated and garbage bodies, stalls, left-out and
+    /// foreign entries. Not damaged entries (a wrong type, a null total, a conflicting
+    /// repeat), which a client reports as errors rather than spend budget asking again.
+    pub fn set_transient_chaos(&self, seed: u64, p: f64, stall: Duration) {
+        self.with(|s| s.chaos = Some((fastrand::Rng::with_seed(seed), p, stall, true)));
+    }
+
+    /// With `true`, detailed answers (`includescandetails: 1`) carry no `total_detected_avs`,
+    /// as in the vendor's only sample of one: a known hash's entry has `scan_details` to count,
+    /// an unknown hash's entry has `scan_result_i` 5 and neither.
+    pub fn set_details_without_totals(&self, on: bool) {
+        self.with(|s| s.details_without_totals = on);
     }
 
     /// Make the daily budget `hashes` (what is used of it today stays used). A request for
@@ -466,6 +486,30 @@ fn reset(stream: TcpStream) {
     drop(stream);
 }
 
+/// A throttle of a short window that ends in a second: `x-ratelimit-remaining: 0` with
+/// `x-ratelimit-reset-in: 1s`, the daily budget untouched.
+pub fn short_window_throttle() -> Fault {
+    Fault::throttled()
+        .header("x-ratelimit-remaining", "0")
+        .header("x-ratelimit-reset-in", "1s")
+}
+
+/// A fault that asking again heals (see [`MockServer::set_transient_chaos`]).
+fn pick_transient_chaos(rng: &mut fastrand::Rng, stall: Duration) -> Fault {
+    match rng.u32(0..10) {
+        0 => Fault::new(503, error_body(503000, "service unavailable")),
+        1 => Fault::new(500, "Internal Server Error"),
+        2 => Fault::throttled(),
+        3 => short_window_throttle(),
+        4 => Fault::of(FaultKind::Reset),
+        5 => Fault::of(FaultKind::Truncate),
+        6 => Fault::new(200, r#"{"data":[{"hash":"#),
+        7 => Fault::of(FaultKind::Stall(stall)),
+        8 => Fault::of(FaultKind::Mangle(Mangle::DropEntry)),
+        _ => Fault::of(FaultKind::Mangle(Mangle::ForeignEntry)),
+    }
+}
+
 fn pick_chaos(rng: &mut fastrand::Rng, stall: Duration) -> Fault {
     match rng.u32(0..11) {
         0 => Fault::new(503, error_body(503000, "service unavailable")),
@@ -535,11 +579,15 @@ fn serve_connection(mut stream: TcpStream, state: &Mutex<State>) {
         let mut s = lock();
         let mut fault = s.faults.pop_front();
         if fault.is_none()
-            && let Some((rng, p, stall)) = s.chaos.as_mut()
+            && let Some((rng, p, stall, transient)) = s.chaos.as_mut()
             && rng.f64() < *p
         {
             let stall = *stall;
-            fault = Some(pick_chaos(rng, stall));
+            fault = Some(if *transient {
+                pick_transient_chaos(rng, stall)
+            } else {
+                pick_chaos(rng, stall)
+            });
         }
         (s.latency, fault, s.key.clone())
     };
@@ -594,7 +642,12 @@ fn serve_connection(mut stream: TcpStream, state: &Mutex<State>) {
                 ),
             )
         } else {
-            let (st, txt) = answer(&req.body, details_hdr.as_deref(), &s.entries);
+            let (st, txt) = answer(
+                &req.body,
+                details_hdr.as_deref(),
+                &s.entries,
+                s.details_without_totals,
+            );
             if st == 200 {
                 // Every hash of an answered request counts against the budget.
                 s.day.used += hashes.len() as u64;
@@ -682,6 +735,7 @@ fn answer(
     body: &[u8],
     details: Option<&str>,
     entries: &HashMap<String, MockEntry>,
+    details_without_totals: bool,
 ) -> (u16, String) {
     let details = match check_details(details) {
         Ok(d) => d,
@@ -695,7 +749,7 @@ fn answer(
         .iter()
         .map(|h| {
             let up = h.to_ascii_uppercase();
-            match entries.get(&up) {
+            let mut entry = match entries.get(&up) {
                 Some(e) => {
                     let mut entry = json!({
                         "data_id": format!("mock-{}", &up[..up.len().min(12)]),
@@ -713,7 +767,13 @@ fn answer(
                     entry
                 }
                 None => json!({"data_id": null, "hash": up, "scan_result_i": 5, "total_detected_avs": -1}),
+            };
+            if details && details_without_totals
+                && let Some(e) = entry.as_object_mut()
+            {
+                e.remove("total_detected_avs");
             }
+            entry
         })
         .collect();
     (200, json!({ "data": data }).to_string())
@@ -847,19 +907,60 @@ mod tests {
     }
 
     #[test]
+    fn detailed_answers_can_leave_out_the_total_as_the_vendors_sample_does() {
+        let mut e = HashMap::new();
+        e.insert(
+            "AB".to_string(),
+            MockEntry {
+                scan_result_i: 1,
+                total_detected_avs: 3,
+                threat: "T".into(),
+            },
+        );
+        let (st, body) = answer(br#"{"hash":["ab","cd"]}"#, Some("1"), &e, true);
+        assert_eq!(st, 200);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let data = v["data"].as_array().unwrap();
+        assert!(
+            data.iter().all(|x| x.get("total_detected_avs").is_none()),
+            "{body}"
+        );
+        assert!(data[0].get("scan_details").is_some(), "{body}");
+        assert_eq!(data[1]["scan_result_i"], 5);
+        assert!(data[1].get("scan_details").is_none(), "{body}");
+        // Without details, or without the switch, the total is there.
+        let (_, body) = answer(br#"{"hash":["ab","cd"]}"#, None, &e, true);
+        assert!(body.contains("total_detected_avs"));
+        let (_, body) = answer(br#"{"hash":["ab","cd"]}"#, Some("1"), &e, false);
+        assert!(body.contains("total_detected_avs"));
+    }
+
+    #[test]
     fn contract_errors() {
         let e = HashMap::new();
-        assert!(answer(br#"{"hash":[]}"#, None, &e).1.contains("400062"));
-        assert!(answer(br#"{}"#, None, &e).1.contains("400060"));
-        assert!(answer(br#"{"hash":"x"}"#, None, &e).1.contains("400061"));
-        let many = json!({"hash": vec!["A"; 1001]}).to_string();
-        assert!(answer(many.as_bytes(), None, &e).1.contains("400063"));
         assert!(
-            answer(br#"{"hash":["a"]}"#, Some("2"), &e)
+            answer(br#"{"hash":[]}"#, None, &e, false)
+                .1
+                .contains("400062")
+        );
+        assert!(answer(br#"{}"#, None, &e, false).1.contains("400060"));
+        assert!(
+            answer(br#"{"hash":"x"}"#, None, &e, false)
+                .1
+                .contains("400061")
+        );
+        let many = json!({"hash": vec!["A"; 1001]}).to_string();
+        assert!(
+            answer(many.as_bytes(), None, &e, false)
+                .1
+                .contains("400063")
+        );
+        assert!(
+            answer(br#"{"hash":["a"]}"#, Some("2"), &e, false)
                 .1
                 .contains("400065")
         );
-        let (st, body) = answer(br#"{"hash":["abc"]}"#, None, &e);
+        let (st, body) = answer(br#"{"hash":["abc"]}"#, None, &e, false);
         assert_eq!(st, 200);
         assert!(
             body.contains(r#""hash":"ABC""#)
