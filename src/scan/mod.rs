@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, select};
 use crossbeam_deque::{Injector, Stealer, Worker};
@@ -490,7 +490,8 @@ impl Collector<'_> {
                 .collect();
             // A cache that cannot be written costs the next run a lookup, not this run a
             // result: the cache counts the failure and `check_cache` tells the user once.
-            let _ = cache.put_verdicts(&good, crate::clock::now());
+            // Dated with the run's time, as the report dates them.
+            let _ = cache.put_verdicts(&good, self.now);
             // Refused for the day after all (429000): owed to a later run like the rest.
             let rank_of = |d: &Digest| {
                 self.budget
@@ -667,7 +668,9 @@ pub fn scan(
         cache_warned: false,
         progress,
         processes: &processes,
-        now: crate::clock::now(),
+        // Whole seconds: the cache keeps seconds, so an answer reads back as it was reported.
+        now: UNIX_EPOCH
+            + Duration::from_secs(crate::lookup::budget::unix_secs(crate::clock::now())),
         max_age: cfg.budget.max_age,
         budget: match &lookup {
             Some((_, client)) => Some(BudgetKeeper {

@@ -11,11 +11,19 @@ use serde_json::Value;
 
 use crate::util::*;
 
-/// `scan` with its own cache file, JSON report (records + summary).
+/// `scan` with its own cache file, JSON report (records + summary). Each stand-in listens on a
+/// port of its own, so they are named as one service (`--cache-service`): the answers of
+/// the first serve the next.
 fn cached_scan(mock: &MockServer, root: &Path, cache: &Path) -> Command {
     let mut c = scan_cmd(mock, root);
     c.env_remove("HASHSWEEP_NO_CACHE")
-        .args(["--format", "json", "--cache"])
+        .args([
+            "--format",
+            "json",
+            "--cache-service",
+            "the-stand-in",
+            "--cache",
+        ])
         .arg(cache);
     c
 }
@@ -102,9 +110,15 @@ fn ttl_expiry_and_errors_are_never_cached() {
     assert_eq!(code(&good), 1, "{}", stderr(&good));
     assert_eq!(hashes_asked(&mock2), 6, "errors were not cached");
 
-    // Unknown verdicts with a zero TTL are asked again; the infected one is reused.
+    // Unknown verdicts with a zero TTL are asked again; the infected one is reused. (An unknown
+    // data file waits as long as a clean one: --verdict-ttl.)
     let mock3 = MockServer::start(Some(KEY)).unwrap();
-    let again = run(cached_scan(&mock3, t.path(), &cache).args(["--unknown-ttl", "0s"]));
+    let again = run(cached_scan(&mock3, t.path(), &cache).args([
+        "--unknown-ttl",
+        "0s",
+        "--verdict-ttl",
+        "0s",
+    ]));
     assert_eq!(code(&again), 1);
     assert_eq!(
         hashes_asked(&mock3),

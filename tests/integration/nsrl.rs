@@ -709,7 +709,7 @@ fn excluded_types_are_looked_up_with_source_and_type_in_the_report() {
         csv.lines()
             .next()
             .unwrap()
-            .ends_with(",source,application_type,hosts"),
+            .ends_with(",source,application_type,hosts,answered_at,stale"),
         "{csv}"
     );
 }

@@ -118,8 +118,8 @@ fn duplicates_cause_one_lookup() {
     );
 }
 
-/// The first 100 go alone to learn the key's budget (it covers everything here), then the
-/// rest in full batches.
+/// The first digest goes alone to learn the key's budget (it covers everything here), then
+/// the rest in full batches.
 #[test]
 fn distinct_files_2500_make_4_requests_none_over_1000() {
     let mock = MockServer::start(Some(KEY)).unwrap();
@@ -135,9 +135,9 @@ fn distinct_files_2500_make_4_requests_none_over_1000() {
     assert_eq!(ndjson(&out).len(), 2500);
     let reqs = mock.requests();
     let mut sizes: Vec<usize> = reqs.iter().map(|r| r.hashes.len()).collect();
-    assert_eq!(sizes[0], 100, "{sizes:?}");
+    assert_eq!(sizes[0], 1, "{sizes:?}");
     sizes.sort_unstable();
-    assert_eq!(sizes, [100, 400, 1000, 1000]);
+    assert_eq!(sizes, [1, 499, 1000, 1000]);
     assert_eq!(sizes.iter().sum::<usize>(), 2500);
     let distinct: BTreeSet<String> = reqs.into_iter().flat_map(|r| r.hashes).collect();
     assert_eq!(distinct.len(), 2500, "no digest asked twice");
@@ -154,7 +154,8 @@ fn batch_size_flag_is_honoured() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let mut sizes: Vec<usize> = mock.requests().iter().map(|r| r.hashes.len()).collect();
     sizes.sort();
-    assert_eq!(sizes, vec![5, 10, 10]);
+    // One digest alone to learn the budget, then batches of 10.
+    assert_eq!(sizes, vec![1, 4, 10, 10]);
 }
 
 // Unix only: the test makes a symlink (a privilege on Windows).

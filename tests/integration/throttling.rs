@@ -64,8 +64,14 @@ fn throttles_without_retry_after_back_off_and_every_verdict_is_right() {
     assert_eq!(rec(&recs, "/eicar")["verdict"], "infected");
     assert_eq!(rec(&recs, "/clean")["verdict"], "clean");
     assert_eq!(rec(&recs, "/f0")["verdict"], "unknown");
+    // The first request (one digest, to learn the budget) is throttled twice, then answered;
+    // the rest go in one more.
     let reqs = mock.requests();
-    assert_eq!(reqs.len(), 3, "two throttles, then the answer");
+    assert_eq!(
+        reqs.len(),
+        4,
+        "two throttles, then the answer, then the rest"
+    );
     assert_eq!(reqs[0].status, 429);
     // 1 s then 2 s, each with jitter in [0.5, 1]: at least 1.5 s, far below a day.
     assert!(took >= Duration::from_millis(1500), "backed off: {took:?}");
@@ -303,7 +309,8 @@ fn a_detailed_answer_without_the_total_counts_the_engines() {
                 "Avira":{{"scan_result_i":0,"threat_found":"","scan_result":"Clean"}}}}}}]}}"#
         ),
     ));
-    let out = run(scan_cmd(&mock, t.path()).arg("--details"));
+    // Both digests in the one request the fault answers.
+    let out = run(scan_cmd(&mock, t.path()).arg("--details").args(ONE_REQUEST));
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let recs = ndjson(&out);
     assert_eq!(rec(&recs, "/a")["verdict"], "suspicious", "{recs:?}");

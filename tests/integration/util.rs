@@ -135,6 +135,10 @@ pub fn run_with_timeout(c: &mut Command, limit: Duration) -> Output {
     }
 }
 
+/// Flags that send a small tree's digests in one request: a budget known from the start (no
+/// digest goes alone first to learn it) and a long batch wait.
+pub const ONE_REQUEST: [&str; 4] = ["--budget", "100000", "--batch-wait", "60s"];
+
 /// `hashsweep scan` against `mock` with the right key (the report is ndjson: stdout is a pipe).
 pub fn scan_cmd(mock: &MockServer, root: &Path) -> Command {
     let mut c = cmd();
