@@ -283,6 +283,10 @@ pub struct Summary {
     /// was not decompressed again).
     #[serde(skip_serializing_if = "is_zero")]
     pub archive_members_cached: u64,
+    /// Without `--archives`: files whose first bytes say archive, hashed as files and their
+    /// contents not read (`--archives` would open them).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub archives_not_opened: u64,
     /// With `--streams` (Windows): named data streams read as records of their own.
     #[serde(skip_serializing_if = "is_zero")]
     pub streams_read: u64,
@@ -513,6 +517,23 @@ impl Summary {
             if more > 0 {
                 s.push_str(&format!(" and {more} more"));
             }
+        }
+        if self.archives_not_opened > 0 {
+            let formats: Vec<&str> = crate::scan::archive::Format::ALL
+                .iter()
+                .map(|f| f.name())
+                .collect();
+            let (were, files, its) = if self.archives_not_opened == 1 {
+                ("was", "a file", "its")
+            } else {
+                ("were", "files", "their")
+            };
+            s.push_str(&format!(
+                "\nhashsweep: {} {were} hashed as {files}, {its} contents not read: --archives \
+                 opens {}",
+                counted(self.archives_not_opened, "archive", "archives"),
+                formats.join(", ")
+            ));
         }
         if let Some(f) = &self.report_file {
             s.push_str(&format!("\nhashsweep: report: {}", escape_path(f)));

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use super::ScanOutput;
 use super::archive::Inside;
 use super::hash::{FileResult, FileStatus, Origin};
-use crate::file::SpecialKind;
+use crate::file::{FileKind, SpecialKind};
 use crate::known::{Local, Match};
 use crate::lookup::{Answer, HashOutcome, Verdict};
 use crate::report::{KnownSet, Record, Summary};
@@ -118,6 +118,24 @@ impl ScanOutput {
     }
 
     /// Totals for the summary and the exit status.
+    /// Paths on disk whose first bytes say archive (`FileKind::Archive`), hashed as files:
+    /// without `--archives`, archives whose contents were not read.
+    pub fn archives_hashed_as_files(&self) -> u64 {
+        self.files
+            .iter()
+            .filter(|f| {
+                matches!(
+                    f.status,
+                    FileStatus::Hashed {
+                        kind: FileKind::Archive,
+                        origin: Origin::Read | Origin::Cache | Origin::Link,
+                        ..
+                    }
+                )
+            })
+            .count() as u64
+    }
+
     pub fn summary(&self) -> Summary {
         let mut s = Summary {
             distinct_digests: self.dedup.distinct() as u64,
