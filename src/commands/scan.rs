@@ -125,6 +125,7 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
         &stop.flag,
     )?;
     let mut summary = out.summary();
+    summary.root_errors = out.root_errors(&cfg.roots);
     if cfg.hash.archives.is_none() {
         summary.archives_not_opened = out.archives_hashed_as_files();
     }
