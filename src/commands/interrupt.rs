@@ -1,9 +1,9 @@
 //! Ctrl-C and SIGTERM. The first signal says that the report is being finished and sets the
 //! run's stop flag: the walk stops, reads are abandoned between blocks, no new request is
 //! sent, and the report is written for what is known. A second signal says it is stopping now
-//! and exits at once. On Windows, Ctrl-C and
-//! Ctrl-Break count as SIGINT and closing the console as SIGTERM, through
-//! `SetConsoleCtrlHandler` (the C runtime's `signal()` is not used there).
+//! and exits at once. On Windows, Ctrl-C and Ctrl-Break count as SIGINT and closing the
+//! console as SIGTERM, through `SetConsoleCtrlHandler` (the C runtime's `signal()` is not used
+//! there).
 
 use std::io;
 use std::sync::Arc;
@@ -56,15 +56,12 @@ impl Interrupt {
                 CTRL_CLOSE_EVENT | CTRL_LOGOFF_EVENT | CTRL_SHUTDOWN_EVENT => SIGTERM,
                 _ => SIGINT,
             };
+            use std::io::Write as _;
             if flag.load(Ordering::SeqCst) {
-                use std::io::Write as _;
                 let _ = io::stderr().write_all(stopping_now(sig));
                 std::process::exit(128 + sig);
             }
-            {
-                use std::io::Write as _;
-                let _ = io::stderr().write_all(finishing(sig));
-            }
+            let _ = io::stderr().write_all(finishing(sig));
             signal.store(sig as usize, Ordering::SeqCst);
             flag.store(true, Ordering::SeqCst);
             1
