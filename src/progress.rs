@@ -2,8 +2,9 @@
 //!
 //! The line is drawn ten times a second from counters the pipeline bumps (so it moves with
 //! time, not every so many files): paths done, bytes hashed, lookups answered of those asked,
-//! the digests still waiting for an answer, and once the walk is over (the number of paths is
-//! known) an estimate of the time left.
+//! the digests still waiting for an answer and how many of them are in requests sent and not
+//! yet answered (in flight), and once the walk is over (the number of paths is known) an
+//! estimate of the time left.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +16,11 @@ pub trait Progress: Sync {
     /// One path done (`bytes`: what was hashed of it, 0 for a path not hashed).
     fn file_done(&self, bytes: u64);
     fn lookups(&self, done: u64, asked: u64);
+    /// The count the lookup workers keep of digests in requests sent and not yet answered,
+    /// when the display shows it (`None`: nobody reads it).
+    fn in_flight(&self) -> Option<Arc<AtomicU64>> {
+        None
+    }
     /// The walk is over: `paths` paths will be done in all.
     fn walk_done(&self, _paths: u64) {}
     /// Something the user should know now, once (the run goes on): one line on stderr.
@@ -70,6 +76,8 @@ pub struct Counters {
     pub bytes: AtomicU64,
     pub done: AtomicU64,
     pub asked: AtomicU64,
+    /// Digests in requests sent and not yet answered (kept by the lookup workers).
+    pub in_flight: Arc<AtomicU64>,
     /// Paths in all, once the walk is over (0 before).
     pub total: AtomicU64,
 }
@@ -96,7 +104,10 @@ impl Counters {
         }
         let waiting = asked.saturating_sub(done);
         if waiting > 0 {
-            s.push_str(&format!(", {waiting} waiting"));
+            // Of those waiting, the ones the service has: the rest wait for a batch to fill,
+            // a throttle to pass, or the budget's plan.
+            let in_flight = self.in_flight.load(Ordering::Relaxed).min(waiting);
+            s.push_str(&format!(", {waiting} waiting ({in_flight} in flight)"));
         }
         if total > 0
             && let Some(eta) = eta(files, total, done, asked, elapsed)
@@ -134,7 +145,7 @@ fn clock(d: Duration) -> String {
     }
 }
 
-/// A spinner line: paths, bytes, lookups done and waiting, time left.
+/// A spinner line: paths, bytes, lookups done, waiting and in flight, time left.
 pub struct BarProgress {
     bar: ProgressBar,
     counters: Arc<Counters>,
@@ -185,6 +196,9 @@ impl Progress for BarProgress {
     fn lookups(&self, done: u64, asked: u64) {
         self.counters.done.store(done, Ordering::Relaxed);
         self.counters.asked.store(asked, Ordering::Relaxed);
+    }
+    fn in_flight(&self) -> Option<Arc<AtomicU64>> {
+        Some(Arc::clone(&self.counters.in_flight))
     }
     fn walk_done(&self, paths: u64) {
         self.counters.total.store(paths.max(1), Ordering::Relaxed);
@@ -238,7 +252,37 @@ mod tests {
         // The lookups are behind: 40 waiting at 10 per 10 s.
         p.lookups(10, 50);
         let line = p.counters().line(Duration::from_secs(10));
-        assert!(line.ends_with("40 waiting, ETA 0:40"), "{line}");
+        assert!(
+            line.ends_with("40 waiting (0 in flight), ETA 0:40"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn lookups_in_flight_show_among_those_waiting() {
+        let p = BarProgress::with_target(ProgressDrawTarget::hidden());
+        p.file_done(10);
+        p.lookups(2, 10);
+        // The lookup workers keep the count the display hands them.
+        let in_flight = p.in_flight().expect("the line shows lookups in flight");
+        in_flight.store(5, Ordering::Relaxed);
+        let line = p.counters().line(Duration::from_secs(1));
+        assert!(
+            line.contains("lookups 2/10, 8 waiting (5 in flight)"),
+            "{line}"
+        );
+        // Answered: none in flight, the rest still waiting (a batch filling, a held plan).
+        in_flight.store(0, Ordering::Relaxed);
+        p.lookups(4, 10);
+        let line = p.counters().line(Duration::from_secs(1));
+        assert!(
+            line.contains("lookups 4/10, 6 waiting (0 in flight)"),
+            "{line}"
+        );
+        // Nothing waiting: nothing more to say.
+        p.lookups(10, 10);
+        let line = p.counters().line(Duration::from_secs(1));
+        assert!(line.ends_with("lookups 10/10"), "{line}");
     }
 
     #[test]

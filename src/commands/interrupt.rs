@@ -1,8 +1,9 @@
-//! Ctrl-C and SIGTERM. The first signal sets the run's stop flag: the walk stops, reads are
-//! abandoned between blocks, no new request is sent, and the report is written for what is
-//! known. A second signal says it is stopping now and exits at once. On Windows, Ctrl-C and
-//! Ctrl-Break count as SIGINT and closing the console as SIGTERM, through
-//! `SetConsoleCtrlHandler` (the C runtime's `signal()` is not used there).
+//! Ctrl-C and SIGTERM. The first signal says that the report is being finished and sets the
+//! run's stop flag: the walk stops, reads are abandoned between blocks, no new request is
+//! sent, and the report is written for what is known. A second signal says it is stopping now
+//! and exits at once. On Windows, Ctrl-C and Ctrl-Break count as SIGINT and closing the
+//! console as SIGTERM, through `SetConsoleCtrlHandler` (the C runtime's `signal()` is not used
+//! there).
 
 use std::io;
 use std::sync::Arc;
@@ -17,6 +18,18 @@ fn stopping_now(sig: i32) -> &'static [u8] {
         b"\nhashsweep: second SIGTERM: stopping now, without finishing the report\n"
     } else {
         b"\nhashsweep: second SIGINT (Ctrl-C): stopping now, without finishing the report\n"
+    }
+}
+
+/// What a first signal says as the run winds down (written from the signal handler, so a
+/// static text): the user knows the wait is the report being finished, and how not to wait.
+fn finishing(sig: i32) -> &'static [u8] {
+    if sig == SIGTERM {
+        b"\nhashsweep: interrupted (SIGTERM): finishing the report with what is known \
+          (SIGTERM again to stop at once)\n"
+    } else {
+        b"\nhashsweep: interrupted (SIGINT): finishing the report with what is known \
+          (Ctrl-C again to stop at once)\n"
     }
 }
 
@@ -43,11 +56,12 @@ impl Interrupt {
                 CTRL_CLOSE_EVENT | CTRL_LOGOFF_EVENT | CTRL_SHUTDOWN_EVENT => SIGTERM,
                 _ => SIGINT,
             };
+            use std::io::Write as _;
             if flag.load(Ordering::SeqCst) {
-                use std::io::Write as _;
                 let _ = io::stderr().write_all(stopping_now(sig));
                 std::process::exit(128 + sig);
             }
+            let _ = io::stderr().write_all(finishing(sig));
             signal.store(sig as usize, Ordering::SeqCst);
             flag.store(true, Ordering::SeqCst);
             1
@@ -76,14 +90,17 @@ impl Interrupt {
         let signal = Arc::new(AtomicUsize::new(0));
         for sig in [SIGINT, SIGTERM] {
             let first = Arc::clone(&flag);
-            let said = stopping_now(sig);
-            // Registered first, so it sees the flag as it was before this signal: a second
-            // signal finds it set, says so and exits with 128 + signal number.
+            let (said_first, said) = (finishing(sig), stopping_now(sig));
+            // Registered first, so it sees the flag as it was before this signal: the first
+            // signal finds it clear and says the report is being finished; a second finds it
+            // set, says so and exits with 128 + signal number.
             let second = move || {
-                if first.load(Ordering::SeqCst) {
-                    // SAFETY: write(2) on fd 2 from a static buffer is async-signal-safe; a
-                    // failed write is ignored.
-                    let _ = unsafe { libc::write(2, said.as_ptr().cast(), said.len() as _) };
+                let stopping = first.load(Ordering::SeqCst);
+                let text = if stopping { said } else { said_first };
+                // SAFETY: write(2) on fd 2 from a static buffer is async-signal-safe; a
+                // failed write is ignored.
+                let _ = unsafe { libc::write(2, text.as_ptr().cast(), text.len() as _) };
+                if stopping {
                     signal_hook::low_level::exit(128 + sig);
                 }
             };

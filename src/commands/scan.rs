@@ -142,6 +142,10 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
         &stop.flag,
     )?;
     let mut summary = out.summary();
+    summary.root_errors = out.root_errors(&cfg.roots);
+    if cfg.hash.archives.is_none() {
+        summary.archives_not_opened = out.archives_hashed_as_files();
+    }
     let format = resolve_format(&a.output);
     let order = out.order(matches!(format, Format::Table | Format::Html));
     // With a baseline, classify every path first (one byte each) so the summary has the counts.

@@ -259,6 +259,12 @@ pub fn rfc3339(t: SystemTime) -> Option<String> {
 /// The most paths of detections the summary names.
 pub const SUMMARY_PATHS: usize = 10;
 
+/// The most errors the summary names, each with its reason.
+pub const SUMMARY_ERRORS: usize = 5;
+
+/// The longest reason the summary shows for one error (the report has it whole).
+const SUMMARY_REASON: usize = 160;
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
@@ -307,6 +313,10 @@ pub struct Summary {
     /// was not decompressed again).
     #[serde(skip_serializing_if = "is_zero")]
     pub archive_members_cached: u64,
+    /// Without `--archives`: files whose first bytes say archive, hashed as files and their
+    /// contents not read (`--archives` would open them).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub archives_not_opened: u64,
     /// With `--streams` (Windows): named data streams read as records of their own.
     #[serde(skip_serializing_if = "is_zero")]
     pub streams_read: u64,
@@ -339,9 +349,40 @@ pub struct Summary {
     /// The first [`SUMMARY_PATHS`] detected paths, escaped for one line (for the summary).
     #[serde(skip)]
     pub detected_paths: Vec<String>,
+    /// The first [`SUMMARY_ERRORS`] paths whose verdict is `error`, escaped for one line, each
+    /// with its reason (for the summary: a report written to a file does not show them).
+    #[serde(skip)]
+    pub error_paths: Vec<(String, String)>,
+    /// Roots given on the command line that could not be swept (missing, unreadable), with
+    /// the reason: each gets a line of its own in the summary.
+    #[serde(skip)]
+    pub root_errors: Vec<(String, String)>,
     /// Where the report was written (`-o`), named by the summary.
     #[serde(skip)]
     pub report_file: Option<std::path::PathBuf>,
+}
+
+/// The path (or digest) a record is named by in the summary.
+fn summary_name(r: &Record<'_>) -> String {
+    match (r.path, &r.sha256, &r.md5, &r.sha1) {
+        (Some(p), ..) => escape_path(p),
+        (None, Some(h), ..) | (None, None, Some(h), _) | (None, None, None, Some(h)) => h.clone(),
+        _ => "-".into(),
+    }
+}
+
+/// An error's reason as the summary shows it: on one line, cut short if long.
+pub fn summary_reason(reason: Option<&str>) -> String {
+    let reason = reason
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .unwrap_or("error");
+    let mut shown = escape_for_line(reason.as_bytes());
+    if let Some((cut, _)) = shown.char_indices().nth(SUMMARY_REASON) {
+        shown.truncate(cut);
+        shown.push('…');
+    }
+    shown
 }
 
 /// One known-file set a run used, as the summary names it.
@@ -413,14 +454,11 @@ impl Summary {
         self.paths += 1;
         self.verdicts.add(&r.verdict);
         if r.verdict.is_detection() && self.detected_paths.len() < SUMMARY_PATHS {
-            self.detected_paths
-                .push(match (r.path, &r.sha256, &r.md5, &r.sha1) {
-                    (Some(p), ..) => escape_path(p),
-                    (None, Some(h), ..)
-                    | (None, None, Some(h), _)
-                    | (None, None, None, Some(h)) => h.clone(),
-                    _ => "-".into(),
-                });
+            self.detected_paths.push(summary_name(r));
+        }
+        if r.verdict == Verdict::Error && self.error_paths.len() < SUMMARY_ERRORS {
+            self.error_paths
+                .push((summary_name(r), summary_reason(r.error.or(r.note))));
         }
         if r.sha256.is_some() && r.path.is_some() {
             self.files += 1;
@@ -544,6 +582,50 @@ impl Summary {
             if more > 0 {
                 s.push_str(&format!(" and {more} more"));
             }
+        }
+        for (root, reason) in &self.root_errors {
+            s.push_str(&format!(
+                "\nhashsweep: root {root} could not be swept: {reason}"
+            ));
+        }
+        // The roots have their own lines: the other errors, the first few named.
+        let others: Vec<String> = self
+            .error_paths
+            .iter()
+            .filter(|(p, _)| !self.root_errors.iter().any(|(r, _)| r == p))
+            .map(|(p, reason)| format!("{p} ({reason})"))
+            .collect();
+        let more = self
+            .errors
+            .saturating_sub(self.root_errors.len() as u64)
+            .saturating_sub(others.len() as u64);
+        if !others.is_empty() {
+            s.push_str(&format!("\nhashsweep: errors: {}", others.join(", ")));
+            if more > 0 {
+                s.push_str(&format!(" and {more} more"));
+            }
+        } else if more > 0 {
+            s.push_str(&format!(
+                "\nhashsweep: {} more in the report",
+                counted(more, "error", "errors")
+            ));
+        }
+        if self.archives_not_opened > 0 {
+            let formats: Vec<&str> = crate::scan::archive::Format::ALL
+                .iter()
+                .map(|f| f.name())
+                .collect();
+            let (were, files, its) = if self.archives_not_opened == 1 {
+                ("was", "a file", "its")
+            } else {
+                ("were", "files", "their")
+            };
+            s.push_str(&format!(
+                "\nhashsweep: {} {were} hashed as {files}, {its} contents not read: --archives \
+                 opens {}",
+                counted(self.archives_not_opened, "archive", "archives"),
+                formats.join(", ")
+            ));
         }
         if let Some(f) = &self.report_file {
             s.push_str(&format!("\nhashsweep: report: {}", escape_path(f)));
@@ -887,6 +969,63 @@ mod tests {
             !quiet.contains("network") && !quiet.contains("processes"),
             "{quiet}"
         );
+    }
+
+    /// Errors are named with their reasons, on one line each; the roots have lines of their
+    /// own and are not counted again among the "more".
+    #[test]
+    fn summary_names_root_errors_and_the_first_errors() {
+        let mut s = Summary::default();
+        let names = ["/a", "/b\nc", "/gone", "/d", "/e", "/f"];
+        for (i, p) in names.iter().enumerate() {
+            let mut r = Record::new(Some(Path::new(p)), Verdict::Error);
+            let long = "x".repeat(500);
+            r.error = Some(match i {
+                1 => "cannot open: Permission denied",
+                2 => "No such file or directory",
+                3 => &long,
+                _ => "bad\x1b[31m",
+            });
+            s.count(&r);
+            // Not counted among the errors (skipped), nor named.
+            s.count(&Record::new(Some(Path::new("/fifo")), Verdict::Skipped));
+        }
+        s.root_errors = vec![("/gone".into(), "No such file or directory".into())];
+        let h = s.human();
+        assert!(
+            h.contains("\nhashsweep: root /gone could not be swept: No such file or directory\n"),
+            "{h}"
+        );
+        let list = h
+            .lines()
+            .find(|l| l.starts_with("hashsweep: errors: "))
+            .unwrap();
+        // The first five by order (the root among them, left out), escaped, cut short.
+        assert!(
+            list.starts_with(
+                "hashsweep: errors: /a (bad\\u{1b}[31m), /b\\nc (cannot open: Permission \
+                 denied), /d (xxx"
+            ),
+            "{list}"
+        );
+        assert!(list.contains("x…), /e (bad"), "{list}");
+        assert!(!list.contains("/gone") && !list.contains("/fifo"), "{list}");
+        // Six errors: one root, four named, one more.
+        assert!(list.ends_with(" and 1 more"), "{list}");
+        // Only roots: no list.
+        let mut only_root = Summary::default();
+        only_root.count(&{
+            let mut r = Record::new(Some(Path::new("/gone")), Verdict::Error);
+            r.error = Some("No such file or directory");
+            r
+        });
+        only_root.root_errors = vec![("/gone".into(), "No such file or directory".into())];
+        assert!(
+            !only_root.human().contains("errors:"),
+            "{}",
+            only_root.human()
+        );
+        assert!(!Summary::default().human().contains("root "));
     }
 
     fn rec(path: &Path) -> Record<'_> {

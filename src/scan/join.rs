@@ -6,10 +6,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::ScanOutput;
 use super::archive::Inside;
 use super::hash::{FileResult, FileStatus, Origin};
-use crate::file::SpecialKind;
+use crate::file::{FileKind, SpecialKind};
 use crate::known::{Local, Match};
 use crate::lookup::{Answer, HashOutcome, Verdict};
-use crate::report::{KnownSet, Record, Summary};
+use crate::report::{KnownSet, Record, Summary, escape_path, summary_reason};
 
 impl ScanOutput {
     /// The report record for one file: its own status joined with its digest's outcome.
@@ -126,6 +126,45 @@ impl ScanOutput {
     }
 
     /// Totals for the summary and the exit status.
+    /// Roots that could not be swept (their own record is an `error`: missing, unreadable),
+    /// each once, with the reason.
+    pub fn root_errors(&self, roots: &[std::path::PathBuf]) -> Vec<(String, String)> {
+        let mut found: Vec<(String, String)> = Vec::new();
+        for root in roots {
+            let key = root.as_os_str().as_encoded_bytes();
+            let Ok(i) = self
+                .files
+                .binary_search_by(|f| f.path.as_os_str().as_encoded_bytes().cmp(key))
+            else {
+                continue;
+            };
+            let r = self.record(&self.files[i]);
+            let name = escape_path(root);
+            if r.verdict == Verdict::Error && !found.iter().any(|(n, _)| *n == name) {
+                found.push((name, summary_reason(r.error.or(r.note))));
+            }
+        }
+        found
+    }
+
+    /// Paths on disk whose first bytes say archive (`FileKind::Archive`), hashed as files:
+    /// without `--archives`, archives whose contents were not read.
+    pub fn archives_hashed_as_files(&self) -> u64 {
+        self.files
+            .iter()
+            .filter(|f| {
+                matches!(
+                    f.status,
+                    FileStatus::Hashed {
+                        kind: FileKind::Archive,
+                        origin: Origin::Read | Origin::Cache | Origin::Link,
+                        ..
+                    }
+                )
+            })
+            .count() as u64
+    }
+
     pub fn summary(&self) -> Summary {
         let mut s = Summary {
             distinct_digests: self.dedup.distinct() as u64,

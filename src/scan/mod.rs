@@ -791,7 +791,8 @@ pub fn scan(
         });
 
         let out_rx = lookup.as_ref().map(|(opts, client)| {
-            let (tx, rx) = spawn_lookup(Arc::clone(client), opts, stop);
+            let in_flight = progress.in_flight().unwrap_or_default();
+            let (tx, rx) = spawn_lookup(Arc::clone(client), opts, stop, in_flight);
             c.digest_tx = Some(tx);
             rx
         });

@@ -867,3 +867,50 @@ os.utime(p, (1_600_000_000, 1_600_000_000))
     assert_eq!(s3["archive_members"], 4, "{s3}");
     assert_eq!(s3["archive_members_cached"], 3, "the tar.gz only: {s3}");
 }
+
+/// Without `--archives` a sweep says how many archives it hashed as files without reading
+/// inside them, on stderr and in the JSON summary; with `--archives` it does not (they were
+/// opened).
+#[test]
+fn archives_passed_without_archives_are_counted() {
+    let t = Tree::new();
+    py(
+        t.path(),
+        r#"
+import sys, zipfile, gzip
+with zipfile.ZipFile(sys.argv[1] + "/a.zip", "w") as z:
+    z.writestr("inner.txt", b"inside")
+with gzip.open(sys.argv[1] + "/b.txt.gz", "wb") as g:
+    g.write(b"compressed")
+"#,
+    );
+    t.file("plain.txt", b"not an archive");
+    let out_dir = Tree::new();
+    let report = out_dir.path().join("r.json");
+    let sweep = |extra: &[&str]| {
+        let out = run(cmd()
+            .args(["scan", "--offline", "--format", "json", "-o"])
+            .arg(&report)
+            .args(extra)
+            .arg(t.path()));
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        (stderr(&out), json)
+    };
+    let (err, json) = sweep(&[]);
+    assert!(
+        err.contains(
+            "hashsweep: 2 archives were hashed as files, their contents not read: --archives \
+             opens zip, tar, gzip, xz, zstd, bzip2, 7z"
+        ),
+        "{err}"
+    );
+    assert_eq!(json["summary"]["archives_not_opened"], 2, "{json}");
+    let (err, json) = sweep(&["--archives"]);
+    assert!(!err.contains("hashed as files"), "{err}");
+    assert!(
+        json["summary"].get("archives_not_opened").is_none(),
+        "{json}"
+    );
+    assert_eq!(json["summary"]["archives"], 2, "{json}");
+}

@@ -48,6 +48,68 @@ fn unreadable_file_and_unlistable_directory_are_errors_with_reasons() {
     assert_eq!(rec(&recs, "ok.txt")["verdict"], "not_looked_up");
 }
 
+/// With the report in a file, stderr names an unlistable root on a line of its own and the
+/// first few other errors with their reasons, then how many more.
+#[test]
+fn errors_are_named_on_stderr_with_the_report_in_a_file() {
+    let t = Tree::new();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ok = t.file("ok.txt", b"fine");
+    std::fs::set_permissions(&ok, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for i in 0..7 {
+        let p = t.file(format!("secret{i}.txt"), b"private");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    let locked = t.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 && std::fs::read(t.path().join("secret0.txt")).is_ok() {
+        skip("this user reads a mode-000 file (CAP_DAC_OVERRIDE?): nothing is unreadable");
+        return;
+    }
+    // Somewhere the scan (as nobody when we are root) may write its report.
+    let out_dir = Tree::new();
+    std::fs::set_permissions(out_dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let report = out_dir.path().join("r.ndjson");
+    let mut c = cmd_unprivileged();
+    let out = run(c
+        .args(["scan", "--offline", "-o"])
+        .arg(&report)
+        .arg(t.path())
+        .arg(&locked));
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "hashsweep: root {} could not be swept: Permission denied",
+            locked.display()
+        )),
+        "{err}"
+    );
+    // 8 errors: the root on its line; of the first five by path (`locked` comes first), the
+    // four others in the list, then the three more.
+    let list = err
+        .lines()
+        .find(|l| l.starts_with("hashsweep: errors: "))
+        .unwrap_or_else(|| panic!("no list of errors: {err}"));
+    let first = format!(
+        "hashsweep: errors: {} (cannot open: Permission denied), ",
+        t.path().join("secret0.txt").display()
+    );
+    assert!(list.starts_with(&first), "{list}");
+    assert!(
+        !list.contains("locked"),
+        "the root has its own line: {list}"
+    );
+    assert!(list.ends_with(" and 3 more"), "{list}");
+    assert_eq!(
+        list.matches("(cannot open: Permission denied)").count(),
+        4,
+        "{list}"
+    );
+}
+
 /// With `--pseudo-fs` (without it a root on proc is one skipped record: see `livesys`).
 #[test]
 fn proc_files_that_report_size_zero_are_read_and_flagged() {

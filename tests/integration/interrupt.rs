@@ -68,7 +68,7 @@ fn sigint_and_sigterm_write_the_report_and_exit_130_143() {
         let (code, took, err) = wait_for(child, Duration::from_secs(10));
         assert_eq!(code, expected, "{err}");
         assert!(took < Duration::from_secs(6), "took {took:?}");
-        assert!(err.contains("interrupted"), "{err}");
+        assert!(err.contains("interrupted by"), "{err}");
         let text = std::fs::read_to_string(&report).expect("report written");
         let recs: Vec<serde_json::Value> = text
             .lines()
@@ -80,6 +80,37 @@ fn sigint_and_sigterm_write_the_report_and_exit_130_143() {
             "{text}"
         );
     }
+}
+
+/// The first Ctrl-C says at once, while the run winds down, that the report is being finished
+/// and how to stop without it; the usual closing line follows once it is written.
+#[test]
+fn the_first_signal_says_the_report_is_being_finished() {
+    let (_mock, _t, _out_dir, _report, mut child) = slow_scan_underway();
+    let mut stderr = child.stderr.take().unwrap();
+    signal(&child, libc::SIGINT);
+    // Read stderr as it comes: the line must be there while the run is still finishing (the
+    // mock answers after 8 s; an interrupted run waits up to 3 s for answers in flight).
+    let said = "hashsweep: interrupted (SIGINT): finishing the report with what is known \
+                (Ctrl-C again to stop at once)";
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains(said) {
+        let n = stderr.read(&mut buf).unwrap();
+        assert!(n > 0, "stderr closed: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "said while the report is being finished, not after"
+    );
+    stderr.read_to_end(&mut seen).unwrap();
+    let (code, _, _) = wait_for(child, Duration::from_secs(10));
+    assert_eq!(code, 130);
+    let err = String::from_utf8_lossy(&seen);
+    let first = err.find(said).unwrap();
+    let last = err.find("interrupted by SIGINT").expect("the closing line");
+    assert!(first < last, "{err}");
 }
 
 /// The second signal comes while the report is being written: to a pipe the test stops
@@ -114,7 +145,7 @@ fn a_second_signal_during_the_report_exits_at_once() {
         let (code, _, err) = wait_for(child, Duration::from_secs(10));
         assert_eq!(code, expected, "{err}");
         assert!(
-            !err.contains("interrupted"),
+            !err.contains("interrupted by"),
             "exited at once, not after finishing the report: {err}"
         );
         assert!(

@@ -549,3 +549,27 @@ fn streams_off_windows_is_a_warning_and_the_sweep_goes_on() {
     );
     assert_eq!(rec(&ndjson(&out), "a.txt")["verdict"], "not_looked_up");
 }
+
+/// With the report in a file, a root that does not exist is named on stderr on a line of its
+/// own (the report has its record, but nobody reads the report of a typo).
+#[test]
+fn a_missing_root_is_named_on_stderr_with_the_report_in_a_file() {
+    let t = Tree::new();
+    t.file("a.txt", b"here");
+    let gone = t.path().join("not-there");
+    let out_dir = Tree::new();
+    let report = out_dir.path().join("r.ndjson");
+    let out = run(cmd()
+        .args(["scan", "--offline", "-o"])
+        .arg(&report)
+        .arg(t.path())
+        .arg(&gone));
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    let line = format!("hashsweep: root {} could not be swept: ", gone.display());
+    let named: Vec<&str> = err.lines().filter(|l| l.starts_with(&line)).collect();
+    assert_eq!(named.len(), 1, "{err}");
+    assert!(!named[0][line.len()..].is_empty(), "with its reason: {err}");
+    // Its one error is on that line, not repeated in a list of errors.
+    assert!(!err.contains("hashsweep: errors:"), "{err}");
+}
