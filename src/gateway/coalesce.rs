@@ -112,6 +112,11 @@ impl Upstream {
         self
     }
 
+    /// The upstream's endpoint (`{base}/v4/hash`): the service whose answers the store keeps.
+    pub fn endpoint(&self) -> String {
+        lock(&self.clients)[0].endpoint().to_string()
+    }
+
     fn all(&self) -> [Arc<HttpClient>; 2] {
         lock(&self.clients).clone()
     }

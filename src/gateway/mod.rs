@@ -247,7 +247,12 @@ async fn run(
     max_connections: usize,
     ready: impl FnOnce(&SocketAddr, &str),
 ) -> Result<(), GatewayError> {
-    let store = Store::open(&cfg.store, cfg.ttls, cfg.upstream.claim_ttl)?;
+    let store = Store::open(
+        &cfg.store,
+        cfg.ttls,
+        cfg.upstream.claim_ttl,
+        &upstream.endpoint(),
+    )?;
     let store = match &cfg.store_key {
         Some(k) => store.signed(k.clone())?,
         None => store,

@@ -436,8 +436,15 @@ impl Store {
     }
 
     /// Open the store named by `spec`. Redis is connected lazily: a gateway whose Redis is
-    /// not up yet starts, answers 503, and serves as soon as Redis is there.
-    pub fn open(spec: &str, ttls: Ttls, claim_ttl: Duration) -> Result<Store, StoreError> {
+    /// not up yet starts, answers 503, and serves as soon as Redis is there. A SQLite store
+    /// (the scan cache by default) keeps its answers as `service`'s, the upstream's endpoint,
+    /// like a sweep that asked that service itself.
+    pub fn open(
+        spec: &str,
+        ttls: Ttls,
+        claim_ttl: Duration,
+        service: &str,
+    ) -> Result<Store, StoreError> {
         if let Some(path) = spec.strip_prefix("sqlite:") {
             if path.is_empty() {
                 return Err(StoreError::Spec(spec.into(), "sqlite: needs a path".into()));
@@ -446,7 +453,9 @@ impl Store {
                 spec: spec.into(),
                 source: Box::new(source),
             })?;
-            return Ok(Store::Sqlite(Arc::new(cache.with_ttls(ttls))));
+            return Ok(Store::Sqlite(Arc::new(
+                cache.with_ttls(ttls).with_service(service),
+            )));
         }
         if spec.starts_with("redis-cluster://") || spec.starts_with("rediss-cluster://") {
             let shown: Arc<str> = Arc::from(redacted_cluster(spec));
@@ -1536,6 +1545,7 @@ mod tests {
             "redis-cluster://app:hunter2secret@127.0.0.1:1,127.0.0.1:2",
             Ttls::default(),
             Duration::from_secs(30),
+            crate::cache::LEGACY_SERVICE,
         )
         .unwrap();
         assert!(s.is_shared());
@@ -1544,16 +1554,26 @@ mod tests {
 
     #[test]
     fn store_specs_are_checked_and_passwords_never_shown() {
-        let e = Store::open("memcached://x", Ttls::default(), Duration::from_secs(30))
-            .err()
-            .unwrap();
+        let e = Store::open(
+            "memcached://x",
+            Ttls::default(),
+            Duration::from_secs(30),
+            crate::cache::LEGACY_SERVICE,
+        )
+        .err()
+        .unwrap();
         assert!(e.to_string().contains("redis://HOST"), "{e}");
         assert_eq!(
             redacted("redis://:hunter2secret@127.0.0.1:6379/0"),
             "redis://:REDACTED@127.0.0.1:6379/0"
         );
         assert!(matches!(
-            Store::open("sqlite:", Ttls::default(), Duration::from_secs(30)),
+            Store::open(
+                "sqlite:",
+                Ttls::default(),
+                Duration::from_secs(30),
+                crate::cache::LEGACY_SERVICE
+            ),
             Err(StoreError::Spec(..))
         ));
     }

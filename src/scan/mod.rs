@@ -460,10 +460,8 @@ impl Collector<'_> {
                         "deferred: its last answer ({}) is older than --max-age {max_age}, and \
                          the hashes this run could ask went to files never asked or that \
                          matter more; a later run asks it first",
-                        crate::report::rfc3339(
-                            std::time::UNIX_EPOCH + Duration::from_secs(at.max(0) as u64)
-                        )
-                        .unwrap_or_default()
+                        crate::report::rfc3339(UNIX_EPOCH + Duration::from_secs(at.max(0) as u64))
+                            .unwrap_or_default()
                     )
                     .into(),
                 ),

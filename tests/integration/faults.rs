@@ -143,15 +143,18 @@ fn remaining_zero_stops_before_the_service_refuses() {
         2,
         "no request once X-RateLimit-Remaining is 0"
     );
-    // What the budget did not cover is deferred (not failed), each saying why.
+    // What the budget did not cover is deferred (not failed), each saying why: the plan knew
+    // the budget from the probe's answer.
     let recs = ndjson(&out);
     assert_eq!(recs.iter().filter(|r| r["verdict"] == "error").count(), 0);
     let deferred: Vec<_> = recs.iter().filter(|r| r["verdict"] == "deferred").collect();
     assert_eq!(deferred.len(), 5, "{recs:?}");
     assert!(
-        deferred
-            .iter()
-            .all(|r| r["note"].as_str().unwrap().contains("quota is spent") && r["error"].is_null()),
+        deferred.iter().all(|r| r["note"]
+            .as_str()
+            .unwrap()
+            .contains("deferred by the lookup budget")
+            && r["error"].is_null()),
         "{deferred:?}"
     );
     let err = stderr(&out);
