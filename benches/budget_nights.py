@@ -71,8 +71,18 @@ def make_tree(root, files):
     return len(planted)
 
 
-def start_mock(mock, key, daily):
-    args = [mock, "--listen", "127.0.0.1:0"]
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_mock(mock, key, daily, port):
+    # The same address every night: the service is the same one (its answers are kept as
+    # that URL's, and the key's budget under that URL).
+    args = [mock, "--listen", f"127.0.0.1:{port}"]
     if daily is not None:
         args += ["--daily-budget", str(daily)]
     proc = subprocess.Popen(
@@ -107,6 +117,7 @@ def main():
     cache = os.path.join(tmp, "cache.sqlite")
     key = f"nights-key-{os.getpid()}"
     planted = make_tree(tree, a.files)
+    port = free_port()
     print(
         f"tree: {a.files} old data files and {planted} planted files (EICAR at 3 paths); "
         f"budget {a.daily} hashes a {'run (--budget)' if a.cap else 'day (the key)'}"
@@ -122,7 +133,7 @@ def main():
     converged_at = None
     failures = []
     for night in range(1, a.nights + 1):
-        proc, url = start_mock(mock, key, None if a.cap else a.daily)
+        proc, url = start_mock(mock, key, None if a.cap else a.daily, port)
         try:
             cmd = [
                 hashsweep,
