@@ -1069,25 +1069,11 @@ impl Cache {
             .filter(|(_, r)| r.used_at < touch_before)
             .map(|(d, _)| *d)
             .collect();
+        // Dating is for pruning only: a cache that cannot be written still serves its answers
+        // (the failure is counted and told once, like any other).
         if !touch.is_empty() {
-            let mut conn = lock(&self.writer);
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(sql_err(&self.path, "starting a write"))?;
-            {
-                let mut stmt = tx
-                    .prepare_cached(
-                        "UPDATE verdicts SET used_at = ?1
-                         WHERE service = ?2 AND algo = ?3 AND digest = ?4",
-                    )
-                    .map_err(sql_err(&self.path, "preparing an answer's date"))?;
-                for d in &touch {
-                    stmt.execute(params![now, self.service, d.algo().name(), d.as_bytes()])
-                        .map_err(sql_err(&self.path, "dating an answer"))?;
-                }
-            }
-            tx.commit()
-                .map_err(sql_err(&self.path, "committing the answers' dates"))?;
+            let r = self.try_touch_answers(&touch, now);
+            let _ = self.noted(r);
         }
         let hits = rows.len() as u64;
         bump(&self.counters.verdict_hits, hits);
@@ -1096,6 +1082,28 @@ impl Cache {
             (digests.len() as u64).saturating_sub(hits),
         );
         Ok(rows.into_iter().map(|(d, r)| (d, r.into())).collect())
+    }
+
+    /// Date these answers as used by a sweep at `now` (unix seconds).
+    fn try_touch_answers(&self, digests: &[Digest], now: i64) -> Result<(), CacheError> {
+        let mut conn = lock(&self.writer);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err(&self.path, "starting a write"))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE verdicts SET used_at = ?1
+                     WHERE service = ?2 AND algo = ?3 AND digest = ?4",
+                )
+                .map_err(sql_err(&self.path, "preparing an answer's date"))?;
+            for d in digests {
+                stmt.execute(params![now, self.service, d.algo().name(), d.as_bytes()])
+                    .map_err(sql_err(&self.path, "dating an answer"))?;
+            }
+        }
+        tx.commit()
+            .map_err(sql_err(&self.path, "committing the answers' dates"))
     }
 
     /// The rows of this cache's service for these digests, in one read transaction.
@@ -1961,6 +1969,20 @@ mod tests {
         b.put_verdicts(&[(d, answer(0, 0))], at(T0)).unwrap();
         assert_eq!(a.get_verdicts(&[d], at(T0)).unwrap()[&d].scan_result_i, 1);
         assert_eq!(b.get_verdicts(&[d], at(T0)).unwrap()[&d].scan_result_i, 0);
+    }
+
+    /// A cache that cannot be written still serves its old answers (dating them fails,
+    /// counted as an error, and the answers come back all the same).
+    #[test]
+    fn old_answers_serve_from_a_cache_that_cannot_be_written() {
+        let (_dir, cache) = fresh();
+        let d = Digest::Sha256([5; 32]);
+        cache.put_verdicts(&[(d, answer(0, 0))], at(T0)).unwrap();
+        cache.fail_writes();
+        let later = at(T0 + 30 * 86_400);
+        let got = cache.get_answers(&[d], later).unwrap();
+        assert_eq!(got[&d].looked_up_at, T0);
+        assert_eq!(cache.stats().errors, 1);
     }
 
     /// An unknown program's answer is due sooner than an unknown data file's.
