@@ -2,7 +2,8 @@
 //! limits, a spent quota, and all of them at once. A failed lookup is never reported clean.
 
 #[cfg(unix)]
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use hashsweep_mock::{FaultKind, Mangle};

@@ -2011,16 +2011,16 @@ fn an_upstream_answer_over_the_size_cap_is_a_failed_lookup() {
         .spawn()
         .unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap());
+    // The start line, past any log line written before it (under load the store's first
+    // prune can log first).
     let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    let gw_url = line
-        .split("listening on ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let gw_url = loop {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "gateway exited");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
     let gw = Gateway {
         child,
         url: gw_url,
