@@ -7,10 +7,13 @@ pub fn run_serve(a: ServeArgs) -> Result<u8, Error> {
     use hashsweep::gateway::{ServeConfig, Tokens, conn};
     let filter = tracing_subscriber::EnvFilter::try_new(&a.log)
         .map_err(|e| Error::Usage(format!("invalid --log '{}': {e}", a.log)))?;
-    // Log lines go to stderr (the journal under systemd); never the keys or tokens.
+    // Log lines go to stderr (the journal under systemd); never the keys or tokens. Colours
+    // only on a terminal (and not with NO_COLOR): a journal or a file gets plain text.
+    let colour = IsTerminal::is_terminal(&io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
+        .with_ansi(colour)
         .with_target(false)
         .try_init();
     let tokens = Tokens::load(&a.tokens)?;

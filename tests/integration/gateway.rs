@@ -593,6 +593,11 @@ fn an_unknown_token_gets_401006_and_never_reaches_upstream() {
     let log = gw.log();
     assert!(log.contains("refused"), "{log}");
     assert!(!log.contains("wrong-token-0000000000"), "{log}");
+    // Written to a pipe: plain text, no terminal colours.
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escapes in a piped log: {log:?}"
+    );
 }
 
 #[test]
