@@ -21,6 +21,9 @@
 //! and truncation can be produced on purpose. Like a real server it answers what is not HTTP
 //! (a TLS handshake sent to its plain port) with 400 at once.
 //!
+//! The file API (`POST /v4/file`, `GET /v4/file/{data_id}`, `GET /v4/apikey`) for
+//! `--upload-unknown` is in [`upload`], with its own prevention budget and faults.
+//!
 //! Requests are checked by [`request`], written from the vendor's page and not shared with
 //! hashsweep's gateway. This crate does not depend on `hashsweep`; it is used by hashsweep's
 //! tests, and its `mock-api` binary by the benchmarks and demos. It binds to loopback only.
