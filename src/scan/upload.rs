@@ -564,6 +564,13 @@ impl Uploader<'_> {
         report: &mut UploadReport,
     ) {
         let deadline = Instant::now() + self.opts.wait;
+        if !waiting.is_empty() {
+            self.progress.note(&format!(
+                "--upload-unknown: waiting up to {} for {} scan(s) of the vendor's engines",
+                humantime::format_duration(self.opts.wait),
+                waiting.len()
+            ));
+        }
         while !waiting.is_empty() && !self.stop.load(Ordering::Relaxed) {
             let Some(i) = (0..waiting.len()).min_by_key(|&i| waiting[i].next) else {
                 break;

@@ -160,6 +160,8 @@ fn an_unknown_program_is_uploaded_and_its_answer_becomes_the_verdict_and_the_cac
     );
     check_no_key(&out, &mock);
 
+    assert!(err.contains("waiting up to 5m for 2 scan(s)"), "{err}");
+
     // The answer is the digest's answer in the cache: the next run neither uploads nor asks.
     let asked = mock.requests().len();
     let out = run(up(&mock, t.path())
@@ -169,6 +171,16 @@ fn an_unknown_program_is_uploaded_and_its_answer_becomes_the_verdict_and_the_cac
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert_eq!(mock.uploads().len(), 2);
     assert_eq!(rec(&ndjson(&out), "tool.exe")["verdict"], "infected");
+    // The JSON summary counts the uploads and names the flags.
+    let json = run(up(&mock, t.path())
+        .args(["--upload-accept-sharing", "--format", "json", "--cache"])
+        .arg(&cache)
+        .env_remove("HASHSWEEP_NO_CACHE"));
+    let v: Value = serde_json::from_slice(&json.stdout).expect("a json report");
+    assert_eq!(v["summary"]["uploads"]["unknown"], 1, "{}", v["summary"]);
+    assert_eq!(v["summary"]["uploads"]["other_kind"], 1, "{}", v["summary"]);
+    assert_eq!(v["summary"]["run"]["options"]["upload-unknown"], true);
+    assert_eq!(v["summary"]["run"]["options"]["upload-budget"], 5);
     let hashes: Vec<String> = mock.requests()[asked..]
         .iter()
         .flat_map(|r| r.hashes.clone())
