@@ -14,9 +14,11 @@
 
 mod maintain;
 mod members;
+mod uploads;
 
 pub use maintain::{FORGET_AFTER, Maintenance, PRUNE_EVERY};
 pub use members::{ArchiveRow, MemberRow, MemberState};
+pub use uploads::PendingUpload;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -43,7 +45,7 @@ use crate::sync::lock;
 /// `PRAGMA application_id` of a hashsweep cache ("hswp"): a SQLite file without it is not ours.
 pub const APPLICATION_ID: i32 = 0x6873_7770;
 /// `PRAGMA user_version` this code writes. Older versions are migrated on open.
-pub const SCHEMA_VERSION: i32 = 6;
+pub const SCHEMA_VERSION: i32 = 7;
 /// How long a connection waits for another process's lock before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// A file whose mtime or ctime is this recent when its digests are stored is not cached: a
@@ -181,6 +183,19 @@ const MIGRATE_V6_COPY: &str = "INSERT INTO verdicts_v6 SELECT ?1, algo, digest, 
     looked_up_at FROM verdicts";
 /// Schema 6, last step.
 const MIGRATE_V6_SWAP: &str = "DROP TABLE verdicts; ALTER TABLE verdicts_v6 RENAME TO verdicts;";
+
+/// Schema version 7: uploads of unknown files still being scanned, by service and digest
+/// (`--upload-unknown`; see `uploads`).
+const MIGRATE_V7_UPLOADS: &str = "
+CREATE TABLE IF NOT EXISTS pending_uploads (
+    service     TEXT NOT NULL,
+    algo        TEXT NOT NULL,
+    digest      BLOB NOT NULL,
+    data_id     TEXT NOT NULL,
+    uploaded_at INTEGER NOT NULL,
+    PRIMARY KEY (service, algo, digest)
+) WITHOUT ROWID;
+";
 
 /// The service whose answers rows written before schema 6 hold: the only real one, the
 /// default `--api-url`'s endpoint. Also the service of a cache not told otherwise.
@@ -1388,7 +1403,11 @@ fn open_writer(path: &Path) -> Result<Connection, CacheError> {
         tx.execute_batch(MIGRATE_V6_SWAP)
             .map_err(sql_err(path, "adding the answers' services (schema 6)"))?;
     }
-    // A future schema adds `if version < 7 { ... }` here.
+    if version < 7 {
+        tx.execute_batch(MIGRATE_V7_UPLOADS)
+            .map_err(sql_err(path, "adding the pending uploads (schema 7)"))?;
+    }
+    // A future schema adds `if version < 8 { ... }` here.
     if version != SCHEMA_VERSION {
         tx.pragma_update(None, "application_id", APPLICATION_ID)
             .map_err(sql_err(path, "writing the application id"))?;

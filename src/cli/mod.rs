@@ -515,9 +515,51 @@ pub struct ScanArgs {
     #[command(flatten)]
     pub api: ApiArgs,
     #[command(flatten)]
+    pub upload: UploadArgs,
+    #[command(flatten)]
     pub output: OutputArgs,
     #[command(flatten)]
     pub view: ViewArgs,
+}
+
+/// `--upload-unknown` and its limits (see `hashsweep::scan::upload`).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Upload (sends files to the vendor)")]
+pub struct UploadArgs {
+    /// Upload files the service does not know (unknown) to its multiscanning, and report
+    /// its answer. The whole file leaves this host: the vendor keeps it and, unless the key
+    /// enforces private scanning, shares it with its partners. Nothing is uploaded without
+    /// --upload-accept-sharing on the command line, or a key that enforces private scanning
+    #[arg(long)]
+    pub upload_unknown: bool,
+    /// Accept that uploaded files are shared with the vendor and its partners (command line
+    /// only: never a config file setting)
+    #[arg(long, requires = "upload_unknown")]
+    pub upload_accept_sharing: bool,
+    /// Kinds of file uploaded: program, script, document, archive, other, all (repeatable or
+    /// comma-separated; default: program,script,document)
+    #[arg(long, value_name = "KIND", value_delimiter = ',', value_parser = parse_upload_kind)]
+    pub upload_kind: Vec<Vec<hashsweep::file::FileKind>>,
+    /// Upload no file larger than SIZE (default: the key's max_upload_file_size)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub upload_max_size: Option<u64>,
+    /// Upload at most N files in this run, most important first, within what the key's
+    /// upload (prevention) budget has left
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub upload_budget: u64,
+    /// Never upload a file whose path matches GLOB (repeatable; added to the default list:
+    /// SSH and GnuPG keys, key stores, credentials, browser and mail profiles, password
+    /// managers' databases)
+    #[arg(long, value_name = "GLOB")]
+    pub upload_exclude: Vec<String>,
+    /// How long the run waits for the uploads' scans; one still scanning keeps its data_id
+    /// and the next run fetches the result
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub upload_wait: Duration,
+}
+
+fn parse_upload_kind(s: &str) -> Result<Vec<hashsweep::file::FileKind>, String> {
+    hashsweep::scan::upload::parse_kind(s)
 }
 
 #[derive(Debug, Args)]

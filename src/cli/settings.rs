@@ -22,6 +22,18 @@ pub const SYSTEM_CONFIG: &str = "/etc/hashsweep/config.toml";
 /// Arguments that are not settings.
 const NOT_SETTINGS: &[&str] = &["help", "version", "config"];
 
+/// Flags a config file may not set: consent given for one run, on its command line.
+const COMMAND_LINE_ONLY: &[&str] = &["upload-accept-sharing"];
+
+/// The refusal of a [`COMMAND_LINE_ONLY`] key in `file`.
+fn command_line_only(file: &Path, key: &str) -> String {
+    format!(
+        "config file {}: {key} is accepted only on the command line: sending files to the \
+         vendor is agreed to for a run, not by a settings file",
+        file.display()
+    )
+}
+
 /// Where one setting came from, for `hashsweep config`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -96,6 +108,9 @@ pub fn load(cmd: &Command, sub: &str, files: &[PathBuf]) -> Result<Vec<Setting>,
         for (key, value) in &table {
             if let (Some(s), toml::Value::Table(t)) = (cmd.find_subcommand(key), value) {
                 for (k, v) in t {
+                    if COMMAND_LINE_ONLY.contains(&k.as_str()) {
+                        return Err(command_line_only(file, k));
+                    }
                     if !s.get_arguments().any(|a| a.get_long() == Some(k.as_str()))
                         || NOT_SETTINGS.contains(&k.as_str())
                     {
@@ -108,6 +123,8 @@ pub fn load(cmd: &Command, sub: &str, files: &[PathBuf]) -> Result<Vec<Setting>,
                         own.push((k, v));
                     }
                 }
+            } else if COMMAND_LINE_ONLY.contains(&key.as_str()) {
+                return Err(command_line_only(file, key));
             } else if longs.contains(key) {
                 top.push((key, value));
             } else {

@@ -12,6 +12,7 @@ mod prevalence;
 mod scan;
 mod serve;
 mod shell;
+mod upload;
 
 pub use check::run_check;
 pub use config_cmd::run_config;

@@ -135,13 +135,25 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
     };
     let stop = Interrupt::install()?;
     let progress = progress();
-    let out = scan(
+    let mut out = scan(
         &cfg,
         client.clone().map(|c| c as Arc<dyn ReputationClient>),
         &*progress,
         &stop.flag,
     )?;
+    // --upload-unknown: the unknown files' answers from the vendor's multiscanning.
+    let uploads = upload::run(
+        &a.upload,
+        a.api.details,
+        &mut out,
+        client.as_ref(),
+        cfg.cache.as_deref(),
+        &cfg.budget,
+        &stop.flag,
+        &*progress,
+    )?;
     let mut summary = out.summary();
+    summary.uploads = uploads.as_ref().map(|u| u.counts);
     summary.root_errors = out.root_errors(&cfg.roots);
     if cfg.hash.archives.is_none() {
         summary.archives_not_opened = out.archives_hashed_as_files();
@@ -201,6 +213,13 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
             for i in order {
                 let mut r = out.record(&out.files[i]);
                 r.change = changes.get(i).copied().flatten();
+                if let Some(u) = &uploads {
+                    let algo = out.lookup_algo;
+                    u.amend(
+                        &mut r,
+                        out.files[i].digests().zip(algo).and_then(|(d, a)| d.get(a)),
+                    );
+                }
                 rep.record(&r)?;
             }
             for path in &removed {
@@ -275,6 +294,7 @@ fn scan_options(a: &ScanArgs) -> serde_json::Map<String, serde_json::Value> {
     m.insert("known-bad".into(), paths(&a.known_bad));
     m.insert("also-lookup".into(), a.also_lookup.into());
     m.insert("budget".into(), a.budget.into());
+    upload::report_options(&a.upload, &mut m);
     m.insert("priority-path".into(), a.priority_path.clone().into());
     m.insert(
         "baseline".into(),

@@ -330,6 +330,12 @@ impl HttpClient {
         format!("budget:{}", crate::digest::hex_lower(&d[..8]))
     }
 
+    /// What the client was built with (the URL, the key, TLS: the file API's client uses the
+    /// same).
+    pub fn config(&self) -> &ClientConfig {
+        &self.cfg
+    }
+
     /// The endpoint asked, `{base}/v4/hash`.
     pub fn endpoint(&self) -> &str {
         self.endpoint.as_str()

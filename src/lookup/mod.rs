@@ -14,6 +14,7 @@ mod dispatch;
 pub mod error;
 pub mod http;
 pub mod protocol;
+pub mod upload;
 pub mod verdict;
 
 use std::fmt;

@@ -339,6 +339,9 @@ pub struct Summary {
     /// With `--baseline`: how many paths are new, modified, unchanged, removed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub changes: Option<ChangeCounts>,
+    /// With `--upload-unknown`: what was uploaded, answered, left pending or not uploaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uploads: Option<crate::scan::upload::UploadCounts>,
     /// The `--known-good` / `--known-bad` sets the run used, with an RDS database's release.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub known_sets: Vec<KnownSet>,
@@ -632,6 +635,9 @@ impl Summary {
         }
         if let Some(c) = &self.changes {
             s.push_str(&format!("\nhashsweep: {}", c.human()));
+        }
+        if let Some(u) = &self.uploads {
+            s.push_str(&format!("\nhashsweep: {}", u.human()));
         }
         for k in &self.known_sets {
             s.push_str(&format!("\nhashsweep: {}", k.human()));

@@ -23,6 +23,7 @@ mod join;
 pub mod plan;
 pub mod process;
 mod remembered;
+pub mod upload;
 pub mod walk;
 mod worker;
 

@@ -50,6 +50,7 @@ mod secrecy;
 #[cfg(unix)]
 mod shell;
 mod throttling;
+mod upload;
 // Windows only: locked files, junctions, long paths, case-insensitive names.
 #[cfg(windows)]
 mod windows;

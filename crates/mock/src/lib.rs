@@ -21,11 +21,15 @@
 //! and truncation can be produced on purpose. Like a real server it answers what is not HTTP
 //! (a TLS handshake sent to its plain port) with 400 at once.
 //!
+//! The file API (`POST /v4/file`, `GET /v4/file/{data_id}`, `GET /v4/apikey`) for
+//! `--upload-unknown` is in [`upload`], with its own prevention budget and faults.
+//!
 //! Requests are checked by [`request`], written from the vendor's page and not shared with
 //! hashsweep's gateway. This crate does not depend on `hashsweep`; it is used by hashsweep's
 //! tests, and its `mock-api` binary by the benchmarks and demos. It binds to loopback only.
 
 pub mod request;
+pub mod upload;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
@@ -223,6 +227,8 @@ struct State {
     /// Requests being served now, and the most at once so far.
     in_flight: usize,
     max_in_flight: usize,
+    /// The file API (`POST /v4/file`, `GET /v4/file/{id}`, `GET /v4/apikey`).
+    uploads: upload::Uploads,
 }
 
 /// A running mock server. Stops accepting when dropped.
@@ -385,6 +391,55 @@ impl MockServer {
         self.with(|s| s.seen.clone())
     }
 
+    /// Change what the key allows on the file API (see [`upload::UploadSettings`]).
+    pub fn set_upload_settings(&self, f: impl FnOnce(&mut upload::UploadSettings)) {
+        self.with(|s| f(&mut s.uploads.settings));
+    }
+
+    /// Answer the next `POST /v4/file` with `fault` (queued in order; other endpoints do not
+    /// take it).
+    pub fn push_upload_fault(&self, fault: Fault) {
+        self.with(|s| s.uploads.faults.push_back(fault));
+    }
+
+    /// The scan of the file with this SHA-256 never finishes (polls stay below 100%).
+    pub fn never_finish(&self, sha256: &str) {
+        self.with(|s| s.uploads.never_finish.insert(sha256.to_ascii_uppercase()));
+    }
+
+    /// What a scan of an uploaded file with this SHA-256 finds (others: clean; EICAR: infected).
+    pub fn set_upload_result(&self, sha256: &str, scan_result_i: i64, total_detected_avs: i64) {
+        self.with(|s| {
+            s.uploads.results.insert(
+                sha256.to_ascii_uppercase(),
+                MockEntry {
+                    scan_result_i,
+                    total_detected_avs,
+                    threat: if total_detected_avs > 0 {
+                        "Mock.Threat".into()
+                    } else {
+                        String::new()
+                    },
+                },
+            )
+        });
+    }
+
+    /// Uploads seen so far (`POST /v4/file`).
+    pub fn uploads(&self) -> Vec<upload::SeenUpload> {
+        self.with(|s| s.uploads.seen.clone())
+    }
+
+    /// Polls of `GET /v4/file/{data_id}` so far.
+    pub fn upload_polls(&self) -> u64 {
+        self.with(|s| s.uploads.polls)
+    }
+
+    /// Uploads left of today's prevention budget.
+    pub fn prevention_remaining(&self) -> u64 {
+        self.with(|s| s.uploads.remaining())
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut g)
@@ -420,7 +475,7 @@ impl HttpRequest {
     }
 }
 
-/// Read one request (headers up to 64 KiB, body up to 4 MiB by Content-Length).
+/// Read one request (headers up to 64 KiB, body up to 32 MiB by Content-Length).
 fn read_request(stream: &mut TcpStream) -> std::io::Result<HttpRequest> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
     let mut buf = Vec::with_capacity(4096);
@@ -459,7 +514,7 @@ fn read_request(stream: &mut TcpStream) -> std::io::Result<HttpRequest> {
         .find(|(k, _)| k == "content-length")
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0);
-    if len > 4 << 20 {
+    if len > 32 << 20 {
         return Err(bad("body too large"));
     }
     let mut body = buf[head_end + 4..].to_vec();
@@ -623,6 +678,33 @@ fn serve_connection(mut stream: TcpStream, state: &Mutex<State>) {
     }
 
     let path = req.path.split('?').next().unwrap_or_default();
+    // The file API: its own faults, budget and rate-limit headers.
+    let file_api = path == "/v4/apikey" || path == "/v4/file" || path.starts_with("/v4/file/");
+    if file_api && scripted.is_none() {
+        let (status, text, headers) = {
+            let mut s = lock();
+            let s = &mut *s;
+            let (status, text) = if key.is_some() && apikey != key {
+                (401, error_body(401006, "Invalid apikey"))
+            } else if req.method == "GET" && path == "/v4/apikey" {
+                s.uploads.apikey()
+            } else if req.method == "POST" && path == "/v4/file" {
+                let fault = s.uploads.faults.pop_front();
+                s.uploads.upload(&req.headers, &req.body, fault)
+            } else if let (true, Some(id)) = (req.method == "GET", upload::data_id(path)) {
+                s.uploads.poll(id, &mut s.entries)
+            } else {
+                (404, error_body(404000, "Endpoint not found"))
+            };
+            (status, text, s.uploads.headers())
+        };
+        record(status);
+        drop(serving);
+        let mut all: Vec<(String, String)> =
+            vec![("content-type".into(), "application/json".into())];
+        all.extend(headers);
+        return write_answer(stream, status, all, text.into_bytes(), false);
+    }
     let (status, text) = if let Some(s) = scripted {
         s
     } else if req.method != "POST" || path != "/v4/hash" {
@@ -664,7 +746,17 @@ fn serve_connection(mut stream: TcpStream, state: &Mutex<State>) {
     headers.extend(lock().day.headers());
     headers.retain(|(k, _)| !extra.iter().any(|(e, _)| e.eq_ignore_ascii_case(k)));
     headers.extend(extra);
-    let body = text.into_bytes();
+    write_answer(stream, status, headers, text.into_bytes(), truncate);
+}
+
+/// Write one answer and close (`truncate`: promise more body than is sent).
+fn write_answer(
+    mut stream: TcpStream,
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    truncate: bool,
+) {
     let promised = if truncate {
         body.len() + 100
     } else {
@@ -692,6 +784,7 @@ fn reason(status: u16) -> &'static str {
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
+        413 => "Payload Too Large",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
@@ -967,5 +1060,129 @@ mod tests {
                 && body.contains(r#""scan_result_i":5"#)
                 && body.contains("-1")
         );
+    }
+}
+
+#[cfg(test)]
+mod upload_tests {
+    use super::*;
+    use sha2::Digest as _;
+
+    /// One request by hand: method, path, extra header lines, body; the status and body back.
+    fn call(
+        server: &MockServer,
+        method: &str,
+        path: &str,
+        extra: &str,
+        body: &[u8],
+    ) -> (u16, String) {
+        let mut s = TcpStream::connect(server.addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\n{extra}Content-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        s.write_all(body).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        let text = String::from_utf8_lossy(&got).into_owned();
+        let status = text[9..12].parse().unwrap();
+        let body = text
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        (status, body)
+    }
+
+    fn data_id(body: &str) -> String {
+        let v: Value = serde_json::from_str(body).unwrap();
+        v["data_id"].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn an_upload_is_queued_then_answered_and_then_known_to_the_hash_endpoint() {
+        let server = MockServer::start(Some("k")).unwrap();
+        server.set_upload_settings(|s| s.polls_to_finish = 2);
+        let (st, body) = call(
+            &server,
+            "POST",
+            "/v4/file",
+            "apikey: k\r\nfilename: a%20b.exe\r\n",
+            EICAR,
+        );
+        assert_eq!(st, 200, "{body}");
+        let id = data_id(&body);
+        for _ in 0..2 {
+            let (st, body) = call(
+                &server,
+                "GET",
+                &format!("/v4/file/{id}"),
+                "apikey: k\r\n",
+                b"",
+            );
+            assert_eq!(st, 200);
+            assert!(!upload::finished(&body), "still queued: {body}");
+            assert!(body.contains("\"scan_all_result_i\":255"), "{body}");
+        }
+        let (_, body) = call(
+            &server,
+            "GET",
+            &format!("/v4/file/{id}"),
+            "apikey: k\r\n",
+            b"",
+        );
+        assert!(upload::finished(&body), "{body}");
+        assert!(body.contains("\"total_detected_avs\":31"), "{body}");
+        assert_eq!(server.uploads()[0].filename.as_deref(), Some("a%20b.exe"));
+        assert_eq!(server.prevention_remaining(), 99);
+        // Wrong key, unknown data_id.
+        assert_eq!(
+            call(&server, "GET", "/v4/apikey", "apikey: no\r\n", b"").0,
+            401
+        );
+        assert_eq!(
+            call(&server, "GET", "/v4/file/nope", "apikey: k\r\n", b"").0,
+            404
+        );
+    }
+
+    #[test]
+    fn apikey_information_budget_rights_size_and_faults() {
+        let server = MockServer::start(None).unwrap();
+        server.set_upload_settings(|s| {
+            s.limit_prevention = 1;
+            s.enforce_private_scan = true;
+            s.enforce_bytes = Some(10);
+        });
+        let (st, body) = call(&server, "GET", "/v4/apikey", "", b"");
+        assert_eq!(st, 200);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["limit_prevention"], 1);
+        assert_eq!(v["enforce_private_scan"], 1);
+        assert_eq!(call(&server, "POST", "/v4/file", "", &[0u8; 11]).0, 413);
+        server.push_upload_fault(Fault::throttled());
+        let (st, body) = call(&server, "POST", "/v4/file", "", b"x");
+        assert_eq!((st, body.contains("429001")), (429, true), "{body}");
+        assert_eq!(call(&server, "POST", "/v4/file", "", b"x").0, 200);
+        let (st, body) = call(&server, "POST", "/v4/file", "", b"y");
+        assert_eq!((st, body.contains("429000")), (429, true), "{body}");
+        server.set_upload_settings(|s| s.upload_rights = false);
+        let (st, body) = call(&server, "POST", "/v4/file", "", b"y");
+        assert_eq!((st, body.contains("403003")), (403, true), "{body}");
+        // A scan that never finishes.
+        server.set_upload_settings(|s| {
+            s.upload_rights = true;
+            s.limit_prevention = 10;
+        });
+        server.never_finish(&upload::hex(&sha2::Sha256::digest(b"z")));
+        let (_, body) = call(&server, "POST", "/v4/file", "", b"z");
+        let id = data_id(&body);
+        for _ in 0..5 {
+            let (_, body) = call(&server, "GET", &format!("/v4/file/{id}"), "", b"");
+            assert!(!upload::finished(&body), "{body}");
+        }
     }
 }
