@@ -483,8 +483,9 @@ pub struct ScanArgs {
     #[command(flatten)]
     pub cache: CacheArgs,
     /// Hash list of known-good files (plain, sha256sum/md5sum, hashdeep, NSRL RDS CSV, or an
-    /// NSRL RDSv3 SQLite database); their verdict is known_good and they are not sent
-    /// (repeatable)
+    /// NSRL RDSv3 SQLite database); their verdict is known_good and they are not sent. A DCSO
+    /// Bloom filter (CIRCL hashlookup's hashlookup-full.bloom, by its header) is "probably
+    /// known", not good: those files are asked last and say source circl-bloom (repeatable)
     #[arg(long, value_name = "FILE", help_heading = "Hash lists")]
     pub known_good: Vec<PathBuf>,
     /// An NSRL RDS application type whose packages are not known good (looked up as usual),

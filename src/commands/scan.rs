@@ -94,7 +94,8 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
     // Sets of MD5 or SHA-1 entries (NSRL) can only match if those digests are computed.
     let (local_md5, local_sha1) = local.as_ref().map_or((false, false), |l| {
         let (g, b) = (l.good.counts(), l.bad.counts());
-        (g.0 + b.0 > 0, g.1 + b.1 > 0)
+        // A Bloom filter (CIRCL's) holds SHA-1s: computed in the same read only for it.
+        (g.0 + b.0 > 0, g.1 + b.1 > 0 || !l.good.blooms().is_empty())
     });
     // ECS's file.path is the full path: relative roots are made absolute (lexically, as
     // `realpath -s` would; symlinks are not resolved).
@@ -306,6 +307,16 @@ fn load_local_sets(a: &ScanArgs, cache: Option<&Cache>) -> Result<Option<Arc<Loc
             return Err(Error::Usage(format!(
                 "{} is an NSRL RDS database: it lists known software, not known-bad files; \
                  give it as --known-good",
+                p.display()
+            )));
+        }
+    }
+    // A Bloom filter says "probably": as --known-bad its false positives would be infected.
+    for p in &a.known_bad {
+        if hashsweep::known::bloom::identify(p) {
+            return Err(Error::Usage(format!(
+                "{} is a Bloom filter: it says \"probably known\" (with false positives), \
+                 never \"bad\"; give it as --known-good",
                 p.display()
             )));
         }

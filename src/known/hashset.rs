@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 use sha2::{Digest as _, Sha256};
 
+use super::bloom::{self, BloomError, BloomFilter};
 use super::hashlist;
 use super::rds::{self, RdsInfo, RdsOptions, RdsTable};
 use crate::digest::{Algo, Digest, Digests, hex_lower};
@@ -36,6 +37,9 @@ pub enum HashSetError {
     /// An SQLite database that is not an RDSv3 one (another program's database).
     #[error("{path} is {reason}")]
     NotRds { path: PathBuf, reason: String },
+    /// A file whose header says DCSO Bloom filter, and that cannot be used as one.
+    #[error(transparent)]
+    Bloom(#[from] BloomError),
     #[error("cannot read hash list {path} at line {line}")]
     Read {
         path: PathBuf,
@@ -123,6 +127,9 @@ pub struct SourceInfo {
 pub struct HashSet {
     tables: Vec<Table>,
     sources: Vec<SourceInfo>,
+    /// DCSO Bloom filters (CIRCL hashlookup's): they say "probably known", never a verdict,
+    /// so they are not among `tables` (see [`HashSet::bloom_hit`]).
+    blooms: Vec<BloomFilter>,
     counts: (usize, usize, usize),
     skipped: u64,
 }
@@ -156,6 +163,11 @@ impl HashSet {
     ) -> Result<HashSet, HashSetError> {
         let mut set = HashSet::default();
         for path in paths {
+            // Recognised by its header, whatever its name; mapped, never indexed.
+            if bloom::identify(path) {
+                set.blooms.push(BloomFilter::open(path)?);
+                continue;
+            }
             let (table, info) = load_source(path, index_dir, rds)?;
             set.skipped += info.skipped_lines;
             set.sources.push(info);
@@ -185,6 +197,18 @@ impl HashSet {
         self.tables
             .iter()
             .find_map(|t| all.iter().flatten().find_map(|x| t.find(x)))
+    }
+
+    /// The Bloom filter that (probably) holds the file's SHA-1 as CIRCL stores it, if any: a
+    /// file CIRCL's hashlookup knows, not a file known to be good. `None` without a SHA-1.
+    pub fn bloom_hit(&self, d: &Digests) -> Option<&BloomFilter> {
+        let sha1 = d.sha1.as_ref()?;
+        self.blooms.iter().find(|b| b.sha1(sha1))
+    }
+
+    /// The Bloom filters among the lists, in the order given.
+    pub fn blooms(&self) -> &[BloomFilter] {
+        &self.blooms
     }
 
     /// Distinct digests over all lists and algorithms.

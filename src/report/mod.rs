@@ -399,6 +399,31 @@ pub struct KnownSet {
     /// date).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rds: Option<RdsInfo>,
+    /// Whole days since the file was last modified, where known (Bloom filters and IOC
+    /// lists); past [`LIST_MAX_AGE_DAYS`] the summary warns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_days: Option<u64>,
+    /// For a DCSO Bloom filter: the parameters its header gives.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bloom: Option<BloomSummary>,
+}
+
+/// A list older than this many days gets a warning in the summary.
+pub const LIST_MAX_AGE_DAYS: u64 = 30;
+
+/// A Bloom filter's header, as the summary gives it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct BloomSummary {
+    /// Capacity and false-positive rate it was sized for.
+    pub capacity: u64,
+    pub fp_rate: f64,
+    pub k: u64,
+    pub bits: u64,
+}
+
+/// Whole days from `modified` to `now` (0 for a file dated in the future).
+pub fn age_days(modified: Option<SystemTime>, now: SystemTime) -> Option<u64> {
+    modified.map(|m| now.duration_since(m).map_or(0, |d| d.as_secs() / 86_400))
 }
 
 impl KnownSet {
@@ -414,7 +439,41 @@ impl KnownSet {
             },
             digests: (s.counts.0 + s.counts.1 + s.counts.2) as u64,
             rds: s.rds.clone(),
+            age_days: None,
+            bloom: None,
         }
+    }
+
+    /// A DCSO Bloom filter (format `circl_bloom`): its values inserted as digests.
+    pub fn bloom(
+        role: &'static str,
+        f: &crate::known::bloom::BloomFilter,
+        now: SystemTime,
+    ) -> Self {
+        let p = f.params();
+        KnownSet {
+            role,
+            path: f.path().display().to_string(),
+            format: "circl_bloom",
+            digests: p.inserted,
+            rds: None,
+            age_days: age_days(f.modified(), now),
+            bloom: Some(BloomSummary {
+                capacity: p.n,
+                fp_rate: p.p,
+                k: p.k,
+                bits: p.m,
+            }),
+        }
+    }
+
+    /// The summary's warning for a list older than [`LIST_MAX_AGE_DAYS`], if it is.
+    pub fn age_warning(&self) -> Option<String> {
+        let days = self.age_days.filter(|&d| d > LIST_MAX_AGE_DAYS)?;
+        Some(format!(
+            "warning: {} is {days} days old (more than {LIST_MAX_AGE_DAYS}): update it",
+            self.path
+        ))
     }
 
     /// One line for the human summary.
@@ -436,10 +495,23 @@ impl KnownSet {
                     self.digests
                 )
             }
-            None => format!(
-                "{role}: {} ({}, {} digests)",
-                self.path, self.format, self.digests
-            ),
+            None => {
+                let age = self
+                    .age_days
+                    .map(|d| format!(", {d} days old"))
+                    .unwrap_or_default();
+                match &self.bloom {
+                    Some(b) => format!(
+                        "{role}: {} (circl_bloom: Bloom filter of {} SHA-1, sized for {} at \
+                         p={}, k={}{age}; a hit is probably known, not good)",
+                        self.path, self.digests, b.capacity, b.fp_rate, b.k
+                    ),
+                    None => format!(
+                        "{role}: {} ({}, {} digests{age})",
+                        self.path, self.format, self.digests
+                    ),
+                }
+            }
         }
     }
 }
@@ -635,6 +707,9 @@ impl Summary {
         }
         for k in &self.known_sets {
             s.push_str(&format!("\nhashsweep: {}", k.human()));
+            if let Some(w) = k.age_warning() {
+                s.push_str(&format!("\nhashsweep: {w}"));
+            }
         }
         if let Some(p) = &self.processes {
             s.push_str(&format!(

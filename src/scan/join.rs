@@ -60,6 +60,12 @@ impl ScanOutput {
                 }
                 .with_digests(Some(digests));
                 let local = self.local.as_ref().and_then(|l| l.classify(digests));
+                // Probably known to CIRCL (its Bloom filter): said, whatever else is known.
+                let circl = self
+                    .local
+                    .as_ref()
+                    .is_some_and(|l| l.circl_bloom(digests))
+                    .then_some("circl-bloom");
                 let outcome = self
                     .lookup_algo
                     .and_then(|a| digests.get(a))
@@ -87,6 +93,7 @@ impl ScanOutput {
                     },
                     (None, None) => Record {
                         verdict: Verdict::NotLookedUp,
+                        source: circl,
                         ..base
                     },
                     (None, Some(algo)) => {
@@ -105,6 +112,7 @@ impl ScanOutput {
                                 None => self.answered_now,
                             }),
                             stale: answer.is_some() && aged.is_some_and(|a| a.stale),
+                            source: circl,
                             ..base
                         }
                     }
@@ -190,6 +198,13 @@ impl ScanOutput {
                 .iter()
                 .flat_map(|(role, set)| set.sources().iter().map(|src| KnownSet::new(role, src)))
                 .collect();
+            let now = crate::clock::now();
+            s.known_sets.extend(
+                l.good
+                    .blooms()
+                    .iter()
+                    .map(|b| KnownSet::bloom("known_good", b, now)),
+            );
         }
         for f in &self.files {
             s.count(&self.record(f));

@@ -219,12 +219,16 @@ impl Collector<'_> {
                     .processes
                     .get(&res.path)
                     .is_some_and(|p| p.deleted && !p.library());
+                // Known to CIRCL's filter: asked only with budget to spare.
+                let circl = self.local.is_some_and(|l| l.circl_bloom(digests));
                 let rank = |b: &BudgetKeeper| {
                     if running_deleted {
                         return Rank::RUNNING_DELETED;
                     }
-                    b.ranker
-                        .rank(&res.path, *kind, meta.mtime_ns, meta.ctime_ns)
+                    let r = b
+                        .ranker
+                        .rank(&res.path, *kind, meta.mtime_ns, meta.ctime_ns);
+                    if circl { r.known_elsewhere() } else { r }
                 };
                 if self.dedup.first_sighting(key) {
                     let rank = self.budget.as_ref().map_or(Rank::from_code(0), rank);

@@ -9,6 +9,9 @@ mod archives;
 mod baseline;
 mod budget;
 mod cache;
+// Unix only: the filters are cross-checked with python3 (flor).
+#[cfg(unix)]
+mod circl;
 // Unix only: checked against coreutils (sha256sum, md5sum, sha1sum), gethostname(3) and inodes.
 #[cfg(unix)]
 mod ecs;
