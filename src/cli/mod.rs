@@ -492,9 +492,16 @@ pub struct ScanArgs {
     /// added to the default list (repeatable)
     #[arg(long, value_name = "TYPE", long_help = nsrl_exclude_help(), help_heading = "Hash lists")]
     pub nsrl_exclude_type: Vec<String>,
-    /// Hash list of known-bad files: verdict infected, source local, not sent (repeatable)
+    /// Hash list of known-bad files: verdict infected, source local, not sent. Also, by
+    /// content: a MISP feed directory, event or restSearch answer, a STIX 2.1 bundle, a
+    /// MalwareBazaar export (txt or csv), ClamAV .hdb/.hsb signatures; a match names the list
+    /// and entry (list, list_entry) (repeatable)
     #[arg(long, value_name = "FILE", help_heading = "Hash lists")]
     pub known_bad: Vec<PathBuf>,
+    /// Load ClamAV signatures named PUA.* (potentially unwanted applications) from --known-bad
+    /// ClamAV lists; left out otherwise
+    #[arg(long, help_heading = "Hash lists")]
+    pub clamav_pua: bool,
     /// Look up known-bad files as well (their verdict stays infected)
     #[arg(long, help_heading = "Hash lists")]
     pub also_lookup: bool,

@@ -275,6 +275,7 @@ fn scan_options(a: &ScanArgs) -> serde_json::Map<String, serde_json::Value> {
     }
     m.insert("known-bad".into(), paths(&a.known_bad));
     m.insert("also-lookup".into(), a.also_lookup.into());
+    m.insert("clamav-pua".into(), a.clamav_pua.into());
     m.insert("budget".into(), a.budget.into());
     m.insert("priority-path".into(), a.priority_path.clone().into());
     m.insert(
@@ -321,10 +322,41 @@ fn load_local_sets(a: &ScanArgs, cache: Option<&Cache>) -> Result<Option<Arc<Loc
             )));
         }
     }
+    // An IOC list names bad files: as --known-good it would hide exactly those.
+    for p in &a.known_good {
+        if let Some(kind) = hashsweep::known::ioc::identify(p) {
+            return Err(Error::Usage(format!(
+                "{} is a {} IOC list: it names known-bad files; give it as --known-bad",
+                p.display(),
+                kind.provider()
+            )));
+        }
+    }
     let index_dir = cache.and_then(|c| c.path().parent()).map(Path::to_path_buf);
+    let iocs = hashsweep::known::ioc::IocOptions {
+        clamav_pua: a.clamav_pua,
+        ..Default::default()
+    };
     let rds = RdsOptions::with_extra(&a.nsrl_exclude_type);
     let load = |paths: &[PathBuf]| -> Result<HashSet, Error> {
-        let set = HashSet::load_with(paths, index_dir.as_deref(), &rds)?;
+        let set = HashSet::load_all(paths, index_dir.as_deref(), &rds, &iocs)?;
+        for l in set.ioc().lists() {
+            if l.entries == 0 {
+                warn(format_args!(
+                    "{}: {} list with no usable MD5, SHA-1 or SHA-256",
+                    l.path.display(),
+                    l.kind.as_str()
+                ));
+            }
+            if l.skipped > 0 {
+                warn(format_args!(
+                    "{}: left out {} entries (not a file digest hashsweep computes, not for \
+                     detection, deleted, revoked or expired, PUA)",
+                    l.path.display(),
+                    l.skipped
+                ));
+            }
+        }
         for s in set.sources() {
             if s.skipped_lines > 0 {
                 let what = match s.rds {

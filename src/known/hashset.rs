@@ -17,6 +17,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::bloom::{self, BloomError, BloomFilter};
 use super::hashlist;
+use super::ioc::{self, IocError, IocMatch, IocOptions, IocSet};
 use super::rds::{self, RdsInfo, RdsOptions, RdsTable};
 use crate::digest::{Algo, Digest, Digests, hex_lower};
 use crate::file::NamePattern;
@@ -40,6 +41,9 @@ pub enum HashSetError {
     /// A file whose header says DCSO Bloom filter, and that cannot be used as one.
     #[error(transparent)]
     Bloom(#[from] BloomError),
+    /// A MISP, STIX, MalwareBazaar or ClamAV list that cannot be read.
+    #[error(transparent)]
+    Ioc(#[from] IocError),
     #[error("cannot read hash list {path} at line {line}")]
     Read {
         path: PathBuf,
@@ -130,6 +134,8 @@ pub struct HashSet {
     /// DCSO Bloom filters (CIRCL hashlookup's): they say "probably known", never a verdict,
     /// so they are not among `tables` (see [`HashSet::bloom_hit`]).
     blooms: Vec<BloomFilter>,
+    /// MISP, STIX, MalwareBazaar and ClamAV lists: digests with the entry that names them.
+    ioc: IocSet,
     counts: (usize, usize, usize),
     skipped: u64,
 }
@@ -161,11 +167,26 @@ impl HashSet {
         index_dir: Option<&Path>,
         rds: &RdsOptions,
     ) -> Result<HashSet, HashSetError> {
+        HashSet::load_all(paths, index_dir, rds, &IocOptions::default())
+    }
+
+    /// [`HashSet::load_with`], with `iocs` saying what IOC lists (MISP, STIX, MalwareBazaar,
+    /// ClamAV, recognised by content) leave out.
+    pub fn load_all(
+        paths: &[PathBuf],
+        index_dir: Option<&Path>,
+        rds: &RdsOptions,
+        iocs: &IocOptions,
+    ) -> Result<HashSet, HashSetError> {
         let mut set = HashSet::default();
         for path in paths {
             // Recognised by its header, whatever its name; mapped, never indexed.
             if bloom::identify(path) {
                 set.blooms.push(BloomFilter::open(path)?);
+                continue;
+            }
+            if let Some(kind) = ioc::identify(path) {
+                set.ioc.add(path, kind, iocs)?;
                 continue;
             }
             let (table, info) = load_source(path, index_dir, rds)?;
@@ -178,6 +199,9 @@ impl HashSet {
             distinct(&set.tables.iter().map(Table::sha1).collect::<Vec<_>>()),
             distinct(&set.tables.iter().map(Table::sha256).collect::<Vec<_>>()),
         );
+        // A digest in both an IOC list and a hash list counts twice: close enough for a count.
+        let i = set.ioc.counts();
+        set.counts = (set.counts.0 + i.0, set.counts.1 + i.1, set.counts.2 + i.2);
         Ok(set)
     }
 
@@ -197,6 +221,12 @@ impl HashSet {
         self.tables
             .iter()
             .find_map(|t| all.iter().flatten().find_map(|x| t.find(x)))
+            .or_else(|| self.ioc.find(d).map(Match::Ioc))
+    }
+
+    /// The IOC lists among the lists (MISP, STIX, MalwareBazaar, ClamAV).
+    pub fn ioc(&self) -> &IocSet {
+        &self.ioc
     }
 
     /// The Bloom filter that (probably) holds the file's SHA-1 as CIRCL stores it, if any: a
@@ -245,6 +275,8 @@ pub enum Match<'a> {
     /// An NSRL RDS database lists it in a package that is not excluded; the packages'
     /// application types (`", "`-joined, empty when they name none).
     Nsrl { application_type: &'a str },
+    /// An IOC list (MISP, STIX, MalwareBazaar, ClamAV) names it: which list, which entry.
+    Ioc(IocMatch<'a>),
 }
 
 // ---------------------------------------------------------------------------------------------

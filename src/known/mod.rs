@@ -9,6 +9,7 @@
 pub mod bloom;
 pub mod hashlist;
 pub mod hashset;
+pub mod ioc;
 pub mod rds;
 
 use crate::digest::Digests;

@@ -42,6 +42,8 @@ pub enum Field {
     Hosts,
     AnsweredAt,
     Stale,
+    List,
+    ListEntry,
 }
 
 /// When a field is written in JSON and NDJSON.
@@ -228,6 +230,11 @@ pub const FIELDS: &[Spec] = {
         // earlier run past its TTL, not refreshed yet (see `--max-age`). With every answer.
         spec(Field::AnsweredAt, "answered_at", WhenSet, Col, Own),
         spec(Field::Stale, "stale", WhenSet, Col, Own),
+        // A file an IOC list names (`--known-bad` MISP, STIX, MalwareBazaar, ClamAV): the list
+        // and its entry (event uuid and info, indicator id and name, signature name). In ECS
+        // also as `threat.indicator.*`. Last, so that no CSV column moves.
+        spec(Field::List, "list", WhenSet, Col, Own),
+        spec(Field::ListEntry, "list_entry", WhenSet, Col, Own),
     ]
 };
 
@@ -333,6 +340,8 @@ impl<'a> View<'a> {
                 .and_then(super::rfc3339)
                 .map(|t| Value::Str(t.into())),
             Field::Stale => r.answered_at.map(|_| Value::Bool(r.stale)),
+            Field::List => r.ioc.map(|m| Value::Str(lossy(&m.list.path))),
+            Field::ListEntry => r.ioc.map(|m| Value::Str(m.entry.into())),
         }
     }
 

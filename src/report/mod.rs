@@ -105,6 +105,9 @@ pub struct Record<'a> {
     pub source: Option<&'static str>,
     /// With `source: nsrl`: the application type(s) of the RDS packages that list the file.
     pub application_type: Option<&'a str>,
+    /// With `source: local`: the IOC list (MISP, STIX, MalwareBazaar, ClamAV) and the entry
+    /// that name the file (`list`, `list_entry`; ECS `threat.indicator.*`).
+    pub ioc: Option<crate::known::ioc::IocMatch<'a>>,
     /// A symlink that was not followed (ECS `file.type: symlink`).
     pub symlink: bool,
     /// A running program's image (`--processes`): the process it belongs to.
@@ -138,6 +141,7 @@ impl<'a> Record<'a> {
             change: None,
             source: None,
             application_type: None,
+            ioc: None,
             symlink: false,
             process: None,
             container: None,
@@ -464,6 +468,19 @@ impl KnownSet {
                 k: p.k,
                 bits: p.m,
             }),
+        }
+    }
+
+    /// An IOC list (MISP, STIX, MalwareBazaar, ClamAV): its kind as the format, its digests.
+    pub fn ioc(role: &'static str, l: &crate::known::ioc::IocList, now: SystemTime) -> Self {
+        KnownSet {
+            role,
+            path: l.path.display().to_string(),
+            format: l.kind.as_str(),
+            digests: l.entries,
+            rds: None,
+            age_days: age_days(l.modified, now),
+            bloom: None,
         }
     }
 

@@ -71,7 +71,8 @@ impl ScanOutput {
                     .and_then(|a| digests.get(a))
                     .and_then(|d| self.dedup.outcome(&d));
                 match (local, self.lookup_algo) {
-                    (Some(Local::Good(Match::Listed)), _) => Record {
+                    // An IOC list is refused as --known-good: listed, whatever its kind.
+                    (Some(Local::Good(Match::Listed | Match::Ioc(_))), _) => Record {
                         verdict: Verdict::KnownGood,
                         ..base
                     },
@@ -88,6 +89,11 @@ impl ScanOutput {
                     (Some(Local::Bad), _) => Record {
                         verdict: Verdict::Infected,
                         source: Some("local"),
+                        // Which list and entry, when an IOC list (MISP, STIX...) named it.
+                        ioc: self.local.as_ref().and_then(|l| match l.bad.find(digests) {
+                            Some(Match::Ioc(m)) => Some(m),
+                            _ => None,
+                        }),
                         answer: outcome.and_then(|o| o.as_ref().ok()),
                         ..base
                     },
@@ -205,6 +211,14 @@ impl ScanOutput {
                     .iter()
                     .map(|b| KnownSet::bloom("known_good", b, now)),
             );
+            for (role, set) in sets {
+                s.known_sets.extend(
+                    set.ioc()
+                        .lists()
+                        .iter()
+                        .map(|i| KnownSet::ioc(role, i, now)),
+                );
+            }
         }
         for f in &self.files {
             s.count(&self.record(f));

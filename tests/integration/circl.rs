@@ -14,22 +14,28 @@ use sha1::{Digest as _, Sha1};
 
 use crate::util::*;
 
-/// Is the Python module `module` (PyPI `pip`) importable? Without it the oracle tests are
-/// skipped (loudly), unless `HASHSWEEP_REQUIRE_PY_ORACLES` is set, as `.ci/run` does (it
-/// installs them): then its absence is a failure.
+/// The Python that runs the oracles: `HASHSWEEP_PYTHON` (`.ci/run` points it at a venv holding
+/// them), else `python3`.
+pub fn python() -> Command {
+    Command::new(std::env::var_os("HASHSWEEP_PYTHON").unwrap_or_else(|| "python3".into()))
+}
+
+/// Can [`python`] import `module` (PyPI `pip`)? Without it the oracle tests are skipped
+/// (loudly), unless `HASHSWEEP_REQUIRE_PY_ORACLES` is set, as `.ci/run` does (it installs
+/// them): then its absence is a failure.
 pub fn python_module(module: &str, pip: &str) -> bool {
-    let found = Command::new("python3")
+    let found = python()
         .args(["-c", &format!("import {module}")])
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {
         assert!(
             std::env::var_os("HASHSWEEP_REQUIRE_PY_ORACLES").is_none(),
-            "python3 cannot import {module} and HASHSWEEP_REQUIRE_PY_ORACLES is set \
+            "python cannot import {module} and HASHSWEEP_REQUIRE_PY_ORACLES is set \
              (pip install {pip})"
         );
         skip(&format!(
-            "python3 cannot import {module} (pip install {pip}, or apt-get install python3-{pip})"
+            "python3 cannot import {module} (pip install {pip}; or set HASHSWEEP_PYTHON)"
         ));
     }
     found
@@ -76,7 +82,7 @@ with open(ours, "rb") as src:
 assert all(key("member", i) in g for i in range(members)), "flor misses a member of ours"
 print(" ".join(str(i) for i in range(absent) if key("absent", i) in g))
 "#;
-    let out = Command::new("python3")
+    let out = python()
         .args(["-c", script])
         .args([
             n.to_string(),

@@ -27,6 +27,9 @@ mod gateway;
 #[cfg(unix)]
 mod hash_cmd;
 mod hashsets;
+// Unix only: the oracles (pymisp, stix2-matcher) run in python3.
+#[cfg(unix)]
+mod iocs;
 // Unix only: SIGINT/SIGTERM sent with kill(2); Windows Ctrl-C is not sent by a test.
 #[cfg(unix)]
 mod interrupt;
