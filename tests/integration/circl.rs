@@ -341,3 +341,116 @@ impl Drop for Cleanup {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+/// The CIRCL bulk client against the stand-in (which follows the published contract): SHA-1s
+/// and MD5s in chunks of at most 300, with a User-Agent, never a SHA-256 endpoint; records
+/// matched back by their own field, `KnownMalicious` kept; an outage or a throttle leaves the
+/// digests of that request and every later one without an answer (failed, not "not found").
+#[test]
+fn circl_bulk_client_follows_the_contract_and_an_outage_costs_only_its_answers() {
+    use hashsweep::digest::Digest;
+    use hashsweep::lookup::circl::{CHUNK, CirclClient, CirclError};
+    use hashsweep_mock::circl::CirclServer;
+
+    let s = CirclServer::start().unwrap();
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let sha1s: Vec<[u8; 20]> = (0..650).map(|i| sha1_of("circl", i)).collect();
+    let md5s = [[0x11u8; 16], [0x22u8; 16]];
+    s.add(CirclServer::record(
+        &"0".repeat(32),
+        &hex(&sha1s[5]),
+        &"1".repeat(64),
+        "libc.so.6",
+        None,
+    ));
+    s.add(CirclServer::record(
+        &"2".repeat(32),
+        &hex(&sha1s[640]),
+        &"3".repeat(64),
+        "a.exe",
+        Some("malshare.com"),
+    ));
+    s.add(CirclServer::record(
+        &hex(&md5s[1]),
+        &"4".repeat(40),
+        &"5".repeat(64),
+        "b.dll",
+        None,
+    ));
+    let mut asked: Vec<Digest> = sha1s.iter().map(|b| Digest::Sha1(*b)).collect();
+    asked.extend(md5s.iter().map(|b| Digest::Md5(*b)));
+    asked.push(Digest::Sha256([7; 32]));
+
+    let c = CirclClient::new(&s.url(), Duration::from_secs(10)).unwrap();
+    let a = c.lookup(&asked);
+    assert!(a.error.is_none(), "{:?}", a.error);
+    let reqs = s.requests();
+    let shape: Vec<(&str, usize)> = reqs
+        .iter()
+        .map(|r| (r.path.as_str(), r.hashes.len()))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("/bulk/sha1", CHUNK),
+            ("/bulk/sha1", CHUNK),
+            ("/bulk/sha1", 50),
+            ("/bulk/md5", 2)
+        ]
+    );
+    assert!(reqs.iter().all(|r| r.status == 200 && r.method == "POST"));
+    assert!(reqs.iter().all(|r| {
+        r.user_agent
+            .as_deref()
+            .is_some_and(|u| u.starts_with("hashsweep/"))
+    }));
+    // Sent as CIRCL stores them: upper-case hex.
+    assert_eq!(reqs[0].hashes[0], hex(&sha1s[0]).to_uppercase());
+    assert_eq!(a.found.len(), 3);
+    let libc = &a.found[&Digest::Sha1(sha1s[5])];
+    assert_eq!(
+        (libc.file_name.as_deref(), libc.known_malicious.as_deref()),
+        (Some("libc.so.6"), None)
+    );
+    assert_eq!(libc.product.as_deref(), Some("190742"));
+    assert_eq!(
+        a.found[&Digest::Sha1(sha1s[640])]
+            .known_malicious
+            .as_deref(),
+        Some("malshare.com")
+    );
+    assert!(a.found.contains_key(&Digest::Md5(md5s[1])));
+    assert_eq!(a.not_found.len(), 650 - 2 + 1);
+    assert!(a.failed.is_empty());
+
+    // An outage on the first request: nothing found, nothing "not found", everything failed,
+    // and nothing more asked.
+    for (status, want) in [(503u16, "HTTP 503"), (429, "throttled")] {
+        let s = CirclServer::start().unwrap();
+        s.push_fault(status, r#"{"message": "down"}"#);
+        let a = CirclClient::new(&s.url(), Duration::from_secs(10))
+            .unwrap()
+            .lookup(&asked);
+        let e = a.error.expect("an error");
+        assert!(
+            e.to_string().contains(want) && e.to_string().contains(&s.url()),
+            "{e}"
+        );
+        assert_eq!(matches!(e, CirclError::Throttled { .. }), status == 429);
+        assert!(a.found.is_empty() && a.not_found.is_empty());
+        assert_eq!(a.failed.len(), 652);
+        assert_eq!(s.requests().len(), 1);
+    }
+    // An answer that does not say which file a record is about is refused, not guessed.
+    let s = CirclServer::start().unwrap();
+    s.push_fault(200, r#"[{"FileName": "x"}]"#);
+    let a = CirclClient::new(&s.url(), Duration::from_secs(10))
+        .unwrap()
+        .lookup(&asked[..1]);
+    assert!(
+        matches!(a.error, Some(CirclError::BadAnswer { .. })),
+        "{:?}",
+        a.error
+    );
+    assert_eq!(a.failed.len(), 1);
+}
