@@ -480,6 +480,22 @@ pub struct ScanArgs {
     /// Hash and report without any lookup (verdict not_looked_up)
     #[arg(long, help_heading = "Service")]
     pub offline: bool,
+    /// Ask CIRCL hashlookup (free, no key) about files before the MetaDefender budget: a file
+    /// it knows and no source flags is known_good (source circl); one its sources flag
+    /// (KnownMalicious) is asked of MetaDefender first. PRIVACY: this sends the SHA-1 of every
+    /// file that would be looked up to a third party (CIRCL, Luxembourg); with a --known-good
+    /// Bloom filter, only the filter's hits. Off unless given
+    #[arg(long, help_heading = "Service")]
+    pub circl: bool,
+    /// CIRCL hashlookup's base URL (a mirror; /bulk/sha1 is joined to it)
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "HASHSWEEP_CIRCL_URL",
+        default_value = hashsweep::lookup::circl::DEFAULT_URL,
+        help_heading = "Service"
+    )]
+    pub circl_url: String,
     #[command(flatten)]
     pub cache: CacheArgs,
     /// Hash list of known-good files (plain, sha256sum/md5sum, hashdeep, NSRL RDS CSV, or an

@@ -91,6 +91,13 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
     )
     .unzip();
     let local = load_local_sets(&a, cache.as_deref())?;
+    let circl = match (a.circl, a.offline) {
+        (true, false) => Some(Arc::new(
+            hashsweep::lookup::circl::CirclClient::new(&a.circl_url, a.api.conn.timeout)
+                .map_err(|e| Error::Usage(e.to_string()))?,
+        )),
+        _ => None,
+    };
     // Sets of MD5 or SHA-1 entries (NSRL) can only match if those digests are computed.
     let (local_md5, local_sha1) = local.as_ref().map_or((false, false), |l| {
         let (g, b) = (l.good.counts(), l.bad.counts());
@@ -116,11 +123,15 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
         hash: config::hash_options(
             &a.walk,
             a.md5 || local_md5 || a.api.lookup_hash == Algo::Md5,
-            a.sha1 || local_sha1 || a.api.lookup_hash == Algo::Sha1,
+            // --circl asks CIRCL by SHA-1.
+            a.sha1 || local_sha1 || a.circl || a.api.lookup_hash == Algo::Sha1,
         ),
         threads: a.walk.threads.unwrap_or_else(config::default_threads),
         io: config::io_options(&a.walk),
-        lookup: (!a.offline).then(|| config::lookup_options(&a.api)),
+        lookup: (!a.offline).then(|| hashsweep::lookup::LookupOptions {
+            circl: circl.clone(),
+            ..config::lookup_options(&a.api)
+        }),
         cache,
         local,
         budget: BudgetOptions {
@@ -142,6 +153,19 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
         &*progress,
         &stop.flag,
     )?;
+    if let Some(r) = &out.circl_report {
+        note(format_args!(
+            "CIRCL hashlookup: {} digests asked in {} requests: {} known (known_good), {} \
+             flagged by its sources (asked first)",
+            r.asked, r.requests, r.known, r.flagged
+        ));
+        if let Some(e) = &r.error {
+            warn(format_args!(
+                "CIRCL hashlookup did not answer ({e}): the digests it left went to the \
+                 service as usual"
+            ));
+        }
+    }
     let mut summary = out.summary();
     summary.root_errors = out.root_errors(&cfg.roots);
     if cfg.hash.archives.is_none() {
@@ -276,6 +300,7 @@ fn scan_options(a: &ScanArgs) -> serde_json::Map<String, serde_json::Value> {
     m.insert("known-bad".into(), paths(&a.known_bad));
     m.insert("also-lookup".into(), a.also_lookup.into());
     m.insert("clamav-pua".into(), a.clamav_pua.into());
+    m.insert("circl".into(), a.circl.into());
     m.insert("budget".into(), a.budget.into());
     m.insert("priority-path".into(), a.priority_path.clone().into());
     m.insert(

@@ -8,8 +8,7 @@
 //! throttle is an error for the digests of that request and the ones not yet asked, never an
 //! answer: a digest CIRCL did not answer is not known, and not clean.
 //!
-//! Not yet wired into `scan` (see the README's CIRCL section): the client and its contract
-//! tests against the stand-in in `crates/mock`.
+//! `scan --circl` asks it through `scan::circl`, before the MetaDefender budget.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -51,6 +50,22 @@ pub struct CirclRecord {
 }
 
 impl CirclRecord {
+    /// One line for reports: `CIRCL hashlookup: <FileName> (product <ProductCode>)`, and the
+    /// sources that flag it.
+    pub fn describe(&self) -> String {
+        let mut s = String::from("CIRCL hashlookup");
+        if let Some(n) = &self.file_name {
+            s.push_str(&format!(": {n}"));
+        }
+        if let Some(p) = &self.product {
+            s.push_str(&format!(" (product {p})"));
+        }
+        if let Some(m) = &self.known_malicious {
+            s.push_str(&format!("; KnownMalicious: {m}"));
+        }
+        s
+    }
+
     fn from_json(v: &Value) -> CirclRecord {
         let text = |k: &str| match v.get(k) {
             Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
@@ -90,6 +105,14 @@ pub struct CirclAnswers {
 pub struct CirclClient {
     http: reqwest::blocking::Client,
     base: String,
+}
+
+impl std::fmt::Debug for CirclClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CirclClient")
+            .field("base", &self.base)
+            .finish()
+    }
 }
 
 impl CirclClient {

@@ -340,8 +340,16 @@ impl<'a> View<'a> {
                 .and_then(super::rfc3339)
                 .map(|t| Value::Str(t.into())),
             Field::Stale => r.answered_at.map(|_| Value::Bool(r.stale)),
-            Field::List => r.ioc.map(|m| Value::Str(lossy(&m.list.path))),
-            Field::ListEntry => r.ioc.map(|m| Value::Str(m.entry.into())),
+            Field::List => match (r.ioc, r.circl) {
+                (Some(m), _) => Some(Value::Str(lossy(&m.list.path))),
+                (None, Some(_)) => Some(Value::Str("CIRCL hashlookup".into())),
+                (None, None) => None,
+            },
+            Field::ListEntry => match (r.ioc, r.circl) {
+                (Some(m), _) => Some(Value::Str(m.entry.into())),
+                (None, Some(c)) => Some(Value::Str(c.describe().into())),
+                (None, None) => None,
+            },
         }
     }
 

@@ -108,6 +108,9 @@ pub struct Record<'a> {
     /// With `source: local`: the IOC list (MISP, STIX, MalwareBazaar, ClamAV) and the entry
     /// that name the file (`list`, `list_entry`; ECS `threat.indicator.*`).
     pub ioc: Option<crate::known::ioc::IocMatch<'a>>,
+    /// With `source: circl` (`--circl`): CIRCL hashlookup's record of the file (`list_entry`
+    /// describes it).
+    pub circl: Option<&'a crate::lookup::circl::CirclRecord>,
     /// A symlink that was not followed (ECS `file.type: symlink`).
     pub symlink: bool,
     /// A running program's image (`--processes`): the process it belongs to.
@@ -142,6 +145,7 @@ impl<'a> Record<'a> {
             source: None,
             application_type: None,
             ioc: None,
+            circl: None,
             symlink: false,
             process: None,
             container: None,

@@ -66,6 +66,10 @@ impl ScanOutput {
                     .as_ref()
                     .is_some_and(|l| l.circl_bloom(digests))
                     .then_some("circl-bloom");
+                let circl_record = self
+                    .lookup_algo
+                    .and_then(|a| digests.get(a))
+                    .and_then(|k| self.circl.get(&k));
                 let outcome = self
                     .lookup_algo
                     .and_then(|a| digests.get(a))
@@ -102,8 +106,21 @@ impl ScanOutput {
                         source: circl,
                         ..base
                     },
+                    // Known to CIRCL hashlookup (--circl), flagged by none of its sources.
+                    (None, Some(_))
+                        if circl_record.is_some_and(|r| r.known_malicious.is_none()) =>
+                    {
+                        Record {
+                            verdict: Verdict::KnownGood,
+                            source: Some("circl"),
+                            circl: circl_record,
+                            ..base
+                        }
+                    }
                     (None, Some(algo)) => {
                         let (verdict, answer, error, why) = outcome_fields(outcome);
+                        // Flagged by CIRCL's sources (KnownMalicious): asked first, and kept.
+                        let flagged = circl_record;
                         let aged = digests.get(algo).and_then(|d| self.dedup.aged(&d));
                         Record {
                             verdict,
@@ -118,7 +135,8 @@ impl ScanOutput {
                                 None => self.answered_now,
                             }),
                             stale: answer.is_some() && aged.is_some_and(|a| a.stale),
-                            source: circl,
+                            source: flagged.map(|_| "circl").or(circl),
+                            circl: flagged,
                             ..base
                         }
                     }

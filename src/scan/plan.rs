@@ -126,6 +126,11 @@ impl Rank {
         Rank(self.0 | KNOWN_ELSEWHERE)
     }
 
+    /// [`Rank::known_elsewhere`] undone (CIRCL did not know it after all).
+    pub fn unknown_elsewhere(self) -> Rank {
+        Rank(self.0 & !KNOWN_ELSEWHERE)
+    }
+
     /// The executable of a running program that is gone from disk: a strong signal on its
     /// own, asked before anything else.
     pub const RUNNING_DELETED: Rank = Rank(0);

@@ -454,3 +454,157 @@ fn circl_bulk_client_follows_the_contract_and_an_outage_costs_only_its_answers()
     );
     assert_eq!(a.failed.len(), 1);
 }
+
+/// `--circl` against both stand-ins: a file CIRCL knows (no source flags it) is known_good with
+/// `source: circl` and costs no MetaDefender lookup; one its sources flag is asked of
+/// MetaDefender first (a budget of one goes to it) and keeps CIRCL's words; the rest is asked
+/// as usual. An outage of CIRCL costs only its answers: everything goes to MetaDefender, with
+/// a warning, and nothing is known_good.
+#[test]
+fn circl_online_settles_known_files_and_puts_flagged_ones_first() {
+    use hashsweep_mock::circl::CirclServer;
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let t = Tree::new();
+    let old = SystemTime::now() - Duration::from_secs(365 * 24 * 3600);
+    let mut paths = Vec::new();
+    for (name, data) in [
+        (
+            "lib/libknown.so",
+            &b"\x7fELF\x02\x01\x01 a library CIRCL knows"[..],
+        ),
+        ("d/flagged.dat", b"old data some source flags"),
+        ("bin/new", b"\x7fELF\x02\x01\x01 nobody knows this one"),
+    ] {
+        let p = t.file(name, data);
+        if name.starts_with("d/") {
+            std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        paths.push(p);
+    }
+    let sha1 = |p: &Path| hex(&sha1_file(p));
+    let sha256 = |p: &Path| coreutils("sha256sum", p).to_ascii_uppercase();
+    let circl = CirclServer::start().unwrap();
+    circl.add(CirclServer::record(
+        &"0".repeat(32),
+        &sha1(&paths[0]),
+        &"1".repeat(64),
+        "libknown.so",
+        None,
+    ));
+    circl.add(CirclServer::record(
+        &"2".repeat(32),
+        &sha1(&paths[1]),
+        &"3".repeat(64),
+        "flagged.dat",
+        Some("malshare.com"),
+    ));
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    mock.set(&sha256(&paths[1]), 1, 12);
+
+    let mut c = scan_cmd(&mock, Path::new("."));
+    c.current_dir(t.path())
+        .args(["--budget", "1", "--circl", "--circl-url", &circl.url()]);
+    let out = run(&mut c);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    let recs = ndjson(&out);
+    let known = rec(&recs, "lib/libknown.so");
+    assert_eq!(
+        (known["verdict"].as_str(), known["source"].as_str()),
+        (Some("known_good"), Some("circl")),
+        "{known}"
+    );
+    assert_eq!(
+        known["list_entry"],
+        "CIRCL hashlookup: libknown.so (product 190742)"
+    );
+    let flagged = rec(&recs, "d/flagged.dat");
+    assert_eq!(flagged["verdict"], "infected", "{flagged}");
+    assert_eq!(flagged["source"], "circl");
+    assert!(
+        flagged["list_entry"]
+            .as_str()
+            .unwrap()
+            .ends_with("; KnownMalicious: malshare.com")
+    );
+    // The budget of one went to the flagged file, not to the fresh executable.
+    let asked: Vec<String> = mock
+        .requests()
+        .iter()
+        .flat_map(|r| r.hashes.clone())
+        .collect();
+    assert_eq!(asked, [sha256(&paths[1])]);
+    assert_eq!(rec(&recs, "bin/new")["verdict"], "deferred");
+    let creqs = circl.requests();
+    assert_eq!(creqs.len(), 1, "{creqs:?}");
+    assert_eq!(creqs[0].path, "/bulk/sha1");
+    assert_eq!(creqs[0].hashes.len(), 3);
+    assert!(
+        creqs[0]
+            .user_agent
+            .as_deref()
+            .is_some_and(|u| u.starts_with("hashsweep/"))
+    );
+    assert!(
+        err.contains("CIRCL hashlookup: 3 digests asked in 1 requests: 1 known"),
+        "{err}"
+    );
+
+    // CIRCL down: nothing known_good, everything asked of MetaDefender, one warning.
+    let circl = CirclServer::start().unwrap();
+    circl.push_fault(503, r#"{"message": "maintenance"}"#);
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let mut c = scan_cmd(&mock, Path::new("."));
+    c.current_dir(t.path())
+        .args(ONE_REQUEST)
+        .args(["--circl", "--circl-url", &circl.url()]);
+    let out = run(&mut c);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    let recs = ndjson(&out);
+    assert!(
+        recs.iter()
+            .all(|r| r["verdict"] == "unknown" && r["source"].is_null()),
+        "{recs:?}"
+    );
+    assert_eq!(
+        mock.requests()
+            .iter()
+            .map(|r| r.hashes.len())
+            .sum::<usize>(),
+        3
+    );
+    assert!(err.contains("CIRCL hashlookup did not answer"), "{err}");
+    assert!(err.contains("HTTP 503"), "{err}");
+
+    // With a Bloom filter, only its hits are sent to CIRCL (a miss is not in CIRCL either).
+    let circl = CirclServer::start().unwrap();
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let mut b = BloomBuilder::new(1000, 1e-6);
+    b.add_sha1(&sha1_file(&paths[0]));
+    let filter = t.dir.path().with_extension("hybrid.bloom");
+    let _cleanup = Cleanup(filter.clone());
+    std::fs::write(&filter, b.to_bytes()).unwrap();
+    let mut c = scan_cmd(&mock, Path::new("."));
+    c.current_dir(t.path())
+        .args(ONE_REQUEST)
+        .args(["--circl", "--circl-url", &circl.url(), "--known-good"])
+        .arg(&filter);
+    let out = run(&mut c);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let creqs = circl.requests();
+    assert_eq!(creqs.len(), 1);
+    assert_eq!(creqs[0].hashes, [sha1(&paths[0]).to_uppercase()]);
+
+    // --help says what --circl sends, and to whom.
+    let help = String::from_utf8(run(cmd().args(["scan", "--help"])).stdout).unwrap();
+    assert!(
+        help.contains("PRIVACY") && help.contains("third party"),
+        "{help}"
+    );
+}
