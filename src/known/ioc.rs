@@ -928,7 +928,8 @@ mod tests {
 
     #[test]
     fn clamav_lines() {
-        let (d, n) = clamav_line(format!("{MD5}:68:Eicar-Test-Signature").as_bytes()).unwrap();
+        let line = format!("{MD5}:68:Eicar-Test-Signature");
+        let (d, n) = clamav_line(line.as_bytes()).unwrap();
         assert_eq!((d.to_hex(), n), (MD5.into(), &b"Eicar-Test-Signature"[..]));
         assert!(clamav_line(format!("{SHA256}:*:Win.X:73").as_bytes()).is_some());
         assert!(clamav_line(format!("{MD5}:x:Name").as_bytes()).is_none());

@@ -500,6 +500,13 @@ mod tests {
             deleted: true,
             library_of: Some(std::path::PathBuf::from("/d/prog")),
         };
+        let list = crate::known::ioc::IocList {
+            path: "/ioc/feed".into(),
+            kind: crate::known::ioc::IocKind::MispFeed,
+            entries: 1,
+            skipped: 0,
+            modified: None,
+        };
         let r = Record {
             path: Some(path),
             size: Some(3),
@@ -515,6 +522,12 @@ mod tests {
             change: Some(Change::Modified),
             source: Some("local"),
             application_type: Some("Operating System"),
+            ioc: Some(crate::known::ioc::IocMatch {
+                list: &list,
+                entry: "MISP event u: x",
+                digest: crate::digest::Digest::Sha256([0xaa; 32]),
+            }),
+            circl: None,
             symlink: false,
             process: Some(&process),
             container: Some(Path::new("/d/a.zip")),
@@ -576,7 +589,7 @@ mod tests {
         );
         let csv = render(Format::Csv, |w| w.removed(&gone).unwrap());
         let second = csv.lines().nth(1).unwrap();
-        assert_eq!(second, "/d/gone,,,aa,,,,,,,,,removed,,,,,,,,,,,,,");
+        assert_eq!(second, "/d/gone,,,aa,,,,,,,,,removed,,,,,,,,,,,,,,,");
         let ecs: serde_json::Value =
             serde_json::from_str(&render(Format::Ecs, |w| w.removed(&gone).unwrap())).unwrap();
         assert_eq!(ecs["hashsweep"], serde_json::json!({"change": "removed"}));
