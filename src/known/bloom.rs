@@ -106,12 +106,13 @@ pub fn parse_header(head: &[u8]) -> Option<BloomParams> {
 /// Whether the file at `path` starts like a DCSO Bloom filter (its header, not its name). A
 /// file that cannot be read is not one: whoever opens it next says why.
 pub fn identify(path: &Path) -> bool {
+    // Stat before opening: a FIFO (a list piped in) is opened once, by whoever reads it.
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
     let Ok(mut f) = File::open(path) else {
         return false;
     };
-    if !f.metadata().is_ok_and(|m| m.is_file()) {
-        return false;
-    }
     let mut head = [0u8; HEADER_LEN];
     let mut got = 0;
     while got < HEADER_LEN {
