@@ -92,6 +92,7 @@ pub fn lookup_options(a: &ApiArgs) -> LookupOptions {
         batch_size: usize::from(a.conn.batch_size),
         concurrency: usize::from(a.conn.concurrency),
         batch_wait: a.conn.batch_wait,
+        circl: None,
     }
 }
 

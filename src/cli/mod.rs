@@ -480,20 +480,44 @@ pub struct ScanArgs {
     /// Hash and report without any lookup (verdict not_looked_up)
     #[arg(long, help_heading = "Service")]
     pub offline: bool,
+    /// Ask CIRCL hashlookup (free, no key) about files before the MetaDefender budget: a file
+    /// it knows and no source flags is known_good (source circl); one its sources flag
+    /// (KnownMalicious) is asked of MetaDefender first. PRIVACY: this sends the SHA-1 of every
+    /// file that would be looked up to a third party (CIRCL, Luxembourg); with a --known-good
+    /// Bloom filter, only the filter's hits. Off unless given
+    #[arg(long, help_heading = "Service")]
+    pub circl: bool,
+    /// CIRCL hashlookup's base URL (a mirror; /bulk/sha1 is joined to it)
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "HASHSWEEP_CIRCL_URL",
+        default_value = hashsweep::lookup::circl::DEFAULT_URL,
+        help_heading = "Service"
+    )]
+    pub circl_url: String,
     #[command(flatten)]
     pub cache: CacheArgs,
     /// Hash list of known-good files (plain, sha256sum/md5sum, hashdeep, NSRL RDS CSV, or an
-    /// NSRL RDSv3 SQLite database); their verdict is known_good and they are not sent
-    /// (repeatable)
+    /// NSRL RDSv3 SQLite database); their verdict is known_good and they are not sent. A DCSO
+    /// Bloom filter (CIRCL hashlookup's hashlookup-full.bloom, by its header) is "probably
+    /// known", not good: those files are asked last and say source circl-bloom (repeatable)
     #[arg(long, value_name = "FILE", help_heading = "Hash lists")]
     pub known_good: Vec<PathBuf>,
     /// An NSRL RDS application type whose packages are not known good (looked up as usual),
     /// added to the default list (repeatable)
     #[arg(long, value_name = "TYPE", long_help = nsrl_exclude_help(), help_heading = "Hash lists")]
     pub nsrl_exclude_type: Vec<String>,
-    /// Hash list of known-bad files: verdict infected, source local, not sent (repeatable)
+    /// Hash list of known-bad files: verdict infected, source local, not sent. Also, by
+    /// content: a MISP feed directory, event or restSearch answer, a STIX 2.1 bundle, a
+    /// MalwareBazaar export (txt or csv), ClamAV .hdb/.hsb signatures; a match names the list
+    /// and entry (list, list_entry) (repeatable)
     #[arg(long, value_name = "FILE", help_heading = "Hash lists")]
     pub known_bad: Vec<PathBuf>,
+    /// Load ClamAV signatures named PUA.* (potentially unwanted applications) from --known-bad
+    /// ClamAV lists; left out otherwise
+    #[arg(long, help_heading = "Hash lists")]
+    pub clamav_pua: bool,
     /// Look up known-bad files as well (their verdict stays infected)
     #[arg(long, help_heading = "Hash lists")]
     pub also_lookup: bool,

@@ -91,10 +91,18 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
     )
     .unzip();
     let local = load_local_sets(&a, cache.as_deref())?;
+    let circl = match (a.circl, a.offline) {
+        (true, false) => Some(Arc::new(
+            hashsweep::lookup::circl::CirclClient::new(&a.circl_url, a.api.conn.timeout)
+                .map_err(|e| Error::Usage(e.to_string()))?,
+        )),
+        _ => None,
+    };
     // Sets of MD5 or SHA-1 entries (NSRL) can only match if those digests are computed.
     let (local_md5, local_sha1) = local.as_ref().map_or((false, false), |l| {
         let (g, b) = (l.good.counts(), l.bad.counts());
-        (g.0 + b.0 > 0, g.1 + b.1 > 0)
+        // A Bloom filter (CIRCL's) holds SHA-1s: computed in the same read only for it.
+        (g.0 + b.0 > 0, g.1 + b.1 > 0 || !l.good.blooms().is_empty())
     });
     // ECS's file.path is the full path: relative roots are made absolute (lexically, as
     // `realpath -s` would; symlinks are not resolved).
@@ -115,11 +123,15 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
         hash: config::hash_options(
             &a.walk,
             a.md5 || local_md5 || a.api.lookup_hash == Algo::Md5,
-            a.sha1 || local_sha1 || a.api.lookup_hash == Algo::Sha1,
+            // --circl asks CIRCL by SHA-1.
+            a.sha1 || local_sha1 || a.circl || a.api.lookup_hash == Algo::Sha1,
         ),
         threads: a.walk.threads.unwrap_or_else(config::default_threads),
         io: config::io_options(&a.walk),
-        lookup: (!a.offline).then(|| config::lookup_options(&a.api)),
+        lookup: (!a.offline).then(|| hashsweep::lookup::LookupOptions {
+            circl: circl.clone(),
+            ..config::lookup_options(&a.api)
+        }),
         cache,
         local,
         budget: BudgetOptions {
@@ -141,6 +153,19 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
         &*progress,
         &stop.flag,
     )?;
+    if let Some(r) = &out.circl_report {
+        note(format_args!(
+            "CIRCL hashlookup: {} digests asked in {} requests: {} known (known_good), {} \
+             flagged by its sources (asked first)",
+            r.asked, r.requests, r.known, r.flagged
+        ));
+        if let Some(e) = &r.error {
+            warn(format_args!(
+                "CIRCL hashlookup did not answer ({e}): the digests it left went to the \
+                 service as usual"
+            ));
+        }
+    }
     // --upload-unknown: the unknown files' answers from the vendor's multiscanning.
     let uploads = upload::run(
         &a.upload,
@@ -293,6 +318,8 @@ fn scan_options(a: &ScanArgs) -> serde_json::Map<String, serde_json::Value> {
     }
     m.insert("known-bad".into(), paths(&a.known_bad));
     m.insert("also-lookup".into(), a.also_lookup.into());
+    m.insert("clamav-pua".into(), a.clamav_pua.into());
+    m.insert("circl".into(), a.circl.into());
     m.insert("budget".into(), a.budget.into());
     upload::report_options(&a.upload, &mut m);
     m.insert("priority-path".into(), a.priority_path.clone().into());
@@ -330,10 +357,51 @@ fn load_local_sets(a: &ScanArgs, cache: Option<&Cache>) -> Result<Option<Arc<Loc
             )));
         }
     }
+    // A Bloom filter says "probably": as --known-bad its false positives would be infected.
+    for p in &a.known_bad {
+        if hashsweep::known::bloom::identify(p) {
+            return Err(Error::Usage(format!(
+                "{} is a Bloom filter: it says \"probably known\" (with false positives), \
+                 never \"bad\"; give it as --known-good",
+                p.display()
+            )));
+        }
+    }
+    // An IOC list names bad files: as --known-good it would hide exactly those.
+    for p in &a.known_good {
+        if let Some(kind) = hashsweep::known::ioc::identify(p) {
+            return Err(Error::Usage(format!(
+                "{} is a {} IOC list: it names known-bad files; give it as --known-bad",
+                p.display(),
+                kind.provider()
+            )));
+        }
+    }
     let index_dir = cache.and_then(|c| c.path().parent()).map(Path::to_path_buf);
+    let iocs = hashsweep::known::ioc::IocOptions {
+        clamav_pua: a.clamav_pua,
+        ..Default::default()
+    };
     let rds = RdsOptions::with_extra(&a.nsrl_exclude_type);
     let load = |paths: &[PathBuf]| -> Result<HashSet, Error> {
-        let set = HashSet::load_with(paths, index_dir.as_deref(), &rds)?;
+        let set = HashSet::load_all(paths, index_dir.as_deref(), &rds, &iocs)?;
+        for l in set.ioc().lists() {
+            if l.entries == 0 {
+                warn(format_args!(
+                    "{}: {} list with no usable MD5, SHA-1 or SHA-256",
+                    l.path.display(),
+                    l.kind.as_str()
+                ));
+            }
+            if l.skipped > 0 {
+                warn(format_args!(
+                    "{}: left out {} entries (not a file digest hashsweep computes, not for \
+                     detection, deleted, revoked or expired, PUA)",
+                    l.path.display(),
+                    l.skipped
+                ));
+            }
+        }
         for s in set.sources() {
             if s.skipped_lines > 0 {
                 let what = match s.rds {

@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 use sha2::{Digest as _, Sha256};
 
+use super::bloom::{self, BloomError, BloomFilter};
 use super::hashlist;
+use super::ioc::{self, IocError, IocMatch, IocOptions, IocSet};
 use super::rds::{self, RdsInfo, RdsOptions, RdsTable};
 use crate::digest::{Algo, Digest, Digests, hex_lower};
 use crate::file::NamePattern;
@@ -36,6 +38,12 @@ pub enum HashSetError {
     /// An SQLite database that is not an RDSv3 one (another program's database).
     #[error("{path} is {reason}")]
     NotRds { path: PathBuf, reason: String },
+    /// A file whose header says DCSO Bloom filter, and that cannot be used as one.
+    #[error(transparent)]
+    Bloom(#[from] BloomError),
+    /// A MISP, STIX, MalwareBazaar or ClamAV list that cannot be read.
+    #[error(transparent)]
+    Ioc(#[from] IocError),
     #[error("cannot read hash list {path} at line {line}")]
     Read {
         path: PathBuf,
@@ -123,6 +131,11 @@ pub struct SourceInfo {
 pub struct HashSet {
     tables: Vec<Table>,
     sources: Vec<SourceInfo>,
+    /// DCSO Bloom filters (CIRCL hashlookup's): they say "probably known", never a verdict,
+    /// so they are not among `tables` (see [`HashSet::bloom_hit`]).
+    blooms: Vec<BloomFilter>,
+    /// MISP, STIX, MalwareBazaar and ClamAV lists: digests with the entry that names them.
+    ioc: IocSet,
     counts: (usize, usize, usize),
     skipped: u64,
 }
@@ -154,8 +167,28 @@ impl HashSet {
         index_dir: Option<&Path>,
         rds: &RdsOptions,
     ) -> Result<HashSet, HashSetError> {
+        HashSet::load_all(paths, index_dir, rds, &IocOptions::default())
+    }
+
+    /// [`HashSet::load_with`], with `iocs` saying what IOC lists (MISP, STIX, MalwareBazaar,
+    /// ClamAV, recognised by content) leave out.
+    pub fn load_all(
+        paths: &[PathBuf],
+        index_dir: Option<&Path>,
+        rds: &RdsOptions,
+        iocs: &IocOptions,
+    ) -> Result<HashSet, HashSetError> {
         let mut set = HashSet::default();
         for path in paths {
+            // Recognised by its header, whatever its name; mapped, never indexed.
+            if bloom::identify(path) {
+                set.blooms.push(BloomFilter::open(path)?);
+                continue;
+            }
+            if let Some(kind) = ioc::identify(path) {
+                set.ioc.add(path, kind, iocs)?;
+                continue;
+            }
             let (table, info) = load_source(path, index_dir, rds)?;
             set.skipped += info.skipped_lines;
             set.sources.push(info);
@@ -166,6 +199,9 @@ impl HashSet {
             distinct(&set.tables.iter().map(Table::sha1).collect::<Vec<_>>()),
             distinct(&set.tables.iter().map(Table::sha256).collect::<Vec<_>>()),
         );
+        // A digest in both an IOC list and a hash list counts twice: close enough for a count.
+        let i = set.ioc.counts();
+        set.counts = (set.counts.0 + i.0, set.counts.1 + i.1, set.counts.2 + i.2);
         Ok(set)
     }
 
@@ -185,6 +221,24 @@ impl HashSet {
         self.tables
             .iter()
             .find_map(|t| all.iter().flatten().find_map(|x| t.find(x)))
+            .or_else(|| self.ioc.find(d).map(Match::Ioc))
+    }
+
+    /// The IOC lists among the lists (MISP, STIX, MalwareBazaar, ClamAV).
+    pub fn ioc(&self) -> &IocSet {
+        &self.ioc
+    }
+
+    /// The Bloom filter that (probably) holds the file's SHA-1 as CIRCL stores it, if any: a
+    /// file CIRCL's hashlookup knows, not a file known to be good. `None` without a SHA-1.
+    pub fn bloom_hit(&self, d: &Digests) -> Option<&BloomFilter> {
+        let sha1 = d.sha1.as_ref()?;
+        self.blooms.iter().find(|b| b.sha1(sha1))
+    }
+
+    /// The Bloom filters among the lists, in the order given.
+    pub fn blooms(&self) -> &[BloomFilter] {
+        &self.blooms
     }
 
     /// Distinct digests over all lists and algorithms.
@@ -221,6 +275,8 @@ pub enum Match<'a> {
     /// An NSRL RDS database lists it in a package that is not excluded; the packages'
     /// application types (`", "`-joined, empty when they name none).
     Nsrl { application_type: &'a str },
+    /// An IOC list (MISP, STIX, MalwareBazaar, ClamAV) names it: which list, which entry.
+    Ioc(IocMatch<'a>),
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,8 +6,10 @@
 //! databases into such tables; [`LocalSets`] classifies a file's digests against the good and
 //! bad sets.
 
+pub mod bloom;
 pub mod hashlist;
 pub mod hashset;
+pub mod ioc;
 pub mod rds;
 
 use crate::digest::Digests;
@@ -37,6 +39,12 @@ impl LocalSets {
         } else {
             self.good.find(d).map(Local::Good)
         }
+    }
+
+    /// Whether a `--known-good` Bloom filter (CIRCL hashlookup's) probably holds the file's
+    /// SHA-1: its lookup goes last in the budget's order, and its record says `circl-bloom`.
+    pub fn circl_bloom(&self, d: &Digests) -> bool {
+        self.good.bloom_hit(d).is_some()
     }
 
     /// Whether a file with this classification is sent to the service.

@@ -25,6 +25,8 @@ pub struct LookupOptions {
     pub concurrency: usize,
     /// How long a partial batch waits for more digests.
     pub batch_wait: Duration,
+    /// `--circl`: CIRCL hashlookup is asked first (see `scan::circl`).
+    pub circl: Option<Arc<super::circl::CirclClient>>,
 }
 
 impl Default for LookupOptions {
@@ -34,6 +36,7 @@ impl Default for LookupOptions {
             batch_size: MAX_BATCH,
             concurrency: DEFAULT_CONCURRENCY,
             batch_wait: super::http::Patience::ENDPOINT.batch_wait,
+            circl: None,
         }
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod batch;
 pub mod budget;
+pub mod circl;
 mod dispatch;
 pub mod error;
 pub mod http;

@@ -73,14 +73,16 @@ impl Reporter for EcsReporter<'_> {
         let alert = r.verdict.is_detection();
         // `threat.enrichments` describes an indicator match: only a detection is one. A clean
         // or unknown answer stays under `hashsweep.*`.
-        let threat = r.answer.filter(|_| alert).and_then(|a| {
+        let service = r.answer.filter(|_| alert).and_then(|a| {
             let atomic = match self.lookup {
                 Algo::Sha256 => r.sha256.as_deref(),
                 Algo::Md5 => r.md5.as_deref(),
                 Algo::Sha1 => r.sha1.as_deref(),
             }?;
             Some(Threat {
-                enrichments: [Enrichment {
+                indicator: None,
+                feed: None,
+                enrichments: Some([Enrichment {
                     indicator: Indicator {
                         provider: "metadefender",
                         kind: "file",
@@ -99,9 +101,35 @@ impl Reporter for EcsReporter<'_> {
                         },
                         kind: "indicator_match_rule",
                     },
-                }],
+                }]),
             })
         });
+        // A file an IOC list names: the list's entry as `threat.indicator.*`, the list as
+        // `threat.feed.name` (the service's answer, when one was asked, stays an enrichment).
+        let threat = match r.ioc {
+            None => service,
+            Some(m) => {
+                let hex = m.digest.to_hex();
+                let mut t = service.unwrap_or(Threat {
+                    indicator: None,
+                    feed: None,
+                    enrichments: None,
+                });
+                t.indicator = Some(ListIndicator {
+                    kind: "file",
+                    provider: m.list.kind.provider(),
+                    name: m.entry,
+                    description: m.list.kind.as_str(),
+                    file: OwnedIndicatorFile {
+                        hash: [(m.digest.algo().name(), hex)].into_iter().collect(),
+                    },
+                });
+                t.feed = Some(Feed {
+                    name: String::from_utf8_lossy(m.list.path.as_os_str().as_encoded_bytes()),
+                });
+                Some(t)
+            }
+        };
         let mut file = FileFields::new(r.path);
         file.size = r.size;
         file.mtime = r.mtime.and_then(Rfc3339::from_system_time);
@@ -314,7 +342,37 @@ impl<'a> Hashes<'a> {
 
 #[derive(Serialize)]
 struct Threat<'a> {
-    enrichments: [Enrichment<'a>; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    indicator: Option<ListIndicator<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    feed: Option<Feed<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enrichments: Option<[Enrichment<'a>; 1]>,
+}
+
+/// ECS `threat.indicator.*` for the entry of a `--known-bad` IOC list that names the file.
+#[derive(Serialize)]
+struct ListIndicator<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// MISP, STIX 2.1, MalwareBazaar, ClamAV.
+    provider: &'static str,
+    /// The entry: event uuid and info, indicator id and name, signature name.
+    name: &'a str,
+    /// The list's kind (`misp_feed`, `stix2_bundle`...).
+    description: &'static str,
+    file: OwnedIndicatorFile,
+}
+
+#[derive(Serialize)]
+struct OwnedIndicatorFile {
+    hash: std::collections::BTreeMap<&'static str, String>,
+}
+
+/// ECS `threat.feed.*`: the list file.
+#[derive(Serialize)]
+struct Feed<'a> {
+    name: Cow<'a, str>,
 }
 
 #[derive(Serialize)]

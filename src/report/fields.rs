@@ -42,6 +42,8 @@ pub enum Field {
     Hosts,
     AnsweredAt,
     Stale,
+    List,
+    ListEntry,
 }
 
 /// When a field is written in JSON and NDJSON.
@@ -228,6 +230,11 @@ pub const FIELDS: &[Spec] = {
         // earlier run past its TTL, not refreshed yet (see `--max-age`). With every answer.
         spec(Field::AnsweredAt, "answered_at", WhenSet, Col, Own),
         spec(Field::Stale, "stale", WhenSet, Col, Own),
+        // A file an IOC list names (`--known-bad` MISP, STIX, MalwareBazaar, ClamAV): the list
+        // and its entry (event uuid and info, indicator id and name, signature name). In ECS
+        // also as `threat.indicator.*`. Last, so that no CSV column moves.
+        spec(Field::List, "list", WhenSet, Col, Own),
+        spec(Field::ListEntry, "list_entry", WhenSet, Col, Own),
     ]
 };
 
@@ -333,6 +340,16 @@ impl<'a> View<'a> {
                 .and_then(super::rfc3339)
                 .map(|t| Value::Str(t.into())),
             Field::Stale => r.answered_at.map(|_| Value::Bool(r.stale)),
+            Field::List => match (r.ioc, r.circl) {
+                (Some(m), _) => Some(Value::Str(lossy(&m.list.path))),
+                (None, Some(_)) => Some(Value::Str("CIRCL hashlookup".into())),
+                (None, None) => None,
+            },
+            Field::ListEntry => match (r.ioc, r.circl) {
+                (Some(m), _) => Some(Value::Str(m.entry.into())),
+                (None, Some(c)) => Some(Value::Str(c.describe().into())),
+                (None, None) => None,
+            },
         }
     }
 
@@ -483,6 +500,13 @@ mod tests {
             deleted: true,
             library_of: Some(std::path::PathBuf::from("/d/prog")),
         };
+        let list = crate::known::ioc::IocList {
+            path: "/ioc/feed".into(),
+            kind: crate::known::ioc::IocKind::MispFeed,
+            entries: 1,
+            skipped: 0,
+            modified: None,
+        };
         let r = Record {
             path: Some(path),
             size: Some(3),
@@ -498,6 +522,12 @@ mod tests {
             change: Some(Change::Modified),
             source: Some("local"),
             application_type: Some("Operating System"),
+            ioc: Some(crate::known::ioc::IocMatch {
+                list: &list,
+                entry: "MISP event u: x",
+                digest: crate::digest::Digest::Sha256([0xaa; 32]),
+            }),
+            circl: None,
             symlink: false,
             process: Some(&process),
             container: Some(Path::new("/d/a.zip")),
@@ -559,7 +589,7 @@ mod tests {
         );
         let csv = render(Format::Csv, |w| w.removed(&gone).unwrap());
         let second = csv.lines().nth(1).unwrap();
-        assert_eq!(second, "/d/gone,,,aa,,,,,,,,,removed,,,,,,,,,,,,,");
+        assert_eq!(second, "/d/gone,,,aa,,,,,,,,,removed,,,,,,,,,,,,,,,");
         let ecs: serde_json::Value =
             serde_json::from_str(&render(Format::Ecs, |w| w.removed(&gone).unwrap())).unwrap();
         assert_eq!(ecs["hashsweep"], serde_json::json!({"change": "removed"}));

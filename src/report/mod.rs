@@ -105,6 +105,12 @@ pub struct Record<'a> {
     pub source: Option<&'static str>,
     /// With `source: nsrl`: the application type(s) of the RDS packages that list the file.
     pub application_type: Option<&'a str>,
+    /// With `source: local`: the IOC list (MISP, STIX, MalwareBazaar, ClamAV) and the entry
+    /// that name the file (`list`, `list_entry`; ECS `threat.indicator.*`).
+    pub ioc: Option<crate::known::ioc::IocMatch<'a>>,
+    /// With `source: circl` (`--circl`): CIRCL hashlookup's record of the file (`list_entry`
+    /// describes it).
+    pub circl: Option<&'a crate::lookup::circl::CirclRecord>,
     /// A symlink that was not followed (ECS `file.type: symlink`).
     pub symlink: bool,
     /// A running program's image (`--processes`): the process it belongs to.
@@ -138,6 +144,8 @@ impl<'a> Record<'a> {
             change: None,
             source: None,
             application_type: None,
+            ioc: None,
+            circl: None,
             symlink: false,
             process: None,
             container: None,
@@ -402,6 +410,31 @@ pub struct KnownSet {
     /// date).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rds: Option<RdsInfo>,
+    /// Whole days since the file was last modified, where known (Bloom filters and IOC
+    /// lists); past [`LIST_MAX_AGE_DAYS`] the summary warns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_days: Option<u64>,
+    /// For a DCSO Bloom filter: the parameters its header gives.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bloom: Option<BloomSummary>,
+}
+
+/// A list older than this many days gets a warning in the summary.
+pub const LIST_MAX_AGE_DAYS: u64 = 30;
+
+/// A Bloom filter's header, as the summary gives it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct BloomSummary {
+    /// Capacity and false-positive rate it was sized for.
+    pub capacity: u64,
+    pub fp_rate: f64,
+    pub k: u64,
+    pub bits: u64,
+}
+
+/// Whole days from `modified` to `now` (0 for a file dated in the future).
+pub fn age_days(modified: Option<SystemTime>, now: SystemTime) -> Option<u64> {
+    modified.map(|m| now.duration_since(m).map_or(0, |d| d.as_secs() / 86_400))
 }
 
 impl KnownSet {
@@ -417,7 +450,54 @@ impl KnownSet {
             },
             digests: (s.counts.0 + s.counts.1 + s.counts.2) as u64,
             rds: s.rds.clone(),
+            age_days: None,
+            bloom: None,
         }
+    }
+
+    /// A DCSO Bloom filter (format `circl_bloom`): its values inserted as digests.
+    pub fn bloom(
+        role: &'static str,
+        f: &crate::known::bloom::BloomFilter,
+        now: SystemTime,
+    ) -> Self {
+        let p = f.params();
+        KnownSet {
+            role,
+            path: f.path().display().to_string(),
+            format: "circl_bloom",
+            digests: p.inserted,
+            rds: None,
+            age_days: age_days(f.modified(), now),
+            bloom: Some(BloomSummary {
+                capacity: p.n,
+                fp_rate: p.p,
+                k: p.k,
+                bits: p.m,
+            }),
+        }
+    }
+
+    /// An IOC list (MISP, STIX, MalwareBazaar, ClamAV): its kind as the format, its digests.
+    pub fn ioc(role: &'static str, l: &crate::known::ioc::IocList, now: SystemTime) -> Self {
+        KnownSet {
+            role,
+            path: l.path.display().to_string(),
+            format: l.kind.as_str(),
+            digests: l.entries,
+            rds: None,
+            age_days: age_days(l.modified, now),
+            bloom: None,
+        }
+    }
+
+    /// The summary's warning for a list older than [`LIST_MAX_AGE_DAYS`], if it is.
+    pub fn age_warning(&self) -> Option<String> {
+        let days = self.age_days.filter(|&d| d > LIST_MAX_AGE_DAYS)?;
+        Some(format!(
+            "warning: {} is {days} days old (more than {LIST_MAX_AGE_DAYS}): update it",
+            self.path
+        ))
     }
 
     /// One line for the human summary.
@@ -439,10 +519,23 @@ impl KnownSet {
                     self.digests
                 )
             }
-            None => format!(
-                "{role}: {} ({}, {} digests)",
-                self.path, self.format, self.digests
-            ),
+            None => {
+                let age = self
+                    .age_days
+                    .map(|d| format!(", {d} days old"))
+                    .unwrap_or_default();
+                match &self.bloom {
+                    Some(b) => format!(
+                        "{role}: {} (circl_bloom: Bloom filter of {} SHA-1, sized for {} at \
+                         p={}, k={}{age}; a hit is probably known, not good)",
+                        self.path, self.digests, b.capacity, b.fp_rate, b.k
+                    ),
+                    None => format!(
+                        "{role}: {} ({}, {} digests{age})",
+                        self.path, self.format, self.digests
+                    ),
+                }
+            }
         }
     }
 }
@@ -641,6 +734,9 @@ impl Summary {
         }
         for k in &self.known_sets {
             s.push_str(&format!("\nhashsweep: {}", k.human()));
+            if let Some(w) = k.age_warning() {
+                s.push_str(&format!("\nhashsweep: {w}"));
+            }
         }
         if let Some(p) = &self.processes {
             s.push_str(&format!(

@@ -60,12 +60,23 @@ impl ScanOutput {
                 }
                 .with_digests(Some(digests));
                 let local = self.local.as_ref().and_then(|l| l.classify(digests));
+                // Probably known to CIRCL (its Bloom filter): said, whatever else is known.
+                let circl = self
+                    .local
+                    .as_ref()
+                    .is_some_and(|l| l.circl_bloom(digests))
+                    .then_some("circl-bloom");
+                let circl_record = self
+                    .lookup_algo
+                    .and_then(|a| digests.get(a))
+                    .and_then(|k| self.circl.get(&k));
                 let outcome = self
                     .lookup_algo
                     .and_then(|a| digests.get(a))
                     .and_then(|d| self.dedup.outcome(&d));
                 match (local, self.lookup_algo) {
-                    (Some(Local::Good(Match::Listed)), _) => Record {
+                    // An IOC list is refused as --known-good: listed, whatever its kind.
+                    (Some(Local::Good(Match::Listed | Match::Ioc(_))), _) => Record {
                         verdict: Verdict::KnownGood,
                         ..base
                     },
@@ -82,15 +93,34 @@ impl ScanOutput {
                     (Some(Local::Bad), _) => Record {
                         verdict: Verdict::Infected,
                         source: Some("local"),
+                        // Which list and entry, when an IOC list (MISP, STIX...) named it.
+                        ioc: self.local.as_ref().and_then(|l| match l.bad.find(digests) {
+                            Some(Match::Ioc(m)) => Some(m),
+                            _ => None,
+                        }),
                         answer: outcome.and_then(|o| o.as_ref().ok()),
                         ..base
                     },
                     (None, None) => Record {
                         verdict: Verdict::NotLookedUp,
+                        source: circl,
                         ..base
                     },
+                    // Known to CIRCL hashlookup (--circl), flagged by none of its sources.
+                    (None, Some(_))
+                        if circl_record.is_some_and(|r| r.known_malicious.is_none()) =>
+                    {
+                        Record {
+                            verdict: Verdict::KnownGood,
+                            source: Some("circl"),
+                            circl: circl_record,
+                            ..base
+                        }
+                    }
                     (None, Some(algo)) => {
                         let (verdict, answer, error, why) = outcome_fields(outcome);
+                        // Flagged by CIRCL's sources (KnownMalicious): asked first, and kept.
+                        let flagged = circl_record;
                         let aged = digests.get(algo).and_then(|d| self.dedup.aged(&d));
                         Record {
                             verdict,
@@ -105,6 +135,8 @@ impl ScanOutput {
                                 None => self.answered_now,
                             }),
                             stale: answer.is_some() && aged.is_some_and(|a| a.stale),
+                            source: flagged.map(|_| "circl").or(circl),
+                            circl: flagged,
                             ..base
                         }
                     }
@@ -190,6 +222,21 @@ impl ScanOutput {
                 .iter()
                 .flat_map(|(role, set)| set.sources().iter().map(|src| KnownSet::new(role, src)))
                 .collect();
+            let now = crate::clock::now();
+            s.known_sets.extend(
+                l.good
+                    .blooms()
+                    .iter()
+                    .map(|b| KnownSet::bloom("known_good", b, now)),
+            );
+            for (role, set) in sets {
+                s.known_sets.extend(
+                    set.ioc()
+                        .lists()
+                        .iter()
+                        .map(|i| KnownSet::ioc(role, i, now)),
+                );
+            }
         }
         for f in &self.files {
             s.count(&self.record(f));

@@ -15,6 +15,7 @@
 //! reads wait for a device: only `-j` hash at once, and how many read is set by [`io`].
 
 pub mod archive;
+pub mod circl;
 pub mod dedup;
 pub mod fstype;
 pub mod hash;
@@ -106,6 +107,9 @@ pub struct ScanOutput {
     pub process_counts: Option<ProcessCounts>,
     /// The run's time, the date of the answers it asked for (see `crate::clock`).
     pub answered_now: SystemTime,
+    /// `--circl`: CIRCL hashlookup's records, by the service's key, and what it did.
+    pub circl: HashMap<Digest, crate::lookup::circl::CirclRecord, DigestHash>,
+    pub circl_report: Option<circl::CirclReport>,
 }
 
 /// The collector: runs on the calling thread, takes every result, hands each new digest to the
@@ -137,6 +141,8 @@ struct Collector<'a> {
     now: SystemTime,
     /// `--max-age`: an answer older than this is no answer (see [`BudgetOptions::max_age`]).
     max_age: Duration,
+    /// `--circl`: CIRCL hashlookup, asked before the service.
+    circl: Option<circl::CirclStage>,
 }
 
 /// What was found inside the archives read in this run, on its way to the cache, with the
@@ -220,14 +226,27 @@ impl Collector<'_> {
                     .processes
                     .get(&res.path)
                     .is_some_and(|p| p.deleted && !p.library());
+                // Known to CIRCL's filter: asked only with budget to spare.
+                let circl = self.local.is_some_and(|l| l.circl_bloom(digests));
                 let rank = |b: &BudgetKeeper| {
                     if running_deleted {
                         return Rank::RUNNING_DELETED;
                     }
-                    b.ranker
-                        .rank(&res.path, *kind, meta.mtime_ns, meta.ctime_ns)
+                    let r = b
+                        .ranker
+                        .rank(&res.path, *kind, meta.mtime_ns, meta.ctime_ns);
+                    if circl { r.known_elsewhere() } else { r }
                 };
                 if self.dedup.first_sighting(key) {
+                    if let Some(c) = self.circl.as_mut()
+                        && (circl || !c.only_bloom_hits)
+                        && let Some(by) = digests
+                            .sha1
+                            .map(Digest::Sha1)
+                            .or(digests.md5.map(Digest::Md5))
+                    {
+                        c.note(key, by);
+                    }
                     let rank = self.budget.as_ref().map_or(Rank::from_code(0), rank);
                     if self.cache.is_some() {
                         // Asked of the verdict cache in batches (one read transaction each).
@@ -348,8 +367,33 @@ impl Collector<'_> {
         }
     }
 
-    /// A digest needs the service: send it now, or hold it for the plan.
+    /// A digest needs the service: ask CIRCL first (`--circl`), or send it now, or hold it for
+    /// the plan.
     fn want(&mut self, d: Digest, rank: Rank) {
+        if self.digest_tx.is_none() {
+            return;
+        }
+        if let Some(c) = self.circl.as_mut()
+            && c.hold(d, rank)
+        {
+            if c.full() {
+                self.flush_circl();
+            }
+            return;
+        }
+        self.want_now(d, rank);
+    }
+
+    /// Ask CIRCL about the digests it holds; the ones it does not settle go on.
+    fn flush_circl(&mut self) {
+        let Some(c) = self.circl.as_mut() else { return };
+        for (d, rank) in c.flush() {
+            self.want_now(d, rank);
+        }
+    }
+
+    /// [`Collector::want`] past CIRCL.
+    fn want_now(&mut self, d: Digest, rank: Rank) {
         let Some(tx) = &self.digest_tx else { return };
         match self.budget.as_mut() {
             Some(b) => {
@@ -671,6 +715,16 @@ pub fn scan(
         now: UNIX_EPOCH
             + Duration::from_secs(crate::lookup::budget::unix_secs(crate::clock::now())),
         max_age: cfg.budget.max_age,
+        circl: lookup
+            .as_ref()
+            .and_then(|(o, _)| o.circl.clone())
+            .map(|client| {
+                let blooms = cfg
+                    .local
+                    .as_ref()
+                    .is_some_and(|l| !l.good.blooms().is_empty());
+                circl::CirclStage::new(client, blooms)
+            }),
         budget: match &lookup {
             Some((_, client)) => Some(BudgetKeeper {
                 client: Arc::clone(client),
@@ -813,6 +867,7 @@ pub fn scan(
             }
         }
         c.resolve_pending();
+        c.flush_circl();
         if let Some(rx) = &out_rx {
             c.plan(rx, stop);
         }
@@ -858,8 +913,13 @@ pub fn scan(
         verdicts_cached,
         budget,
         now: answered_now,
+        circl,
         ..
     } = c;
+    let (circl, circl_report) = match circl {
+        Some(c) => (c.answers, Some(c.report)),
+        None => Default::default(),
+    };
     // Raw bytes: as deterministic as component order and several times cheaper.
     files.sort_unstable_by(|a, b| {
         a.path
@@ -888,6 +948,8 @@ pub fn scan(
         processes,
         process_counts,
         answered_now,
+        circl,
+        circl_report,
     })
 }
 

@@ -102,7 +102,8 @@ impl Default for BudgetOptions {
 
 /// A digest's place in the order of risk; lower is asked first. Five bits: the kind, then
 /// "not in a risky place", "not recent", "not rare"; above them bit 6, set for all but
-/// [`Rank::RUNNING_DELETED`], which goes before everything.
+/// [`Rank::RUNNING_DELETED`], which goes before everything, and bit 7, set for a digest
+/// probably known to CIRCL ([`Rank::known_elsewhere`]), which goes after everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Rank(u8);
 
@@ -116,6 +117,18 @@ impl Rank {
                 | (u8::from(!risky_place) << 2)
                 | (u8::from(!recent) << 1),
         )
+    }
+
+    /// The same rank after every rank of a file nobody is known to have (bit 7): a digest a
+    /// `--known-good` Bloom filter (CIRCL hashlookup's) probably holds is asked only with the
+    /// budget the others leave.
+    pub fn known_elsewhere(self) -> Rank {
+        Rank(self.0 | KNOWN_ELSEWHERE)
+    }
+
+    /// [`Rank::known_elsewhere`] undone (CIRCL did not know it after all).
+    pub fn unknown_elsewhere(self) -> Rank {
+        Rank(self.0 & !KNOWN_ELSEWHERE)
     }
 
     /// The executable of a running program that is gone from disk: a strong signal on its
@@ -150,6 +163,8 @@ impl Rank {
 
 /// Bit 6 of every rank but [`Rank::RUNNING_DELETED`].
 const ORDINARY: u8 = 1 << 6;
+/// Bit 7: see [`Rank::known_elsewhere`].
+const KNOWN_ELSEWHERE: u8 = 1 << 7;
 
 /// Ranks files: holds the compiled places and the sweep's "now".
 pub struct Ranker {

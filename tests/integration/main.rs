@@ -9,6 +9,9 @@ mod archives;
 mod baseline;
 mod budget;
 mod cache;
+// Unix only: the filters are cross-checked with python3 (flor).
+#[cfg(unix)]
+mod circl;
 // Unix only: checked against coreutils (sha256sum, md5sum, sha1sum), gethostname(3) and inodes.
 #[cfg(unix)]
 mod ecs;
@@ -24,6 +27,9 @@ mod gateway;
 #[cfg(unix)]
 mod hash_cmd;
 mod hashsets;
+// Unix only: the oracles (pymisp, stix2-matcher) run in python3.
+#[cfg(unix)]
+mod iocs;
 // Unix only: SIGINT/SIGTERM sent with kill(2); Windows Ctrl-C is not sent by a test.
 #[cfg(unix)]
 mod interrupt;

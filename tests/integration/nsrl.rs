@@ -204,7 +204,7 @@ fn digests(path: &Path) -> Digests {
 fn nsrl_type<'a>(set: &'a HashSet, path: &Path) -> Option<&'a str> {
     match set.find(&digests(path)) {
         Some(Match::Nsrl { application_type }) => Some(application_type),
-        Some(Match::Listed) => panic!("an RDS match is not a list match"),
+        Some(other) => panic!("an RDS match is not {other:?}"),
         None => None,
     }
 }
@@ -709,7 +709,7 @@ fn excluded_types_are_looked_up_with_source_and_type_in_the_report() {
         csv.lines()
             .next()
             .unwrap()
-            .ends_with(",source,application_type,hosts,answered_at,stale"),
+            .ends_with(",source,application_type,hosts,answered_at,stale,list,list_entry"),
         "{csv}"
     );
 }

@@ -28,6 +28,7 @@
 //! hashsweep's gateway. This crate does not depend on `hashsweep`; it is used by hashsweep's
 //! tests, and its `mock-api` binary by the benchmarks and demos. It binds to loopback only.
 
+pub mod circl;
 pub mod request;
 pub mod upload;
 
@@ -458,16 +459,16 @@ impl Drop for MockServer {
 }
 
 /// A parsed HTTP/1.1 request: just what the mock needs.
-struct HttpRequest {
-    method: String,
-    path: String,
+pub(crate) struct HttpRequest {
+    pub(crate) method: String,
+    pub(crate) path: String,
     /// Lower-case names.
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl HttpRequest {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k == name)
@@ -476,7 +477,7 @@ impl HttpRequest {
 }
 
 /// Read one request (headers up to 64 KiB, body up to 32 MiB by Content-Length).
-fn read_request(stream: &mut TcpStream) -> std::io::Result<HttpRequest> {
+pub(crate) fn read_request(stream: &mut TcpStream) -> std::io::Result<HttpRequest> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
@@ -777,7 +778,7 @@ fn write_answer(
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 
-fn reason(status: u16) -> &'static str {
+pub(crate) fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
