@@ -60,7 +60,7 @@ fn have(tool: &str) -> bool {
 /// - `wrap` 2.0: the diverting package, its own `/usr/bin/real`;
 /// - `newer` 3.0: `/usr/share/doc/tool/moved` as it is now;
 /// - `libx:amd64` 1.0 (Multi-Arch: same: arch-qualified info files): `/usr/lib/libx.so.1`;
-/// - `/usr/local/bin/own`: no package's.
+/// - `/usr/local/bin/own`: no package's (a script).
 struct Dpkg {
     tree: Tree,
 }
@@ -92,7 +92,11 @@ impl Dpkg {
         file("etc/tool.new", b"not configured yet\n");
         file("usr/share/doc/tool/moved", moved_new);
         file("usr/lib/libx.so.1", libx);
-        file("usr/local/bin/own", b"the admin's own script\n");
+        // A script: by kind alone it would be asked before the modified data file.
+        file(
+            "usr/local/bin/own",
+            b"#!/bin/sh\necho the admin's own script\n",
+        );
         let admin = root.join("var/lib/dpkg");
         std::fs::create_dir_all(admin.join("info")).unwrap();
         std::fs::create_dir_all(admin.join("updates")).unwrap();
@@ -301,6 +305,13 @@ fn a_dpkg_system_vouches_for_its_files_and_names_the_modified_ones() {
         err.contains("package files missing from disk: 1: "),
         "{err}"
     );
+
+    // The file newer took over, changed: newer's (tool gave it up in its .list).
+    std::fs::write(f.root().join("usr/share/doc/tool/moved"), b"changed\n").unwrap();
+    let v = json(&offline(f.root(), &[]));
+    let moved = record(&v, "usr/share/doc/tool/moved");
+    assert_eq!(moved["package_check"], "modified", "{moved}");
+    assert_eq!(moved["package"], pkg("newer", "3.0"));
 
     // --no-packages: none of it.
     let out = run(cmd()
@@ -534,6 +545,31 @@ fn every_format_names_the_package_and_problems_keep_a_modified_file() {
         text.lines().nth(1).unwrap().contains("/usr/bin/evil"),
         "{text}"
     );
+}
+
+/// A report with package fields reads back as a baseline and in `diff` like any other.
+#[test]
+fn a_report_with_packages_is_a_baseline() {
+    let f = Dpkg::new();
+    let root = f.root();
+    let t = Tree::new();
+    let first = t.path().join("first.ndjson");
+    let second = t.path().join("second.ndjson");
+    for (out, baseline) in [(&first, None), (&second, Some(&first))] {
+        let mut c = cmd();
+        c.args(["scan", "--offline", "--packages-root"])
+            .arg(root)
+            .arg("-o")
+            .arg(out);
+        if let Some(b) = baseline {
+            c.arg("--baseline").arg(b);
+        }
+        let o = run(c.arg(root));
+        assert_eq!(code(&o), 4, "{}", stderr(&o));
+        assert!(!stderr(&o).contains("unreadable"), "{}", stderr(&o));
+    }
+    let o = run(cmd().arg("diff").arg(&first).arg(&second));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
 }
 
 /// A package file read from the digest cache on a second run is checked too: its MD5 comes
