@@ -495,8 +495,9 @@ impl PackageDb {
                         check: Some(PackageCheck::Match),
                     });
                 }
-                // A conffile's difference is the one said (see `ConfigChanged`).
-                Some(false) if differs.is_none_or(|p| !p.config) => differs = Some(c),
+                // The first claim that differs is the one said, unless a later one is a
+                // conffile's (see `ConfigChanged`).
+                Some(false) if differs.is_none_or(|p| c.config && !p.config) => differs = Some(c),
                 Some(false) | None => {}
             }
         }
