@@ -777,6 +777,38 @@ pub(crate) mod tests {
         assert!(Header::parse(&[0xff; 8]).is_err());
     }
 
+    /// Only normal and netshared files are the package's: a replaced, not installed or
+    /// wrong-colour one is not claimed at all.
+    #[test]
+    fn only_installed_file_states_are_claimed() {
+        let b = blob(&[
+            (TAG_NAME, TYPE_STRING, 1, strs(&["p"])),
+            (TAG_FILESTATES, TYPE_CHAR, 5, vec![0, 1, 2, 3, 4]),
+            (
+                TAG_OLDFILENAMES,
+                TYPE_STRING_ARRAY,
+                5,
+                strs(&[
+                    "/normal",
+                    "/replaced",
+                    "/notinstalled",
+                    "/netshared",
+                    "/wrongcolor",
+                ]),
+            ),
+            (
+                TAG_FILEDIGESTS,
+                TYPE_STRING_ARRAY,
+                5,
+                strs(&[D, D, D, D, D]),
+            ),
+            (TAG_FILEDIGESTALGO, TYPE_INT32, 1, ints32(&[8])),
+        ]);
+        let (_, files, _) = package_files(&Header::parse(&b).unwrap()).unwrap();
+        let paths: Vec<&[u8]> = files.iter().map(|f| f.0.as_slice()).collect();
+        assert_eq!(paths, [&b"/normal"[..], b"/netshared"]);
+    }
+
     #[test]
     fn a_missing_algorithm_means_md5_and_dribbles_override_the_region() {
         let md5 = "d41d8cd98f00b204e9800998ecf8427e";
