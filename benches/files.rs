@@ -86,6 +86,7 @@ fn scan_config(root: &Path, threads: usize) -> ScanConfig {
         local: None,
         budget: Default::default(),
         processes: None,
+        packages: None,
     }
 }
 

@@ -23,6 +23,9 @@ pub enum Error {
     /// A `--known-good` / `--known-bad` list.
     #[error(transparent)]
     HashSet(#[from] crate::known::hashset::HashSetError),
+    /// A package database (`--packages`, `--packages-root`).
+    #[error(transparent)]
+    Packages(#[from] crate::known::packages::PackageError),
     /// A baseline or a report given to `diff`.
     #[error(transparent)]
     Report(#[from] crate::report::read::ReadError),

@@ -34,6 +34,8 @@ Exit status:
      files that changed while read, or bad arguments
   3  no detection and nothing failed, but the lookup budget deferred some digests
      to a later run (--budget, or the key's daily budget is spent)
+  4  no detection, but a file differs from what its package installed
+     (package_check: modified, --packages); before 2 and 3
   130, 143  interrupted by SIGINT or SIGTERM (the report covers what was done)
 The API key is read from the environment variable METADEFENDER_APIKEY or from
 --apikey-file; it is never taken as an argument and never printed.";
@@ -443,6 +445,15 @@ pub struct ViewArgs {
     pub wide: bool,
 }
 
+/// `--packages[=MODE]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PackagesArg {
+    /// A file whose digest is its package's is known_good and not asked
+    KnownGood,
+    /// Report mismatches; files that match are still looked up
+    VerifyOnly,
+}
+
 /// What `--processes` hashes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProcessesArg {
@@ -521,6 +532,27 @@ pub struct ScanArgs {
     /// Look up known-bad files as well (their verdict stays infected)
     #[arg(long, help_heading = "Hash lists")]
     pub also_lookup: bool,
+    /// Check every file a package owns against the digest its package database recorded
+    /// (dpkg, rpm, apk, pacman): a match is known_good and not asked (=verify-only: still
+    /// asked), a difference is `package_check: modified`, asked first, and exit status 4.
+    /// On by default when a root is / (the running system)
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "known-good",
+        help_heading = "Packages"
+    )]
+    pub packages: Option<PackagesArg>,
+    /// Do not read the package databases, not even for a sweep of /
+    #[arg(long, conflicts_with_all = ["packages", "packages_root"], help_heading = "Packages")]
+    pub no_packages: bool,
+    /// Read the package databases of the system rooted at DIR (a mounted image, a container's
+    /// root) instead of this one's; implies --packages
+    #[arg(long, value_name = "DIR", help_heading = "Packages")]
+    pub packages_root: Option<PathBuf>,
     /// Ask the service about at most N hashes in this run (0: caches and local sets only);
     /// the rest are `deferred`, most important first, and asked first by the next runs
     #[arg(long, value_name = "N", help_heading = "Budget")]
@@ -810,6 +842,37 @@ mod tests {
         assert!(cli.ui.no_progress);
         assert!(try_parse_from(["hashsweep", "scan", "-q", "-v", "."]).is_err());
         assert!(try_parse_from(["hashsweep", "scan", "--only", "clean", "."]).is_err());
+    }
+
+    #[test]
+    fn packages_takes_an_optional_mode_and_no_packages_excludes_it() {
+        let scan = |args: &[&str]| {
+            let mut v = vec!["hashsweep", "scan"];
+            v.extend_from_slice(args);
+            v.push("/");
+            match try_parse_from(v).map(|c| c.command) {
+                Ok(Command::Scan(a)) => Ok((a.packages, a.no_packages, a.packages_root)),
+                Ok(_) => panic!("not scan"),
+                Err(e) => Err(e),
+            }
+        };
+        assert_eq!(scan(&[]).unwrap(), (None, false, None));
+        assert_eq!(
+            scan(&["--packages"]).unwrap().0,
+            Some(PackagesArg::KnownGood)
+        );
+        assert_eq!(
+            scan(&["--packages=verify-only"]).unwrap().0,
+            Some(PackagesArg::VerifyOnly)
+        );
+        assert_eq!(
+            scan(&["--packages-root", "/mnt/img"]).unwrap().2,
+            Some(PathBuf::from("/mnt/img"))
+        );
+        assert!(scan(&["--no-packages"]).unwrap().1);
+        assert!(scan(&["--no-packages", "--packages"]).is_err());
+        assert!(scan(&["--no-packages", "--packages-root", "/x"]).is_err());
+        assert!(scan(&["--packages=maybe"]).is_err());
     }
 
     #[test]

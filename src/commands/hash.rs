@@ -22,6 +22,7 @@ pub fn run_hash(a: HashArgs) -> Result<u8, Error> {
         local: None,
         budget: BudgetOptions::default(),
         processes: None,
+        packages: None,
     };
     let stop = Interrupt::install()?;
     let out = scan(&cfg, None, &NoProgress, &stop.flag)?;

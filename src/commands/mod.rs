@@ -35,6 +35,7 @@ use hashsweep::digest::{Algo, hex_lower};
 use hashsweep::known::LocalSets;
 use hashsweep::known::hashlist::{ListedHash, parse_line, sum_line};
 use hashsweep::known::hashset::HashSet;
+use hashsweep::known::packages::{PackageDb, PackageMode};
 use hashsweep::known::rds::RdsOptions;
 use hashsweep::lookup::{ApiKey, HttpClient, ReputationClient, lookup_digests};
 use hashsweep::progress::{BarProgress, NoProgress, Progress, Silent};

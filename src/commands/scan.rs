@@ -98,6 +98,7 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
         )),
         _ => None,
     };
+    let packages = load_packages(&a)?;
     // Sets of MD5 or SHA-1 entries (NSRL) can only match if those digests are computed.
     let (local_md5, local_sha1) = local.as_ref().map_or((false, false), |l| {
         let (g, b) = (l.good.counts(), l.bad.counts());
@@ -144,6 +145,7 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
             crate::cli::ProcessesArg::All => hashsweep::scan::process::ProcessScope::All,
             crate::cli::ProcessesArg::Exe => hashsweep::scan::process::ProcessScope::Exe,
         }),
+        packages,
     };
     let stop = Interrupt::install()?;
     let progress = progress();
@@ -180,6 +182,9 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
     let mut summary = out.summary();
     summary.uploads = uploads.as_ref().map(|u| u.counts);
     summary.root_errors = out.root_errors(&cfg.roots);
+    if let Some(p) = summary.packages.as_mut() {
+        p.set_missing(&out.missing_package_files(&cfg.roots));
+    }
     if cfg.hash.archives.is_none() {
         summary.archives_not_opened = out.archives_hashed_as_files();
     }
@@ -217,6 +222,7 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
         process: cfg.processes.is_some(),
         lookup_algo: out.lookup_algo,
         archives: cfg.hash.archives.is_some(),
+        packages: cfg.packages.is_some(),
         host_name: a.host_name.clone(),
         ..table_view(&a.view, &a.output, a.api.details)
     };
@@ -320,6 +326,20 @@ fn scan_options(a: &ScanArgs) -> serde_json::Map<String, serde_json::Value> {
     m.insert("also-lookup".into(), a.also_lookup.into());
     m.insert("clamav-pua".into(), a.clamav_pua.into());
     m.insert("circl".into(), a.circl.into());
+    m.insert(
+        "packages".into(),
+        match (a.no_packages, a.packages) {
+            (true, _) => Value::Bool(false),
+            (false, Some(crate::cli::PackagesArg::VerifyOnly)) => "verify-only".into(),
+            (false, Some(crate::cli::PackagesArg::KnownGood)) => "known-good".into(),
+            // On by default for a sweep of / (the summary's `packages` says what was read).
+            (false, None) => Value::Null,
+        },
+    );
+    m.insert(
+        "packages-root".into(),
+        a.packages_root.as_deref().map(escape_path).into(),
+    );
     m.insert("budget".into(), a.budget.into());
     upload::report_options(&a.upload, &mut m);
     m.insert("priority-path".into(), a.priority_path.clone().into());
@@ -425,6 +445,57 @@ fn load_local_sets(a: &ScanArgs, cache: Option<&Cache>) -> Result<Option<Arc<Loc
         good: load(&a.known_good)?,
         also_lookup: a.also_lookup,
     })))
+}
+
+/// The package databases, when asked (`--packages`, `--packages-root`) or by default for a
+/// sweep of `/` (the running system), unless `--no-packages`. Asked for, a database that
+/// cannot be read stops the run (exit 2); by default, it is a warning and the sweep goes on
+/// without it, as it does when this system has no package database at all.
+fn load_packages(a: &ScanArgs) -> Result<Option<Arc<PackageDb>>, Error> {
+    if a.no_packages {
+        return Ok(None);
+    }
+    let asked = a.packages.is_some() || a.packages_root.is_some();
+    if !asked && !a.paths.iter().any(|p| is_system_root(p)) {
+        return Ok(None);
+    }
+    let mode = match a.packages {
+        Some(crate::cli::PackagesArg::VerifyOnly) => PackageMode::VerifyOnly,
+        _ => PackageMode::Trust,
+    };
+    let root = a
+        .packages_root
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let db = match PackageDb::load(&root, mode) {
+        Ok(db) => db,
+        Err(e) if asked => return Err(e.into()),
+        Err(e) => {
+            warn(format_args!(
+                "{}; the sweep goes on without the package databases (--no-packages says so)",
+                ErrorChain(&e)
+            ));
+            return Ok(None);
+        }
+    };
+    for w in db.warnings() {
+        warn(w);
+    }
+    if db.loaded().is_empty() {
+        if !asked {
+            return Ok(None);
+        }
+        warn(format_args!(
+            "--packages: no package database (dpkg, rpm, apk, pacman) found under {}",
+            root.display()
+        ));
+    }
+    Ok(Some(Arc::new(db)))
+}
+
+/// Whether `p` is this system's `/` (however it is spelled).
+fn is_system_root(p: &Path) -> bool {
+    cfg!(unix) && std::fs::canonicalize(p).is_ok_and(|r| r == Path::new("/"))
 }
 
 /// Load a baseline report, warning about the records it had to skip.

@@ -4,12 +4,14 @@
 //! [`hashlist`] reads single lines (sha256sum, md5sum, bare hashes); [`hashset`] loads whole
 //! lists into compact sorted tables, indexed once beside the cache; [`rds`] reads NSRL RDSv3
 //! databases into such tables; [`LocalSets`] classifies a file's digests against the good and
-//! bad sets.
+//! bad sets. [`packages`] reads the system's own package databases (dpkg, rpm, apk, pacman):
+//! what each file should be, by path.
 
 pub mod bloom;
 pub mod hashlist;
 pub mod hashset;
 pub mod ioc;
+pub mod packages;
 pub mod rds;
 
 use crate::digest::Digests;

@@ -50,9 +50,11 @@ impl EcsReporter<'_> {
         threat: Option<Threat<'_>>,
         hashsweep: EcsOwn<'_>,
         process: Option<ProcessFields<'_>>,
+        package: Option<PackageFields<'_>>,
     ) -> io::Result<()> {
         let doc = Doc {
             process,
+            package,
             timestamp: Rfc3339::now(),
             ecs: Ecs {
                 version: ECS_VERSION,
@@ -166,6 +168,11 @@ impl Reporter for EcsReporter<'_> {
                 view: View::Record(r),
             },
             process,
+            r.package.map(|p| PackageFields {
+                name: &p.name,
+                version: &p.version,
+                kind: p.manager.name(),
+            }),
         )
     }
 
@@ -181,6 +188,7 @@ impl Reporter for EcsReporter<'_> {
             EcsOwn {
                 view: View::Removed(r),
             },
+            None,
             None,
         )
     }
@@ -218,7 +226,19 @@ struct Doc<'a> {
     /// A running program's image (`--processes`).
     #[serde(skip_serializing_if = "Option::is_none")]
     process: Option<ProcessFields<'a>>,
+    /// The package that owns the file (`--packages`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    package: Option<PackageFields<'a>>,
     hashsweep: EcsOwn<'a>,
+}
+
+/// ECS `package.*`: `type` is the package format (`dpkg`, `rpm`, `apk`, `pacman`).
+#[derive(Serialize)]
+struct PackageFields<'a> {
+    name: &'a str,
+    version: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
 }
 
 /// ECS `process.*`: the process a running program's image belongs to.

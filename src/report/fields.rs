@@ -44,6 +44,8 @@ pub enum Field {
     Stale,
     List,
     ListEntry,
+    Package,
+    PackageCheck,
 }
 
 /// When a field is written in JSON and NDJSON.
@@ -79,6 +81,8 @@ pub enum Optional {
     Process,
     /// With `--archives`: `container` and `member`.
     Archives,
+    /// With `--packages`: `package` and `package_check`.
+    Packages,
 }
 
 /// Where an ECS document carries a field.
@@ -235,6 +239,25 @@ pub const FIELDS: &[Spec] = {
         // also as `threat.indicator.*`. Last, so that no CSV column moves.
         spec(Field::List, "list", WhenSet, Col, Own),
         spec(Field::ListEntry, "list_entry", WhenSet, Col, Own),
+        // The package that owns the file (`--packages`): an object `{name, version, manager}`
+        // (CSV: `manager:name=version`; ECS: `package.name`, `package.version`,
+        // `package.type`), and what the file's digest says of it: `match`, `modified`,
+        // `config_changed` (absent when nothing could be compared). After `stale`, and only
+        // with --packages, so that no CSV column moves.
+        spec(
+            Field::Package,
+            "package",
+            WhenSet,
+            When(Optional::Packages),
+            Ecs::Ecs("package.name"),
+        ),
+        spec(
+            Field::PackageCheck,
+            "package_check",
+            WhenSet,
+            When(Optional::Packages),
+            Own,
+        ),
     ]
 };
 
@@ -247,6 +270,7 @@ pub enum Value<'a> {
     Bool(bool),
     Verdict(&'a Verdict),
     Details(&'a [EngineResult]),
+    Package(&'a crate::known::packages::Package),
 }
 
 impl serde::Serialize for Value<'_> {
@@ -258,6 +282,13 @@ impl serde::Serialize for Value<'_> {
             Value::Bool(v) => s.serialize_bool(*v),
             Value::Verdict(v) => v.serialize(s),
             Value::Details(v) => v.serialize(s),
+            Value::Package(p) => {
+                let mut m = s.serialize_map(Some(3))?;
+                m.serialize_entry("name", &p.name)?;
+                m.serialize_entry("version", &p.version)?;
+                m.serialize_entry("manager", p.manager.name())?;
+                m.end()
+            }
         }
     }
 }
@@ -272,6 +303,7 @@ impl Value<'_> {
             Value::Bool(v) => v.to_string(),
             Value::Verdict(v) => v.to_string(),
             Value::Details(_) => String::new(),
+            Value::Package(p) => format!("{}:{}={}", p.manager, p.name, p.version),
         }
     }
 }
@@ -350,6 +382,8 @@ impl<'a> View<'a> {
                 (None, Some(c)) => Some(Value::Str(c.describe().into())),
                 (None, None) => None,
             },
+            Field::Package => r.package.map(Value::Package),
+            Field::PackageCheck => r.package_check.map(|c| Value::Str(c.as_str().into())),
         }
     }
 
@@ -454,6 +488,7 @@ mod tests {
                 application_type: true,
                 process: true,
                 archives: true,
+                packages: true,
                 host_name: Some("h".into()),
                 ..Columns::default()
             };
@@ -507,6 +542,11 @@ mod tests {
             skipped: 0,
             modified: None,
         };
+        let package = crate::known::packages::Package {
+            name: "coreutils".into(),
+            version: "9.1-1".into(),
+            manager: crate::known::packages::Manager::Dpkg,
+        };
         let r = Record {
             path: Some(path),
             size: Some(3),
@@ -536,6 +576,8 @@ mod tests {
                 std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_220_120),
             ),
             stale: true,
+            package: Some(&package),
+            package_check: Some(crate::known::packages::PackageCheck::Modified),
         };
         for f in FIELDS {
             assert!(
@@ -572,6 +614,19 @@ mod tests {
         // A library's ECS process is the one that maps it: its executable, not its hash.
         assert_eq!(at(&ecs, "process.executable"), "/d/prog", "{ecs}");
         assert!(at(&ecs, "process.hash").is_null(), "{ecs}");
+        // The package in each format's own shape.
+        assert_eq!(
+            json["package"],
+            serde_json::json!({"name": "coreutils", "version": "9.1-1", "manager": "dpkg"})
+        );
+        assert_eq!(json["package_check"], "modified");
+        let i = header.iter().position(|h| h == "package").unwrap();
+        assert_eq!(&row[i], "dpkg:coreutils=9.1-1");
+        assert_eq!(
+            ecs["package"],
+            serde_json::json!({"name": "coreutils", "version": "9.1-1", "type": "dpkg"})
+        );
+        assert_eq!(at(&ecs, "hashsweep.package_check"), "modified");
     }
 
     /// A path of the baseline that is gone keeps the shape it always had in every format.

@@ -91,6 +91,9 @@ impl<'w> HtmlReporter<'w> {
         if let Some(src) = r.source {
             write!(self.out, "<dt>source</dt><dd>{}</dd>", esc(src))?;
         }
+        if let Some(t) = package_text(r) {
+            write!(self.out, "<dt>package</dt><dd>{}</dd>", esc(&t))?;
+        }
         if let Some(e) = r.error.or(r.note) {
             write!(self.out, "<dt>note</dt><dd>{}</dd>", esc(e))?;
         }
@@ -203,12 +206,48 @@ impl Reporter for HtmlReporter<'_> {
                 sets.join("<br>")
             )?;
         }
+        if let Some(p) = &s.packages {
+            let dbs: Vec<String> = p
+                .databases
+                .iter()
+                .map(|d| {
+                    esc(&format!(
+                        "{} {} ({} packages, {} files), read in {:.2} s",
+                        d.manager, d.database, d.packages, d.files, d.load_secs
+                    ))
+                })
+                .collect();
+            writeln!(
+                self.out,
+                "<dt>packages</dt><dd id=\"packages\">{}</dd>",
+                if dbs.is_empty() {
+                    esc(&format!("no package database found under {}", p.root))
+                } else {
+                    dbs.join("<br>")
+                }
+            )?;
+        }
         if !run.version.is_empty() {
             writeln!(self.out, "<dt>hashsweep</dt><dd>{}</dd>", esc(&run.version))?;
         }
         writeln!(self.out, "</dl>")?;
         chart(&mut self.out, s)?;
         writeln!(self.out, "</header>")?;
+        // Files that differ from what their package installed: first, above the detections.
+        if let Some(p) = s.packages.as_ref().filter(|p| p.modified > 0) {
+            writeln!(
+                self.out,
+                "<section id=\"modified\"><h2>Modified package files ({})</h2>\n\
+                 <p>These files differ from the digest their package recorded when it \
+                 installed them (not conffiles): a replaced program or library, or another \
+                 installer's doing.</p><ul class=\"modified\">",
+                p.modified
+            )?;
+            for m in &p.all_modified {
+                writeln!(self.out, "<li class=\"path\">{}</li>", esc(m))?;
+            }
+            writeln!(self.out, "</ul></section>")?;
+        }
         writeln!(
             self.out,
             "<section id=\"detections\"><h2>Detections ({})</h2>",
@@ -240,6 +279,12 @@ impl Reporter for HtmlReporter<'_> {
                 note.push(' ');
             }
             note.push_str(&format!("({})", esc(&t)));
+        }
+        if let Some(t) = package_text(r).filter(|_| r.package_check.is_some()) {
+            if !note.is_empty() {
+                note.push(' ');
+            }
+            note.push_str(&format!("[{}]", esc(&t)));
         }
         let cells = [
             esc(&path_text(r)),
@@ -330,6 +375,22 @@ fn chart(out: &mut dyn Write, s: &Summary) -> io::Result<()> {
     writeln!(out, "</svg>")
 }
 
+/// `package modified: dpkg coreutils 9.1-1` (or `match`, `config_changed`, or just the
+/// package when nothing was compared).
+pub(super) fn package_text(r: &Record<'_>) -> Option<String> {
+    let p = r.package?;
+    Some(match r.package_check {
+        Some(c) => format!(
+            "package {}: {} {} {}",
+            c.as_str(),
+            p.manager,
+            p.name,
+            p.version
+        ),
+        None => format!("{} {} {}", p.manager, p.name, p.version),
+    })
+}
+
 /// The record's path (escaped for one line), or its digest for a bare `lookup` hash.
 fn path_text(r: &Record<'_>) -> String {
     match r.path {
@@ -386,6 +447,7 @@ dl.run{display:grid;grid-template-columns:max-content auto;gap:.1em 1em;margin:0
 .det dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em;margin:.3em 0}\
 .det{border-left:4px solid #c00;background:#fff4f4;padding:.6em .9em;margin:0 0 .8em}\
 .det.v-suspicious{border-color:#d80;background:#fffaf0}\
+#modified{border-left:4px solid #c00;background:#fff4f4;padding:.2em .9em .6em;margin:0 0 .8em}\
 .path{font-family:ui-monospace,monospace;overflow-wrap:anywhere}.mono{font-family:ui-monospace,monospace}\
 td.path{min-width:18em}td .mono{font-size:.85em}\
 table{border-collapse:collapse}td,th{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}\

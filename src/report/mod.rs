@@ -76,6 +76,7 @@ impl Only {
                 r.verdict.is_detection()
                     || matches!(r.verdict, Verdict::Error | Verdict::Deferred)
                     || r.error.is_some()
+                    || r.is_modified_package_file()
             }
         }
     }
@@ -124,6 +125,9 @@ pub struct Record<'a> {
     /// `answer` is kept from an earlier run past its TTL: due for a refresh the budget did
     /// not reach. It stands until the maximum age.
     pub stale: bool,
+    /// With `--packages`: the package that owns the file, and what its digest says of it.
+    pub package: Option<&'a crate::known::packages::Package>,
+    pub package_check: Option<crate::known::packages::PackageCheck>,
 }
 
 impl<'a> Record<'a> {
@@ -152,7 +156,14 @@ impl<'a> Record<'a> {
             member: None,
             answered_at: None,
             stale: false,
+            package: None,
+            package_check: None,
         }
+    }
+
+    /// A file that differs from what its package installed (`package_check: modified`).
+    pub fn is_modified_package_file(&self) -> bool {
+        self.package_check == Some(crate::known::packages::PackageCheck::Modified)
     }
 
     /// For the table and the page: `stale answer of 2026-11-30` when the answer is stale.
@@ -353,6 +364,9 @@ pub struct Summary {
     /// The `--known-good` / `--known-bad` sets the run used, with an RDS database's release.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub known_sets: Vec<KnownSet>,
+    /// With `--packages`: the package databases read, and what the files said of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packages: Option<PackageSummary>,
     pub elapsed_secs: f64,
     /// What ran (scan and lookup reports).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -435,6 +449,174 @@ pub struct BloomSummary {
 /// Whole days from `modified` to `now` (0 for a file dated in the future).
 pub fn age_days(modified: Option<SystemTime>, now: SystemTime) -> Option<u64> {
     modified.map(|m| now.duration_since(m).map_or(0, |d| d.as_secs() / 86_400))
+}
+
+/// With `--packages`: the package databases a run read (the run's identity: a different
+/// database makes different verdicts) and what the files said of them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PackageSummary {
+    /// The system whose databases were read (`/`, or `--packages-root`).
+    pub root: String,
+    /// `known-good` (a match is known good) or `verify-only`.
+    pub mode: &'static str,
+    pub databases: Vec<PackageDatabase>,
+    /// Seconds to read them all.
+    pub load_secs: f64,
+    /// Files whose digest is their package's.
+    pub matched: u64,
+    /// Files that differ from their package (not conffiles): `package_check: modified`.
+    pub modified: u64,
+    /// Conffiles (`%config`, `%BACKUP%`, protected paths) that differ.
+    pub config_changed: u64,
+    /// Files a package owns with nothing to compare (`%ghost`, `newconffile`, a digest in
+    /// an algorithm not computed, verification turned off).
+    pub unchecked: u64,
+    /// Files a package installed under the roots, gone from disk.
+    pub missing: u64,
+    /// The first [`SUMMARY_PATHS`] modified files, each with its package.
+    pub modified_paths: Vec<String>,
+    /// The first [`SUMMARY_PATHS`] missing files, each with its package.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing_paths: Vec<String>,
+    /// Every modified file, each with its package (the HTML page lists them all).
+    #[serde(skip)]
+    pub all_modified: Vec<String>,
+}
+
+/// One package database read.
+#[derive(Debug, Clone, Serialize)]
+pub struct PackageDatabase {
+    /// `dpkg`, `rpm`, `apk` or `pacman`.
+    pub manager: &'static str,
+    pub database: String,
+    pub packages: u64,
+    /// Paths its packages claim.
+    pub files: u64,
+    pub load_secs: f64,
+}
+
+/// `/usr/bin/ls (dpkg coreutils 9.1-1)`.
+fn with_package(path: &str, p: &crate::known::packages::Package) -> String {
+    format!("{path} ({} {} {})", p.manager, p.name, p.version)
+}
+
+impl PackageSummary {
+    pub fn new(db: &crate::known::packages::PackageDb) -> PackageSummary {
+        let databases: Vec<PackageDatabase> = db
+            .loaded()
+            .iter()
+            .map(|l| PackageDatabase {
+                manager: l.manager.name(),
+                database: escape_path(&l.database),
+                packages: l.packages,
+                files: l.files,
+                load_secs: l.elapsed.as_secs_f64(),
+            })
+            .collect();
+        PackageSummary {
+            root: escape_path(db.root()),
+            mode: match db.mode() {
+                crate::known::packages::PackageMode::Trust => "known-good",
+                crate::known::packages::PackageMode::VerifyOnly => "verify-only",
+            },
+            load_secs: databases.iter().map(|d| d.load_secs).sum(),
+            databases,
+            ..PackageSummary::default()
+        }
+    }
+
+    /// Files under the roots that their package installed and that are gone.
+    pub fn set_missing(
+        &mut self,
+        missing: &[(std::path::PathBuf, &crate::known::packages::Package)],
+    ) {
+        self.missing = missing.len() as u64;
+        self.missing_paths = missing
+            .iter()
+            .take(SUMMARY_PATHS)
+            .map(|(p, pkg)| with_package(&escape_path(p), pkg))
+            .collect();
+    }
+
+    fn count(&mut self, r: &Record<'_>) {
+        use crate::known::packages::PackageCheck;
+        match r.package_check {
+            Some(PackageCheck::Match) => self.matched += 1,
+            Some(PackageCheck::Modified) => {
+                self.modified += 1;
+                if let Some(p) = r.package {
+                    let line = with_package(&summary_name(r), p);
+                    if self.modified_paths.len() < SUMMARY_PATHS {
+                        self.modified_paths.push(line.clone());
+                    }
+                    self.all_modified.push(line);
+                }
+            }
+            Some(PackageCheck::ConfigChanged) => self.config_changed += 1,
+            None => self.unchecked += u64::from(r.package.is_some()),
+        }
+    }
+
+    /// The summary's lines about the packages.
+    fn human(&self) -> String {
+        let mut s = String::new();
+        if self.databases.is_empty() {
+            s.push_str(&format!(
+                "\nhashsweep: packages: no package database found under {}",
+                self.root
+            ));
+            return s;
+        }
+        let dbs: Vec<String> = self
+            .databases
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} {} ({}, {})",
+                    d.manager,
+                    d.database,
+                    counted(d.packages, "package", "packages"),
+                    counted(d.files, "file", "files")
+                )
+            })
+            .collect();
+        s.push_str(&format!(
+            "\nhashsweep: packages: {} read in {:.2} s{}; {} match their package, {} differ \
+             (conffiles: {}), {} missing",
+            dbs.join(", "),
+            self.load_secs,
+            if self.mode == "verify-only" {
+                " (verify-only: matches are looked up)"
+            } else {
+                ""
+            },
+            counted(self.matched, "file", "files"),
+            self.modified + self.config_changed,
+            self.config_changed,
+            self.missing,
+        ));
+        let list = |n: u64, shown: &[String]| {
+            let mut l = format!("{n}: {}", shown.join(", "));
+            let more = n.saturating_sub(shown.len() as u64);
+            if more > 0 {
+                l.push_str(&format!(" and {more} more"));
+            }
+            l
+        };
+        if self.modified > 0 {
+            s.push_str(&format!(
+                "\nhashsweep: modified package files: {}",
+                list(self.modified, &self.modified_paths)
+            ));
+        }
+        if self.missing > 0 {
+            s.push_str(&format!(
+                "\nhashsweep: package files missing from disk: {}",
+                list(self.missing, &self.missing_paths)
+            ));
+        }
+        s
+    }
 }
 
 impl KnownSet {
@@ -569,13 +751,24 @@ impl Summary {
             _ => {}
         }
         self.stale += u64::from(r.stale);
+        if let Some(p) = self.packages.as_mut() {
+            p.count(r);
+        }
     }
 
-    /// `1` for any detection, else `2` if anything is incomplete, else `3` if the budget
+    /// Files that differ from what their package installed.
+    pub fn modified_package_files(&self) -> u64 {
+        self.packages.as_ref().map_or(0, |p| p.modified)
+    }
+
+    /// `1` for any detection, else `4` for a file that differs from what its package
+    /// installed (`--packages`), else `2` if anything is incomplete, else `3` if the budget
     /// deferred something, else `0`.
     pub fn exit_status(&self) -> u8 {
         if self.detections > 0 {
             1
+        } else if self.modified_package_files() > 0 {
+            4
         } else if self.errors > 0 || self.not_looked_up > 0 || self.changed > 0 {
             2
         } else if self.deferred > 0 {
@@ -678,6 +871,9 @@ impl Summary {
             if more > 0 {
                 s.push_str(&format!(" and {more} more"));
             }
+        }
+        if let Some(p) = &self.packages {
+            s.push_str(&p.human());
         }
         for (root, reason) in &self.root_errors {
             s.push_str(&format!(
@@ -845,6 +1041,8 @@ pub struct Columns {
     pub process: bool,
     /// `--archives`: the `container` and `member` columns.
     pub archives: bool,
+    /// `--packages`: the `package` and `package_check` columns.
+    pub packages: bool,
     /// Which digest was sent to the service (ECS: the field an answer matched).
     pub lookup_algo: Option<Algo>,
     /// ECS `host.name` (default: this machine's host name).
@@ -984,6 +1182,7 @@ impl<'w> CsvReporter<'w> {
                 Optional::ApplicationType => cols.application_type,
                 Optional::Process => cols.process,
                 Optional::Archives => cols.archives,
+                Optional::Packages => cols.packages,
             }),
             header_done: false,
         }

@@ -9,6 +9,7 @@ use std::path::Path;
 use anstyle::{AnsiColor, Style};
 
 use super::{Columns, Record, Removed, Reporter, Summary, human_bytes, threat_names};
+use crate::known::packages::PackageCheck;
 use crate::lookup::Verdict;
 
 /// Digits of a digest shown in a narrow table.
@@ -139,6 +140,14 @@ impl Reporter for TableReporter<'_> {
         }
         if let Some(e) = r.error.or(r.note) {
             write!(self.out, "  ({})", escape_for_line(e.as_bytes()))?;
+        }
+        // A difference from the package says more than a match (the verdict says that).
+        if matches!(
+            r.package_check,
+            Some(PackageCheck::Modified | PackageCheck::ConfigChanged)
+        ) && let Some(t) = super::html::package_text(r)
+        {
+            write!(self.out, "  [{}]", escape_for_line(t.as_bytes()))?;
         }
         writeln!(self.out)
     }

@@ -19,6 +19,7 @@ use super::io::IoGate;
 use super::walk::WalkEvent;
 use crate::digest::Digests;
 use crate::file::{FileKind, FileMeta, describe_io};
+use crate::known::packages::{Need, PackageDb};
 pub(super) use crate::platform::open_for_hashing;
 use crate::sync::lock;
 
@@ -171,6 +172,11 @@ pub struct Hasher {
     /// The named data streams (their paths and sizes) of the file just opened, or why they
     /// could not be listed, for [`Hasher::push_with_members`].
     streams: Option<(PathBuf, Listed)>,
+    /// The package databases (`--packages`): a file a package owns is read through the
+    /// digest its manager records too (MD5 for dpkg, SHA-1 for apk), decided by its path.
+    packages: Option<Arc<PackageDb>>,
+    /// What the file being read needs beyond the run's digests.
+    extra: Need,
 }
 
 /// Files with more than one hard link (and running programs' images), by (dev, ino, ino_hi):
@@ -256,6 +262,23 @@ impl Hasher {
             guard_deadline: GUARD_DEADLINE,
             expanded: None,
             streams: None,
+            packages: None,
+            extra: Need::default(),
+        }
+    }
+
+    /// Read package-owned files through the digests their package records.
+    pub fn with_packages(mut self, packages: Option<Arc<PackageDb>>) -> Hasher {
+        self.packages = packages;
+        self
+    }
+
+    /// The run's digest options with what the file being read needs added.
+    fn read_opts(&self) -> HashOptions {
+        HashOptions {
+            md5: self.opts.md5 || self.extra.md5,
+            sha1: self.opts.sha1 || self.extra.sha1,
+            ..self.opts
         }
     }
 
@@ -398,6 +421,11 @@ impl Hasher {
 
     fn hash_path_with(&mut self, path: PathBuf, how: ReadAs) -> FileResult {
         let guarded = how == ReadAs::Guarded;
+        // Decided by the path, before the read: a sweep without packages pays nothing.
+        self.extra = match (&self.packages, how) {
+            (Some(p), ReadAs::Plain) => p.needs(&path),
+            _ => Need::default(),
+        };
         // A symlink named on the command line is followed, as the walker does for a
         // directory root (like `find -H`); anywhere else a symlink is not. A running
         // program's image is reached through /proc's links, always followed.
@@ -485,7 +513,9 @@ impl Hasher {
         ));
         let claim =
             match link_key.map(|k| link_map.claim(k, (stat_size, meta.mtime_ns, meta.ctime_ns))) {
-                Some(Ok(read)) => Some(read),
+                Some(Ok(read)) if self.extra.met_by(&read.0) => Some(read),
+                // Read without a digest this path's package records: read it again.
+                Some(Ok(_)) => None,
                 Some(Err(claim)) => {
                     link_claim = Some(claim);
                     None
@@ -642,7 +672,7 @@ impl Hasher {
             gate: &self.gate,
             stop: &self.stop,
             nowait: true,
-            sum: Sum::new(&self.opts),
+            sum: Sum::new(&self.read_opts()),
             stat_size,
             total: 0,
             reads: 0,
@@ -704,8 +734,9 @@ impl Hasher {
         guard: Option<(u64, std::time::Instant)>,
     ) -> Result<WholeRead, (io::Error, u64)> {
         let mut sha256 = Sha256::new();
-        let mut md5 = self.opts.md5.then(Md5::new);
-        let mut sha1 = self.opts.sha1.then(Sha1::new);
+        let opts = self.read_opts();
+        let mut md5 = opts.md5.then(Md5::new);
+        let mut sha1 = opts.sha1.then(Sha1::new);
         let multi = md5.is_some() || sha1.is_some();
         let mut total = 0u64;
         let mut reads = 0u32;

@@ -9,7 +9,7 @@ use super::hash::{FileResult, FileStatus, Origin};
 use crate::file::{FileKind, SpecialKind};
 use crate::known::{Local, Match};
 use crate::lookup::{Answer, HashOutcome, Verdict};
-use crate::report::{KnownSet, Record, Summary, escape_path, summary_reason};
+use crate::report::{KnownSet, PackageSummary, Record, Summary, escape_path, summary_reason};
 
 impl ScanOutput {
     /// The report record for one file: its own status joined with its digest's outcome.
@@ -59,6 +59,19 @@ impl ScanOutput {
                     ..base
                 }
                 .with_digests(Some(digests));
+                let package = self
+                    .packages
+                    .as_deref()
+                    .and_then(|p| p.check(&f.path, digests));
+                let vouched = self
+                    .packages
+                    .as_deref()
+                    .is_some_and(|p| p.vouches(package.as_ref()));
+                let base = Record {
+                    package: package.map(|p| p.package),
+                    package_check: package.and_then(|p| p.check),
+                    ..base
+                };
                 let local = self.local.as_ref().and_then(|l| l.classify(digests));
                 // Probably known to CIRCL (its Bloom filter): said, whatever else is known.
                 let circl = self
@@ -99,6 +112,12 @@ impl ScanOutput {
                             _ => None,
                         }),
                         answer: outcome.and_then(|o| o.as_ref().ok()),
+                        ..base
+                    },
+                    // The file is what its package installed: not asked.
+                    (None, _) if vouched => Record {
+                        verdict: Verdict::KnownGood,
+                        source: package.map(|p| p.package.manager.name()),
                         ..base
                     },
                     (None, None) => Record {
@@ -153,7 +172,16 @@ impl ScanOutput {
             return Box::new(0..self.files.len());
         }
         let mut idx: Vec<u32> = (0..self.files.len() as u32).collect();
-        idx.sort_by_cached_key(|&i| self.record(&self.files[i as usize]).verdict.rank());
+        // Detections, then files that differ from their package, then the rest by verdict.
+        idx.sort_by_cached_key(|&i| {
+            let r = self.record(&self.files[i as usize]);
+            let v = r.verdict.rank();
+            match (r.verdict.is_detection(), r.is_modified_package_file()) {
+                (true, _) => (0, v),
+                (false, true) => (1, v),
+                (false, false) => (2, v),
+            }
+        });
         Box::new(idx.into_iter().map(|i| i as usize))
     }
 
@@ -177,6 +205,25 @@ impl ScanOutput {
             }
         }
         found
+    }
+
+    /// With `--packages`: files a package installed under `roots` (as given to the scan) that
+    /// are gone from disk, with their package. Only files with a digest to compare count (a
+    /// `%ghost` or a conffile may be absent by design).
+    pub fn missing_package_files(
+        &self,
+        roots: &[std::path::PathBuf],
+    ) -> Vec<(std::path::PathBuf, &crate::known::packages::Package)> {
+        let Some(db) = self.packages.as_deref() else {
+            return Vec::new();
+        };
+        let seen = |p: &std::path::Path| {
+            let key = p.as_os_str().as_encoded_bytes();
+            self.files
+                .binary_search_by(|f| f.path.as_os_str().as_encoded_bytes().cmp(key))
+                .is_ok()
+        };
+        db.missing_under(roots, &seen)
     }
 
     /// Paths on disk whose first bytes say archive (`FileKind::Archive`), hashed as files:
@@ -216,6 +263,9 @@ impl ScanOutput {
             .map(|p| format!("{} {} ({})", p.pid, p.name, p.path.display()))
             .collect();
         s.budget = self.plan.clone();
+        if let Some(p) = &self.packages {
+            s.packages = Some(PackageSummary::new(p));
+        }
         if let Some(l) = &self.local {
             let sets = [("known_good", &l.good), ("known_bad", &l.bad)];
             s.known_sets = sets

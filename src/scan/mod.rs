@@ -48,6 +48,7 @@ use crate::cache::{Cache, FileKey};
 use crate::digest::{Algo, Digest, DigestHash, Digests};
 use crate::file::FileKind;
 use crate::known::LocalSets;
+use crate::known::packages::{PackageCheck, PackageDb};
 use crate::lookup::batch::Feed;
 use crate::lookup::{
     Answer, HashOutcome, LookupError, LookupOptions, Plan, ReputationClient, spawn_lookup,
@@ -79,12 +80,16 @@ pub struct ScanConfig {
     pub budget: BudgetOptions,
     /// `--processes`: also hash the running programs' images.
     pub processes: Option<ProcessScope>,
+    /// `--packages`: the system's package databases.
+    pub packages: Option<Arc<PackageDb>>,
 }
 
 /// What a scan learned: one result per path, and one outcome per distinct digest looked up.
 pub struct ScanOutput {
     /// The local hash sets the records are classified by.
     pub local: Option<Arc<LocalSets>>,
+    /// The package databases the records are checked against.
+    pub packages: Option<Arc<PackageDb>>,
     /// Sorted by path bytes.
     pub files: Vec<FileResult>,
     /// Distinct digests and their outcomes.
@@ -125,6 +130,7 @@ struct Collector<'a> {
     /// and how many paths hold them so far.
     pending_verdicts: Vec<(Digest, Rank, u32)>,
     local: Option<&'a LocalSets>,
+    packages: Option<&'a PackageDb>,
     pending_rows: Vec<(FileKey, Digests, FileKind)>,
     /// With `--archives` and the cache: what was found inside the archives read.
     archive_rows: Option<ArchiveRows>,
@@ -215,9 +221,14 @@ impl Collector<'_> {
             kind,
         } = &res.status
         {
-            let wanted = self
-                .local
-                .is_none_or(|l| l.wants_lookup(l.classify(digests)));
+            let package = self.packages.and_then(|p| p.check(&res.path, digests));
+            // The local sets decide a file they list; the package databases one they vouch
+            // for (a match, unless --packages=verify-only).
+            let wanted = match self.local.map(|l| (l, l.classify(digests))) {
+                Some((l, c @ Some(_))) => l.wants_lookup(c),
+                _ => !self.packages.is_some_and(|p| p.vouches(package.as_ref())),
+            };
+            let modified = package.is_some_and(|p| p.check == Some(PackageCheck::Modified));
             if let Some(key) = digests.get(self.algo)
                 && wanted
                 && self.digest_tx.is_some()
@@ -231,6 +242,9 @@ impl Collector<'_> {
                 let rank = |b: &BudgetKeeper| {
                     if running_deleted {
                         return Rank::RUNNING_DELETED;
+                    }
+                    if modified {
+                        return Rank::MODIFIED_PACKAGE;
                     }
                     let r = b
                         .ranker
@@ -696,6 +710,7 @@ pub fn scan(
         cache: cfg.cache.as_deref(),
         pending_verdicts: Vec::new(),
         local: cfg.local.as_deref(),
+        packages: cfg.packages.as_deref(),
         pending_rows: Vec::new(),
         archive_rows: match (&cfg.cache, &cfg.hash.archives) {
             (Some(_), Some(a)) => Some(ArchiveRows {
@@ -813,12 +828,14 @@ pub fn scan(
         let (gate_ref, roots_ref, links_ref) = (&gate, &roots, &links);
         let start = move |index: usize, local: Worker<Task>, res_tx: Sender<Vec<FileResult>>| {
             let mut hasher = Hasher::new(cfg.hash)
+                .with_packages(cfg.packages.clone())
                 .with_roots(Arc::clone(roots_ref))
                 .with_links(Arc::clone(links_ref))
                 .with_stop(Arc::clone(stop))
                 .with_gate(Arc::clone(gate_ref));
             let cache = cfg.cache.as_deref().map(|cache| DigestCache {
                 cache,
+                packages: cfg.packages.as_deref(),
                 opts: cfg.hash,
             });
             let turn = Turn {
@@ -935,6 +952,7 @@ pub fn scan(
     let stats = client.map(|c| c.stats()).unwrap_or_default();
     Ok(ScanOutput {
         local: cfg.local.clone(),
+        packages: cfg.packages.clone(),
         files,
         lookup_algo: lookup.map(|(o, _)| o.algo),
         dedup,
@@ -1026,6 +1044,7 @@ mod tests {
             local: None,
             budget: BudgetOptions::default(),
             processes: None,
+            packages: None,
         };
         let progress = Recorder::default();
         let out = scan(&cfg, None, &progress, &Arc::new(AtomicBool::new(false))).unwrap();

@@ -2,7 +2,9 @@
 //! the walk has ranked them, and which are deferred to a later run.
 //!
 //! **Order of risk.** Each digest gets a [`Rank`] from what the sweep already has in hand (no
-//! extra reads), compared in this order; lower is asked first:
+//! extra reads). A running program deleted from disk ([`Rank::RUNNING_DELETED`]), then a file
+//! that differs from what its package installed ([`Rank::MODIFIED_PACKAGE`]), go before
+//! everything; the rest are compared in this order, lower asked first:
 //! 1. what the file is ([`FileKind`], from its first bytes): executables and libraries, then
 //!    scripts, then documents that carry macros or scripts, then archives, then the rest;
 //! 2. where it is: user-writable and temporary places ([`RISKY_PLACES`]) and `--priority-path`;
@@ -102,8 +104,9 @@ impl Default for BudgetOptions {
 
 /// A digest's place in the order of risk; lower is asked first. Five bits: the kind, then
 /// "not in a risky place", "not recent", "not rare"; above them bit 6, set for all but
-/// [`Rank::RUNNING_DELETED`], which goes before everything, and bit 7, set for a digest
-/// probably known to CIRCL ([`Rank::known_elsewhere`]), which goes after everything.
+/// [`Rank::RUNNING_DELETED`], which goes before everything, [`Rank::MODIFIED_PACKAGE`], just
+/// after it, and bit 7, set for a digest probably known to CIRCL ([`Rank::known_elsewhere`]),
+/// which goes after everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Rank(u8);
 
@@ -135,13 +138,20 @@ impl Rank {
     /// own, asked before anything else.
     pub const RUNNING_DELETED: Rank = Rank(0);
 
+    /// A file that differs from what its package installed (`package_check: modified`):
+    /// after a running deleted program, before every ordinary file. Its code (63) is above
+    /// any code stored before bit 6 existed (at most 39), so it reads back as itself.
+    pub const MODIFIED_PACKAGE: Rank = Rank(ORDINARY - 1);
+
     fn common(self) -> Rank {
         Rank(self.0 | 1)
     }
 
     /// What the file is, as the rank says (a running program gone from disk is a program).
     pub fn kind(self) -> FileKind {
-        if self == Rank::RUNNING_DELETED {
+        // A modified package file: most are programs and libraries, and an unknown answer for
+        // one is asked again as soon as for a program.
+        if self == Rank::RUNNING_DELETED || self == Rank::MODIFIED_PACKAGE {
             return FileKind::Executable;
         }
         FileKind::from_code((self.0 >> 3) & 0b111).unwrap_or_default()
@@ -156,6 +166,7 @@ impl Rank {
         // Codes stored before bit 6 existed are ordinary ranks.
         match code {
             0 => Rank::RUNNING_DELETED,
+            c if c == Rank::MODIFIED_PACKAGE.0 => Rank::MODIFIED_PACKAGE,
             c => Rank(c | ORDINARY),
         }
     }
@@ -590,6 +601,28 @@ mod tests {
         assert!(Rank::from_code(old) > best);
     }
 
+    /// A file that differs from its package goes just after a running deleted program and
+    /// before every ordinary file, and its stored code reads back as itself.
+    #[test]
+    fn a_modified_package_file_ranks_second_only_to_a_running_deleted_program() {
+        let best = Rank::of(FileKind::Executable, true, true);
+        assert!(Rank::RUNNING_DELETED < Rank::MODIFIED_PACKAGE);
+        assert!(Rank::MODIFIED_PACKAGE < best);
+        assert_eq!(
+            Rank::from_code(Rank::MODIFIED_PACKAGE.code()),
+            Rank::MODIFIED_PACKAGE
+        );
+        // Every code stored before bit 6 existed reads back as an ordinary rank.
+        let legacy_max = (FileKind::Other.code() << 3) | 0b111;
+        assert!(legacy_max < Rank::MODIFIED_PACKAGE.code());
+        assert_eq!(Rank::MODIFIED_PACKAGE.kind(), FileKind::Executable);
+        let mut p = Planner::new(Some(1), 1);
+        assert!(!p.offer(d(1), best));
+        assert!(!p.offer(d(2), Rank::MODIFIED_PACKAGE));
+        let Decision { asked, .. } = p.finish(None, &HashMap::new(), &HashMap::new());
+        assert_eq!(asked, vec![d(2)]);
+    }
+
     fn d(n: u8) -> Digest {
         Digest::Sha256([n; 32])
     }
@@ -819,5 +852,8 @@ mod tests {
             assert_eq!(Rank::of(kind, false, true).common().kind(), kind);
         }
         assert_eq!(Rank::RUNNING_DELETED.kind(), FileKind::Executable);
+        assert_eq!(Rank::MODIFIED_PACKAGE.kind(), FileKind::Executable);
+        let known = Rank::of(FileKind::Script, true, true).known_elsewhere();
+        assert_eq!(known.kind(), FileKind::Script);
     }
 }

@@ -26,6 +26,8 @@ use crate::sync::lock;
 pub(super) struct DigestCache<'a> {
     pub(super) cache: &'a Cache,
     pub(super) opts: HashOptions,
+    /// A file a package owns is a hit only with the digest its package records.
+    pub(super) packages: Option<&'a crate::known::packages::PackageDb>,
 }
 
 impl DigestCache<'_> {
@@ -97,9 +99,15 @@ impl DigestCache<'_> {
         let hits: Vec<Option<(FileKey, Option<FileKind>, FileResult)>> = paths
             .iter()
             .zip(metas)
-            .map(|((p, _), m)| {
+            .map(|((p, image), m)| {
                 let (meta, size) = m?;
                 let (digests, kind) = found.next().flatten()?;
+                if let Some(pk) = self.packages
+                    && !image
+                    && !pk.needs(p).met_by(&digests)
+                {
+                    return None;
+                }
                 let res = FileResult {
                     archive: None,
                     path: (*p).into(),

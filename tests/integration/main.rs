@@ -43,6 +43,9 @@ mod nights;
 #[cfg(unix)]
 mod msrv;
 mod nsrl;
+// Unix only: symlinks, and the package managers' own tools to check against.
+#[cfg(unix)]
+mod packages;
 mod packaging;
 mod parsers;
 // Unix only: the README's shell scripts (sh, jq).

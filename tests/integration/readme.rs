@@ -334,7 +334,7 @@ fn the_first_run_of_set_up_works_offline_and_against_the_stand_in() {
 fn help_lists_the_exit_statuses_and_serve_help_uses_https() {
     let out = run(cmd().arg("--help"));
     let help = String::from_utf8_lossy(&out.stdout).into_owned();
-    for status in ["  0  ", "  1  ", "  2  ", "  3  ", "130, 143"] {
+    for status in ["  0  ", "  1  ", "  2  ", "  3  ", "  4  ", "130, 143"] {
         assert!(help.contains(status), "{status:?} in {help}");
     }
     let out = run(cmd().args(["serve", "--help"]));
