@@ -644,7 +644,7 @@ mod tests {
         );
         let csv = render(Format::Csv, |w| w.removed(&gone).unwrap());
         let second = csv.lines().nth(1).unwrap();
-        assert_eq!(second, "/d/gone,,,aa,,,,,,,,,removed,,,,,,,,,,,,,,,");
+        assert_eq!(second, "/d/gone,,,aa,,,,,,,,,removed,,,,,,,,,,,,,,,,,");
         let ecs: serde_json::Value =
             serde_json::from_str(&render(Format::Ecs, |w| w.removed(&gone).unwrap())).unwrap();
         assert_eq!(ecs["hashsweep"], serde_json::json!({"change": "removed"}));
