@@ -480,7 +480,11 @@ impl Summary {
     pub fn exit_status(&self) -> u8 {
         if self.detections > 0 {
             1
-        } else if self.errors > 0 || self.not_looked_up > 0 || self.changed > 0 {
+        } else if self.errors > 0
+            || self.not_looked_up > 0
+            || self.changed > 0
+            || self.archives_incomplete > 0
+        {
             2
         } else if self.deferred > 0 {
             3

@@ -19,7 +19,11 @@
 //! What a limit leaves unread is reported `skipped` with the reason, never clean: the member
 //! itself, or `outer.zip!*` for the rest of an archive.
 
+mod packages;
+mod tarball;
+
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Seek};
@@ -31,6 +35,8 @@ use super::hash::{FileResult, FileStatus, HashOptions, Origin, Sum, open_for_has
 use super::io::IoGate;
 use crate::file::{FileKind, FileMeta, describe_io};
 use crate::platform::path_from_bytes;
+
+use self::tarball::WalkError;
 
 /// `--archive-depth`: archive levels opened (the file on disk is level 1).
 pub const DEFAULT_DEPTH: u32 = 5;
@@ -61,10 +67,16 @@ pub enum Format {
     Zstd,
     Bzip2,
     SevenZ,
+    /// `ar` archives: Debian packages (`.deb`, whose members are tars), static libraries.
+    Ar,
+    /// cpio (the "new" and "crc" ASCII formats, and the portable "odc" one).
+    Cpio,
+    /// An RPM package: its headers are skipped and its payload (a compressed cpio) is read.
+    Rpm,
 }
 
 impl Format {
-    pub const ALL: [Format; 7] = [
+    pub const ALL: [Format; 10] = [
         Format::Zip,
         Format::Tar,
         Format::Gzip,
@@ -72,6 +84,9 @@ impl Format {
         Format::Zstd,
         Format::Bzip2,
         Format::SevenZ,
+        Format::Ar,
+        Format::Cpio,
+        Format::Rpm,
     ];
 
     /// The name `--archives=` takes.
@@ -84,6 +99,9 @@ impl Format {
             Format::Zstd => "zstd",
             Format::Bzip2 => "bzip2",
             Format::SevenZ => "7z",
+            Format::Ar => "ar",
+            Format::Cpio => "cpio",
+            Format::Rpm => "rpm",
         }
     }
 
@@ -104,22 +122,53 @@ impl Format {
             Some(Format::SevenZ)
         } else if head.get(257..262) == Some(b"ustar") {
             Some(Format::Tar)
+        } else if starts(&[0xed, 0xab, 0xee, 0xdb]) {
+            Some(Format::Rpm)
+        } else if starts(b"!<arch>\n") {
+            Some(Format::Ar)
+        } else if starts(b"070701") || starts(b"070702") || starts(b"070707") {
+            Some(Format::Cpio)
         } else {
             None
         }
     }
 
-    fn bit(self) -> u8 {
-        1 << (self as u8)
+    fn bit(self) -> u16 {
+        1 << (self as u16)
     }
+}
+
+/// Archives `--archives` does not open, by their first bytes: hashed as files, with a note
+/// saying their contents were not examined.
+pub fn closed_format(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(b"Rar!\x1a\x07") {
+        Some("RAR")
+    } else if head.starts_with(b"MSCF\0\0\0\0") {
+        Some("CAB")
+    } else {
+        None
+    }
+}
+
+/// The note of an archive left closed because hashsweep cannot open its format.
+fn closed_note(name: &str) -> String {
+    format!("its contents were not examined: --archives does not open {name} archives")
+}
+
+/// The note of an archive left closed because `--archives=` did not name its format.
+fn excluded_note(f: Format) -> String {
+    format!(
+        "its contents were not examined: --archives= does not name {}",
+        f.name()
+    )
 }
 
 /// The formats `--archives` opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Formats(u8);
+pub struct Formats(u16);
 
 impl Formats {
-    pub const ALL: Formats = Formats(0x7f);
+    pub const ALL: Formats = Formats(0x3ff);
 
     /// `zip,tar,...` or `all`.
     pub fn parse(s: &str) -> Result<Formats, String> {
@@ -341,7 +390,23 @@ pub fn expand(
         Ok(n) => n,
         Err(e) => return unreadable(format!("cannot read it again: {}", describe_io(&e))),
     };
-    let format = Format::sniff(&head[..n]).filter(|f| opts.formats.contains(*f))?;
+    // Left closed: the archive keeps a note saying its contents were not examined.
+    let closed = |note: String, complete: bool| {
+        Some((
+            Inside::Container {
+                complete,
+                note: Some(note.into()),
+                repeatable: true,
+            },
+            Vec::new(),
+        ))
+    };
+    let format = match Format::sniff(&head[..n]) {
+        Some(f) if opts.formats.contains(f) => f,
+        // The user's choice: said, but no reason to call the sweep incomplete.
+        Some(f) => return closed(excluded_note(f), true),
+        None => return closed(closed_note(closed_format(&head[..n])?), false),
+    };
     if !same {
         // Replaced between the hash and this open: its members would not be of that digest.
         return unreadable("the archive was replaced while it was read".into());
@@ -415,6 +480,8 @@ impl Reading<'_> {
             out: Vec::new(),
             incomplete: false,
             buf,
+            seen: HashMap::new(),
+            notes: HashMap::new(),
         };
         let r = w.walk(format, src, container, 1);
         let note = match r {
@@ -424,6 +491,13 @@ impl Reading<'_> {
                 Some(format!(
                     "damaged archive ({why}): the members read before the damage are reported, \
                      the rest could not be read"
+                ))
+            }
+            Err(Stop::MembersDamaged(why)) => {
+                w.incomplete = true;
+                Some(format!(
+                    "damaged archive ({why}): the members that could not be read are errors, \
+                     every other member was read"
                 ))
             }
             Err(Stop::Limit(l)) => {
@@ -474,6 +548,8 @@ enum Stop {
     Limit(Limit),
     /// Corrupt or truncated data (the message).
     Damaged(String),
+    /// Some members could not be read (the first one's message); the others were.
+    MembersDamaged(String),
 }
 
 /// The limits of one archive on disk, shared by every reader of it.
@@ -665,6 +741,11 @@ struct Walker<'a, 'b> {
     /// Something was left unread (a limit, damage, an encrypted member).
     incomplete: bool,
     buf: &'a mut [u8],
+    /// Member paths met so far, and how many times each: a second member of the same name
+    /// (a tar may carry `payload.exe` twice) is `name%#2` (see [`Walker::name`]).
+    seen: HashMap<Vec<u8>, u32>,
+    /// Notes of members, by path, set before their records are made.
+    notes: HashMap<Vec<u8>, String>,
 }
 
 impl Walker<'_, '_> {
@@ -688,6 +769,23 @@ impl Walker<'_, '_> {
             Format::Tar => {
                 let mut src = src;
                 self.tar(&mut src, prefix, depth)
+            }
+            Format::Ar => {
+                let mut src = src;
+                let r = packages::walk_ar(&mut src, |name, data| {
+                    let path = self.name(prefix, name);
+                    self.member(&path, data, Packed::Unknown, depth)
+                });
+                self.walked(r)
+            }
+            Format::Cpio => {
+                let mut src = src;
+                self.cpio(&mut src, prefix, depth)
+            }
+            Format::Rpm => {
+                let mut src = src;
+                self.walked(packages::skip_rpm_headers(&mut src))?;
+                self.payload(src, prefix, depth)
             }
             Format::Gzip | Format::Xz | Format::Zstd | Format::Bzip2 => {
                 self.compressed(format, src, prefix, depth)
@@ -741,13 +839,18 @@ impl Walker<'_, '_> {
             Err(e) => Err(self.budget.take(&e)),
             Ok(n) => {
                 let mut whole = io::Cursor::new(&head[..n]).chain(&mut stream);
-                if Format::sniff(&head[..n]) == Some(Format::Tar)
-                    && self.budget.opts.formats.contains(Format::Tar)
-                {
-                    self.tar(&mut whole, prefix, depth)
-                } else {
-                    let name = inner_name(prefix);
-                    self.member(&join(prefix, &name), &mut whole, Packed::Unknown, depth)
+                match Format::sniff(&head[..n]) {
+                    Some(Format::Tar) if self.budget.opts.formats.contains(Format::Tar) => {
+                        self.tar(&mut whole, prefix, depth)
+                    }
+                    Some(Format::Cpio) if self.budget.opts.formats.contains(Format::Cpio) => {
+                        self.cpio(&mut whole, prefix, depth)
+                    }
+                    _ => {
+                        let name = inner_name(prefix);
+                        let path = self.name_escaped(prefix, &name);
+                        self.member(&path, &mut whole, Packed::Unknown, depth)
+                    }
                 }
             }
         };
@@ -767,26 +870,73 @@ impl Walker<'_, '_> {
     }
 
     fn tar(&mut self, src: &mut dyn Read, prefix: &[u8], depth: u32) -> Result<(), Stop> {
-        let mut archive = tar::Archive::new(src);
-        let entries = archive
-            .entries()
-            .map_err(|e| Stop::Damaged(describe_io(&e)))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| self.budget.take(&e))?;
-            let t = entry.header().entry_type();
-            // Directories and links have no content of their own.
-            if !(t.is_file() || t.is_contiguous() || t.is_gnu_sparse()) {
-                continue;
+        let r = tarball::walk(src, |name, data| {
+            let path = self.name(prefix, name);
+            self.member(&path, data, Packed::Unknown, depth)
+        });
+        self.walked(r)
+    }
+
+    fn cpio(&mut self, src: &mut dyn Read, prefix: &[u8], depth: u32) -> Result<(), Stop> {
+        let r = packages::walk_cpio(src, |name, data| {
+            let path = self.name(prefix, name);
+            self.member(&path, data, Packed::Unknown, depth)
+        });
+        self.walked(r)
+    }
+
+    /// An RPM's payload: a cpio, compressed or not, read at the package's level.
+    fn payload(&mut self, mut src: Source<'_>, prefix: &[u8], depth: u32) -> Result<(), Stop> {
+        let mut head = [0u8; 6];
+        let n = read_up_to(&mut src, &mut head).map_err(|e| self.budget.take(&e))?;
+        let mut rest = io::Cursor::new(&head[..n]).chain(&mut src);
+        match Format::sniff(&head[..n]) {
+            Some(f @ (Format::Gzip | Format::Xz | Format::Zstd | Format::Bzip2)) => {
+                self.compressed(f, Source::Stream(&mut rest), prefix, depth)
             }
-            let name = entry.path_bytes().into_owned();
-            self.member(
-                &join(prefix, &escape(&name)),
-                &mut entry,
-                Packed::Unknown,
-                depth,
-            )?;
+            Some(Format::Cpio) => self.cpio(&mut rest, prefix, depth),
+            _ => Err(Stop::Damaged(
+                "an RPM payload in a format not read (not a cpio in gzip, xz, zstd or bzip2)"
+                    .into(),
+            )),
         }
-        Ok(())
+    }
+
+    /// What a stream walker's error means here.
+    fn walked(&mut self, r: Result<(), WalkError<Stop>>) -> Result<(), Stop> {
+        match r {
+            Ok(()) => Ok(()),
+            Err(WalkError::Member(s)) => Err(s),
+            Err(WalkError::Io(e)) => Err(self.budget.take(&e)),
+            Err(WalkError::Damaged(why)) => Err(Stop::Damaged(why)),
+        }
+    }
+
+    /// The path of the member named `raw` (as stored) in the archive at `prefix`.
+    fn name(&mut self, prefix: &[u8], raw: &[u8]) -> Vec<u8> {
+        self.name_escaped(prefix, &escape(raw))
+    }
+
+    /// `prefix!name` (`name` escaped), made unique: the n-th member of one name in an
+    /// archive (n > 1) is `name%#n` (a `%` in a name is always written `%25`, so `%#` is
+    /// never part of one) and says so in its note. Reading the same archive again gives the
+    /// same paths.
+    fn name_escaped(&mut self, prefix: &[u8], name: &[u8]) -> Vec<u8> {
+        let mut path = join(prefix, name);
+        let n = self.seen.entry(path.clone()).or_insert(0);
+        *n += 1;
+        let n = *n;
+        if n > 1 {
+            path.extend_from_slice(format!("%#{n}").as_bytes());
+            self.notes.insert(
+                path.clone(),
+                format!(
+                    "duplicate name: member {n} of that name in this archive (its path has %#{n} \
+                     added; extracting keeps only one of them)"
+                ),
+            );
+        }
+        path
     }
 
     /// A zip, its central directory walked one entry at a time (zip's `ZipIterable`): memory
@@ -803,6 +953,8 @@ impl Walker<'_, '_> {
             .files()
             .map_err(|e| Stop::Damaged(format!("not a readable zip: {e}")))?;
         let mut damage = None;
+        // A member that could not be read: the walk goes on.
+        let mut bad_member = None;
         let mut i = 0usize;
         while let Some(entry) = entries.next() {
             i += 1;
@@ -817,7 +969,7 @@ impl Walker<'_, '_> {
             if entry.is_dir() {
                 continue;
             }
-            let path = join(prefix, &escape(entry.name_raw()));
+            let path = self.name(prefix, entry.name_raw());
             if entry.encrypted() {
                 self.count()?;
                 self.incomplete = true;
@@ -833,22 +985,23 @@ impl Walker<'_, '_> {
                     let why = format!("cannot read this member: {e}");
                     self.out
                         .push(self.result(&path, None, FileStatus::Error(why.clone())));
-                    damage.get_or_insert(why);
+                    bad_member.get_or_insert(why);
                     continue;
                 }
             };
             let packed = Packed::Since(&consumed, consumed.get());
             match self.member(&path, &mut file, packed, depth) {
                 // One damaged member (a bad CRC) does not stop the others in a zip.
-                Err(Stop::Damaged(why)) => {
-                    damage.get_or_insert(why);
+                Err(Stop::Damaged(why) | Stop::MembersDamaged(why)) => {
+                    bad_member.get_or_insert(why);
                 }
                 other => other?,
             }
         }
-        match damage {
-            Some(why) => Err(Stop::Damaged(why)),
-            None => Ok(()),
+        match (damage, bad_member) {
+            (Some(why), _) => Err(Stop::Damaged(why)),
+            (None, Some(why)) => Err(Stop::MembersDamaged(why)),
+            (None, None) => Ok(()),
         }
     }
 
@@ -873,10 +1026,11 @@ impl Walker<'_, '_> {
             };
         let mut stopped: Option<Stop> = None;
         let r = reader.for_each_entries(|entry, data| {
-            if entry.is_directory() || !entry.has_stream() {
+            // An empty file has no stream, but is a member like an empty zip or tar member.
+            if entry.is_directory() || entry.is_anti_item() {
                 return Ok(true);
             }
-            let path = join(prefix, &escape(entry.name().as_bytes()));
+            let path = self.name(prefix, entry.name().as_bytes());
             let packed = Packed::Since(&consumed, consumed.get());
             match self.member(&path, data, packed, depth) {
                 Ok(()) => Ok(true),
@@ -892,6 +1046,12 @@ impl Walker<'_, '_> {
         match r {
             Ok(()) => Ok(()),
             Err(sevenz_rust2::Error::PasswordRequired) => {
+                self.incomplete = true;
+                self.out.push(unread(self.container, prefix, "encrypted"));
+                Ok(())
+            }
+            // Built without AES, the reader names the cipher as a method it lacks.
+            Err(sevenz_rust2::Error::UnsupportedCompressionMethod(m)) if m.contains("AES") => {
                 self.incomplete = true;
                 self.out.push(unread(self.container, prefix, "encrypted"));
                 Ok(())
@@ -944,10 +1104,28 @@ impl Walker<'_, '_> {
         let head = &head[..n];
         let name = path.rsplit(|&b| b == b'!').next().unwrap_or(path);
         let kind = FileKind::sniff(head, &path_from_bytes(name));
-        let nested = Format::sniff(head)
-            .filter(|f| depth < budget.opts.depth && budget.opts.formats.contains(*f));
+        let sniffed = Format::sniff(head);
+        let nested =
+            sniffed.filter(|f| depth < budget.opts.depth && budget.opts.formats.contains(*f));
         let mut sum = Sum::new(&self.hash);
-        let mut note = None;
+        // An archive inside left closed says so (and one past the depth leaves the archive
+        // not read to the end).
+        let mut note = match sniffed {
+            Some(f) if !budget.opts.formats.contains(f) => Some(excluded_note(f)),
+            Some(f) if nested.is_none() => {
+                self.incomplete = true;
+                Some(format!(
+                    "a {} archive not opened: deeper than --archive-depth ({})",
+                    f.name(),
+                    budget.opts.depth
+                ))
+            }
+            Some(_) => None,
+            None => closed_format(head).map(|name| {
+                self.incomplete = true;
+                closed_note(name)
+            }),
+        };
         {
             let mut tee = Tee {
                 inner: io::Cursor::new(head).chain(&mut lim),
@@ -986,8 +1164,14 @@ impl Walker<'_, '_> {
             kind,
         };
         let mut r = self.result(path, Some(size), status);
-        if let Some(Inside::Member { note: n, .. }) = r.archive.as_deref_mut() {
-            *n = note.map(String::into_boxed_str);
+        if let Some(Inside::Member { note: n, .. }) = r.archive.as_deref_mut()
+            && let Some(note) = note
+        {
+            // What the archive inside says comes first; a duplicate name is kept after it.
+            *n = Some(match n.take() {
+                Some(dup) => format!("{note}; {dup}").into(),
+                None => note.into(),
+            });
         }
         self.out.push(r);
         Ok(())
@@ -1009,6 +1193,13 @@ impl Walker<'_, '_> {
                 Ok(Some(format!(
                     "damaged archive inside ({why}): the members read before the damage are \
                      reported"
+                )))
+            }
+            Err(Stop::MembersDamaged(why)) => {
+                self.incomplete = true;
+                Ok(Some(format!(
+                    "damaged archive inside ({why}): the members that could not be read are \
+                     errors, every other member was read"
                 )))
             }
             Err(Stop::Limit(l)) if l.scope == Scope::Stream(depth) => {
@@ -1036,7 +1227,7 @@ impl Walker<'_, '_> {
                 self.out.push(self.result(path, None, status));
                 Err(Stop::Limit(l))
             }
-            Stop::Damaged(why) => {
+            Stop::Damaged(why) | Stop::MembersDamaged(why) => {
                 self.out.push(self.result(
                     path,
                     None,
@@ -1048,7 +1239,13 @@ impl Walker<'_, '_> {
     }
 
     fn result(&self, path: &[u8], size: Option<u64>, status: FileStatus) -> FileResult {
-        member_result(self.container, path, size, status)
+        let mut r = member_result(self.container, path, size, status);
+        if let Some(dup) = self.notes.get(path)
+            && let Some(Inside::Member { note, .. }) = r.archive.as_deref_mut()
+        {
+            *note = Some(dup.as_str().into());
+        }
+        r
     }
 }
 
