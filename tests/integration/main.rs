@@ -37,6 +37,9 @@ mod nights;
 #[cfg(unix)]
 mod msrv;
 mod nsrl;
+// Unix only: the archives are built with python3 and GNU tar.
+#[cfg(unix)]
+mod odd_archives;
 mod packaging;
 mod parsers;
 // Unix only: the README's shell scripts (sh, jq).
