@@ -252,10 +252,38 @@ open(d + "/cut.tar", "wb").write(data[:20000])
         "a cut member has no digest: {text}"
     );
 
-    let (recs, summary, code, err) = scan_json(t.path(), &[]);
-    assert_eq!(code, 2, "{err}");
+    let (recs, summary, status, err) = scan_json(t.path(), &[]);
+    assert_eq!(status, 2, "{err}");
     assert_eq!(summary["archives_incomplete"], 1, "{summary}");
     assert_eq!(one(&recs, "cut.tar!b.bin")["verdict"], "error");
+
+    // Nothing failed, but a limit left members unread: still not a clean exit.
+    let whole = Tree::new();
+    py(
+        whole.path(),
+        r#"
+import io, sys, tarfile
+with tarfile.open(sys.argv[1] + "/two.tar", "w") as tf:
+    for name in ["a.txt", "b.txt"]:
+        info = tarfile.TarInfo(name)
+        info.size = 4
+        tf.addfile(info, io.BytesIO(b"data"))
+"#,
+    );
+    let limit = ["--archive-max-members", "1"];
+    let out = run(cmd()
+        .args(["hash", "--archives"])
+        .args(limit)
+        .arg(whole.path()));
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("two.tar: not read to the end: more than --archive-max-members"),
+        "{}",
+        stderr(&out)
+    );
+    let (recs, _, status, err) = scan_json(whole.path(), &limit);
+    assert_eq!(one(&recs, "two.tar!*")["verdict"], "skipped");
+    assert_eq!(status, 2, "{err}");
 }
 
 /// Issue 33, 6: one unreadable zip member does not make the note claim the rest unread; an
