@@ -405,6 +405,11 @@ pub fn expand(
         Some(f) if opts.formats.contains(f) => f,
         // The user's choice: said, but no reason to call the sweep incomplete.
         Some(f) => return closed(excluded_note(f), true),
+        // A zip behind a self-extractor's stub (an .exe), found by its end record, as
+        // 7-Zip and unzip find it.
+        None if opts.formats.contains(Format::Zip) && zip_behind_stub(&mut file, &head[..n]) => {
+            Format::Zip
+        }
         None => return closed(closed_note(closed_format(&head[..n])?), false),
     };
     if !same {
@@ -420,6 +425,30 @@ pub fn expand(
         gate,
     };
     Some(reading.levels(format, Source::Seek(&mut file), buf))
+}
+
+/// Whether an executable (`head`) ends in a zip: a self-extracting archive, whose end of
+/// central directory record is in its last 64 KiB (the record, and a comment of at most
+/// 65535 bytes). Leaves `file` at its start.
+fn zip_behind_stub(file: &mut GatedFile<'_>, head: &[u8]) -> bool {
+    if !(head.starts_with(b"MZ") || head.starts_with(b"\x7fELF")) {
+        return false;
+    }
+    const TAIL: u64 = 22 + 65_535;
+    let found = (|| -> io::Result<bool> {
+        let len = file.seek(io::SeekFrom::End(0))?;
+        file.seek(io::SeekFrom::Start(len.saturating_sub(TAIL)))?;
+        let mut tail = Vec::with_capacity(TAIL as usize);
+        file.by_ref().take(TAIL).read_to_end(&mut tail)?;
+        if !tail.windows(4).any(|w| w == b"PK\x05\x06") {
+            return Ok(false);
+        }
+        // Those four bytes may be anything in a program: only a zip that opens counts (an
+        // executable is never called a damaged archive).
+        file.rewind()?;
+        Ok(zip::unstable::read::ZipIterable::try_new(&mut *file, Default::default()).is_ok())
+    })();
+    file.rewind().is_ok() && found.unwrap_or(false)
 }
 
 /// The archive file on disk, read through the run's I/O gate (`--max-io-rate`, the adaptive

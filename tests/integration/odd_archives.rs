@@ -437,3 +437,33 @@ with zipfile.ZipFile(d + "/holds.zip", "w") as z:
         "its contents were not examined: --archives= does not name rpm"
     );
 }
+
+/// Issue 33, 8: a zip behind a self-extractor's stub is opened (Python's zipfile reads it
+/// too); a program that merely holds the zip end marker is left a program.
+#[test]
+fn a_self_extracting_zip_is_opened() {
+    let t = Tree::new();
+    let digest = py(
+        t.path(),
+        r#"
+import hashlib, io, sys, zipfile
+d = sys.argv[1]
+buf = io.BytesIO()
+with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+    z.writestr("payload/inside.exe", b"MZ the program inside")
+open(d + "/setup.exe", "wb").write(b"MZ" + b"\x90" * 5000 + buf.getvalue())
+open(d + "/other.exe", "wb").write(b"MZ" + b"\x90" * 5000 + b"PK\x05\x06 not a zip")
+with zipfile.ZipFile(d + "/setup.exe") as z:
+    print(hashlib.sha256(z.read("payload/inside.exe")).hexdigest())
+"#,
+    );
+    let (recs, _, code, err) = scan_json(t.path(), &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        one(&recs, "setup.exe!payload/inside.exe")["sha256"],
+        digest.trim()
+    );
+    let other = one(&recs, "/other.exe");
+    assert!(other["note"].is_null(), "{other}");
+    assert_eq!(recs.len(), 3, "{recs:#?}");
+}
