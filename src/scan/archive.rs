@@ -451,6 +451,41 @@ fn zip_behind_stub(file: &mut GatedFile<'_>, head: &[u8]) -> bool {
     file.rewind().is_ok() && found.unwrap_or(false)
 }
 
+/// The members of `data`, an archive in memory named `name`, read as a sweep reads a file on
+/// disk with `opts`: as `format`, or the format its first bytes say (`None` when it is no
+/// archive of those formats). For the fuzz targets and property tests: nothing touches the
+/// file system.
+#[doc(hidden)]
+pub fn read_in_memory(
+    name: &[u8],
+    data: &[u8],
+    format: Option<Format>,
+    opts: &ArchiveOptions,
+) -> Option<(Inside, Vec<FileResult>)> {
+    let format = format
+        .or_else(|| Format::sniff(data))
+        .filter(|f| opts.depth > 0 && opts.formats.contains(*f))?;
+    let meta = FileMeta::default();
+    let hash = HashOptions::default();
+    let stop = AtomicBool::new(false);
+    let gate = IoGate::new(1, super::io::IoOptions::default());
+    let mut buf = vec![0u8; 64 << 10];
+    let reading = Reading {
+        container: name,
+        meta: &meta,
+        hash: &hash,
+        opts,
+        stop: &stop,
+        gate: &gate,
+    };
+    let mut cur = io::Cursor::new(data);
+    let src = match format {
+        Format::Zip | Format::SevenZ => Source::Seek(&mut cur),
+        _ => Source::Stream(&mut cur),
+    };
+    Some(reading.levels(format, src, &mut buf))
+}
+
 /// The archive file on disk, read through the run's I/O gate (`--max-io-rate`, the adaptive
 /// depth), like any file.
 struct GatedFile<'f> {
@@ -1083,6 +1118,14 @@ impl Walker<'_, '_> {
             Err(sevenz_rust2::Error::UnsupportedCompressionMethod(m)) if m.contains("AES") => {
                 self.incomplete = true;
                 self.out.push(unread(self.container, prefix, "encrypted"));
+                Ok(())
+            }
+            // Not damage: a method this reader lacks (PPMd, BCJ2, ...). What it holds is not
+            // read, and says so.
+            Err(sevenz_rust2::Error::UnsupportedCompressionMethod(m)) => {
+                self.incomplete = true;
+                let why = format!("compressed with {m}, a method not supported: not read");
+                self.out.push(unread(self.container, prefix, &why));
                 Ok(())
             }
             Err(e) => Err(Stop::Damaged(e.to_string())),
