@@ -467,3 +467,18 @@ with zipfile.ZipFile(d + "/setup.exe") as z:
     assert!(other["note"].is_null(), "{other}");
     assert_eq!(recs.len(), 3, "{recs:#?}");
 }
+
+/// Issue 33, 6: an AES-encrypted 7z (written by 7-Zip) is `encrypted`, not an
+/// "unsupported compression method".
+#[test]
+fn an_encrypted_7z_says_encrypted() {
+    let t = Tree::new();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/archives");
+    std::fs::copy(fixtures.join("encrypted.7z"), t.path().join("encrypted.7z")).unwrap();
+    let (recs, summary, code, err) = scan_json(t.path(), &[]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(summary["archives_incomplete"], 1, "{summary}");
+    let enc = one(&recs, "encrypted.7z!*");
+    assert_eq!(enc["verdict"], "skipped");
+    assert_eq!(enc["note"], "encrypted");
+}
