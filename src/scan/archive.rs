@@ -1,6 +1,10 @@
-//! Inside archives (`--archives`): the members of zip, tar, gzip, xz, zstd, bzip2 and 7z files,
-//! found by their magic bytes, hashed from the decompressed stream and returned as results of
-//! their own (`outer.zip!dir/inner.exe`, nesting `a.tar.gz!b.zip!c.exe`).
+//! Inside archives (`--archives`): the members of zip, tar, gzip, xz, zstd, bzip2, 7z, ar
+//! (`.deb`), cpio and rpm files, found by their magic bytes (and a zip behind a
+//! self-extractor's stub by its end record), hashed from the decompressed stream and returned
+//! as results of their own (`outer.zip!dir/inner.exe`, nesting `a.tar.gz!b.zip!c.exe`). Tars
+//! are read by [`tarball`], ar/cpio/rpm by [`packages`]; two members of one name get distinct
+//! paths (`name%#2`, see `Walker::name_escaped`); containers left closed (RAR, CAB, a format
+//! not chosen, an archive past the depth) say so in a note.
 //!
 //! A tar or a compressed stream on disk is read once: its members are decompressed from the
 //! bytes read for its own digest ([`expand_stream`]). A zip or 7z needs seeking: it is opened
@@ -1419,7 +1423,10 @@ mod tests {
     fn members() -> impl Strategy<Value = Vec<(String, Vec<u8>)>> {
         let name = prop::sample::select(vec!["a.exe", "dir/b.txt", "c", "dir/a.exe", "%21!*"]);
         prop::collection::vec(
-            (name.prop_map(str::to_string), prop::collection::vec(any::<u8>(), 0..3000)),
+            (
+                name.prop_map(str::to_string),
+                prop::collection::vec(any::<u8>(), 0..3000),
+            ),
             0..12,
         )
     }

@@ -17,6 +17,7 @@ mod faults;
 #[cfg(unix)]
 mod filesystem;
 mod firstday;
+mod fuzz_regressions;
 // Unix only: redis-server and signals to the gateway process.
 #[cfg(unix)]
 mod gateway;
