@@ -37,6 +37,9 @@ pub(super) fn damaged<T, E>(why: impl Into<String>) -> Result<T, WalkError<E>> {
     Err(WalkError::Damaged(why.into()))
 }
 
+/// Where a sparse member's data segments go: (offset in the file, length), in order.
+type SparseMap = Vec<(u64, u64)>;
+
 /// The PAX records that matter here, of the next member.
 #[derive(Default)]
 struct Pax {
@@ -390,7 +393,7 @@ fn parse_pax(data: &[u8]) -> Result<Pax, String> {
 fn gnu_sparse_map<E>(
     h: &[u8; 512],
     src: &mut dyn Read,
-) -> Result<(Vec<(u64, u64)>, u64, u64), WalkError<E>> {
+) -> Result<(SparseMap, u64, u64), WalkError<E>> {
     let bad = |why: String| WalkError::Damaged(format!("sparse member: {why}"));
     let mut map = Vec::new();
     let entries = |block: &[u8], count: usize, map: &mut Vec<(u64, u64)>| {
@@ -424,7 +427,7 @@ fn gnu_sparse_map<E>(
 
 /// PAX sparse 1.0: the map at the start of the data, decimal numbers one a line (the count,
 /// then offset and size pairs), padded to a block. Returns it and the bytes it took.
-fn sparse_v1_map<E>(data: &mut dyn Read) -> Result<(Vec<(u64, u64)>, u64), WalkError<E>> {
+fn sparse_v1_map<E>(data: &mut dyn Read) -> Result<(SparseMap, u64), WalkError<E>> {
     let mut used = 0u64;
     let mut block = Vec::new();
     let mut pos = 0usize;
