@@ -108,12 +108,11 @@ pub fn vendor_answer(data: &[u8]) {
     }
 }
 
-/// The gateway's `POST /v4/hash` body.
+/// The gateway's `POST /v4/hash` body. (An empty or malformed hash string is accepted here:
+/// each is answered on its own later, as the vendor does.)
 pub fn gateway_request(data: &[u8]) {
     if let Ok(hashes) = hashsweep::gateway::api::parse_request(data) {
-        for h in hashes {
-            assert!(!h.is_empty());
-        }
+        assert!((1..=1000).contains(&hashes.len()), "{}", hashes.len());
     }
 }
 
