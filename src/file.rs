@@ -153,6 +153,11 @@ impl FileKind {
             || starts(&[b'7', b'z', 0xbc, 0xaf, 0x27, 0x1c])
             || starts(b"Rar!\x1a\x07")
             || starts(b"MSCF")
+            || starts(b"!<arch>\n")
+            || starts(&[0xed, 0xab, 0xee, 0xdb])
+            || starts(b"070701")
+            || starts(b"070702")
+            || starts(b"070707")
         {
             return FileKind::Archive;
         }

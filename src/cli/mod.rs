@@ -31,7 +31,8 @@ Exit status:
   0  every file was hashed and looked up, and nothing was detected
   1  at least one detection (verdict infected or suspicious)
   2  no detection, but something is incomplete: unreadable files, failed lookups,
-     files that changed while read, or bad arguments
+     files that changed while read, archives not read to the end (--archives),
+     or bad arguments
   3  no detection and nothing failed, but the lookup budget deferred some digests
      to a later run (--budget, or the key's daily budget is spent)
   4  no detection, but a file differs from what its package installed
@@ -200,8 +201,8 @@ pub struct WalkArgs {
 #[command(next_help_heading = "Archives")]
 pub struct ArchiveArgs {
     /// Also hash the members of archives found by their content, as `outer.zip!dir/inner`
-    /// (each member costs a lookup). Formats: zip, tar, gzip, xz, zstd, bzip2, 7z (default:
-    /// all); e.g. --archives=zip,tar
+    /// (each member costs a lookup). Formats: zip, tar, gzip, xz, zstd, bzip2, 7z, ar (.deb),
+    /// cpio, rpm (default: all); e.g. --archives=zip,tar
     #[arg(long, value_name = "FORMATS", num_args = 0..=1, require_equals = true, default_missing_value = "all", value_parser = Formats::parse)]
     pub archives: Option<Formats>,
     /// Archive levels opened: the file on disk is 1, an archive inside it 2, ...

@@ -1,6 +1,7 @@
 //! `hashsweep hash`: sha256sum-compatible lines (md5sum/sha1sum with --md5/--sha1).
 
 use super::*;
+use hashsweep::scan::archive::Inside;
 
 /// `hashsweep hash`: sha256sum-compatible lines (md5sum/sha1sum with --md5/--sha1).
 pub fn run_hash(a: HashArgs) -> Result<u8, Error> {
@@ -49,8 +50,25 @@ pub fn run_hash(a: HashArgs) -> Result<u8, Error> {
                     incomplete = true;
                     eprintln!("hashsweep: {}: {w}", shown());
                 }
+                // With --archives: what could not be read inside (and archives left closed).
+                match f.archive.as_deref() {
+                    Some(Inside::Container { complete, note, .. }) => {
+                        incomplete |= !complete;
+                        if let Some(n) = note {
+                            eprintln!("hashsweep: {}: {n}", shown());
+                        }
+                    }
+                    Some(Inside::Member { note: Some(n), .. }) => {
+                        eprintln!("hashsweep: {}: {n}", shown());
+                    }
+                    _ => {}
+                }
             }
-            FileStatus::Skipped(why) => eprintln!("hashsweep: {}: skipped: {why}", shown()),
+            FileStatus::Skipped(why) => {
+                // A member left unread (a limit, encrypted) leaves its archive incomplete.
+                incomplete |= f.archive.is_some();
+                eprintln!("hashsweep: {}: skipped: {why}", shown());
+            }
             FileStatus::Interrupted => {}
             FileStatus::Error(e) => {
                 incomplete = true;

@@ -1245,14 +1245,19 @@ pub fn retry_after(h: &HeaderMap) -> Option<Duration> {
     seconds(h, "retry-after")
 }
 
+/// Seconds past this in a header (some 31 years) are no answer's: such a header is ignored,
+/// as if absent (a time that far would overflow a `SystemTime`, and `u64` seconds end sooner
+/// than an `f64` does: `Duration::from_secs_f64` panicked on what a fuzzer sent).
+const MAX_HEADER_SECONDS: f64 = 1e9;
+
 /// A header holding seconds, `"30"` or `"30s"`.
 fn seconds(h: &HeaderMap, name: &str) -> Option<Duration> {
     h.get(name)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.trim().trim_end_matches(['s', 'S']).trim())
         .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+        .filter(|s| s.is_finite() && (0.0..=MAX_HEADER_SECONDS).contains(s))
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
 }
 
 /// The answer's body, at most [`protocol::MAX_ANSWER`] bytes of it (more is an error).
@@ -1497,6 +1502,31 @@ mod tests {
         );
         assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
         assert_eq!(RateHeaders::read(&HeaderMap::new()), RateHeaders::default());
+    }
+
+    /// Found by the `vendor_answer` fuzz target: seconds past `u64` panicked, and seconds
+    /// within it but past `SystemTime` would have panicked in `merge`. Such a header is ignored.
+    #[test]
+    fn absurd_seconds_in_rate_headers_are_ignored_not_a_panic() {
+        for absurd in [
+            "8640055555555555555555555",
+            "1e300",
+            "18446744073709551616",
+            "1e10s",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(
+                "x-ratelimit-reset-in",
+                HeaderValue::from_str(absurd).unwrap(),
+            );
+            h.insert("x-ratelimit-remaining", HeaderValue::from_static("5"));
+            h.insert("retry-after", HeaderValue::from_str(absurd).unwrap());
+            let r = RateHeaders::read(&h);
+            assert_eq!(r.reset_in, None, "{absurd}");
+            assert_eq!(retry_after(&h), None, "{absurd}");
+            let b = r.merge(None, SystemTime::now()).unwrap();
+            assert_eq!(b.remaining, 5);
+        }
     }
 
     #[test]

@@ -769,7 +769,11 @@ impl Summary {
             1
         } else if self.modified_package_files() > 0 {
             4
-        } else if self.errors > 0 || self.not_looked_up > 0 || self.changed > 0 {
+        } else if self.errors > 0
+            || self.not_looked_up > 0
+            || self.changed > 0
+            || self.archives_incomplete > 0
+        {
             2
         } else if self.deferred > 0 {
             3

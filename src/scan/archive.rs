@@ -1,6 +1,10 @@
-//! Inside archives (`--archives`): the members of zip, tar, gzip, xz, zstd, bzip2 and 7z files,
-//! found by their magic bytes, hashed from the decompressed stream and returned as results of
-//! their own (`outer.zip!dir/inner.exe`, nesting `a.tar.gz!b.zip!c.exe`).
+//! Inside archives (`--archives`): the members of zip, tar, gzip, xz, zstd, bzip2, 7z, ar
+//! (`.deb`), cpio and rpm files, found by their magic bytes (and a zip behind a
+//! self-extractor's stub by its end record), hashed from the decompressed stream and returned
+//! as results of their own (`outer.zip!dir/inner.exe`, nesting `a.tar.gz!b.zip!c.exe`). Tars
+//! are read by [`tarball`], ar/cpio/rpm by [`packages`]; two members of one name get distinct
+//! paths (`name%#2`, see `Walker::name_escaped`); containers left closed (RAR, CAB, a format
+//! not chosen, an archive past the depth) say so in a note.
 //!
 //! A tar or a compressed stream on disk is read once: its members are decompressed from the
 //! bytes read for its own digest ([`expand_stream`]). A zip or 7z needs seeking: it is opened
@@ -19,7 +23,11 @@
 //! What a limit leaves unread is reported `skipped` with the reason, never clean: the member
 //! itself, or `outer.zip!*` for the rest of an archive.
 
+mod packages;
+mod tarball;
+
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Seek};
@@ -31,6 +39,8 @@ use super::hash::{FileResult, FileStatus, HashOptions, Origin, Sum, open_for_has
 use super::io::IoGate;
 use crate::file::{FileKind, FileMeta, describe_io};
 use crate::platform::path_from_bytes;
+
+use self::tarball::WalkError;
 
 /// `--archive-depth`: archive levels opened (the file on disk is level 1).
 pub const DEFAULT_DEPTH: u32 = 5;
@@ -61,10 +71,16 @@ pub enum Format {
     Zstd,
     Bzip2,
     SevenZ,
+    /// `ar` archives: Debian packages (`.deb`, whose members are tars), static libraries.
+    Ar,
+    /// cpio (the "new" and "crc" ASCII formats, and the portable "odc" one).
+    Cpio,
+    /// An RPM package: its headers are skipped and its payload (a compressed cpio) is read.
+    Rpm,
 }
 
 impl Format {
-    pub const ALL: [Format; 7] = [
+    pub const ALL: [Format; 10] = [
         Format::Zip,
         Format::Tar,
         Format::Gzip,
@@ -72,6 +88,9 @@ impl Format {
         Format::Zstd,
         Format::Bzip2,
         Format::SevenZ,
+        Format::Ar,
+        Format::Cpio,
+        Format::Rpm,
     ];
 
     /// The name `--archives=` takes.
@@ -84,6 +103,9 @@ impl Format {
             Format::Zstd => "zstd",
             Format::Bzip2 => "bzip2",
             Format::SevenZ => "7z",
+            Format::Ar => "ar",
+            Format::Cpio => "cpio",
+            Format::Rpm => "rpm",
         }
     }
 
@@ -104,22 +126,53 @@ impl Format {
             Some(Format::SevenZ)
         } else if head.get(257..262) == Some(b"ustar") {
             Some(Format::Tar)
+        } else if starts(&[0xed, 0xab, 0xee, 0xdb]) {
+            Some(Format::Rpm)
+        } else if starts(b"!<arch>\n") {
+            Some(Format::Ar)
+        } else if starts(b"070701") || starts(b"070702") || starts(b"070707") {
+            Some(Format::Cpio)
         } else {
             None
         }
     }
 
-    fn bit(self) -> u8 {
-        1 << (self as u8)
+    fn bit(self) -> u16 {
+        1 << (self as u16)
     }
+}
+
+/// Archives `--archives` does not open, by their first bytes: hashed as files, with a note
+/// saying their contents were not examined.
+pub fn closed_format(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(b"Rar!\x1a\x07") {
+        Some("RAR")
+    } else if head.starts_with(b"MSCF\0\0\0\0") {
+        Some("CAB")
+    } else {
+        None
+    }
+}
+
+/// The note of an archive left closed because hashsweep cannot open its format.
+fn closed_note(name: &str) -> String {
+    format!("its contents were not examined: --archives does not open {name} archives")
+}
+
+/// The note of an archive left closed because `--archives=` did not name its format.
+fn excluded_note(f: Format) -> String {
+    format!(
+        "its contents were not examined: --archives= does not name {}",
+        f.name()
+    )
 }
 
 /// The formats `--archives` opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Formats(u8);
+pub struct Formats(u16);
 
 impl Formats {
-    pub const ALL: Formats = Formats(0x7f);
+    pub const ALL: Formats = Formats(0x3ff);
 
     /// `zip,tar,...` or `all`.
     pub fn parse(s: &str) -> Result<Formats, String> {
@@ -341,7 +394,28 @@ pub fn expand(
         Ok(n) => n,
         Err(e) => return unreadable(format!("cannot read it again: {}", describe_io(&e))),
     };
-    let format = Format::sniff(&head[..n]).filter(|f| opts.formats.contains(*f))?;
+    // Left closed: the archive keeps a note saying its contents were not examined.
+    let closed = |note: String, complete: bool| {
+        Some((
+            Inside::Container {
+                complete,
+                note: Some(note.into()),
+                repeatable: true,
+            },
+            Vec::new(),
+        ))
+    };
+    let format = match Format::sniff(&head[..n]) {
+        Some(f) if opts.formats.contains(f) => f,
+        // The user's choice: said, but no reason to call the sweep incomplete.
+        Some(f) => return closed(excluded_note(f), true),
+        // A zip behind a self-extractor's stub (an .exe), found by its end record, as
+        // 7-Zip and unzip find it.
+        None if opts.formats.contains(Format::Zip) && zip_behind_stub(&mut file, &head[..n]) => {
+            Format::Zip
+        }
+        None => return closed(closed_note(closed_format(&head[..n])?), false),
+    };
     if !same {
         // Replaced between the hash and this open: its members would not be of that digest.
         return unreadable("the archive was replaced while it was read".into());
@@ -355,6 +429,65 @@ pub fn expand(
         gate,
     };
     Some(reading.levels(format, Source::Seek(&mut file), buf))
+}
+
+/// Whether an executable (`head`) ends in a zip: a self-extracting archive, whose end of
+/// central directory record is in its last 64 KiB (the record, and a comment of at most
+/// 65535 bytes). Leaves `file` at its start.
+fn zip_behind_stub(file: &mut GatedFile<'_>, head: &[u8]) -> bool {
+    if !(head.starts_with(b"MZ") || head.starts_with(b"\x7fELF")) {
+        return false;
+    }
+    const TAIL: u64 = 22 + 65_535;
+    let found = (|| -> io::Result<bool> {
+        let len = file.seek(io::SeekFrom::End(0))?;
+        file.seek(io::SeekFrom::Start(len.saturating_sub(TAIL)))?;
+        let mut tail = Vec::with_capacity(TAIL as usize);
+        file.by_ref().take(TAIL).read_to_end(&mut tail)?;
+        if !tail.windows(4).any(|w| w == b"PK\x05\x06") {
+            return Ok(false);
+        }
+        // Those four bytes may be anything in a program: only a zip that opens counts (an
+        // executable is never called a damaged archive).
+        file.rewind()?;
+        Ok(zip::unstable::read::ZipIterable::try_new(&mut *file, Default::default()).is_ok())
+    })();
+    file.rewind().is_ok() && found.unwrap_or(false)
+}
+
+/// The members of `data`, an archive in memory named `name`, read as a sweep reads a file on
+/// disk with `opts`: as `format`, or the format its first bytes say (`None` when it is no
+/// archive of those formats). For the fuzz targets and property tests: nothing touches the
+/// file system.
+#[doc(hidden)]
+pub fn read_in_memory(
+    name: &[u8],
+    data: &[u8],
+    format: Option<Format>,
+    opts: &ArchiveOptions,
+) -> Option<(Inside, Vec<FileResult>)> {
+    let format = format
+        .or_else(|| Format::sniff(data))
+        .filter(|f| opts.depth > 0 && opts.formats.contains(*f))?;
+    let meta = FileMeta::default();
+    let hash = HashOptions::default();
+    let stop = AtomicBool::new(false);
+    let gate = IoGate::new(1, super::io::IoOptions::default());
+    let mut buf = vec![0u8; 64 << 10];
+    let reading = Reading {
+        container: name,
+        meta: &meta,
+        hash: &hash,
+        opts,
+        stop: &stop,
+        gate: &gate,
+    };
+    let mut cur = io::Cursor::new(data);
+    let src = match format {
+        Format::Zip | Format::SevenZ => Source::Seek(&mut cur),
+        _ => Source::Stream(&mut cur),
+    };
+    Some(reading.levels(format, src, &mut buf))
 }
 
 /// The archive file on disk, read through the run's I/O gate (`--max-io-rate`, the adaptive
@@ -415,6 +548,8 @@ impl Reading<'_> {
             out: Vec::new(),
             incomplete: false,
             buf,
+            seen: HashMap::new(),
+            notes: HashMap::new(),
         };
         let r = w.walk(format, src, container, 1);
         let note = match r {
@@ -424,6 +559,13 @@ impl Reading<'_> {
                 Some(format!(
                     "damaged archive ({why}): the members read before the damage are reported, \
                      the rest could not be read"
+                ))
+            }
+            Err(Stop::MembersDamaged(why)) => {
+                w.incomplete = true;
+                Some(format!(
+                    "damaged archive ({why}): the members that could not be read are errors, \
+                     every other member was read"
                 ))
             }
             Err(Stop::Limit(l)) => {
@@ -474,6 +616,8 @@ enum Stop {
     Limit(Limit),
     /// Corrupt or truncated data (the message).
     Damaged(String),
+    /// Some members could not be read (the first one's message); the others were.
+    MembersDamaged(String),
 }
 
 /// The limits of one archive on disk, shared by every reader of it.
@@ -665,6 +809,11 @@ struct Walker<'a, 'b> {
     /// Something was left unread (a limit, damage, an encrypted member).
     incomplete: bool,
     buf: &'a mut [u8],
+    /// Member paths met so far, and how many times each: a second member of the same name
+    /// (a tar may carry `payload.exe` twice) is `name%#2` (see [`Walker::name`]).
+    seen: HashMap<Vec<u8>, u32>,
+    /// Notes of members, by path, set before their records are made.
+    notes: HashMap<Vec<u8>, String>,
 }
 
 impl Walker<'_, '_> {
@@ -688,6 +837,23 @@ impl Walker<'_, '_> {
             Format::Tar => {
                 let mut src = src;
                 self.tar(&mut src, prefix, depth)
+            }
+            Format::Ar => {
+                let mut src = src;
+                let r = packages::walk_ar(&mut src, |name, data| {
+                    let path = self.name(prefix, name);
+                    self.member(&path, data, Packed::Unknown, depth)
+                });
+                self.walked(r)
+            }
+            Format::Cpio => {
+                let mut src = src;
+                self.cpio(&mut src, prefix, depth)
+            }
+            Format::Rpm => {
+                let mut src = src;
+                self.walked(packages::skip_rpm_headers(&mut src))?;
+                self.payload(src, prefix, depth)
             }
             Format::Gzip | Format::Xz | Format::Zstd | Format::Bzip2 => {
                 self.compressed(format, src, prefix, depth)
@@ -741,13 +907,18 @@ impl Walker<'_, '_> {
             Err(e) => Err(self.budget.take(&e)),
             Ok(n) => {
                 let mut whole = io::Cursor::new(&head[..n]).chain(&mut stream);
-                if Format::sniff(&head[..n]) == Some(Format::Tar)
-                    && self.budget.opts.formats.contains(Format::Tar)
-                {
-                    self.tar(&mut whole, prefix, depth)
-                } else {
-                    let name = inner_name(prefix);
-                    self.member(&join(prefix, &name), &mut whole, Packed::Unknown, depth)
+                match Format::sniff(&head[..n]) {
+                    Some(Format::Tar) if self.budget.opts.formats.contains(Format::Tar) => {
+                        self.tar(&mut whole, prefix, depth)
+                    }
+                    Some(Format::Cpio) if self.budget.opts.formats.contains(Format::Cpio) => {
+                        self.cpio(&mut whole, prefix, depth)
+                    }
+                    _ => {
+                        let name = inner_name(prefix);
+                        let path = self.name_escaped(prefix, &name);
+                        self.member(&path, &mut whole, Packed::Unknown, depth)
+                    }
                 }
             }
         };
@@ -767,26 +938,73 @@ impl Walker<'_, '_> {
     }
 
     fn tar(&mut self, src: &mut dyn Read, prefix: &[u8], depth: u32) -> Result<(), Stop> {
-        let mut archive = tar::Archive::new(src);
-        let entries = archive
-            .entries()
-            .map_err(|e| Stop::Damaged(describe_io(&e)))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| self.budget.take(&e))?;
-            let t = entry.header().entry_type();
-            // Directories and links have no content of their own.
-            if !(t.is_file() || t.is_contiguous() || t.is_gnu_sparse()) {
-                continue;
+        let r = tarball::walk(src, |name, data| {
+            let path = self.name(prefix, name);
+            self.member(&path, data, Packed::Unknown, depth)
+        });
+        self.walked(r)
+    }
+
+    fn cpio(&mut self, src: &mut dyn Read, prefix: &[u8], depth: u32) -> Result<(), Stop> {
+        let r = packages::walk_cpio(src, |name, data| {
+            let path = self.name(prefix, name);
+            self.member(&path, data, Packed::Unknown, depth)
+        });
+        self.walked(r)
+    }
+
+    /// An RPM's payload: a cpio, compressed or not, read at the package's level.
+    fn payload(&mut self, mut src: Source<'_>, prefix: &[u8], depth: u32) -> Result<(), Stop> {
+        let mut head = [0u8; 6];
+        let n = read_up_to(&mut src, &mut head).map_err(|e| self.budget.take(&e))?;
+        let mut rest = io::Cursor::new(&head[..n]).chain(&mut src);
+        match Format::sniff(&head[..n]) {
+            Some(f @ (Format::Gzip | Format::Xz | Format::Zstd | Format::Bzip2)) => {
+                self.compressed(f, Source::Stream(&mut rest), prefix, depth)
             }
-            let name = entry.path_bytes().into_owned();
-            self.member(
-                &join(prefix, &escape(&name)),
-                &mut entry,
-                Packed::Unknown,
-                depth,
-            )?;
+            Some(Format::Cpio) => self.cpio(&mut rest, prefix, depth),
+            _ => Err(Stop::Damaged(
+                "an RPM payload in a format not read (not a cpio in gzip, xz, zstd or bzip2)"
+                    .into(),
+            )),
         }
-        Ok(())
+    }
+
+    /// What a stream walker's error means here.
+    fn walked(&mut self, r: Result<(), WalkError<Stop>>) -> Result<(), Stop> {
+        match r {
+            Ok(()) => Ok(()),
+            Err(WalkError::Member(s)) => Err(s),
+            Err(WalkError::Io(e)) => Err(self.budget.take(&e)),
+            Err(WalkError::Damaged(why)) => Err(Stop::Damaged(why)),
+        }
+    }
+
+    /// The path of the member named `raw` (as stored) in the archive at `prefix`.
+    fn name(&mut self, prefix: &[u8], raw: &[u8]) -> Vec<u8> {
+        self.name_escaped(prefix, &escape(raw))
+    }
+
+    /// `prefix!name` (`name` escaped), made unique: the n-th member of one name in an
+    /// archive (n > 1) is `name%#n` (a `%` in a name is always written `%25`, so `%#` is
+    /// never part of one) and says so in its note. Reading the same archive again gives the
+    /// same paths.
+    fn name_escaped(&mut self, prefix: &[u8], name: &[u8]) -> Vec<u8> {
+        let mut path = join(prefix, name);
+        let n = self.seen.entry(path.clone()).or_insert(0);
+        *n += 1;
+        let n = *n;
+        if n > 1 {
+            path.extend_from_slice(format!("%#{n}").as_bytes());
+            self.notes.insert(
+                path.clone(),
+                format!(
+                    "duplicate name: member {n} of that name in this archive (its path has %#{n} \
+                     added; extracting keeps only one of them)"
+                ),
+            );
+        }
+        path
     }
 
     /// A zip, its central directory walked one entry at a time (zip's `ZipIterable`): memory
@@ -803,6 +1021,8 @@ impl Walker<'_, '_> {
             .files()
             .map_err(|e| Stop::Damaged(format!("not a readable zip: {e}")))?;
         let mut damage = None;
+        // A member that could not be read: the walk goes on.
+        let mut bad_member = None;
         let mut i = 0usize;
         while let Some(entry) = entries.next() {
             i += 1;
@@ -817,7 +1037,7 @@ impl Walker<'_, '_> {
             if entry.is_dir() {
                 continue;
             }
-            let path = join(prefix, &escape(entry.name_raw()));
+            let path = self.name(prefix, entry.name_raw());
             if entry.encrypted() {
                 self.count()?;
                 self.incomplete = true;
@@ -833,22 +1053,23 @@ impl Walker<'_, '_> {
                     let why = format!("cannot read this member: {e}");
                     self.out
                         .push(self.result(&path, None, FileStatus::Error(why.clone())));
-                    damage.get_or_insert(why);
+                    bad_member.get_or_insert(why);
                     continue;
                 }
             };
             let packed = Packed::Since(&consumed, consumed.get());
             match self.member(&path, &mut file, packed, depth) {
                 // One damaged member (a bad CRC) does not stop the others in a zip.
-                Err(Stop::Damaged(why)) => {
-                    damage.get_or_insert(why);
+                Err(Stop::Damaged(why) | Stop::MembersDamaged(why)) => {
+                    bad_member.get_or_insert(why);
                 }
                 other => other?,
             }
         }
-        match damage {
-            Some(why) => Err(Stop::Damaged(why)),
-            None => Ok(()),
+        match (damage, bad_member) {
+            (Some(why), _) => Err(Stop::Damaged(why)),
+            (None, Some(why)) => Err(Stop::MembersDamaged(why)),
+            (None, None) => Ok(()),
         }
     }
 
@@ -873,10 +1094,11 @@ impl Walker<'_, '_> {
             };
         let mut stopped: Option<Stop> = None;
         let r = reader.for_each_entries(|entry, data| {
-            if entry.is_directory() || !entry.has_stream() {
+            // An empty file has no stream, but is a member like an empty zip or tar member.
+            if entry.is_directory() || entry.is_anti_item() {
                 return Ok(true);
             }
-            let path = join(prefix, &escape(entry.name().as_bytes()));
+            let path = self.name(prefix, entry.name().as_bytes());
             let packed = Packed::Since(&consumed, consumed.get());
             match self.member(&path, data, packed, depth) {
                 Ok(()) => Ok(true),
@@ -894,6 +1116,20 @@ impl Walker<'_, '_> {
             Err(sevenz_rust2::Error::PasswordRequired) => {
                 self.incomplete = true;
                 self.out.push(unread(self.container, prefix, "encrypted"));
+                Ok(())
+            }
+            // Built without AES, the reader names the cipher as a method it lacks.
+            Err(sevenz_rust2::Error::UnsupportedCompressionMethod(m)) if m.contains("AES") => {
+                self.incomplete = true;
+                self.out.push(unread(self.container, prefix, "encrypted"));
+                Ok(())
+            }
+            // Not damage: a method this reader lacks (PPMd, BCJ2, ...). What it holds is not
+            // read, and says so.
+            Err(sevenz_rust2::Error::UnsupportedCompressionMethod(m)) => {
+                self.incomplete = true;
+                let why = format!("compressed with {m}, a method not supported: not read");
+                self.out.push(unread(self.container, prefix, &why));
                 Ok(())
             }
             Err(e) => Err(Stop::Damaged(e.to_string())),
@@ -944,10 +1180,28 @@ impl Walker<'_, '_> {
         let head = &head[..n];
         let name = path.rsplit(|&b| b == b'!').next().unwrap_or(path);
         let kind = FileKind::sniff(head, &path_from_bytes(name));
-        let nested = Format::sniff(head)
-            .filter(|f| depth < budget.opts.depth && budget.opts.formats.contains(*f));
+        let sniffed = Format::sniff(head);
+        let nested =
+            sniffed.filter(|f| depth < budget.opts.depth && budget.opts.formats.contains(*f));
         let mut sum = Sum::new(&self.hash);
-        let mut note = None;
+        // An archive inside left closed says so (and one past the depth leaves the archive
+        // not read to the end).
+        let mut note = match sniffed {
+            Some(f) if !budget.opts.formats.contains(f) => Some(excluded_note(f)),
+            Some(f) if nested.is_none() => {
+                self.incomplete = true;
+                Some(format!(
+                    "a {} archive not opened: deeper than --archive-depth ({})",
+                    f.name(),
+                    budget.opts.depth
+                ))
+            }
+            Some(_) => None,
+            None => closed_format(head).map(|name| {
+                self.incomplete = true;
+                closed_note(name)
+            }),
+        };
         {
             let mut tee = Tee {
                 inner: io::Cursor::new(head).chain(&mut lim),
@@ -986,8 +1240,14 @@ impl Walker<'_, '_> {
             kind,
         };
         let mut r = self.result(path, Some(size), status);
-        if let Some(Inside::Member { note: n, .. }) = r.archive.as_deref_mut() {
-            *n = note.map(String::into_boxed_str);
+        if let Some(Inside::Member { note: n, .. }) = r.archive.as_deref_mut()
+            && let Some(note) = note
+        {
+            // What the archive inside says comes first; a duplicate name is kept after it.
+            *n = Some(match n.take() {
+                Some(dup) => format!("{note}; {dup}").into(),
+                None => note.into(),
+            });
         }
         self.out.push(r);
         Ok(())
@@ -1009,6 +1269,13 @@ impl Walker<'_, '_> {
                 Ok(Some(format!(
                     "damaged archive inside ({why}): the members read before the damage are \
                      reported"
+                )))
+            }
+            Err(Stop::MembersDamaged(why)) => {
+                self.incomplete = true;
+                Ok(Some(format!(
+                    "damaged archive inside ({why}): the members that could not be read are \
+                     errors, every other member was read"
                 )))
             }
             Err(Stop::Limit(l)) if l.scope == Scope::Stream(depth) => {
@@ -1036,7 +1303,7 @@ impl Walker<'_, '_> {
                 self.out.push(self.result(path, None, status));
                 Err(Stop::Limit(l))
             }
-            Stop::Damaged(why) => {
+            Stop::Damaged(why) | Stop::MembersDamaged(why) => {
                 self.out.push(self.result(
                     path,
                     None,
@@ -1048,7 +1315,13 @@ impl Walker<'_, '_> {
     }
 
     fn result(&self, path: &[u8], size: Option<u64>, status: FileStatus) -> FileResult {
-        member_result(self.container, path, size, status)
+        let mut r = member_result(self.container, path, size, status);
+        if let Some(dup) = self.notes.get(path)
+            && let Some(Inside::Member { note, .. }) = r.archive.as_deref_mut()
+        {
+            *note = Some(dup.as_str().into());
+        }
+        r
     }
 }
 
@@ -1142,6 +1415,93 @@ fn drain(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use sha2::{Digest as _, Sha256};
+    use std::io::Write as _;
+
+    /// Members as (name, content): names from a small set so that duplicates are common.
+    fn members() -> impl Strategy<Value = Vec<(String, Vec<u8>)>> {
+        let name = prop::sample::select(vec!["a.exe", "dir/b.txt", "c", "dir/a.exe", "%21!*"]);
+        prop::collection::vec(
+            (
+                name.prop_map(str::to_string),
+                prop::collection::vec(any::<u8>(), 0..3000),
+            ),
+            0..12,
+        )
+    }
+
+    fn tar_of(m: &[(String, Vec<u8>)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in m {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, &data[..]).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn zip_of(m: &[(String, Vec<u8>)]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        let o = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        for (name, data) in m {
+            // The writer refuses a name twice: raw entries would do, but keep them apart.
+            if w.start_file(name.as_str(), o).is_err() {
+                continue;
+            }
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    /// Checks one archive read back: one record per entry, in order, each under a distinct
+    /// path, each member's digest that of its extracted bytes.
+    fn check(
+        format: Format,
+        data: &[u8],
+        written: &[(String, Vec<u8>)],
+    ) -> Result<(), TestCaseError> {
+        let opts = ArchiveOptions::default();
+        let (inside, out) = read_in_memory(b"/x/a", data, Some(format), &opts)
+            .ok_or_else(|| TestCaseError::fail("not read as an archive"))?;
+        let complete = matches!(inside, Inside::Container { complete: true, .. });
+        prop_assert!(complete, "{:?}", inside);
+        prop_assert_eq!(out.len(), written.len());
+        let mut seen = std::collections::HashSet::new();
+        for (r, (name, content)) in out.iter().zip(written) {
+            prop_assert!(seen.insert(r.path.clone()), "{:?} twice", r.path);
+            let (_, member) = r.container_member().unwrap();
+            let member = member.as_os_str().as_encoded_bytes();
+            let escaped = escape(name.as_bytes());
+            prop_assert!(member.starts_with(&escaped), "{:?} for {name}", r.path);
+            let want: [u8; 32] = Sha256::digest(content).into();
+            let got = r.digests().and_then(|d| d.get(crate::digest::Algo::Sha256));
+            prop_assert_eq!(got, Some(crate::digest::Digest::Sha256(want)));
+            prop_assert_eq!(r.size, Some(content.len() as u64));
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Issue 33's invariants for archives: every entry gets exactly one record (duplicate
+        /// names too), and a member's digest is the digest of its extracted bytes.
+        #[test]
+        fn every_member_is_one_record_with_its_contents_digest(m in members()) {
+            check(Format::Tar, &tar_of(&m), &m)?;
+            let mut unique = Vec::new();
+            for e in &m {
+                if !unique.iter().any(|(n, _): &(String, Vec<u8>)| *n == e.0) {
+                    unique.push(e.clone());
+                }
+            }
+            check(Format::Zip, &zip_of(&unique), &unique)?;
+        }
+    }
 
     #[test]
     fn names_are_escaped_so_the_separators_stay_unambiguous() {

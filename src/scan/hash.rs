@@ -357,7 +357,8 @@ impl Hasher {
         if let (Some(opts), FileStatus::Hashed { meta, kind, .. }) =
             (self.opts.archives.as_ref(), &res.status)
             // Macro-enabled Office files are zips too (and what is inside them matters).
-            && matches!(kind, FileKind::Archive | FileKind::Document)
+            // And executables: a self-extractor is a zip behind a stub.
+            && matches!(kind, FileKind::Archive | FileKind::Document | FileKind::Executable)
             && let Some((inside, members)) = super::archive::expand(
                 &res.path,
                 meta,

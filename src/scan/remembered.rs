@@ -11,10 +11,11 @@ use crate::cache::{ArchiveRow, MemberRow, MemberState};
 use crate::file::FileMeta;
 
 /// The settings an archive's row is kept under: a row read with other settings is a miss.
-/// `r1` names this way of reading; a change to what the reading finds bumps it.
+/// `r2` names this way of reading (r2: sparse tar members, duplicate names, ar/cpio/rpm); a
+/// change to what the reading finds bumps it.
 pub fn fingerprint(o: &ArchiveOptions) -> String {
     format!(
-        "r1 formats={} depth={} max-bytes={} max-member={} max-members={} max-ratio={}",
+        "r2 formats={} depth={} max-bytes={} max-member={} max-members={} max-ratio={}",
         o.formats.names().join(","),
         o.depth,
         o.max_bytes,

@@ -150,7 +150,17 @@ with tarfile.open(sys.argv[1] + "/a.tar.gz", "w:gz") as tf:
             .any(|r| r["path"].as_str().unwrap().ends_with("c.com")),
         "{recs:#?}"
     );
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // The zip left closed says why, and the sweep is not complete (issue 33, 7).
+    assert_eq!(
+        rec(&recs, "a.tar.gz!inner/b.zip")["note"],
+        "a zip archive not opened: deeper than --archive-depth (1)"
+    );
+    assert!(
+        stderr(&out).contains("(1 not read to the end)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
 }
 
 /// One member in every format, checked against the digest of its content; `hashsweep hash`
@@ -781,7 +791,8 @@ for f in os.listdir(d):
             .args(["--archive-max-members", "3", "--cache"])
             .arg(&cache)
             .arg(&tree));
-        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        // Archives not read to the end (the member limit, the encrypted zip) exit 2.
+        assert_eq!(code(&out), 2, "{}", stderr(&out));
         let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let mut recs = doc["records"].as_array().cloned().unwrap();
         recs.sort_by_key(|r| r["path"].to_string());

@@ -20,6 +20,7 @@ mod faults;
 #[cfg(unix)]
 mod filesystem;
 mod firstday;
+mod fuzz_regressions;
 // Unix only: redis-server and signals to the gateway process.
 #[cfg(unix)]
 mod gateway;
@@ -43,6 +44,9 @@ mod nights;
 #[cfg(unix)]
 mod msrv;
 mod nsrl;
+// Unix only: the archives are built with python3 and GNU tar.
+#[cfg(unix)]
+mod odd_archives;
 // Unix only: symlinks, and the package managers' own tools to check against.
 #[cfg(unix)]
 mod packages;

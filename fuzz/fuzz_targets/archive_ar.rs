@@ -1,0 +1,6 @@
+//! The ar walker on arbitrary bytes (nested archives inside it opened too).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    hashsweep_fuzz::archive(data, Some(hashsweep::scan::archive::Format::Ar));
+});
