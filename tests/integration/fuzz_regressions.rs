@@ -4,7 +4,6 @@
 //! `cargo fuzz`.
 
 use std::path::Path;
-use std::process::Command;
 
 use hashsweep::scan::archive::Format;
 
@@ -74,7 +73,7 @@ fn every_fuzz_finding_stays_fixed() {
 fn the_seed_corpora_hold_the_fuzz_targets_checks() {
     let out = tempfile::tempdir().unwrap();
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds.py");
-    let st = Command::new("python3")
+    let st = std::process::Command::new("python3")
         .arg(&seeds)
         .arg(out.path())
         .status()
