@@ -64,21 +64,7 @@ impl CirclServer {
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State::default()));
         let stopping = Arc::new(AtomicBool::new(false));
-        let acceptor = {
-            let state = Arc::clone(&state);
-            let stopping = Arc::clone(&stopping);
-            std::thread::spawn(move || {
-                for conn in listener.incoming() {
-                    if stopping.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    if let Ok(stream) = conn {
-                        let state = Arc::clone(&state);
-                        std::thread::spawn(move || serve(stream, &state));
-                    }
-                }
-            })
-        };
+        let acceptor = crate::accept(listener, &state, &stopping, serve);
         Ok(CirclServer {
             addr,
             state,

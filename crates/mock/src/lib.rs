@@ -275,21 +275,7 @@ impl MockServer {
             ..State::default()
         }));
         let stopping = Arc::new(AtomicBool::new(false));
-        let acceptor = {
-            let state = Arc::clone(&state);
-            let stopping = Arc::clone(&stopping);
-            std::thread::spawn(move || {
-                for conn in listener.incoming() {
-                    if stopping.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    if let Ok(stream) = conn {
-                        let state = Arc::clone(&state);
-                        std::thread::spawn(move || serve_connection(stream, &state));
-                    }
-                }
-            })
-        };
+        let acceptor = accept(listener, &state, &stopping, serve_connection);
         Ok(MockServer {
             addr,
             state,
@@ -590,6 +576,29 @@ impl Drop for InFlight<'_> {
         let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
         s.in_flight = s.in_flight.saturating_sub(1);
     }
+}
+
+/// The accept loop of a stand-in: each connection served on a thread of its own by `serve`,
+/// until `stopping` is set (the next connection, the stand-in's own wake-up, ends it).
+pub(crate) fn accept<S: Send + 'static>(
+    listener: TcpListener,
+    state: &Arc<Mutex<S>>,
+    stopping: &Arc<AtomicBool>,
+    serve: fn(TcpStream, &Mutex<S>),
+) -> JoinHandle<()> {
+    let state = Arc::clone(state);
+    let stopping = Arc::clone(stopping);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            if stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            if let Ok(stream) = conn {
+                let state = Arc::clone(&state);
+                std::thread::spawn(move || serve(stream, &state));
+            }
+        }
+    })
 }
 
 fn serve_connection(mut stream: TcpStream, state: &Mutex<State>) {
