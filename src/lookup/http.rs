@@ -261,36 +261,13 @@ impl HttpClient {
                 ));
             }
         }
-        let mut headers = HeaderMap::new();
-        let mut key = HeaderValue::from_str(cfg.key.expose()).map_err(|_| {
-            ClientError::Build("the API key contains characters not allowed in a header".into())
-        })?;
-        key.set_sensitive(true);
-        headers.insert("apikey", key);
+        let (mut builder, mut headers) = client_base(&cfg)?;
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if cfg.details {
             headers.insert("includescandetails", HeaderValue::from_static("1"));
         }
-        let mut builder = Client::builder();
-        if let Some(pem) = &cfg.ca_cert {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| ClientError::Build(format!("--ca-cert: {e}")))?;
-            if certs.is_empty() {
-                return Err(ClientError::Build(
-                    "--ca-cert: no certificate in the file".into(),
-                ));
-            }
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
-        }
+        builder = builder.timeout(cfg.timeout);
         let http = builder
-            .user_agent(concat!("hashsweep/", env!("CARGO_PKG_VERSION")))
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.connect_timeout)
-            // Never follow a redirect: the `apikey` header would go with it to another host
-            // (reqwest strips only Authorization and cookies), and past the http check.
-            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ClientError::Build(e.to_string()))?;
         Ok(HttpClient {
@@ -982,6 +959,40 @@ impl HttpClient {
             ),
         }
     }
+}
+
+/// What every client of the service starts from: the `apikey` header (marked sensitive, so it
+/// is never logged), the `--ca-cert` roots, the User-Agent, the connect timeout, and no
+/// redirects (the `apikey` header would go with one to another host: reqwest strips only
+/// Authorization and cookies, and the http check would be passed by). The caller adds its own
+/// headers and timeout.
+pub(crate) fn client_base(
+    cfg: &ClientConfig,
+) -> Result<(reqwest::blocking::ClientBuilder, HeaderMap), ClientError> {
+    let mut headers = HeaderMap::new();
+    let mut key = HeaderValue::from_str(cfg.key.expose()).map_err(|_| {
+        ClientError::Build("the API key contains characters not allowed in a header".into())
+    })?;
+    key.set_sensitive(true);
+    headers.insert("apikey", key);
+    let mut builder = Client::builder();
+    if let Some(pem) = &cfg.ca_cert {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| ClientError::Build(format!("--ca-cert: {e}")))?;
+        if certs.is_empty() {
+            return Err(ClientError::Build(
+                "--ca-cert: no certificate in the file".into(),
+            ));
+        }
+        for c in certs {
+            builder = builder.add_root_certificate(c);
+        }
+    }
+    let builder = builder
+        .user_agent(concat!("hashsweep/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(cfg.connect_timeout)
+        .redirect(reqwest::redirect::Policy::none());
+    Ok((builder, headers))
 }
 
 /// What each record says after a 401 (the whole reason is said once, in the summary).

@@ -15,10 +15,10 @@ use std::time::{Duration, SystemTime};
 use reqwest::StatusCode;
 use reqwest::Url;
 use reqwest::blocking::{Client, Response};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::header::CONTENT_TYPE;
 use serde_json::Value;
 
-use super::http::{ClientConfig, ClientError, RateHeaders, join_endpoint, scrub_key};
+use super::http::{ClientConfig, ClientError, RateHeaders, client_base, join_endpoint, scrub_key};
 use super::protocol::{MAX_ERROR_TEXT, cap_text, parse_error};
 use super::{Answer, ApiKey, Budget, EngineResult};
 use crate::sync::lock;
@@ -127,27 +127,10 @@ impl UploadClient {
         let base = endpoint
             .join("./")
             .map_err(|e| ClientError::BadUrl(cfg.api_url.clone(), e.to_string()))?;
-        let mut headers = HeaderMap::new();
-        let mut key = HeaderValue::from_str(cfg.key.expose()).map_err(|_| {
-            ClientError::Build("the API key contains characters not allowed in a header".into())
-        })?;
-        key.set_sensitive(true);
-        headers.insert("apikey", key);
-        let mut builder = Client::builder();
-        if let Some(pem) = &cfg.ca_cert {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| ClientError::Build(format!("--ca-cert: {e}")))?;
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
-        }
+        let (builder, headers) = client_base(cfg)?;
         let http = builder
-            .user_agent(concat!("hashsweep/", env!("CARGO_PKG_VERSION")))
             .default_headers(headers)
             .timeout(cfg.timeout.max(UPLOAD_TIMEOUT))
-            .connect_timeout(cfg.connect_timeout)
-            // The key would follow a redirect to another host.
-            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ClientError::Build(e.to_string()))?;
         Ok(UploadClient {
