@@ -4,10 +4,9 @@
 //! Module errors are wrapped whole (`#[from]`, `#[error(transparent)]`), so their cause stays
 //! reachable through [`std::error::Error::source`] and `{:#}` (anyhow, in the binary) prints
 //! the chain. No message here or in a module error repeats its source's text: a message says
-//! what failed (with the path), the source says why. [`ErrorChain`] renders the same chain
+//! what failed (with the path), the source says why. [`crate::ErrorChain`] renders the same chain
 //! where an error is printed without anyhow (a warning).
 
-use std::fmt;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,13 +28,16 @@ pub enum Error {
     /// A baseline or a report given to `diff`.
     #[error(transparent)]
     Report(#[from] crate::report::read::ReadError),
+    #[cfg(feature = "gateway")]
     #[error(transparent)]
     Tokens(#[from] crate::gateway::TokensError),
     /// `hashsweep prevalence` got no usable answer from the gateway.
+    #[cfg(feature = "gateway")]
     #[error(transparent)]
     Prevalence(#[from] crate::gateway::prevalence::AskError),
     /// `serve` could not start or stopped with an error (a port that cannot be bound, a store
     /// that cannot be opened, the TLS files).
+    #[cfg(feature = "gateway")]
     #[error(transparent)]
     Gateway(#[from] crate::gateway::GatewayError),
     #[error("cannot read {path}")]
@@ -56,34 +58,53 @@ pub enum Error {
     Internal(String),
 }
 
+/// A scan's failure keeps the same words as the same failure anywhere else.
+impl From<crate::scan::ScanError> for Error {
+    fn from(e: crate::scan::ScanError) -> Error {
+        use crate::scan::ScanError;
+        match e {
+            ScanError::Usage(m) => Error::Usage(m),
+            ScanError::Client(e) => Error::Client(e),
+            ScanError::Cache(e) => Error::Cache(e),
+            ScanError::Internal(m) => Error::Internal(m),
+        }
+    }
+}
+
 impl From<crate::cache::CacheError> for Error {
     fn from(e: crate::cache::CacheError) -> Error {
         Error::Cache(Box::new(e))
     }
 }
 
-/// An error and its sources, joined with `": "` (what anyhow's `{:#}` prints).
-pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut src = self.0.source();
-        while let Some(s) = src {
-            write!(f, ": {s}")?;
-            src = s.source();
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
+/// The gateway's errors are among those checked, so the tests need the gateway feature.
+#[cfg(all(test, feature = "gateway"))]
 mod tests {
     use std::error::Error as _;
     use std::io;
 
     use super::*;
+    use crate::ErrorChain;
     use crate::gateway::{GatewayError, TokensError};
+    use crate::scan::ScanError;
+
+    /// A scan's usage error reads as any other command's, with no extra layer.
+    #[test]
+    fn scan_errors_keep_their_words() {
+        let e = Error::from(ScanError::Usage("bad --exclude glob 'a[': x".into()));
+        assert!(matches!(&e, Error::Usage(m) if m == "bad --exclude glob 'a[': x"));
+        assert_eq!(
+            format!("{:#}", anyhow::Error::from(e)),
+            "bad --exclude glob 'a[': x"
+        );
+        let cache = crate::cache::CacheError::CreateDir {
+            path: "/c".into(),
+            source: enoent(),
+        };
+        let e = Error::from(ScanError::from(cache));
+        assert!(matches!(e, Error::Cache(_)));
+        assert_eq!(levels(&e).len(), 2, "{:?}", levels(&e));
+    }
 
     /// Every level of `e`'s chain, outermost first.
     fn levels(e: &(dyn std::error::Error + 'static)) -> Vec<String> {

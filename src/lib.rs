@@ -1,33 +1,36 @@
 //! hashsweep: walk a tree, hash every regular file once, look each distinct digest up in the
 //! MetaDefender bulk hash API, and report a verdict for every path.
 //!
-//! The layers, each a folder, lower ones knowing nothing of higher ones:
-//! - [`scan`]: the pipeline. [`scan::walk`] (`WalkEvent`) → [`scan::hash`] (`FileResult`) →
-//!   [`scan::dedup`] (`Digest`) → lookup → the join (`Record`), with the digest cache asked by
-//!   the hash workers and the verdict cache by the collector.
-//! - [`lookup`]: the service, both ways: batches, the wire protocol, the HTTP client, verdicts.
+//! The work is done by the workspace's crates, each one layer; this crate is the binary's
+//! library face: it names them under the module names the tests, benches and fuzz targets use
+//! and holds [`Error`], the one error a command returns. Lower crates know nothing of higher
+//! ones (README "Design" draws the graph):
+//! - [`core`](hashsweep_core): the shared vocabulary: digests, a file's identity and kind,
+//!   platform seams, the clock, archive formats, [`ErrorChain`].
+//! - [`lookup`]: the services, both ways: batches, the wire protocol, the HTTP client, verdicts.
 //! - [`known`]: hash lists and sets that decide a file before anything is asked.
-//! - [`cache`]: the SQLite digest and verdict cache.
-//! - [`report`]: the writers and the reader of reports, one field list.
-//! - [`audit`]: baselines and `diff`, on top of the report reader.
-//! - [`gateway`]: `hashsweep serve`, the fleet lookup gateway built on the same client.
+//! - [`cache`]: the SQLite digest and answer cache.
+//! - [`report`]: the writers and the reader of reports, one field list; baselines and `diff`
+//!   ([`audit`]).
+//! - [`scan`]: the pipeline. [`scan::walk`] (`WalkEvent`) → [`scan::hash`] (`FileResult`) →
+//!   [`scan::dedup`] (`Digest`) → lookup → the join (`Record`).
+//! - `gateway` (cargo feature `gateway`, on by default): `hashsweep serve`, the fleet lookup
+//!   gateway built on the same client.
 //!
-//! [`digest`] and [`file`] are the shared vocabulary (digests; a file's identity and I/O error
-//! wording). The command line (`cli`, `commands`) belongs to the binary.
+//! The command line (`cli`, `commands`) belongs to the binary.
 
-pub mod audit;
-pub mod cache;
-pub mod clock;
-pub mod digest;
 mod error;
-pub mod file;
-pub mod gateway;
-pub mod known;
-pub mod lookup;
-pub mod platform;
-pub mod progress;
-pub mod report;
-pub mod scan;
-mod sync;
 
-pub use error::{Error, ErrorChain};
+pub use hashsweep_cache as cache;
+pub use hashsweep_core::{clock, digest, file, platform};
+#[cfg(feature = "gateway")]
+pub use hashsweep_gateway as gateway;
+pub use hashsweep_known as known;
+pub use hashsweep_lookup as lookup;
+pub use hashsweep_report as report;
+pub use hashsweep_report::audit;
+pub use hashsweep_scan as scan;
+pub use hashsweep_scan::progress;
+
+pub use error::Error;
+pub use hashsweep_core::ErrorChain;

@@ -20,14 +20,20 @@ use hashsweep_fastmem as _;
 
 fn main() -> ExitCode {
     let cli = cli::parse();
-    commands::set_ui(cli.ui, !matches!(cli.command, Command::Serve(_)));
+    #[cfg(feature = "gateway")]
+    let serving = matches!(cli.command, Command::Serve(_));
+    #[cfg(not(feature = "gateway"))]
+    let serving = false;
+    commands::set_ui(cli.ui, !serving);
     let result = match cli.command {
         Command::Scan(a) => commands::run_scan(*a),
         Command::Hash(a) => commands::run_hash(a),
         Command::Lookup(a) => commands::run_lookup(a),
         Command::Diff(a) => commands::run_diff(a),
+        #[cfg(feature = "gateway")]
         Command::Serve(a) => commands::run_serve(*a),
         Command::Check(a) => commands::run_check(a),
+        #[cfg(feature = "gateway")]
         Command::Prevalence(a) => commands::run_prevalence(a),
         Command::Config(a) => commands::run_config(a, cli.config.as_deref()),
         Command::Completions(a) => commands::run_completions(a),

@@ -1,9 +1,11 @@
 //! From flags to the library's configuration: pure functions, no I/O (the key, the CA file and
 //! the cache are read by the runners and passed in), so each rule is tested here.
 
+#[cfg(feature = "gateway")]
 use std::time::Duration;
 
 use hashsweep::cache::Ttls;
+#[cfg(feature = "gateway")]
 use hashsweep::gateway::UpstreamConfig;
 use hashsweep::lookup::{ApiKey, ClientConfig, LookupOptions};
 use hashsweep::scan::archive::ArchiveOptions;
@@ -11,7 +13,9 @@ use hashsweep::scan::hash::HashOptions;
 use hashsweep::scan::io::IoOptions;
 use hashsweep::scan::walk::WalkOptions;
 
-use super::{ApiArgs, ArchiveArgs, ConnectionArgs, ServeArgs, TtlArgs, WalkArgs};
+#[cfg(feature = "gateway")]
+use super::ServeArgs;
+use super::{ApiArgs, ArchiveArgs, ConnectionArgs, TtlArgs, WalkArgs};
 
 /// Hash worker threads when `-j` is not given: one per CPU.
 pub fn default_threads() -> usize {
@@ -107,6 +111,7 @@ pub fn ttls(t: &TtlArgs) -> Ttls {
 }
 
 /// The gateway's upstream.
+#[cfg(feature = "gateway")]
 pub fn upstream_config(a: &ServeArgs, client: ClientConfig) -> UpstreamConfig {
     let c = &a.upstream;
     UpstreamConfig {
@@ -121,11 +126,13 @@ pub fn upstream_config(a: &ServeArgs, client: ClientConfig) -> UpstreamConfig {
 
 /// Long enough for one whole lookup: every attempt, the backoffs and a 429 wait, so a claim
 /// does not lapse (and another instance ask too) while its lookup still runs.
+#[cfg(feature = "gateway")]
 fn claim_ttl(c: &ConnectionArgs) -> Duration {
     c.timeout.saturating_mul(c.retries.saturating_add(1)) + c.max_wait + Duration::from_secs(30)
 }
 
-#[cfg(test)]
+/// Most cases compare the gateway's defaults with an endpoint's: they need the gateway feature.
+#[cfg(all(test, feature = "gateway"))]
 mod tests {
     use super::*;
     use crate::cli::{Cli, Command, try_parse_from};

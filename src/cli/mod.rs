@@ -11,6 +11,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use hashsweep::cache::Ttls;
 use hashsweep::digest::Algo;
+#[cfg(feature = "gateway")]
 use hashsweep::gateway::{DEFAULT_LISTEN, DEFAULT_MAX_PENDING, UPSTREAM};
 use hashsweep::lookup::batch::MAX_BATCH;
 use hashsweep::lookup::http::{DEFAULT_API_URL, DEFAULT_CONNECT_TIMEOUT};
@@ -41,6 +42,7 @@ Exit status:
 The API key is read from the environment variable METADEFENDER_APIKEY or from
 --apikey-file; it is never taken as an argument and never printed.";
 
+#[cfg(feature = "gateway")]
 const SERVE_HELP: &str = "\
 Endpoints use it like the service itself, with their own token as the key:
   METADEFENDER_APIKEY=<endpoint token> hashsweep scan --api-url https://gateway.example.org:8737 /
@@ -89,10 +91,12 @@ pub enum Command {
     /// Compare two reports: what is new, modified, unchanged or removed (exit 1 if anything changed)
     Diff(DiffArgs),
     /// Run a lookup gateway for a fleet: holds the API key, shares verdicts, speaks /v4/hash
+    #[cfg(feature = "gateway")]
     #[command(after_help = SERVE_HELP)]
     Serve(Box<ServeArgs>),
     /// On how many hosts of the fleet each hash is, and which: asked of a gateway's admin
     /// listener (`serve --prevalence --admin-listen`)
+    #[cfg(feature = "gateway")]
     Prevalence(PrevalenceArgs),
     /// Check that --api-url and the API key work, and show the key's budget (one small
     /// request; exit 0 when lookups can be made, 2 otherwise)
@@ -107,6 +111,7 @@ pub enum Command {
 }
 
 /// `prevalence`: hashes asked of a gateway's admin listener.
+#[cfg(feature = "gateway")]
 #[derive(Debug, Args)]
 pub struct PrevalenceArgs {
     /// The gateway's admin listener (its --admin-listen), e.g. http://127.0.0.1:8738
@@ -120,6 +125,7 @@ pub struct PrevalenceArgs {
     pub hashes: Vec<String>,
 }
 
+#[cfg(feature = "gateway")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PrevalenceFormat {
     Table,
@@ -327,6 +333,7 @@ pub struct CacheArgs {
 
 /// `serve`: the fleet gateway. (A flattened group's heading carries on to the fields after
 /// it: those name theirs.)
+#[cfg(feature = "gateway")]
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Gateway")]
 pub struct ServeArgs {
@@ -696,11 +703,13 @@ pub fn command() -> clap::Command {
             duration_text(hashsweep::scan::plan::DEFAULT_MAX_AGE),
         )
     };
-    Cli::command()
+    let cmd = Cli::command()
         .mut_subcommand("scan", |c| max_age(ttls(patience(c, Patience::ENDPOINT))))
         .mut_subcommand("lookup", |c| patience(c, Patience::ENDPOINT))
-        .mut_subcommand("serve", |c| ttls(patience(c, UPSTREAM)))
-        .mut_subcommand("check", |c| patience(c, Patience::CHECK))
+        .mut_subcommand("check", |c| patience(c, Patience::CHECK));
+    #[cfg(feature = "gateway")]
+    let cmd = cmd.mut_subcommand("serve", |c| ttls(patience(c, UPSTREAM)));
+    cmd
 }
 
 /// Parse the process's arguments (exits with clap's message and status 2 on a mistake).

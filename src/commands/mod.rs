@@ -8,8 +8,10 @@ mod diff;
 mod hash;
 mod interrupt;
 mod lookup;
+#[cfg(feature = "gateway")]
 mod prevalence;
 mod scan;
+#[cfg(feature = "gateway")]
 mod serve;
 mod shell;
 mod upload;
@@ -19,8 +21,10 @@ pub use config_cmd::run_config;
 pub use diff::run_diff;
 pub use hash::run_hash;
 pub use lookup::run_lookup;
+#[cfg(feature = "gateway")]
 pub use prevalence::run_prevalence;
 pub use scan::run_scan;
+#[cfg(feature = "gateway")]
 pub use serve::run_serve;
 pub use shell::{run_completions, run_man};
 
@@ -51,10 +55,11 @@ use hashsweep::scan::walk::{SkipRule, SpecialKind};
 use hashsweep::scan::{ScanConfig, outcome_fields, scan};
 use hashsweep::{Error, ErrorChain};
 
+#[cfg(feature = "gateway")]
+use crate::cli::ServeArgs;
 use crate::cli::config;
 use crate::cli::{
-    ApiArgs, CacheArgs, DiffArgs, HashArgs, LookupArgs, OutputArgs, ScanArgs, ServeArgs, UiArgs,
-    ViewArgs,
+    ApiArgs, CacheArgs, DiffArgs, HashArgs, LookupArgs, OutputArgs, ScanArgs, UiArgs, ViewArgs,
 };
 use interrupt::Interrupt;
 
@@ -407,7 +412,7 @@ fn own_report_rule(o: &OutputArgs) -> Option<SkipRule> {
     use hashsweep::file::NamePattern;
     let path = o.output.as_ref()?;
     let name = path.file_name()?;
-    let dir = hashsweep::file::file_id(report_dir(path)).ok()?;
+    let dir = hashsweep::platform::file_id(report_dir(path)).ok()?;
     Some(SkipRule {
         dir,
         names: vec![

@@ -44,7 +44,7 @@ fn open_cache(
             return unusable(format!(
                 "cache {}: cannot find its files: {}",
                 path.display(),
-                hashsweep::file::describe_io(&e)
+                hashsweep::platform::describe_io(&e)
             ));
         }
     };
