@@ -100,7 +100,7 @@ impl Digest {
     /// algorithm.
     ///
     /// ```
-    /// use hashsweep::digest::{Algo, Digest};
+    /// use hashsweep_core::digest::{Algo, Digest};
     /// let d = Digest::from_hex("44D88612FEA8A8F36DE82E1278ABB02F").unwrap();
     /// assert_eq!(d.algo(), Algo::Md5);
     /// assert_eq!(d.to_hex(), "44d88612fea8a8f36de82e1278abb02f");

@@ -32,7 +32,7 @@ impl Verdict {
     /// A detection count above zero is a detection even when the code looks clean.
     ///
     /// ```
-    /// use hashsweep::lookup::Verdict;
+    /// use hashsweep_lookup::Verdict;
     /// assert_eq!(Verdict::from_code(0, Some(0)).to_string(), "clean");
     /// assert_eq!(Verdict::from_code(5, Some(-1)).to_string(), "unknown");
     /// assert_eq!(Verdict::from_code(0, Some(3)).to_string(), "suspicious");
@@ -57,7 +57,7 @@ impl Verdict {
     /// without a count still has its verdict.
     ///
     /// ```
-    /// use hashsweep::lookup::Verdict;
+    /// use hashsweep_lookup::Verdict;
     /// assert!(Verdict::count_matters(0));
     /// assert!(!Verdict::count_matters(5));
     /// assert!(!Verdict::count_matters(1));
