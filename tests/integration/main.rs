@@ -3,6 +3,8 @@
 
 mod util;
 
+mod architecture;
+
 // Unix only: the archives are built with python3.
 #[cfg(unix)]
 mod archives;

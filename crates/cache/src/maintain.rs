@@ -290,7 +290,7 @@ mod tests {
         let path = dir.path().join("c.sqlite");
         {
             let conn = rusqlite::Connection::open(&path).unwrap();
-            conn.execute_batch(crate::SCHEMA_V1).unwrap();
+            conn.execute_batch(crate::schema::SCHEMA_V1).unwrap();
             conn.pragma_update(None, "application_id", crate::APPLICATION_ID)
                 .unwrap();
             conn.pragma_update(None, "user_version", 1).unwrap();
@@ -336,7 +336,7 @@ mod tests {
         let now = SystemTime::now();
         {
             let conn = rusqlite::Connection::open(&path).unwrap();
-            conn.execute_batch(crate::SCHEMA_V1).unwrap();
+            conn.execute_batch(crate::schema::SCHEMA_V1).unwrap();
             conn.pragma_update(None, "application_id", crate::APPLICATION_ID)
                 .unwrap();
             conn.pragma_update(None, "user_version", 1).unwrap();
@@ -425,8 +425,8 @@ mod tests {
         let path = dir.path().join("c.sqlite");
         {
             let conn = rusqlite::Connection::open(&path).unwrap();
-            conn.execute_batch(crate::SCHEMA_V1).unwrap();
-            conn.execute_batch(crate::MIGRATE_V2).unwrap();
+            conn.execute_batch(crate::schema::SCHEMA_V1).unwrap();
+            conn.execute_batch(crate::schema::MIGRATE_V2).unwrap();
             conn.pragma_update(None, "application_id", crate::APPLICATION_ID)
                 .unwrap();
             conn.pragma_update(None, "user_version", 2).unwrap();
