@@ -1,8 +1,9 @@
 //! The README and the user guide (`docs/`, an mdBook) hold together: the README stays short,
 //! every link between them (and inside the guide) lands on a chapter and a heading that exist,
 //! the book's table of contents lists every chapter, its `{{#include}}`s name anchors the
-//! README has, and the flags chapter names every flag `--help` shows and no other. The
-//! examples of both are run by `readme.rs`, which finds its blocks through [`docs`].
+//! README has, the flags chapter names every flag `--help` shows and no other, and every
+//! `hashsweep SUB --flag` the pages show is a flag SUB has. The examples of both are run by
+//! `readme.rs`, which finds its blocks through [`sh_block`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -381,4 +382,68 @@ fn heading_ids_follow_mdbook() {
     .map(String::from)
     .collect();
     assert_eq!(ids, want);
+}
+
+/// The `hashsweep SUB ...` commands the README and the guide show, in code spans and in sh
+/// and ini (systemd) blocks: (where, subcommand, the long flags given).
+fn commands_shown() -> Vec<(String, String, Vec<String>)> {
+    let mut found = Vec::new();
+    for (name, text) in docs() {
+        let mut pieces: Vec<String> = Vec::new();
+        let mut fenced = None;
+        for line in text.lines() {
+            if let Some(lang) = line.trim_start().strip_prefix("```") {
+                fenced = match fenced {
+                    None => Some(lang.to_string()),
+                    Some(_) => None,
+                };
+                continue;
+            }
+            match fenced.as_deref() {
+                Some("sh" | "ini") => pieces.push(line.to_string()),
+                Some(_) => {}
+                None => pieces.extend(line.split('`').skip(1).step_by(2).map(str::to_string)),
+            }
+        }
+        // A command continued on the next line (` \` at the end) is one command.
+        let joined = pieces.join("\n").replace("\\\n", " ");
+        for piece in joined.lines() {
+            let words: Vec<&str> = piece.split_whitespace().collect();
+            for (i, w) in words.iter().enumerate() {
+                if !(w.ends_with("hashsweep") || w.ends_with("/hashsweep")) {
+                    continue;
+                }
+                let Some(sub) = words.get(i + 1) else { continue };
+                let flags = words[i + 2..]
+                    .iter()
+                    .take_while(|w| !matches!(**w, "|" | "&&" | ">" | ";" | "&" | "#"))
+                    .filter(|w| w.starts_with("--") && w.len() > 2)
+                    .map(|w| w.split('=').next().unwrap_or(w).to_string())
+                    .collect();
+                found.push((name.clone(), sub.to_string(), flags));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn every_command_shown_uses_flags_its_subcommand_has() {
+    let help = flags_in_help();
+    let subs: BTreeSet<&String> = help.values().flatten().collect();
+    let mut checked = 0;
+    let mut bad = Vec::new();
+    for (file, sub, flags) in commands_shown() {
+        if !subs.contains(&sub) {
+            continue; // `hashsweep: ...` log lines, `hashsweep/<version>`, ...
+        }
+        for flag in flags {
+            checked += 1;
+            if !help.get(&flag).is_some_and(|s| s.contains(&sub)) {
+                bad.push(format!("{file}: hashsweep {sub} ... {flag}"));
+            }
+        }
+    }
+    assert!(checked > 50, "{checked} flags checked");
+    assert!(bad.is_empty(), "flags the subcommand does not have:\n{}", bad.join("\n"));
 }
