@@ -163,12 +163,17 @@ fn check_links(file: &str, text: &str) -> Vec<String> {
             dir.join(path)
         };
         if !resolved.exists() {
-            bad.push(format!("{file}: ({target}): no file {}", resolved.display()));
+            bad.push(format!(
+                "{file}: ({target}): no file {}",
+                resolved.display()
+            ));
             continue;
         }
         if let Some(anchor) = anchor {
-            if !resolved.extension().is_some_and(|x| x == "md") {
-                bad.push(format!("{file}: ({target}): an anchor into a file that is not Markdown"));
+            if resolved.extension().is_none_or(|x| x != "md") {
+                bad.push(format!(
+                    "{file}: ({target}): an anchor into a file that is not Markdown"
+                ));
             } else if !ids_of(&resolved).contains(anchor) {
                 bad.push(format!("{file}: ({target}): no heading #{anchor} there"));
             }
@@ -216,7 +221,11 @@ fn the_table_of_contents_lists_every_chapter_once() {
     let summary = read(&guide_src().join("SUMMARY.md"));
     let listed: Vec<String> = link_targets(&summary);
     let unique: BTreeSet<&String> = listed.iter().collect();
-    assert_eq!(unique.len(), listed.len(), "a chapter listed twice: {listed:?}");
+    assert_eq!(
+        unique.len(),
+        listed.len(),
+        "a chapter listed twice: {listed:?}"
+    );
     let files: BTreeSet<String> = docs()
         .into_iter()
         .skip(1)
@@ -241,7 +250,10 @@ fn includes(text: &str) -> Vec<String> {
         let (file, anchor) = spec
             .split_once(':')
             .unwrap_or_else(|| panic!("{spec}: include a named part, not a whole file"));
-        assert_eq!(file, "../../README.md", "only the README is included: {spec}");
+        assert_eq!(
+            file, "../../README.md",
+            "only the README is included: {spec}"
+        );
         found.push(anchor.to_string());
         rest = &after[end..];
     }
@@ -351,10 +363,7 @@ fn the_flags_chapter_names_every_flag_of_every_subcommand_and_no_other() {
         .filter(|(f, _)| !in_chapter.contains(*f))
         .map(|(f, subs)| format!("{f} ({})", subs.join(", ")))
         .collect();
-    assert!(
-        missing.is_empty(),
-        "docs/src/flags.md lacks {missing:?}"
-    );
+    assert!(missing.is_empty(), "docs/src/flags.md lacks {missing:?}");
     let unknown: Vec<_> = in_chapter
         .iter()
         .filter(|f| !help.contains_key(*f))
@@ -413,7 +422,9 @@ fn commands_shown() -> Vec<(String, String, Vec<String>)> {
                 if !(w.ends_with("hashsweep") || w.ends_with("/hashsweep")) {
                     continue;
                 }
-                let Some(sub) = words.get(i + 1) else { continue };
+                let Some(sub) = words.get(i + 1) else {
+                    continue;
+                };
                 let flags = words[i + 2..]
                     .iter()
                     .take_while(|w| !matches!(**w, "|" | "&&" | ">" | ";" | "&" | "#"))
@@ -445,5 +456,9 @@ fn every_command_shown_uses_flags_its_subcommand_has() {
         }
     }
     assert!(checked > 50, "{checked} flags checked");
-    assert!(bad.is_empty(), "flags the subcommand does not have:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "flags the subcommand does not have:\n{}",
+        bad.join("\n")
+    );
 }

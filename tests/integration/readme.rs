@@ -394,11 +394,20 @@ fn the_triage_page_example_writes_an_html_report_naming_the_detection() {
     let out = m.sh(&script, "2026-12-01");
     assert_eq!(code(&out), 1, "the detection: {}", stderr(&out));
     let page = std::fs::read_to_string(m.path("triage.html")).expect("triage.html");
-    assert!(page.starts_with("<!DOCTYPE html>"), "{}", &page[..page.len().min(200)]);
-    assert!(page.contains("Content-Security-Policy"), "self-contained");
-    assert!(page.contains("eicar.com") && page.contains("notes.txt"), "{page}");
     assert!(
-        page.contains(&format!("metadefender.opswat.com/results/file/{EICAR_SHA256}")),
+        page.starts_with("<!DOCTYPE html>"),
+        "{}",
+        &page[..page.len().min(200)]
+    );
+    assert!(page.contains("Content-Security-Policy"), "self-contained");
+    assert!(
+        page.contains("eicar.com") && page.contains("notes.txt"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!(
+            "metadefender.opswat.com/results/file/{EICAR_SHA256}"
+        )),
         "the detection links to the vendor's page"
     );
     assert!(
@@ -442,8 +451,14 @@ fn the_hash_and_lookup_examples_check_with_coreutils_and_look_up() {
     assert_eq!(stdout.matches(": OK").count(), 2, "{stdout}");
     let (status, stdout, err) = &results[2];
     assert_eq!(*status, 1, "EICAR's MD5 is a detection: {stdout}{err}");
-    assert!(stdout.contains(EICAR_MD5) && stdout.contains("infected"), "{stdout}");
+    assert!(
+        stdout.contains(EICAR_MD5) && stdout.contains("infected"),
+        "{stdout}"
+    );
     let (status, stdout, err) = &results[3];
     assert_eq!(*status, 1, "the sample is EICAR: {stdout}{err}");
-    assert!(stdout.contains(EICAR_SHA256) && stdout.contains("infected"), "{stdout}");
+    assert!(
+        stdout.contains(EICAR_SHA256) && stdout.contains("infected"),
+        "{stdout}"
+    );
 }
