@@ -3,7 +3,7 @@
 //! the book's table of contents lists every chapter, its `{{#include}}`s name anchors the
 //! README has, the flags chapter names every flag `--help` shows and no other, and every
 //! `hashsweep SUB --flag` the pages show is a flag SUB has. The examples of both are run by
-//! `readme.rs`, which finds its blocks through [`sh_block`].
+//! `readme.rs`, which finds its blocks in [`docs`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -39,31 +39,6 @@ pub fn docs() -> Vec<(String, String)> {
         all.push((name, read(&p)));
     }
     all
-}
-
-/// The fenced ```sh blocks of the README and the guide that hold `marker`: exactly one must.
-pub fn sh_block(marker: &str) -> String {
-    let mut found = Vec::new();
-    for (name, text) in docs() {
-        let mut rest = text.as_str();
-        while let Some(start) = rest.find("```sh\n") {
-            let body = &rest[start + 6..];
-            let end = body
-                .find("\n```")
-                .unwrap_or_else(|| panic!("{name}: an unclosed block"));
-            if body[..end].contains(marker) {
-                found.push((name.clone(), body[..end].to_string()));
-            }
-            rest = &body[end + 4..];
-        }
-    }
-    let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "one sh block of the README and the guide holds {marker:?}; found in {names:?}"
-    );
-    found.remove(0).1
 }
 
 /// The lines of `text` outside fenced code blocks.

@@ -18,7 +18,27 @@ fn readme() -> String {
 
 /// The one fenced ```sh block of the README or a guide chapter holding `marker`.
 fn block(marker: &str) -> String {
-    crate::guide::sh_block(marker)
+    let mut found = Vec::new();
+    for (name, text) in crate::guide::docs() {
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("```sh\n") {
+            let body = &rest[start + 6..];
+            let end = body
+                .find("\n```")
+                .unwrap_or_else(|| panic!("{name}: an unclosed block"));
+            if body[..end].contains(marker) {
+                found.push((name.clone(), body[..end].to_string()));
+            }
+            rest = &body[end + 4..];
+        }
+    }
+    let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one sh block of the README and the guide holds {marker:?}; found in {names:?}"
+    );
+    found.remove(0).1
 }
 
 /// Replace `from` (which must be in the script) with `to`.
