@@ -2,7 +2,7 @@
 """Write a synthetic rpm database: ROOT/var/lib/rpm/rpmdb.sqlite with PACKAGES packages of
 FILES files each (SHA-256 digests, a %config file per package), in rpm's own sqlite schema and
 header-blob layout (big-endian index entries, a region tag 63 with its trailer). For timing
-`cargo run --release --example packages_load -- ROOT` (README, "Package databases").
+`cargo run --release --example packages_load -- ROOT` (docs/src/performance.md, "Package databases").
 
 Usage: rpmdb_synth.py ROOT [PACKAGES [FILES]]   (default 2000 packages of 100 files)
 """

@@ -1,6 +1,6 @@
 //! Load the package databases under a root (default `/`) and print what each held and how long
-//! reading it took, best of `--runs N` (default 5). The measurement the README's "Package
-//! databases" section quotes.
+//! reading it took, best of `--runs N` (default 5). The measurement the user guide's performance
+//! chapter (`docs/src/performance.md`, "Package databases") quotes.
 //!
 //! Usage: packages_load [--runs N] [ROOT]
 

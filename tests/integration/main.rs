@@ -26,6 +26,8 @@ mod fuzz_regressions;
 // Unix only: redis-server and signals to the gateway process.
 #[cfg(unix)]
 mod gateway;
+// The README and the user guide (docs/): size, links, chapters, flags.
+mod guide;
 // Unix only: the lists are checked with coreutils' `sha256sum -c` (and md5sum, sha1sum).
 #[cfg(unix)]
 mod hash_cmd;

@@ -1,6 +1,6 @@
 //! The stated minimum Rust version is true: no crate the lock builds (dependencies, build and
 //! dev dependencies of every workspace member) asks for a newer one than `Cargo.toml`'s
-//! `rust-version`, and the README and the stand-in crate say the same number. Only one
+//! `rust-version`, and the README, the user guide and the stand-in crate say the same number. Only one
 //! toolchain is at hand, so this derives it from `cargo metadata --locked`.
 //!
 //! Offline, as tests are: a new clone's `cargo test` has downloaded only the crates this
@@ -155,12 +155,14 @@ fn the_stated_minimum_rust_covers_every_locked_crate_and_the_readme_says_it() {
         readme.contains(&said),
         "the README's set-up section must say {said:?}"
     );
-    // And no other place says another number.
-    for (at, _) in readme.match_indices(" or later)") {
-        let start = readme[..at].rfind('(').expect("an opening parenthesis");
-        let v = &readme[start + 1..at];
-        if v.chars().all(|c| c.is_ascii_digit() || c == '.') {
-            assert_eq!(v, stated, "the README says ({v} or later) somewhere");
+    // And no other place, in the README or the user guide, says another number.
+    for (name, text) in crate::guide::docs() {
+        for (at, _) in text.match_indices(" or later)") {
+            let start = text[..at].rfind('(').expect("an opening parenthesis");
+            let v = &text[start + 1..at];
+            if v.chars().all(|c| c.is_ascii_digit() || c == '.') {
+                assert_eq!(v, stated, "{name} says ({v} or later) somewhere");
+            }
         }
     }
 }

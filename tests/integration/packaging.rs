@@ -1,15 +1,16 @@
-//! The systemd units the .deb installs (`packaging/systemd/`) are the ones the README shows,
-//! with the binary at /usr/bin instead of /usr/local/bin.
+//! The systemd units the .deb installs (`packaging/systemd/`) are the ones the user guide's
+//! fleet chapter (`docs/src/fleet.md`) shows, with the binary at /usr/bin instead of
+//! /usr/local/bin.
 
 use std::path::Path;
 
-fn readme_unit(readme: &str, name: &str) -> String {
+fn guide_unit(guide: &str, name: &str) -> String {
     let marker = format!("# /etc/systemd/system/{name}\n");
-    let start = readme
+    let start = guide
         .find(&marker)
-        .unwrap_or_else(|| panic!("README lacks {name}"))
+        .unwrap_or_else(|| panic!("docs/src/fleet.md lacks {name}"))
         + marker.len();
-    let rest = &readme[start..];
+    let rest = &guide[start..];
     // A unit ends where its code block ends or the next unit's header starts.
     let end = [rest.find("```"), rest.find("\n# /etc/systemd/system/")]
         .into_iter()
@@ -21,9 +22,9 @@ fn readme_unit(readme: &str, name: &str) -> String {
 }
 
 #[test]
-fn packaged_units_are_the_readme_units() {
+fn packaged_units_are_the_guide_units() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let guide = std::fs::read_to_string(root.join("docs/src/fleet.md")).expect("docs/src/fleet.md");
     for name in [
         "hashsweep-gateway.service",
         "hashsweep-sweep.service",
@@ -39,8 +40,8 @@ fn packaged_units_are_the_readme_units() {
             .collect();
         assert_eq!(
             body,
-            readme_unit(&readme, name),
-            "{name} differs from the README's"
+            guide_unit(&guide, name),
+            "{name} differs from the one docs/src/fleet.md shows"
         );
     }
 }

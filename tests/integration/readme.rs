@@ -1,33 +1,44 @@
-//! The README's examples run as written, against the stand-in on 127.0.0.1: each block is
-//! taken from README.md itself (so they cannot drift), with only the machine's paths put in
-//! place (the key file, the log folder, the swept folder) and `hashsweep`, `logger` (which
-//! writes to a file here) and `date` (which names the night) on PATH.
+//! The examples of the README and the user guide (`docs/src/`) run as written, against the
+//! stand-in on 127.0.0.1: each block is taken from the page itself (so they cannot drift; a
+//! block may move between the README and a chapter, [`block`] finds it in either), with only
+//! the machine's paths put in place (the key file, the log folder, the swept folder) and
+//! `hashsweep`, `logger` (which writes to a file here) and `date` (which names the night) on
+//! PATH.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use crate::util::*;
+use hashsweep_mock::EICAR_MD5;
 
 fn readme() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README")
 }
 
-/// The fenced ```sh block of the README holding `marker`.
+/// The one fenced ```sh block of the README or a guide chapter holding `marker`.
 fn block(marker: &str) -> String {
-    let text = readme();
     let mut found = Vec::new();
-    let mut rest = text.as_str();
-    while let Some(start) = rest.find("```sh\n") {
-        let body = &rest[start + 6..];
-        let end = body.find("\n```").expect("a closed block");
-        if body[..end].contains(marker) {
-            found.push(body[..end].to_string());
+    for (name, text) in crate::guide::docs() {
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("```sh\n") {
+            let body = &rest[start + 6..];
+            let end = body
+                .find("\n```")
+                .unwrap_or_else(|| panic!("{name}: an unclosed block"));
+            if body[..end].contains(marker) {
+                found.push((name.clone(), body[..end].to_string()));
+            }
+            rest = &body[end + 4..];
         }
-        rest = &body[end + 4..];
     }
-    assert_eq!(found.len(), 1, "one README sh block holds {marker:?}");
-    found.remove(0)
+    let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one sh block of the README and the guide holds {marker:?}; found in {names:?}"
+    );
+    found.remove(0).1
 }
 
 /// Replace `from` (which must be in the script) with `to`.
@@ -104,12 +115,22 @@ impl Machine {
     fn run(&self, script: &str, night: &str) -> (i32, String, String) {
         let logged = self.path("logged");
         let _ = std::fs::remove_file(&logged);
+        let out = self.sh(script, night);
+        (
+            code(&out),
+            std::fs::read_to_string(&logged).unwrap_or_default(),
+            stderr(&out),
+        )
+    }
+
+    /// Run `script` with sh, on this machine's PATH and service.
+    fn sh(&self, script: &str, night: &str) -> Output {
         let path = format!(
             "{}:{}",
             self.path("bin").display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let out = run(Command::new("sh")
+        run(Command::new("sh")
             .arg("-c")
             .arg(script)
             .current_dir(self.dir.path())
@@ -120,12 +141,7 @@ impl Machine {
             .env("HASHSWEEP_CONFIG", "/dev/null")
             .env_remove("METADEFENDER_APIKEY")
             .env_remove("HASHSWEEP_NO_CACHE")
-            .stdin(Stdio::null()));
-        (
-            code(&out),
-            std::fs::read_to_string(&logged).unwrap_or_default(),
-            stderr(&out),
-        )
+            .stdin(Stdio::null()))
     }
 }
 
@@ -373,5 +389,96 @@ fn the_example_config_file_is_valid() {
     assert!(
         shown.contains(&format!("apikey-file = \"/etc/hashsweep/key\"{from}")),
         "{shown}"
+    );
+}
+
+/// The triage chapter's page: one `-o triage.html` run writes a self-contained page that names
+/// the detection, with its engines (the run asked with details), and exits 1 for it.
+#[test]
+fn the_triage_page_example_writes_an_html_report_naming_the_detection() {
+    let Some(m) = Machine::new() else { return };
+    let folder = m.path("sweep");
+    std::fs::write(folder.join("eicar.com"), EICAR).unwrap();
+    std::fs::write(folder.join("notes.txt"), b"nothing to see").unwrap();
+    let script = block("-o triage.html");
+    let script = put(
+        script,
+        "METADEFENDER_APIKEY=...",
+        &format!("METADEFENDER_APIKEY={KEY}"),
+    );
+    let script = put(
+        script,
+        "/home/alice/Downloads",
+        &folder.display().to_string(),
+    );
+    let out = m.sh(&script, "2026-12-01");
+    assert_eq!(code(&out), 1, "the detection: {}", stderr(&out));
+    let page = std::fs::read_to_string(m.path("triage.html")).expect("triage.html");
+    assert!(
+        page.starts_with("<!DOCTYPE html>"),
+        "{}",
+        &page[..page.len().min(200)]
+    );
+    assert!(page.contains("Content-Security-Policy"), "self-contained");
+    assert!(
+        page.contains("eicar.com") && page.contains("notes.txt"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!(
+            "metadefender.opswat.com/results/file/{EICAR_SHA256}"
+        )),
+        "the detection links to the vendor's page"
+    );
+    assert!(
+        m.mock.requests().iter().any(|q| q.details),
+        "--details asked for the engines"
+    );
+}
+
+/// The triage chapter's `hash` and `lookup` lines: the `sha256sum -c` and `md5sum -c` checks
+/// pass, the EICAR MD5 given as an argument is a detection, and a `sha256sum` line on stdin is
+/// looked up by its SHA-256.
+#[test]
+fn the_hash_and_lookup_examples_check_with_coreutils_and_look_up() {
+    let Some(m) = Machine::new() else { return };
+    let www = m.path("sweep");
+    std::fs::create_dir_all(www.join("css")).unwrap();
+    std::fs::write(www.join("index.html"), b"<p>hello</p>").unwrap();
+    std::fs::write(www.join("css/site.css"), b"p { color: red }").unwrap();
+    let sample = m.path("sample.bin");
+    std::fs::write(&sample, EICAR).unwrap();
+    let script = block("hashsweep hash --md5 /srv/www | md5sum -c");
+    let script = put(script, "/srv/www", &www.display().to_string());
+    let script = put(script, "/tmp/sample.bin", &sample.display().to_string());
+    // Each line on its own, with its status, as a reader would type them.
+    let mut results = Vec::new();
+    for line in script.lines() {
+        let line = format!("export METADEFENDER_APIKEY={KEY}\n{line}");
+        let out = m.sh(&line, "2026-12-01");
+        results.push((
+            code(&out),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr(&out),
+        ));
+    }
+    assert_eq!(results.len(), 4, "{script}");
+    let (status, stdout, err) = &results[0];
+    assert_eq!(*status, 0, "sha256sum -c: {stdout}{err}");
+    assert_eq!(stdout.matches(": OK").count(), 2, "{stdout}");
+    let (status, stdout, err) = &results[1];
+    assert_eq!(*status, 0, "md5sum -c: {stdout}{err}");
+    assert_eq!(stdout.matches(": OK").count(), 2, "{stdout}");
+    let (status, stdout, err) = &results[2];
+    assert_eq!(*status, 1, "EICAR's MD5 is a detection: {stdout}{err}");
+    assert!(
+        stdout.contains(EICAR_MD5) && stdout.contains("infected"),
+        "{stdout}"
+    );
+    let (status, stdout, err) = &results[3];
+    assert_eq!(*status, 1, "the sample is EICAR: {stdout}{err}");
+    assert!(
+        stdout.contains(EICAR_SHA256) && stdout.contains("infected"),
+        "{stdout}"
     );
 }
