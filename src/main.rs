@@ -19,8 +19,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use hashsweep_fastmem as _;
 
 fn main() -> ExitCode {
-    let cli = cli::parse();
-    commands::set_ui(cli.ui, !matches!(cli.command, Command::Serve(_)));
+    let (cli, common) = cli::parse();
+    commands::set_ui(common.ui, !matches!(cli.command, Command::Serve(_)));
     let result = match cli.command {
         Command::Scan(a) => commands::run_scan(*a),
         Command::Hash(a) => commands::run_hash(a),
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => commands::run_serve(*a),
         Command::Check(a) => commands::run_check(a),
         Command::Prevalence(a) => commands::run_prevalence(a),
-        Command::Config(a) => commands::run_config(a, cli.config.as_deref()),
+        Command::Config(a) => commands::run_config(a, common.config.as_deref()),
         Command::Completions(a) => commands::run_completions(a),
         Command::Man(a) => commands::run_man(a),
     };

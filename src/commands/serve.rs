@@ -40,7 +40,7 @@ pub fn run_serve(a: ServeArgs) -> Result<u8, Error> {
         .map_err(hashsweep::gateway::GatewayError::from)?;
     let key = load_key(a.upstream.apikey_file.as_deref(), false)?;
     let ca_cert = read_ca_cert(a.upstream.ca_cert.as_deref())?;
-    let client = config::client_config(&a.upstream, key, ca_cert);
+    let client = config::client_config(&a.upstream, a.batch.rate, key, ca_cert);
     if let Ok((_, Some(notice))) = hashsweep::lookup::http::join_endpoint(&client.api_url) {
         eprintln!("hashsweep serve: warning: {notice}");
     }
