@@ -143,15 +143,15 @@ pub const EXAMPLES: &[(&str, &[&str])] = &[
         "serve",
         &[
             "hashsweep serve --tokens /etc/hashsweep/tokens --admin-listen 127.0.0.1:8738",
-            "hashsweep serve --tokens tokens.txt --listen 0.0.0.0:8737 --tls-cert gw.pem --tls-key gw.key --store redis://127.0.0.1:6379/0",
+            "hashsweep serve --tokens tokens --listen 0.0.0.0:8737 --tls-cert gw.pem --tls-key gw.key",
             "METADEFENDER_APIKEY=<endpoint token> hashsweep scan --api-url https://gateway.example.org:8737 /",
         ],
     ),
     (
         "prevalence",
         &[
-            "hashsweep prevalence --api-url http://127.0.0.1:8738 275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f",
-            "hashsweep prevalence --api-url http://127.0.0.1:8738 --format json 44d88612fea8a8f36de82e1278abb02f",
+            "hashsweep prevalence --api-url http://127.0.0.1:8738 44d88612fea8a8f36de82e1278abb02f",
+            "hashsweep prevalence --api-url http://gw:8738 --format json 44d88612fea8a8f36de82e1278abb02f",
         ],
     ),
     (
@@ -303,7 +303,7 @@ pub fn size_text(bytes: u64) -> &'static str {
 /// `bytes` in the largest binary unit that divides it (`2G`, `400M`, `64K`, `1000`).
 pub fn size_string(bytes: u64) -> String {
     for (unit, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
             return format!("{}{unit}", bytes >> shift);
         }
     }
@@ -384,6 +384,7 @@ mod tests {
                 "{sub}: two or three examples"
             );
             for line in *lines {
+                assert!(line.len() <= 96, "{line}: wraps at 100 columns");
                 let mut rest = line.to_string();
                 for op in ["&&", "|"] {
                     rest = rest.replace(op, "\n");

@@ -891,7 +891,14 @@ mod tests {
     #[test]
     fn every_option_has_a_heading() {
         let c = command();
-        let first = ["output", "format", "only", "archives", "budget", "known_good"];
+        let first = [
+            "output",
+            "format",
+            "only",
+            "archives",
+            "budget",
+            "known_good",
+        ];
         for sub in ["scan", "serve", "lookup", "hash", "diff"] {
             let s = c.find_subcommand(sub).expect(sub);
             for a in s.get_arguments() {
@@ -1001,9 +1008,20 @@ mod tests {
     /// `check` sends one request: it has no batch flags (`scan`, `lookup` and `serve` do).
     #[test]
     fn check_has_no_batch_flags() {
-        for flag in ["--batch-size=10", "--concurrency=2", "--batch-wait=1s", "--rate=5"] {
-            assert!(try_parse_from(["hashsweep", "check", flag]).is_err(), "{flag}");
-            assert!(try_parse_from(["hashsweep", "lookup", flag, "x"]).is_ok(), "{flag}");
+        for flag in [
+            "--batch-size=10",
+            "--concurrency=2",
+            "--batch-wait=1s",
+            "--rate=5",
+        ] {
+            assert!(
+                try_parse_from(["hashsweep", "check", flag]).is_err(),
+                "{flag}"
+            );
+            assert!(
+                try_parse_from(["hashsweep", "lookup", flag, "x"]).is_ok(),
+                "{flag}"
+            );
         }
         assert!(try_parse_from(["hashsweep", "check", "--retries", "0"]).is_ok());
         assert!(try_parse_from(["hashsweep", "scan", "--only", "clean", "."]).is_err());
