@@ -236,16 +236,17 @@ fn scan(c: Command) -> Command {
             .chain(SCAN_ALSO)
             .find(|(first, _)| first == id)
             .map(|(_, text)| *text);
-        edit(c, id, |a| match short {
-            Some(text) => {
-                let long = a
-                    .get_long_help()
-                    .or(a.get_help())
-                    .cloned()
-                    .unwrap_or_default();
-                a.long_help(long).help(text)
+        edit(c, id, |a| {
+            // The full text as the long help: `--help` and the man page (which shows no short
+            // help hidden from `-h`) keep it.
+            let a = match a.get_long_help().or(a.get_help()).cloned() {
+                Some(long) => a.long_help(long),
+                None => a,
+            };
+            match short {
+                Some(text) => a.help(text),
+                None => a.hide_short_help(true),
             }
-            None => a.hide_short_help(true),
         })
     });
     let c = SCAN_FIRST.iter().enumerate().fold(c, |c, (i, (id, _))| {

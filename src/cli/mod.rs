@@ -92,13 +92,8 @@ pub struct Common {
     #[command(flatten)]
     pub ui: UiArgs,
     /// Read settings from this TOML file instead of /etc/hashsweep/config.toml and the user's
-    /// config directory (keys: the long flags' names; flags win)
-    #[arg(
-        long,
-        value_name = "PATH",
-        env = "HASHSWEEP_CONFIG",
-        help_heading = "Config file"
-    )]
+    /// config directory (keys: the long flags' names; flags win); default: HASHSWEEP_CONFIG
+    #[arg(long, value_name = "PATH", help_heading = "Config file")]
     pub config: Option<PathBuf>,
 }
 
@@ -799,7 +794,10 @@ pub fn command() -> clap::Command {
         let c = default(c, "max_wait", duration_text(p.max_wait));
         default(c, "timeout", duration_text(p.timeout))
     };
+    // HASHSWEEP_CONFIG stands for the top-level --config only: were it read after the
+    // subcommand too, it would beat a --config given before it.
     let cmd = Cli::command()
+        .mut_arg("config", |a| a.env("HASHSWEEP_CONFIG"))
         .mut_subcommand("scan", |c| max_age(ttls(patience(c, Patience::ENDPOINT))))
         .mut_subcommand("lookup", |c| patience(c, Patience::ENDPOINT))
         .mut_subcommand("serve", |c| ttls(patience(c, UPSTREAM)))
