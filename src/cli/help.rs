@@ -298,17 +298,7 @@ fn with_examples(c: Command, lines: &[&str]) -> Command {
 
 /// A size as `--help` shows it and `parse_size` reads it back: `400M`, not `419430400`.
 pub fn size_text(bytes: u64) -> &'static str {
-    leak(size_string(bytes))
-}
-
-/// `bytes` in the largest binary unit that divides it (`2G`, `400M`, `64K`, `1000`).
-pub fn size_string(bytes: u64) -> String {
-    for (unit, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] {
-        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
-            return format!("{}{unit}", bytes >> shift);
-        }
-    }
-    bytes.to_string()
+    leak(hashsweep::scan::sizes::flag_size(bytes))
 }
 
 #[cfg(test)]
@@ -327,7 +317,7 @@ mod tests {
             (1000, "1000"),
             (0, "0"),
         ] {
-            assert_eq!(size_string(bytes), text);
+            assert_eq!(size_text(bytes), text);
             assert_eq!(parse_size(text).unwrap(), bytes, "{text}");
         }
     }

@@ -167,6 +167,11 @@ pub(crate) fn warn(message: impl std::fmt::Display) {
     }
 }
 
+/// `1 request`, `2 requests`: a count with its noun agreeing, for messages.
+pub(crate) fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// A notice from the command code: not said under `-q`.
 pub(crate) fn note(message: impl std::fmt::Display) {
     if !ui().quiet {

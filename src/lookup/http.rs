@@ -79,6 +79,15 @@ impl Patience {
     };
 }
 
+/// `1 hash`, `2 hashes`: how many a batch holds, for the messages.
+fn hashes(n: usize) -> String {
+    if n == 1 {
+        "1 hash".into()
+    } else {
+        format!("{n} hashes")
+    }
+}
+
 /// Everything the client needs to know.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -778,8 +787,8 @@ impl HttpClient {
                         }
                         self.retries.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(
-                            "retrying batch {batch_id} ({} hashes): the answer left them out",
-                            pending.len()
+                            "retrying batch {batch_id} ({}): the answer left them out",
+                            hashes(pending.len())
                         );
                     }
                 }
@@ -864,8 +873,8 @@ impl HttpClient {
                     };
                     self.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(
-                        "retrying batch {batch_id} ({} hashes) in {:.1}s: throttled: {why}",
-                        pending.len(),
+                        "retrying batch {batch_id} ({}) in {:.1}s: throttled: {why}",
+                        hashes(pending.len()),
                         delay.as_secs_f64()
                     );
                     self.pause_for(delay);
@@ -879,7 +888,12 @@ impl HttpClient {
                             &mut done,
                             why.map_message(|m| {
                                 format!(
-                                    "lookup failed (batch {batch_id}) after {failures} attempts: {m}"
+                                    "lookup failed (batch {batch_id}) after {}: {m}",
+                                    if failures == 1 {
+                                        "1 attempt".to_string()
+                                    } else {
+                                        format!("{failures} attempts")
+                                    }
                                 )
                             }),
                         );
@@ -888,8 +902,8 @@ impl HttpClient {
                     self.retries.fetch_add(1, Ordering::Relaxed);
                     let wait = backoff(failures);
                     tracing::info!(
-                        "retrying batch {batch_id} ({} hashes) in {:.1}s, attempt {} of {}: {why}",
-                        pending.len(),
+                        "retrying batch {batch_id} ({}) in {:.1}s, attempt {} of {}: {why}",
+                        hashes(pending.len()),
                         wait.as_secs_f64(),
                         failures + 1,
                         self.cfg.retries + 1

@@ -24,6 +24,7 @@ mod join;
 pub mod plan;
 pub mod process;
 mod remembered;
+pub mod sizes;
 pub mod upload;
 pub mod walk;
 mod worker;
@@ -692,8 +693,12 @@ pub fn scan(
             "not this user's to inspect: run as root to check every running program"
         };
         progress.warn(&format!(
-            "--processes: {} processes could not be inspected: {hint}",
-            c.denied
+            "--processes: {} could not be inspected: {hint}",
+            if c.denied == 1 {
+                "1 process".to_string()
+            } else {
+                format!("{} processes", c.denied)
+            }
         ));
     }
     let image_paths: Vec<PathBuf> = images.iter().map(|(p, _)| p.clone()).collect();

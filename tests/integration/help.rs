@@ -1,6 +1,7 @@
 //! The help as a newcomer meets it: `scan -h` fits a screen with the first-sweep flags first,
 //! every subcommand's `--help` ends with examples, each shows only the flags that apply to it,
-//! `serve --help` is grouped, and sizes read as sizes.
+//! `serve --help` is grouped, sizes read as sizes and counts agree with their nouns, in help
+//! and in messages.
 
 use crate::util::*;
 
@@ -220,4 +221,29 @@ fn sizes_are_shown_as_sizes() {
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("archive-max-bytes = \"400M\""), "{shown}");
     assert!(!text.contains("419430400") && !shown.contains("419430400"));
+}
+
+/// One file, one digest, one request: the summary says so in the singular; a limit in a skip
+/// reason reads as it was given (`1K`), not as a byte count.
+#[test]
+fn messages_count_in_the_singular_and_name_limits_as_sizes() {
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let t = Tree::new();
+    t.file("eicar.com", EICAR);
+    t.file("big.bin", &[7u8; 2048]);
+    let out = run(scan_cmd(&mock, t.path()).args(["--max-size", "1K"]));
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    for said in ["hashsweep: 1 file,", "1 distinct digest,", "1 request sent"] {
+        assert!(err.contains(said), "{said:?} in {err}");
+    }
+    for wrong in ["1 files", "1 distinct digests", "1 requests"] {
+        assert!(!err.contains(wrong), "{wrong:?} in {err}");
+    }
+    let big = rec(&ndjson(&out), "big.bin").clone();
+    let reason = big.to_string();
+    assert!(
+        reason.contains("larger than --max-size (2048 bytes > 1K)"),
+        "{reason}"
+    );
 }

@@ -464,7 +464,7 @@ fn malwarebazaar_and_clamav_lists_name_their_entries_in_every_format() {
         .set_modified(old)
         .unwrap();
     let (_, err) = scan_bad(t.path(), &[&hsb], &[]);
-    assert!(err.contains("(clamav, 1 digests, 40 days old)"), "{err}");
+    assert!(err.contains("(clamav, 1 digest, 40 days old)"), "{err}");
     assert!(
         err.contains(&format!(
             "warning: {} is 40 days old (more than 30): update it",
