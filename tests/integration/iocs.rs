@@ -397,8 +397,9 @@ fn malwarebazaar_and_clamav_lists_name_their_entries_in_every_format() {
         (&hsb, "clamav", 1),
     ] {
         let line = format!(
-            "known-bad: {} ({kind}, {n} digests, 0 days old)",
-            l.display()
+            "known-bad: {} ({kind}, {n} {}, 0 days old)",
+            l.display(),
+            if n == 1 { "digest" } else { "digests" }
         );
         assert!(err.contains(&line), "{line} in {err}");
     }
