@@ -4,7 +4,7 @@
 //! The work is done by the workspace's crates, each one layer; this crate is the binary's
 //! library face: it names them under the module names the tests, benches and fuzz targets use
 //! and holds [`Error`], the one error a command returns. Lower crates know nothing of higher
-//! ones (README "Design" draws the graph):
+//! ones (the guide's design chapter, docs/src/design.md, draws the graph):
 //! - [`core`](hashsweep_core): the shared vocabulary: digests, a file's identity and kind,
 //!   platform seams, the clock, archive formats, [`ErrorChain`].
 //! - [`lookup`]: the services, both ways: batches, the wire protocol, the HTTP client, verdicts.

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use cli::Command;
 
 /// musl's own allocator serialises the hash workers' allocations; mimalloc keeps the static
-/// binary as fast as the glibc one (README "Install" has the figures).
+/// binary as fast as the glibc one (the guide's performance chapter, docs/src/performance.md, has the figures).
 #[cfg(target_env = "musl")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -19,12 +19,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use hashsweep_fastmem as _;
 
 fn main() -> ExitCode {
-    let cli = cli::parse();
+    let (cli, common) = cli::parse();
     #[cfg(feature = "gateway")]
     let serving = matches!(cli.command, Command::Serve(_));
     #[cfg(not(feature = "gateway"))]
     let serving = false;
-    commands::set_ui(cli.ui, !serving);
+    commands::set_ui(common.ui, !serving);
     let result = match cli.command {
         Command::Scan(a) => commands::run_scan(*a),
         Command::Hash(a) => commands::run_hash(a),
@@ -35,7 +35,7 @@ fn main() -> ExitCode {
         Command::Check(a) => commands::run_check(a),
         #[cfg(feature = "gateway")]
         Command::Prevalence(a) => commands::run_prevalence(a),
-        Command::Config(a) => commands::run_config(a, cli.config.as_deref()),
+        Command::Config(a) => commands::run_config(a, common.config.as_deref()),
         Command::Completions(a) => commands::run_completions(a),
         Command::Man(a) => commands::run_man(a),
     };

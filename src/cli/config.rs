@@ -70,21 +70,27 @@ pub fn archive_options(a: &ArchiveArgs) -> Option<ArchiveOptions> {
 }
 
 /// The HTTP client's configuration.
-pub fn client_config(c: &ConnectionArgs, key: ApiKey, ca_cert: Option<Vec<u8>>) -> ClientConfig {
+/// `rate`: `--rate`, for the subcommands that batch (`check` sends one request).
+pub fn client_config(
+    c: &ConnectionArgs,
+    rate: Option<u32>,
+    key: ApiKey,
+    ca_cert: Option<Vec<u8>>,
+) -> ClientConfig {
     let mut cfg = ClientConfig::new(c.api_url.clone(), key);
     cfg.retries = c.retries;
     cfg.max_wait = c.max_wait;
     cfg.timeout = c.timeout;
     cfg.connect_timeout = c.connect_timeout;
     cfg.insecure_http = c.insecure_http;
-    cfg.rate = c.rate;
+    cfg.rate = rate;
     cfg.ca_cert = ca_cert;
     cfg
 }
 
 /// `scan`'s and `lookup`'s client: the connection, plus `--details`.
 pub fn api_client_config(a: &ApiArgs, key: ApiKey, ca_cert: Option<Vec<u8>>) -> ClientConfig {
-    let mut cfg = client_config(&a.conn, key, ca_cert);
+    let mut cfg = client_config(&a.conn, a.batch.rate, key, ca_cert);
     cfg.details = a.details;
     cfg
 }
@@ -93,9 +99,9 @@ pub fn api_client_config(a: &ApiArgs, key: ApiKey, ca_cert: Option<Vec<u8>>) -> 
 pub fn lookup_options(a: &ApiArgs) -> LookupOptions {
     LookupOptions {
         algo: a.lookup_hash,
-        batch_size: usize::from(a.conn.batch_size),
-        concurrency: usize::from(a.conn.concurrency),
-        batch_wait: a.conn.batch_wait,
+        batch_size: usize::from(a.batch.batch_size),
+        concurrency: usize::from(a.batch.concurrency),
+        batch_wait: a.batch.batch_wait,
         circl: None,
     }
 }
@@ -113,14 +119,14 @@ pub fn ttls(t: &TtlArgs) -> Ttls {
 /// The gateway's upstream.
 #[cfg(feature = "gateway")]
 pub fn upstream_config(a: &ServeArgs, client: ClientConfig) -> UpstreamConfig {
-    let c = &a.upstream;
+    let b = &a.batch;
     UpstreamConfig {
         client,
-        batch_size: usize::from(c.batch_size),
-        batch_wait: c.batch_wait,
-        concurrency: usize::from(c.concurrency),
+        batch_size: usize::from(b.batch_size),
+        batch_wait: b.batch_wait,
+        concurrency: usize::from(b.concurrency),
         max_pending: a.max_pending,
-        claim_ttl: claim_ttl(c),
+        claim_ttl: claim_ttl(&a.upstream),
     }
 }
 
@@ -175,7 +181,10 @@ mod tests {
         let Command::Serve(serve) = parse(&["hashsweep", "serve", "--tokens", "t"]) else {
             panic!("not serve")
         };
-        let up = upstream_config(&serve, client_config(&serve.upstream, key(), None));
+        let up = upstream_config(
+            &serve,
+            client_config(&serve.upstream, serve.batch.rate, key(), None),
+        );
         assert_eq!(
             (up.client.retries, up.client.max_wait, up.client.timeout),
             (UPSTREAM.retries, UPSTREAM.max_wait, UPSTREAM.timeout)
@@ -209,7 +218,10 @@ mod tests {
         ]) else {
             panic!("not serve")
         };
-        let up = upstream_config(&serve, client_config(&serve.upstream, key(), None));
+        let up = upstream_config(
+            &serve,
+            client_config(&serve.upstream, serve.batch.rate, key(), None),
+        );
         assert_eq!(up.client.retries, 0);
         assert_eq!(up.client.max_wait, Duration::from_secs(2));
         assert_eq!(up.batch_wait, Duration::from_millis(5));

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod config;
+pub mod help;
 pub mod settings;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -44,37 +45,72 @@ The API key is read from the environment variable METADEFENDER_APIKEY or from
 
 #[cfg(feature = "gateway")]
 const SERVE_HELP: &str = "\
-Endpoints use it like the service itself, with their own token as the key:
-  METADEFENDER_APIKEY=<endpoint token> hashsweep scan --api-url https://gateway.example.org:8737 /
-The upstream API key is read from METADEFENDER_APIKEY or --apikey-file and never leaves
-the gateway. Endpoint tokens: --tokens FILE, lines `NAME TOKEN` or `NAME sha256:HEX`.
-GET /healthz and GET /metrics (Prometheus text) need no token.";
+Endpoints send POST /v4/hash to the public listener (--listen) like to the service itself,
+with their own token as the key (the last example); it also answers a bare GET /healthz.
+GET /metrics (Prometheus text), a detailed GET /healthz and, with --prevalence,
+/v1/prevalence are on the admin listener (--admin-listen) only, and need no token: keep
+it on a private address. The upstream API key is read from METADEFENDER_APIKEY or
+--apikey-file and never leaves the gateway. Endpoint tokens: --tokens FILE, lines
+`NAME TOKEN` or `NAME sha256:HEX`.";
 
 #[derive(Debug, Parser)]
 #[command(name = "hashsweep", version = VERSION, about = "Hash a tree and look every distinct digest up in MetaDefender Cloud", after_help = EXIT_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Before the subcommand (`hashsweep -q scan`): the same flags as after it.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+impl Cli {
+    /// The message flags and `--config`, given before the subcommand or after it (a flag
+    /// given in either place counts; `--config` after the subcommand wins).
+    pub fn common(&self) -> Result<Common, clap::Error> {
+        let (top, sub) = (&self.common, self.command.common());
+        let merged = Common {
+            ui: UiArgs {
+                quiet: top.ui.quiet || sub.ui.quiet,
+                verbose: top.ui.verbose.saturating_add(sub.ui.verbose),
+                no_progress: top.ui.no_progress || sub.ui.no_progress,
+            },
+            config: sub.config.clone().or_else(|| top.config.clone()),
+        };
+        if merged.ui.quiet && merged.ui.verbose > 0 {
+            return Err(command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "the argument '--quiet' cannot be used with '--verbose'",
+            ));
+        }
+        Ok(merged)
+    }
+}
+
+/// Flags every subcommand accepts, before or after its name (they were global flags once;
+/// they are no longer global so that each subcommand's `--help` shows only those that apply to
+/// it: see [`help::shape`]).
+#[derive(Debug, Clone, Default, Args)]
+pub struct Common {
     #[command(flatten)]
     pub ui: UiArgs,
     /// Read settings from this TOML file instead of /etc/hashsweep/config.toml and the user's
-    /// config directory (keys: the long flags' names; flags win)
-    #[arg(long, global = true, value_name = "PATH", env = "HASHSWEEP_CONFIG")]
+    /// config directory (keys: the long flags' names; flags win); default: HASHSWEEP_CONFIG
+    #[arg(long, value_name = "PATH", help_heading = "Config file")]
     pub config: Option<PathBuf>,
 }
 
-/// What is said on stderr while a command runs (every subcommand).
+/// What is said on stderr while a command runs.
 #[derive(Debug, Clone, Copy, Default, Args)]
 #[command(next_help_heading = "Messages")]
 pub struct UiArgs {
     /// No summary and no progress: errors only (the exit status says the rest)
-    #[arg(short = 'q', long, global = true, conflicts_with = "verbose")]
+    #[arg(short = 'q', long, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Also say each retry of a request and why (serve: see --log)
-    #[arg(short = 'v', long, global = true, action = clap::ArgAction::Count)]
+    /// Also say each retry of a request and why
+    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// No live progress line (the summary is still printed)
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub no_progress: bool,
 }
 
@@ -110,6 +146,24 @@ pub enum Command {
     Man(ManArgs),
 }
 
+impl Command {
+    /// The flags given after the subcommand's name.
+    pub fn common(&self) -> &Common {
+        match self {
+            Command::Scan(a) => &a.common,
+            Command::Hash(a) => &a.common,
+            Command::Lookup(a) => &a.common,
+            Command::Diff(a) => &a.common,
+            Command::Serve(a) => &a.common,
+            Command::Prevalence(a) => &a.common,
+            Command::Check(a) => &a.common,
+            Command::Config(a) => &a.common,
+            Command::Completions(a) => &a.common,
+            Command::Man(a) => &a.common,
+        }
+    }
+}
+
 /// `prevalence`: hashes asked of a gateway's admin listener.
 #[cfg(feature = "gateway")]
 #[derive(Debug, Args)]
@@ -123,6 +177,8 @@ pub struct PrevalenceArgs {
     /// SHA-256, SHA-1 or MD5 hashes (hex)
     #[arg(value_name = "HASH", required = true)]
     pub hashes: Vec<String>,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 #[cfg(feature = "gateway")]
@@ -138,6 +194,8 @@ pub struct ConfigArgs {
     /// The subcommand whose settings are shown
     #[arg(value_name = "COMMAND", default_value = "scan")]
     pub command: String,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 /// `check`: how the service is reached, and where the budget it states is remembered.
@@ -156,6 +214,8 @@ pub struct CheckArgs {
     /// Do not remember the key's budget
     #[arg(long, env = "HASHSWEEP_NO_CACHE", value_parser = clap::builder::FalseyValueParser::new(), help_heading = "Cache")]
     pub no_cache: bool,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 /// How the tree is walked (shared by `scan` and `hash`).
@@ -215,10 +275,10 @@ pub struct ArchiveArgs {
     #[arg(long, value_name = "N", default_value_t = archive::DEFAULT_DEPTH)]
     pub archive_depth: u32,
     /// Bytes decompressed from one archive, all levels counted; the rest is reported skipped
-    #[arg(long, value_name = "SIZE", default_value_t = archive::DEFAULT_MAX_BYTES, value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = help::size_text(archive::DEFAULT_MAX_BYTES), value_parser = parse_size)]
     pub archive_max_bytes: u64,
     /// Bytes of one member; a bigger member is reported skipped
-    #[arg(long, value_name = "SIZE", default_value_t = archive::DEFAULT_MAX_MEMBER, value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = help::size_text(archive::DEFAULT_MAX_MEMBER), value_parser = parse_size)]
     pub archive_max_member: u64,
     /// Members of one archive, all levels counted; the rest is reported skipped
     #[arg(long, value_name = "N", default_value_t = archive::DEFAULT_MAX_MEMBERS)]
@@ -232,8 +292,8 @@ pub struct ArchiveArgs {
     pub archive_max_ratio: u64,
 }
 
-/// How the service is reached: shared by `scan`, `lookup` and `serve` (its upstream). The
-/// four timing flags have no default here: [`command`] sets them per subcommand from
+/// How the service is reached: shared by `scan`, `lookup`, `check` and `serve` (its upstream).
+/// The timing flags have no default here: [`command`] sets them per subcommand from
 /// [`Patience`], since the gateway's clients are waiting on its upstream.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Service")]
@@ -245,15 +305,6 @@ pub struct ConnectionArgs {
     /// Read the API key from this file (default: the METADEFENDER_APIKEY variable)
     #[arg(long, value_name = "PATH")]
     pub apikey_file: Option<PathBuf>,
-    /// Hashes per request (at most 1000)
-    #[arg(long, value_name = "N", default_value_t = MAX_BATCH as u16, value_parser = clap::value_parser!(u16).range(1..=MAX_BATCH as i64))]
-    pub batch_size: u16,
-    /// Requests in flight at once
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_CONCURRENCY as u16, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub concurrency: u16,
-    /// How long a partial batch waits for more digests before it is sent
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub batch_wait: Duration,
     /// Retries of a request after a server error, timeout or malformed answer
     #[arg(long, value_name = "N")]
     pub retries: u32,
@@ -266,9 +317,6 @@ pub struct ConnectionArgs {
     /// Timeout for connecting
     #[arg(long, value_name = "DURATION", default_value = duration_text(DEFAULT_CONNECT_TIMEOUT), value_parser = parse_duration)]
     pub connect_timeout: Duration,
-    /// At most N requests per minute (on top of the service's own rate-limit headers)
-    #[arg(long, value_name = "N")]
-    pub rate: Option<u32>,
     /// Allow plain http to a host that is not loopback (the key crosses the network in clear;
     /// for serve, also plain http to its clients)
     #[arg(long)]
@@ -279,12 +327,33 @@ pub struct ConnectionArgs {
     pub ca_cert: Option<PathBuf>,
 }
 
+/// How digests are batched and sent: shared by `scan`, `lookup` and `serve` (not `check`,
+/// which sends one request). `--batch-wait` has its default set per subcommand by [`command`].
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Service")]
+pub struct BatchArgs {
+    /// Hashes per request (at most 1000)
+    #[arg(long, value_name = "N", default_value_t = MAX_BATCH as u16, value_parser = clap::value_parser!(u16).range(1..=MAX_BATCH as i64))]
+    pub batch_size: u16,
+    /// Requests in flight at once
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CONCURRENCY as u16, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    /// How long a partial batch waits for more digests before it is sent
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub batch_wait: Duration,
+    /// At most N requests per minute (on top of the service's own rate-limit headers)
+    #[arg(long, value_name = "N")]
+    pub rate: Option<u32>,
+}
+
 /// How lookups are made (shared by `scan` and `lookup`).
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Service")]
 pub struct ApiArgs {
     #[command(flatten)]
     pub conn: ConnectionArgs,
+    #[command(flatten)]
+    pub batch: BatchArgs,
     /// Ask for per-engine results and keep them in JSON reports
     #[arg(long)]
     pub details: bool,
@@ -331,38 +400,26 @@ pub struct CacheArgs {
     pub cache_service: Option<String>,
 }
 
-/// `serve`: the fleet gateway. (A flattened group's heading carries on to the fields after
-/// it: those name theirs.)
+/// `serve`: the fleet gateway. Its flags are grouped by what they are about; each field names
+/// its heading (a flattened group's heading would carry on to the fields after it), and the
+/// shared groups get serve's headings in [`help::shape`].
 #[cfg(feature = "gateway")]
 #[derive(Debug, Clone, Args)]
-#[command(next_help_heading = "Gateway")]
 pub struct ServeArgs {
-    /// Address to listen on (plain http only on loopback unless --insecure-http or TLS)
-    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    /// Address to listen on for endpoints (POST /v4/hash, a bare /healthz); plain http only on
+    /// loopback unless --insecure-http or TLS
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN, help_heading = "Listeners")]
     pub listen: std::net::SocketAddr,
-    /// Endpoint tokens: lines `NAME TOKEN` or `NAME sha256:HEX`
-    #[arg(long, value_name = "FILE")]
-    pub tokens: PathBuf,
-    /// Verdict store: sqlite:PATH (default: the scan cache) or redis://HOST:PORT/DB, rediss://…,
-    /// or a Redis Cluster: redis-cluster://HOST:PORT[,HOST:PORT...], rediss-cluster://…
-    #[arg(long, value_name = "STORE", env = "HASHSWEEP_STORE")]
-    pub store: Option<String>,
-    /// The upstream service (the public service, an on-premises MetaDefender, or another
-    /// gateway) and how it is asked
-    #[command(flatten)]
-    pub upstream: ConnectionArgs,
-    /// At most N requests per minute per endpoint token (429 code 429001 beyond)
-    #[arg(long, value_name = "N", help_heading = "Gateway")]
-    pub client_rate: Option<std::num::NonZeroU32>,
-    /// At most N digests waiting for the upstream; requests with new misses beyond get 503
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PENDING, help_heading = "Gateway")]
-    pub max_pending: usize,
+    /// Serve /metrics and a detailed /healthz on ADDR (not served at all without it); the
+    /// public listener keeps POST /v4/hash and a bare /healthz
+    #[arg(long, value_name = "ADDR", help_heading = "Listeners")]
+    pub admin_listen: Option<std::net::SocketAddr>,
     /// PEM certificate chain: serve https (with --tls-key)
     #[arg(
         long,
         value_name = "PEM",
         requires = "tls_key",
-        help_heading = "Gateway"
+        help_heading = "Listeners"
     )]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for --tls-cert
@@ -370,61 +427,84 @@ pub struct ServeArgs {
         long,
         value_name = "PEM",
         requires = "tls_cert",
-        help_heading = "Gateway"
+        help_heading = "Listeners"
     )]
     pub tls_key: Option<PathBuf>,
-    #[command(flatten)]
-    pub ttl: TtlArgs,
-    /// How long SIGTERM waits for requests in flight
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, help_heading = "Gateway")]
-    pub shutdown_grace: Duration,
     /// At most N client connections at once; beyond, new ones wait to be accepted (default:
     /// the open-file limit less an eighth of it, at most 16384; never more than that limit
     /// allows)
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Listeners")]
     pub max_connections: Option<u32>,
+    /// Endpoint tokens: lines `NAME TOKEN` or `NAME sha256:HEX`
+    #[arg(long, value_name = "FILE", help_heading = "Endpoints")]
+    pub tokens: PathBuf,
+    /// At most N requests per minute per endpoint token (429 code 429001 beyond)
+    #[arg(long, value_name = "N", help_heading = "Endpoints")]
+    pub client_rate: Option<std::num::NonZeroU32>,
+    /// At most N hashes a day (UTC) asked upstream for one endpoint token, shared by the
+    /// instances on one Redis; beyond, that token's misses get 429 (code 429000)
+    #[arg(long, value_name = "N", help_heading = "Endpoints")]
+    pub client_budget: Option<std::num::NonZeroU64>,
     /// Close a connection that sends no complete first request headers in this long [default: 10s]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Connections")]
     pub first_request_timeout: Option<Duration>,
     /// Close a connection whose request headers take longer than this from their first byte
     /// [default: 10s]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Connections")]
     pub header_timeout: Option<Duration>,
     /// Close a kept-alive connection idle between requests for this long [default: 60s]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Connections")]
     pub idle_timeout: Option<Duration>,
     /// Answer 408 (code 408000) to a request whose body takes longer than this [default: 30s]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Connections")]
     pub body_timeout: Option<Duration>,
-    /// Serve /metrics and a detailed /healthz on ADDR (not served at all without it); the
-    /// public listener keeps POST /v4/hash and a bare /healthz
-    #[arg(long, value_name = "ADDR")]
-    pub admin_listen: Option<std::net::SocketAddr>,
+    /// How long SIGTERM waits for requests in flight
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, help_heading = "Connections")]
+    pub shutdown_grace: Duration,
+    /// Verdict store: sqlite:PATH (default: the scan cache) or redis://HOST:PORT/DB, rediss://…,
+    /// or a Redis Cluster: redis-cluster://HOST:PORT[,HOST:PORT...], rediss-cluster://…
+    #[arg(
+        long,
+        value_name = "STORE",
+        env = "HASHSWEEP_STORE",
+        help_heading = "Verdict store"
+    )]
+    pub store: Option<String>,
     /// Sign every verdict stored in Redis with HMAC-SHA-256 and this key (at least 32 bytes,
     /// the same file on every instance); a value whose signature does not match is a miss
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help_heading = "Verdict store")]
     pub store_key_file: Option<PathBuf>,
-    /// At most N hashes a day (UTC) asked upstream for one endpoint token, shared by the
-    /// instances on one Redis; beyond, that token's misses get 429 (code 429000)
-    #[arg(long, value_name = "N")]
-    pub client_budget: Option<std::num::NonZeroU64>,
+    #[command(flatten)]
+    pub ttl: TtlArgs,
     /// Record which endpoint tokens (hosts) ask for each digest: their names while at most 16,
     /// then a count; served on --admin-listen (GET /v1/prevalence/HASH) and as
     /// `hashsweep_hosts` in /v4/hash answers. Needs a Redis store
-    #[arg(long)]
+    #[arg(long, help_heading = "Verdict store")]
     pub prevalence: bool,
     /// Keep a digest's hosts this long after it was last asked [default: 30d]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "prevalence")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "prevalence", help_heading = "Verdict store")]
     pub prevalence_ttl: Option<Duration>,
+    /// The upstream service (the public service, an on-premises MetaDefender, or another
+    /// gateway) and how it is asked
+    #[command(flatten)]
+    pub upstream: ConnectionArgs,
+    /// How the upstream is asked: batches and requests in flight
+    #[command(flatten)]
+    pub batch: BatchArgs,
+    /// At most N digests waiting for the upstream; requests with new misses beyond get 503
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PENDING, help_heading = "Upstream")]
+    pub max_pending: usize,
     /// Log level (error, warn, info, debug: one line per request with the token's name)
     #[arg(
         long,
         value_name = "LEVEL",
         env = "HASHSWEEP_LOG",
         default_value = "info",
-        help_heading = "Gateway"
+        help_heading = "Logs"
     )]
     pub log: String,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 /// Where and how the report is written.
@@ -432,7 +512,7 @@ pub struct ServeArgs {
 #[command(next_help_heading = "Report")]
 pub struct OutputArgs {
     /// Report format (default: from -o's extension (.json, .csv, .ndjson/.jsonl, .html),
-    /// else table on a terminal and ndjson otherwise; ecs: scan only; html: scan and lookup)
+    /// else table on a terminal and ndjson otherwise)
     #[arg(long, value_enum)]
     pub format: Option<Format>,
     /// Write the report to FILE (atomically) instead of stdout
@@ -584,6 +664,8 @@ pub struct ScanArgs {
     pub output: OutputArgs,
     #[command(flatten)]
     pub view: ViewArgs,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 /// `--upload-unknown` and its limits (see `hashsweep::scan::upload`).
@@ -639,6 +721,8 @@ pub struct HashArgs {
     /// Print SHA-1 instead of SHA-256 (sha1sum format)
     #[arg(long, help_heading = "Hashing")]
     pub sha1: bool,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 #[derive(Debug, Args)]
@@ -652,6 +736,8 @@ pub struct LookupArgs {
     pub output: OutputArgs,
     #[command(flatten)]
     pub view: ViewArgs,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 #[derive(Debug, Args)]
@@ -662,6 +748,8 @@ pub struct DiffArgs {
     pub new: PathBuf,
     #[command(flatten)]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 #[derive(Debug, Args)]
@@ -669,6 +757,8 @@ pub struct CompletionsArgs {
     /// The shell to complete for
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 #[derive(Debug, Args)]
@@ -676,6 +766,8 @@ pub struct ManArgs {
     /// Print this subcommand's page instead of the main one
     #[arg(value_name = "SUBCOMMAND")]
     pub subcommand: Option<String>,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 /// The command line with each subcommand's defaults filled in from the library's constants
@@ -703,26 +795,37 @@ pub fn command() -> clap::Command {
             duration_text(hashsweep::scan::plan::DEFAULT_MAX_AGE),
         )
     };
+    let check = |c| {
+        let p = Patience::CHECK;
+        let c = default(c, "retries", leak(p.retries.to_string()));
+        let c = default(c, "max_wait", duration_text(p.max_wait));
+        default(c, "timeout", duration_text(p.timeout))
+    };
+    // HASHSWEEP_CONFIG stands for the top-level --config only: were it read after the
+    // subcommand too, it would beat a --config given before it.
     let cmd = Cli::command()
+        .mut_arg("config", |a| a.env("HASHSWEEP_CONFIG"))
         .mut_subcommand("scan", |c| max_age(ttls(patience(c, Patience::ENDPOINT))))
         .mut_subcommand("lookup", |c| patience(c, Patience::ENDPOINT))
-        .mut_subcommand("check", |c| patience(c, Patience::CHECK));
+        .mut_subcommand("check", check);
     #[cfg(feature = "gateway")]
     let cmd = cmd.mut_subcommand("serve", |c| ttls(patience(c, UPSTREAM)));
-    cmd
+    help::shape(cmd)
 }
 
 /// Parse the process's arguments (exits with clap's message and status 2 on a mistake).
 /// Settings from config files become the flags they name (see [`settings`]); a bad config
 /// file is a usage error (status 2).
-pub fn parse() -> Cli {
+pub fn parse() -> (Cli, Common) {
     let cmd = command();
     let args =
         settings::with_config_files(&cmd, std::env::args_os().collect()).unwrap_or_else(|e| {
             eprintln!("hashsweep: error: {e}");
             std::process::exit(2)
         });
-    Cli::from_arg_matches(&cmd.get_matches_from(args)).unwrap_or_else(|e| e.exit())
+    let cli = Cli::from_arg_matches(&cmd.get_matches_from(args)).unwrap_or_else(|e| e.exit());
+    let common = cli.common().unwrap_or_else(|e| e.exit());
+    (cli, common)
 }
 
 /// Parse `args` (for tests).
@@ -790,14 +893,25 @@ mod tests {
     }
 
     /// `--help` groups options under headings: none of scan's or serve's options is left in
-    /// the catch-all list but `--help` itself.
+    /// the catch-all list but `--help` itself and, on scan, the flags of its first screen.
     #[test]
     fn every_option_has_a_heading() {
         let c = command();
+        let first = [
+            "output",
+            "format",
+            "only",
+            "archives",
+            "budget",
+            "known_good",
+        ];
         for sub in ["scan", "serve", "lookup", "hash", "diff"] {
             let s = c.find_subcommand(sub).expect(sub);
             for a in s.get_arguments() {
-                if a.is_positional() || a.get_id() == "help" {
+                if a.is_positional()
+                    || a.get_id() == "help"
+                    || (sub == "scan" && first.contains(&a.get_id().as_str()))
+                {
                     continue;
                 }
                 assert!(
@@ -816,17 +930,25 @@ mod tests {
                 .to_string()
         };
         assert_eq!(heading("exclude"), "Walk");
-        assert_eq!(heading("known-good"), "Hash lists");
+        assert_eq!(heading("known-bad"), "Hash lists");
         assert_eq!(heading("api-url"), "Service");
-        assert_eq!(heading("only"), "Report");
+        assert_eq!(heading("wide"), "Report");
+        assert_eq!(heading("only"), "", "a first-screen flag");
         let quiet = c.get_arguments().find(|a| a.get_long() == Some("quiet"));
         assert_eq!(quiet.and_then(|a| a.get_help_heading()), Some("Messages"));
         let serve = c.find_subcommand("serve").unwrap();
-        let h = serve
-            .get_arguments()
-            .find(|a| a.get_long() == Some("shutdown-grace"))
-            .and_then(|a| a.get_help_heading());
-        assert_eq!(h, Some("Gateway"));
+        let h = |long: &str| {
+            serve
+                .get_arguments()
+                .find(|a| a.get_long() == Some(long))
+                .and_then(|a| a.get_help_heading())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(h("shutdown-grace"), "Connections");
+        assert_eq!(h("admin-listen"), "Listeners");
+        assert_eq!(h("batch-size"), "Upstream");
+        assert_eq!(h("unknown-ttl"), "Verdict store");
     }
 
     #[test]
@@ -841,16 +963,73 @@ mod tests {
             ".",
         ])
         .unwrap();
-        assert!(cli.ui.quiet);
+        assert!(cli.common().unwrap().ui.quiet);
         let Command::Scan(a) = cli.command else {
             panic!("not scan")
         };
         assert_eq!(a.view.only, Some(Only::Problems));
         assert!(a.view.wide);
         let cli = try_parse_from(["hashsweep", "lookup", "-vv", "--no-progress", "x"]).unwrap();
-        assert_eq!(cli.ui.verbose, 2);
-        assert!(cli.ui.no_progress);
+        let ui = cli.common().unwrap().ui;
+        assert_eq!(ui.verbose, 2);
+        assert!(ui.no_progress);
         assert!(try_parse_from(["hashsweep", "scan", "-q", "-v", "."]).is_err());
+        assert!(try_parse_from(["hashsweep", "scan", "--only", "clean", "."]).is_err());
+    }
+
+    /// The message flags and `--config` are taken before the subcommand and after it (they
+    /// were global flags), by every subcommand, also those whose help does not show them.
+    #[test]
+    fn the_common_flags_go_before_or_after_the_subcommand() {
+        let common = |args: &[&str]| try_parse_from(args.iter().copied()).map(|c| c.common());
+        let c = common(&["hashsweep", "-q", "--config", "a", "scan", "."])
+            .unwrap()
+            .unwrap();
+        assert!(c.ui.quiet);
+        assert_eq!(c.config, Some(PathBuf::from("a")));
+        let c = common(&["hashsweep", "--config", "a", "hash", "--config", "b", "."])
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.config, Some(PathBuf::from("b")), "the later one wins");
+        let c = common(&["hashsweep", "-v", "lookup", "-v", "x"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.ui.verbose, 2);
+        for sub in [
+            &["man"][..],
+            &["completions", "bash"],
+            &["config"],
+            &["diff", "a", "b"],
+        ] {
+            let mut args = vec!["hashsweep"];
+            args.extend_from_slice(sub);
+            args.extend(["-q", "--no-progress"]);
+            let c = common(&args).unwrap().unwrap();
+            assert!(c.ui.quiet && c.ui.no_progress, "{args:?}");
+        }
+        let mixed = common(&["hashsweep", "-q", "scan", "-v", "."]).unwrap();
+        assert!(mixed.is_err(), "-q and -v conflict wherever they are given");
+    }
+
+    /// `check` sends one request: it has no batch flags (`scan`, `lookup` and `serve` do).
+    #[test]
+    fn check_has_no_batch_flags() {
+        for flag in [
+            "--batch-size=10",
+            "--concurrency=2",
+            "--batch-wait=1s",
+            "--rate=5",
+        ] {
+            assert!(
+                try_parse_from(["hashsweep", "check", flag]).is_err(),
+                "{flag}"
+            );
+            assert!(
+                try_parse_from(["hashsweep", "lookup", flag, "x"]).is_ok(),
+                "{flag}"
+            );
+        }
+        assert!(try_parse_from(["hashsweep", "check", "--retries", "0"]).is_ok());
         assert!(try_parse_from(["hashsweep", "scan", "--only", "clean", "."]).is_err());
     }
 

@@ -19,8 +19,16 @@ use clap::{ArgAction, ArgMatches, Command};
 /// The system-wide config file.
 pub const SYSTEM_CONFIG: &str = "/etc/hashsweep/config.toml";
 
-/// Arguments that are not settings.
-const NOT_SETTINGS: &[&str] = &["help", "version", "config"];
+/// Arguments that are not settings (the message flags are said per run, as they were when
+/// they were global flags, which config files could not set).
+const NOT_SETTINGS: &[&str] = &[
+    "help",
+    "version",
+    "config",
+    "quiet",
+    "verbose",
+    "no-progress",
+];
 
 /// Flags a config file may not set: consent given for one run, on its command line.
 const COMMAND_LINE_ONLY: &[&str] = &["upload-accept-sharing"];

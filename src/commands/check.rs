@@ -19,7 +19,7 @@ pub fn run_check(a: CheckArgs) -> Result<u8, Error> {
     }
     let key = load_key(a.conn.apikey_file.as_deref(), false)?;
     let ca_cert = read_ca_cert(a.conn.ca_cert.as_deref())?;
-    let client = HttpClient::new(config::client_config(&a.conn, key, ca_cert))?;
+    let client = HttpClient::new(config::client_config(&a.conn, None, key, ca_cert))?;
     if let Some(notice) = client.notice() {
         eprintln!("hashsweep: warning: {notice}");
     }

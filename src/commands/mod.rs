@@ -172,6 +172,11 @@ pub(crate) fn warn(message: impl std::fmt::Display) {
     }
 }
 
+/// `1 request`, `2 requests`: a count with its noun agreeing, for messages.
+pub(crate) fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// A notice from the command code: not said under `-q`.
 pub(crate) fn note(message: impl std::fmt::Display) {
     if !ui().quiet {
@@ -320,10 +325,10 @@ fn write_report(
             .map_err(fail)?;
         return emit(&mut f).map_err(fail);
     }
-    let mut tmp = tempfile::Builder::new()
-        .prefix(REPORT_TEMP_PREFIX)
+    let mut tmp = report_temp_builder()
         .tempfile_in(report_dir(path))
         .map_err(|e| fail(bare_os_error(e)))?;
+    keep_mode(path, tmp.as_file()).map_err(fail)?;
     emit(tmp.as_file_mut()).map_err(fail)?;
     tmp.as_file().sync_all().map_err(fail)?;
     tmp.persist(path)
@@ -387,6 +392,30 @@ fn check_output(o: &OutputArgs) -> Result<(), Error> {
 
 /// The temp file a report is written to before it is renamed into place.
 const REPORT_TEMP_PREFIX: &str = ".hashsweep-report.";
+
+/// The temp file a report is written to: created like any new file (mode 0666 less the umask,
+/// so 0644 under the usual 022), not owner-only as temp files are by default, since it becomes
+/// the report.
+fn report_temp_builder() -> tempfile::Builder<'static, 'static> {
+    let mut b = tempfile::Builder::new();
+    b.prefix(REPORT_TEMP_PREFIX);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    b
+}
+
+/// A report that replaces an existing file keeps that file's mode, as the shell's `>` would
+/// (a report someone made private stays private); a new one keeps the umask's.
+/// (Unix: elsewhere a file has no mode to keep.)
+fn keep_mode(path: &Path, tmp: &std::fs::File) -> io::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if cfg!(unix) && m.is_file() => tmp.set_permissions(m.permissions()),
+        _ => Ok(()),
+    }
+}
 
 /// The folder `-o FILE` is written in.
 fn report_dir(path: &Path) -> &Path {

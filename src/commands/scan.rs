@@ -157,9 +157,12 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
     )?;
     if let Some(r) = &out.circl_report {
         note(format_args!(
-            "CIRCL hashlookup: {} digests asked in {} requests: {} known (known_good), {} \
-             flagged by its sources (asked first)",
-            r.asked, r.requests, r.known, r.flagged
+            "CIRCL hashlookup: {} asked in {}: {} known (known_good), {} flagged by its \
+             sources (asked first)",
+            plural(r.asked, "digest", "digests"),
+            plural(r.requests, "request", "requests"),
+            r.known,
+            r.flagged
         ));
         if let Some(e) = &r.error {
             warn(format_args!(
@@ -415,10 +418,10 @@ fn load_local_sets(a: &ScanArgs, cache: Option<&Cache>) -> Result<Option<Arc<Loc
             }
             if l.skipped > 0 {
                 warn(format_args!(
-                    "{}: left out {} entries (not a file digest hashsweep computes, not for \
+                    "{}: left out {} (not a file digest hashsweep computes, not for \
                      detection, deleted, revoked or expired, PUA)",
                     l.path.display(),
-                    l.skipped
+                    plural(l.skipped, "entry", "entries")
                 ));
             }
         }

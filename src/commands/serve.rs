@@ -8,8 +8,9 @@ pub fn run_serve(a: ServeArgs) -> Result<u8, Error> {
     let filter = tracing_subscriber::EnvFilter::try_new(&a.log)
         .map_err(|e| Error::Usage(format!("invalid --log '{}': {e}", a.log)))?;
     // Log lines go to stderr (the journal under systemd); never the keys or tokens. Colours
-    // only on a terminal (and not with NO_COLOR): a journal or a file gets plain text.
-    let colour = IsTerminal::is_terminal(&io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    // only on a terminal, by anstream's rules like the table's (NO_COLOR, CLICOLOR_FORCE,
+    // TERM=dumb): a journal or a file gets plain text.
+    let colour = anstream::AutoStream::choice(&io::stderr()) != anstream::ColorChoice::Never;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
@@ -40,7 +41,7 @@ pub fn run_serve(a: ServeArgs) -> Result<u8, Error> {
         .map_err(hashsweep::gateway::GatewayError::from)?;
     let key = load_key(a.upstream.apikey_file.as_deref(), false)?;
     let ca_cert = read_ca_cert(a.upstream.ca_cert.as_deref())?;
-    let client = config::client_config(&a.upstream, key, ca_cert);
+    let client = config::client_config(&a.upstream, a.batch.rate, key, ca_cert);
     if let Ok((_, Some(notice))) = hashsweep::lookup::http::join_endpoint(&client.api_url) {
         eprintln!("hashsweep serve: warning: {notice}");
     }

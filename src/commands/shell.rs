@@ -46,9 +46,13 @@ pub fn render_man(sub: Option<&str>) -> Result<Vec<u8>, Error> {
                 ))
             })?,
     };
-    // The after-help text (exit status, how the key is read) is laid out in columns: it goes
-    // in unfilled, as NOTES, where clap_mangen's own EXTRA section would reflow it.
-    let notes = page.get_after_help().map(|h| h.to_string());
+    // The after-help text (exit status, how the key is read, the examples) is laid out in
+    // columns: it goes in unfilled, as NOTES, where clap_mangen's own EXTRA section would
+    // reflow it. The long one, as `--help` shows it.
+    let notes = page
+        .get_after_long_help()
+        .or(page.get_after_help())
+        .map(|h| h.to_string());
     let page = page.after_help(None::<&str>).after_long_help(None::<&str>);
     let mut out = Vec::new();
     clap_mangen::Man::new(page)

@@ -551,7 +551,7 @@ fn circl_online_settles_known_files_and_puts_flagged_ones_first() {
             .is_some_and(|u| u.starts_with("hashsweep/"))
     );
     assert!(
-        err.contains("CIRCL hashlookup: 3 digests asked in 1 requests: 1 known"),
+        err.contains("CIRCL hashlookup: 3 digests asked in 1 request: 1 known"),
         "{err}"
     );
 

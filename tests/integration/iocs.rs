@@ -397,8 +397,9 @@ fn malwarebazaar_and_clamav_lists_name_their_entries_in_every_format() {
         (&hsb, "clamav", 1),
     ] {
         let line = format!(
-            "known-bad: {} ({kind}, {n} digests, 0 days old)",
-            l.display()
+            "known-bad: {} ({kind}, {n} {}, 0 days old)",
+            l.display(),
+            if n == 1 { "digest" } else { "digests" }
         );
         assert!(err.contains(&line), "{line} in {err}");
     }
@@ -464,7 +465,7 @@ fn malwarebazaar_and_clamav_lists_name_their_entries_in_every_format() {
         .set_modified(old)
         .unwrap();
     let (_, err) = scan_bad(t.path(), &[&hsb], &[]);
-    assert!(err.contains("(clamav, 1 digests, 40 days old)"), "{err}");
+    assert!(err.contains("(clamav, 1 digest, 40 days old)"), "{err}");
     assert!(
         err.contains(&format!(
             "warning: {} is 40 days old (more than 30): update it",

@@ -32,6 +32,7 @@ mod guide;
 #[cfg(unix)]
 mod hash_cmd;
 mod hashsets;
+mod help;
 // Unix only: the oracles (pymisp, stix2-matcher) run in python3.
 #[cfg(unix)]
 mod iocs;
@@ -48,6 +49,9 @@ mod nights;
 #[cfg(unix)]
 mod msrv;
 mod nsrl;
+// Unix only: umask(2), file modes and SIGTERM to the gateway.
+#[cfg(unix)]
+mod outputs;
 // Unix only: the archives are built with python3 and GNU tar.
 #[cfg(unix)]
 mod odd_archives;

@@ -779,7 +779,7 @@ fn the_html_report_names_the_rds_release() {
         header.contains(&format!(
             "<dt>known sets</dt><dd id=\"known-sets\">known-good: {db_name} (NSRL RDS 2025.03.1 \
              modern, released 2025-03-01, minimal layout, 304 SHA-256)<br>known-good: {} (list, 1 \
-             digests)</dd>",
+             digest)</dd>",
             list.display()
         )),
         "{header}"

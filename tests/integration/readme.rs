@@ -282,7 +282,7 @@ fn the_triage_pair_writes_a_json_report_with_engine_details() {
     );
     // As written, without `set -e`: the first command's detection (exit 1) does not stop it.
     let (last, _, err) = m.run(&script, "2026-12-01");
-    assert!(err.contains("files,"), "{err}");
+    assert!(err.contains(" hashed,"), "the summary: {err}");
     assert_eq!(last, 1, "the detection");
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(m.path("triage.json")).unwrap()).unwrap();
@@ -332,7 +332,7 @@ fn the_first_run_of_set_up_works_offline_and_against_the_stand_in() {
     let script = format!("cd '{}'\nset -e\n{script}", env!("CARGO_MANIFEST_DIR"));
     let (status, _, err) = m.run(&script, "2026-12-01");
     assert_eq!(status, 0, "{err}");
-    assert!(err.contains("files,"), "{err}");
+    assert!(err.contains(" hashed,"), "the summary: {err}");
     assert_eq!(
         m.mock
             .requests()

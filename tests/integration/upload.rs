@@ -217,10 +217,7 @@ fn excluded_paths_kinds_and_sizes_are_not_uploaded() {
         assert!(note(r).contains("path is excluded"), "{r}");
     }
     let big = rec(&recs, "big.exe");
-    assert!(
-        note(big).contains("over --upload-max-size (1024 bytes)"),
-        "{big}"
-    );
+    assert!(note(big).contains("over --upload-max-size (1K)"), "{big}");
     assert_eq!(rec(&recs, "small.exe")["source"], "upload");
 
     // The key's own limit when --upload-max-size is not given (the stand-in says 1 MB).

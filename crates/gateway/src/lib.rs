@@ -287,10 +287,15 @@ async fn run(
         |(_, a)| format!("; admin on {scheme}://{a}"),
     );
     let description = format!(
-        "{scheme}://{local} (store {}, upstream {}, {} endpoint tokens, at most {max_connections} connections){admin_shown}",
+        "{scheme}://{local} (store {}, upstream {}, {} endpoint {}, at most {max_connections} connections){admin_shown}",
         store.describe(),
         cfg.upstream.client.api_url,
-        cfg.tokens.len()
+        cfg.tokens.len(),
+        if cfg.tokens.len() == 1 {
+            "token"
+        } else {
+            "tokens"
+        }
     );
     let tls = match &cfg.tls {
         Some((cert, key)) => Some(tls_config(cert, key).await?),

@@ -49,6 +49,15 @@ use crate::batch::LookupBatch;
 use hashsweep_core::digest::Digest;
 use hashsweep_core::sync::lock;
 
+/// `1 hash`, `2 hashes`: how many a batch holds, for the messages.
+fn hashes(n: usize) -> String {
+    if n == 1 {
+        "1 hash".into()
+    } else {
+        format!("{n} hashes")
+    }
+}
+
 /// The blocking HTTP client. Share it between lookup threads by reference or `Arc`.
 pub struct HttpClient {
     http: Client,
@@ -645,8 +654,8 @@ impl HttpClient {
                         }
                         self.retries.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(
-                            "retrying batch {batch_id} ({} hashes): the answer left them out",
-                            pending.len()
+                            "retrying batch {batch_id} ({}): the answer left them out",
+                            hashes(pending.len())
                         );
                     }
                 }
@@ -731,8 +740,8 @@ impl HttpClient {
                     };
                     self.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(
-                        "retrying batch {batch_id} ({} hashes) in {:.1}s: throttled: {why}",
-                        pending.len(),
+                        "retrying batch {batch_id} ({}) in {:.1}s: throttled: {why}",
+                        hashes(pending.len()),
                         delay.as_secs_f64()
                     );
                     self.pause_for(delay);
@@ -746,7 +755,12 @@ impl HttpClient {
                             &mut done,
                             why.map_message(|m| {
                                 format!(
-                                    "lookup failed (batch {batch_id}) after {failures} attempts: {m}"
+                                    "lookup failed (batch {batch_id}) after {}: {m}",
+                                    if failures == 1 {
+                                        "1 attempt".to_string()
+                                    } else {
+                                        format!("{failures} attempts")
+                                    }
                                 )
                             }),
                         );
@@ -755,8 +769,8 @@ impl HttpClient {
                     self.retries.fetch_add(1, Ordering::Relaxed);
                     let wait = backoff(failures);
                     tracing::info!(
-                        "retrying batch {batch_id} ({} hashes) in {:.1}s, attempt {} of {}: {why}",
-                        pending.len(),
+                        "retrying batch {batch_id} ({}) in {:.1}s, attempt {} of {}: {why}",
+                        hashes(pending.len()),
                         wait.as_secs_f64(),
                         failures + 1,
                         self.cfg.retries + 1

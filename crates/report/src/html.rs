@@ -14,7 +14,7 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Seek, Write};
 
-use super::{Columns, Record, Removed, Reporter, Summary, human_bytes, threat_names};
+use super::{Columns, Record, Removed, Reporter, Summary, counted, human_bytes, threat_names};
 use hashsweep_core::digest::Algo;
 use hashsweep_lookup::Verdict;
 
@@ -191,11 +191,11 @@ impl Reporter for HtmlReporter<'_> {
         )?;
         writeln!(
             self.out,
-            "<dt>files</dt><dd>{} ({}), {} distinct digests, {} requests, {:.1} s</dd>",
+            "<dt>files</dt><dd>{} ({}), {}, {}, {:.1} s</dd>",
             s.files,
             esc(&human_bytes(s.bytes)),
-            s.distinct_digests,
-            s.requests,
+            counted(s.distinct_digests, "distinct digest", "distinct digests"),
+            counted(s.requests, "request", "requests"),
             s.elapsed_secs
         )?;
         if !s.known_sets.is_empty() {

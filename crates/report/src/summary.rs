@@ -441,7 +441,7 @@ impl KnownSet {
             None => {
                 let age = self
                     .age_days
-                    .map(|d| format!(", {d} days old"))
+                    .map(|d| format!(", {} old", counted(d, "day", "days")))
                     .unwrap_or_default();
                 match &self.bloom {
                     Some(b) => format!(
@@ -450,8 +450,10 @@ impl KnownSet {
                         self.path, self.digests, b.capacity, b.fp_rate, b.k
                     ),
                     None => format!(
-                        "{role}: {} ({}, {} digests{age})",
-                        self.path, self.format, self.digests
+                        "{role}: {} ({}, {}{age})",
+                        self.path,
+                        self.format,
+                        counted(self.digests, "digest", "digests")
                     ),
                 }
             }
@@ -527,17 +529,23 @@ impl Summary {
             0.0
         };
         let mut s = format!(
-            "hashsweep: {} files, {} hashed",
-            self.files,
+            "hashsweep: {}, {} hashed",
+            counted(self.files, "file", "files"),
             human_bytes(self.bytes)
         );
         if self.files_cached + self.files_linked > 0 {
             s.push_str(&format!(" ({} read", human_bytes(self.bytes_read)));
             if self.files_cached > 0 {
-                s.push_str(&format!(", {} files from the cache", self.files_cached));
+                s.push_str(&format!(
+                    ", {} from the cache",
+                    counted(self.files_cached, "file", "files")
+                ));
             }
             if self.files_linked > 0 {
-                s.push_str(&format!(", {} hard links read once", self.files_linked));
+                s.push_str(&format!(
+                    ", {} read once",
+                    counted(self.files_linked, "hard link", "hard links")
+                ));
             }
             s.push(')');
         }
@@ -561,7 +569,10 @@ impl Summary {
                 counted(self.streams_read, "data stream", "data streams")
             ));
         }
-        s.push_str(&format!(", {} distinct digests", self.distinct_digests));
+        s.push_str(&format!(
+            ", {}",
+            counted(self.distinct_digests, "distinct digest", "distinct digests")
+        ));
         if self.verdicts_cached > 0 {
             s.push_str(&format!(
                 " ({} answered from the cache)",
@@ -597,7 +608,10 @@ impl Summary {
             s.push_str(&format!(", {} changed while read", self.changed));
         }
         if self.cache_errors > 0 {
-            s.push_str(&format!(", {} cache errors", self.cache_errors));
+            s.push_str(&format!(
+                ", {}",
+                counted(self.cache_errors, "cache error", "cache errors")
+            ));
         }
         s.push_str(&format!("; {:.2} s, {:.1} MB/s", self.elapsed_secs, mbps));
         s.push_str(&format!("\nhashsweep: verdicts: {}", self.verdicts.human()));
@@ -677,9 +691,11 @@ impl Summary {
         }
         if let Some(p) = &self.processes {
             s.push_str(&format!(
-                "\nhashsweep: processes: {} checked ({} images), {} kernel threads, {} exited \
-                 before read",
-                p.processes, p.images, p.kernel_threads, p.vanished
+                "\nhashsweep: processes: {} checked ({}), {}, {} exited before read",
+                p.processes,
+                counted(p.images, "image", "images"),
+                counted(p.kernel_threads, "kernel thread", "kernel threads"),
+                p.vanished
             ));
             if p.denied > 0 {
                 s.push_str(&format!(", {} could not be inspected", p.denied));
@@ -704,8 +720,8 @@ impl Summary {
         }
         if let Some(p) = self.budget.as_ref().filter(|p| p.deferred > 0) {
             s.push_str(&format!(
-                "\nhashsweep: backlog: {} digests deferred to later runs",
-                p.deferred
+                "\nhashsweep: backlog: {} deferred to later runs",
+                counted(p.deferred, "digest", "digests")
             ));
             if let Some(d) = p.backlog_days {
                 let unit = match (p.cap.is_some(), d == 1) {

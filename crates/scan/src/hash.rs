@@ -406,7 +406,8 @@ impl Hasher {
                 path: path.into(),
                 size: Some(stat_size),
                 status: FileStatus::Skipped(format!(
-                    "larger than --max-size ({stat_size} > {max} bytes): not read"
+                    "larger than --max-size ({stat_size} bytes > {}): not read",
+                    super::sizes::flag_size(max)
                 )),
             };
         }

@@ -29,6 +29,7 @@ pub mod plan;
 pub mod process;
 pub mod progress;
 mod remembered;
+pub mod sizes;
 pub mod upload;
 pub mod walk;
 mod worker;
@@ -177,8 +178,12 @@ pub fn scan(
             "not this user's to inspect: run as root to check every running program"
         };
         progress.warn(&format!(
-            "--processes: {} processes could not be inspected: {hint}",
-            c.denied
+            "--processes: {} could not be inspected: {hint}",
+            if c.denied == 1 {
+                "1 process".to_string()
+            } else {
+                format!("{} processes", c.denied)
+            }
         ));
     }
     let image_paths: Vec<PathBuf> = images.iter().map(|(p, _)| p.clone()).collect();

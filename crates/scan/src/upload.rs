@@ -397,8 +397,9 @@ impl Uploader<'_> {
                 report.note(
                     c.digest,
                     format!(
-                        "upload: not uploaded: {} bytes is over {size_from} ({max} bytes)",
-                        c.size
+                        "upload: not uploaded: {} bytes is over {size_from} ({})",
+                        c.size,
+                        super::sizes::flag_size(max)
                     ),
                 );
                 continue;

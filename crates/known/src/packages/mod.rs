@@ -23,7 +23,7 @@
 //!
 //! **Evidence, not proof.** A match says the file is what the database says it installed: the
 //! database is writable by root, and MD5 (dpkg) and SHA-1 (apk) collide on purpose. See the
-//! README; `--packages=verify-only` reports mismatches without taking matches as known good.
+//! guide (docs/src/packages.md); `--packages=verify-only` reports mismatches without taking matches as known good.
 
 pub mod apk;
 pub mod dpkg;

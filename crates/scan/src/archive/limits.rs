@@ -128,17 +128,17 @@ impl<R: Read> Read for Limited<'_, R> {
                 (
                     Scope::Archive,
                     format!(
-                        "more than --archive-max-bytes ({} bytes) decompressed from this archive: \
+                        "more than --archive-max-bytes ({}) decompressed from this archive: \
                          the rest was not read",
-                        b.opts.max_bytes
+                        crate::sizes::flag_size(b.opts.max_bytes)
                     ),
                 )
             } else if self.read > self.max {
                 (
                     self.scope,
                     format!(
-                        "member larger than --archive-max-member ({} bytes): not read to the end",
-                        self.max
+                        "member larger than --archive-max-member ({}): not read to the end",
+                        crate::sizes::flag_size(self.max)
                     ),
                 )
             } else if let Some(p) = packed
