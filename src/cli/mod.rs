@@ -154,7 +154,9 @@ impl Command {
             Command::Hash(a) => &a.common,
             Command::Lookup(a) => &a.common,
             Command::Diff(a) => &a.common,
+            #[cfg(feature = "gateway")]
             Command::Serve(a) => &a.common,
+            #[cfg(feature = "gateway")]
             Command::Prevalence(a) => &a.common,
             Command::Check(a) => &a.common,
             Command::Config(a) => &a.common,

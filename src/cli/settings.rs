@@ -87,6 +87,9 @@ pub fn config_paths(given: Option<&Path>) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The subcommands of the `gateway` feature: their tables are skipped by a build without it.
+const GATEWAY_ONLY: [&str; 2] = ["serve", "prevalence"];
+
 /// Every long flag of every subcommand (what a top-level key may name).
 fn all_longs(cmd: &Command) -> Vec<String> {
     cmd.get_subcommands()
@@ -114,6 +117,14 @@ pub fn load(cmd: &Command, sub: &str, files: &[PathBuf]) -> Result<Vec<Setting>,
         let mut top = Vec::new();
         let mut own = Vec::new();
         for (key, value) in &table {
+            if value.is_table()
+                && cmd.find_subcommand(key).is_none()
+                && GATEWAY_ONLY.contains(&key.as_str())
+            {
+                // A fleet's shared file may hold the gateway's table; an endpoint build has no
+                // gateway, so it has nothing to take from it.
+                continue;
+            }
             if let (Some(s), toml::Value::Table(t)) = (cmd.find_subcommand(key), value) {
                 for (k, v) in t {
                     if COMMAND_LINE_ONLY.contains(&k.as_str()) {
@@ -346,6 +357,21 @@ mod tests {
             crate::cli::Command::Scan(a) => *a,
             _ => unreachable!(),
         }
+    }
+
+    /// One file for a fleet: the gateway's `[serve]` table sits beside the endpoints' settings,
+    /// and a build without the gateway takes its own and skips that table.
+    #[test]
+    fn a_fleet_file_with_the_gateways_table_serves_an_endpoint_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(
+            dir.path(),
+            "fleet.toml",
+            "exclude = [\"/proc\"]\n[serve]\ntokens = \"/etc/hashsweep/tokens\"\n",
+        );
+        let got = load(&crate::cli::command(), "scan", &[f]).expect("loads");
+        let longs: Vec<&str> = got.iter().map(|s| s.long.as_str()).collect();
+        assert_eq!(longs, ["exclude"]);
     }
 
     /// Settings named like the long flags become those flags; flags win; a later file and a
