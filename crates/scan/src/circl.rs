@@ -103,7 +103,7 @@ impl CirclStage {
                     // Flagged by CIRCL's sources: the service first.
                     self.report.flagged += 1;
                     self.answers.insert(key, r.clone());
-                    onward.push((key, Rank::RUNNING_DELETED));
+                    onward.push((key, Rank::FLAGGED_ELSEWHERE));
                 }
                 // Not known (a Bloom hit that was a false positive takes its own rank back),
                 // or not answered (it goes on as it came).
