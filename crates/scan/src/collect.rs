@@ -309,9 +309,10 @@ impl Collector<'_> {
     /// Ask CIRCL about the digests it holds; the ones it does not settle go on.
     pub(super) fn flush_circl(&mut self) {
         let Some(c) = self.circl.as_mut() else { return };
-        for (d, rank) in c.flush() {
+        for (d, rank) in c.flush(self.cache, self.now) {
             self.want_now(d, rank);
         }
+        self.check_cache();
     }
 
     /// [`Collector::want`] past CIRCL.
