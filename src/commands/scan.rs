@@ -156,13 +156,11 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
         &stop.flag,
     )?;
     // The counts are in the summary; the outage is a warning of its own.
-    if let Some(r) = &out.circl_report {
-        if let Some(e) = &r.error {
-            warn(format_args!(
-                "CIRCL hashlookup did not answer ({e}): the digests it left went to the \
-                 service as usual"
-            ));
-        }
+    if let Some(e) = out.circl_report.as_ref().and_then(|r| r.error.as_ref()) {
+        warn(format_args!(
+            "CIRCL hashlookup did not answer ({e}): the digests it left went to the service \
+             as usual"
+        ));
     }
     // --upload-unknown: the unknown files' answers from the vendor's multiscanning.
     let uploads = upload::run(

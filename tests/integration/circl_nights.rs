@@ -186,7 +186,7 @@ fn circl_answers_are_cached_and_asked_again_once_due() {
     let before = circl.requests().len();
     let out = night(&mock, &circl, t.path(), &db, 4, "json");
     assert_eq!(code(&out), 3, "{}", stderr(&out));
-    assert_eq!(asked_since(&circl, before), [fresh.clone()]);
+    assert_eq!(asked_since(&circl, before), std::slice::from_ref(&fresh));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(counts(&v), [1, 1, 2, 2, 1, 1, 1, 0], "{}", v["summary"]);
 

@@ -206,8 +206,7 @@ impl Reporter for HtmlReporter<'_> {
                 sets.join("<br>")
             )?;
         }
-        if let Some(c) = &s.circl {
-            let line = crate::summary::circl_human(c);
+        if let Some(line) = s.circl_line() {
             let line = line.strip_prefix("CIRCL hashlookup: ").unwrap_or(&line);
             writeln!(
                 self.out,

@@ -490,6 +490,11 @@ impl KnownSet {
 }
 
 impl Summary {
+    /// With `--circl`: its line (see [`circl_human`]).
+    pub fn circl_line(&self) -> Option<String> {
+        self.circl.as_ref().map(circl_human)
+    }
+
     pub fn set_elapsed(&mut self, d: Duration) {
         self.elapsed_secs = d.as_secs_f64();
     }
@@ -711,8 +716,8 @@ impl Summary {
         if let Some(u) = &self.uploads {
             s.push_str(&format!("\nhashsweep: {}", u.human()));
         }
-        if let Some(c) = &self.circl {
-            s.push_str(&format!("\nhashsweep: {}", circl_human(c)));
+        if let Some(line) = self.circl_line() {
+            s.push_str(&format!("\nhashsweep: {line}"));
         }
         for k in &self.known_sets {
             s.push_str(&format!("\nhashsweep: {}", k.human()));
