@@ -57,12 +57,31 @@ fn night(
     day: u64,
     format: &str,
 ) -> Output {
+    night_with_budget(mock, circl, tree, cache, day, format, "0")
+}
+
+fn night_with_budget(
+    mock: &MockServer,
+    circl: &CirclServer,
+    tree: &Path,
+    cache: &Path,
+    day: u64,
+    format: &str,
+    budget: &str,
+) -> Output {
     let mut c = scan_cmd(mock, tree);
     c.env_remove("HASHSWEEP_NO_CACHE")
         .env("HASHSWEEP_CLOCK_OFFSET", (day * DAY).to_string())
         .arg("--cache")
         .arg(cache)
-        .args(["--budget", "0", "--format", format])
+        .args([
+            "--budget",
+            budget,
+            "--batch-wait",
+            "60s",
+            "--format",
+            format,
+        ])
         .args(["--circl", "--circl-url", &circl.url()]);
     run(&mut c)
 }
@@ -247,4 +266,61 @@ fn an_outage_keeps_the_cached_answers_and_stores_nothing() {
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert_eq!(asked_since(&circl, before), [sha1_upper(&extra)]);
     let _ = files;
+}
+
+/// A flagged file MetaDefender answered: the next night its answer comes from the verdict
+/// cache and CIRCL is not asked about it, yet its record still says who flags it (from
+/// CIRCL's cached answer), in JSON and ECS alike.
+#[test]
+fn a_flagged_file_answered_from_the_verdict_cache_still_says_who_flags_it() {
+    let circl = CirclServer::start().unwrap();
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let (t, files) = tree(&circl);
+    mock.set(
+        &coreutils("sha256sum", &files[1]).to_ascii_uppercase(),
+        1,
+        12,
+    );
+    let cache_dir = Tree::new();
+    let db = cache_dir.path().join("cache.sqlite");
+    let out = night_with_budget(&mock, &circl, t.path(), &db, 1, "json", "100000");
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let asked = mock.requests().len();
+    assert!(asked > 0);
+    for format in ["json", "ecs"] {
+        let out = night_with_budget(&mock, &circl, t.path(), &db, 2, format, "100000");
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        assert_eq!(circl.requests().len(), 1, "CIRCL asked again");
+        if format == "json" {
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let recs = v["records"].as_array().unwrap().clone();
+            let bad = rec(&recs, "bin/flagged");
+            assert_eq!(bad["verdict"], "infected", "{bad}");
+            assert_eq!(bad["source"], "circl", "{bad}");
+            assert!(
+                bad["list_entry"]
+                    .as_str()
+                    .is_some_and(|e| e.ends_with("; KnownMalicious: malshare.com")),
+                "{bad}"
+            );
+            // The fresh file MetaDefender answered keeps its answer; nothing CIRCL knows
+            // overrides it.
+            assert!(rec(&recs, "bin/fresh")["source"].is_null());
+            assert_eq!(counts(&v), [0, 0, 2, 2, 1, 1, 0, 0], "{}", v["summary"]);
+        } else {
+            let docs = ndjson(&out);
+            let d = docs
+                .iter()
+                .find(|d| {
+                    d["file"]["path"]
+                        .as_str()
+                        .is_some_and(|p| p.ends_with("bin/flagged"))
+                })
+                .expect("the flagged file's document");
+            assert_eq!(
+                d["threat"]["indicator"]["provider"], "CIRCL hashlookup",
+                "{d}"
+            );
+        }
+    }
 }

@@ -94,6 +94,65 @@ impl Cache {
         Ok(out)
     }
 
+    /// Every answer of `service` standing at `now` whose record some source flags
+    /// (`KnownMalicious`): few, read at once, so that a digest the verdict cache answers (and
+    /// CIRCL is not asked about) still says who flags it.
+    pub fn flagged_circl(
+        &self,
+        service: &str,
+        now: SystemTime,
+    ) -> Result<HashMap<Digest, CirclRecord>, CacheError> {
+        let r = self.try_flagged_circl(service, now);
+        self.noted(r)
+    }
+
+    fn try_flagged_circl(
+        &self,
+        service: &str,
+        now: SystemTime,
+    ) -> Result<HashMap<Digest, CirclRecord>, CacheError> {
+        let now = unix_secs(now);
+        let since = now.saturating_sub(FOUND_TTL.as_secs() as i64);
+        let conn = self.reader()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT digest, file_name, product, known_malicious FROM circl_answers
+                 WHERE service = ?1 AND found = 1 AND known_malicious IS NOT NULL
+                   AND looked_up_at > ?2 AND looked_up_at <= ?3",
+            )
+            .map_err(sql_err(
+                &self.path,
+                "preparing a read of CIRCL's flagged answers",
+            ))?;
+        let rows = stmt
+            .query_map(params![service, since, now], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    CirclRecord {
+                        file_name: r.get(1)?,
+                        product: r.get(2)?,
+                        known_malicious: r.get(3)?,
+                    },
+                ))
+            })
+            .map_err(sql_err(&self.path, "reading CIRCL's flagged answers"))?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (bytes, record) =
+                row.map_err(sql_err(&self.path, "reading CIRCL's flagged answers"))?;
+            // CIRCL is asked by SHA-1 or MD5; a row of another length is no digest of ours.
+            let digest = match bytes.len() {
+                20 => bytes.try_into().ok().map(Digest::Sha1),
+                16 => bytes.try_into().ok().map(Digest::Md5),
+                _ => None,
+            };
+            if let Some(d) = digest {
+                out.insert(d, record);
+            }
+        }
+        Ok(out)
+    }
+
     /// Store what `service` answered at `now`: the records found, and the digests it does not
     /// know. Returns the number of rows written.
     pub fn put_circl(
@@ -227,6 +286,14 @@ mod tests {
             .unwrap();
         let now = cache.get_circl(SERVICE, &[absent], at(2 * DAY)).unwrap();
         assert_eq!(now[&absent], Some(libc));
+        // The flagged answers, all at once, while they stand.
+        let flagged_now = cache.flagged_circl(SERVICE, at(2 * DAY)).unwrap();
+        assert_eq!(flagged_now.len(), 1);
+        assert!(flagged_now[&flagged].known_malicious.is_some());
+        let later = cache
+            .flagged_circl(SERVICE, at(FOUND_TTL.as_secs()))
+            .unwrap();
+        assert!(later.is_empty());
     }
 
     /// Maintenance deletes CIRCL's answers once even a record would be asked again, and

@@ -132,6 +132,27 @@ impl CirclStage {
         onward
     }
 
+    /// At the end of a run: the digests noted for CIRCL that never came to it (the verdict
+    /// cache answered them) take a flagged record from CIRCL's cached answers, so that their
+    /// records say who flags them night after night. Only flagged ones: a record that merely
+    /// knows the file never overrides the service's answer.
+    pub(super) fn recall(&mut self, cache: Option<&Cache>, now: SystemTime) {
+        let Some(cache) = cache.filter(|_| !self.ask.is_empty()) else {
+            return;
+        };
+        let Ok(flagged) = cache.flagged_circl(self.client.base(), now) else {
+            return;
+        };
+        for (key, by) in self.ask.drain() {
+            if let Some(r) = flagged.get(&by) {
+                self.report.cached += 1;
+                self.report.found += 1;
+                self.report.flagged += 1;
+                self.answers.insert(key, r.clone());
+            }
+        }
+    }
+
     /// Count one lookup and keep its answers (found and not found) for later runs.
     fn learn(&mut self, a: &CirclAnswers, cache: Option<&Cache>, now: SystemTime) {
         self.report.asked += (a.found.len() + a.not_found.len() + a.failed.len()) as u64;

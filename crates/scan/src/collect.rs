@@ -315,6 +315,15 @@ impl Collector<'_> {
         self.check_cache();
     }
 
+    /// At the end of the walk, after the last [`Collector::flush_circl`]: flagged records
+    /// for the digests the verdict cache answered (see `CirclStage::recall`).
+    pub(super) fn recall_circl(&mut self) {
+        if let Some(c) = self.circl.as_mut() {
+            c.recall(self.cache, self.now);
+        }
+        self.check_cache();
+    }
+
     /// [`Collector::want`] past CIRCL.
     fn want_now(&mut self, d: Digest, rank: Rank) {
         let Some(tx) = &self.digest_tx else { return };
