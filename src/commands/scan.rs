@@ -155,21 +155,12 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
         &*progress,
         &stop.flag,
     )?;
-    if let Some(r) = &out.circl_report {
-        note(format_args!(
-            "CIRCL hashlookup: {} asked in {}: {} known (known_good), {} flagged by its \
-             sources (asked first)",
-            plural(r.asked, "digest", "digests"),
-            plural(r.requests, "request", "requests"),
-            r.known,
-            r.flagged
+    // The counts are in the summary; the outage is a warning of its own.
+    if let Some(e) = out.circl_report.as_ref().and_then(|r| r.error.as_ref()) {
+        warn(format_args!(
+            "CIRCL hashlookup did not answer ({e}): the digests it left went to the service \
+             as usual"
         ));
-        if let Some(e) = &r.error {
-            warn(format_args!(
-                "CIRCL hashlookup did not answer ({e}): the digests it left went to the \
-                 service as usual"
-            ));
-        }
     }
     // --upload-unknown: the unknown files' answers from the vendor's multiscanning.
     let uploads = upload::run(

@@ -608,3 +608,68 @@ fn circl_online_settles_known_files_and_puts_flagged_ones_first() {
         "{help}"
     );
 }
+
+/// In ECS, a file CIRCL's sources flag is a threat indicator from CIRCL hashlookup (matched by
+/// the SHA-1 it was asked by, its FileName, the sources as the description, CIRCL as the
+/// feed), next to the service's own enrichment; a file CIRCL knows and nobody flags is none.
+#[test]
+fn a_flagged_circl_record_is_an_ecs_threat_indicator() {
+    use hashsweep_mock::circl::CirclServer;
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let t = Tree::new();
+    let known = t.file(
+        "lib/libknown.so",
+        b"\x7fELF\x02\x01\x01 known, flagged by none",
+    );
+    let flagged = t.file("bin/flagged", b"\x7fELF\x02\x01\x01 known, flagged");
+    let circl = CirclServer::start().unwrap();
+    for (p, name, bad) in [
+        (&known, "libknown.so", None),
+        (&flagged, "dropper.exe", Some("malshare.com")),
+    ] {
+        circl.add(CirclServer::record(
+            &"0".repeat(32),
+            &hex(&sha1_file(p)),
+            &"1".repeat(64),
+            name,
+            bad,
+        ));
+    }
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    mock.set(
+        &coreutils("sha256sum", &flagged).to_ascii_uppercase(),
+        1,
+        12,
+    );
+    let mut c = scan_cmd(&mock, t.path());
+    c.args(ONE_REQUEST)
+        .args(["--format", "ecs", "--circl", "--circl-url", &circl.url()]);
+    let out = run(&mut c);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let docs = ndjson(&out);
+    let doc = |suffix: &str| {
+        docs.iter()
+            .find(|d| {
+                d["file"]["path"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with(suffix))
+            })
+            .unwrap_or_else(|| panic!("no {suffix} in {docs:?}"))
+    };
+    let d = doc("bin/flagged");
+    let ind = &d["threat"]["indicator"];
+    assert_eq!(ind["type"], "file", "{d}");
+    assert_eq!(ind["provider"], "CIRCL hashlookup");
+    assert_eq!(ind["name"], "dropper.exe");
+    assert_eq!(ind["description"], "KnownMalicious: malshare.com");
+    assert_eq!(ind["file"]["name"], "dropper.exe");
+    assert_eq!(ind["file"]["hash"]["sha1"], hex(&sha1_file(&flagged)));
+    assert_eq!(d["threat"]["feed"]["name"], "CIRCL hashlookup");
+    assert_eq!(
+        d["threat"]["enrichments"][0]["indicator"]["provider"],
+        "metadefender"
+    );
+    assert_eq!(d["event"]["kind"], "alert");
+    let k = doc("lib/libknown.so");
+    assert!(k.get("threat").is_none(), "{k}");
+}

@@ -14,6 +14,9 @@ mod cache;
 // Unix only: the filters are cross-checked with python3 (flor).
 #[cfg(unix)]
 mod circl;
+// CIRCL's answers in the cache, night after night (Unix: file contents as in `circl`).
+#[cfg(unix)]
+mod circl_nights;
 // Unix only: checked against coreutils (sha256sum, md5sum, sha1sum), gethostname(3) and inodes.
 #[cfg(unix)]
 mod ecs;

@@ -778,8 +778,8 @@ fn the_html_report_names_the_rds_release() {
     assert!(
         header.contains(&format!(
             "<dt>known sets</dt><dd id=\"known-sets\">known-good: {db_name} (NSRL RDS 2025.03.1 \
-             modern, released 2025-03-01, minimal layout, 304 SHA-256)<br>known-good: {} (list, 1 \
-             digest)</dd>",
+             modern, released 2025-03-01, minimal layout, 304 SHA-256, 0 days old)<br>known-good: \
+             {} (list, 1 digest, 0 days old)</dd>",
             list.display()
         )),
         "{header}"
@@ -943,4 +943,41 @@ fn a_newer_release_replaces_the_old_index() {
     let v = s.sources()[0].rds.clone().unwrap().version.unwrap();
     assert_eq!(v.version, "2025.09.1");
     assert_eq!(listing(&idx), first);
+}
+
+/// Every known set says its age, an RDS database and a plain hash list as a Bloom filter or an
+/// IOC list does, and one older than 30 days gets the same warning.
+#[test]
+fn an_old_rds_or_hash_list_is_named_with_its_age_and_warned_about() {
+    let f = fixture();
+    let lists = Tree::new();
+    let db = lists.path().join("rds.db");
+    build(Layout::Minimal, &db, VERSION, PKGS, &rows(&f));
+    let line = format!("{}\n", coreutils("sha256sum", &f.other));
+    let list = lists.file("good.sha256", line.as_bytes());
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(45 * 86_400 + 600);
+    for p in [&db, &list] {
+        let file = std::fs::File::options().write(true).open(p).unwrap();
+        file.set_modified(old).unwrap();
+    }
+    let out = run(cmd()
+        .args(["scan", "--offline", "--format", "json", "--known-good"])
+        .arg(&db)
+        .arg("--known-good")
+        .arg(&list)
+        .arg(f.tree.path().join("scan")));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sets = v["summary"]["known_sets"].as_array().unwrap();
+    assert!(sets.iter().all(|s| s["age_days"] == 45), "{sets:?}");
+    let err = stderr(&out);
+    for p in [&db, &list] {
+        let warning = format!(
+            "warning: {} is 45 days old (more than 30): update it",
+            p.display()
+        );
+        assert!(err.contains(&warning), "{err}");
+    }
+    assert!(err.contains("304 SHA-256, 45 days old)"), "{err}");
+    assert!(err.contains("(list, 1 digest, 45 days old)"), "{err}");
 }

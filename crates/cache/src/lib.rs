@@ -13,6 +13,7 @@
 //! caller can say so. [`maintain`] keeps the file from growing for ever.
 
 mod answers;
+pub mod circl;
 mod maintain;
 mod members;
 mod schema;

@@ -1,5 +1,6 @@
 //! Keeping the cache file bounded: answers and the digest rows of files no sweep has needed
-//! for [`FORGET_AFTER`] (deleted files, unmounted disks) are deleted, at most once per
+//! for [`FORGET_AFTER`] (deleted files, unmounted disks), and CIRCL's answers past their TTL,
+//! are deleted, at most once per
 //! [`PRUNE_EVERY`], in small transactions and within a time budget, so a big backlog is worked
 //! off over several runs without ever holding other processes' writes for long. What
 //! `--archives` found inside a file goes with the file's digest row.
@@ -31,6 +32,8 @@ pub struct Maintenance {
     pub verdicts_deleted: u64,
     pub digests_deleted: u64,
     pub deferrals_deleted: u64,
+    /// CIRCL hashlookup's answers past their TTL (they would be asked again anyway).
+    pub circl_deleted: u64,
 }
 
 impl Cache {
@@ -64,7 +67,8 @@ impl Cache {
         done.pruned = true;
         let longest = i64::try_from(self.ttls.longest().as_secs()).unwrap_or(i64::MAX);
         let forget = FORGET_AFTER.as_secs() as i64;
-        let steps: [(&str, i64); 3] = [
+        let circl_ttl = crate::circl::FOUND_TTL.max(crate::circl::NOT_FOUND_TTL);
+        let steps: [(&str, i64); 4] = [
             // An answer stays, expired or not, while sweeps still need it: it is the path's
             // last answer, and says the digest was asked before (`used_at` is never before
             // `looked_up_at`). One no sweep has needed for FORGET_AFTER goes, as does one
@@ -86,6 +90,13 @@ impl Cache {
                  WHERE since <= ?1 OR since > ?2 LIMIT ?3)",
                 now.saturating_sub(forget),
             ),
+            // CIRCL's answers serve only while they stand: then CIRCL is asked again.
+            (
+                "DELETE FROM circl_answers WHERE (service, algo, digest) IN
+                 (SELECT service, algo, digest FROM circl_answers
+                  WHERE looked_up_at <= ?1 OR looked_up_at > ?2 LIMIT ?3)",
+                now.saturating_sub(circl_ttl.as_secs() as i64),
+            ),
         ];
         for (step, (sql, before)) in steps.into_iter().enumerate() {
             loop {
@@ -98,7 +109,8 @@ impl Cache {
                 match step {
                     0 => done.verdicts_deleted += n as u64,
                     1 => done.digests_deleted += n as u64,
-                    _ => done.deferrals_deleted += n as u64,
+                    2 => done.deferrals_deleted += n as u64,
+                    _ => done.circl_deleted += n as u64,
                 }
                 if n < CHUNK {
                     break;
@@ -227,6 +239,7 @@ mod tests {
                 verdicts_deleted: 1,
                 digests_deleted: 1,
                 deferrals_deleted: 0,
+                circl_deleted: 0,
             }
         );
         assert_eq!(

@@ -14,7 +14,7 @@ use super::{BUSY_TIMEOUT, CacheError, LEGACY_SERVICE, sql_err, unix_secs};
 /// `PRAGMA application_id` of a hashsweep cache ("hswp"): a SQLite file without it is not ours.
 pub const APPLICATION_ID: i32 = 0x6873_7770;
 /// `PRAGMA user_version` this code writes. Older versions are migrated on open.
-pub const SCHEMA_VERSION: i32 = 7;
+pub const SCHEMA_VERSION: i32 = 8;
 
 /// Schema version 1. `dev`, `ino` and `size` are `u64` stored bit for bit in SQLite's `i64`.
 pub(super) const SCHEMA_V1: &str = "
@@ -161,6 +161,23 @@ CREATE TABLE IF NOT EXISTS pending_uploads (
 ) WITHOUT ROWID;
 ";
 
+/// Schema version 8 (additive): CIRCL hashlookup's answers (`--circl`; see `circl`), by the
+/// CIRCL URL asked and digest: `found` 1 with the record's fields, or 0 for "not found" (an
+/// answer too), dated so that each stands for its own TTL.
+const MIGRATE_V8_CIRCL: &str = "
+CREATE TABLE IF NOT EXISTS circl_answers (
+    service         TEXT NOT NULL,
+    algo            TEXT NOT NULL,
+    digest          BLOB NOT NULL,
+    found           INTEGER NOT NULL,
+    file_name       TEXT,
+    product         TEXT,
+    known_malicious TEXT,
+    looked_up_at    INTEGER NOT NULL,
+    PRIMARY KEY (service, algo, digest)
+) WITHOUT ROWID;
+";
+
 /// Per-connection settings (not stored in the file).
 pub(crate) fn configure(conn: &Connection, path: &Path) -> Result<(), CacheError> {
     conn.busy_timeout(BUSY_TIMEOUT)
@@ -250,7 +267,11 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, CacheError> {
         tx.execute_batch(MIGRATE_V7_UPLOADS)
             .map_err(sql_err(path, "adding the pending uploads (schema 7)"))?;
     }
-    // A future schema adds `if version < 8 { ... }` here.
+    if version < 8 {
+        tx.execute_batch(MIGRATE_V8_CIRCL)
+            .map_err(sql_err(path, "adding CIRCL's answers (schema 8)"))?;
+    }
+    // A future schema adds `if version < 9 { ... }` here.
     if version != SCHEMA_VERSION {
         tx.pragma_update(None, "application_id", APPLICATION_ID)
             .map_err(sql_err(path, "writing the application id"))?;

@@ -200,6 +200,39 @@ fn a_schema_5_cache_keeps_its_answers_as_the_default_services() {
     assert!(other.get_answers(&[d], at(T0 + 10)).unwrap().is_empty());
 }
 
+/// A schema 7 cache (before CIRCL's answers) opens as the current schema with its answers,
+/// and stores and serves CIRCL's answers from then on.
+#[test]
+fn a_schema_7_cache_gains_circls_answers_and_keeps_its_own() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("c.sqlite");
+    let (cache, _) = Cache::open(&path).expect("open");
+    let d = Digest::Sha256([6; 32]);
+    cache.put_verdicts(&[(d, answer(0, 0))], at(T0)).unwrap();
+    drop(cache);
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch("DROP TABLE circl_answers;").unwrap();
+    conn.pragma_update(None, "user_version", 7).unwrap();
+    drop(conn);
+    let (cache, warning) = Cache::open(&path).expect("open the old cache");
+    assert_eq!(warning, None);
+    let version: i32 = Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    assert!(
+        cache
+            .get_verdicts(&[d], at(T0 + 10))
+            .unwrap()
+            .contains_key(&d)
+    );
+    let sha1 = Digest::Sha1([7; 20]);
+    assert_eq!(cache.put_circl("c", &[], &[sha1], at(T0)).unwrap(), 1);
+    let got = cache.get_circl("c", &[sha1], at(T0 + 10)).unwrap();
+    assert_eq!(got.get(&sha1), Some(&None));
+}
+
 /// The default service's name is what the client calls the default endpoint.
 #[test]
 fn the_legacy_service_is_the_default_endpoint() {

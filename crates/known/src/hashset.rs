@@ -76,6 +76,8 @@ pub struct SourceInfo {
     pub index_error: Option<String>,
     /// For an RDS database: its layout, `VERSION` row and row counts.
     pub rds: Option<RdsInfo>,
+    /// When the file itself (not its index) was last modified, for its age in the summary.
+    pub modified: Option<std::time::SystemTime>,
 }
 
 /// A set of digests from one or more hash lists: sorted binary digests per algorithm, one table
@@ -701,6 +703,7 @@ fn load_source(
             from_index: table.from_index,
             index_error,
             rds: Some(table.info.clone()),
+            modified: meta.modified().ok(),
         };
         return Ok((Table::Rds(table), info));
     }
@@ -736,6 +739,7 @@ fn load_source(
             from_index: true,
             index_error: None,
             rds: None,
+            modified: meta.modified().ok(),
         };
         return Ok((table, info));
     }
@@ -759,6 +763,7 @@ fn load_source(
         from_index: false,
         index_error: None,
         rds: None,
+        modified: meta.modified().ok(),
     };
     if let Some(slot) = slot {
         // Cache only what was read from one unchanged version of the file.

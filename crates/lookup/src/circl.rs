@@ -101,6 +101,30 @@ pub struct CirclAnswers {
     pub requests: u64,
 }
 
+/// What `--circl` did in a run, for the summary (JSON, ECS, HTML and stderr).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CirclCounts {
+    /// Digests sent to CIRCL in this run.
+    pub asked: u64,
+    pub requests: u64,
+    /// Digests answered by CIRCL's answers of earlier runs (the cache), not asked again.
+    pub cached: u64,
+    /// Of the digests answered (asked or cached): the ones CIRCL knows (`known` + `flagged`).
+    pub found: u64,
+    /// Found and flagged by none of its sources: `known_good`, no lookup spent.
+    pub known: u64,
+    /// Found and flagged by its sources (`KnownMalicious`): asked of the service first.
+    pub flagged: u64,
+    /// Answered "not known to CIRCL" (which says nothing of their safety).
+    pub not_found: u64,
+    /// Digests CIRCL did not answer (an outage, a throttle): they went to the service as if
+    /// `--circl` were not given.
+    pub unanswered: u64,
+    /// Why CIRCL stopped answering, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// The bulk client: one User-Agent, a timeout, no redirects.
 pub struct CirclClient {
     http: reqwest::blocking::Client,
@@ -127,6 +151,11 @@ impl CirclClient {
             http,
             base: base.trim_end_matches('/').to_string(),
         })
+    }
+
+    /// The service's URL (no trailing `/`): whose answers the cache keeps them as.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// Ask about `digests` (SHA-1 and MD5 ones; others are not asked: CIRCL has no SHA-256

@@ -109,7 +109,19 @@ impl Reporter for EcsReporter<'_> {
         // A file an IOC list names: the list's entry as `threat.indicator.*`, the list as
         // `threat.feed.name` (the service's answer, when one was asked, stays an enrichment).
         let threat = match r.ioc {
-            None => service,
+            None => match circl_flagged(r) {
+                Some((indicator, feed)) => {
+                    let mut t = service.unwrap_or(Threat {
+                        indicator: None,
+                        feed: None,
+                        enrichments: None,
+                    });
+                    t.indicator = Some(indicator);
+                    t.feed = Some(feed);
+                    Some(t)
+                }
+                None => service,
+            },
             Some(m) => {
                 let hex = m.digest.to_hex();
                 let mut t = service.unwrap_or(Threat {
@@ -121,9 +133,10 @@ impl Reporter for EcsReporter<'_> {
                     kind: "file",
                     provider: m.list.kind.provider(),
                     name: m.entry,
-                    description: m.list.kind.as_str(),
+                    description: Cow::Borrowed(m.list.kind.as_str()),
                     file: OwnedIndicatorFile {
                         hash: [(m.digest.algo().name(), hex)].into_iter().collect(),
+                        name: None,
                     },
                 });
                 t.feed = Some(Feed {
@@ -370,23 +383,58 @@ struct Threat<'a> {
     enrichments: Option<[Enrichment<'a>; 1]>,
 }
 
-/// ECS `threat.indicator.*` for the entry of a `--known-bad` IOC list that names the file.
+/// ECS `threat.indicator.*` for the entry of a `--known-bad` IOC list that names the file, or
+/// for CIRCL hashlookup's record of a file its sources flag (`--circl`).
 #[derive(Serialize)]
 struct ListIndicator<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    /// MISP, STIX 2.1, MalwareBazaar, ClamAV.
+    /// MISP, STIX 2.1, MalwareBazaar, ClamAV; CIRCL hashlookup.
     provider: &'static str,
-    /// The entry: event uuid and info, indicator id and name, signature name.
+    /// The entry: event uuid and info, indicator id and name, signature name; CIRCL's
+    /// `FileName` (the digest when it has none).
     name: &'a str,
-    /// The list's kind (`misp_feed`, `stix2_bundle`...).
-    description: &'static str,
-    file: OwnedIndicatorFile,
+    /// The list's kind (`misp_feed`, `stix2_bundle`...); for CIRCL, the sources that flag
+    /// the file (`KnownMalicious: ...`).
+    description: Cow<'a, str>,
+    file: OwnedIndicatorFile<'a>,
 }
 
 #[derive(Serialize)]
-struct OwnedIndicatorFile {
+struct OwnedIndicatorFile<'a> {
     hash: std::collections::BTreeMap<&'static str, String>,
+    /// The file's name as the source knows it (CIRCL's `FileName`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+}
+
+/// A record CIRCL hashlookup knows and its sources flag (`KnownMalicious`): the record as
+/// `threat.indicator.*` (matched by the digest CIRCL was asked by: SHA-1, else MD5), CIRCL as
+/// `threat.feed.name`. `None` for any other record (a file CIRCL knows and nobody flags is no
+/// indicator).
+fn circl_flagged<'r>(r: &'r Record<'_>) -> Option<(ListIndicator<'r>, Feed<'r>)> {
+    let c = r.circl?;
+    let sources = c.known_malicious.as_deref()?;
+    let (algo, hex) = match (r.sha1.as_deref(), r.md5.as_deref()) {
+        (Some(h), _) => ("sha1", h),
+        (None, Some(h)) => ("md5", h),
+        (None, None) => return None,
+    };
+    Some((
+        ListIndicator {
+            kind: "file",
+            provider: "CIRCL hashlookup",
+            name: c.file_name.as_deref().unwrap_or(hex),
+            description: Cow::Owned(format!("KnownMalicious: {sources}")),
+            file: OwnedIndicatorFile {
+                hash: [(algo, hex.to_string())].into_iter().collect(),
+                name: c.file_name.as_deref(),
+            },
+        },
+        Feed {
+            name: Cow::Borrowed("CIRCL hashlookup"),
+        },
+    ))
 }
 
 /// ECS `threat.feed.*`: the list file.

@@ -206,6 +206,14 @@ impl Reporter for HtmlReporter<'_> {
                 sets.join("<br>")
             )?;
         }
+        if let Some(line) = s.circl_line() {
+            let line = line.strip_prefix("CIRCL hashlookup: ").unwrap_or(&line);
+            writeln!(
+                self.out,
+                "<dt>CIRCL hashlookup</dt><dd id=\"circl\">{}</dd>",
+                esc(line)
+            )?;
+        }
         if let Some(p) = &s.packages {
             let dbs: Vec<String> = p
                 .databases

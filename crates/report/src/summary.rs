@@ -104,6 +104,10 @@ pub struct Summary {
     /// With `--packages`: the package databases read, and what the files said of them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub packages: Option<PackageSummary>,
+    /// With `--circl`: what CIRCL hashlookup was asked, what the cache answered for it, what
+    /// it knew and flagged, and what it left unanswered (with why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circl: Option<hashsweep_lookup::circl::CirclCounts>,
     pub elapsed_secs: f64,
     /// What ran (scan and lookup reports).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -161,13 +165,39 @@ pub struct KnownSet {
     /// date).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rds: Option<RdsInfo>,
-    /// Whole days since the file was last modified, where known (Bloom filters and IOC
-    /// lists); past [`LIST_MAX_AGE_DAYS`] the summary warns.
+    /// Whole days since the file was last modified, where known (every kind of set: hash
+    /// lists, NSRL RDS, Bloom filters, IOC lists); past [`LIST_MAX_AGE_DAYS`] the summary
+    /// warns.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub age_days: Option<u64>,
     /// For a DCSO Bloom filter: the parameters its header gives.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bloom: Option<BloomSummary>,
+}
+
+/// `--circl`'s line: `CIRCL hashlookup: 3 digests asked in 1 request: 1 known (known_good), 1
+/// flagged by its sources (asked first), 1 not known`, with the cache's share and what was
+/// left unanswered when there are any.
+pub fn circl_human(c: &hashsweep_lookup::circl::CirclCounts) -> String {
+    let mut s = format!(
+        "CIRCL hashlookup: {} asked in {}",
+        counted(c.asked, "digest", "digests"),
+        counted(c.requests, "request", "requests")
+    );
+    if c.cached > 0 {
+        s.push_str(&format!(", {} answered from the cache", c.cached));
+    }
+    s.push_str(&format!(
+        ": {} known (known_good), {} flagged by its sources (asked first), {} not known",
+        c.known, c.flagged, c.not_found
+    ));
+    if c.unanswered > 0 {
+        s.push_str(&format!(
+            ", {} not answered (asked of the service as usual)",
+            c.unanswered
+        ));
+    }
+    s
 }
 
 /// A list older than this many days gets a warning in the summary.
@@ -357,7 +387,7 @@ impl PackageSummary {
 }
 
 impl KnownSet {
-    pub fn new(role: &'static str, s: &SourceInfo) -> KnownSet {
+    pub fn new(role: &'static str, s: &SourceInfo, now: SystemTime) -> KnownSet {
         KnownSet {
             role,
             path: s.path.display().to_string(),
@@ -369,7 +399,7 @@ impl KnownSet {
             },
             digests: (s.counts.0 + s.counts.1 + s.counts.2) as u64,
             rds: s.rds.clone(),
-            age_days: None,
+            age_days: age_days(s.modified, now),
             bloom: None,
         }
     }
@@ -422,6 +452,10 @@ impl KnownSet {
     /// One line for the human summary.
     pub fn human(&self) -> String {
         let role = self.role.replace('_', "-");
+        let age = self
+            .age_days
+            .map(|d| format!(", {} old", counted(d, "day", "days")))
+            .unwrap_or_default();
         match &self.rds {
             Some(r) => {
                 let release = match &r.version {
@@ -432,36 +466,35 @@ impl KnownSet {
                     None => "NSRL RDS without a VERSION row".to_string(),
                 };
                 format!(
-                    "{role}: {} ({release}, {} layout, {} SHA-256)",
+                    "{role}: {} ({release}, {} layout, {} SHA-256{age})",
                     self.path,
                     r.layout.as_str(),
                     self.digests
                 )
             }
-            None => {
-                let age = self
-                    .age_days
-                    .map(|d| format!(", {} old", counted(d, "day", "days")))
-                    .unwrap_or_default();
-                match &self.bloom {
-                    Some(b) => format!(
-                        "{role}: {} (circl_bloom: Bloom filter of {} SHA-1, sized for {} at \
+            None => match &self.bloom {
+                Some(b) => format!(
+                    "{role}: {} (circl_bloom: Bloom filter of {} SHA-1, sized for {} at \
                          p={}, k={}{age}; a hit is probably known, not good)",
-                        self.path, self.digests, b.capacity, b.fp_rate, b.k
-                    ),
-                    None => format!(
-                        "{role}: {} ({}, {}{age})",
-                        self.path,
-                        self.format,
-                        counted(self.digests, "digest", "digests")
-                    ),
-                }
-            }
+                    self.path, self.digests, b.capacity, b.fp_rate, b.k
+                ),
+                None => format!(
+                    "{role}: {} ({}, {}{age})",
+                    self.path,
+                    self.format,
+                    counted(self.digests, "digest", "digests")
+                ),
+            },
         }
     }
 }
 
 impl Summary {
+    /// With `--circl`: its line (see [`circl_human`]).
+    pub fn circl_line(&self) -> Option<String> {
+        self.circl.as_ref().map(circl_human)
+    }
+
     pub fn set_elapsed(&mut self, d: Duration) {
         self.elapsed_secs = d.as_secs_f64();
     }
@@ -682,6 +715,9 @@ impl Summary {
         }
         if let Some(u) = &self.uploads {
             s.push_str(&format!("\nhashsweep: {}", u.human()));
+        }
+        if let Some(line) = self.circl_line() {
+            s.push_str(&format!("\nhashsweep: {line}"));
         }
         for k in &self.known_sets {
             s.push_str(&format!("\nhashsweep: {}", k.human()));

@@ -6,15 +6,23 @@
 //! as it came. With a `--known-good` Bloom filter (CIRCL's) only its hits are sent (CIRCL's
 //! "hybrid" strategy: a filter has no false negatives, so a miss is not in CIRCL either).
 //!
-//! An outage or a throttle costs only CIRCL's own answers: its digests, and every later one,
-//! go to the service as if `--circl` were not given, and the run says so once.
+//! CIRCL's answers, found and not found, are kept in the cache by CIRCL's URL (see
+//! `hashsweep_cache::circl`): a digest answered by an earlier run within the answer's TTL is
+//! not asked again, and its answer counts as if it had been.
+//!
+//! An outage or a throttle costs only CIRCL's own answers: its digests, and every later one
+//! the cache does not answer, go to the service as if `--circl` were not given, and the run
+//! says so once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use super::plan::Rank;
+use hashsweep_cache::Cache;
 use hashsweep_core::digest::{Digest, DigestHash};
-use hashsweep_lookup::circl::{CHUNK, CirclClient, CirclRecord};
+pub use hashsweep_lookup::circl::CirclCounts as CirclReport;
+use hashsweep_lookup::circl::{CHUNK, CirclAnswers, CirclClient, CirclRecord};
 
 /// The collector's CIRCL state.
 pub(super) struct CirclStage {
@@ -27,17 +35,6 @@ pub(super) struct CirclStage {
     /// CIRCL's records, by the service's key.
     pub(super) answers: HashMap<Digest, CirclRecord, DigestHash>,
     pub(super) report: CirclReport,
-}
-
-/// What `--circl` did in a run (for the summary).
-#[derive(Debug, Clone, Default)]
-pub struct CirclReport {
-    pub asked: u64,
-    pub requests: u64,
-    pub known: u64,
-    pub flagged: u64,
-    /// Why CIRCL stopped answering, if it did (the rest went to the service).
-    pub error: Option<String>,
 }
 
 impl CirclStage {
@@ -58,10 +55,8 @@ impl CirclStage {
     }
 
     /// Hold `key` for CIRCL if it is to be asked; `false` when it goes on to the service.
+    /// After an outage it is still held, for the cache's answer only.
     pub(super) fn hold(&mut self, key: Digest, rank: Rank) -> bool {
-        if self.report.error.is_some() {
-            return false;
-        }
         match self.ask.remove(&key) {
             Some(by) => {
                 self.pending.push((key, by, rank));
@@ -75,42 +70,103 @@ impl CirclStage {
         self.pending.len() >= CHUNK
     }
 
-    /// Ask CIRCL about what is held; what the service is still to be asked about, with the
-    /// rank to ask it by.
-    pub(super) fn flush(&mut self) -> Vec<(Digest, Rank)> {
+    /// Settle what is held: from the cache's answers that still stand at `now`, then by
+    /// asking CIRCL about the rest (unless it failed earlier in the run), whose answers the
+    /// cache keeps. Returns what the service is still to be asked about, with the rank to ask
+    /// it by.
+    pub(super) fn flush(&mut self, cache: Option<&Cache>, now: SystemTime) -> Vec<(Digest, Rank)> {
         let pending = std::mem::take(&mut self.pending);
         if pending.is_empty() {
             return Vec::new();
         }
+        let service = self.client.base();
         let by: Vec<Digest> = pending.iter().map(|p| p.1).collect();
-        let a = self.client.lookup(&by);
-        self.report.asked += by.len() as u64;
-        self.report.requests += a.requests;
-        if let Some(e) = a.error {
-            self.report
-                .error
-                .get_or_insert_with(|| hashsweep_core::ErrorChain(&e).to_string());
+        // A failed read asks CIRCL instead (counted by the cache, told once).
+        let mut settled: HashMap<Digest, Option<CirclRecord>> = cache
+            .and_then(|c| c.get_circl(service, &by, now).ok())
+            .unwrap_or_default();
+        self.report.cached += pending
+            .iter()
+            .filter(|p| settled.contains_key(&p.1))
+            .count() as u64;
+        let mut ask: Vec<Digest> = by
+            .iter()
+            .copied()
+            .filter(|d| !settled.contains_key(d))
+            .collect();
+        ask.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        ask.dedup();
+        if !ask.is_empty() && self.report.error.is_none() {
+            let a = self.client.lookup(&ask);
+            self.learn(&a, cache, now);
+            settled.extend(a.not_found.iter().map(|d| (*d, None)));
+            settled.extend(a.found.into_iter().map(|(d, r)| (d, Some(r))));
         }
-        let not_found: std::collections::HashSet<Digest> = a.not_found.iter().copied().collect();
         let mut onward = Vec::new();
         for (key, by, rank) in pending {
-            match a.found.get(&by) {
-                Some(r) if r.known_malicious.is_none() => {
+            match settled.get(&by) {
+                Some(Some(r)) if r.known_malicious.is_none() => {
+                    self.report.found += 1;
                     self.report.known += 1;
                     self.answers.insert(key, r.clone());
                 }
-                Some(r) => {
+                Some(Some(r)) => {
                     // Flagged by CIRCL's sources: the service first.
+                    self.report.found += 1;
                     self.report.flagged += 1;
                     self.answers.insert(key, r.clone());
-                    onward.push((key, Rank::RUNNING_DELETED));
+                    onward.push((key, Rank::FLAGGED_ELSEWHERE));
                 }
-                // Not known (a Bloom hit that was a false positive takes its own rank back),
-                // or not answered (it goes on as it came).
-                None if not_found.contains(&by) => onward.push((key, rank.unknown_elsewhere())),
-                None => onward.push((key, rank)),
+                // Not known (a Bloom hit that was a false positive takes its own rank back).
+                Some(None) => {
+                    self.report.not_found += 1;
+                    onward.push((key, rank.unknown_elsewhere()));
+                }
+                // Not answered: it goes on as it came.
+                None => {
+                    self.report.unanswered += 1;
+                    onward.push((key, rank));
+                }
             }
         }
         onward
+    }
+
+    /// At the end of a run: the digests noted for CIRCL that never came to it (the verdict
+    /// cache answered them) take a flagged record from CIRCL's cached answers, so that their
+    /// records say who flags them night after night. Only flagged ones: a record that merely
+    /// knows the file never overrides the service's answer.
+    pub(super) fn recall(&mut self, cache: Option<&Cache>, now: SystemTime) {
+        let Some(cache) = cache.filter(|_| !self.ask.is_empty()) else {
+            return;
+        };
+        let Ok(flagged) = cache.flagged_circl(self.client.base(), now) else {
+            return;
+        };
+        for (key, by) in self.ask.drain() {
+            if let Some(r) = flagged.get(&by) {
+                self.report.cached += 1;
+                self.report.found += 1;
+                self.report.flagged += 1;
+                self.answers.insert(key, r.clone());
+            }
+        }
+    }
+
+    /// Count one lookup and keep its answers (found and not found) for later runs.
+    fn learn(&mut self, a: &CirclAnswers, cache: Option<&Cache>, now: SystemTime) {
+        self.report.asked += (a.found.len() + a.not_found.len() + a.failed.len()) as u64;
+        self.report.requests += a.requests;
+        if let Some(e) = &a.error {
+            self.report
+                .error
+                .get_or_insert_with(|| hashsweep_core::ErrorChain(e).to_string());
+        }
+        if let Some(c) = cache {
+            let found: Vec<(Digest, &CirclRecord)> = a.found.iter().map(|(d, r)| (*d, r)).collect();
+            // A cache that cannot be written costs the next run a question, not this run an
+            // answer (counted by the cache, told once).
+            let _ = c.put_circl(self.client.base(), &found, &a.not_found, now);
+        }
     }
 }

@@ -309,9 +309,19 @@ impl Collector<'_> {
     /// Ask CIRCL about the digests it holds; the ones it does not settle go on.
     pub(super) fn flush_circl(&mut self) {
         let Some(c) = self.circl.as_mut() else { return };
-        for (d, rank) in c.flush() {
+        for (d, rank) in c.flush(self.cache, self.now) {
             self.want_now(d, rank);
         }
+        self.check_cache();
+    }
+
+    /// At the end of the walk, after the last [`Collector::flush_circl`]: flagged records
+    /// for the digests the verdict cache answered (see `CirclStage::recall`).
+    pub(super) fn recall_circl(&mut self) {
+        if let Some(c) = self.circl.as_mut() {
+            c.recall(self.cache, self.now);
+        }
+        self.check_cache();
     }
 
     /// [`Collector::want`] past CIRCL.

@@ -263,16 +263,21 @@ impl ScanOutput {
             .map(|p| format!("{} {} ({})", p.pid, p.name, p.path.display()))
             .collect();
         s.budget = self.plan.clone();
+        s.circl = self.circl_report.clone();
         if let Some(p) = &self.packages {
             s.packages = Some(PackageSummary::new(p));
         }
         if let Some(l) = &self.local {
             let sets = [("known_good", &l.good), ("known_bad", &l.bad)];
+            let now = hashsweep_core::clock::now();
             s.known_sets = sets
                 .iter()
-                .flat_map(|(role, set)| set.sources().iter().map(|src| KnownSet::new(role, src)))
+                .flat_map(|(role, set)| {
+                    set.sources()
+                        .iter()
+                        .map(move |src| KnownSet::new(role, src, now))
+                })
                 .collect();
-            let now = hashsweep_core::clock::now();
             s.known_sets.extend(
                 l.good
                     .blooms()

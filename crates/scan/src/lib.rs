@@ -378,6 +378,7 @@ pub fn scan(
         }
         c.resolve_pending();
         c.flush_circl();
+        c.recall_circl();
         if let Some(rx) = &out_rx {
             c.plan(rx, stop);
         }

@@ -2,9 +2,10 @@
 //! the walk has ranked them, and which are deferred to a later run.
 //!
 //! **Order of risk.** Each digest gets a [`Rank`] from what the sweep already has in hand (no
-//! extra reads). A running program deleted from disk ([`Rank::RUNNING_DELETED`]), then a file
-//! that differs from what its package installed ([`Rank::MODIFIED_PACKAGE`]), go before
-//! everything; the rest are compared in this order, lower asked first:
+//! extra reads). A running program deleted from disk ([`Rank::RUNNING_DELETED`]), then a digest
+//! CIRCL hashlookup's sources flag ([`Rank::FLAGGED_ELSEWHERE`], `--circl`), then a file that
+//! differs from what its package installed ([`Rank::MODIFIED_PACKAGE`]), go before
+//! everything, and keep their place however many paths hold them; the rest are compared in this order, lower asked first:
 //! 1. what the file is ([`FileKind`], from its first bytes): executables and libraries, then
 //!    scripts, then documents that carry macros or scripts, then archives, then the rest;
 //! 2. where it is: user-writable and temporary places ([`RISKY_PLACES`]) and `--priority-path`;
@@ -104,8 +105,8 @@ impl Default for BudgetOptions {
 
 /// A digest's place in the order of risk; lower is asked first. Five bits: the kind, then
 /// "not in a risky place", "not recent", "not rare"; above them bit 6, set for all but
-/// [`Rank::RUNNING_DELETED`], which goes before everything, [`Rank::MODIFIED_PACKAGE`], just
-/// after it, and bit 7, set for a digest probably known to CIRCL ([`Rank::known_elsewhere`]),
+/// [`Rank::RUNNING_DELETED`], which goes before everything, [`Rank::FLAGGED_ELSEWHERE`] and
+/// [`Rank::MODIFIED_PACKAGE`], just after it, and bit 7, set for a digest probably known to CIRCL ([`Rank::known_elsewhere`]),
 /// which goes after everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Rank(u8);
@@ -138,20 +139,37 @@ impl Rank {
     /// own, asked before anything else.
     pub const RUNNING_DELETED: Rank = Rank(0);
 
+    /// A digest that CIRCL hashlookup knows and one of its sources flags (`KnownMalicious`,
+    /// `--circl`): after a running deleted program, before everything else. Its code (62),
+    /// like [`Rank::MODIFIED_PACKAGE`]'s, is above any code stored before bit 6 existed, so a
+    /// deferred one reads back as itself and a later run asks it first.
+    pub const FLAGGED_ELSEWHERE: Rank = Rank(ORDINARY - 2);
+
     /// A file that differs from what its package installed (`package_check: modified`):
     /// after a running deleted program, before every ordinary file. Its code (63) is above
     /// any code stored before bit 6 existed (at most 39), so it reads back as itself.
     pub const MODIFIED_PACKAGE: Rank = Rank(ORDINARY - 1);
 
+    /// The same rank for a digest more than one path (or host) holds. The ranks before every
+    /// ordinary one stay as they are: their code is their meaning, and a changed one would
+    /// read back from the deferred list as an ordinary rank.
     fn common(self) -> Rank {
+        if self.is_special() {
+            return self;
+        }
         Rank(self.0 | 1)
+    }
+
+    /// [`Rank::RUNNING_DELETED`], [`Rank::FLAGGED_ELSEWHERE`], [`Rank::MODIFIED_PACKAGE`].
+    fn is_special(self) -> bool {
+        self.0 & (ORDINARY | KNOWN_ELSEWHERE) == 0
     }
 
     /// What the file is, as the rank says (a running program gone from disk is a program).
     pub fn kind(self) -> FileKind {
         // A modified package file: most are programs and libraries, and an unknown answer for
         // one is asked again as soon as for a program.
-        if self == Rank::RUNNING_DELETED || self == Rank::MODIFIED_PACKAGE {
+        if self.is_special() {
             return FileKind::Executable;
         }
         FileKind::from_code((self.0 >> 3) & 0b111).unwrap_or_default()
@@ -166,6 +184,7 @@ impl Rank {
         // Codes stored before bit 6 existed are ordinary ranks.
         match code {
             0 => Rank::RUNNING_DELETED,
+            c if c == Rank::FLAGGED_ELSEWHERE.0 => Rank::FLAGGED_ELSEWHERE,
             c if c == Rank::MODIFIED_PACKAGE.0 => Rank::MODIFIED_PACKAGE,
             c => Rank(c | ORDINARY),
         }
@@ -599,6 +618,48 @@ mod tests {
         assert_eq!(Rank::from_code(best.code()), best);
         let old = (FileKind::Script.code() << 3) | 0b110;
         assert!(Rank::from_code(old) > best);
+    }
+
+    /// A digest CIRCL's sources flag goes after a running deleted program and before a
+    /// modified package file and every ordinary file, whether one path holds it or several,
+    /// and when the budget defers it, its stored code reads back as itself (a later run asks
+    /// it first). Before, a special rank held by two paths was stored as an ordinary one.
+    #[test]
+    fn a_flagged_digest_keeps_its_place_when_deferred() {
+        let best = Rank::of(FileKind::Executable, true, true);
+        assert!(Rank::RUNNING_DELETED < Rank::FLAGGED_ELSEWHERE);
+        assert!(Rank::FLAGGED_ELSEWHERE < Rank::MODIFIED_PACKAGE);
+        assert_eq!(Rank::FLAGGED_ELSEWHERE.kind(), FileKind::Executable);
+        for special in [
+            Rank::RUNNING_DELETED,
+            Rank::FLAGGED_ELSEWHERE,
+            Rank::MODIFIED_PACKAGE,
+        ] {
+            assert_eq!(special.common(), special);
+            assert_eq!(Rank::from_code(special.code()), special);
+        }
+        let legacy_max = (FileKind::Other.code() << 3) | 0b111;
+        assert!(legacy_max < Rank::FLAGGED_ELSEWHERE.code());
+        // No budget at all: both deferred; the flagged one is held by two paths.
+        let mut p = Planner::new(Some(0), 1);
+        assert!(!p.offer(d(1), best));
+        assert!(!p.offer(d(2), Rank::FLAGGED_ELSEWHERE));
+        p.again(&d(2), Rank::FLAGGED_ELSEWHERE);
+        let Decision { deferred, .. } = p.finish(None, &HashMap::new(), &HashMap::new());
+        let stored: HashMap<Digest, Rank> = deferred
+            .iter()
+            .map(|(d, r)| (*d, Rank::from_code(r.code())))
+            .collect();
+        assert_eq!(stored[&d(2)], Rank::FLAGGED_ELSEWHERE);
+        // The next run: the flagged digest, deferred before, goes first even if this run
+        // ranks it as an ordinary file (CIRCL not asked, say).
+        let earlier: HashMap<Digest, (Rank, i64)> =
+            stored.iter().map(|(d, r)| (*d, (*r, 0))).collect();
+        let mut p = Planner::new(Some(1), 1);
+        assert!(!p.offer(d(1), best));
+        assert!(!p.offer(d(2), Rank::of(FileKind::Other, false, false)));
+        let Decision { asked, .. } = p.finish(None, &earlier, &HashMap::new());
+        assert_eq!(asked, [d(2)]);
     }
 
     /// A file that differs from its package goes just after a running deleted program and
