@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The workspace's layers, lowest first: a crate may depend on crates before it only.
-const LAYERS: [&str; 7] = [
-    "core", "lookup", "known", "cache", "report", "scan", "gateway",
+const LAYERS: [&str; 8] = [
+    "core", "yara", "lookup", "known", "cache", "report", "scan", "gateway",
 ];
 
 /// The longest a source file may be, in lines. Files past it are listed with their reason.
