@@ -72,9 +72,9 @@ fn four_endpoints_with_one_unknown_file_cause_one_upload_and_all_get_its_verdict
     let f = sqlite_fixture(mock, &["--upload-unknown", "--upload-accept-sharing"]);
     let trees = endpoints(4);
     let outs = scan_all(std::slice::from_ref(&f.gw.url), &trees);
-    check_all_answered(&outs);
     let ups = f.mock.uploads();
     assert_eq!(ups.len(), 1, "one upload for the fleet: {ups:?}");
+    check_all_answered(&outs);
     assert_eq!(ups[0].sha256, sha256_hex(DROPPER));
     assert_eq!(ups[0].filename.as_deref(), Some("dropper.exe"));
     assert_eq!(
@@ -123,8 +123,8 @@ fn two_gateways_on_one_redis_upload_a_file_held_by_six_endpoints_once() {
     let b = Gateway::start(&mock, &redis.url(), &tokens, &flags);
     let trees = endpoints(6);
     let outs = scan_all(&[a.url.clone(), b.url.clone()], &trees);
-    check_all_answered(&outs);
     assert_eq!(mock.uploads().len(), 1, "{:?}", mock.uploads());
+    check_all_answered(&outs);
     // A restarted instance still knows: a new host is answered without an upload.
     drop(a);
     let c = Gateway::start(&mock, &redis.url(), &tokens, &flags);
