@@ -386,12 +386,17 @@ impl Uploads {
                 .await
                 .map_err(Refused::Store);
         }
-        if let Some(held) = self.state(d).await? {
-            return Ok(Some(held));
+        // Brings back an upload a restarted instance left in the cache.
+        self.state(d).await?;
+        // Looked at and taken under one lock: two announcements at once get one `send`.
+        let mut l = lock(&self.local);
+        let now = Instant::now();
+        if let Some((held, until)) = l.states.get(d)
+            && *until > now
+        {
+            return Ok(Some(held.clone()));
         }
-        lock(&self.local)
-            .states
-            .insert(*d, (value.to_string(), Instant::now() + SEND_TTL));
+        l.states.insert(*d, (value.to_string(), now + SEND_TTL));
         Ok(None)
     }
 

@@ -47,7 +47,13 @@ fn scan_all(urls: &[String], trees: &[Tree]) -> Vec<std::process::Output> {
 /// Every endpoint got the upload's verdict, from the upload, and saw nothing of the key.
 fn check_all_answered(outs: &[std::process::Output]) {
     for out in outs {
-        assert_eq!(code(out), 1, "a detection exits 1: {}", stderr(out));
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            code(out),
+            1,
+            "a detection exits 1: {}\n{report}",
+            stderr(out)
+        );
         let recs = ndjson(out);
         let r = rec(&recs, "dropper.exe");
         assert_eq!(r["verdict"], "infected", "{r}\n{}", stderr(out));
