@@ -23,7 +23,7 @@ fn endpoints(n: usize) -> Vec<Tree> {
     (0..n)
         .map(|i| {
             let t = Tree::new();
-            t.file(&format!("host{i}/dropper.exe"), DROPPER);
+            t.file(format!("host{i}/dropper.exe"), DROPPER);
             t
         })
         .collect()
