@@ -324,7 +324,7 @@ async fn run(
         |(_, a)| format!("; admin on {scheme}://{a}"),
     );
     let description = format!(
-        "{scheme}://{local} (store {}, upstream {}, {} endpoint {}, at most {max_connections} connections){admin_shown}",
+        "{scheme}://{local} (store {}, upstream {}, {} endpoint {}, at most {max_connections} connections{}){admin_shown}",
         store.describe(),
         cfg.upstream.client.api_url,
         cfg.tokens.len(),
@@ -332,6 +332,13 @@ async fn run(
             "token"
         } else {
             "tokens"
+        },
+        match &cfg.uploads {
+            Some(u) if u.policy.accept_sharing => ", uploads of unknown files for the fleet",
+            Some(_) => {
+                ", uploads of unknown files for the fleet if the key enforces private scanning"
+            }
+            None => "",
         }
     );
     let tls = match &cfg.tls {

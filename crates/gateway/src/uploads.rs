@@ -22,8 +22,9 @@ use hashsweep_core::sync::lock;
 use hashsweep_lookup::upload::{KeyInfo, Poll, SendOptions, UploadClient, UploadError};
 use hashsweep_lookup::{Answer, Verdict};
 
-/// How long an endpoint asked to send a file has to send it before another may.
-pub const SEND_TTL: Duration = Duration::from_secs(15 * 60);
+/// How long an endpoint asked to send a file has to start sending it before another may
+/// (it reads the file again first; one that cannot, because the file changed, sends nothing).
+pub const SEND_TTL: Duration = Duration::from_secs(5 * 60);
 /// How long a `data_id` is polled for (the endpoint side gives up after a day too).
 pub const PENDING_TTL: Duration = Duration::from_secs(25 * 3600);
 /// How long an announcement waits for another endpoint's upload to get its `data_id`.

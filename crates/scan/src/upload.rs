@@ -16,6 +16,11 @@
 //!    (remembered in the cache like the hash budget).
 //! 6. The file is read again, and sent only if its digest is unchanged.
 //!
+//! Behind a hashsweep gateway (its `GET /v4/apikey` says `hashsweep_gateway`), the consent in
+//! step 1 is the gateway's, and each file that passes steps 2-5 is announced to it first: the
+//! bytes are read again and sent (to the gateway) only if it asks for them; otherwise another
+//! host's upload is polled, or the answer the gateway has is taken.
+//!
 //! A file still being scanned when `--upload-wait` runs out keeps its `data_id` in the cache;
 //! the next run fetches the result without uploading it again. Every failure leaves the
 //! record's verdict as the service gave it (`unknown`), with a note saying what happened.
