@@ -335,14 +335,15 @@ impl Uploader<'_> {
             // Behind a gateway the consent is its operator's (serve --upload-accept-sharing).
             report.messages.push(format!(
                 "--upload-unknown: {} unknown files not uploaded: the gateway does not upload \
-                 files (its operator starts it with serve --upload-unknown)",
+                 files (its operator starts it with serve --upload-unknown, and either \
+                 --upload-accept-sharing or a key that enforces private scanning)",
                 candidates.len()
             ));
             for c in candidates {
                 report.note(
                     c.digest,
                     "upload: not uploaded: the gateway does not upload files \
-                     (serve --upload-unknown)",
+                     (serve --upload-unknown, with --upload-accept-sharing or a private key)",
                 );
                 report.counts.not_accepted += 1;
             }

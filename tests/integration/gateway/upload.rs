@@ -379,3 +379,82 @@ fn a_body_over_the_limit_is_refused_413_before_it_is_read_and_budgets_count_per_
     let r = http(&f.gw.url, "POST", "/v1/upload/intent", &other, &body);
     assert_eq!(r.json()["action"], "send", "{}", r.raw);
 }
+
+#[test]
+fn without_the_operators_consent_nothing_is_uploaded_unless_the_key_scans_privately() {
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let f = sqlite_fixture(mock, &["--upload-unknown"]);
+    let r = http(
+        &f.gw.url,
+        "GET",
+        "/v4/apikey",
+        &[("apikey", TOKENS[0].1)],
+        "",
+    );
+    assert_eq!(r.json()["hashsweep_uploads"], false, "{}", r.body);
+    let trees = endpoints(1);
+    let out = scan_uploading(&f.gw.url, TOKENS[0].1, trees[0].path());
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = rec(&ndjson(&out), "dropper.exe").clone();
+    assert_eq!(r["verdict"], "unknown", "{r}");
+    assert!(
+        r["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("--upload-accept-sharing or a private key")),
+        "{r}"
+    );
+    let json_tok = [
+        ("apikey", TOKENS[0].1),
+        ("content-type", "application/json"),
+    ];
+    let body = json!({"hash": sha256_hex(DROPPER), "size": DROPPER.len()}).to_string();
+    let r = http(&f.gw.url, "POST", "/v1/upload/intent", &json_tok, &body);
+    assert_eq!(r.status, 403, "{}", r.raw);
+    assert!(
+        r.body.contains("serve --upload-accept-sharing"),
+        "{}",
+        r.body
+    );
+    assert!(f.mock.uploads().is_empty());
+    // A gateway key that enforces private scanning needs no consent: nothing is shared.
+    f.mock
+        .set_upload_settings(|s| s.enforce_private_scan = true);
+    let gw = Gateway::start(
+        &f.mock,
+        &sqlite_store(f.dir.path()),
+        &f.tokens,
+        &["--upload-unknown"],
+    );
+    let out = scan_uploading(&gw.url, TOKENS[0].1, trees[0].path());
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(rec(&ndjson(&out), "dropper.exe")["source"], "upload");
+    let ups = f.mock.uploads();
+    assert_eq!(ups.len(), 1, "{ups:?}");
+    assert_eq!(ups[0].samplesharing.as_deref(), Some("0"));
+}
+
+#[test]
+fn the_vendors_throttle_reaches_the_endpoint_and_frees_the_turn_for_another() {
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    mock.push_upload_fault(Fault::throttled());
+    let f = sqlite_fixture(mock, &["--upload-unknown", "--upload-accept-sharing"]);
+    let trees = endpoints(2);
+    let out = scan_uploading(&f.gw.url, TOKENS[0].1, trees[0].path());
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = rec(&ndjson(&out), "dropper.exe").clone();
+    assert_eq!(
+        r["verdict"], "unknown",
+        "never clean without an answer: {r}"
+    );
+    let note = r["note"].as_str().unwrap_or_default();
+    assert!(note.contains("throttled") && note.contains("429001"), "{r}");
+    // The failed sender's turn was given up: the next host is asked for the file at once.
+    let out = scan_uploading(&f.gw.url, TOKENS[1].1, trees[1].path());
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(rec(&ndjson(&out), "dropper.exe")["source"], "upload");
+    assert_eq!(
+        f.mock.uploads().len(),
+        2,
+        "the throttled try and the second host's"
+    );
+}
