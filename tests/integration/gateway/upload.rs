@@ -6,7 +6,7 @@
 use super::*;
 
 /// An unknown program: the same bytes on every endpoint.
-const DROPPER: &[u8] = b"MZ\x90\x00 a dropper no service has seen";
+pub(super) const DROPPER: &[u8] = b"MZ\x90\x00 a dropper no service has seen";
 
 /// `scan --upload-unknown` of `root` through the gateway at `url` as `token`.
 fn scan_uploading(url: &str, token: &str, root: &Path) -> std::process::Output {
@@ -19,7 +19,7 @@ fn scan_uploading(url: &str, token: &str, root: &Path) -> std::process::Output {
 }
 
 /// `n` trees, each holding the dropper.
-fn endpoints(n: usize) -> Vec<Tree> {
+pub(super) fn endpoints(n: usize) -> Vec<Tree> {
     (0..n)
         .map(|i| {
             let t = Tree::new();
@@ -30,7 +30,7 @@ fn endpoints(n: usize) -> Vec<Tree> {
 }
 
 /// Scan every tree at once, tree `i` through `urls[i % urls.len()]` with token `i`.
-fn scan_all(urls: &[String], trees: &[Tree]) -> Vec<std::process::Output> {
+pub(super) fn scan_all(urls: &[String], trees: &[Tree]) -> Vec<std::process::Output> {
     std::thread::scope(|s| {
         let running: Vec<_> = trees
             .iter()
@@ -45,7 +45,7 @@ fn scan_all(urls: &[String], trees: &[Tree]) -> Vec<std::process::Output> {
 }
 
 /// Every endpoint got the upload's verdict, from the upload, and saw nothing of the key.
-fn check_all_answered(outs: &[std::process::Output]) {
+pub(super) fn check_all_answered(outs: &[std::process::Output]) {
     for out in outs {
         let report = String::from_utf8_lossy(&out.stdout);
         assert_eq!(
@@ -67,7 +67,7 @@ fn check_all_answered(outs: &[std::process::Output]) {
     }
 }
 
-fn infected_when_scanned(mock: &MockServer) {
+pub(super) fn infected_when_scanned(mock: &MockServer) {
     mock.set_upload_result(&sha256_hex(DROPPER), 1, 2);
 }
 
