@@ -416,6 +416,25 @@ fn without_the_operators_consent_nothing_is_uploaded_unless_the_key_scans_privat
         r.body
     );
     assert!(f.mock.uploads().is_empty());
+    // The operator's consent is never a config file's.
+    let config = f.dir.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        "[serve]\nupload-unknown = true\nupload-accept-sharing = true\n",
+    )
+    .unwrap();
+    let out = run(cmd()
+        .env("HASHSWEEP_CONFIG", &config)
+        .env("METADEFENDER_APIKEY", KEY)
+        .arg("serve")
+        .arg("--tokens")
+        .arg(&f.tokens));
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("upload-accept-sharing is accepted only on the command line"),
+        "{}",
+        stderr(&out)
+    );
     // A gateway key that enforces private scanning needs no consent: nothing is shared.
     f.mock
         .set_upload_settings(|s| s.enforce_private_scan = true);
