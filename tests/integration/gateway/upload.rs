@@ -426,7 +426,8 @@ fn without_the_operators_consent_nothing_is_uploaded_unless_the_key_scans_privat
     let out = run(cmd()
         .env("HASHSWEEP_CONFIG", &config)
         .env("METADEFENDER_APIKEY", KEY)
-        .arg("serve")
+        .args(["serve", "--listen", "127.0.0.1:0", "--store"])
+        .arg(sqlite_store(f.dir.path()))
         .arg("--tokens")
         .arg(&f.tokens));
     assert_eq!(code(&out), 2, "{}", stderr(&out));
