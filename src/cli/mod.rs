@@ -496,6 +496,36 @@ pub struct ServeArgs {
     /// At most N digests waiting for the upstream; requests with new misses beyond get 503
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PENDING, help_heading = "Upstream")]
     pub max_pending: usize,
+    /// Upload the endpoints' unknown files (scan --upload-unknown through this gateway) to
+    /// the vendor's multiscanning with this gateway's key, once per digest for the whole
+    /// fleet: the one endpoint asked sends the file here, the gateway sends it on. The whole
+    /// file leaves for the vendor, who keeps it and, unless the key enforces private scanning,
+    /// shares it with its partners: nothing is uploaded without --upload-accept-sharing
+    /// (command line only) or a key that enforces private scanning
+    #[arg(long, help_heading = "Upload (sends files to the vendor)")]
+    pub upload_unknown: bool,
+    /// Accept that files uploaded for the endpoints are shared with the vendor and its
+    /// partners (command line only: never a config file setting)
+    #[arg(
+        long,
+        requires = "upload_unknown",
+        help_heading = "Upload (sends files to the vendor)"
+    )]
+    pub upload_accept_sharing: bool,
+    /// Accept no file larger than SIZE from endpoints (default: the key's
+    /// max_upload_file_size); a larger one is refused (413) before its bytes are read
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "upload_unknown", help_heading = "Upload (sends files to the vendor)")]
+    pub upload_max_size: Option<u64>,
+    /// At most N files a day (UTC) sent for one endpoint token, shared by the instances on
+    /// one Redis; beyond, its announcements get 429 (code 429000)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = "10",
+        requires = "upload_unknown",
+        help_heading = "Upload (sends files to the vendor)"
+    )]
+    pub client_upload_budget: std::num::NonZeroU64,
     /// Log level (error, warn, info, debug: one line per request with the token's name)
     #[arg(
         long,

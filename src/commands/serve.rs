@@ -71,6 +71,14 @@ pub fn run_serve(a: ServeArgs) -> Result<u8, Error> {
             a.prevalence_ttl
                 .unwrap_or(hashsweep::gateway::prevalence::DEFAULT_TTL)
         }),
+        uploads: a.upload_unknown.then(|| hashsweep::gateway::UploadsConfig {
+            policy: hashsweep::gateway::uploads::UploadPolicy {
+                accept_sharing: a.upload_accept_sharing,
+                max_size: a.upload_max_size,
+                rule: "multiscan".into(),
+            },
+            client_budget: Some(a.client_upload_budget),
+        }),
     };
     hashsweep::gateway::serve(cfg, |_, what| {
         eprintln!("hashsweep serve: listening on {what}");

@@ -2095,3 +2095,4 @@ fn http2_without_tls_is_not_served() {
 
 mod cluster;
 mod prevalence;
+mod upload;

@@ -1,7 +1,9 @@
 //! The gateway's HTTP face: `POST /v4/hash` with the vendor's contract and a bare `GET /healthz`
 //! (status code only) on the public listener; `GET /metrics`, a detailed `GET /healthz` and,
 //! with `--prevalence`, `GET /v1/prevalence/{hash}` and `POST /v1/prevalence` on the admin
-//! listener ([`admin_router`]).
+//! listener ([`admin_router`]). With `--upload-unknown`, the file API for endpoints'
+//! uploads (`GET /v4/apikey`, `POST /v1/upload/intent`, `POST /v4/file`, `GET
+//! /v4/file/{data_id}`: see [`upload`] and [`super::uploads`]); without it those are refused.
 //!
 //! A request is checked in the vendor's order and with its codes: the endpoint token (401006,
 //! before the body is read; the upstream is never asked; an empty `apikey` is always refused),
@@ -38,6 +40,7 @@ use serde_json::Value;
 use super::coalesce::{Coalescer, Got};
 use super::store::Store;
 use super::tokens::Tokens;
+use super::uploads::Uploads;
 use hashsweep_core::digest::{Digest, DigestHash};
 use hashsweep_lookup::Answer;
 use hashsweep_lookup::batch::MAX_BATCH;
@@ -83,6 +86,10 @@ pub struct AppState {
     pub budget: Option<ClientBudget>,
     pub body_timeout: Duration,
     pub metrics: PrometheusHandle,
+    /// `--upload-unknown`: the fleet's uploads (`None`: uploads are refused).
+    pub uploads: Option<Arc<Uploads>>,
+    /// `--client-upload-budget`: files sent upstream per token and UTC day.
+    pub upload_budget: Option<ClientBudget>,
 }
 
 /// `--client-budget`: hashes asked upstream per token and UTC day, counted in the store when it
@@ -187,7 +194,20 @@ impl AppState {
             }),
             store,
             metrics,
+            uploads: None,
+            upload_budget: None,
         }
+    }
+
+    /// Upload unknown files for the endpoints (`serve --upload-unknown`), at most `per_day`
+    /// files sent a day per endpoint token.
+    pub fn with_uploads(mut self, uploads: Arc<Uploads>, per_day: Option<NonZeroU64>) -> AppState {
+        self.uploads = Some(uploads);
+        self.upload_budget = per_day.map(|n| ClientBudget {
+            per_day: n.get(),
+            local: std::sync::Mutex::new(HashMap::new()),
+        });
+        self
     }
 }
 
@@ -195,6 +215,10 @@ impl AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v4/hash", post(hash_lookup))
+        .route("/v4/apikey", get(upload::key_info))
+        .route("/v1/upload/intent", post(upload::intent))
+        .route("/v4/file", post(upload::receive))
+        .route("/v4/file/{data_id}", get(upload::poll))
         .route("/healthz", get(bare_healthz))
         .fallback(not_found)
         .with_state(state)
@@ -534,16 +558,9 @@ async fn hash_lookup(
     req: Request,
 ) -> Response {
     let started = Instant::now();
-    let Some(name) = req
-        .headers()
-        .get("apikey")
-        .filter(|t| !t.is_empty())
-        .and_then(|t| st.tokens.name_of(t.as_bytes()))
-    else {
-        metrics::counter!("hashsweep_gateway_client_refused_total", "reason" => "token")
-            .increment(1);
-        tracing::warn!(%peer, "refused a request without a known endpoint token");
-        return ApiError::InvalidToken.into_response();
+    let name = match token_of(&st, req.headers(), peer) {
+        Ok(n) => n,
+        Err(e) => return e.into_response(),
     };
     let resp = lookup_for(&st, &name, req)
         .await
@@ -559,7 +576,8 @@ async fn hash_lookup(
     resp
 }
 
-async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Result<Response, ApiError> {
+/// `--client-rate`: refuse `name`'s request if its token is over its rate.
+async fn check_rate(st: &AppState, name: &Arc<str>) -> Result<(), ApiError> {
     let wait = match &st.limiter {
         None => None,
         Some(ClientRate::Local(limiter)) => limiter.check_key(name).err().map(|not_until| {
@@ -573,9 +591,28 @@ async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Result<Resp
             .await
             .map_err(|e| store_down(&e))?,
     };
-    if let Some(retry_after) = wait {
-        return Err(ApiError::ClientRate { retry_after });
+    match wait {
+        Some(retry_after) => Err(ApiError::ClientRate { retry_after }),
+        None => Ok(()),
     }
+}
+
+/// The endpoint token's name of a request, or its refusal (401006).
+fn token_of(st: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Result<Arc<str>, ApiError> {
+    headers
+        .get("apikey")
+        .filter(|t| !t.is_empty())
+        .and_then(|t| st.tokens.name_of(t.as_bytes()))
+        .ok_or_else(|| {
+            metrics::counter!("hashsweep_gateway_client_refused_total", "reason" => "token")
+                .increment(1);
+            tracing::warn!(%peer, "refused a request without a known endpoint token");
+            ApiError::InvalidToken
+        })
+}
+
+async fn lookup_for(st: &AppState, name: &Arc<str>, req: Request) -> Result<Response, ApiError> {
+    check_rate(st, name).await?;
     let details = details_wanted(req.headers())?;
     let body = read_body(st, req).await?;
     let hashes = parse_request(&body)?;
@@ -888,3 +925,4 @@ async fn render_metrics(State(st): State<Arc<AppState>>) -> Response {
 
 #[cfg(test)]
 mod tests;
+mod upload;

@@ -5,7 +5,8 @@
 //! key stays here. Verdicts are shared in a [`store`] (SQLite for one instance, Redis for
 //! several, a Redis Cluster through [`cluster`] past one machine's memory); cache misses from every client are [`coalesce`]d into upstream requests of up to
 //! 1000 hashes, each digest asked once however many endpoints hold it. [`api`] is the HTTP
-//! face, [`tokens`] the endpoint tokens.
+//! face, [`tokens`] the endpoint tokens, [`uploads`] the fleet's uploads of unknown files
+//! (`--upload-unknown`: one upload per digest, the bytes asked of one endpoint).
 //!
 //! Built on tokio + axum (served by axum-server, for rustls), HTTP/1.1 only (HTTP/2 is not
 //! served, with or without TLS). [`conn`] bounds connections and their deadlines. Metrics and
@@ -20,6 +21,7 @@ pub mod conn;
 pub mod prevalence;
 pub mod store;
 pub mod tokens;
+pub mod uploads;
 
 use std::net::{SocketAddr, TcpListener};
 use std::num::NonZeroU32;
@@ -79,6 +81,16 @@ pub struct ServeConfig {
     pub client_budget: Option<std::num::NonZeroU64>,
     /// `--prevalence`: record which hosts ask for each digest, kept this long after the last.
     pub prevalence: Option<Duration>,
+    /// `--upload-unknown`: upload the endpoints' unknown files, under this policy.
+    pub uploads: Option<UploadsConfig>,
+}
+
+/// `serve --upload-unknown` and its limits.
+#[derive(Debug, Clone)]
+pub struct UploadsConfig {
+    pub policy: uploads::UploadPolicy,
+    /// `--client-upload-budget`: files sent upstream per endpoint token and UTC day.
+    pub client_budget: Option<std::num::NonZeroU64>,
 }
 
 /// The default `--body-timeout`.
@@ -158,6 +170,12 @@ pub fn serve(cfg: ServeConfig, ready: impl FnOnce(&SocketAddr, &str)) -> Result<
         .unwrap_or(2);
     // The blocking HTTP client owns a runtime of its own: build it outside ours.
     let upstream = Arc::new(coalesce::Upstream::new(cfg.upstream.client.clone())?);
+    let files = match &cfg.uploads {
+        Some(_) => Some(Arc::new(hashsweep_lookup::upload::UploadClient::new(
+            &cfg.upstream.client,
+        )?)),
+        None => None,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
@@ -173,14 +191,19 @@ pub fn serve(cfg: ServeConfig, ready: impl FnOnce(&SocketAddr, &str)) -> Result<
             allowed
         }),
     };
-    rt.block_on(run(
+    let served = rt.block_on(run(
         cfg,
         upstream,
+        files.clone(),
         (listener, local),
         admin,
         max_connections,
         ready,
-    ))
+    ));
+    // The blocking client is dropped here, outside the runtime.
+    drop(rt);
+    drop(files);
+    served
 }
 
 fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), GatewayError> {
@@ -239,9 +262,11 @@ async fn tls_config(
     ))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     cfg: ServeConfig,
     upstream: Arc<coalesce::Upstream>,
+    files: Option<Arc<hashsweep_lookup::upload::UploadClient>>,
     (listener, local): (TcpListener, SocketAddr),
     admin: Option<(TcpListener, SocketAddr)>,
     max_connections: usize,
@@ -262,7 +287,7 @@ async fn run(
         None => store,
     };
     let coalescer = coalesce::Coalescer::start(store.clone(), upstream, &cfg.upstream);
-    let state = Arc::new(api::AppState::new(
+    let state = api::AppState::new(
         api::Policy {
             tokens: cfg.tokens.clone(),
             client_rate: cfg.client_rate,
@@ -272,7 +297,19 @@ async fn run(
         store.clone(),
         Arc::clone(&coalescer),
         metrics_handle(),
-    ));
+    );
+    let state = match (&cfg.uploads, files) {
+        (Some(u), Some(files)) => state.with_uploads(
+            Arc::new(uploads::Uploads::new(
+                files,
+                u.policy.clone(),
+                store.clone(),
+            )),
+            u.client_budget,
+        ),
+        _ => state,
+    };
+    let state = Arc::new(state);
     let handle = axum_server::Handle::new();
     tokio::spawn(shutdown_on_signal(handle.clone(), cfg.shutdown_grace));
     tokio::spawn(store.clone().maintain_forever());
@@ -287,7 +324,7 @@ async fn run(
         |(_, a)| format!("; admin on {scheme}://{a}"),
     );
     let description = format!(
-        "{scheme}://{local} (store {}, upstream {}, {} endpoint {}, at most {max_connections} connections){admin_shown}",
+        "{scheme}://{local} (store {}, upstream {}, {} endpoint {}, at most {max_connections} connections{}){admin_shown}",
         store.describe(),
         cfg.upstream.client.api_url,
         cfg.tokens.len(),
@@ -295,6 +332,13 @@ async fn run(
             "token"
         } else {
             "tokens"
+        },
+        match &cfg.uploads {
+            Some(u) if u.policy.accept_sharing => ", uploads of unknown files for the fleet",
+            Some(_) => {
+                ", uploads of unknown files for the fleet if the key enforces private scanning"
+            }
+            None => "",
         }
     );
     let tls = match &cfg.tls {

@@ -33,6 +33,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 mod redis_store;
 mod sealed;
+mod uploads;
 
 use redis_store::instance_name;
 pub use sealed::StoreKey;

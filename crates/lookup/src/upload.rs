@@ -21,6 +21,7 @@ use serde_json::Value;
 use super::http::{ClientConfig, ClientError, RateHeaders, client_base, join_endpoint, scrub_key};
 use super::protocol::{MAX_ERROR_TEXT, cap_text, parse_error};
 use super::{Answer, ApiKey, Budget, EngineResult};
+use hashsweep_core::digest::Digest;
 use hashsweep_core::sync::lock;
 
 /// The longest an upload request may take (a file of the key's maximum size over a slow
@@ -38,7 +39,28 @@ pub struct KeyInfo {
     pub enforce_private_scan: bool,
     /// `paid_user`.
     pub paid_user: bool,
+    /// `hashsweep_gateway`: the key is an endpoint token of a hashsweep gateway, which
+    /// uploads for the fleet: files are announced ([`UploadClient::intent`]) and sent only
+    /// when it asks for them.
+    pub gateway: bool,
+    /// `hashsweep_uploads`: the gateway uploads (`serve --upload-unknown`, its operator's
+    /// consent to sharing or a key that scans privately).
+    pub gateway_uploads: bool,
 }
+
+/// What a gateway answers a file's announcement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intent {
+    /// Send the bytes (`POST /v4/file` to the gateway).
+    Send,
+    /// Another host's upload of it is being scanned: poll this `data_id`.
+    Wait(String),
+    /// The final answer is known already.
+    Answered(Answer),
+}
+
+/// The header naming the digest of the bytes sent to a gateway.
+pub const GATEWAY_HASH_HEADER: &str = "x-hashsweep-hash";
 
 /// How a file is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,6 +237,46 @@ impl UploadClient {
         parse_key_info(&body)
     }
 
+    /// A gateway's `POST /v1/upload/intent`: announce a file of `size` bytes whose digest is
+    /// `digest`; whether to send it, poll another host's upload, or take the answer.
+    pub fn intent(&self, digest: &Digest, size: u64) -> Result<Intent, UploadError> {
+        let body = serde_json::json!({"hash": digest.to_hex(), "size": size}).to_string();
+        let answer = self.send(
+            "announcing the upload to the gateway (POST /v1/upload/intent)",
+            self.http
+                .post(self.url("../v1/upload/intent")?)
+                .header(CONTENT_TYPE, "application/json")
+                .body(body),
+        )?;
+        let bad =
+            || UploadError::BadAnswer("the gateway's answer to the announcement is not one".into());
+        let v: Value = serde_json::from_slice(&answer).map_err(|_| bad())?;
+        let data_id = || {
+            v.get("data_id")
+                .and_then(Value::as_str)
+                .filter(|id| !id.is_empty())
+                .map(str::to_string)
+        };
+        match v.get("action").and_then(Value::as_str) {
+            Some("send") => Ok(Intent::Send),
+            Some("wait") => data_id().map(Intent::Wait).ok_or_else(bad),
+            Some("answered") => Ok(Intent::Answered(Answer {
+                scan_result_i: v
+                    .get("scan_result_i")
+                    .and_then(Value::as_i64)
+                    .ok_or_else(bad)?,
+                total_detected_avs: v
+                    .get("total_detected_avs")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0),
+                data_id: data_id().map(Into::into),
+                details: None,
+                hosts: None,
+            })),
+            _ => Err(bad()),
+        }
+    }
+
     /// `POST /v4/file` with `bytes`; the `data_id`.
     pub fn upload(
         &self,
@@ -222,12 +284,26 @@ impl UploadClient {
         bytes: Vec<u8>,
         opts: &SendOptions,
     ) -> Result<String, UploadError> {
+        self.upload_as(name, bytes, opts, None)
+    }
+
+    /// `POST /v4/file` with `bytes`, naming their digest for a gateway that asked for them.
+    pub fn upload_as(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        opts: &SendOptions,
+        digest: Option<&Digest>,
+    ) -> Result<String, UploadError> {
         let mut req = self
             .http
             .post(self.url("file")?)
             .header(CONTENT_TYPE, "application/octet-stream")
             .header("filename", url_encode(name))
             .header("rule", opts.rule.as_str());
+        if let Some(d) = digest {
+            req = req.header(GATEWAY_HASH_HEADER, d.to_hex());
+        }
         if opts.private {
             req = req
                 .header("samplesharing", "0")
@@ -312,10 +388,13 @@ pub fn parse_key_info(body: &[u8]) -> Result<KeyInfo, UploadError> {
     }
     Ok(KeyInfo {
         limit_prevention: number(v.get("limit_prevention")),
-        max_upload_bytes: number(v.get("max_upload_file_size"))
-            .map(|mb| mb.saturating_mul(1 << 20)),
+        // A gateway states its limit in bytes too (its --upload-max-size need not be in MB).
+        max_upload_bytes: number(v.get("hashsweep_max_upload_bytes"))
+            .or_else(|| number(v.get("max_upload_file_size")).map(|mb| mb.saturating_mul(1 << 20))),
         enforce_private_scan: flag(v.get("enforce_private_scan")),
         paid_user: flag(v.get("paid_user")),
+        gateway: flag(v.get("hashsweep_gateway")),
+        gateway_uploads: flag(v.get("hashsweep_uploads")),
     })
 }
 
@@ -434,6 +513,13 @@ mod tests {
         assert!(k.enforce_private_scan && k.paid_user);
         let k = parse_key_info(br#"{"enforce_private_scan":0}"#).unwrap();
         assert!(!k.enforce_private_scan && k.max_upload_bytes.is_none());
+        assert!(!k.gateway && !k.gateway_uploads);
+        let k = parse_key_info(
+            br#"{"hashsweep_gateway":true,"hashsweep_uploads":true,"max_upload_file_size":0,"hashsweep_max_upload_bytes":1000}"#,
+        )
+        .unwrap();
+        assert!(k.gateway && k.gateway_uploads);
+        assert_eq!(k.max_upload_bytes, Some(1000));
     }
 
     #[test]

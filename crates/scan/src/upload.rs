@@ -16,6 +16,11 @@
 //!    (remembered in the cache like the hash budget).
 //! 6. The file is read again, and sent only if its digest is unchanged.
 //!
+//! Behind a hashsweep gateway (its `GET /v4/apikey` says `hashsweep_gateway`), the consent in
+//! step 1 is the gateway's, and each file that passes steps 2-5 is announced to it first: the
+//! bytes are read again and sent (to the gateway) only if it asks for them; otherwise another
+//! host's upload is polled, or the answer the gateway has is taken.
+//!
 //! A file still being scanned when `--upload-wait` runs out keeps its `data_id` in the cache;
 //! the next run fetches the result without uploading it again. Every failure leaves the
 //! record's verdict as the service gave it (`unknown`), with a note saying what happened.
@@ -35,7 +40,9 @@ use crate::progress::Progress;
 use hashsweep_cache::{Cache, PendingUpload};
 use hashsweep_core::digest::{Algo, Digest};
 use hashsweep_core::file::FileKind;
-use hashsweep_lookup::upload::{Poll, SendOptions, UploadClient, UploadError, poll_interval};
+use hashsweep_lookup::upload::{
+    Intent, Poll, SendOptions, UploadClient, UploadError, poll_interval,
+};
 use hashsweep_lookup::{Answer, Budget, Verdict};
 use hashsweep_report::Record;
 pub use hashsweep_report::scanned::UploadCounts;
@@ -286,13 +293,21 @@ impl Uploader<'_> {
         let fetched: Vec<Digest> = waiting.iter().map(|w| w.digest).collect();
 
         if !candidates.is_empty() {
-            self.upload(&candidates, algo, &excludes, &mut waiting, &mut report);
+            let known = self.upload(&candidates, algo, &excludes, &mut waiting, &mut report);
+            for (d, mut answer) in known {
+                if !self.opts.details {
+                    answer.details = None;
+                }
+                self.answered(out, d, answer, false, &mut report);
+            }
         }
         self.wait(waiting, out, &fetched, &mut report);
         Ok(report)
     }
 
     /// Apply the policy to `candidates` (most important first) and upload what it allows.
+    /// Behind a gateway, each file is announced first and sent only if the gateway asks for
+    /// it; the answers it already knows are returned.
     fn upload(
         &self,
         candidates: &[Candidate],
@@ -300,7 +315,8 @@ impl Uploader<'_> {
         excludes: &GlobSet,
         waiting: &mut Vec<Waiting>,
         report: &mut UploadReport,
-    ) {
+    ) -> Vec<(Digest, Answer)> {
+        let mut known = Vec::new();
         let info = match self.client.key_info() {
             Ok(i) => i,
             Err(e) => {
@@ -312,10 +328,28 @@ impl Uploader<'_> {
                     report.note(c.digest, why.clone());
                     report.counts.failed += 1;
                 }
-                return;
+                return known;
             }
         };
-        if !(self.opts.accept_sharing || info.enforce_private_scan) {
+        if info.gateway && !info.gateway_uploads {
+            // Behind a gateway the consent is its operator's (serve --upload-accept-sharing).
+            report.messages.push(format!(
+                "--upload-unknown: {} unknown files not uploaded: the gateway does not upload \
+                 files (its operator starts it with serve --upload-unknown, and either \
+                 --upload-accept-sharing or a key that enforces private scanning)",
+                candidates.len()
+            ));
+            for c in candidates {
+                report.note(
+                    c.digest,
+                    "upload: not uploaded: the gateway does not upload files \
+                     (serve --upload-unknown, with --upload-accept-sharing or a private key)",
+                );
+                report.counts.not_accepted += 1;
+            }
+            return known;
+        }
+        if !(info.gateway || self.opts.accept_sharing || info.enforce_private_scan) {
             report.messages.push(format!(
                 "--upload-unknown: {} unknown files not uploaded: uploading a file shares it \
                  with the vendor and its partners, and this key does not enforce private \
@@ -330,7 +364,7 @@ impl Uploader<'_> {
                 );
                 report.counts.not_accepted += 1;
             }
-            return;
+            return known;
         }
         let (max_size, size_from) = match (self.opts.max_size, info.max_upload_bytes) {
             (Some(m), _) => (Some(m), "--upload-max-size"),
@@ -420,6 +454,33 @@ impl Uploader<'_> {
                 );
                 continue;
             }
+            if info.gateway {
+                match self.client.intent(&c.digest, c.size) {
+                    Ok(Intent::Send) => {}
+                    Ok(Intent::Wait(data_id)) => {
+                        // Another host's upload: polled, not sent again.
+                        let uploaded_at = hashsweep_lookup::upload::unix_now();
+                        self.remember(c.digest, &data_id, uploaded_at);
+                        waiting.push(Waiting {
+                            digest: c.digest,
+                            data_id,
+                            uploaded_at,
+                            next: Instant::now(),
+                            attempt: 0,
+                            failures: 0,
+                        });
+                        continue;
+                    }
+                    Ok(Intent::Answered(a)) => {
+                        known.push((c.digest, a));
+                        continue;
+                    }
+                    Err(e) => {
+                        self.failed(c.digest, e, &mut stopped, report);
+                        continue;
+                    }
+                }
+            }
             let bytes = match read_again(path, c.size, c.digest, algo) {
                 Ok(b) => b,
                 Err(ReadAgain::Changed) => {
@@ -447,19 +508,12 @@ impl Uploader<'_> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "file".into());
             sent += 1;
-            match self.client.upload(&name, bytes, &send) {
+            let announced = info.gateway.then_some(&c.digest);
+            match self.client.upload_as(&name, bytes, &send, announced) {
                 Ok(data_id) => {
                     report.counts.uploaded += 1;
                     let uploaded_at = hashsweep_lookup::upload::unix_now();
-                    if let Some(cache) = self.cache {
-                        let _ = cache.put_pending_upload(
-                            &c.digest,
-                            &PendingUpload {
-                                data_id: data_id.clone(),
-                                uploaded_at,
-                            },
-                        );
-                    }
+                    self.remember(c.digest, &data_id, uploaded_at);
                     waiting.push(Waiting {
                         digest: c.digest,
                         data_id,
@@ -469,16 +523,7 @@ impl Uploader<'_> {
                         failures: 0,
                     });
                 }
-                Err(e) => {
-                    report.counts.failed += 1;
-                    report.note(c.digest, format!("upload failed: {}", describe(&e)));
-                    if e.stops_uploads() {
-                        self.progress.warn(&format!(
-                            "--upload-unknown: no more uploads in this run: {e}"
-                        ));
-                        stopped = Some(e);
-                    }
-                }
+                Err(e) => self.failed(c.digest, e, &mut stopped, report),
             }
         }
         // What the service said of the prevention budget, for the next run.
@@ -499,6 +544,40 @@ impl Uploader<'_> {
                     resets_at: remembered.and_then(|b| b.resets_at),
                 },
             );
+        }
+        known
+    }
+
+    /// Keep `d`'s `data_id` in the cache, so that a run that ends before its scan does
+    /// fetches the result next time.
+    fn remember(&self, d: Digest, data_id: &str, uploaded_at: i64) {
+        if let Some(cache) = self.cache {
+            let _ = cache.put_pending_upload(
+                &d,
+                &PendingUpload {
+                    data_id: data_id.to_string(),
+                    uploaded_at,
+                },
+            );
+        }
+    }
+
+    /// An upload (or its announcement) failed: the note, and no more uploads after one that
+    /// stops them.
+    fn failed(
+        &self,
+        d: Digest,
+        e: UploadError,
+        stopped: &mut Option<UploadError>,
+        report: &mut UploadReport,
+    ) {
+        report.counts.failed += 1;
+        report.note(d, format!("upload failed: {}", describe(&e)));
+        if e.stops_uploads() {
+            self.progress.warn(&format!(
+                "--upload-unknown: no more uploads in this run: {e}"
+            ));
+            *stopped = Some(e);
         }
     }
 

@@ -537,3 +537,22 @@ fn on_a_cluster_prevalence_keys_live_in_their_digests_slot_and_survive_a_script_
     assert_eq!(verdicts(&full), before);
     assert_eq!(mock.requests().len(), asked, "upstream was asked again");
 }
+
+#[test]
+fn on_a_cluster_two_gateways_upload_a_file_held_by_four_endpoints_once() {
+    if !redis_available() {
+        return;
+    }
+    use super::upload::{check_all_answered, endpoints, infected_when_scanned, scan_all};
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    infected_when_scanned(&mock);
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens_file(dir.path());
+    let flags = ["--upload-unknown", "--upload-accept-sharing"];
+    let a = Gateway::start(&mock, &cluster.url(), &tokens, &flags);
+    let b = Gateway::start(&mock, &cluster.url(), &tokens, &flags);
+    let outs = scan_all(&[a.url.clone(), b.url.clone()], &endpoints(4));
+    assert_eq!(mock.uploads().len(), 1, "{:?}", mock.uploads());
+    check_all_answered(&outs);
+}
