@@ -32,7 +32,8 @@ for c in "$@"; do
     echo "$sha release binary: $size bytes ($(( size / 1024 / 1024 )) MiB) $features"
     measure "$sha dev, clean $features" cargo build --locked --bin hashsweep $features
     # One file of the scan stage, wherever it lives at this commit.
-    f=$(ls crates/scan/src/dedup.rs src/scan/dedup.rs 2>/dev/null | head -1)
+    f=crates/scan/src/dedup.rs
+    [ -e "$f" ] || f=src/scan/dedup.rs
     echo "// touched" >> "$f"
     measure "$sha dev, incremental (touch $f) $features" cargo build --locked --bin hashsweep $features
     git checkout -q -- "$f"
