@@ -23,7 +23,7 @@ measure() { # label, command...
 for c in "$@"; do
   sha=$(git -C "$repo" rev-parse --short "$c")
   dir=$work/$sha
-  rm -rf "$dir" && git -C "$repo" worktree add -q --detach "$dir" "$c"
+  rm -rf "$dir" && git -C "$repo" worktree prune && git -C "$repo" worktree add -q --detach "$dir" "$c"
   (
     cd "$dir"
     cargo fetch --locked >/dev/null 2>&1
