@@ -146,7 +146,12 @@ pub fn package_rpm(data: &[u8]) {
         let Ok(h) = rpm::Header::parse(blob) else {
             continue;
         };
-        for tag in [rpm::TAG_NAME, rpm::TAG_BASENAMES, rpm::TAG_DIRINDEXES, rpm::TAG_EPOCH] {
+        for tag in [
+            rpm::TAG_NAME,
+            rpm::TAG_BASENAMES,
+            rpm::TAG_DIRINDEXES,
+            rpm::TAG_EPOCH,
+        ] {
             let _ = h.strings(tag);
             let _ = h.ints(tag);
         }
@@ -168,7 +173,10 @@ pub fn package_rpm(data: &[u8]) {
                 (a, Some(d)) => panic!("{path:?}: algorithm {a} read as {d:?}"),
             }
         }
-        assert!(other == 0 || !matches!(algo, 1 | 2 | 8), "{other} with algo {algo}");
+        assert!(
+            other == 0 || !matches!(algo, 1 | 2 | 8),
+            "{other} with algo {algo}"
+        );
     }
 }
 
@@ -237,12 +245,14 @@ pub fn package_db(data: &[u8]) {
         // Inside the root, whatever `..` and `/` the database wrote.
         assert!(p.starts_with(&real_root), "{p:?}");
         assert!(
-            !p.components()
-                .any(|c| c == std::path::Component::ParentDir),
+            !p.components().any(|c| c == std::path::Component::ParentDir),
             "{p:?}"
         );
         // A file at a claimed path is checked against its claim.
-        assert!(db.check(&p, &none).is_some(), "{p:?} is claimed but not found");
+        assert!(
+            db.check(&p, &none).is_some(),
+            "{p:?} is claimed but not found"
+        );
     }
 }
 
@@ -315,8 +325,7 @@ pub fn ioc(data: &[u8]) {
         };
         let ok = std::fs::write(dir.path().join("manifest.json"), manifest).is_ok()
             && std::fs::write(
-                dir.path()
-                    .join("5e6b7c1a-0000-4000-8000-000000000001.json"),
+                dir.path().join("5e6b7c1a-0000-4000-8000-000000000001.json"),
                 event,
             )
             .is_ok();

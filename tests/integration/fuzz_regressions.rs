@@ -115,8 +115,17 @@ fn the_new_targets_seeds_are_accepted_by_their_parsers() {
         let h = rpm::Header::parse(&data[1..]).unwrap();
         files += rpm::package_files(&h).unwrap().1.len();
     }
-    assert_eq!(files, 3 + 3 + 2 + 1 + 1, "installed regular files of the 5 headers");
-    assert_eq!(rpm::parse_ndb(&seed("package_rpm", "Packages.db")[1..]).unwrap().len(), 3);
+    assert_eq!(
+        files,
+        3 + 3 + 2 + 1 + 1,
+        "installed regular files of the 5 headers"
+    );
+    assert_eq!(
+        rpm::parse_ndb(&seed("package_rpm", "Packages.db")[1..])
+            .unwrap()
+            .len(),
+        3
+    );
     for name in ["Packages", "Packages-be"] {
         let blobs = rpm::parse_bdb(&seed("package_rpm", name)[1..]).unwrap();
         assert_eq!(blobs.len(), 3, "{name}");
@@ -138,14 +147,20 @@ fn the_new_targets_seeds_are_accepted_by_their_parsers() {
                 "var/lib/dpkg/info/p:amd64.list",
                 "var/lib/dpkg/info/p:amd64.md5sums",
             ],
-            1 => &["lib/apk/db/installed", "etc/apk/protected_paths.d/local.list"],
+            1 => &[
+                "lib/apk/db/installed",
+                "etc/apk/protected_paths.d/local.list",
+            ],
             _ => &[
                 "var/lib/pacman/local/p-1.0-1/desc",
                 "var/lib/pacman/local/p-1.0-1/files",
                 "var/lib/pacman/local/p-1.0-1/mtree",
             ],
         };
-        for (rel, part) in layout.iter().zip(data[1..].splitn(layout.len(), |&b| b == 0)) {
+        for (rel, part) in layout
+            .iter()
+            .zip(data[1..].splitn(layout.len(), |&b| b == 0))
+        {
             let p = root.path().join(rel);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, part).unwrap();

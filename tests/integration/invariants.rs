@@ -110,10 +110,7 @@ fn config(root: &Path) -> ScanConfig {
 /// Files of a tree: (folder, content); several files share contents (one digest asked once,
 /// several records).
 fn tree() -> impl Strategy<Value = Vec<(u8, Vec<u8>)>> {
-    proptest::collection::vec(
-        (0u8..4, proptest::collection::vec(0u8..4, 0..3)),
-        1..24,
-    )
+    proptest::collection::vec((0u8..4, proptest::collection::vec(0u8..4, 0..3)), 1..24)
 }
 
 proptest! {

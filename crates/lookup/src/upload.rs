@@ -357,7 +357,7 @@ pub fn parse_upload(body: &[u8]) -> Result<String, UploadError> {
 
 /// Read a gateway's answer to `POST /v1/upload/intent`.
 pub fn parse_intent(answer: &[u8]) -> Result<Intent, UploadError> {
-        let bad =
+    let bad =
         || UploadError::BadAnswer("the gateway's answer to the announcement is not one".into());
     let v: Value = serde_json::from_slice(answer).map_err(|_| bad())?;
     let data_id = || {
