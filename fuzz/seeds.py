@@ -227,3 +227,235 @@ put("report_read", "report.json", b'{"summary":{},"records":[' + rec + b"," + me
 put("report_read", "report.csv",
     b"path,size,sha256,verdict,scan_result_i,total_detected_avs,data_id,error\n"
     b"/srv/a.exe,5,%s,clean,0,0,x,\n" % sha.encode())
+
+# --- package databases --------------------------------------------------------------------
+def rpm_header(entries, region=False):
+    """rpm's headerExport blob: entries of (tag, type, count, data bytes)."""
+    index, data = [], b""
+    for tag, typ, count, d in entries:
+        index.append((tag, typ, len(data), count))
+        data += d
+    if region:
+        il = len(entries) + 1
+        trailer = struct.pack(">iiii", 63, 7, -16 * il, 16)
+        index.insert(0, (63, 7, len(data), 16))
+        data += trailer
+    return (struct.pack(">II", len(index), len(data))
+            + b"".join(struct.pack(">IIII", *e) for e in index) + data)
+
+
+def strs(*ss):
+    return b"".join(s.encode() + b"\0" for s in ss)
+
+
+sha_empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+md5_empty = "d41d8cd98f00b204e9800998ecf8427e"
+sha1_empty = "da39a3ee5e6b4b0d3255bfef95601890afd80709"
+files_entries = [
+    (1000, 6, 1, strs("tool")), (1001, 6, 1, strs("1.0")), (1002, 6, 1, strs("1.fc40")),
+    (1003, 4, 1, struct.pack(">I", 2)),
+    (1116, 4, 3, struct.pack(">III", 0, 0, 1)),
+    (1117, 8, 3, strs("tool", "tool.conf", "ghost")),
+    (1118, 8, 2, strs("/usr/bin/", "/etc/")),
+    (1035, 8, 3, strs(sha_empty, sha_empty, "")),
+    (5011, 4, 1, struct.pack(">I", 8)),
+    (1037, 4, 3, struct.pack(">III", 0, 1, 64)),
+    (1029, 1, 3, bytes([0, 0, 0])),
+    (1030, 3, 3, struct.pack(">HHH", 0o100755, 0o100644, 0o100644)),
+    (1045, 4, 3, struct.pack(">iii", -1, -1, 0)),
+]
+blobs = [
+    rpm_header(files_entries, region=True),
+    rpm_header(files_entries),
+    rpm_header([(1000, 6, 1, strs("old")), (1027, 8, 2, strs("/bin/a", "/bin/b")),
+                (1035, 8, 2, strs(md5_empty, md5_empty))]),
+    rpm_header([(1000, 6, 1, strs("sha1")), (1027, 8, 1, strs("/bin/c")),
+                (1035, 8, 1, strs(sha1_empty)), (5011, 4, 1, struct.pack(">I", 2))]),
+    rpm_header([(1000, 6, 1, strs("sha512")), (1027, 8, 1, strs("/bin/d")),
+                (1035, 8, 1, strs("ab" * 64)), (5011, 4, 1, struct.pack(">I", 10))]),
+]
+for i, b in enumerate(blobs):
+    put("package_rpm", f"header{i}", b"\0" + b)
+
+
+def ndb(blobs):
+    page = b"RpmP" + struct.pack("<III", 0, 0, 1) + bytes(16)
+    slots, body, blk = [], b"", 4096 // 16
+    for i, b in enumerate(blobs, 1):
+        blob = b"BlbS" + struct.pack("<III", i, 0, len(b)) + b
+        blob += b"\0" * (-len(blob) % 16)
+        slots.append(b"Slot" + struct.pack("<III", i, blk + len(body) // 16, len(blob) // 16))
+        body += blob
+    slots += [b"Slot" + bytes(12)] * (4096 // 16 - 2 - len(slots))
+    return page + b"".join(slots) + body
+
+
+def bdb(blobs, ps=512, big=False):
+    e = ">" if big else "<"
+    room = ps - 26
+    pages = [None, None]
+    items = []
+    for b in blobs:
+        first = len(pages)
+        chunks = [b[i:i + room] for i in range(0, len(b), room)] or [b""]
+        for j, c in enumerate(chunks):
+            nxt = len(pages) + 1 if j + 1 < len(chunks) else 0
+            p = bytearray(ps)
+            struct.pack_into(e + "I", p, 16, nxt)
+            struct.pack_into(e + "H", p, 22, len(c))
+            p[25] = 7
+            p[26:26 + len(c)] = c
+            pages.append(bytes(p))
+        items.append((first, len(b)))
+    hp = bytearray(ps)
+    hp[25] = 13
+    struct.pack_into(e + "H", hp, 20, 2 * len(items))
+    off = ps
+    for k, (first, total) in enumerate(items):
+        off -= 8
+        hp[off] = 1  # a key item (H_KEYDATA)
+        struct.pack_into(e + "H", hp, 26 + 4 * k, off)
+        off -= 12
+        hp[off] = 3  # H_OFFPAGE
+        struct.pack_into(e + "II", hp, off + 4, first, total)
+        struct.pack_into(e + "H", hp, 26 + 4 * k + 2, off)
+    pages[1] = bytes(hp)
+    meta = bytearray(ps)
+    struct.pack_into(e + "I", meta, 12, 0x061561)
+    struct.pack_into(e + "I", meta, 20, ps)
+    meta[25] = 8
+    struct.pack_into(e + "I", meta, 32, len(pages) - 1)
+    pages[0] = bytes(meta)
+    return b"".join(pages)
+
+
+put("package_rpm", "Packages.db", b"\1" + ndb(blobs[:3]))
+put("package_rpm", "Packages", b"\2" + bdb(blobs[:3]))
+put("package_rpm", "Packages-be", b"\2" + bdb(blobs[2:], big=True))
+
+status = (b"Package: p\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.0-1\n"
+          b"Conffiles:\n /etc/p.conf " + md5_empty.encode() + b"\n"
+          b" /etc/old conf newconffile obsolete\n\n"
+          b"Package: gone\nStatus: deinstall ok config-files\n\n")
+md5sums = (md5_empty + "  usr/bin/p\n" + md5_empty + "  usr/share/doc/p/README\n"
+           + "zz  bad line\n").encode()
+plist = b"/.\n/usr\n/usr/bin\n/usr/bin/p\n/etc/p.conf\n"
+diversions = b"/usr/bin/p\n/usr/bin/p.distrib\nother\n"
+put("package_db", "dpkg", b"\0" + b"\0".join([status, md5sums, plist, diversions]))
+put("package_db", "dpkg-multiarch",
+    b"\0" + b"\0".join([status, b"", b"", b"", plist, md5sums]))
+apk = ("C:Q1abc=\nP:busybox\nV:1.36.1-r2\nf:S\nF:bin\nR:busybox\nZ:Q1"
+       + __import__("base64").b64encode(bytes(20)).decode() + "\nF:etc\nR:motd\nZ:X1"
+       + sha1_empty + "\nR:profile\nZ:Q2" + __import__("base64").b64encode(bytes(32)).decode()
+       + "\n\nP:musl\nV:1\nF:lib\nR:ld.so\nZ:X2" + sha_empty + "\n").encode()
+put("package_db", "apk", b"\1" + apk + b"\0" + b"+etc\n-etc/motd\n@etc/init.d\n!etc/apk\n")
+desc = b"%NAME%\np\n\n%VERSION%\n1.0-1\n\n%DESC%\nx\n"
+pfiles = b"%FILES%\nusr/\nusr/bin/p\n\n%BACKUP%\netc/p.conf\t" + md5_empty.encode() + b"\n"
+mtree = ("#mtree\n/set type=file uid=0 gid=0 mode=644\n./.PKGINFO time=1 size=1 md5digest="
+         + md5_empty + "\n./usr/bin/p time=1 mode=755 size=0 md5digest=" + md5_empty
+         + " sha256digest=" + sha_empty + "\n./usr/bin type=dir\n./etc/p\\040x.conf \\\n md5digest="
+         + md5_empty + "\n/unset mode\n./usr/lib/l type=link link=x\n").encode()
+put("package_db", "pacman", b"\2" + b"\0".join([desc, pfiles, mtree]))
+put("package_db", "pacman-gz", b"\2" + b"\0".join([desc, pfiles, gzip.compress(mtree)]))
+
+# --- Bloom filters (first byte 0: a filter file; 1: size byte and lines to build one from) --
+def bloom_file(k, m, values):
+    prime, g = 18446744073709551557, 18446744073709550147
+    words = (m + 63) // 64
+    bits = bytearray(words * 8)
+    for v in values:
+        h = 14695981039346656037
+        for c in v:
+            h = ((h * 1099511628211) & (2**64 - 1)) ^ c
+        h %= prime
+        for _ in range(k):
+            h = (h * g % 2**64) % prime
+            i = h % m
+            bits[i // 8] |= 1 << (i % 8)
+    return struct.pack("<QQdQQQ", 1, 100, 0.01, k, m, len(values)) + bytes(bits)
+
+
+filt = bloom_file(7, 1000, [sha1.upper().encode(), sha1_empty.upper().encode()])
+put("bloom", "filter", b"\0" + filt)
+put("bloom", "filter-blob", b"\0" + bloom_file(3, 64, [b"x"]) + b"trailing data blob")
+put("bloom", "build", b"\1\x10" + b"\n".join([sha.encode(), md5.encode(), b"", b"x"]))
+put("hashset", "circl.bloom", filt)
+
+# --- IOC lists: hashset recognises them by content; `ioc` takes each kind by its first byte --
+uuid = "5e6b7c1a-0000-4000-8000-000000000001"
+event = ('{"Event":{"uuid":"%s","info":"campaign","Attribute":['
+         '{"type":"sha256","value":"%s","to_ids":true},'
+         '{"type":"filename|md5","value":"a.exe|%s","to_ids":"1"},'
+         '{"type":"sha512","value":"%s","to_ids":true},'
+         '{"type":"md5","value":"%s","to_ids":false},'
+         '{"type":"malware-sample","value":"b.exe|%s","to_ids":1,"deleted":false}],'
+         '"Object":[{"deleted":false,"Attribute":[{"type":"sha1","value":"%s","to_ids":1}]}]}}'
+         % (uuid, sha, md5, "ab" * 64, md5, md5, sha1)).encode()
+rest_attrs = ('{"response":{"Attribute":[{"type":"md5","value":"%s","to_ids":true,'
+              '"event_uuid":"u"},{"type":"sha256","value":"%s","to_ids":true,'
+              '"Event":{"uuid":"e","info":"i"}}]}}' % (md5, sha)).encode()
+rest_events = b'{"response":[' + event + b',{"x":1}]}'
+stix = ('{"type":"bundle","id":"bundle--1","objects":['
+        '{"type":"indicator","id":"indicator--1","name":"x","pattern_type":"stix",'
+        '"pattern":"[file:hashes.\'SHA-256\' = \'%s\'] OR ([file:hashes.MD5 = \'%s\'])",'
+        '"valid_from":"2020-01-01T00:00:00Z"},'
+        '{"type":"indicator","id":"indicator--2","pattern_type":"stix",'
+        '"pattern":"[file:hashes.SHA1 = \'%s\' AND file:name = \'x\']","revoked":false},'
+        '{"type":"indicator","id":"indicator--3","pattern_type":"stix",'
+        '"pattern":"[file:hashes.sha1 = \'%s\']","valid_until":"2030-01-01T00:00:00Z"},'
+        '{"type":"indicator","id":"indicator--4","pattern_type":"stix",'
+        '"pattern":"[file:hashes.MD5 = \'%s\']","valid_until":"2001-01-01T00:00:00Z"},'
+        '{"type":"malware","id":"malware--1"}]}' % (sha, md5, sha1, sha1, md5)).encode()
+mb = ("################\n# MalwareBazaar full data dump (SHA256 hashes)\n#\n%s\nnot-a-hash\n"
+      % sha).encode()
+mb_csv = ('################\n# "first_seen_utc","sha256_hash","md5_hash","sha1_hash","reporter",'
+          '"file_name","file_type_guess","mime_type","signature","clamav","vtpercent","imphash",'
+          '"ssdeep","tlsh"\n"2024-01-01 00:00:00", "%s", "%s", "%s", "r", "a.exe", "exe", '
+          '"application/x-dosexec", "AgentTesla", "n/a", "n/a", "n/a", "n/a", "n/a"\n'
+          % (sha, md5, sha1)).encode()
+hdb = ("%s:68:Eicar-Test-Signature\n%s:*:PUA.Win.Tool:73\nbad line\n" % (md5, sha)).encode()
+hsb = ("%s:68:Win.Trojan.X\n" % sha1).encode()
+manifest = ('{"%s":{"info":"campaign","Orgc":{"name":"o"},"timestamp":"1"}}' % uuid).encode()
+iocs = [(0, "misp-event.json", event), (1, "misp-rest-attrs.json", rest_attrs),
+        (1, "misp-rest-events.json", rest_events), (2, "stix.json", stix),
+        (3, "mb-sha256.txt", mb), (4, "mb-full.csv", mb_csv), (5, "clamav.hdb", hdb),
+        (13, "clamav-pua.hdb", hdb), (5, "clamav.hsb", hsb)]
+for mode, name, body in iocs:
+    put("ioc", name, bytes([mode]) + body)
+    put("hashset", name, body)
+put("ioc", "misp-feed", b"\6" + manifest + b"\0" + event)
+put("ioc", "misp-feed-bad-uuid", b"\6" + b'{"../x":{}}' + b"\0" + event)
+
+# --- CIRCL hashlookup's bulk answers (first byte 0: asked by SHA-1, 1: by MD5) -------------
+circl = ('[{"FileName":"./x.exe","FileSize":"68","MD5":"%s","SHA-1":"%s",'
+         '"ProductCode":{"ProductName":"p","ProductVersion":"1"},"KnownMalicious":"src"},'
+         '{"SHA-1":"%s","MD5":"%s","ProductCode":123,"FileName":""}]'
+         % (md5.upper(), sha1.upper(), sha1_empty.upper(), md5_empty.upper())).encode()
+put("circl_answer", "sha1", b"\0" + circl)
+put("circl_answer", "md5", b"\1" + circl)
+put("circl_answer", "empty", b"\0[]")
+
+# --- the file API's answers (0 upload, 1 poll, 2 apikey, 3 a gateway's intent answer) ------
+for i, b in enumerate([b'{"data_id":"abc","status":"inqueue","in_queue":1}', b'{"data_id":""}']):
+    put("upload_answer", f"upload{i}", b"\0" + b)
+for i, b in enumerate([
+    b'{"data_id":"x","status":"inqueue","in_queue":1}',
+    b'{"scan_results":{"scan_all_result_i":255,"progress_percentage":40}}',
+    b'{"process_info":{"progress_percentage":100},"scan_results":{"scan_all_result_i":0}}',
+    b'{"scan_results":{"scan_all_result_i":1,"progress_percentage":100,"total_detected_avs":3,'
+    b'"scan_details":{"A":{"threat_found":"T","scan_result_i":1,"def_time":"2024"}}}}',
+]):
+    put("upload_answer", f"poll{i}", b"\1" + b)
+put("upload_answer", "apikey", b'\2{"limit_prevention":"40","max_upload_file_size":2,'
+    b'"enforce_private_scan":true,"paid_user":1,"hashsweep_gateway":true,'
+    b'"hashsweep_max_upload_bytes":1000}')
+for i, b in enumerate([b'{"action":"send"}', b'{"action":"wait","data_id":"d"}',
+                       b'{"action":"answered","scan_result_i":1,"total_detected_avs":3,'
+                       b'"data_id":"d"}']):
+    put("upload_answer", f"intent{i}", b"\3" + b)
+
+# --- the gateway's upload requests (0 an intent body, 1 a filename header) -----------------
+put("gateway_upload", "intent", b'\0{"hash":"%s","size":68}' % sha.encode())
+put("gateway_upload", "intent-md5", b'\0{"hash":"%s","size":0,"x":[1]}' % md5.encode())
+put("gateway_upload", "name", b"\1a%20b%2F%C3%BC.exe")
+put("gateway_upload", "name-odd", "\1100% é/..\\x%zz".encode())

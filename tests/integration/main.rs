@@ -26,6 +26,9 @@ mod faults;
 mod filesystem;
 mod firstday;
 mod fuzz_regressions;
+// Property tests of a whole run: one record per path, no clean without an answer, report
+// round trips through `diff`.
+mod invariants;
 // Unix only: redis-server and signals to the gateway process.
 #[cfg(unix)]
 mod gateway;

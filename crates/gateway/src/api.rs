@@ -46,6 +46,7 @@ use hashsweep_lookup::Answer;
 use hashsweep_lookup::batch::MAX_BATCH;
 
 pub use hashsweep_lookup::protocol::HOSTS_FIELD;
+pub use upload::{parse_intent, url_decode};
 
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 1 << 20;

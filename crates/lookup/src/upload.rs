@@ -248,33 +248,7 @@ impl UploadClient {
                 .header(CONTENT_TYPE, "application/json")
                 .body(body),
         )?;
-        let bad =
-            || UploadError::BadAnswer("the gateway's answer to the announcement is not one".into());
-        let v: Value = serde_json::from_slice(&answer).map_err(|_| bad())?;
-        let data_id = || {
-            v.get("data_id")
-                .and_then(Value::as_str)
-                .filter(|id| !id.is_empty())
-                .map(str::to_string)
-        };
-        match v.get("action").and_then(Value::as_str) {
-            Some("send") => Ok(Intent::Send),
-            Some("wait") => data_id().map(Intent::Wait).ok_or_else(bad),
-            Some("answered") => Ok(Intent::Answered(Answer {
-                scan_result_i: v
-                    .get("scan_result_i")
-                    .and_then(Value::as_i64)
-                    .ok_or_else(bad)?,
-                total_detected_avs: v
-                    .get("total_detected_avs")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0),
-                data_id: data_id().map(Into::into),
-                details: None,
-                hosts: None,
-            })),
-            _ => Err(bad()),
-        }
+        parse_intent(&answer)
     }
 
     /// `POST /v4/file` with `bytes`; the `data_id`.
@@ -310,14 +284,7 @@ impl UploadClient {
                 .header("privateprocessing", "1");
         }
         let body = self.send("upload (POST /v4/file)", req.body(bytes))?;
-        let v: Value = serde_json::from_slice(&body)
-            .map_err(|e| UploadError::BadAnswer(format!("upload: the answer is not JSON: {e}")))?;
-        match v.get("data_id").and_then(Value::as_str) {
-            Some(id) if !id.is_empty() => Ok(id.to_string()),
-            _ => Err(UploadError::BadAnswer(
-                "upload: the answer has no data_id".into(),
-            )),
-        }
+        parse_upload(&body)
     }
 
     /// `GET /v4/file/{data_id}`.
@@ -373,6 +340,49 @@ fn number(v: Option<&Value>) -> Option<u64> {
         Some(Value::Number(n)) => n.as_u64(),
         Some(Value::String(s)) => s.trim().parse().ok(),
         _ => None,
+    }
+}
+
+/// Read `POST /v4/file`'s answer: its `data_id`, never empty.
+pub fn parse_upload(body: &[u8]) -> Result<String, UploadError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| UploadError::BadAnswer(format!("upload: the answer is not JSON: {e}")))?;
+    match v.get("data_id").and_then(Value::as_str) {
+        Some(id) if !id.is_empty() => Ok(id.to_string()),
+        _ => Err(UploadError::BadAnswer(
+            "upload: the answer has no data_id".into(),
+        )),
+    }
+}
+
+/// Read a gateway's answer to `POST /v1/upload/intent`.
+pub fn parse_intent(answer: &[u8]) -> Result<Intent, UploadError> {
+    let bad =
+        || UploadError::BadAnswer("the gateway's answer to the announcement is not one".into());
+    let v: Value = serde_json::from_slice(answer).map_err(|_| bad())?;
+    let data_id = || {
+        v.get("data_id")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty())
+            .map(str::to_string)
+    };
+    match v.get("action").and_then(Value::as_str) {
+        Some("send") => Ok(Intent::Send),
+        Some("wait") => data_id().map(Intent::Wait).ok_or_else(bad),
+        Some("answered") => Ok(Intent::Answered(Answer {
+            scan_result_i: v
+                .get("scan_result_i")
+                .and_then(Value::as_i64)
+                .ok_or_else(bad)?,
+            total_detected_avs: v
+                .get("total_detected_avs")
+                .and_then(Value::as_i64)
+                .unwrap_or(0),
+            data_id: data_id().map(Into::into),
+            details: None,
+            hosts: None,
+        })),
+        _ => Err(bad()),
     }
 }
 

@@ -186,13 +186,7 @@ pub(super) async fn intent(
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let digest = v
-        .get("hash")
-        .and_then(Value::as_str)
-        .and_then(Digest::from_hex);
-    let size = v.get("size").and_then(Value::as_u64);
-    let (Some(d), Some(size)) = (digest, size) else {
+    let Some((d, size)) = parse_intent(&body) else {
         return refusal(
             StatusCode::BAD_REQUEST,
             400064,
@@ -242,13 +236,23 @@ pub(super) async fn intent(
     }
 }
 
+/// An upload intent's body, `{"hash": HEX, "size": BYTES}`; `None` for anything else.
+pub fn parse_intent(body: &[u8]) -> Option<(Digest, u64)> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let digest = v
+        .get("hash")
+        .and_then(Value::as_str)
+        .and_then(Digest::from_hex)?;
+    Some((digest, v.get("size").and_then(Value::as_u64)?))
+}
+
 /// The name a token's upload budget is counted under (apart from its lookups').
 fn upload_budget_name(token: &str) -> Arc<str> {
     Arc::from(format!("upload/{token}"))
 }
 
 /// Percent-decoding of a `filename` header (the vendor's clients URL-encode it).
-fn url_decode(s: &str) -> String {
+pub fn url_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
