@@ -180,17 +180,10 @@ pub fn package_rpm(data: &[u8]) {
     }
 }
 
-/// The text package databases as a system holds them (the first byte picks dpkg, apk or
-/// pacman; NUL bytes split the rest into its files, the last taking what remains), read by `--packages` from a root made of
-/// them. Every claim stays inside the root and can be found again by its path.
-pub fn package_db(data: &[u8]) {
-    use hashsweep::known::packages::{PackageDb, PackageError, PackageMode};
-    let Some((&mode, rest)) = data.split_first() else {
-        return;
-    };
-    let Ok(dir) = tempfile::tempdir() else { return };
-    let root = dir.path();
-    let files: &[&str] = match mode % 3 {
+/// The files of the package databases [`package_db`] lays out, by its first byte: dpkg, apk or
+/// pacman (also what the regression test of its seeds lays out).
+pub fn package_layout(mode: u8) -> &'static [&'static str] {
+    match mode % 3 {
         0 => &[
             "var/lib/dpkg/status",
             "var/lib/dpkg/info/p.md5sums",
@@ -208,7 +201,20 @@ pub fn package_db(data: &[u8]) {
             "var/lib/pacman/local/p-1.0-1/files",
             "var/lib/pacman/local/p-1.0-1/mtree",
         ],
+    }
+}
+
+/// The text package databases as a system holds them (the first byte picks dpkg, apk or
+/// pacman; NUL bytes split the rest into its files, the last taking what remains), read by `--packages` from a root made of
+/// them. Every claim stays inside the root and can be found again by its path.
+pub fn package_db(data: &[u8]) {
+    use hashsweep::known::packages::{PackageDb, PackageError, PackageMode};
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
     };
+    let Ok(dir) = tempfile::tempdir() else { return };
+    let root = dir.path();
+    let files = package_layout(mode);
     // The last file takes the rest, NUL bytes and all (a gzip'd mtree).
     for (rel, content) in files.iter().zip(rest.splitn(files.len(), |&b| b == 0)) {
         let p = root.join(rel);

@@ -138,25 +138,7 @@ fn the_new_targets_seeds_are_accepted_by_their_parsers() {
     for name in ["dpkg", "dpkg-multiarch", "apk", "pacman", "pacman-gz"] {
         let data = seed("package_db", name);
         let root = tempfile::tempdir().unwrap();
-        let layout: &[&str] = match data[0] {
-            0 => &[
-                "var/lib/dpkg/status",
-                "var/lib/dpkg/info/p.md5sums",
-                "var/lib/dpkg/info/p.list",
-                "var/lib/dpkg/diversions",
-                "var/lib/dpkg/info/p:amd64.list",
-                "var/lib/dpkg/info/p:amd64.md5sums",
-            ],
-            1 => &[
-                "lib/apk/db/installed",
-                "etc/apk/protected_paths.d/local.list",
-            ],
-            _ => &[
-                "var/lib/pacman/local/p-1.0-1/desc",
-                "var/lib/pacman/local/p-1.0-1/files",
-                "var/lib/pacman/local/p-1.0-1/mtree",
-            ],
-        };
+        let layout = checks::package_layout(data[0]);
         for (rel, part) in layout
             .iter()
             .zip(data[1..].splitn(layout.len(), |&b| b == 0))
