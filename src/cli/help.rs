@@ -75,6 +75,7 @@ const COMMON_SHOWN: &[(&str, &[&str])] = &[
     ("config", &["config"]),
     ("completions", &[]),
     ("man", &[]),
+    ("yara-check", &["quiet", "config"]),
 ];
 
 /// The ids of [`super::Common`]'s flags.
@@ -113,6 +114,7 @@ pub const EXAMPLES: &[(&str, &[&str])] = &[
         "scan",
         &[
             "hashsweep scan -o triage.html ~/Downloads",
+            "hashsweep scan --offline --yara signature-base/yara --archives -o hits.ndjson /home",
             "hashsweep scan -x --budget 500 --known-good /srv/nsrl/RDS.db -o /var/log/sweep.ndjson /",
             "hashsweep scan --offline --archives -o evidence.csv /mnt/evidence",
         ],
@@ -180,6 +182,13 @@ pub const EXAMPLES: &[(&str, &[&str])] = &[
         &[
             "hashsweep man | man -l -",
             "hashsweep man scan > /usr/local/share/man/man1/hashsweep-scan.1",
+        ],
+    ),
+    (
+        "yara-check",
+        &[
+            "hashsweep yara-check rules/",
+            "hashsweep yara-check signature-base/yara extra.yar && hashsweep scan --yara rules/ /srv",
         ],
     ),
 ];

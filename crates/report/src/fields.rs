@@ -46,6 +46,7 @@ pub enum Field {
     ListEntry,
     Package,
     PackageCheck,
+    Yara,
 }
 
 /// When a field is written in JSON and NDJSON.
@@ -83,6 +84,8 @@ pub enum Optional {
     Archives,
     /// With `--packages`: `package` and `package_check`.
     Packages,
+    /// With `--yara`: `yara`.
+    Yara,
 }
 
 /// Where an ECS document carries a field.
@@ -258,6 +261,16 @@ pub const FIELDS: &[Spec] = {
             When(Optional::Packages),
             Own,
         ),
+        // The `--yara` rules that matched (`yr`'s ndjson shape, with `rule` as
+        // `namespace:identifier`); CSV: the names, `;`-separated; ECS: `rule.name`,
+        // `rule.ruleset`. Last, and only with --yara, so that no CSV column moves.
+        spec(
+            Field::Yara,
+            "yara",
+            WhenSet,
+            When(Optional::Yara),
+            Ecs::Ecs("rule.name"),
+        ),
     ]
 };
 
@@ -271,6 +284,7 @@ pub enum Value<'a> {
     Verdict(&'a Verdict),
     Details(&'a [EngineResult]),
     Package(&'a hashsweep_known::packages::Package),
+    Rules(&'a [super::rules::RuleHit]),
 }
 
 impl serde::Serialize for Value<'_> {
@@ -282,6 +296,7 @@ impl serde::Serialize for Value<'_> {
             Value::Bool(v) => s.serialize_bool(*v),
             Value::Verdict(v) => v.serialize(s),
             Value::Details(v) => v.serialize(s),
+            Value::Rules(v) => v.serialize(s),
             Value::Package(p) => {
                 let mut m = s.serialize_map(Some(3))?;
                 m.serialize_entry("name", &p.name)?;
@@ -303,6 +318,7 @@ impl Value<'_> {
             Value::Bool(v) => v.to_string(),
             Value::Verdict(v) => v.to_string(),
             Value::Details(_) => String::new(),
+            Value::Rules(v) => super::rules::names(v),
             Value::Package(p) => format!("{}:{}={}", p.manager, p.name, p.version),
         }
     }
@@ -384,6 +400,7 @@ impl<'a> View<'a> {
             },
             Field::Package => r.package.map(Value::Package),
             Field::PackageCheck => r.package_check.map(|c| Value::Str(c.as_str().into())),
+            Field::Yara => r.yara.map(Value::Rules),
         }
     }
 
