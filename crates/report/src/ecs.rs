@@ -43,6 +43,7 @@ impl<'w> EcsReporter<'w> {
 
 impl EcsReporter<'_> {
     /// One document on one line, stamped now, with the host.
+    #[allow(clippy::too_many_arguments)]
     fn write(
         &mut self,
         event: Event,
