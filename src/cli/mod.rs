@@ -32,7 +32,7 @@ pub const VERSION: &str = concat!(
 const EXIT_HELP: &str = "\
 Exit status:
   0  every file was hashed and looked up, and nothing was detected
-  1  at least one detection (verdict infected or suspicious)
+  1  at least one detection (verdict infected or suspicious, or a --yara rule match)
   2  no detection, but something is incomplete: unreadable files, failed lookups,
      files that changed while read, archives not read to the end (--archives),
      or bad arguments

@@ -129,6 +129,7 @@ pub fn expand_stream(
 /// archive in a chosen format. `None`: not one (nothing to add). Otherwise the container's
 /// [`Inside`] and one result per member (and per part left unread). The file is read again
 /// right after its digest, from the page cache (a zip or 7z needs seeking), through `gate`.
+#[allow(clippy::too_many_arguments)]
 pub fn expand(
     path: &Path,
     meta: &FileMeta,
