@@ -310,6 +310,12 @@ fn csv_and_ecs_carry_the_rules() {
         doc["rule"]["author"],
         serde_json::json!(["hashsweep tests"])
     );
+    let out = scan_as("table", &t.path().join("tree"), &rules, &[]);
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        table.contains("hit.txt  [yara: mine:Evil_Marker]"),
+        "{table}"
+    );
     let out = scan_as("html", &t.path().join("tree"), &rules, &[]);
     let page = String::from_utf8(out.stdout).unwrap();
     assert!(page.contains("<b>mine:Evil_Marker</b>"), "rule on the card");
