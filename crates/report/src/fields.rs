@@ -506,6 +506,7 @@ mod tests {
                 process: true,
                 archives: true,
                 packages: true,
+                yara: true,
                 host_name: Some("h".into()),
                 ..Columns::default()
             };
@@ -564,6 +565,15 @@ mod tests {
             version: "9.1-1".into(),
             manager: hashsweep_known::packages::Manager::Dpkg,
         };
+        let hits = [crate::rules::RuleHit {
+            rule: "ns:R".into(),
+            identifier: "R".into(),
+            namespace: "ns".into(),
+            meta: serde_json::json!([]),
+            tags: Vec::new(),
+            strings: serde_json::json!([]),
+            strings_omitted: 0,
+        }];
         let r = Record {
             path: Some(path),
             size: Some(3),
@@ -595,6 +605,7 @@ mod tests {
             stale: true,
             package: Some(&package),
             package_check: Some(hashsweep_known::packages::PackageCheck::Modified),
+            yara: Some(&hits),
         };
         for f in FIELDS {
             assert!(
@@ -661,7 +672,7 @@ mod tests {
         );
         let csv = render(Format::Csv, |w| w.removed(&gone).unwrap());
         let second = csv.lines().nth(1).unwrap();
-        assert_eq!(second, "/d/gone,,,aa,,,,,,,,,removed,,,,,,,,,,,,,,,,,");
+        assert_eq!(second, "/d/gone,,,aa,,,,,,,,,removed,,,,,,,,,,,,,,,,,,");
         let ecs: serde_json::Value =
             serde_json::from_str(&render(Format::Ecs, |w| w.removed(&gone).unwrap())).unwrap();
         assert_eq!(ecs["hashsweep"], serde_json::json!({"change": "removed"}));
