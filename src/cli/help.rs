@@ -114,7 +114,6 @@ pub const EXAMPLES: &[(&str, &[&str])] = &[
         "scan",
         &[
             "hashsweep scan -o triage.html ~/Downloads",
-            "hashsweep scan --offline --yara signature-base/yara --archives -o hits.ndjson /home",
             "hashsweep scan -x --budget 500 --known-good /srv/nsrl/RDS.db -o /var/log/sweep.ndjson /",
             "hashsweep scan --offline --archives -o evidence.csv /mnt/evidence",
         ],
