@@ -318,6 +318,12 @@ fn scan_options(a: &ScanArgs) -> serde_json::Map<String, serde_json::Value> {
     }
     m.insert("md5".into(), a.md5.into());
     m.insert("sha1".into(), a.sha1.into());
+    // Only with --yara (a report without it has no rule matches to explain).
+    if !a.yara.paths.is_empty() {
+        m.insert("yara".into(), paths(&a.yara.paths));
+        m.insert("yara-max-size".into(), a.yara.yara_max_size.into());
+        m.insert("yara-timeout".into(), a.yara.yara_timeout.into());
+    }
     m.insert("known-good".into(), paths(&a.known_good));
     // The list in effect (the defaults and the user's), only with known-good sets: it decides
     // which files an NSRL RDS database among them leaves to be looked up.

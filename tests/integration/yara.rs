@@ -271,6 +271,7 @@ fn compiled_rules_are_cached_across_runs() {
     assert_eq!(first["rules"], 2);
     let second = summary(&[]);
     assert_eq!(second["cache"], "hit", "{second}");
+    assert!(second["load_secs"].is_number(), "{second}");
     assert_eq!(second["matched"], 1);
     let files: Vec<_> = std::fs::read_dir(t.path().join("c"))
         .unwrap()
