@@ -338,3 +338,25 @@ fn yara_check_reports_and_fails_with_the_location() {
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("bad.yar:1:"), "{}", stderr(&out));
 }
+
+/// With a budget of one lookup, the file a rule matched is asked before a program (which
+/// otherwise ranks first), and the program is deferred.
+#[test]
+fn a_rule_match_gets_the_budget_first() {
+    let mock = MockServer::start(Some(KEY)).unwrap();
+    let t = Tree::new();
+    let mut pe = b"MZ\x90\x00".to_vec();
+    pe.resize(0x80, 1);
+    t.file("tree/a.exe", &pe);
+    t.file("tree/z.txt", b"plain text EVILMARKER");
+    let rules = t.file("rules/mine.yar", RULES.as_bytes());
+    let out = run(scan_cmd(&mock, &t.path().join("tree"))
+        .args(["--format", "ndjson", "--budget", "1", "--yara"])
+        .arg(&rules));
+    let recs = ndjson(&out);
+    let z = rec(&recs, "z.txt");
+    assert_eq!(z["verdict"], "suspicious", "{z}");
+    assert_eq!(z["scan_result_i"], 5, "asked, and unknown to the service: {z}");
+    assert_eq!(rec(&recs, "a.exe")["verdict"], "deferred");
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+}

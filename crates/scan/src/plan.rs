@@ -691,6 +691,22 @@ mod tests {
         assert_eq!(asked, vec![d(2)]);
     }
 
+    /// A file a --yara rule matched is asked first with a budget of one, and its stored code
+    /// reads back as itself.
+    #[test]
+    fn a_rule_match_is_asked_before_every_ordinary_file() {
+        let best = Rank::of(FileKind::Executable, true, true);
+        assert!(Rank::RUNNING_DELETED < Rank::RULE_MATCH);
+        assert!(Rank::RULE_MATCH < Rank::FLAGGED_ELSEWHERE);
+        assert_eq!(Rank::from_code(Rank::RULE_MATCH.code()), Rank::RULE_MATCH);
+        assert_eq!(Rank::RULE_MATCH.common(), Rank::RULE_MATCH);
+        let mut p = Planner::new(Some(1), 1);
+        assert!(!p.offer(d(1), best));
+        assert!(!p.offer(d(2), Rank::RULE_MATCH));
+        let Decision { asked, .. } = p.finish(None, &HashMap::new(), &HashMap::new());
+        assert_eq!(asked, vec![d(2)]);
+    }
+
     fn d(n: u8) -> Digest {
         Digest::Sha256([n; 32])
     }
