@@ -356,7 +356,10 @@ fn a_rule_match_gets_the_budget_first() {
     let recs = ndjson(&out);
     let z = rec(&recs, "z.txt");
     assert_eq!(z["verdict"], "suspicious", "{z}");
-    assert_eq!(z["scan_result_i"], 5, "asked, and unknown to the service: {z}");
+    assert_eq!(
+        z["scan_result_i"], 5,
+        "asked, and unknown to the service: {z}"
+    );
     assert_eq!(rec(&recs, "a.exe")["verdict"], "deferred");
     assert_eq!(code(&out), 1, "{}", stderr(&out));
 }
