@@ -87,6 +87,7 @@ fn scan_config(root: &Path, threads: usize) -> ScanConfig {
         budget: Default::default(),
         processes: None,
         packages: None,
+        rules: None,
     }
 }
 

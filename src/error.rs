@@ -40,6 +40,10 @@ pub enum Error {
     #[cfg(feature = "gateway")]
     #[error(transparent)]
     Gateway(#[from] crate::gateway::GatewayError),
+    /// `--yara` rules that do not load (a compile error names file:line:column).
+    #[cfg(feature = "yara")]
+    #[error(transparent)]
+    Yara(#[from] hashsweep_yara::LoadError),
     #[error("cannot read {path}")]
     Input {
         path: PathBuf,

@@ -31,6 +31,10 @@ pub use hashsweep_report as report;
 pub use hashsweep_report::audit;
 pub use hashsweep_scan as scan;
 pub use hashsweep_scan::progress;
+/// `--yara` (cargo feature `yara`, on by default): rule loading, the compiled-rules cache, the
+/// matcher.
+#[cfg(feature = "yara")]
+pub use hashsweep_yara as yara;
 
 pub use error::Error;
 pub use hashsweep_core::ErrorChain;

@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         Command::Config(a) => commands::run_config(a, common.config.as_deref()),
         Command::Completions(a) => commands::run_completions(a),
         Command::Man(a) => commands::run_man(a),
+        Command::YaraCheck(a) => commands::run_yara_check(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -75,6 +75,7 @@ const COMMON_SHOWN: &[(&str, &[&str])] = &[
     ("config", &["config"]),
     ("completions", &[]),
     ("man", &[]),
+    ("yara-check", &["quiet", "config"]),
 ];
 
 /// The ids of [`super::Common`]'s flags.
@@ -180,6 +181,13 @@ pub const EXAMPLES: &[(&str, &[&str])] = &[
         &[
             "hashsweep man | man -l -",
             "hashsweep man scan > /usr/local/share/man/man1/hashsweep-scan.1",
+        ],
+    ),
+    (
+        "yara-check",
+        &[
+            "hashsweep yara-check rules/",
+            "hashsweep yara-check signature-base/yara extra.yar && hashsweep scan --yara rules/ /srv",
         ],
     ),
 ];

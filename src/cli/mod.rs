@@ -7,6 +7,7 @@ use std::time::Duration;
 pub mod config;
 pub mod help;
 pub mod settings;
+pub mod yara;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -31,7 +32,7 @@ pub const VERSION: &str = concat!(
 const EXIT_HELP: &str = "\
 Exit status:
   0  every file was hashed and looked up, and nothing was detected
-  1  at least one detection (verdict infected or suspicious)
+  1  at least one detection (verdict infected or suspicious, or a --yara rule match)
   2  no detection, but something is incomplete: unreadable files, failed lookups,
      files that changed while read, archives not read to the end (--archives),
      or bad arguments
@@ -144,6 +145,9 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff): hashsweep(1), or hashsweep-SUBCOMMAND(1) for one subcommand
     Man(ManArgs),
+    /// Compile YARA rules (files, or folders of *.yar/*.yara) and report the rules, files and
+    /// warnings: exit 0 when they compile, 2 with file:line:column otherwise
+    YaraCheck(yara::YaraCheckArgs),
 }
 
 impl Command {
@@ -162,6 +166,7 @@ impl Command {
             Command::Config(a) => &a.common,
             Command::Completions(a) => &a.common,
             Command::Man(a) => &a.common,
+            Command::YaraCheck(a) => &a.common,
         }
     }
 }
@@ -688,6 +693,8 @@ pub struct ScanArgs {
     /// `host.name` in `--format ecs` documents (default: this machine's host name)
     #[arg(long, value_name = "NAME", help_heading = "Report")]
     pub host_name: Option<String>,
+    #[command(flatten)]
+    pub yara: yara::YaraArgs,
     #[command(flatten)]
     pub api: ApiArgs,
     #[command(flatten)]

@@ -24,6 +24,7 @@ pub fn run_hash(a: HashArgs) -> Result<u8, Error> {
         budget: BudgetOptions::default(),
         processes: None,
         packages: None,
+        rules: None,
     };
     let stop = Interrupt::install()?;
     let out = scan(&cfg, None, &NoProgress, &stop.flag)?;

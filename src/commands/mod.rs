@@ -15,6 +15,7 @@ mod scan;
 mod serve;
 mod shell;
 mod upload;
+mod yara;
 
 pub use check::run_check;
 pub use config_cmd::run_config;
@@ -27,6 +28,7 @@ pub use scan::run_scan;
 #[cfg(feature = "gateway")]
 pub use serve::run_serve;
 pub use shell::{run_completions, run_man};
+pub use yara::run_yara_check;
 
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};

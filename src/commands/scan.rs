@@ -2,6 +2,7 @@
 //! the pipeline and writes the report.
 
 use super::*;
+use hashsweep::report::YaraSummary;
 
 /// Open the cache unless `--no-cache`, with what the walk must leave unread so that a sweep
 /// of a tree holding it (`/`, or `$HOME` with the default location) uses it: its files and
@@ -99,6 +100,8 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
         _ => None,
     };
     let packages = load_packages(&a)?;
+    // Before the walk: rules that do not compile stop the run before any file is read.
+    let (rules, yara_summary) = yara::load_rules(&a.yara, &a.cache)?.unzip();
     // Sets of MD5 or SHA-1 entries (NSRL) can only match if those digests are computed.
     let (local_md5, local_sha1) = local.as_ref().map_or((false, false), |l| {
         let (g, b) = (l.good.counts(), l.bad.counts());
@@ -146,6 +149,7 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
             crate::cli::ProcessesArg::Exe => hashsweep::scan::process::ProcessScope::Exe,
         }),
         packages,
+        rules,
     };
     let stop = Interrupt::install()?;
     let progress = progress();
@@ -174,6 +178,10 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
         &*progress,
     )?;
     let mut summary = out.summary();
+    summary.yara = yara_summary.map(|y| YaraSummary {
+        matched: summary.yara_matched,
+        ..y
+    });
     summary.uploads = uploads.as_ref().map(|u| u.counts);
     summary.root_errors = out.root_errors(&cfg.roots);
     if let Some(p) = summary.packages.as_mut() {
@@ -217,6 +225,7 @@ pub fn run_scan(a: ScanArgs) -> Result<u8, Error> {
         lookup_algo: out.lookup_algo,
         archives: cfg.hash.archives.is_some(),
         packages: cfg.packages.is_some(),
+        yara: cfg.rules.is_some(),
         host_name: a.host_name.clone(),
         ..table_view(&a.view, &a.output, a.api.details)
     };
@@ -309,6 +318,12 @@ fn scan_options(a: &ScanArgs) -> serde_json::Map<String, serde_json::Value> {
     }
     m.insert("md5".into(), a.md5.into());
     m.insert("sha1".into(), a.sha1.into());
+    // Only with --yara (a report without it has no rule matches to explain).
+    if !a.yara.paths.is_empty() {
+        m.insert("yara".into(), paths(&a.yara.paths));
+        m.insert("yara-max-size".into(), a.yara.yara_max_size.into());
+        m.insert("yara-timeout".into(), a.yara.yara_timeout.into());
+    }
     m.insert("known-good".into(), paths(&a.known_good));
     // The list in effect (the defaults and the user's), only with known-good sets: it decides
     // which files an NSRL RDS database among them leaves to be looked up.

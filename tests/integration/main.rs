@@ -81,3 +81,6 @@ mod upload;
 // Windows only: locked files, junctions, long paths, case-insensitive names.
 #[cfg(windows)]
 mod windows;
+// `--yara` (the yara feature, on by default); Unix: tar(1) and coreutils build the trees.
+#[cfg(all(unix, feature = "yara"))]
+mod yara;

@@ -82,7 +82,10 @@ fn man_pages_match_help() {
         .1;
     let notes = notes.split_once("\n.fi\n").expect("NOTES ends with .fi").0;
     assert!(
-        notes.contains("\n  1  at least one detection (verdict infected or suspicious)\n"),
+        notes.contains(
+            "\n  1  at least one detection (verdict infected or suspicious, or a \\-\\-yara rule \
+             match)\n"
+        ),
         "{notes}"
     );
     assert!(

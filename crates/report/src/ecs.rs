@@ -43,6 +43,7 @@ impl<'w> EcsReporter<'w> {
 
 impl EcsReporter<'_> {
     /// One document on one line, stamped now, with the host.
+    #[allow(clippy::too_many_arguments)]
     fn write(
         &mut self,
         event: Event,
@@ -51,10 +52,12 @@ impl EcsReporter<'_> {
         hashsweep: EcsOwn<'_>,
         process: Option<ProcessFields<'_>>,
         package: Option<PackageFields<'_>>,
+        rule: Option<RuleFields<'_>>,
     ) -> io::Result<()> {
         let doc = Doc {
             process,
             package,
+            rule,
             timestamp: Rfc3339::now(),
             ecs: Ecs {
                 version: ECS_VERSION,
@@ -186,6 +189,7 @@ impl Reporter for EcsReporter<'_> {
                 version: &p.version,
                 kind: p.manager.name(),
             }),
+            r.yara.map(RuleFields::of),
         )
     }
 
@@ -201,6 +205,7 @@ impl Reporter for EcsReporter<'_> {
             EcsOwn {
                 view: View::Removed(r),
             },
+            None,
             None,
             None,
         )
@@ -242,7 +247,39 @@ struct Doc<'a> {
     /// The package that owns the file (`--packages`).
     #[serde(skip_serializing_if = "Option::is_none")]
     package: Option<PackageFields<'a>>,
+    /// The `--yara` rules that matched: one value per rule in each field (ECS fields may
+    /// hold arrays).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<RuleFields<'a>>,
     hashsweep: EcsOwn<'a>,
+}
+
+/// ECS `rule.*` for the matching YARA rules: `name` is the rule's identifier, `ruleset` its
+/// namespace (the rule file's stem), and `description`, `author`, `reference` come from the
+/// rules' metadata when they have it.
+#[derive(Serialize)]
+struct RuleFields<'a> {
+    name: Vec<&'a str>,
+    ruleset: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    description: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    author: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    reference: Vec<&'a str>,
+}
+
+impl<'a> RuleFields<'a> {
+    fn of(hits: &'a [crate::rules::RuleHit]) -> Self {
+        let meta = |key: &str| hits.iter().filter_map(|h| h.meta_str(key)).collect();
+        RuleFields {
+            name: hits.iter().map(|h| h.identifier.as_str()).collect(),
+            ruleset: hits.iter().map(|h| h.namespace.as_str()).collect(),
+            description: meta("description"),
+            author: meta("author"),
+            reference: meta("reference"),
+        }
+    }
 }
 
 /// ECS `package.*`: `type` is the package format (`dpkg`, `rpm`, `apk`, `pacman`).

@@ -46,6 +46,7 @@ pub enum Field {
     ListEntry,
     Package,
     PackageCheck,
+    Yara,
 }
 
 /// When a field is written in JSON and NDJSON.
@@ -83,6 +84,8 @@ pub enum Optional {
     Archives,
     /// With `--packages`: `package` and `package_check`.
     Packages,
+    /// With `--yara`: `yara`.
+    Yara,
 }
 
 /// Where an ECS document carries a field.
@@ -258,6 +261,16 @@ pub const FIELDS: &[Spec] = {
             When(Optional::Packages),
             Own,
         ),
+        // The `--yara` rules that matched (`yr`'s ndjson shape, with `rule` as
+        // `namespace:identifier`); CSV: the names, `;`-separated; ECS: `rule.name`,
+        // `rule.ruleset`. Last, and only with --yara, so that no CSV column moves.
+        spec(
+            Field::Yara,
+            "yara",
+            WhenSet,
+            When(Optional::Yara),
+            Ecs::Ecs("rule.name"),
+        ),
     ]
 };
 
@@ -271,6 +284,7 @@ pub enum Value<'a> {
     Verdict(&'a Verdict),
     Details(&'a [EngineResult]),
     Package(&'a hashsweep_known::packages::Package),
+    Rules(&'a [super::rules::RuleHit]),
 }
 
 impl serde::Serialize for Value<'_> {
@@ -282,6 +296,7 @@ impl serde::Serialize for Value<'_> {
             Value::Bool(v) => s.serialize_bool(*v),
             Value::Verdict(v) => v.serialize(s),
             Value::Details(v) => v.serialize(s),
+            Value::Rules(v) => v.serialize(s),
             Value::Package(p) => {
                 let mut m = s.serialize_map(Some(3))?;
                 m.serialize_entry("name", &p.name)?;
@@ -303,6 +318,7 @@ impl Value<'_> {
             Value::Bool(v) => v.to_string(),
             Value::Verdict(v) => v.to_string(),
             Value::Details(_) => String::new(),
+            Value::Rules(v) => super::rules::names(v),
             Value::Package(p) => format!("{}:{}={}", p.manager, p.name, p.version),
         }
     }
@@ -384,6 +400,7 @@ impl<'a> View<'a> {
             },
             Field::Package => r.package.map(Value::Package),
             Field::PackageCheck => r.package_check.map(|c| Value::Str(c.as_str().into())),
+            Field::Yara => r.yara.map(Value::Rules),
         }
     }
 
@@ -489,6 +506,7 @@ mod tests {
                 process: true,
                 archives: true,
                 packages: true,
+                yara: true,
                 host_name: Some("h".into()),
                 ..Columns::default()
             };
@@ -547,6 +565,15 @@ mod tests {
             version: "9.1-1".into(),
             manager: hashsweep_known::packages::Manager::Dpkg,
         };
+        let hits = [crate::rules::RuleHit {
+            rule: "ns:R".into(),
+            identifier: "R".into(),
+            namespace: "ns".into(),
+            meta: serde_json::json!([]),
+            tags: Vec::new(),
+            strings: serde_json::json!([]),
+            strings_omitted: 0,
+        }];
         let r = Record {
             path: Some(path),
             size: Some(3),
@@ -578,6 +605,7 @@ mod tests {
             stale: true,
             package: Some(&package),
             package_check: Some(hashsweep_known::packages::PackageCheck::Modified),
+            yara: Some(&hits),
         };
         for f in FIELDS {
             assert!(
@@ -644,7 +672,7 @@ mod tests {
         );
         let csv = render(Format::Csv, |w| w.removed(&gone).unwrap());
         let second = csv.lines().nth(1).unwrap();
-        assert_eq!(second, "/d/gone,,,aa,,,,,,,,,removed,,,,,,,,,,,,,,,,,");
+        assert_eq!(second, "/d/gone,,,aa,,,,,,,,,removed,,,,,,,,,,,,,,,,,,");
         let ecs: serde_json::Value =
             serde_json::from_str(&render(Format::Ecs, |w| w.removed(&gone).unwrap())).unwrap();
         assert_eq!(ecs["hashsweep"], serde_json::json!({"change": "removed"}));

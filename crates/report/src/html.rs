@@ -103,6 +103,16 @@ impl<'w> HtmlReporter<'w> {
         if let Some(t) = r.stale_text() {
             write!(self.out, "<dt>answer</dt><dd>{}</dd>", esc(&t))?;
         }
+        // The --yara rules that matched, each with what its metadata says of it.
+        for hit in r.yara.unwrap_or_default() {
+            write!(self.out, "<dt>YARA rule</dt><dd><b>{}</b>", esc(&hit.rule))?;
+            for key in ["description", "author", "reference"] {
+                if let Some(v) = hit.meta_str(key) {
+                    write!(self.out, "<br>{key}: {}", esc(v))?;
+                }
+            }
+            write!(self.out, "</dd>")?;
+        }
         writeln!(self.out, "</dl>")?;
         if let Some(a) = r.answer {
             let names = threat_names(a);
@@ -204,6 +214,15 @@ impl Reporter for HtmlReporter<'_> {
                 self.out,
                 "<dt>known sets</dt><dd id=\"known-sets\">{}</dd>",
                 sets.join("<br>")
+            )?;
+        }
+        if let Some(y) = &s.yara {
+            let line = y.human();
+            let line = line.strip_prefix("YARA: ").unwrap_or(&line);
+            writeln!(
+                self.out,
+                "<dt>YARA rules</dt><dd id=\"yara\">{}</dd>",
+                esc(line)
             )?;
         }
         if let Some(line) = s.circl_line() {

@@ -11,6 +11,7 @@ pub mod ecs;
 pub mod fields;
 mod html;
 pub mod read;
+pub mod rules;
 pub mod scanned;
 mod summary;
 mod table;
@@ -29,7 +30,7 @@ pub use change::{Change, ChangeCounts, DiffChange};
 use fields::{JsonRecord, Optional, View};
 pub use summary::{
     BloomSummary, KnownSet, LIST_MAX_AGE_DAYS, PackageDatabase, PackageSummary, SUMMARY_ERRORS,
-    SUMMARY_PATHS, Summary, age_days, summary_reason,
+    SUMMARY_PATHS, Summary, YaraSummary, age_days, summary_reason,
 };
 pub use table::{FULL_DIGEST_WIDTH, escape_for_line, escape_path};
 
@@ -133,6 +134,8 @@ pub struct Record<'a> {
     /// With `--packages`: the package that owns the file, and what its digest says of it.
     pub package: Option<&'a hashsweep_known::packages::Package>,
     pub package_check: Option<hashsweep_known::packages::PackageCheck>,
+    /// With `--yara`: the rules that matched the file's bytes (never empty when set).
+    pub yara: Option<&'a [rules::RuleHit]>,
 }
 
 impl<'a> Record<'a> {
@@ -163,6 +166,7 @@ impl<'a> Record<'a> {
             stale: false,
             package: None,
             package_check: None,
+            yara: None,
         }
     }
 
@@ -343,6 +347,8 @@ pub struct Columns {
     pub archives: bool,
     /// `--packages`: the `package` and `package_check` columns.
     pub packages: bool,
+    /// `--yara`: the `yara` column (the matching rules' names).
+    pub yara: bool,
     /// Which digest was sent to the service (ECS: the field an answer matched).
     pub lookup_algo: Option<Algo>,
     /// ECS `host.name` (default: this machine's host name).
@@ -483,6 +489,7 @@ impl<'w> CsvReporter<'w> {
                 Optional::Process => cols.process,
                 Optional::Archives => cols.archives,
                 Optional::Packages => cols.packages,
+                Optional::Yara => cols.yara,
             }),
             header_done: false,
         }

@@ -108,6 +108,12 @@ pub struct Summary {
     /// it knew and flagged, and what it left unanswered (with why).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub circl: Option<hashsweep_lookup::circl::CirclCounts>,
+    /// With `--yara`: the rules loaded, and the files they matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub yara: Option<YaraSummary>,
+    /// Paths a `--yara` rule matched (`yara.matched` in the JSON summary).
+    #[serde(skip)]
+    pub yara_matched: u64,
     pub elapsed_secs: f64,
     /// What ran (scan and lookup reports).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -126,6 +132,46 @@ pub struct Summary {
     /// Where the report was written (`-o`), named by the summary.
     #[serde(skip)]
     pub report_file: Option<std::path::PathBuf>,
+}
+
+/// `--yara`: the rules a run loaded and what they matched.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct YaraSummary {
+    /// Rules in the set.
+    pub rules: u64,
+    /// Rule files read.
+    pub files: u64,
+    /// Seconds to compile them, or to load them from the compiled-rules cache.
+    pub load_secs: f64,
+    /// `off` (`--no-cache`), `hit` (loaded from the cache), `miss` (compiled and stored),
+    /// `rejected` (the cached file was unusable: compiled and stored again).
+    pub cache: &'static str,
+    /// Why the compiled rules could not be stored (the next run compiles again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_error: Option<String>,
+    /// Paths (files and archive members) at least one rule matched.
+    pub matched: u64,
+}
+
+impl YaraSummary {
+    /// One line for stderr and the page.
+    pub fn human(&self) -> String {
+        let how = match self.cache {
+            "hit" => "loaded from the compiled-rules cache",
+            _ => "compiled",
+        };
+        let mut s = format!(
+            "YARA: {} from {} ({how} in {:.2} s), {} matched",
+            counted(self.rules, "rule", "rules"),
+            counted(self.files, "file", "files"),
+            self.load_secs,
+            counted(self.matched, "path", "paths")
+        );
+        if let Some(e) = &self.cache_error {
+            s.push_str(&format!("; the compiled rules were not cached: {e}"));
+        }
+        s
+    }
 }
 
 /// The path (or digest) a record is named by in the summary.
@@ -523,6 +569,13 @@ impl Summary {
             _ => {}
         }
         self.stale += u64::from(r.stale);
+        if r.yara.is_some() {
+            self.yara_matched += 1;
+            // A known_good file a rule matched is named among the detections too.
+            if !r.verdict.is_detection() && self.detected_paths.len() < SUMMARY_PATHS {
+                self.detected_paths.push(summary_name(r));
+            }
+        }
         if let Some(p) = self.packages.as_mut() {
             p.count(r);
         }
@@ -537,7 +590,8 @@ impl Summary {
     /// installed (`--packages`), else `2` if anything is incomplete, else `3` if the budget
     /// deferred something, else `0`.
     pub fn exit_status(&self) -> u8 {
-        if self.detections > 0 {
+        // A --yara match is a detection whatever the verdict (known_good included).
+        if self.detections > 0 || self.yara_matched > 0 {
             1
         } else if self.modified_package_files() > 0 {
             4
@@ -662,6 +716,9 @@ impl Summary {
         }
         if let Some(p) = &self.packages {
             s.push_str(&p.human());
+        }
+        if let Some(y) = &self.yara {
+            s.push_str(&format!("\nhashsweep: {}", y.human()));
         }
         for (root, reason) in &self.root_errors {
             s.push_str(&format!(

@@ -141,6 +141,11 @@ impl Reporter for TableReporter<'_> {
         if let Some(e) = r.error.or(r.note) {
             write!(self.out, "  ({})", escape_for_line(e.as_bytes()))?;
         }
+        // The --yara rules that matched (the verdict alone does not say a rule made it).
+        if let Some(hits) = r.yara {
+            let names = super::rules::names(hits);
+            write!(self.out, "  [yara: {}]", escape_for_line(names.as_bytes()))?;
+        }
         // A difference from the package says more than a match (the verdict says that).
         if matches!(
             r.package_check,

@@ -24,7 +24,9 @@
 //! itself, or `outer.zip!*` for the rest of an archive.
 
 mod limits;
-use limits::{Budget, Counting, Limit, Limited, Packed, ReadSeek, Scope, Stop, Tee};
+use limits::{
+    Budget, Counting, Limit, Limited, Packed, ReadSeek, Scope, Stop, Tee, drain, read_up_to,
+};
 mod packages;
 mod tarball;
 
@@ -40,7 +42,7 @@ pub use super::hashed::{
     ArchiveOptions, DEFAULT_DEPTH, DEFAULT_MAX_BYTES, DEFAULT_MAX_MEMBER, DEFAULT_MAX_MEMBERS,
     DEFAULT_MAX_RATIO, DEFAULT_TIMEOUT, Inside,
 };
-use super::hashed::{FileResult, FileStatus, HashOptions, Origin, Sum};
+use super::hashed::{FileResult, FileStatus, HashOptions, MatchBytes, Origin, Sum};
 use super::io::IoGate;
 use hashsweep_core::file::{FileKind, FileMeta};
 use hashsweep_core::platform::describe_io;
@@ -110,6 +112,7 @@ pub fn expand_stream(
     buf: &mut [u8],
     format: Format,
     src: &mut dyn Read,
+    rules: Option<&mut dyn MatchBytes>,
 ) -> (Inside, Vec<FileResult>) {
     let reading = Reading {
         container: path.as_os_str().as_encoded_bytes(),
@@ -119,13 +122,14 @@ pub fn expand_stream(
         stop,
         gate,
     };
-    reading.levels(format, Source::Stream(src), buf)
+    reading.levels(format, Source::Stream(src), buf, rules)
 }
 
 /// Open `path` (already hashed as a whole, with `meta`) and read its members, if it is an
 /// archive in a chosen format. `None`: not one (nothing to add). Otherwise the container's
 /// [`Inside`] and one result per member (and per part left unread). The file is read again
 /// right after its digest, from the page cache (a zip or 7z needs seeking), through `gate`.
+#[allow(clippy::too_many_arguments)]
 pub fn expand(
     path: &Path,
     meta: &FileMeta,
@@ -134,6 +138,7 @@ pub fn expand(
     stop: &AtomicBool,
     gate: &IoGate,
     buf: &mut [u8],
+    rules: Option<&mut dyn MatchBytes>,
 ) -> Option<(Inside, Vec<FileResult>)> {
     if opts.depth == 0 {
         return None;
@@ -202,7 +207,7 @@ pub fn expand(
         stop,
         gate,
     };
-    Some(reading.levels(format, Source::Seek(&mut file), buf))
+    Some(reading.levels(format, Source::Seek(&mut file), buf, rules))
 }
 
 /// Whether an executable (`head`) ends in a zip: a self-extracting archive, whose end of
@@ -261,7 +266,7 @@ pub fn read_in_memory(
         Format::Zip | Format::SevenZ => Source::Seek(&mut cur),
         _ => Source::Stream(&mut cur),
     };
-    Some(reading.levels(format, src, &mut buf))
+    Some(reading.levels(format, src, &mut buf, None))
 }
 
 /// The archive file on disk, read through the run's I/O gate (`--max-io-rate`, the adaptive
@@ -303,7 +308,13 @@ struct Reading<'a> {
 
 impl Reading<'_> {
     /// Read every level of the archive from `src` under the limits.
-    fn levels(&self, format: Format, src: Source<'_>, buf: &mut [u8]) -> (Inside, Vec<FileResult>) {
+    fn levels(
+        &self,
+        format: Format,
+        src: Source<'_>,
+        buf: &mut [u8],
+        rules: Option<&mut dyn MatchBytes>,
+    ) -> (Inside, Vec<FileResult>) {
         let (container, opts, stop) = (self.container, self.opts, self.stop);
         let budget = Budget {
             opts,
@@ -322,6 +333,7 @@ impl Reading<'_> {
             out: Vec::new(),
             incomplete: false,
             buf,
+            rules,
             seen: HashMap::new(),
             notes: HashMap::new(),
         };
@@ -382,7 +394,7 @@ impl Read for Source<'_> {
 }
 
 /// Reads one archive on disk, level by level.
-struct Walker<'a, 'b> {
+struct Walker<'a, 'b, 'm> {
     container: &'a [u8],
     meta: FileMeta,
     hash: HashOptions,
@@ -393,6 +405,8 @@ struct Walker<'a, 'b> {
     /// Something was left unread (a limit, damage, an encrypted member).
     incomplete: bool,
     buf: &'a mut [u8],
+    /// `--yara`: the worker's matcher, for each member's bytes.
+    rules: Option<&'m mut dyn MatchBytes>,
     /// Member paths met so far, and how many times each: a second member of the same name
     /// (a tar may carry `payload.exe` twice) is `name%#2` (see [`Walker::name`]).
     seen: HashMap<Vec<u8>, u32>,
@@ -400,7 +414,7 @@ struct Walker<'a, 'b> {
     notes: HashMap<Vec<u8>, String>,
 }
 
-impl Walker<'_, '_> {
+impl Walker<'_, '_, '_> {
     /// Read the archive at `prefix` (its joined path) at archive level `depth`.
     fn walk(
         &mut self,
@@ -767,7 +781,7 @@ impl Walker<'_, '_> {
         let sniffed = Format::sniff(head);
         let nested =
             sniffed.filter(|f| depth < budget.opts.depth && budget.opts.formats.contains(*f));
-        let mut sum = Sum::new(&self.hash);
+        let mut sum = Sum::new(&self.hash).with_capture(self.rules.as_deref());
         // An archive inside left closed says so (and one past the depth leaves the archive
         // not read to the end).
         let mut note = match sniffed {
@@ -816,12 +830,18 @@ impl Walker<'_, '_> {
             }
         }
         let size = lim.read;
+        let capture = sum.capture.take();
+        let rules = match (self.rules.as_deref_mut(), capture) {
+            (Some(m), Some(c)) => Some(Box::new(m.match_capture(&path_from_bytes(path), &c))),
+            _ => None,
+        };
         let status = FileStatus::Hashed {
             digests: sum.finish(),
             meta: self.meta,
             warning: None,
             origin: Origin::Archive,
             kind,
+            rules,
         };
         let mut r = self.result(path, Some(size), status);
         if let Some(Inside::Member { note: n, .. }) = r.archive.as_deref_mut()
@@ -968,32 +988,6 @@ fn inner_name(prefix: &[u8]) -> Vec<u8> {
     let mut v = last.to_vec();
     v.extend_from_slice(b".out");
     v
-}
-
-/// Read until `buf` is full or the end.
-fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
-/// Read to the end (what is read is hashed by the reader itself).
-fn drain(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<()> {
-    loop {
-        match r.read(buf) {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 #[cfg(test)]

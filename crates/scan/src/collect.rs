@@ -124,6 +124,7 @@ impl Collector<'_> {
             warning,
             origin,
             kind,
+            rules,
         } = &res.status
         {
             let package = self.packages.and_then(|p| p.check(&res.path, digests));
@@ -147,6 +148,9 @@ impl Collector<'_> {
                 let rank = |b: &BudgetKeeper| {
                     if running_deleted {
                         return Rank::RUNNING_DELETED;
+                    }
+                    if rules.as_deref().and_then(|r| r.hits()).is_some() {
+                        return Rank::RULE_MATCH;
                     }
                     if modified {
                         return Rank::MODIFIED_PACKAGE;

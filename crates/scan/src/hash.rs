@@ -14,8 +14,8 @@ use md5::Md5;
 use sha1::Sha1;
 use sha2::{Digest as _, Sha256};
 
+use super::hashed::{Capture, Inside, MatchBytes, SUB_BLOCK, Sum};
 pub use super::hashed::{FileResult, FileStatus, HashOptions, Origin};
-use super::hashed::{Inside, SUB_BLOCK, Sum};
 pub use super::io::BLOCK_SIZE;
 use super::io::IoGate;
 use super::walk::WalkEvent;
@@ -74,8 +74,9 @@ enum ReadAs {
 /// first block says it is.
 type WholeRead = (Digests, u64, u32, FileKind);
 
-/// Reusable per-thread state: the read buffer, the run's stop flag, the hard links seen.
-pub struct Hasher {
+/// Reusable per-thread state: the read buffer, the run's stop flag, the hard links seen, and
+/// with `--yara` the worker's rule matcher (borrowing the run's rules for `'r`).
+pub struct Hasher<'r> {
     opts: HashOptions,
     buf: Vec<u8>,
     stop: Arc<AtomicBool>,
@@ -98,6 +99,9 @@ pub struct Hasher {
     packages: Option<Arc<PackageDb>>,
     /// What the file being read needs beyond the run's digests.
     extra: Need,
+    /// `--yara`: the worker's matcher, and the bytes of the file being read kept for it.
+    rules: Option<Box<dyn MatchBytes + 'r>>,
+    capture: Capture,
 }
 
 /// Files with more than one hard link (and running programs' images), by (dev, ino, ino_hi):
@@ -171,8 +175,8 @@ impl Drop for LinkClaim<'_> {
     }
 }
 
-impl Hasher {
-    pub fn new(opts: HashOptions) -> Hasher {
+impl<'r> Hasher<'r> {
+    pub fn new(opts: HashOptions) -> Hasher<'r> {
         Hasher {
             opts,
             buf: vec![0; BLOCK_SIZE],
@@ -185,11 +189,22 @@ impl Hasher {
             streams: None,
             packages: None,
             extra: Need::default(),
+            rules: None,
+            capture: Capture::default(),
         }
     }
 
+    /// Match every file read (and every archive member) against `rules` (`--yara`), on the
+    /// same bytes the digests are computed from. A file another hard link already read is
+    /// read again then: its name is a global the rules may test.
+    pub fn with_rules(mut self, rules: Option<Box<dyn MatchBytes + 'r>>) -> Hasher<'r> {
+        self.capture = Capture::new(rules.as_ref().map_or(0, |r| r.cap()));
+        self.rules = rules;
+        self
+    }
+
     /// Read package-owned files through the digests their package records.
-    pub fn with_packages(mut self, packages: Option<Arc<PackageDb>>) -> Hasher {
+    pub fn with_packages(mut self, packages: Option<Arc<PackageDb>>) -> Hasher<'r> {
         self.packages = packages;
         self
     }
@@ -204,25 +219,25 @@ impl Hasher {
     }
 
     /// Share the run's I/O gate (hashing permits, adaptive depth, rate cap) with the others.
-    pub fn with_gate(mut self, gate: Arc<IoGate>) -> Hasher {
+    pub fn with_gate(mut self, gate: Arc<IoGate>) -> Hasher<'r> {
         self.gate = gate;
         self
     }
 
     /// Share hard-link digests with the other workers of a run.
-    pub fn with_links(mut self, links: Arc<LinkMap>) -> Hasher {
+    pub fn with_links(mut self, links: Arc<LinkMap>) -> Hasher<'r> {
         self.links = links;
         self
     }
 
     /// The paths named on the command line (a symlink among them is followed).
-    pub fn with_roots(mut self, roots: Arc<std::collections::HashSet<PathBuf>>) -> Hasher {
+    pub fn with_roots(mut self, roots: Arc<std::collections::HashSet<PathBuf>>) -> Hasher<'r> {
         self.roots = roots;
         self
     }
 
     /// Abandon reading (between blocks) once `stop` is set.
-    pub fn with_stop(mut self, stop: Arc<AtomicBool>) -> Hasher {
+    pub fn with_stop(mut self, stop: Arc<AtomicBool>) -> Hasher<'r> {
         self.stop = stop;
         self
     }
@@ -288,6 +303,7 @@ impl Hasher {
                 &self.stop,
                 &self.gate,
                 &mut self.buf,
+                self.rules.as_deref_mut().map(|r| r as &mut dyn MatchBytes),
             )
         {
             res.archive = Some(Box::new(inside));
@@ -429,11 +445,9 @@ impl Hasher {
         // identity but not its content: never shared.
         let link_map = Arc::clone(&self.links);
         let mut link_claim = None;
-        let link_key = ((links > 1 || how == ReadAs::Image) && how != ReadAs::Stream).then_some((
-            meta.dev,
-            meta.ino,
-            meta.ino_hi,
-        ));
+        let link_key =
+            ((links > 1 || how == ReadAs::Image) && how != ReadAs::Stream && self.rules.is_none())
+                .then_some((meta.dev, meta.ino, meta.ino_hi));
         let claim =
             match link_key.map(|k| link_map.claim(k, (stat_size, meta.mtime_ns, meta.ctime_ns))) {
                 Some(Ok(read)) if self.extra.met_by(&read.0) => Some(read),
@@ -456,6 +470,7 @@ impl Hasher {
                     warning: None,
                     origin: Origin::Link,
                     kind,
+                    rules: None,
                 },
             };
         }
@@ -469,6 +484,7 @@ impl Hasher {
             (cap, std::time::Instant::now() + self.guard_deadline)
         });
         self.expanded = None;
+        self.capture.reset();
         let once = match how {
             ReadAs::Plain => self.read_archive_once(&file, &path, &meta, stat_size),
             _ => None,
@@ -532,6 +548,10 @@ impl Hasher {
         };
         let warning =
             change_warning(stat_size, read, &meta, after.as_ref()).map(String::into_boxed_str);
+        let rules = self
+            .rules
+            .as_mut()
+            .map(|m| Box::new(m.match_capture(&path, &self.capture)));
         if let Some(claim) = link_claim
             && warning.is_none()
         {
@@ -551,6 +571,7 @@ impl Hasher {
                     Origin::Read
                 },
                 kind,
+                rules,
             },
         }
     }
@@ -595,7 +616,7 @@ impl Hasher {
             gate: &self.gate,
             stop: &self.stop,
             nowait: true,
-            sum: Sum::new(&self.read_opts()),
+            sum: Sum::new(&self.read_opts()).with_capture(self.rules.as_deref()),
             stat_size,
             total: 0,
             reads: 0,
@@ -618,6 +639,7 @@ impl Hasher {
                 &mut self.buf,
                 format,
                 &mut src,
+                self.rules.as_deref_mut().map(|r| r as &mut dyn MatchBytes),
             )
         };
         let rest = loop {
@@ -638,6 +660,9 @@ impl Hasher {
             return Some(Err((e, tee.total)));
         }
         self.expanded = Some((path.to_path_buf(), expanded.0, expanded.1));
+        if let Some(c) = tee.sum.capture.take() {
+            self.capture = c;
+        }
         let kind = FileKind::sniff(&head[..n], path);
         Some(Ok((tee.sum.finish(), tee.total, tee.reads, kind)))
     }
@@ -701,9 +726,13 @@ impl Hasher {
             reads += 1;
             let at_end = n < self.buf.len() && total == stat_size;
             let data = &self.buf[..n];
+            let capture = self.rules.is_some().then_some(&mut self.capture);
             // Hashing holds one of the run's `-j` CPU permits, however many reads are waiting.
             self.gate.hash(|| {
                 kind.get_or_insert_with(|| FileKind::sniff(data, path));
+                if let Some(c) = capture {
+                    c.feed(data);
+                }
                 if multi {
                     for chunk in data.chunks(SUB_BLOCK) {
                         sha256.update(chunk);

@@ -159,6 +159,9 @@ pub enum FileStatus {
         origin: Origin,
         /// What the file is, from its first bytes (for the lookup budget's order).
         kind: FileKind,
+        /// With `--yara`: what the rules said of the bytes read (`None`: not matched, e.g.
+        /// no rules, or the digests came from a cache without a read).
+        rules: Option<Box<RulesResult>>,
     },
     /// Not read, on purpose.
     Skipped(String),
@@ -190,11 +193,92 @@ impl FileResult {
     }
 }
 
-/// SHA-256 and, when asked, MD5 and SHA-1 of one byte stream, fed in pieces.
+/// What `--yara` rules said of one file's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RulesResult {
+    /// These rules matched (never empty).
+    Matched(Vec<hashsweep_report::rules::RuleHit>),
+    /// Matched, and no rule did.
+    NoMatch,
+    /// Not matched: why (too big, timed out, an error), for the record's note.
+    NotMatched(String),
+}
+
+impl RulesResult {
+    /// The matching rules, when any matched.
+    pub fn hits(&self) -> Option<&[hashsweep_report::rules::RuleHit]> {
+        match self {
+            RulesResult::Matched(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// Why the file was not matched, when it was not.
+    pub fn note(&self) -> Option<&str> {
+        match self {
+            RulesResult::NotMatched(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+/// The bytes of one file kept for the rules as they are read (at most `cap`; past it only
+/// counted), so the file is matched whole without a second read.
+#[derive(Debug, Default)]
+pub struct Capture {
+    pub buf: Vec<u8>,
+    pub cap: usize,
+    /// Bytes fed.
+    pub seen: u64,
+}
+
+impl Capture {
+    pub fn new(cap: usize) -> Capture {
+        Capture {
+            buf: Vec::new(),
+            cap,
+            seen: 0,
+        }
+    }
+
+    /// Forget the previous file's bytes (the buffer keeps its capacity).
+    pub fn reset(&mut self) {
+        self.buf.clear();
+        self.seen = 0;
+    }
+
+    pub fn feed(&mut self, data: &[u8]) {
+        self.seen += data.len() as u64;
+        if self.seen > self.cap as u64 {
+            self.buf.clear();
+        } else {
+            self.buf.extend_from_slice(data);
+        }
+    }
+
+    /// The whole file, `None` when it was larger than the cap.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        (self.seen <= self.cap as u64).then_some(&self.buf[..])
+    }
+}
+
+/// The worker's rule matcher (`--yara`), as the readers see it: one per worker thread, asked
+/// once per file with the bytes its reads kept ([`Capture`]).
+pub trait MatchBytes {
+    /// The size cap (`--yara-max-size`): a [`Capture`] for a file is made with it.
+    fn cap(&self) -> usize;
+    /// Match the file at `path` (its name and folder are the rules' globals) on the bytes
+    /// `capture` kept.
+    fn match_capture(&mut self, path: &Path, capture: &Capture) -> RulesResult;
+}
+
+/// SHA-256 and, when asked, MD5 and SHA-1 of one byte stream, fed in pieces; with `--yara`,
+/// the bytes too ([`Capture`]).
 pub struct Sum {
     sha256: Sha256,
     md5: Option<Md5>,
     sha1: Option<Sha1>,
+    pub capture: Option<Capture>,
 }
 
 impl Sum {
@@ -203,10 +287,20 @@ impl Sum {
             sha256: Sha256::new(),
             md5: opts.md5.then(Md5::new),
             sha1: opts.sha1.then(Sha1::new),
+            capture: None,
         }
     }
 
+    /// Keep the bytes for `rules` too.
+    pub fn with_capture(mut self, rules: Option<&dyn MatchBytes>) -> Sum {
+        self.capture = rules.map(|r| Capture::new(r.cap()));
+        self
+    }
+
     pub fn update(&mut self, data: &[u8]) {
+        if let Some(c) = self.capture.as_mut() {
+            c.feed(data);
+        }
         for chunk in data.chunks(SUB_BLOCK) {
             self.sha256.update(chunk);
             if let Some(h) = self.md5.as_mut() {
@@ -218,11 +312,13 @@ impl Sum {
         }
     }
 
+    /// The digests (take [`Sum::capture`] first to keep the bytes).
     pub fn finish(self) -> Digests {
+        let this = self;
         Digests {
-            sha256: self.sha256.finalize().into(),
-            md5: self.md5.map(|h| h.finalize().into()),
-            sha1: self.sha1.map(|h| h.finalize().into()),
+            sha256: this.sha256.finalize().into(),
+            md5: this.md5.map(|h| h.finalize().into()),
+            sha1: this.sha1.map(|h| h.finalize().into()),
         }
     }
 }

@@ -11,6 +11,21 @@ use hashsweep_known::{Local, Match};
 use hashsweep_lookup::{Answer, HashOutcome, Verdict};
 use hashsweep_report::{KnownSet, PackageSummary, Record, Summary, escape_path, summary_reason};
 
+/// A `--yara` match makes a record `suspicious` unless it is a detection already (infected
+/// or suspicious) or known good (an NSRL or package match stays `known_good`, with the match
+/// in its `yara` field); any other verdict (clean, unknown, not looked up, deferred, an error)
+/// gives way, its answer and error kept. A match counts for exit status 1 whatever the verdict
+/// (see `Summary::yara_matched`).
+fn with_rule_verdict(r: Record<'_>) -> Record<'_> {
+    match (&r.yara, &r.verdict) {
+        (None, _) | (_, Verdict::Infected | Verdict::Suspicious | Verdict::KnownGood) => r,
+        (Some(_), _) => Record {
+            verdict: Verdict::Suspicious,
+            ..r
+        },
+    }
+}
+
 impl ScanOutput {
     /// The report record for one file: its own status joined with its digest's outcome.
     pub fn record<'a>(&'a self, f: &'a FileResult) -> Record<'a> {
@@ -49,10 +64,16 @@ impl ScanOutput {
                 digests,
                 warning,
                 meta,
+                rules,
                 ..
             } => {
+                let rules = rules.as_deref();
                 let base = Record {
-                    note: warning.as_deref().or(f.archive_note()),
+                    note: warning
+                        .as_deref()
+                        .or(f.archive_note())
+                        .or(rules.and_then(|r| r.note())),
+                    yara: rules.and_then(|r| r.hits()),
                     mtime: Some(system_time(meta.mtime_ns)),
                     // A member has the container's times but no inode of its own.
                     inode: member.is_none().then_some(meta.ino),
@@ -87,7 +108,7 @@ impl ScanOutput {
                     .lookup_algo
                     .and_then(|a| digests.get(a))
                     .and_then(|d| self.dedup.outcome(&d));
-                match (local, self.lookup_algo) {
+                let r = match (local, self.lookup_algo) {
                     // An IOC list is refused as --known-good: listed, whatever its kind.
                     (Some(Local::Good(Match::Listed | Match::Ioc(_))), _) => Record {
                         verdict: Verdict::KnownGood,
@@ -159,7 +180,8 @@ impl ScanOutput {
                             ..base
                         }
                     }
-                }
+                };
+                with_rule_verdict(r)
             }
         }
     }

@@ -29,6 +29,7 @@ pub mod plan;
 pub mod process;
 pub mod progress;
 mod remembered;
+pub mod rules;
 pub mod sizes;
 pub mod upload;
 pub mod walk;
@@ -86,6 +87,10 @@ pub struct ScanConfig {
     pub processes: Option<ProcessScope>,
     /// `--packages`: the system's package databases.
     pub packages: Option<Arc<PackageDb>>,
+    /// `--yara`: the compiled rules, matched on every file's bytes as they are hashed. The
+    /// digest cache then answers no file (a file not read cannot be matched): every file is
+    /// read, and the verdict cache still saves the lookups.
+    pub rules: Option<Arc<rules::RuleSet>>,
 }
 
 /// What a scan learned: one result per path, and one outcome per distinct digest looked up.
@@ -320,22 +325,31 @@ pub fn scan(
         // Starts reader `index`; a copy goes to the grower below.
         let (gate_ref, roots_ref, links_ref) = (&gate, &roots, &links);
         let start = move |index: usize, local: Worker<Task>, res_tx: Sender<Vec<FileResult>>| {
-            let mut hasher = Hasher::new(cfg.hash)
-                .with_packages(cfg.packages.clone())
-                .with_roots(Arc::clone(roots_ref))
-                .with_links(Arc::clone(links_ref))
-                .with_stop(Arc::clone(stop))
-                .with_gate(Arc::clone(gate_ref));
-            let cache = cfg.cache.as_deref().map(|cache| DigestCache {
-                cache,
-                packages: cfg.packages.as_deref(),
-                opts: cfg.hash,
-            });
+            let rules = cfg.rules.as_deref();
+            let cache = cfg
+                .cache
+                .as_deref()
+                .filter(|_| rules.is_none())
+                .map(|cache| DigestCache {
+                    cache,
+                    packages: cfg.packages.as_deref(),
+                    opts: cfg.hash,
+                });
             let turn = Turn {
                 index,
                 gate: gate_ref,
             };
-            s.spawn(move || hash_worker(&mut hasher, cache.as_ref(), &local, queue, turn, &res_tx));
+            s.spawn(move || {
+                // The matcher is made here: a yara-x scanner stays on the thread that made it.
+                let mut hasher = Hasher::new(cfg.hash)
+                    .with_packages(cfg.packages.clone())
+                    .with_roots(Arc::clone(roots_ref))
+                    .with_links(Arc::clone(links_ref))
+                    .with_stop(Arc::clone(stop))
+                    .with_gate(Arc::clone(gate_ref))
+                    .with_rules(rules.map(rules::RuleSet::matcher));
+                hash_worker(&mut hasher, cache.as_ref(), &local, queue, turn, &res_tx)
+            });
         };
         let mut locals = locals.into_iter().enumerate();
         for (index, local) in locals.by_ref().take(gate.depth()) {

@@ -139,6 +139,11 @@ impl Rank {
     /// own, asked before anything else.
     pub const RUNNING_DELETED: Rank = Rank(0);
 
+    /// A file a `--yara` rule matched: after a running deleted program, before everything
+    /// else (the service's answer is the second opinion the match asks for). Its code (61) is
+    /// above any code stored before bit 6 existed, so a deferred one reads back as itself.
+    pub const RULE_MATCH: Rank = Rank(ORDINARY - 3);
+
     /// A digest that CIRCL hashlookup knows and one of its sources flags (`KnownMalicious`,
     /// `--circl`): after a running deleted program, before everything else. Its code (62),
     /// like [`Rank::MODIFIED_PACKAGE`]'s, is above any code stored before bit 6 existed, so a
@@ -160,7 +165,8 @@ impl Rank {
         Rank(self.0 | 1)
     }
 
-    /// [`Rank::RUNNING_DELETED`], [`Rank::FLAGGED_ELSEWHERE`], [`Rank::MODIFIED_PACKAGE`].
+    /// [`Rank::RUNNING_DELETED`], [`Rank::RULE_MATCH`], [`Rank::FLAGGED_ELSEWHERE`],
+    /// [`Rank::MODIFIED_PACKAGE`].
     fn is_special(self) -> bool {
         self.0 & (ORDINARY | KNOWN_ELSEWHERE) == 0
     }
@@ -184,6 +190,7 @@ impl Rank {
         // Codes stored before bit 6 existed are ordinary ranks.
         match code {
             0 => Rank::RUNNING_DELETED,
+            c if c == Rank::RULE_MATCH.0 => Rank::RULE_MATCH,
             c if c == Rank::FLAGGED_ELSEWHERE.0 => Rank::FLAGGED_ELSEWHERE,
             c if c == Rank::MODIFIED_PACKAGE.0 => Rank::MODIFIED_PACKAGE,
             c => Rank(c | ORDINARY),
@@ -680,6 +687,22 @@ mod tests {
         let mut p = Planner::new(Some(1), 1);
         assert!(!p.offer(d(1), best));
         assert!(!p.offer(d(2), Rank::MODIFIED_PACKAGE));
+        let Decision { asked, .. } = p.finish(None, &HashMap::new(), &HashMap::new());
+        assert_eq!(asked, vec![d(2)]);
+    }
+
+    /// A file a --yara rule matched is asked first with a budget of one, and its stored code
+    /// reads back as itself.
+    #[test]
+    fn a_rule_match_is_asked_before_every_ordinary_file() {
+        let best = Rank::of(FileKind::Executable, true, true);
+        assert!(Rank::RUNNING_DELETED < Rank::RULE_MATCH);
+        assert!(Rank::RULE_MATCH < Rank::FLAGGED_ELSEWHERE);
+        assert_eq!(Rank::from_code(Rank::RULE_MATCH.code()), Rank::RULE_MATCH);
+        assert_eq!(Rank::RULE_MATCH.common(), Rank::RULE_MATCH);
+        let mut p = Planner::new(Some(1), 1);
+        assert!(!p.offer(d(1), best));
+        assert!(!p.offer(d(2), Rank::RULE_MATCH));
         let Decision { asked, .. } = p.finish(None, &HashMap::new(), &HashMap::new());
         assert_eq!(asked, vec![d(2)]);
     }

@@ -95,6 +95,7 @@ pub fn from_row(
                     warning: None,
                     origin: Origin::ArchiveCache,
                     kind,
+                    rules: None,
                 },
                 MemberState::Skipped(why) => FileStatus::Skipped(why),
                 MemberState::Error(why) => FileStatus::Error(why),

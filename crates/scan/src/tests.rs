@@ -47,6 +47,7 @@ fn cache_write_failures_are_warned_once_and_counted() {
         budget: BudgetOptions::default(),
         processes: None,
         packages: None,
+        rules: None,
     };
     let progress = Recorder::default();
     let out = scan(&cfg, None, &progress, &Arc::new(AtomicBool::new(false))).unwrap();

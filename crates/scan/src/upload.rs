@@ -786,6 +786,7 @@ fn candidates(out: &ScanOutput, algo: Algo, ranker: &Ranker) -> Vec<Candidate> {
             warning: None,
             origin: Origin::Read | Origin::Cache | Origin::Link,
             kind,
+            ..
         } = &f.status
         else {
             continue;

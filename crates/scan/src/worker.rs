@@ -119,6 +119,7 @@ impl DigestCache<'_> {
                         origin: Origin::Cache,
                         // A row from before kinds were kept: the name is all there is.
                         kind: kind.unwrap_or_else(|| FileKind::sniff(&[], p)),
+                        rules: None,
                     },
                 };
                 Some((FileKey::new(&meta, size), kind, res))
@@ -288,7 +289,7 @@ pub(super) struct Turn<'a> {
 /// One hash worker. Results go to the collector in batches, flushed whenever the worker runs
 /// out of work (so the collector never waits on a half-full batch) or after a slow file.
 pub(super) fn hash_worker(
-    hasher: &mut Hasher,
+    hasher: &mut Hasher<'_>,
     cache: Option<&DigestCache<'_>>,
     local: &Worker<Task>,
     queue: WorkQueue<'_>,

@@ -3,8 +3,8 @@
 //! thread owns and feeds with the buffers it hashes ([`matcher`]), and the match record, shaped
 //! like `yr scan --output-format ndjson` ([`record`]).
 //!
-//! This crate does not depend on the `hashsweep` crate: it is phase 1 of issue 31, and the scan
-//! pipeline calls it in phase 2.
+//! This crate depends on no other hashsweep crate (a layer just above core): the scan pipeline
+//! calls it (`hashsweep_scan::rules`, the `yara` feature) for `scan --yara`.
 //!
 //! # yara-x features
 //! `default-features = false`, then only what a file sweep's rule sets use:

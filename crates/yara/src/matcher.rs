@@ -140,6 +140,53 @@ impl<'r> Matcher<'r> {
         self.buf.extend_from_slice(block);
     }
 
+    /// Matches a whole file held by the caller (the bytes its reads kept, at most the cap),
+    /// with its globals: [`Self::begin`], [`Self::feed`] and [`Self::finish`] in one, without
+    /// copying the bytes into this matcher's buffer.
+    pub fn scan_whole(&mut self, globals: &FileGlobals<'_>, data: &[u8]) -> Outcome {
+        self.begin(globals);
+        if data.len() > self.cap {
+            return Outcome::NotMatched {
+                reason: NotMatched::TooBig {
+                    size: data.len() as u64,
+                    cap: self.cap as u64,
+                },
+            };
+        }
+        if let Some(message) = self.globals_error.take() {
+            return Outcome::NotMatched {
+                reason: NotMatched::Error { message },
+            };
+        }
+        self.scan(data)
+    }
+
+    fn scan(&mut self, data: &[u8]) -> Outcome {
+        match self.scanner.scan(data) {
+            Ok(results) => {
+                let rules: Vec<RuleMatch> = results
+                    .matching_rules()
+                    .map(|r| RuleMatch::from_rule(&r))
+                    .collect();
+                if rules.is_empty() {
+                    Outcome::NoMatch
+                } else {
+                    Outcome::Matched { rules }
+                }
+            }
+            Err(ScanError::Timeout) => Outcome::NotMatched {
+                reason: NotMatched::Timeout {
+                    seconds: self.timeout_secs,
+                },
+            },
+            Err(e) => Outcome::NotMatched {
+                reason: NotMatched::Error {
+                    message: e.to_string(),
+                },
+            },
+        }
+    }
+
     /// Matches the file fed since [`Self::begin`].
     pub fn finish(&mut self) -> Outcome {
         let outcome = if self.too_big {
@@ -154,29 +201,10 @@ impl<'r> Matcher<'r> {
                 reason: NotMatched::Error { message },
             }
         } else {
-            match self.scanner.scan(&self.buf) {
-                Ok(results) => {
-                    let rules: Vec<RuleMatch> = results
-                        .matching_rules()
-                        .map(|r| RuleMatch::from_rule(&r))
-                        .collect();
-                    if rules.is_empty() {
-                        Outcome::NoMatch
-                    } else {
-                        Outcome::Matched { rules }
-                    }
-                }
-                Err(ScanError::Timeout) => Outcome::NotMatched {
-                    reason: NotMatched::Timeout {
-                        seconds: self.timeout_secs,
-                    },
-                },
-                Err(e) => Outcome::NotMatched {
-                    reason: NotMatched::Error {
-                        message: e.to_string(),
-                    },
-                },
-            }
+            let buf = std::mem::take(&mut self.buf);
+            let outcome = self.scan(&buf);
+            self.buf = buf;
+            outcome
         };
         self.buf.clear();
         self.seen = 0;
