@@ -100,6 +100,7 @@ fn config(root: &Path) -> ScanConfig {
             ..LookupOptions::default()
         }),
         cache: None,
+        rules: None,
         local: None,
         budget: BudgetOptions::default(),
         processes: None,
