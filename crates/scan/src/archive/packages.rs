@@ -4,7 +4,8 @@
 
 use std::io::Read;
 
-use super::tarball::{Exact, MAX_EXTENSION, WalkError, damaged, finish, read_full, skip};
+use super::limits::read_up_to;
+use super::tarball::{Exact, MAX_EXTENSION, WalkError, damaged, finish, skip};
 
 /// Walk an `ar` archive (`!<arch>\n` already sniffed, not yet read), calling `each(name,
 /// data)` for every member but the symbol tables. GNU long names (`//` table, `/N`) and BSD
@@ -14,14 +15,14 @@ pub(super) fn walk_ar<E>(
     mut each: impl FnMut(&[u8], &mut dyn Read) -> Result<(), E>,
 ) -> Result<(), WalkError<E>> {
     let mut magic = [0u8; 8];
-    if read_full(src, &mut magic)? < 8 || &magic != b"!<arch>\n" {
+    if read_up_to(src, &mut magic)? < 8 || &magic != b"!<arch>\n" {
         return damaged("not an ar archive");
     }
     let mut at = 8u64;
     let mut long_names: Vec<u8> = Vec::new();
     loop {
         let mut h = [0u8; 60];
-        match read_full(src, &mut h)? {
+        match read_up_to(src, &mut h)? {
             0 => return Ok(()),
             60 => {}
             _ => return damaged(format!("truncated member header at byte {at}")),
@@ -45,7 +46,7 @@ pub(super) fn walk_ar<E>(
                 return damaged("an ar long-name table too large");
             }
             long_names = vec![0u8; size as usize];
-            if read_full(src, &mut long_names)? < long_names.len() {
+            if read_up_to(src, &mut long_names)? < long_names.len() {
                 return damaged("truncated ar long-name table");
             }
             skip(src, padded - size)?;
@@ -58,7 +59,7 @@ pub(super) fn walk_ar<E>(
                 .filter(|&n| n <= size && n <= 4096)
                 .ok_or_else(|| WalkError::Damaged("a bad BSD long name".into()))?;
             let mut name = vec![0u8; n as usize];
-            if read_full(src, &mut name)? < name.len() {
+            if read_up_to(src, &mut name)? < name.len() {
                 return damaged("truncated ar member name");
             }
             data_size = size - n;
@@ -91,7 +92,7 @@ pub(super) fn walk_cpio<E>(
     let mut at = 0u64;
     loop {
         let mut magic = [0u8; 6];
-        match read_full(src, &mut magic)? {
+        match read_up_to(src, &mut magic)? {
             0 => return damaged("the cpio archive ends without its trailer"),
             6 => {}
             _ => return damaged(format!("truncated cpio header at byte {at}")),
@@ -103,7 +104,7 @@ pub(super) fn walk_cpio<E>(
         };
         let (mode, nlink, size, namesize, header_len) = if newc {
             let mut h = [0u8; 104];
-            if read_full(src, &mut h)? < h.len() {
+            if read_up_to(src, &mut h)? < h.len() {
                 return damaged("truncated cpio header");
             }
             let f = |i: usize| hex(&h[i * 8..i * 8 + 8]);
@@ -114,7 +115,7 @@ pub(super) fn walk_cpio<E>(
             }
         } else {
             let mut h = [0u8; 70];
-            if read_full(src, &mut h)? < h.len() {
+            if read_up_to(src, &mut h)? < h.len() {
                 return damaged("truncated cpio header");
             }
             // dev ino mode uid gid nlink rdev (6 each) mtime (11) namesize (6) filesize (11)
@@ -128,7 +129,7 @@ pub(super) fn walk_cpio<E>(
             return damaged(format!("a cpio name of {namesize} bytes at byte {at}"));
         }
         let mut name = vec![0u8; namesize as usize];
-        if read_full(src, &mut name)? < name.len() {
+        if read_up_to(src, &mut name)? < name.len() {
             return damaged("truncated cpio name");
         }
         let name_pad = if newc { pad4(header_len + namesize) } else { 0 };
@@ -158,13 +159,13 @@ pub(super) fn walk_cpio<E>(
 /// Skip an RPM's lead and headers (sniffed, not yet read): what follows is its payload.
 pub(super) fn skip_rpm_headers<E>(src: &mut dyn Read) -> Result<(), WalkError<E>> {
     let mut lead = [0u8; 96];
-    if read_full(src, &mut lead)? < lead.len() || lead[..4] != [0xed, 0xab, 0xee, 0xdb] {
+    if read_up_to(src, &mut lead)? < lead.len() || lead[..4] != [0xed, 0xab, 0xee, 0xdb] {
         return damaged("not an RPM package");
     }
     // The signature header (padded to 8 bytes), then the header.
     for padded in [true, false] {
         let mut h = [0u8; 16];
-        if read_full(src, &mut h)? < h.len() || h[..3] != [0x8e, 0xad, 0xe8] {
+        if read_up_to(src, &mut h)? < h.len() || h[..3] != [0x8e, 0xad, 0xe8] {
             return damaged("an RPM header is missing or damaged");
         }
         let index = u64::from(u32::from_be_bytes([h[8], h[9], h[10], h[11]]));

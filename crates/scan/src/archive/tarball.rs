@@ -8,6 +8,7 @@
 //! held in memory but one header, a PAX record (at most [`MAX_EXTENSION`] bytes) and a
 //! sparse map (bounded by the same).
 
+use super::limits::read_up_to;
 use std::io::{self, Read};
 
 /// The most a PAX header, a GNU long name or a sparse map may take (bytes): far past any
@@ -66,7 +67,7 @@ pub(super) fn walk<E>(
     let mut long_name: Option<Vec<u8>> = None;
     loop {
         let mut h = [0u8; BLOCK as usize];
-        match read_full(src, &mut h)? {
+        match read_up_to(src, &mut h)? {
             0 if pax.is_none() && long_name.is_none() => return Ok(()),
             0 => return damaged("the archive ends after an extended header, before its member"),
             n if n < h.len() => return damaged(format!("truncated header at byte {at}")),
@@ -102,7 +103,7 @@ pub(super) fn walk<E>(
                     ));
                 }
                 let mut data = vec![0u8; size as usize];
-                if read_full(src, &mut data)? < data.len() {
+                if read_up_to(src, &mut data)? < data.len() {
                     return damaged("truncated extended header");
                 }
                 skip(src, padded - size)?;
@@ -208,20 +209,6 @@ impl Read for Exact<'_> {
         self.left -= n as u64;
         Ok(n)
     }
-}
-
-/// Read until `buf` is full or the stream ends; how much was read.
-pub(super) fn read_full(src: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match src.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// Skip `n` bytes; the stream ending first is damage.
@@ -412,7 +399,7 @@ fn gnu_sparse_map<E>(
     let mut blocks = 0u64;
     while extended {
         let mut ext = [0u8; 512];
-        if read_full(src, &mut ext)? < ext.len() {
+        if read_up_to(src, &mut ext)? < ext.len() {
             return damaged("a sparse member's map is truncated");
         }
         blocks += 1;
@@ -439,7 +426,7 @@ fn sparse_v1_map<E>(data: &mut dyn Read) -> Result<(SparseMap, u64), WalkError<E
                     return damaged("a sparse member's map is too long");
                 }
                 block = vec![0u8; BLOCK as usize];
-                if read_full(data, &mut block)? < block.len() {
+                if read_up_to(data, &mut block)? < block.len() {
                     return damaged("a sparse member's map is truncated");
                 }
                 used += BLOCK;
